@@ -1,0 +1,44 @@
+// Depthwise convolution, NHWC input, weights [KH, KW, C]: one filter per channel.
+
+struct DepthwiseParams {
+    batch: u32, in_h: u32, in_w: u32, channels: u32,
+    out_h: u32, out_w: u32, kernel: u32, stride: u32,
+    pad_top: u32, pad_left: u32, _unused0: u32, _unused1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: DepthwiseParams;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read_write> output: array<f32>;
+
+// One output element per invocation, channel fastest: reads along C are coalesced.
+@compute @workgroup_size(WG_SIZE)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.batch * p.out_h * p.out_w * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let pixel = index / p.channels;
+    let ox = pixel % p.out_w;
+    let oy = (pixel / p.out_w) % p.out_h;
+    let n = pixel / (p.out_w * p.out_h);
+
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let iy = i32(oy * p.stride + ky) - i32(p.pad_top);
+        if iy < 0 || iy >= i32(p.in_h) {
+            continue;
+        }
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let ix = i32(ox * p.stride + kx) - i32(p.pad_left);
+            if ix < 0 || ix >= i32(p.in_w) {
+                continue;
+            }
+            let x = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c];
+            acc += x * weight[(ky * p.kernel + kx) * p.channels + c];
+        }
+    }
+    output[index] = acc;
+}

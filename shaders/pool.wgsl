@@ -1,0 +1,26 @@
+// Global average pooling: NHWC [N, H, W, C] -> [N, C].
+
+struct PoolParams {
+    batch: u32, pixels: u32, channels: u32, _unused: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: PoolParams;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read_write> output: array<f32>;
+
+// One (n, c) per invocation, summing over the pixels in a fixed order (deterministic).
+@compute @workgroup_size(WG_SIZE)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.batch * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let n = index / p.channels;
+    var sum = 0.0;
+    for (var i = 0u; i < p.pixels; i++) {
+        sum += input[(n * p.pixels + i) * p.channels + c];
+    }
+    output[index] = sum / f32(p.pixels);
+}

@@ -1,0 +1,212 @@
+//! The GPU context: adapter and device selection, shader modules, the pipeline cache and
+//! buffer helpers. Nothing here knows about layers or models.
+
+mod buffers;
+mod shaders;
+
+pub use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
+pub use shaders::Shader;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What to run when no adapter is found; printed in the error so users can fix it.
+pub const INSTALL_HINT: &str = "install a GPU driver with Vulkan, Metal or DX12 support; on Linux \
+without a GPU install the software Vulkan driver: apt-get install libvulkan1 mesa-vulkan-drivers";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error("no GPU adapter found (backends tried: {backends}); {hint}", hint = INSTALL_HINT)]
+    NoAdapter { backends: String },
+    #[error("WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: {available}")]
+    AdapterNotFound { wanted: String, available: String },
+    #[error("could not open a device on adapter {adapter:?}: {reason}")]
+    Device { adapter: String, reason: String },
+    #[error("reading a buffer back from the GPU failed: {0}")]
+    Readback(String),
+}
+
+/// One adapter as `mobilenet devices` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub timestamp_queries: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct PipelineKey {
+    shader: Shader,
+    entry: &'static str,
+}
+
+/// A device and queue plus caches of shader modules and compute pipelines.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    timestamp_period_ns: Option<f32>,
+    modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+}
+
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter the instance can see, honouring WGPU_BACKEND.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let instance = instance();
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let needle = wanted.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+            .ok_or_else(|| GpuError::AdapterNotFound {
+                wanted,
+                available: if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
+            });
+    }
+    let options = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::from_env()
+            .unwrap_or(wgpu::PowerPreference::HighPerformance),
+        ..Default::default()
+    };
+    pollster::block_on(instance.request_adapter(&options)).map_err(|_| GpuError::NoAdapter {
+        backends: format!("{backends:?}"),
+    })
+}
+
+impl Gpu {
+    /// Opens the best adapter (or the one named by WGPU_ADAPTER_NAME) with its own limits,
+    /// not the conservative defaults, so large batches fit on large GPUs.
+    pub fn new() -> Result<Gpu, GpuError> {
+        let instance = instance();
+        let adapter = select_adapter(&instance)?;
+        let summary = AdapterSummary::of(&adapter);
+        let wanted_features = wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & wanted_features;
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("mobilenet-wgpu"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&descriptor)).map_err(|e| {
+                GpuError::Device {
+                    adapter: summary.name.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let timestamp_period_ns = features
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
+            .then(|| queue.get_timestamp_period());
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            timestamp_period_ns,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Nanoseconds per timestamp tick, when the device supports timestamp queries.
+    pub fn timestamp_period_ns(&self) -> Option<f32> {
+        self.timestamp_period_ns
+    }
+
+    /// The compute pipeline for one entry point, created on first use and cached. Its
+    /// bind-group layout is derived from the shader, so each entry point binds only what
+    /// it reads.
+    pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
+        let key = PipelineKey { shader, entry };
+        let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(pipeline) = pipelines.get(&key) {
+            return pipeline.clone();
+        }
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        let module = modules.entry(shader).or_insert_with(|| {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(shader.file_name()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                })
+        });
+        let pipeline = Arc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(&format!("{shader}:{entry}")),
+                layout: None,
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            },
+        ));
+        pipelines.insert(key, pipeline.clone());
+        pipeline
+    }
+}

@@ -1,0 +1,225 @@
+//! MobileNet V1 (Howard et al. 2017): the configuration and the graph it builds.
+
+mod summary;
+
+pub use summary::{Summary, SummaryRow};
+
+use crate::graph::{GraphBuilder, GraphError, TensorId};
+use crate::ops::{Activation, BatchNorm, Conv2d, Dense, Depthwise, Padding, Pointwise};
+use std::fmt;
+use std::str::FromStr;
+
+/// The 13 depthwise-separable blocks of the paper's Table 1: (output channels, stride).
+pub const BLOCKS: [(usize, usize); 13] = [
+    (64, 1),
+    (128, 2),
+    (128, 1),
+    (256, 2),
+    (256, 1),
+    (512, 2),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (512, 1),
+    (1024, 2),
+    (1024, 1),
+];
+/// Output channels of the stem convolution at width 1.0.
+pub const STEM_CHANNELS: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid MobileNet V1 configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+}
+
+/// The published variants users meet; see REFERENCE.md's "Variants" table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    /// The paper and its seed code: ReLU, symmetric padding.
+    Paper,
+    /// timm's `mobilenetv1_100`: ReLU6, symmetric padding, BN epsilon 1e-5.
+    Timm,
+    /// Keras `MobileNet`: ReLU6, TensorFlow SAME padding, BN epsilon 1e-3.
+    Keras,
+}
+
+impl FromStr for Preset {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "paper" => Ok(Preset::Paper),
+            "timm" => Ok(Preset::Timm),
+            "keras" => Ok(Preset::Keras),
+            other => Err(format!(
+                "unknown preset {other:?}; expected paper, timm or keras"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Preset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Preset::Paper => "paper",
+            Preset::Timm => "timm",
+            Preset::Keras => "keras",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MobileNetV1Config {
+    /// Width multiplier: every channel count is scaled by it.
+    pub alpha: f32,
+    /// Input height and width.
+    pub resolution: usize,
+    pub classes: usize,
+    /// 3 for RGB, 1 for grayscale.
+    pub in_channels: usize,
+    /// 2 in the paper; 1 keeps small inputs (CIFAR, Fashion-MNIST) from collapsing early.
+    pub stem_stride: usize,
+    pub activation: Activation,
+    pub padding: Padding,
+    pub bn_eps: f32,
+}
+
+impl Default for MobileNetV1Config {
+    fn default() -> Self {
+        Self::preset(Preset::Paper)
+    }
+}
+
+impl MobileNetV1Config {
+    /// 1.0 / 224 / 1000 classes / RGB in the given variant.
+    pub fn preset(preset: Preset) -> Self {
+        let (activation, padding, bn_eps) = match preset {
+            Preset::Paper => (Activation::Relu, Padding::Symmetric, 1e-5),
+            Preset::Timm => (Activation::Relu6, Padding::Symmetric, 1e-5),
+            Preset::Keras => (Activation::Relu6, Padding::Same, 1e-3),
+        };
+        MobileNetV1Config {
+            alpha: 1.0,
+            resolution: 224,
+            classes: 1000,
+            in_channels: 3,
+            stem_stride: 2,
+            activation,
+            padding,
+            bn_eps,
+        }
+    }
+
+    /// A channel count scaled by the width multiplier, as the paper and Keras do
+    /// (truncated, at least 1).
+    pub fn width(&self, channels: usize) -> usize {
+        ((channels as f64 * self.alpha as f64) as usize).max(1)
+    }
+
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let fail = |m: String| Err(ModelError::Config(m));
+        if !(self.alpha.is_finite() && self.alpha > 0.0 && self.alpha <= 8.0) {
+            return fail(format!("alpha must be in (0, 8], got {}", self.alpha));
+        }
+        if self.resolution == 0 || self.resolution > 4096 {
+            return fail(format!(
+                "resolution must be in 1..=4096, got {}",
+                self.resolution
+            ));
+        }
+        if self.classes == 0 {
+            return fail("classes must be at least 1".into());
+        }
+        if self.in_channels == 0 {
+            return fail("input channels must be at least 1 (3 for RGB, 1 for grayscale)".into());
+        }
+        if !(1..=2).contains(&self.stem_stride) {
+            return fail(format!(
+                "stem stride must be 1 or 2, got {}",
+                self.stem_stride
+            ));
+        }
+        if !(self.bn_eps.is_finite() && self.bn_eps > 0.0) {
+            return fail(format!("BN epsilon must be positive, got {}", self.bn_eps));
+        }
+        Ok(())
+    }
+
+    /// Builds the inference graph for a batch: stem, 13 blocks, pool, classifier, softmax.
+    /// Parameters are named `stem.conv.weight`, `blocks.<i>.dw.weight`, `blocks.<i>.pw_bn.gamma`,
+    /// `classifier.bias`, ... with blocks numbered 1..=13 as in the paper.
+    pub fn build(&self, batch: usize) -> Result<MobileNetV1, ModelError> {
+        self.validate()?;
+        if batch == 0 {
+            return Err(ModelError::Config("batch must be at least 1".into()));
+        }
+        let bn = BatchNorm {
+            eps: self.bn_eps,
+            activation: self.activation,
+        };
+        let mut g = GraphBuilder::new();
+        let image = g.input(
+            "image",
+            [batch, self.resolution, self.resolution, self.in_channels],
+        );
+        let stem = Conv2d {
+            out_channels: self.width(STEM_CHANNELS),
+            kernel: 3,
+            stride: self.stem_stride,
+            padding: self.padding,
+        };
+        let mut x = g.conv2d("stem.conv", image, stem)?;
+        x = g.batch_norm("stem.bn", x, bn.clone())?;
+        for (i, &(channels, stride)) in BLOCKS.iter().enumerate() {
+            let block = i + 1;
+            let dw = Depthwise {
+                kernel: 3,
+                stride,
+                padding: self.padding,
+            };
+            x = g.depthwise(&format!("blocks.{block}.dw"), x, dw)?;
+            x = g.batch_norm(&format!("blocks.{block}.dw_bn"), x, bn.clone())?;
+            let pw = Pointwise {
+                out_channels: self.width(channels),
+            };
+            x = g.pointwise(&format!("blocks.{block}.pw"), x, pw)?;
+            x = g.batch_norm(&format!("blocks.{block}.pw_bn"), x, bn.clone())?;
+        }
+        let pooled = g.global_avg_pool("pool", x)?;
+        let logits = g.dense(
+            "classifier",
+            pooled,
+            Dense {
+                out_features: self.classes,
+            },
+        )?;
+        let probs = g.softmax("softmax", logits)?;
+        g.output(logits)?;
+        g.output(probs)?;
+        Ok(MobileNetV1 {
+            config: self.clone(),
+            graph: g,
+            logits,
+            probs,
+        })
+    }
+}
+
+/// A built MobileNet V1 graph and its two outputs (logits, then probabilities).
+#[derive(Clone, Debug)]
+pub struct MobileNetV1 {
+    pub config: MobileNetV1Config,
+    pub graph: GraphBuilder,
+    pub logits: TensorId,
+    pub probs: TensorId,
+}
+
+impl MobileNetV1 {
+    /// The layer table for one image.
+    pub fn summary(&self) -> Summary {
+        Summary::of(&self.graph)
+    }
+}

@@ -1,0 +1,309 @@
+//! One module per layer type: shape rules, parameters, cost, and how the layer dispatches
+//! its shaders. Ops describe buffers by role (`Slot`); the graph decides which buffers.
+
+mod batchnorm;
+mod conv2d;
+mod dense;
+mod depthwise;
+mod pointwise;
+mod pool;
+mod softmax;
+
+pub use batchnorm::BatchNorm;
+pub use conv2d::Conv2d;
+pub use dense::Dense;
+pub use depthwise::Depthwise;
+pub use pointwise::Pointwise;
+pub use pool::GlobalAvgPool;
+pub use softmax::Softmax;
+
+use crate::gpu::Shader;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    None,
+    #[default]
+    Relu,
+    Relu6,
+}
+
+impl Activation {
+    /// The code the shaders switch on (common.wgsl's ACT_* constants).
+    pub fn shader_code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::Relu => 1,
+            Activation::Relu6 => 2,
+        }
+    }
+}
+
+impl FromStr for Activation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "linear" => Ok(Activation::None),
+            "relu" => Ok(Activation::Relu),
+            "relu6" => Ok(Activation::Relu6),
+            other => Err(format!(
+                "unknown activation {other:?}; expected none, relu or relu6"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Activation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Activation::None => "none",
+            Activation::Relu => "relu",
+            Activation::Relu6 => "relu6",
+        })
+    }
+}
+
+/// How a convolution pads its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// kernel/2 on every side (PyTorch, timm, the paper).
+    #[default]
+    Symmetric,
+    /// TensorFlow SAME: output = ceil(input / stride), any odd padding goes after (Keras).
+    Same,
+}
+
+impl Padding {
+    /// Output size and padding before the first element along one spatial axis.
+    pub fn resolve(self, input: usize, kernel: usize, stride: usize) -> (usize, usize) {
+        match self {
+            Padding::Symmetric => {
+                let pad = kernel / 2;
+                ((input + 2 * pad).saturating_sub(kernel) / stride + 1, pad)
+            }
+            Padding::Same => {
+                let out = input.div_ceil(stride);
+                let total = ((out - 1) * stride + kernel).saturating_sub(input);
+                (out, total / 2)
+            }
+        }
+    }
+}
+
+impl FromStr for Padding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "symmetric" | "torch" => Ok(Padding::Symmetric),
+            "same" | "tf" | "tf-same" => Ok(Padding::Same),
+            other => Err(format!(
+                "unknown padding {other:?}; expected symmetric or same"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Padding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Padding::Symmetric => "symmetric",
+            Padding::Same => "same",
+        })
+    }
+}
+
+/// What a parameter is, which decides its initialisation and whether it is trained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamRole {
+    /// A convolution or dense kernel; `fan_in` drives He initialisation.
+    Weight {
+        fan_in: usize,
+    },
+    Bias,
+    Gamma,
+    Beta,
+    RunningMean,
+    RunningVar,
+}
+
+impl ParamRole {
+    pub fn trainable(self) -> bool {
+        !matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
+    }
+}
+
+/// A parameter tensor an op owns, named `<op name>.<suffix>` in the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    pub suffix: &'static str,
+    pub shape: Vec<usize>,
+    pub role: ParamRole,
+}
+
+impl ParamSpec {
+    fn new(suffix: &'static str, shape: Vec<usize>, role: ParamRole) -> Self {
+        ParamSpec {
+            suffix,
+            shape,
+            role,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which buffer a shader binding receives; bindings are numbered from 1 in this order
+/// (binding 0 is always the op's uniform block).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Input,
+    Output,
+    /// The op's n-th parameter, in `params()` order.
+    Param(usize),
+    /// A placeholder for a binding the dispatch does not read (e.g. GEMM bias when absent).
+    Unused,
+}
+
+/// One compute dispatch of an op: pipeline, uniform contents, bindings and grid size.
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub uniform: Vec<u8>,
+    pub slots: Vec<Slot>,
+    pub workgroups: [u32; 3],
+}
+
+/// The most workgroups per grid dimension every WebGPU adapter accepts.
+const MAX_GROUPS_PER_DIM: u32 = 65535;
+/// Must match the default of WG_SIZE in common.wgsl.
+const LINEAR_WORKGROUP: usize = 64;
+
+/// Grid for the one-output-per-invocation kernels (see `linear_index` in common.wgsl).
+fn linear_grid(threads: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(LINEAR_WORKGROUP).max(1) as u32;
+    let x = groups.min(MAX_GROUPS_PER_DIM);
+    [x, groups.div_ceil(x), 1]
+}
+
+fn uniform_words(words: &[u32]) -> Vec<u8> {
+    bytemuck::cast_slice(words).to_vec()
+}
+
+/// Checks a rank-4 NHWC shape.
+fn nhwc(shape: &[usize]) -> Result<[usize; 4], String> {
+    match shape {
+        &[n, h, w, c] if n > 0 && h > 0 && w > 0 && c > 0 => Ok([n, h, w, c]),
+        _ => Err(format!(
+            "expected a non-empty NHWC tensor [N, H, W, C], got {shape:?}"
+        )),
+    }
+}
+
+/// Checks a rank-2 [N, features] shape.
+fn matrix(shape: &[usize]) -> Result<[usize; 2], String> {
+    match shape {
+        &[n, f] if n > 0 && f > 0 => Ok([n, f]),
+        _ => Err(format!(
+            "expected a non-empty [N, features] tensor, got {shape:?}"
+        )),
+    }
+}
+
+/// Every layer type the graph can hold.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpKind {
+    Conv2d(Conv2d),
+    Depthwise(Depthwise),
+    Pointwise(Pointwise),
+    BatchNorm(BatchNorm),
+    GlobalAvgPool(GlobalAvgPool),
+    Dense(Dense),
+    Softmax(Softmax),
+}
+
+macro_rules! each_op {
+    ($self:ident, $op:ident => $body:expr) => {
+        match $self {
+            OpKind::Conv2d($op) => $body,
+            OpKind::Depthwise($op) => $body,
+            OpKind::Pointwise($op) => $body,
+            OpKind::BatchNorm($op) => $body,
+            OpKind::GlobalAvgPool($op) => $body,
+            OpKind::Dense($op) => $body,
+            OpKind::Softmax($op) => $body,
+        }
+    };
+}
+
+impl OpKind {
+    /// The short type name shown in summaries and errors.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            OpKind::Conv2d(_) => "Conv2d",
+            OpKind::Depthwise(_) => "DepthwiseConv2d",
+            OpKind::Pointwise(_) => "PointwiseConv2d",
+            OpKind::BatchNorm(_) => "BatchNorm+Act",
+            OpKind::GlobalAvgPool(_) => "GlobalAvgPool",
+            OpKind::Dense(_) => "Dense",
+            OpKind::Softmax(_) => "Softmax",
+        }
+    }
+
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
+        each_op!(self, op => op.output_shape(input))
+    }
+
+    pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
+        each_op!(self, op => op.params(input))
+    }
+
+    /// Multiply-accumulates of one forward pass, counted as the paper counts them:
+    /// convolutions and the classifier only.
+    pub fn mult_adds(&self, input: &[usize], output: &[usize]) -> u64 {
+        each_op!(self, op => op.mult_adds(input, output))
+    }
+
+    pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
+        each_op!(self, op => op.forward(input, output))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symmetric_padding_matches_pytorch_sizes() {
+        assert_eq!(Padding::Symmetric.resolve(224, 3, 2), (112, 1));
+        assert_eq!(Padding::Symmetric.resolve(7, 3, 2), (4, 1));
+        assert_eq!(Padding::Symmetric.resolve(15, 3, 1), (15, 1));
+        assert_eq!(Padding::Symmetric.resolve(1, 3, 2), (1, 1));
+    }
+
+    #[test]
+    fn same_padding_matches_tensorflow_sizes() {
+        // Even input, stride 2: nothing before, one after.
+        assert_eq!(Padding::Same.resolve(224, 3, 2), (112, 0));
+        // Odd input, stride 2: one on each side.
+        assert_eq!(Padding::Same.resolve(7, 3, 2), (4, 1));
+        assert_eq!(Padding::Same.resolve(15, 3, 1), (15, 1));
+        assert_eq!(Padding::Same.resolve(1, 3, 2), (1, 1));
+    }
+
+    #[test]
+    fn grid_covers_more_than_one_dimension_allows() {
+        let grid = linear_grid(64 * 70000);
+        assert_eq!(grid[0], 65535);
+        assert!(grid[0] as usize * grid[1] as usize * 64 >= 64 * 70000);
+    }
+}

@@ -1,0 +1,37 @@
+//! A naive CPU implementation of every op, written to be obviously correct rather than
+//! fast: direct loops over the definitions, f64 accumulation. It is the oracle the GPU
+//! shaders are tested against.
+
+mod forward;
+mod graph;
+
+pub use forward::{
+    activate, batch_norm, conv2d, dense, depthwise, global_avg_pool, pointwise, run_op, softmax,
+};
+pub use graph::run_graph;
+
+/// A dense f32 tensor with its shape (NHWC for images).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Tensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "tensor data does not match its shape {shape:?}"
+        );
+        Tensor { shape, data }
+    }
+
+    pub fn zeros(shape: Vec<usize>) -> Self {
+        let len = shape.iter().product();
+        Tensor {
+            shape,
+            data: vec![0.0; len],
+        }
+    }
+}
