@@ -20,3 +20,20 @@ fn activate(x: f32, act: u32) -> f32 {
 fn linear_index(gid: vec3<u32>, num_workgroups: vec3<u32>) -> u32 {
     return gid.x + gid.y * num_workgroups.x * WG_SIZE;
 }
+
+// (n, y, x, c) of a linear index into an NHWC tensor.
+fn nhwc_coords(index: u32, height: u32, width: u32, channels: u32) -> vec4<u32> {
+    let pixel = index / channels;
+    return vec4<u32>(pixel / (width * height), (pixel / width) % height, pixel % width,
+                     index % channels);
+}
+
+// The input coordinate that output coordinate `o` reads at kernel tap `k`, or -1 when
+// the tap falls in the padding.
+fn source_coord(o: u32, k: u32, stride: u32, pad_before: u32, size: u32) -> i32 {
+    let i = i32(o * stride + k) - i32(pad_before);
+    if i < 0 || i >= i32(size) {
+        return -1;
+    }
+    return i;
+}

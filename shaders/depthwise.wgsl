@@ -19,21 +19,16 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     if index >= p.batch * p.out_h * p.out_w * p.channels {
         return;
     }
-    let c = index % p.channels;
-    let pixel = index / p.channels;
-    let ox = pixel % p.out_w;
-    let oy = (pixel / p.out_w) % p.out_h;
-    let n = pixel / (p.out_w * p.out_h);
+    let o = nhwc_coords(index, p.out_h, p.out_w, p.channels);
+    let n = o[0];
+    let c = o[3];
 
     var acc = 0.0;
     for (var ky = 0u; ky < p.kernel; ky++) {
-        let iy = i32(oy * p.stride + ky) - i32(p.pad_top);
-        if iy < 0 || iy >= i32(p.in_h) {
-            continue;
-        }
+        let iy = source_coord(o[1], ky, p.stride, p.pad_top, p.in_h);
         for (var kx = 0u; kx < p.kernel; kx++) {
-            let ix = i32(ox * p.stride + kx) - i32(p.pad_left);
-            if ix < 0 || ix >= i32(p.in_w) {
+            let ix = source_coord(o[2], kx, p.stride, p.pad_left, p.in_w);
+            if iy < 0 || ix < 0 {
                 continue;
             }
             let x = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c];

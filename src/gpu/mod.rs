@@ -22,6 +22,8 @@ pub enum GpuError {
     AdapterNotFound { wanted: String, available: String },
     #[error("could not open a device on adapter {adapter:?}: {reason}")]
     Device { adapter: String, reason: String },
+    #[error("the driver rejected pipeline {pipeline}: {reason}")]
+    Pipeline { pipeline: String, reason: String },
     #[error("reading a buffer back from the GPU failed: {0}")]
     Readback(String),
 }
@@ -52,7 +54,7 @@ impl AdapterSummary {
             driver: format!("{} {}", info.driver, info.driver_info)
                 .trim()
                 .to_string(),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
@@ -182,12 +184,19 @@ impl Gpu {
     /// The compute pipeline for one entry point, created on first use and cached. Its
     /// bind-group layout is derived from the shader, so each entry point binds only what
     /// it reads.
-    pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Arc<wgpu::ComputePipeline> {
+    pub fn pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+    ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
         let key = PipelineKey { shader, entry };
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(pipeline) = pipelines.get(&key) {
-            return pipeline.clone();
+            return Ok(pipeline.clone());
         }
+        let label = format!("{shader}:{entry}");
+        // Catch validation errors here instead of letting wgpu's default handler panic.
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         let module = modules.entry(shader).or_insert_with(|| {
             self.device
@@ -196,17 +205,25 @@ impl Gpu {
                     source: wgpu::ShaderSource::Wgsl(shader.source().into()),
                 })
         });
-        let pipeline = Arc::new(self.device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
-                label: Some(&format!("{shader}:{entry}")),
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
                 layout: None,
                 module,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,
-            },
-        ));
+            });
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            modules.remove(&shader);
+            return Err(GpuError::Pipeline {
+                pipeline: label,
+                reason: error.to_string(),
+            });
+        }
+        let pipeline = Arc::new(pipeline);
         pipelines.insert(key, pipeline.clone());
-        pipeline
+        Ok(pipeline)
     }
 }

@@ -117,8 +117,9 @@ impl GraphBuilder {
         TensorId(self.tensors.len() - 1)
     }
 
-    /// Declares the graph input, NHWC `[batch, height, width, channels]`.
-    pub fn input(&mut self, name: &str, shape: [usize; 4]) -> TensorId {
+    /// Declares the graph input: NHWC `[batch, height, width, channels]` for images, or
+    /// `[batch, features]`. The first dimension is the batch.
+    pub fn input(&mut self, name: &str, shape: &[usize]) -> TensorId {
         let id = self.new_tensor(name, shape.to_vec());
         self.inputs.push(id);
         id

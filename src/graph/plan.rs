@@ -138,10 +138,10 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
 }
 
 fn check_binding_limits(graph: &GraphBuilder, gpu: &Gpu) -> Result<(), GraphError> {
-    let limit = gpu
-        .limits()
+    let limits = gpu.limits();
+    let limit = limits
         .max_storage_buffer_binding_size
-        .min(gpu.limits().max_buffer_size.min(u32::MAX as u64) as _) as u64;
+        .min(limits.max_buffer_size);
     let param_shapes = graph.params.iter().map(|p| (&p.name, &p.shape));
     let tensor_shapes = graph.tensors.iter().map(|t| (&t.name, &t.shape));
     for (name, shape) in tensor_shapes.chain(param_shapes) {
@@ -224,7 +224,7 @@ impl Plan {
         let mut uniform_index = 0;
         for (node, node_dispatches) in graph.nodes.iter().zip(&dispatches) {
             for dispatch in node_dispatches {
-                let pipeline = gpu.pipeline(dispatch.shader, dispatch.entry);
+                let pipeline = gpu.pipeline(dispatch.shader, dispatch.entry)?;
                 let slot_buffer = |slot: &Slot| match *slot {
                     Slot::Input => &activations[memory_plan.buffer_of[node.input.0]],
                     Slot::Output => &activations[memory_plan.buffer_of[node.output.0]],

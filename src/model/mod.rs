@@ -163,7 +163,7 @@ impl MobileNetV1Config {
         let mut g = GraphBuilder::new();
         let image = g.input(
             "image",
-            [batch, self.resolution, self.resolution, self.in_channels],
+            &[batch, self.resolution, self.resolution, self.in_channels],
         );
         let stem = Conv2d {
             out_channels: self.width(STEM_CHANNELS),

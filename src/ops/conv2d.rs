@@ -1,6 +1,8 @@
 //! Standard convolution (the stem): weights [KH, KW, Cin, Cout], no bias.
 
-use super::{linear_grid, nhwc, uniform_words, Dispatch, Padding, ParamRole, ParamSpec, Slot};
+use super::{
+    linear_grid, nhwc, uniform_words, Dispatch, Padding, ParamRole, ParamSpec, Slot, Window,
+};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -13,13 +15,12 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
-        let [n, h, w, _] = nhwc(input)?;
+        let [n, _, _, _] = nhwc(input)?;
         if self.kernel == 0 || self.stride == 0 || self.out_channels == 0 {
             return Err("kernel, stride and output channels must be positive".into());
         }
-        let (oh, _) = self.padding.resolve(h, self.kernel, self.stride);
-        let (ow, _) = self.padding.resolve(w, self.kernel, self.stride);
-        Ok(vec![n, oh, ow, self.out_channels])
+        let window = Window::of(input, self.kernel, self.stride, self.padding);
+        Ok(vec![n, window.out_h, window.out_w, self.out_channels])
     }
 
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
@@ -42,8 +43,9 @@ impl Conv2d {
 
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         let (h, w, cin) = (input[1], input[2], input[3]);
-        let (_, pad_top) = self.padding.resolve(h, self.kernel, self.stride);
-        let (_, pad_left) = self.padding.resolve(w, self.kernel, self.stride);
+        let Window {
+            pad_top, pad_left, ..
+        } = Window::of(input, self.kernel, self.stride, self.padding);
         let [n, oh, ow, cout] = [output[0], output[1], output[2], output[3]];
         let words = [
             n,

@@ -1,6 +1,8 @@
 //! Depthwise convolution: one KxK filter per channel, weights [KH, KW, C], no bias.
 
-use super::{linear_grid, nhwc, uniform_words, Dispatch, Padding, ParamRole, ParamSpec, Slot};
+use super::{
+    linear_grid, nhwc, uniform_words, Dispatch, Padding, ParamRole, ParamSpec, Slot, Window,
+};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -12,13 +14,12 @@ pub struct Depthwise {
 
 impl Depthwise {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
-        let [n, h, w, c] = nhwc(input)?;
+        let [n, _, _, c] = nhwc(input)?;
         if self.kernel == 0 || self.stride == 0 {
             return Err("kernel and stride must be positive".into());
         }
-        let (oh, _) = self.padding.resolve(h, self.kernel, self.stride);
-        let (ow, _) = self.padding.resolve(w, self.kernel, self.stride);
-        Ok(vec![n, oh, ow, c])
+        let window = Window::of(input, self.kernel, self.stride, self.padding);
+        Ok(vec![n, window.out_h, window.out_w, c])
     }
 
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
@@ -37,8 +38,9 @@ impl Depthwise {
 
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         let (h, w) = (input[1], input[2]);
-        let (_, pad_top) = self.padding.resolve(h, self.kernel, self.stride);
-        let (_, pad_left) = self.padding.resolve(w, self.kernel, self.stride);
+        let Window {
+            pad_top, pad_left, ..
+        } = Window::of(input, self.kernel, self.stride, self.padding);
         let [n, oh, ow, c] = [output[0], output[1], output[2], output[3]];
         let words = [
             n,

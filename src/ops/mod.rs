@@ -115,6 +115,28 @@ impl fmt::Display for Padding {
     }
 }
 
+/// Output size and leading padding of a KxK sliding window over an NHWC input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub out_h: usize,
+    pub out_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl Window {
+    pub fn of(input: &[usize], kernel: usize, stride: usize, padding: Padding) -> Window {
+        let (out_h, pad_top) = padding.resolve(input[1], kernel, stride);
+        let (out_w, pad_left) = padding.resolve(input[2], kernel, stride);
+        Window {
+            out_h,
+            out_w,
+            pad_top,
+            pad_left,
+        }
+    }
+}
+
 /// What a parameter is, which decides its initialisation and whether it is trained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamRole {

@@ -1,7 +1,7 @@
 //! Forward definitions of every op.
 
 use super::Tensor;
-use crate::ops::{Activation, OpKind, Padding};
+use crate::ops::{Activation, OpKind, Padding, Window};
 
 pub fn activate(x: f64, activation: Activation) -> f64 {
     match activation {
@@ -11,17 +11,25 @@ pub fn activate(x: f64, activation: Activation) -> f64 {
     }
 }
 
-/// Input pixel for output position `o` and kernel tap `k`, or None when it falls in padding.
-fn source_index(
-    o: usize,
-    k: usize,
+/// Every kernel tap (ky, kx, iy, ix) of output pixel (oy, ox) that lands inside the
+/// input; taps in the padding contribute zero and are skipped.
+fn taps(
+    (oy, ox): (usize, usize),
+    kernel: usize,
     stride: usize,
-    pad_before: usize,
-    size: usize,
-) -> Option<usize> {
-    (o * stride + k)
-        .checked_sub(pad_before)
-        .filter(|&i| i < size)
+    window: Window,
+    (h, w): (usize, usize),
+) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let inside = move |o: usize, k: usize, pad: usize, size: usize| {
+        (o * stride + k).checked_sub(pad).filter(|&i| i < size)
+    };
+    (0..kernel).flat_map(move |ky| {
+        (0..kernel).filter_map(move |kx| {
+            let iy = inside(oy, ky, window.pad_top, h)?;
+            let ix = inside(ox, kx, window.pad_left, w)?;
+            Some((ky, kx, iy, ix))
+        })
+    })
 }
 
 /// Standard convolution; weights [K, K, Cin, Cout].
@@ -34,28 +42,19 @@ pub fn conv2d(
     padding: Padding,
 ) -> Tensor {
     let [n, h, w, cin] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-    let (oh, pad_top) = padding.resolve(h, kernel, stride);
-    let (ow, pad_left) = padding.resolve(w, kernel, stride);
+    let window = Window::of(&x.shape, kernel, stride, padding);
+    let (oh, ow) = (window.out_h, window.out_w);
     let mut y = Tensor::zeros(vec![n, oh, ow, out_channels]);
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
                 for co in 0..out_channels {
                     let mut acc = 0.0f64;
-                    for ky in 0..kernel {
-                        let Some(iy) = source_index(oy, ky, stride, pad_top, h) else {
-                            continue;
-                        };
-                        for kx in 0..kernel {
-                            let Some(ix) = source_index(ox, kx, stride, pad_left, w) else {
-                                continue;
-                            };
-                            for ci in 0..cin {
-                                let xv = x.data[((b * h + iy) * w + ix) * cin + ci];
-                                let wv =
-                                    weight[((ky * kernel + kx) * cin + ci) * out_channels + co];
-                                acc += xv as f64 * wv as f64;
-                            }
+                    for (ky, kx, iy, ix) in taps((oy, ox), kernel, stride, window, (h, w)) {
+                        for ci in 0..cin {
+                            let xv = x.data[((b * h + iy) * w + ix) * cin + ci];
+                            let wv = weight[((ky * kernel + kx) * cin + ci) * out_channels + co];
+                            acc += xv as f64 * wv as f64;
                         }
                     }
                     y.data[((b * oh + oy) * ow + ox) * out_channels + co] = acc as f32;
@@ -75,26 +74,19 @@ pub fn depthwise(
     padding: Padding,
 ) -> Tensor {
     let [n, h, w, c] = [x.shape[0], x.shape[1], x.shape[2], x.shape[3]];
-    let (oh, pad_top) = padding.resolve(h, kernel, stride);
-    let (ow, pad_left) = padding.resolve(w, kernel, stride);
+    let window = Window::of(&x.shape, kernel, stride, padding);
+    let (oh, ow) = (window.out_h, window.out_w);
     let mut y = Tensor::zeros(vec![n, oh, ow, c]);
     for b in 0..n {
         for oy in 0..oh {
             for ox in 0..ow {
                 for ch in 0..c {
-                    let mut acc = 0.0f64;
-                    for ky in 0..kernel {
-                        let Some(iy) = source_index(oy, ky, stride, pad_top, h) else {
-                            continue;
-                        };
-                        for kx in 0..kernel {
-                            let Some(ix) = source_index(ox, kx, stride, pad_left, w) else {
-                                continue;
-                            };
+                    let acc: f64 = taps((oy, ox), kernel, stride, window, (h, w))
+                        .map(|(ky, kx, iy, ix)| {
                             let xv = x.data[((b * h + iy) * w + ix) * c + ch];
-                            acc += xv as f64 * weight[(ky * kernel + kx) * c + ch] as f64;
-                        }
-                    }
+                            xv as f64 * weight[(ky * kernel + kx) * c + ch] as f64
+                        })
+                        .sum();
                     y.data[((b * oh + oy) * ow + ox) * c + ch] = acc as f32;
                 }
             }

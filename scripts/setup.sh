@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what mobilenet-wgpu needs at run time on Debian/Ubuntu, skipping what is
+# already there: the Vulkan loader, Mesa's drivers (lavapipe runs Vulkan on the CPU when
+# there is no GPU), and the Fashion-MNIST data set package.
+set -euo pipefail
+
+packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist)
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    echo "setup: ${packages[*]} already installed"
+else
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+    echo "setup: installing ${missing[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found; install Rust (https://rustup.rs) and run this again" >&2
+    exit 1
+fi

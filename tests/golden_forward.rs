@@ -1,0 +1,201 @@
+//! Every forward shader entry point against the CPU reference, on edge shapes: batch 1
+//! and 3, odd sizes, stride 2 on odd and even inputs in both padding modes, channel
+//! counts that are not multiples of the workgroup or GEMM tile, alpha-0.25 widths.
+//! Tolerance: |gpu - ref| <= 1e-4 * (|ref| + rms(ref)) per element.
+
+mod common;
+
+use common::check_op;
+use mobilenet_wgpu::ops::{
+    Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Padding, Pointwise,
+    Softmax,
+};
+
+const PADDINGS: [Padding; 2] = [Padding::Symmetric, Padding::Same];
+
+#[test]
+fn conv2d_forward_matches_reference() {
+    // (input NHWC, out channels, stride)
+    let cases: [([usize; 4], usize, usize); 7] = [
+        ([1, 7, 7, 3], 8, 2),
+        ([3, 15, 15, 3], 13, 1),
+        ([1, 8, 8, 3], 24, 2),
+        ([3, 16, 16, 1], 8, 2),
+        ([1, 15, 15, 3], 32, 2),
+        ([2, 32, 32, 3], 8, 1),
+        ([1, 1, 1, 3], 3, 2),
+    ];
+    for padding in PADDINGS {
+        for (i, (shape, out_channels, stride)) in cases.iter().enumerate() {
+            let op = Conv2d {
+                out_channels: *out_channels,
+                kernel: 3,
+                stride: *stride,
+                padding,
+            };
+            let what = format!("conv2d {shape:?} -> {out_channels} stride {stride} {padding}");
+            check_op(&what, OpKind::Conv2d(op), shape, 100 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn depthwise_forward_matches_reference() {
+    let cases: [([usize; 4], usize); 8] = [
+        ([1, 7, 7, 13], 2),
+        ([3, 15, 15, 8], 1),
+        ([1, 8, 8, 24], 2),
+        ([3, 7, 7, 3], 1),
+        ([1, 16, 16, 16], 2),
+        ([1, 3, 3, 1000], 1),
+        ([2, 2, 2, 64], 2),
+        ([1, 1, 1, 13], 2),
+    ];
+    for padding in PADDINGS {
+        for (i, (shape, stride)) in cases.iter().enumerate() {
+            let op = Depthwise {
+                kernel: 3,
+                stride: *stride,
+                padding,
+            };
+            let what = format!("depthwise {shape:?} stride {stride} {padding}");
+            check_op(&what, OpKind::Depthwise(op), shape, 200 + i as u64);
+        }
+    }
+}
+
+#[test]
+fn pointwise_forward_matches_reference() {
+    let cases: [([usize; 4], usize); 8] = [
+        ([1, 7, 7, 3], 13),
+        ([3, 15, 15, 8], 24),
+        ([1, 1, 1, 1000], 13),
+        ([2, 5, 5, 16], 1000),
+        ([1, 8, 8, 64], 64),
+        ([3, 3, 3, 13], 3),
+        ([1, 4, 4, 256], 8),
+        ([1, 2, 3, 1], 1),
+    ];
+    for (i, (shape, out_channels)) in cases.iter().enumerate() {
+        let op = Pointwise {
+            out_channels: *out_channels,
+        };
+        let what = format!("pointwise {shape:?} -> {out_channels}");
+        check_op(&what, OpKind::Pointwise(op), shape, 300 + i as u64);
+    }
+}
+
+#[test]
+fn batchnorm_activation_forward_matches_reference() {
+    let shapes: [[usize; 4]; 4] = [[1, 7, 7, 13], [3, 15, 15, 8], [1, 2, 2, 1000], [3, 1, 1, 3]];
+    for activation in [Activation::None, Activation::Relu, Activation::Relu6] {
+        for eps in [1e-5f32, 1e-3] {
+            for (i, shape) in shapes.iter().enumerate() {
+                let op = BatchNorm { eps, activation };
+                let what = format!("bn {shape:?} {activation} eps {eps}");
+                check_op(&what, OpKind::BatchNorm(op), shape, 400 + i as u64);
+            }
+        }
+    }
+}
+
+#[test]
+fn relu6_clamps_large_values() {
+    // Inputs of +-2 through unit-ish BN stay below 6; scale the BN so the cap is reached.
+    use mobilenet_wgpu::graph::GraphBuilder;
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", &[1, 1, 2, 4]);
+    let op = BatchNorm {
+        eps: 1e-5,
+        activation: Activation::Relu6,
+    };
+    let y = g.batch_norm("bn", x, op).unwrap();
+    g.output(y).unwrap();
+    let plan = g.compile(common::gpu()).unwrap();
+    let mut params = mobilenet_wgpu::ParamStore::initialize(&g, 0);
+    params.insert("bn.gamma", vec![4], vec![10.0; 4]);
+    plan.load_params(&params).unwrap();
+    let out = plan
+        .run(&[-1.0, 0.1, 0.5, 2.0, 0.3, 0.7, -0.2, 0.0])
+        .unwrap()
+        .remove(0);
+    let expected = [0.0, 1.0, 5.0, 6.0, 3.0, 6.0, 0.0, 0.0];
+    for (o, e) in out.iter().zip(expected) {
+        assert!(
+            (o - e).abs() < 1e-3,
+            "relu6 gave {out:?}, expected {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn global_avg_pool_forward_matches_reference() {
+    let shapes: [[usize; 4]; 5] = [
+        [1, 7, 7, 13],
+        [3, 15, 15, 8],
+        [2, 1, 1, 1000],
+        [1, 4, 4, 256],
+        [3, 2, 5, 3],
+    ];
+    for (i, shape) in shapes.iter().enumerate() {
+        let what = format!("pool {shape:?}");
+        check_op(
+            &what,
+            OpKind::GlobalAvgPool(GlobalAvgPool),
+            shape,
+            500 + i as u64,
+        );
+    }
+}
+
+#[test]
+fn dense_forward_matches_reference() {
+    let cases: [([usize; 2], usize); 6] = [
+        ([1, 13], 1000),
+        ([3, 1000], 10),
+        ([3, 8], 3),
+        ([1, 256], 13),
+        ([3, 1024], 1000),
+        ([1, 1], 1),
+    ];
+    for (i, (shape, out_features)) in cases.iter().enumerate() {
+        let op = Dense {
+            out_features: *out_features,
+        };
+        let what = format!("dense {shape:?} -> {out_features}");
+        check_op(&what, OpKind::Dense(op), shape, 600 + i as u64);
+    }
+}
+
+#[test]
+fn softmax_forward_matches_reference() {
+    let shapes: [[usize; 2]; 4] = [[1, 1000], [3, 13], [3, 3], [1, 1]];
+    for (i, shape) in shapes.iter().enumerate() {
+        let what = format!("softmax {shape:?}");
+        check_op(&what, OpKind::Softmax(Softmax), shape, 700 + i as u64);
+    }
+}
+
+#[test]
+fn softmax_is_stable_for_large_logits() {
+    use mobilenet_wgpu::graph::GraphBuilder;
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", &[2, 3]);
+    let y = g.softmax("softmax", x).unwrap();
+    g.output(y).unwrap();
+    let plan = g.compile(common::gpu()).unwrap();
+    let logits = [1000.0, 999.0, -1000.0, -500.0, -500.0, -500.0];
+    let out = plan.run(&logits).unwrap().remove(0);
+    let reference = mobilenet_wgpu::reference::softmax(&mobilenet_wgpu::reference::Tensor::new(
+        vec![2, 3],
+        logits.to_vec(),
+    ));
+    common::assert_close(
+        "softmax large logits",
+        &out,
+        &reference.data,
+        common::OP_RTOL,
+    );
+    let third = 1.0 / 3.0;
+    assert!((out[3] - third).abs() < 1e-6 && (out[0] - 0.7310586).abs() < 1e-5);
+}

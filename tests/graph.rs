@@ -1,0 +1,146 @@
+//! Graph building and compilation: shape errors name the op, memory is reused, limits
+//! are enforced with a useful message, parameters are checked by name.
+
+mod common;
+
+use mobilenet_wgpu::graph::{GraphBuilder, GraphError};
+use mobilenet_wgpu::ops::{Dense, Pointwise};
+use mobilenet_wgpu::{MobileNetV1Config, ParamStore, Preset};
+
+#[test]
+fn shape_errors_name_the_op_and_shapes() {
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", &[2, 8, 8, 3]);
+    let err = g
+        .dense("head", x, Dense { out_features: 10 })
+        .expect_err("dense on NHWC must fail");
+    let message = err.to_string();
+    assert!(
+        message.contains("\"head\"")
+            && message.contains("Dense")
+            && message.contains("[2, 8, 8, 3]"),
+        "{message}"
+    );
+    let pooled = g.global_avg_pool("pool", x).unwrap();
+    let err = g
+        .pointwise("pw", pooled, Pointwise { out_channels: 4 })
+        .expect_err("pointwise on [N, C] must fail");
+    assert!(err.to_string().contains("NHWC"), "{err}");
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", &[1, 4, 4, 3]);
+    let y = g.global_avg_pool("pool", x).unwrap();
+    assert!(matches!(
+        g.softmax("pool", y),
+        Err(GraphError::DuplicateName(_))
+    ));
+}
+
+#[test]
+fn activations_share_buffers() {
+    let model = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 64,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    }
+    .build(4)
+    .unwrap();
+    let plan = model.graph.compile(common::gpu()).unwrap();
+    let memory = plan.memory();
+    println!("{memory:?}");
+    // A chain needs two live buffers at a time (plus the input and the two outputs);
+    // without reuse it would need one per op.
+    assert!(
+        memory.activations * 4 < memory.activations_unshared,
+        "reuse too weak: {memory:?}"
+    );
+}
+
+#[test]
+fn oversized_batch_is_refused_with_the_limit_and_largest_batch() {
+    let gpu = common::gpu();
+    let limit = gpu.limits().max_storage_buffer_binding_size;
+    let config = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 224,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    };
+    // Largest tensor per image: block 1's 112x112x16 output (alpha 0.25).
+    let per_image = 112 * 112 * 16 * 4;
+    let batch = (limit / per_image + 1) as usize;
+    let model = config.build(batch).unwrap();
+    match model.graph.compile(gpu) {
+        Err(GraphError::TooLarge {
+            limit: reported,
+            max_batch,
+            ..
+        }) => {
+            assert_eq!(max_batch, batch - 1);
+            assert!(reported <= limit);
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("batch {batch} should exceed the {limit}-byte binding limit"),
+    }
+}
+
+#[test]
+fn parameter_problems_are_reported_together() {
+    let model = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        classes: 5,
+        ..MobileNetV1Config::preset(Preset::Timm)
+    }
+    .build(1)
+    .unwrap();
+    let plan = model.graph.compile(common::gpu()).unwrap();
+    let mut store = ParamStore::initialize(&model.graph, 3);
+    store.insert("classifier.bias", vec![7], vec![0.0; 7]);
+    store.insert("extra.weight", vec![1], vec![0.0]);
+    let mut pruned = ParamStore::new();
+    for (name, shape, values) in store.iter() {
+        if name != "stem.bn.gamma" {
+            pruned.insert(name, shape.to_vec(), values.to_vec());
+        }
+    }
+    let message = plan.load_params(&pruned).unwrap_err().to_string();
+    for expected in ["classifier.bias", "extra.weight", "stem.bn.gamma: missing"] {
+        assert!(message.contains(expected), "{expected} not in: {message}");
+    }
+}
+
+#[test]
+fn params_round_trip_through_the_gpu() {
+    let model = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        classes: 3,
+        ..MobileNetV1Config::preset(Preset::Keras)
+    }
+    .build(1)
+    .unwrap();
+    let plan = model.graph.compile(common::gpu()).unwrap();
+    let store = common::random_params(&model.graph, 9);
+    plan.load_params(&store).unwrap();
+    assert_eq!(plan.read_params().unwrap(), store);
+}
+
+#[test]
+fn wrong_input_length_is_an_error() {
+    let model = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    }
+    .build(2)
+    .unwrap();
+    let plan = model.graph.compile(common::gpu()).unwrap();
+    let err = plan.run(&[0.0; 10]).unwrap_err();
+    assert!(
+        matches!(err, GraphError::InputLength { got: 10, .. }),
+        "{err}"
+    );
+}

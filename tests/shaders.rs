@@ -1,0 +1,44 @@
+//! Every WGSL file parses and validates with naga, and every entry point the graph uses
+//! compiles into a pipeline on the real adapter.
+
+mod common;
+
+use mobilenet_wgpu::gpu::Shader;
+use mobilenet_wgpu::{MobileNetV1Config, Preset};
+
+#[test]
+fn every_shader_validates_with_naga() {
+    for shader in Shader::ALL {
+        let entries = shader
+            .validate()
+            .unwrap_or_else(|e| panic!("{shader} failed naga validation:\n{e}"));
+        assert!(!entries.is_empty(), "{shader} has no compute entry point");
+    }
+}
+
+#[test]
+fn every_entry_point_builds_a_pipeline() {
+    let gpu = common::gpu();
+    for shader in Shader::ALL {
+        for entry in shader.validate().expect("valid") {
+            let entry: &'static str = Box::leak(entry.into_boxed_str());
+            gpu.pipeline(shader, entry)
+                .unwrap_or_else(|e| panic!("{shader}:{entry}: {e}"));
+        }
+    }
+}
+
+#[test]
+fn every_pipeline_of_every_preset_compiles() {
+    for preset in [Preset::Paper, Preset::Timm, Preset::Keras] {
+        let config = MobileNetV1Config {
+            alpha: 0.25,
+            resolution: 32,
+            ..MobileNetV1Config::preset(preset)
+        };
+        let model = config.build(2).expect("build");
+        let plan = model.graph.compile(common::gpu()).expect("compile");
+        // Stem conv+bn, 13 x (dw, bn, pw, bn), pool, classifier, softmax.
+        assert_eq!(plan.dispatch_count(), 2 + 13 * 4 + 3);
+    }
+}
