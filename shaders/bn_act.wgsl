@@ -1,16 +1,27 @@
-// Batch normalisation followed by an activation, NHWC (channel fastest).
+// Batch normalisation fused with the activation that follows it, NHWC (channel fastest).
+// Rows are the N*H*W pixels; statistics are per channel.
 
 struct BnParams {
-    total: u32, channels: u32, act: u32, eps: f32,
+    rows: u32, channels: u32, act: u32, eps: f32,
+    rows_per_chunk: u32, chunks: u32, momentum: f32, _unused: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> gamma: array<f32>;
 @group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read> running_mean: array<f32>;
-@group(0) @binding(5) var<storage, read> running_var: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
 @group(0) @binding(6) var<storage, read_write> output: array<f32>;
+// Per channel, kept from the forward to the backward pass:
+// [mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat], each `channels` long.
+@group(0) @binding(7) var<storage, read_write> stats: array<f32>;
+// Two-stage reduction scratch: two [chunks, channels] planes.
+@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
+@group(0) @binding(9) var<storage, read> grad_output: array<f32>;
+@group(0) @binding(10) var<storage, read_write> grad_input: array<f32>;
+@group(0) @binding(11) var<storage, read_write> grad_gamma: array<f32>;
+@group(0) @binding(12) var<storage, read_write> grad_beta: array<f32>;
 
 // Inference form: normalise with the running statistics. The per-channel scale/shift is
 // recomputed per element rather than stored, so the trained parameters stay the only state.
@@ -18,11 +29,156 @@ struct BnParams {
 fn forward_inference(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
     let index = linear_index(gid, nwg);
-    if index >= p.total {
+    if index >= p.rows * p.channels {
         return;
     }
     let ch = index % p.channels;
     let scale = gamma[ch] * inverseSqrt(running_var[ch] + p.eps);
     let shift = beta[ch] - running_mean[ch] * scale;
     output[index] = activate(input[index] * scale + shift, p.act);
+}
+
+fn chunk_rows(chunk: u32) -> vec2<u32> {
+    let first = chunk * p.rows_per_chunk;
+    return vec2<u32>(first, min(first + p.rows_per_chunk, p.rows));
+}
+
+// Training stage 1: mean and sum of squared deviations of each chunk (two passes over the
+// chunk, which is numerically safer than sum and sum of squares).
+@compute @workgroup_size(WG_SIZE)
+fn stats_partial(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.chunks * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let range = chunk_rows(index / p.channels);
+    var sum = 0.0;
+    for (var r = range.x; r < range.y; r++) {
+        sum += input[r * p.channels + c];
+    }
+    let mean = sum / f32(range.y - range.x);
+    var m2 = 0.0;
+    for (var r = range.x; r < range.y; r++) {
+        let d = input[r * p.channels + c] - mean;
+        m2 += d * d;
+    }
+    partials[index] = mean;
+    partials[p.chunks * p.channels + index] = m2;
+}
+
+// Training stage 2: merge the chunks in order (Chan et al.'s pairwise update), store
+// mean and 1/sqrt(var + eps), and move the running statistics towards the batch's with
+// `momentum` as the weight of the new value (PyTorch's convention; the running variance
+// uses the unbiased estimate, as PyTorch does).
+@compute @workgroup_size(WG_SIZE)
+fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = linear_index(gid, nwg);
+    if c >= p.channels {
+        return;
+    }
+    var count = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    for (var s = 0u; s < p.chunks; s++) {
+        let range = chunk_rows(s);
+        let n_b = f32(range.y - range.x);
+        let mean_b = partials[s * p.channels + c];
+        let m2_b = partials[(p.chunks + s) * p.channels + c];
+        let total = count + n_b;
+        let delta = mean_b - mean;
+        mean += delta * n_b / total;
+        m2 += m2_b + delta * delta * count * n_b / total;
+        count = total;
+    }
+    let variance = m2 / count;
+    stats[c] = mean;
+    stats[p.channels + c] = inverseSqrt(variance + p.eps);
+    let unbiased = select(variance, m2 / (count - 1.0), count > 1.0);
+    running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
+    running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
+}
+
+// Training stage 3: normalise with the batch statistics.
+@compute @workgroup_size(WG_SIZE)
+fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.rows * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let xhat = (input[index] - stats[c]) * stats[p.channels + c];
+    output[index] = activate(gamma[c] * xhat + beta[c], p.act);
+}
+
+// Gradient through the activation, recovered from its output: ReLU passes where y > 0,
+// ReLU6 where 0 < y < 6 (exactly where the pre-activation was inside the linear part).
+fn activation_grad(dy: f32, y: f32) -> f32 {
+    switch p.act {
+        case 1u: { return select(0.0, dy, y > 0.0); }
+        case 2u: { return select(0.0, dy, y > 0.0 && y < 6.0); }
+        default: { return dy; }
+    }
+}
+
+// Backward stage 1: per chunk, sum dz and dz * xhat (dz = gradient before the activation).
+@compute @workgroup_size(WG_SIZE)
+fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.chunks * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let range = chunk_rows(index / p.channels);
+    var sum_dz = 0.0;
+    var sum_dz_xhat = 0.0;
+    for (var r = range.x; r < range.y; r++) {
+        let i = r * p.channels + c;
+        let dz = activation_grad(grad_output[i], output[i]);
+        sum_dz += dz;
+        sum_dz_xhat += dz * (input[i] - stats[c]) * stats[p.channels + c];
+    }
+    partials[index] = sum_dz;
+    partials[p.chunks * p.channels + index] = sum_dz_xhat;
+}
+
+// Backward stage 2: dbeta = sum dz, dgamma = sum dz * xhat, summed over chunks in order.
+@compute @workgroup_size(WG_SIZE)
+fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    let c = linear_index(gid, nwg);
+    if c >= p.channels {
+        return;
+    }
+    var sum_dz = 0.0;
+    var sum_dz_xhat = 0.0;
+    for (var s = 0u; s < p.chunks; s++) {
+        sum_dz += partials[s * p.channels + c];
+        sum_dz_xhat += partials[(p.chunks + s) * p.channels + c];
+    }
+    stats[2u * p.channels + c] = sum_dz;
+    stats[3u * p.channels + c] = sum_dz_xhat;
+    grad_beta[c] = sum_dz;
+    grad_gamma[c] = sum_dz_xhat;
+}
+
+// Backward stage 3: dx = gamma / sqrt(var + eps) / M * (M dz - sum dz - xhat sum dz*xhat).
+@compute @workgroup_size(WG_SIZE)
+fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.rows * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let inv_std = stats[p.channels + c];
+    let xhat = (input[index] - stats[c]) * inv_std;
+    let dz = activation_grad(grad_output[index], output[index]);
+    let m = f32(p.rows);
+    grad_input[index] = gamma[c] * inv_std / m
+        * (m * dz - stats[2u * p.channels + c] - xhat * stats[3u * p.channels + c]);
 }

@@ -37,3 +37,17 @@ fn source_coord(o: u32, k: u32, stride: u32, pad_before: u32, size: u32) -> i32 
     }
     return i;
 }
+
+// The output coordinate whose window reads input coordinate `i` at kernel tap `k`, or -1
+// when there is none (the inverse of source_coord).
+fn output_coord(i: u32, k: u32, stride: u32, pad_before: u32, out_size: u32) -> i32 {
+    let shifted = i32(i + pad_before) - i32(k);
+    if shifted < 0 || shifted % i32(stride) != 0 {
+        return -1;
+    }
+    let o = shifted / i32(stride);
+    if o >= i32(out_size) {
+        return -1;
+    }
+    return o;
+}

@@ -3,13 +3,18 @@
 struct Conv2dParams {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
     out_h: u32, out_w: u32, out_c: u32, kernel: u32,
-    stride: u32, pad_top: u32, pad_left: u32, _unused: u32,
+    stride: u32, pad_top: u32, pad_left: u32, pixels_per_chunk: u32,
+    chunks: u32, _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
+@group(0) @binding(4) var<storage, read> grad_output: array<f32>;
+@group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
+// dW partials: [chunks, KH, KW, Cin, Cout], summed by reduce.wgsl.
+@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
 // One output element per invocation; channels are fastest so neighbours share input reads.
 @compute @workgroup_size(WG_SIZE)
@@ -39,4 +44,67 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     output[index] = acc;
+}
+
+// dX as a gather over the windows that read each input element.
+@compute @workgroup_size(WG_SIZE)
+fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.batch * p.in_h * p.in_w * p.in_c {
+        return;
+    }
+    let i = nhwc_coords(index, p.in_h, p.in_w, p.in_c);
+    let n = i[0];
+    let ci = i[3];
+    var acc = 0.0;
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let oy = output_coord(i[1], ky, p.stride, p.pad_top, p.out_h);
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let ox = output_coord(i[2], kx, p.stride, p.pad_left, p.out_w);
+            if oy < 0 || ox < 0 {
+                continue;
+            }
+            let dy_base = ((n * p.out_h + u32(oy)) * p.out_w + u32(ox)) * p.out_c;
+            let w_base = ((ky * p.kernel + kx) * p.in_c + ci) * p.out_c;
+            for (var co = 0u; co < p.out_c; co++) {
+                acc += grad_output[dy_base + co] * weight[w_base + co];
+            }
+        }
+    }
+    grad_input[index] = acc;
+}
+
+// dW stage 1: for each chunk of output pixels and each weight, sum dy * x.
+@compute @workgroup_size(WG_SIZE)
+fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let weights = p.kernel * p.kernel * p.in_c * p.out_c;
+    let index = linear_index(gid, nwg);
+    if index >= p.chunks * weights {
+        return;
+    }
+    let w_index = index % weights;
+    let co = w_index % p.out_c;
+    let ci = (w_index / p.out_c) % p.in_c;
+    let tap = w_index / (p.out_c * p.in_c);
+    let ky = tap / p.kernel;
+    let kx = tap % p.kernel;
+    let pixels = p.batch * p.out_h * p.out_w;
+    let first = (index / weights) * p.pixels_per_chunk;
+    let last = min(first + p.pixels_per_chunk, pixels);
+    var acc = 0.0;
+    for (var pixel = first; pixel < last; pixel++) {
+        let ox = pixel % p.out_w;
+        let oy = (pixel / p.out_w) % p.out_h;
+        let n = pixel / (p.out_w * p.out_h);
+        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
+        let ix = source_coord(ox, kx, p.stride, p.pad_left, p.in_w);
+        if iy < 0 || ix < 0 {
+            continue;
+        }
+        let x = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+        acc += grad_output[pixel * p.out_c + co] * x;
+    }
+    partials[index] = acc;
 }

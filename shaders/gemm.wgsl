@@ -1,7 +1,9 @@
 // The GEMM behind pointwise (1x1) convolution and the dense layer:
 //   C[m, n] = act(sum_k A[m, k] * B[k, n] + bias[n])   (+ C[m, n] when accumulating)
 // A and B are addressed through row/column strides, so the backward pass can reuse this
-// kernel on transposed operands without copying them.
+// kernel on transposed operands without copying them. With `splits` > 1 the K range is cut
+// into chunks of `k_chunk` and each chunk writes its own [m, n] partial (split-K: weight
+// gradients reduce over N*H*W rows); reduce.wgsl then sums the partials in order.
 //
 // Each invocation keeps a 4x4 block of C in registers and streams K; no workgroup memory,
 // because barriers are expensive on software rasterisers such as lavapipe.
@@ -9,7 +11,7 @@
 struct GemmParams {
     m: u32, n: u32, k: u32, act: u32,
     a_row_stride: u32, a_col_stride: u32, b_row_stride: u32, b_col_stride: u32,
-    has_bias: u32, accumulate: u32, _unused0: u32, _unused1: u32,
+    has_bias: u32, accumulate: u32, splits: u32, k_chunk: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -25,8 +27,9 @@ const BLOCK: u32 = 4u;
 @compute @workgroup_size(TILE_X, TILE_Y)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
-    // Rows may span the y and z grid dimensions (65535-workgroup cap per dimension).
-    let row_block = gid.y + gid.z * nwg.y * TILE_Y;
+    // z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of y.
+    let split = gid.z % p.splits;
+    let row_block = gid.y + (gid.z / p.splits) * nwg.y * TILE_Y;
     let row0 = row_block * BLOCK;
     let col0 = gid.x * BLOCK;
     if row0 >= p.m || col0 >= p.n {
@@ -43,7 +46,9 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var kk = 0u; kk < p.k; kk++) {
+    let k_first = split * p.k_chunk;
+    let k_last = min(k_first + p.k_chunk, p.k);
+    for (var kk = k_first; kk < k_last; kk++) {
         let a_off = kk * p.a_col_stride;
         let b_off = kk * p.b_row_stride;
         let bv = vec4<f32>(b[b_off + cols[0]], b[b_off + cols[1]], b[b_off + cols[2]], b[b_off + cols[3]]);
@@ -67,7 +72,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             if p.has_bias != 0u {
                 value += bias[col];
             }
-            let out_index = row * p.n + col;
+            let out_index = split * p.m * p.n + row * p.n + col;
             if p.accumulate != 0u {
                 value += c[out_index];
             }

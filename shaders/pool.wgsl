@@ -7,6 +7,8 @@ struct PoolParams {
 @group(0) @binding(0) var<uniform> p: PoolParams;
 @group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
+@group(0) @binding(3) var<storage, read> grad_output: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad_input: array<f32>;
 
 // One (n, c) per invocation, summing over the pixels in a fixed order (deterministic).
 @compute @workgroup_size(WG_SIZE)
@@ -23,4 +25,17 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
         sum += input[(n * p.pixels + i) * p.channels + c];
     }
     output[index] = sum / f32(p.pixels);
+}
+
+// Every pixel receives an equal share of its image's channel gradient.
+@compute @workgroup_size(WG_SIZE)
+fn backward(@builtin(global_invocation_id) gid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.batch * p.pixels * p.channels {
+        return;
+    }
+    let c = index % p.channels;
+    let n = index / (p.pixels * p.channels);
+    grad_input[index] = grad_output[n * p.channels + c] / f32(p.pixels);
 }

@@ -78,7 +78,14 @@ pub struct Gpu {
     limits: wgpu::Limits,
     timestamp_period_ns: Option<f32>,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<PipelineKey, CompiledEntry>>,
+}
+
+/// A pipeline and the bindings its entry point reads.
+#[derive(Clone)]
+pub struct CompiledEntry {
+    pub pipeline: Arc<wgpu::ComputePipeline>,
+    pub bindings: Arc<Vec<u32>>,
 }
 
 fn instance() -> wgpu::Instance {
@@ -181,20 +188,28 @@ impl Gpu {
         self.timestamp_period_ns
     }
 
-    /// The compute pipeline for one entry point, created on first use and cached. Its
-    /// bind-group layout is derived from the shader, so each entry point binds only what
-    /// it reads.
-    pub fn pipeline(
-        &self,
-        shader: Shader,
-        entry: &'static str,
-    ) -> Result<Arc<wgpu::ComputePipeline>, GpuError> {
+    /// The compute pipeline for one entry point, created on first use and cached, with
+    /// the bindings it reads. Its bind-group layout is derived from the shader, so each
+    /// entry point binds exactly those.
+    pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<CompiledEntry, GpuError> {
         let key = PipelineKey { shader, entry };
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pipeline) = pipelines.get(&key) {
-            return Ok(pipeline.clone());
+        if let Some(compiled) = pipelines.get(&key) {
+            return Ok(compiled.clone());
         }
         let label = format!("{shader}:{entry}");
+        let reflection = shader.reflect().map_err(|reason| GpuError::Pipeline {
+            pipeline: label.clone(),
+            reason,
+        })?;
+        let bindings = reflection
+            .into_iter()
+            .find(|(name, _)| name == entry)
+            .map(|(_, bindings)| bindings)
+            .ok_or_else(|| GpuError::Pipeline {
+                pipeline: label.clone(),
+                reason: format!("{shader} has no compute entry point {entry:?}"),
+            })?;
         // Catch validation errors here instead of letting wgpu's default handler panic.
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
@@ -222,8 +237,11 @@ impl Gpu {
                 reason: error.to_string(),
             });
         }
-        let pipeline = Arc::new(pipeline);
-        pipelines.insert(key, pipeline.clone());
-        Ok(pipeline)
+        let compiled = CompiledEntry {
+            pipeline: Arc::new(pipeline),
+            bindings: Arc::new(bindings),
+        };
+        pipelines.insert(key, compiled.clone());
+        Ok(compiled)
     }
 }

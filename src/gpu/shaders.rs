@@ -14,16 +14,20 @@ pub enum Shader {
     BnAct,
     Pool,
     Softmax,
+    Reduce,
+    Optim,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 6] = [
+    pub const ALL: [Shader; 8] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::Gemm,
         Shader::BnAct,
         Shader::Pool,
         Shader::Softmax,
+        Shader::Reduce,
+        Shader::Optim,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -33,7 +37,9 @@ impl Shader {
             Shader::Gemm => "gemm.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::Pool => "pool.wgsl",
-            Shader::Softmax => "softmax.wgsl",
+            Shader::Softmax => "softmax_xent.wgsl",
+            Shader::Reduce => "reduce.wgsl",
+            Shader::Optim => "optim.wgsl",
         }
     }
 
@@ -44,7 +50,9 @@ impl Shader {
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::BnAct => include_str!("../../shaders/bn_act.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
-            Shader::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
+            Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
         }
     }
 
@@ -53,12 +61,14 @@ impl Shader {
         format!("{COMMON}\n{}", self.body())
     }
 
-    /// Parses and validates the source with naga, returning the compute entry points.
-    pub fn validate(self) -> Result<Vec<String>, String> {
+    /// Parses and validates the source with naga, returning each compute entry point with
+    /// the bindings (of group 0) it actually uses. wgpu derives a pipeline's bind-group
+    /// layout from exactly those, so the plan binds exactly those.
+    pub fn reflect(self) -> Result<Vec<(String, Vec<u32>)>, String> {
         let source = self.source();
         let module = naga::front::wgsl::parse_str(&source)
             .map_err(|e| format!("{}: {}", self.file_name(), e.emit_to_string(&source)))?;
-        naga::valid::Validator::new(
+        let info = naga::valid::Validator::new(
             naga::valid::ValidationFlags::all(),
             naga::valid::Capabilities::all(),
         )
@@ -67,9 +77,25 @@ impl Shader {
         Ok(module
             .entry_points
             .iter()
-            .filter(|ep| ep.stage == naga::ShaderStage::Compute)
-            .map(|ep| ep.name.clone())
+            .enumerate()
+            .filter(|(_, ep)| ep.stage == naga::ShaderStage::Compute)
+            .map(|(index, ep)| {
+                let uses = info.get_entry_point(index);
+                let mut bindings: Vec<u32> = module
+                    .global_variables
+                    .iter()
+                    .filter(|(handle, _)| !uses[*handle].is_empty())
+                    .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
+                    .collect();
+                bindings.sort_unstable();
+                (ep.name.clone(), bindings)
+            })
             .collect())
+    }
+
+    /// The compute entry points, after naga validation.
+    pub fn validate(self) -> Result<Vec<String>, String> {
+        Ok(self.reflect()?.into_iter().map(|(name, _)| name).collect())
     }
 }
 

@@ -1,11 +1,16 @@
 //! The graph builder: tensors as ids with shapes, ops added by name, shapes checked as the
 //! graph is built. `compile` turns it into a `Plan` that runs on the GPU.
 
+mod param_buffers;
 mod params;
 mod plan;
+mod steps;
+mod train_plan;
 
+pub use param_buffers::ParamBuffers;
 pub use params::ParamStore;
 pub use plan::{MemoryReport, Plan, RunTiming};
+pub use train_plan::{Gradients, StepOutput, TrainConfig, TrainPlan};
 
 use crate::gpu::GpuError;
 use crate::ops::{
@@ -89,6 +94,17 @@ pub enum GraphError {
         expected: usize,
         shape: Vec<usize>,
     },
+    #[error("op {op:?}: shader entry {entry} reads binding {binding} ({}), which this plan cannot provide", slot.as_deref().unwrap_or("no slot given"))]
+    Binding {
+        op: String,
+        entry: String,
+        binding: u32,
+        slot: Option<String>,
+    },
+    #[error("training needs a chain of ops from the input to the loss; {0}")]
+    NotAChain(String),
+    #[error("labels: {0}")]
+    Labels(String),
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }

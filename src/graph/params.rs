@@ -77,7 +77,7 @@ impl ParamStore {
 fn initial_values(info: &ParamInfo, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
     let len = info.len();
     match info.role {
-        ParamRole::Weight { fan_in } => {
+        ParamRole::Weight { fan_in, .. } => {
             let std = (2.0 / fan_in.max(1) as f32).sqrt();
             let normal = Normal::new(0.0, std).expect("a positive, finite standard deviation");
             (0..len).map(|_| normal.sample(rng)).collect()

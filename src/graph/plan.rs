@@ -1,8 +1,10 @@
-//! A compiled graph: every buffer planned once, bind groups built once, and a dispatch
-//! list that runs a whole batch in one command buffer and one submit.
+//! A compiled inference graph: every buffer planned once, bind groups built once, and a
+//! dispatch list that runs a whole batch in one command buffer and one submit.
 
+use super::param_buffers::ParamBuffers;
+use super::steps::{encode, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder};
 use super::{GraphBuilder, GraphError, ParamStore, TensorId};
-use crate::gpu::{read_buffer_bytes, read_buffer_f32, storage_buffer, Gpu};
+use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
 use crate::ops::Slot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +17,15 @@ pub struct MemoryReport {
     /// What activations would take with one buffer per tensor (no reuse).
     pub activations_unshared: u64,
     pub params: u64,
+    /// Gradients, optimizer state and reduction scratch (training plans only).
+    pub training: u64,
     /// Uniform blocks, staging and timestamp buffers.
     pub other: u64,
 }
 
 impl MemoryReport {
     pub fn total(&self) -> u64 {
-        self.activations + self.params + self.other
+        self.activations + self.params + self.training + self.other
     }
 }
 
@@ -34,42 +38,23 @@ pub struct RunTiming {
     pub gpu: Option<Duration>,
 }
 
-struct Step {
-    pipeline: Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
-    workgroups: [u32; 3],
-}
-
-struct PlannedParam {
-    name: String,
-    shape: Vec<usize>,
-    buffer: wgpu::Buffer,
-}
-
 struct PlannedOutput {
     buffer: usize,
     len: usize,
     staging_offset: u64,
 }
 
-struct Timestamps {
-    queries: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    period_ns: f32,
-}
-
 pub struct Plan {
     device: wgpu::Device,
     queue: wgpu::Queue,
+    params: Arc<ParamBuffers>,
     input_buffer: usize,
     input_shape: Vec<usize>,
     activations: Vec<wgpu::Buffer>,
-    params: Vec<PlannedParam>,
     steps: Vec<Step>,
     outputs: Vec<PlannedOutput>,
     staging: wgpu::Buffer,
-    timestamps: Option<Timestamps>,
+    timer: Option<PassTimer>,
     memory: MemoryReport,
 }
 
@@ -79,16 +64,12 @@ struct MemoryPlan {
     buffer_bytes: Vec<u64>,
 }
 
-fn tensor_bytes(shape: &[usize]) -> u64 {
-    shape.iter().product::<usize>() as u64 * 4
-}
-
 fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     let tensor_count = graph.tensors.len();
     // Position of the last op that reads each tensor; outputs and the input live forever.
-    let mut last_use = vec![0usize; tensor_count];
+    let mut last_use = vec![None; tensor_count];
     for (i, node) in graph.nodes.iter().enumerate() {
-        last_use[node.input.0] = i;
+        last_use[node.input.0] = Some(i);
     }
     let pinned = |t: TensorId| graph.outputs.contains(&t) || graph.inputs.contains(&t);
 
@@ -107,11 +88,7 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
             .enumerate()
             .filter(|(_, &b)| buffer_bytes[b] >= need)
             .min_by_key(|(_, &b)| buffer_bytes[b])
-            .or_else(|| {
-                free.iter()
-                    .enumerate()
-                    .max_by_key(|(_, &b)| buffer_bytes[b])
-            })
+            .or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| buffer_bytes[b]))
             .map(|(slot, _)| slot);
         let buffer = match best {
             Some(slot) => free.swap_remove(slot),
@@ -124,10 +101,10 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
         buffer_of[node.output.0] = buffer;
         // Free the input only after the output is placed: an op never reads and writes
         // the same buffer.
-        if last_use[node.input.0] == i && !pinned(node.input) {
+        if last_use[node.input.0] == Some(i) && !pinned(node.input) {
             free.push(buffer_of[node.input.0]);
         }
-        if !graph.nodes[i + 1..].iter().any(|n| n.input == node.output) && !pinned(node.output) {
+        if last_use[node.output.0].is_none() && !pinned(node.output) {
             free.push(buffer);
         }
     }
@@ -137,28 +114,24 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     }
 }
 
-fn check_binding_limits(graph: &GraphBuilder, gpu: &Gpu) -> Result<(), GraphError> {
+/// Refuses tensors larger than one storage binding may be, naming the largest batch
+/// that would fit.
+pub(crate) fn check_binding_limit(
+    gpu: &Gpu,
+    batch: usize,
+    buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
+) -> Result<(), GraphError> {
     let limits = gpu.limits();
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
-    let param_shapes = graph.params.iter().map(|p| (&p.name, &p.shape));
-    let tensor_shapes = graph.tensors.iter().map(|t| (&t.name, &t.shape));
-    for (name, shape) in tensor_shapes.chain(param_shapes) {
-        let bytes = tensor_bytes(shape);
+    let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    for (name, shape, bytes) in buffers {
         if bytes > limit {
-            let batch = graph
-                .inputs
-                .first()
-                .map(|i| graph.tensors[i.0].shape[0])
-                .unwrap_or(1);
-            let per_sample = bytes / batch.max(1) as u64;
+            let per_sample = (bytes / batch.max(1) as u64).max(1);
             return Err(GraphError::TooLarge {
-                tensor: name.clone(),
-                shape: shape.clone(),
+                tensor: name,
+                shape,
                 bytes,
                 limit,
-                max_batch: (limit / per_sample.max(1)) as usize,
+                max_batch: (limit / per_sample) as usize,
             });
         }
     }
@@ -167,13 +140,32 @@ fn check_binding_limits(graph: &GraphBuilder, gpu: &Gpu) -> Result<(), GraphErro
 
 impl Plan {
     pub(super) fn compile(graph: &GraphBuilder, gpu: &Gpu) -> Result<Plan, GraphError> {
+        Self::compile_with(graph, gpu, Arc::new(ParamBuffers::new(gpu, graph)?))
+    }
+
+    /// Compiles against existing parameter buffers (e.g. a training plan's, so that
+    /// evaluation always sees the current weights).
+    pub fn compile_with(
+        graph: &GraphBuilder,
+        gpu: &Gpu,
+        params: Arc<ParamBuffers>,
+    ) -> Result<Plan, GraphError> {
         if graph.inputs.len() != 1 {
             return Err(GraphError::InputCount(graph.inputs.len()));
         }
         if graph.outputs.is_empty() {
             return Err(GraphError::NoOutputs);
         }
-        check_binding_limits(graph, gpu)?;
+        params.check_matches(graph)?;
+        let batch = graph.tensors[graph.inputs[0].0].shape[0];
+        check_binding_limit(
+            gpu,
+            batch,
+            graph
+                .tensors
+                .iter()
+                .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape))),
+        )?;
         let device = gpu.device().clone();
         let memory_plan = plan_memory(graph);
         let activations: Vec<wgpu::Buffer> = memory_plan
@@ -182,82 +174,23 @@ impl Plan {
             .enumerate()
             .map(|(i, &bytes)| storage_buffer(gpu, &format!("activation {i}"), bytes))
             .collect();
-        let params: Vec<PlannedParam> = graph
-            .params
-            .iter()
-            .map(|p| PlannedParam {
-                name: p.name.clone(),
-                shape: p.shape.clone(),
-                buffer: storage_buffer(gpu, &p.name, tensor_bytes(&p.shape)),
-            })
-            .collect();
         let unused = storage_buffer(gpu, "unused binding", 16);
 
-        // All uniform blocks live in one buffer, each at an aligned offset.
-        let alignment = gpu.limits().min_uniform_buffer_offset_alignment as u64;
-        let dispatches: Vec<_> = graph
-            .nodes
-            .iter()
-            .map(|node| {
-                let input = &graph.tensors[node.input.0].shape;
-                let output = &graph.tensors[node.output.0].shape;
-                node.kind.forward(input, output)
-            })
-            .collect();
-        let mut uniform_bytes = Vec::new();
-        let mut uniform_offsets = Vec::new();
-        for dispatch in dispatches.iter().flatten() {
-            let offset = (uniform_bytes.len() as u64).next_multiple_of(alignment);
-            uniform_bytes.resize(offset as usize, 0);
-            uniform_bytes.extend_from_slice(&dispatch.uniform);
-            uniform_offsets.push(offset);
-        }
-        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("uniform blocks"),
-            size: (uniform_bytes.len() as u64).max(16).next_multiple_of(16),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        gpu.queue().write_buffer(&uniform, 0, &uniform_bytes);
-
-        let mut steps = Vec::new();
-        let mut uniform_index = 0;
-        for (node, node_dispatches) in graph.nodes.iter().zip(&dispatches) {
-            for dispatch in node_dispatches {
-                let pipeline = gpu.pipeline(dispatch.shader, dispatch.entry)?;
-                let slot_buffer = |slot: &Slot| match *slot {
-                    Slot::Input => &activations[memory_plan.buffer_of[node.input.0]],
-                    Slot::Output => &activations[memory_plan.buffer_of[node.output.0]],
-                    Slot::Param(i) => &params[node.params[i]].buffer,
-                    Slot::Unused => &unused,
-                };
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniform,
-                        offset: uniform_offsets[uniform_index],
-                        size: wgpu::BufferSize::new(dispatch.uniform.len() as u64),
-                    }),
-                }];
-                for (i, slot) in dispatch.slots.iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: i as u32 + 1,
-                        resource: slot_buffer(slot).as_entire_binding(),
-                    });
-                }
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&node.name),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
-                steps.push(Step {
-                    pipeline,
-                    bind_group,
-                    workgroups: dispatch.workgroups,
-                });
-                uniform_index += 1;
+        let mut builder = StepBuilder::new(gpu);
+        for node in &graph.nodes {
+            let input = &graph.tensors[node.input.0].shape;
+            let output = &graph.tensors[node.output.0].shape;
+            for dispatch in node.kind.forward(input, output) {
+                builder.add(&node.name, &dispatch, |slot| match slot {
+                    Slot::Input => Some(activations[memory_plan.buffer_of[node.input.0]].clone()),
+                    Slot::Output => Some(activations[memory_plan.buffer_of[node.output.0]].clone()),
+                    Slot::Param(i) => params.buffer(&graph.params[node.params[i]].name).cloned(),
+                    Slot::Unused => Some(unused.clone()),
+                    _ => None,
+                })?;
             }
         }
+        let (steps, uniform_bytes) = builder.finish()?;
 
         let mut staging_bytes = 0u64;
         let outputs: Vec<PlannedOutput> = graph
@@ -274,55 +207,28 @@ impl Plan {
                 planned
             })
             .collect();
-        let staging = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("output staging"),
-            size: staging_bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-
-        let timestamps = gpu.timestamp_period_ns().map(|period_ns| Timestamps {
-            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("pass timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            }),
-            resolve: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp resolve"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            readback: device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp readback"),
-                size: 16,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-            period_ns,
-        });
-
+        let staging = staging_buffer(&device, "output staging", staging_bytes);
+        let timer = PassTimer::new(gpu);
         let memory = MemoryReport {
             activations: memory_plan.buffer_bytes.iter().sum(),
             activations_unshared: graph.tensors.iter().map(|t| tensor_bytes(&t.shape)).sum(),
-            params: graph.params.iter().map(|p| tensor_bytes(&p.shape)).sum(),
-            other: uniform.size() + staging.size() + 16 + if timestamps.is_some() { 32 } else { 0 },
+            params: params.bytes(),
+            training: 0,
+            other: uniform_bytes + staging.size() + 16 + if timer.is_some() { 32 } else { 0 },
         };
-        let plan = Plan {
+        Ok(Plan {
             queue: gpu.queue().clone(),
             device,
+            params,
             input_buffer: memory_plan.buffer_of[graph.inputs[0].0],
             input_shape: graph.tensors[graph.inputs[0].0].shape.clone(),
             activations,
-            params,
             steps,
             outputs,
             staging,
-            timestamps,
+            timer,
             memory,
-        };
-        plan.load_params(&ParamStore::initialize(graph, 0))?;
-        Ok(plan)
+        })
     }
 
     pub fn input_shape(&self) -> &[usize] {
@@ -338,62 +244,19 @@ impl Plan {
         self.steps.len()
     }
 
-    /// Uploads parameters. Every tensor of the plan must be present with its shape;
-    /// all problems are reported together. Extra tensors in `store` are an error too.
+    /// The parameter buffers this plan reads.
+    pub fn param_buffers(&self) -> &Arc<ParamBuffers> {
+        &self.params
+    }
+
+    /// Uploads parameters; see `ParamBuffers::load`.
     pub fn load_params(&self, store: &ParamStore) -> Result<(), GraphError> {
-        let mut problems = Vec::new();
-        for param in &self.params {
-            match (store.shape(&param.name), store.get(&param.name)) {
-                (Some(shape), Some(values)) => {
-                    let expected = param.shape.iter().product::<usize>();
-                    if shape != param.shape.as_slice() || values.len() != expected {
-                        problems.push(format!(
-                            "{}: expected shape {:?}, got {:?} with {} values",
-                            param.name,
-                            param.shape,
-                            shape,
-                            values.len()
-                        ));
-                    }
-                }
-                _ => problems.push(format!("{}: missing (shape {:?})", param.name, param.shape)),
-            }
-        }
-        for (name, _, _) in store.iter() {
-            if !self.params.iter().any(|p| p.name == name) {
-                problems.push(format!("{name}: not a parameter of this graph"));
-            }
-        }
-        if !problems.is_empty() {
-            return Err(GraphError::Params(problems));
-        }
-        for param in &self.params {
-            if let Some(values) = store.get(&param.name) {
-                self.queue
-                    .write_buffer(&param.buffer, 0, bytemuck::cast_slice(values));
-            }
-        }
-        Ok(())
+        self.params.load(store)
     }
 
     /// Reads every parameter back from the GPU.
     pub fn read_params(&self) -> Result<ParamStore, GraphError> {
-        let mut store = ParamStore::new();
-        for param in &self.params {
-            let len = param.shape.iter().product::<usize>();
-            let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("param readback"),
-                size: (len as u64 * 4).max(4),
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            });
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&param.buffer, 0, &staging, 0, len as u64 * 4);
-            self.queue.submit([encoder.finish()]);
-            let values = read_buffer_f32(&self.device, &staging, len)?;
-            store.insert(&param.name, param.shape.clone(), values);
-        }
-        Ok(store)
+        self.params.read()
     }
 
     /// Runs one batch and returns the graph outputs, in the order they were marked.
@@ -403,14 +266,7 @@ impl Plan {
 
     /// Like `run`, also reporting wall-clock and (where available) GPU time.
     pub fn run_timed(&self, input: &[f32]) -> Result<(Vec<Vec<f32>>, RunTiming), GraphError> {
-        let expected = self.input_shape.iter().product::<usize>();
-        if input.len() != expected {
-            return Err(GraphError::InputLength {
-                got: input.len(),
-                expected,
-                shape: self.input_shape.clone(),
-            });
-        }
+        check_input_len(input.len(), &self.input_shape)?;
         let start = Instant::now();
         self.queue.write_buffer(
             &self.activations[self.input_buffer],
@@ -419,24 +275,11 @@ impl Plan {
         );
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
-            let timestamp_writes =
-                self.timestamps
-                    .as_ref()
-                    .map(|t| wgpu::ComputePassTimestampWrites {
-                        query_set: &t.queries,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    });
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("forward"),
-                timestamp_writes,
+                timestamp_writes: self.timer.as_ref().map(PassTimer::pass_writes),
             });
-            for step in &self.steps {
-                pass.set_pipeline(&step.pipeline);
-                pass.set_bind_group(0, &step.bind_group, &[]);
-                let [x, y, z] = step.workgroups;
-                pass.dispatch_workgroups(x, y, z);
-            }
+            encode(&mut pass, &self.steps);
         }
         for output in &self.outputs {
             encoder.copy_buffer_to_buffer(
@@ -447,9 +290,8 @@ impl Plan {
                 output.len as u64 * 4,
             );
         }
-        if let Some(t) = &self.timestamps {
-            encoder.resolve_query_set(&t.queries, 0..2, &t.resolve, 0);
-            encoder.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, 16);
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut encoder);
         }
         self.queue.submit([encoder.finish()]);
 
@@ -463,23 +305,30 @@ impl Plan {
                 all[start..start + o.len].to_vec()
             })
             .collect();
-        let gpu_time = match &self.timestamps {
-            Some(t) => {
-                let raw = read_buffer_bytes(&self.device, &t.readback, 16)?;
-                let tick = |i: usize| {
-                    u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]))
-                };
-                let elapsed = tick(1).saturating_sub(tick(0)) as f64 * t.period_ns as f64;
-                Some(Duration::from_nanos(elapsed as u64))
-            }
+        let gpu = match &self.timer {
+            Some(timer) => Some(timer.elapsed(&self.device)?),
             None => None,
         };
         Ok((
             results,
             RunTiming {
                 wall: start.elapsed(),
-                gpu: gpu_time,
+                gpu,
             },
         ))
+    }
+}
+
+/// The error for an input of the wrong length.
+pub(crate) fn check_input_len(got: usize, shape: &[usize]) -> Result<(), GraphError> {
+    let expected = shape.iter().product::<usize>();
+    if got == expected {
+        Ok(())
+    } else {
+        Err(GraphError::InputLength {
+            got,
+            expected,
+            shape: shape.to_vec(),
+        })
     }
 }

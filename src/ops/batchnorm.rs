@@ -1,6 +1,9 @@
 //! Batch normalisation fused with the activation that follows it.
 
-use super::{linear_grid, nhwc, uniform_words, Activation, Dispatch, ParamRole, ParamSpec, Slot};
+use super::{
+    chunks, linear_grid, nhwc, uniform_words, Activation, Dispatch, ParamRole, ParamSpec,
+    ScratchSpec, Slot, TrainSettings, REDUCE_CHUNK,
+};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -9,14 +12,28 @@ pub struct BatchNorm {
     pub activation: Activation,
 }
 
+/// bn_act.wgsl's bindings; Scratch(0) holds per-channel statistics kept for the backward
+/// pass, Scratch(1) the reduction partials.
+const BINDINGS: [(u32, Slot); 12] = [
+    (1, Slot::Input),
+    (2, Slot::Param(0)),
+    (3, Slot::Param(1)),
+    (4, Slot::Param(2)),
+    (5, Slot::Param(3)),
+    (6, Slot::Output),
+    (7, Slot::Scratch(0)),
+    (8, Slot::Scratch(1)),
+    (9, Slot::GradOutput),
+    (10, Slot::GradInput),
+    (11, Slot::ParamGrad(0)),
+    (12, Slot::ParamGrad(1)),
+];
+
 impl BatchNorm {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         nhwc(input)?;
         if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return Err(format!(
-                "epsilon must be positive and finite, got {}",
-                self.eps
-            ));
+            return Err(format!("epsilon must be positive and finite, got {}", self.eps));
         }
         Ok(input.to_vec())
     }
@@ -36,27 +53,71 @@ impl BatchNorm {
         0
     }
 
-    pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
-        let total = input.iter().product::<usize>();
+    fn rows(input: &[usize]) -> usize {
+        input[0] * input[1] * input[2]
+    }
+
+    fn dispatch(&self, entry: &'static str, input: &[usize], momentum: f32, threads: usize) -> Dispatch {
+        let rows = Self::rows(input);
         let words = [
-            total as u32,
+            rows as u32,
             input[3] as u32,
             self.activation.shader_code(),
             self.eps.to_bits(),
+            REDUCE_CHUNK as u32,
+            chunks(rows) as u32,
+            momentum.to_bits(),
+            0,
         ];
-        vec![Dispatch {
+        Dispatch {
             shader: Shader::BnAct,
-            entry: "forward_inference",
+            entry,
             uniform: uniform_words(&words),
-            slots: vec![
-                Slot::Input,
-                Slot::Param(0),
-                Slot::Param(1),
-                Slot::Param(2),
-                Slot::Param(3),
-                Slot::Output,
-            ],
-            workgroups: linear_grid(total),
-        }]
+            bindings: BINDINGS.to_vec(),
+            workgroups: linear_grid(threads),
+        }
+    }
+
+    pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
+        let total = input.iter().product();
+        vec![self.dispatch("forward_inference", input, 0.0, total)]
+    }
+
+    pub fn forward_train(&self, input: &[usize], train: &TrainSettings) -> Vec<Dispatch> {
+        let channels = input[3];
+        let parts = chunks(Self::rows(input)) * channels;
+        let m = train.bn_momentum;
+        vec![
+            self.dispatch("stats_partial", input, m, parts),
+            self.dispatch("stats_finalize", input, m, channels),
+            self.dispatch("forward_train", input, m, input.iter().product()),
+        ]
+    }
+
+    pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
+        let channels = input[3];
+        vec![
+            ScratchSpec {
+                floats: 4 * channels,
+                persistent: true,
+            },
+            ScratchSpec {
+                floats: 2 * chunks(Self::rows(input)) * channels,
+                persistent: false,
+            },
+        ]
+    }
+
+    pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        let channels = input[3];
+        let parts = chunks(Self::rows(input)) * channels;
+        let mut dispatches = vec![
+            self.dispatch("backward_partial", input, 0.0, parts),
+            self.dispatch("backward_finalize", input, 0.0, channels),
+        ];
+        if input_grad {
+            dispatches.push(self.dispatch("backward_input", input, 0.0, input.iter().product()));
+        }
+        dispatches
     }
 }

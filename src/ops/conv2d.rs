@@ -1,7 +1,8 @@
 //! Standard convolution (the stem): weights [KH, KW, Cin, Cout], no bias.
 
 use super::{
-    linear_grid, nhwc, uniform_words, Dispatch, Padding, ParamRole, ParamSpec, Slot, Window,
+    chunks, linear_grid, nhwc, sum_partials, uniform_words, Dispatch, Padding, ParamRole,
+    ParamSpec, ScratchSpec, Slot, Window, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -13,6 +14,15 @@ pub struct Conv2d {
     pub padding: Padding,
 }
 
+const BINDINGS: [(u32, Slot); 6] = [
+    (1, Slot::Input),
+    (2, Slot::Param(0)),
+    (3, Slot::Output),
+    (4, Slot::GradOutput),
+    (5, Slot::GradInput),
+    (6, Slot::Scratch(0)),
+];
+
 impl Conv2d {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         let [n, _, _, _] = nhwc(input)?;
@@ -23,6 +33,10 @@ impl Conv2d {
         Ok(vec![n, window.out_h, window.out_w, self.out_channels])
     }
 
+    fn weight_len(&self, input: &[usize]) -> usize {
+        self.kernel * self.kernel * input[3] * self.out_channels
+    }
+
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
         let cin = input[3];
         let k = self.kernel;
@@ -31,6 +45,7 @@ impl Conv2d {
             vec![k, k, cin, self.out_channels],
             ParamRole::Weight {
                 fan_in: k * k * cin,
+                depthwise: false,
             },
         )]
     }
@@ -41,33 +56,60 @@ impl Conv2d {
         output.iter().map(|&d| d as u64).product::<u64>() * k * k * cin
     }
 
-    pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
-        let (h, w, cin) = (input[1], input[2], input[3]);
-        let Window {
-            pad_top, pad_left, ..
-        } = Window::of(input, self.kernel, self.stride, self.padding);
-        let [n, oh, ow, cout] = [output[0], output[1], output[2], output[3]];
+    fn dispatch(&self, entry: &'static str, input: &[usize], output: &[usize], threads: usize) -> Dispatch {
+        let window = Window::of(input, self.kernel, self.stride, self.padding);
+        let pixels = output[0] * output[1] * output[2];
         let words = [
-            n,
-            h,
-            w,
-            cin,
-            oh,
-            ow,
-            cout,
+            input[0],
+            input[1],
+            input[2],
+            input[3],
+            output[1],
+            output[2],
+            output[3],
             self.kernel,
             self.stride,
-            pad_top,
-            pad_left,
+            window.pad_top,
+            window.pad_left,
+            REDUCE_CHUNK,
+            chunks(pixels),
+            0,
+            0,
             0,
         ]
         .map(|v| v as u32);
-        vec![Dispatch {
+        Dispatch {
             shader: Shader::Conv2d,
-            entry: "forward",
+            entry,
             uniform: uniform_words(&words),
-            slots: vec![Slot::Input, Slot::Param(0), Slot::Output],
-            workgroups: linear_grid(n * oh * ow * cout),
+            bindings: BINDINGS.to_vec(),
+            workgroups: linear_grid(threads),
+        }
+    }
+
+    pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
+        let outputs = output.iter().product();
+        vec![self.dispatch("forward", input, output, outputs)]
+    }
+
+    pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
+        let pixels = output[0] * output[1] * output[2];
+        vec![ScratchSpec {
+            floats: chunks(pixels) * self.weight_len(input),
+            persistent: false,
         }]
+    }
+
+    pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        let parts = chunks(output[0] * output[1] * output[2]);
+        let weights = self.weight_len(input);
+        let mut dispatches = Vec::new();
+        if input_grad {
+            let inputs = input.iter().product();
+            dispatches.push(self.dispatch("backward_input", input, output, inputs));
+        }
+        dispatches.push(self.dispatch("backward_weight_partial", input, output, parts * weights));
+        dispatches.push(sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), parts, weights));
+        dispatches
     }
 }

@@ -1,7 +1,7 @@
 //! Fully connected layer with bias: [N, in] x [in, out] + bias, on the shared GEMM.
 
-use super::pointwise::Gemm;
-use super::{matrix, Dispatch, ParamRole, ParamSpec, Slot};
+use super::pointwise::{input_gradient, weight_gradient, weight_gradient_scratch, Gemm};
+use super::{chunks, column_sum, matrix, Dispatch, ParamRole, ParamSpec, ScratchSpec, Slot};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
@@ -23,7 +23,10 @@ impl Dense {
             ParamSpec::new(
                 "weight",
                 vec![fan_in, self.out_features],
-                ParamRole::Weight { fan_in },
+                ParamRole::Weight {
+                    fan_in,
+                    depthwise: false,
+                },
             ),
             ParamSpec::new("bias", vec![self.out_features], ParamRole::Bias),
         ]
@@ -39,5 +42,33 @@ impl Dense {
             ..Gemm::plain(input[0], self.out_features, input[1])
         };
         vec![gemm.dispatch(Slot::Input, Slot::Param(0), Slot::Param(1), Slot::Output)]
+    }
+
+    pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
+        vec![
+            weight_gradient_scratch(input[0], input[1], self.out_features),
+            ScratchSpec {
+                floats: chunks(input[0]) * self.out_features,
+                persistent: false,
+            },
+        ]
+    }
+
+    pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        let [rows, fan_in] = [input[0], input[1]];
+        let mut dispatches = Vec::new();
+        if input_grad {
+            dispatches.push(input_gradient(rows, fan_in, self.out_features));
+        }
+        dispatches.extend(weight_gradient(rows, fan_in, self.out_features, Slot::Scratch(0)));
+        let bias_sum = column_sum(
+            Slot::GradOutput,
+            Slot::Scratch(1),
+            Slot::ParamGrad(1),
+            rows,
+            self.out_features,
+        );
+        dispatches.extend(bias_sum);
+        dispatches
     }
 }

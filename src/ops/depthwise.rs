@@ -1,7 +1,8 @@
 //! Depthwise convolution: one KxK filter per channel, weights [KH, KW, C], no bias.
 
 use super::{
-    linear_grid, nhwc, uniform_words, Dispatch, Padding, ParamRole, ParamSpec, Slot, Window,
+    chunks, linear_grid, nhwc, sum_partials, uniform_words, Dispatch, Padding, ParamRole,
+    ParamSpec, ScratchSpec, Slot, Window, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -11,6 +12,15 @@ pub struct Depthwise {
     pub stride: usize,
     pub padding: Padding,
 }
+
+const BINDINGS: [(u32, Slot); 6] = [
+    (1, Slot::Input),
+    (2, Slot::Param(0)),
+    (3, Slot::Output),
+    (4, Slot::GradOutput),
+    (5, Slot::GradInput),
+    (6, Slot::Scratch(0)),
+];
 
 impl Depthwise {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
@@ -27,7 +37,10 @@ impl Depthwise {
         vec![ParamSpec::new(
             "weight",
             vec![k, k, input[3]],
-            ParamRole::Weight { fan_in: k * k },
+            ParamRole::Weight {
+                fan_in: k * k,
+                depthwise: true,
+            },
         )]
     }
 
@@ -36,33 +49,54 @@ impl Depthwise {
         output.iter().map(|&d| d as u64).product::<u64>() * k * k
     }
 
-    pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
-        let (h, w) = (input[1], input[2]);
-        let Window {
-            pad_top, pad_left, ..
-        } = Window::of(input, self.kernel, self.stride, self.padding);
-        let [n, oh, ow, c] = [output[0], output[1], output[2], output[3]];
+    fn dispatch(&self, entry: &'static str, input: &[usize], output: &[usize], threads: usize) -> Dispatch {
+        let window = Window::of(input, self.kernel, self.stride, self.padding);
+        let pixels = output[0] * output[1] * output[2];
         let words = [
-            n,
-            h,
-            w,
-            c,
-            oh,
-            ow,
+            input[0],
+            input[1],
+            input[2],
+            input[3],
+            output[1],
+            output[2],
             self.kernel,
             self.stride,
-            pad_top,
-            pad_left,
-            0,
-            0,
+            window.pad_top,
+            window.pad_left,
+            REDUCE_CHUNK,
+            chunks(pixels),
         ]
         .map(|v| v as u32);
-        vec![Dispatch {
+        Dispatch {
             shader: Shader::Depthwise,
-            entry: "forward",
+            entry,
             uniform: uniform_words(&words),
-            slots: vec![Slot::Input, Slot::Param(0), Slot::Output],
-            workgroups: linear_grid(n * oh * ow * c),
+            bindings: BINDINGS.to_vec(),
+            workgroups: linear_grid(threads),
+        }
+    }
+
+    pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
+        vec![self.dispatch("forward", input, output, output.iter().product())]
+    }
+
+    pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
+        let pixels = output[0] * output[1] * output[2];
+        vec![ScratchSpec {
+            floats: chunks(pixels) * self.kernel * self.kernel * input[3],
+            persistent: false,
         }]
+    }
+
+    pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        let parts = chunks(output[0] * output[1] * output[2]);
+        let weights = self.kernel * self.kernel * input[3];
+        let mut dispatches = Vec::new();
+        if input_grad {
+            dispatches.push(self.dispatch("backward_input", input, output, input.iter().product()));
+        }
+        dispatches.push(self.dispatch("backward_weight_partial", input, output, parts * weights));
+        dispatches.push(sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), parts, weights));
+        dispatches
     }
 }

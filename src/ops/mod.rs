@@ -5,6 +5,7 @@ mod batchnorm;
 mod conv2d;
 mod dense;
 mod depthwise;
+mod optim;
 mod pointwise;
 mod pool;
 mod softmax;
@@ -13,9 +14,10 @@ pub use batchnorm::BatchNorm;
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
+pub use optim::UpdateRule;
 pub use pointwise::Pointwise;
 pub use pool::GlobalAvgPool;
-pub use softmax::Softmax;
+pub use softmax::{cross_entropy, Softmax};
 
 use crate::gpu::Shader;
 use std::fmt;
@@ -140,10 +142,9 @@ impl Window {
 /// What a parameter is, which decides its initialisation and whether it is trained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamRole {
-    /// A convolution or dense kernel; `fan_in` drives He initialisation.
-    Weight {
-        fan_in: usize,
-    },
+    /// A convolution or dense kernel; `fan_in` drives He initialisation. Depthwise filters
+    /// are marked because the paper advises no weight decay on them.
+    Weight { fan_in: usize, depthwise: bool },
     Bias,
     Gamma,
     Beta,
@@ -183,25 +184,53 @@ impl ParamSpec {
     }
 }
 
-/// Which buffer a shader binding receives; bindings are numbered from 1 in this order
-/// (binding 0 is always the op's uniform block).
+/// Which buffer a shader binding receives. Op-relative slots (`Param`, `ParamGrad`,
+/// `Scratch`) are resolved by the plan against the op's own tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
     Input,
     Output,
     /// The op's n-th parameter, in `params()` order.
     Param(usize),
-    /// A placeholder for a binding the dispatch does not read (e.g. GEMM bias when absent).
+    /// Gradient of the loss with respect to the output (read in the backward pass).
+    GradOutput,
+    /// Gradient with respect to the input (written in the backward pass).
+    GradInput,
+    /// Gradient of the op's n-th parameter.
+    ParamGrad(usize),
+    /// The op's n-th scratch buffer, see `ScratchSpec`.
+    Scratch(usize),
+    /// Class labels of the batch (u32), for the loss.
+    Labels,
+    /// Per-sample loss, written by the loss.
+    Loss,
+    /// The n-th optimizer state tensor of a parameter.
+    OptState(usize),
+    /// The optimizer's per-step uniform block (learning rate and friends).
+    Hyper,
+    /// A placeholder for a binding the dispatch reads only conditionally (e.g. GEMM bias).
     Unused,
 }
 
-/// One compute dispatch of an op: pipeline, uniform contents, bindings and grid size.
+/// Working memory an op needs beyond its inputs, outputs and parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScratchSpec {
+    pub floats: usize,
+    /// Persistent scratch survives from the forward to the backward pass (BN statistics);
+    /// transient scratch (reduction partials) is only used within one op's dispatches
+    /// and may be shared between ops.
+    pub persistent: bool,
+}
+
+/// One compute dispatch of an op: pipeline, uniform contents (binding 0), the buffers of
+/// the other bindings, and the grid size. `bindings` may name more bindings than the entry
+/// point uses; the plan binds only those the shader reads (found by naga reflection).
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub shader: Shader,
     pub entry: &'static str,
     pub uniform: Vec<u8>,
-    pub slots: Vec<Slot>,
+    pub bindings: Vec<(u32, Slot)>,
     pub workgroups: [u32; 3],
 }
 
@@ -209,6 +238,8 @@ pub struct Dispatch {
 const MAX_GROUPS_PER_DIM: u32 = 65535;
 /// Must match the default of WG_SIZE in common.wgsl.
 const LINEAR_WORKGROUP: usize = 64;
+/// Rows summed by one invocation in the first stage of a two-stage reduction.
+pub const REDUCE_CHUNK: usize = 256;
 
 /// Grid for the one-output-per-invocation kernels (see `linear_index` in common.wgsl).
 fn linear_grid(threads: usize) -> [u32; 3] {
@@ -219,6 +250,39 @@ fn linear_grid(threads: usize) -> [u32; 3] {
 
 fn uniform_words(words: &[u32]) -> Vec<u8> {
     bytemuck::cast_slice(words).to_vec()
+}
+
+/// Number of REDUCE_CHUNK-row chunks covering `rows`.
+fn chunks(rows: usize) -> usize {
+    rows.div_ceil(REDUCE_CHUNK).max(1)
+}
+
+/// reduce.wgsl's stage 2: `out[c] = sum_s partials[s, c]` over `parts` partials of `len`.
+fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) -> Dispatch {
+    let words = [parts, len, REDUCE_CHUNK, parts, 0, 0, 0, 0].map(|v| v as u32);
+    Dispatch {
+        shader: Shader::Reduce,
+        entry: "sum_partials",
+        uniform: uniform_words(&words),
+        bindings: vec![(1, partials), (2, out)],
+        workgroups: linear_grid(len),
+    }
+}
+
+/// Column sums of a [rows, cols] tensor into `out`, through `partials` (two stages).
+fn column_sum(input: Slot, partials: Slot, out: Slot, rows: usize, cols: usize) -> [Dispatch; 2] {
+    let parts = chunks(rows);
+    let words = [rows, cols, REDUCE_CHUNK, parts, 0, 0, 0, 0].map(|v| v as u32);
+    [
+        Dispatch {
+            shader: Shader::Reduce,
+            entry: "column_partial",
+            uniform: uniform_words(&words),
+            bindings: vec![(1, input), (2, partials)],
+            workgroups: linear_grid(parts * cols),
+        },
+        sum_partials(partials, out, parts, cols),
+    ]
 }
 
 /// Checks a rank-4 NHWC shape.
@@ -295,8 +359,42 @@ impl OpKind {
         each_op!(self, op => op.mult_adds(input, output))
     }
 
+    /// Dispatches of the inference forward pass.
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         each_op!(self, op => op.forward(input, output))
+    }
+
+    /// Dispatches of the training forward pass (batch norm uses batch statistics).
+    pub fn forward_train(&self, input: &[usize], output: &[usize], train: &TrainSettings) -> Vec<Dispatch> {
+        match self {
+            OpKind::BatchNorm(op) => op.forward_train(input, train),
+            other => other.forward(input, output),
+        }
+    }
+
+    /// Dispatches of the backward pass: parameter gradients always, the input gradient
+    /// only when `input_grad` (the first op of a network does not need it).
+    pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        each_op!(self, op => op.backward(input, output, input_grad))
+    }
+
+    /// Scratch buffers the training dispatches use, indexed by `Slot::Scratch`.
+    pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
+        each_op!(self, op => op.scratch(input, output))
+    }
+}
+
+/// Training hyper-parameters the ops themselves need.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainSettings {
+    /// Weight of the batch statistic in the running-statistics update (PyTorch's
+    /// convention: 0.1 there; Keras' momentum 0.99 is 0.01 here).
+    pub bn_momentum: f32,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings { bn_momentum: 0.1 }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pointwise (1x1) convolution: on NHWC data it is the GEMM [N*H*W, Cin] x [Cin, Cout].
+//! This module also holds that GEMM, which the dense layer shares.
 
-use super::{nhwc, Activation, Dispatch, ParamRole, ParamSpec, Slot};
+use super::{nhwc, sum_partials, Activation, Dispatch, ParamRole, ParamSpec, ScratchSpec, Slot};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -13,6 +14,8 @@ pub struct Pointwise {
 const GEMM_TILE: usize = 16;
 const GEMM_BLOCK: usize = 4;
 const MAX_GROUPS_PER_DIM: usize = 65535;
+/// K elements per split when a weight gradient reduces over many rows (split-K).
+const K_CHUNK: usize = 1024;
 
 /// Dimensions and operand layout of one GEMM: C[m, n] = A[m, k] x B[k, n].
 #[derive(Clone, Copy, Debug)]
@@ -25,6 +28,8 @@ pub struct Gemm {
     pub activation: Activation,
     pub has_bias: bool,
     pub accumulate: bool,
+    /// >1: C receives `splits` partial [m, n] results, one per chunk of K.
+    pub splits: usize,
 }
 
 impl Gemm {
@@ -39,7 +44,12 @@ impl Gemm {
             activation: Activation::None,
             has_bias: false,
             accumulate: false,
+            splits: 1,
         }
+    }
+
+    fn k_chunk(&self) -> usize {
+        self.k.div_ceil(self.splits.max(1)).max(1)
     }
 
     /// The dispatch, binding A, B, bias and C to the given slots.
@@ -55,21 +65,62 @@ impl Gemm {
             self.b_strides[1],
             self.has_bias as usize,
             self.accumulate as usize,
-            0,
-            0,
+            self.splits.max(1),
+            self.k_chunk(),
         ]
         .map(|v| v as u32);
         let col_groups = self.n.div_ceil(GEMM_BLOCK * GEMM_TILE).max(1);
         let row_groups = self.m.div_ceil(GEMM_BLOCK * GEMM_TILE).max(1);
         let y = row_groups.min(MAX_GROUPS_PER_DIM);
+        let z = row_groups.div_ceil(y) * self.splits.max(1);
         Dispatch {
             shader: Shader::Gemm,
             entry: "forward",
             uniform: bytemuck::cast_slice(&words).to_vec(),
-            slots: vec![a, b, bias, c],
-            workgroups: [col_groups as u32, y as u32, row_groups.div_ceil(y) as u32],
+            bindings: vec![(1, a), (2, b), (3, bias), (4, c)],
+            workgroups: [col_groups as u32, y as u32, z as u32],
         }
     }
+}
+
+fn weight_grad_splits(rows: usize) -> usize {
+    rows.div_ceil(K_CHUNK).max(1)
+}
+
+/// dW = X^T dY for a [rows, fan_in] input and [rows, fan_out] output gradient, into
+/// `ParamGrad(0)`; split over rows through `partials` when there are many.
+pub(super) fn weight_gradient(rows: usize, fan_in: usize, fan_out: usize, partials: Slot) -> Vec<Dispatch> {
+    let splits = weight_grad_splits(rows);
+    let gemm = Gemm {
+        a_strides: [1, fan_in],
+        splits,
+        ..Gemm::plain(fan_in, fan_out, rows)
+    };
+    if splits == 1 {
+        return vec![gemm.dispatch(Slot::Input, Slot::GradOutput, Slot::Unused, Slot::ParamGrad(0))];
+    }
+    vec![
+        gemm.dispatch(Slot::Input, Slot::GradOutput, Slot::Unused, partials),
+        sum_partials(partials, Slot::ParamGrad(0), splits, fan_in * fan_out),
+    ]
+}
+
+/// Scratch for `weight_gradient`'s partials.
+pub(super) fn weight_gradient_scratch(rows: usize, fan_in: usize, fan_out: usize) -> ScratchSpec {
+    let splits = weight_grad_splits(rows);
+    ScratchSpec {
+        floats: if splits > 1 { splits * fan_in * fan_out } else { 1 },
+        persistent: false,
+    }
+}
+
+/// dX = dY W^T for weights W [fan_in, fan_out], into `GradInput`.
+pub(super) fn input_gradient(rows: usize, fan_in: usize, fan_out: usize) -> Dispatch {
+    let gemm = Gemm {
+        b_strides: [1, fan_out],
+        ..Gemm::plain(rows, fan_in, fan_out)
+    };
+    gemm.dispatch(Slot::GradOutput, Slot::Param(0), Slot::Unused, Slot::GradInput)
 }
 
 impl Pointwise {
@@ -86,7 +137,10 @@ impl Pointwise {
         vec![ParamSpec::new(
             "weight",
             vec![cin, self.out_channels],
-            ParamRole::Weight { fan_in: cin },
+            ParamRole::Weight {
+                fan_in: cin,
+                depthwise: false,
+            },
         )]
     }
 
@@ -94,9 +148,26 @@ impl Pointwise {
         output.iter().map(|&d| d as u64).product::<u64>() * input[3] as u64
     }
 
-    pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
-        let m = output[0] * output[1] * output[2];
-        let gemm = Gemm::plain(m, self.out_channels, input[3]);
+    fn rows(input: &[usize]) -> usize {
+        input[0] * input[1] * input[2]
+    }
+
+    pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
+        let gemm = Gemm::plain(Self::rows(input), self.out_channels, input[3]);
         vec![gemm.dispatch(Slot::Input, Slot::Param(0), Slot::Unused, Slot::Output)]
+    }
+
+    pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
+        vec![weight_gradient_scratch(Self::rows(input), input[3], self.out_channels)]
+    }
+
+    pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        let rows = Self::rows(input);
+        let mut dispatches = Vec::new();
+        if input_grad {
+            dispatches.push(input_gradient(rows, input[3], self.out_channels));
+        }
+        dispatches.extend(weight_gradient(rows, input[3], self.out_channels, Slot::Scratch(0)));
+        dispatches
     }
 }

@@ -1,6 +1,6 @@
 //! Global average pooling: [N, H, W, C] -> [N, C].
 
-use super::{linear_grid, nhwc, uniform_words, Dispatch, ParamSpec, Slot};
+use super::{linear_grid, nhwc, uniform_words, Dispatch, ParamSpec, ScratchSpec, Slot};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -20,15 +20,35 @@ impl GlobalAvgPool {
         0
     }
 
-    pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
+    fn dispatch(entry: &'static str, input: &[usize], threads: usize) -> Dispatch {
         let [n, h, w, c] = [input[0], input[1], input[2], input[3]];
         let words = [n as u32, (h * w) as u32, c as u32, 0];
-        vec![Dispatch {
+        Dispatch {
             shader: Shader::Pool,
-            entry: "forward",
+            entry,
             uniform: uniform_words(&words),
-            slots: vec![Slot::Input, Slot::Output],
-            workgroups: linear_grid(n * c),
-        }]
+            bindings: vec![
+                (1, Slot::Input),
+                (2, Slot::Output),
+                (3, Slot::GradOutput),
+                (4, Slot::GradInput),
+            ],
+            workgroups: linear_grid(threads),
+        }
+    }
+
+    pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
+        vec![Self::dispatch("forward", input, input[0] * input[3])]
+    }
+
+    pub fn scratch(&self, _input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
+        Vec::new()
+    }
+
+    pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+        if !input_grad {
+            return Vec::new();
+        }
+        vec![Self::dispatch("backward", input, input.iter().product())]
     }
 }

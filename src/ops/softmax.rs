@@ -1,10 +1,32 @@
-//! Row-wise softmax over [N, classes].
+//! Row-wise softmax over [N, classes], and the fused softmax + cross-entropy loss head.
 
-use super::{linear_grid, matrix, uniform_words, Dispatch, ParamSpec, Slot};
+use super::{linear_grid, matrix, uniform_words, Dispatch, ParamSpec, ScratchSpec, Slot};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Softmax;
+
+fn dispatch(entry: &'static str, rows: usize, cols: usize, count: usize) -> Dispatch {
+    Dispatch {
+        shader: Shader::Softmax,
+        entry,
+        uniform: uniform_words(&[rows as u32, cols as u32, count as u32, 0]),
+        bindings: vec![
+            (1, Slot::Input),
+            (2, Slot::Output),
+            (3, Slot::Labels),
+            (4, Slot::Loss),
+            (5, Slot::GradInput),
+        ],
+        workgroups: linear_grid(rows),
+    }
+}
+
+/// Per-sample cross-entropy of [rows, cols] logits (`Input`) against `Labels` into `Loss`,
+/// and the gradient of the mean loss over the first `count` rows into `GradInput`.
+pub fn cross_entropy(rows: usize, cols: usize, count: usize) -> Dispatch {
+    dispatch("cross_entropy", rows, cols, count)
+}
 
 impl Softmax {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
@@ -21,13 +43,16 @@ impl Softmax {
     }
 
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
-        let words = [input[0] as u32, input[1] as u32, 0, 0];
-        vec![Dispatch {
-            shader: Shader::Softmax,
-            entry: "forward",
-            uniform: uniform_words(&words),
-            slots: vec![Slot::Input, Slot::Output],
-            workgroups: linear_grid(input[0]),
-        }]
+        vec![dispatch("forward", input[0], input[1], input[0])]
+    }
+
+    pub fn scratch(&self, _input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
+        Vec::new()
+    }
+
+    /// Softmax is the inference head; training differentiates the fused cross-entropy
+    /// instead, so a graph is trained up to its logits.
+    pub fn backward(&self, _input: &[usize], _output: &[usize], _input_grad: bool) -> Vec<Dispatch> {
+        Vec::new()
     }
 }

@@ -1,0 +1,28 @@
+//! Dataset loading and batching for training.
+//!
+//! Loaders read whole datasets into an [`ImageSet`] (u8, HWC, images back to back):
+//! - [`load_fashion_mnist`]: IDX files, plain or gzipped (Debian package `dataset-fashion-mnist`);
+//! - [`load_cifar10`]: the CIFAR-10 binary version;
+//! - [`load_image_folder`]: one subfolder of PNG/JPEG files per class.
+//!
+//! [`BatchLoader`] turns an `ImageSet` into NHWC `f32` batches (resize, channel conversion,
+//! augmentation, normalisation) on a background thread, deterministically for a given seed and epoch.
+//!
+//! Every problem with the files on disk is reported as a [`DataError`] that names the file.
+
+mod cifar10;
+mod error;
+mod fashion_mnist;
+mod files;
+mod folder;
+mod image_set;
+mod loader;
+mod transform;
+
+pub use cifar10::{load_cifar10, CIFAR10_CLASSES};
+pub use error::DataError;
+pub use fashion_mnist::{load_fashion_mnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
+pub use folder::load_image_folder;
+pub use image_set::{split_validation, ImageSet};
+pub use loader::{batch_count, Batch, BatchLoader, LoaderOptions};
+pub use transform::{Augment, Normalize};

@@ -1,0 +1,216 @@
+//! Turning op dispatches into ready-to-encode steps: uniform blocks packed into one
+//! buffer, pipelines from the cache, bind groups built once.
+
+use super::GraphError;
+use crate::gpu::{CompiledEntry, Gpu};
+use crate::ops::{Dispatch, Slot};
+
+/// One pre-built dispatch.
+pub(crate) struct Step {
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    workgroups: [u32; 3],
+}
+
+struct Pending {
+    label: String,
+    compiled: CompiledEntry,
+    uniform_offset: u64,
+    uniform_size: u64,
+    buffers: Vec<(u32, wgpu::Buffer)>,
+    workgroups: [u32; 3],
+}
+
+/// Collects dispatches, then builds all of them at once (the uniform buffer has to
+/// exist before any bind group that points into it).
+pub(crate) struct StepBuilder<'a> {
+    gpu: &'a Gpu,
+    uniform_bytes: Vec<u8>,
+    pending: Vec<Pending>,
+}
+
+impl<'a> StepBuilder<'a> {
+    pub fn new(gpu: &'a Gpu) -> Self {
+        StepBuilder {
+            gpu,
+            uniform_bytes: Vec::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Number of steps added so far (for recording phase boundaries).
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Adds one dispatch; `resolve` maps each slot the shader reads to a buffer.
+    pub fn add(
+        &mut self,
+        label: &str,
+        dispatch: &Dispatch,
+        resolve: impl Fn(Slot) -> Option<wgpu::Buffer>,
+    ) -> Result<(), GraphError> {
+        let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
+        let mut buffers = Vec::new();
+        for &binding in compiled.bindings.iter().filter(|&&b| b != 0) {
+            let slot = dispatch
+                .bindings
+                .iter()
+                .find(|(b, _)| *b == binding)
+                .map(|(_, slot)| *slot);
+            let buffer = slot.and_then(&resolve).ok_or_else(|| GraphError::Binding {
+                op: label.to_string(),
+                entry: format!("{}:{}", dispatch.shader, dispatch.entry),
+                binding,
+                slot: slot.map(|s| format!("{s:?}")),
+            })?;
+            buffers.push((binding, buffer));
+        }
+        let alignment = self.gpu.limits().min_uniform_buffer_offset_alignment as u64;
+        let offset = (self.uniform_bytes.len() as u64).next_multiple_of(alignment);
+        self.uniform_bytes.resize(offset as usize, 0);
+        self.uniform_bytes.extend_from_slice(&dispatch.uniform);
+        self.pending.push(Pending {
+            label: label.to_string(),
+            compiled,
+            uniform_offset: offset,
+            uniform_size: dispatch.uniform.len() as u64,
+            buffers,
+            workgroups: dispatch.workgroups,
+        });
+        Ok(())
+    }
+
+    /// Creates the uniform buffer and every bind group; returns the steps and the
+    /// uniform buffer's size in bytes.
+    pub fn finish(self) -> Result<(Vec<Step>, u64), GraphError> {
+        let device = self.gpu.device();
+        let uniform = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("uniform blocks"),
+            size: (self.uniform_bytes.len() as u64).max(16).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.gpu.queue().write_buffer(&uniform, 0, &self.uniform_bytes);
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let steps: Vec<Step> = self
+            .pending
+            .iter()
+            .map(|p| {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniform,
+                        offset: p.uniform_offset,
+                        size: wgpu::BufferSize::new(p.uniform_size),
+                    }),
+                }];
+                entries.extend(p.buffers.iter().map(|(binding, buffer)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: buffer.as_entire_binding(),
+                }));
+                Step {
+                    pipeline: p.compiled.pipeline.clone(),
+                    bind_group: device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(&p.label),
+                        layout: &p.compiled.pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    }),
+                    workgroups: p.workgroups,
+                }
+            })
+            .collect();
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(GraphError::Gpu(crate::gpu::GpuError::Pipeline {
+                pipeline: "bind groups".into(),
+                reason: error.to_string(),
+            }));
+        }
+        Ok((steps, uniform.size()))
+    }
+}
+
+/// Records steps into a compute pass.
+pub(crate) fn encode(pass: &mut wgpu::ComputePass<'_>, steps: &[Step]) {
+    for step in steps {
+        pass.set_pipeline(&step.pipeline);
+        pass.set_bind_group(0, &step.bind_group, &[]);
+        let [x, y, z] = step.workgroups;
+        pass.dispatch_workgroups(x, y, z);
+    }
+}
+
+/// GPU timestamps around a compute pass, where the adapter supports them.
+pub(crate) struct PassTimer {
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    period_ns: f32,
+}
+
+impl PassTimer {
+    pub fn new(gpu: &Gpu) -> Option<PassTimer> {
+        let device = gpu.device();
+        gpu.timestamp_period_ns().map(|period_ns| PassTimer {
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp resolve"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            readback: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp readback"),
+                size: 16,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+            period_ns,
+        })
+    }
+
+    pub fn pass_writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
+
+    /// Call after the pass, before submitting.
+    pub fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.resolve_query_set(&self.queries, 0..2, &self.resolve, 0);
+        encoder.copy_buffer_to_buffer(&self.resolve, 0, &self.readback, 0, 16);
+    }
+
+    /// Call after the submission completed.
+    pub fn elapsed(&self, device: &wgpu::Device) -> Result<std::time::Duration, GraphError> {
+        let raw = crate::gpu::read_buffer_bytes(device, &self.readback, 16)?;
+        let tick = |i: usize| {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+            u64::from_le_bytes(bytes)
+        };
+        let ns = tick(1).saturating_sub(tick(0)) as f64 * self.period_ns as f64;
+        Ok(std::time::Duration::from_nanos(ns as u64))
+    }
+}
+
+/// Bytes of an f32 tensor.
+pub(crate) fn tensor_bytes(shape: &[usize]) -> u64 {
+    shape.iter().product::<usize>() as u64 * 4
+}
+
+/// A MAP_READ buffer to copy results into.
+pub(crate) fn staging_buffer(device: &wgpu::Device, label: &str, bytes: u64) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: bytes.max(4).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}

@@ -1,0 +1,548 @@
+//! A compiled training graph: forward (batch-statistics BN), softmax cross-entropy,
+//! backward and optimizer update, all pre-built and run as one submit per step.
+//!
+//! Every forward activation is kept for the backward pass; activation gradients live in
+//! two ping-pong buffers (the graph is a chain, so only two are alive at a time).
+
+use super::param_buffers::{read_named, ParamBuffers};
+use super::plan::{check_binding_limit, check_input_len, MemoryReport};
+use super::steps::{encode, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder};
+use super::{GraphBuilder, GraphError, ParamStore, TensorId};
+use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
+use crate::ops::{cross_entropy, Slot, TrainSettings, UpdateRule};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// What to train and how.
+#[derive(Clone, Debug, Default)]
+pub struct TrainConfig {
+    pub settings: TrainSettings,
+    /// None builds gradients only (no optimizer state, no update).
+    pub update: Option<UpdateRule>,
+    /// L2 coefficient per parameter name; parameters not listed do not decay.
+    pub weight_decay: HashMap<String, f32>,
+    /// Also compute the gradient with respect to the graph input.
+    pub input_grad: bool,
+}
+
+/// What one training step reports back.
+#[derive(Clone, Debug)]
+pub struct StepOutput {
+    /// Cross-entropy per sample.
+    pub loss: Vec<f32>,
+    /// [batch, classes], from the forward pass of this step (before the update).
+    pub logits: Vec<f32>,
+}
+
+impl StepOutput {
+    pub fn mean_loss(&self) -> f64 {
+        self.loss.iter().map(|&l| l as f64).sum::<f64>() / self.loss.len().max(1) as f64
+    }
+
+    /// Number of rows whose arg-max logit is the label.
+    pub fn correct(&self, labels: &[u32]) -> usize {
+        let classes = self.logits.len() / self.loss.len().max(1);
+        self.logits
+            .chunks(classes.max(1))
+            .zip(labels)
+            .filter(|(row, &label)| argmax(row) == label as usize)
+            .count()
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .0
+}
+
+/// Gradients from `TrainPlan::gradients`.
+#[derive(Clone, Debug)]
+pub struct Gradients {
+    /// The forward output the gradient was seeded at.
+    pub output: Vec<f32>,
+    /// With respect to the graph input, when the plan was built with `input_grad`.
+    pub input: Option<Vec<f32>>,
+    /// With respect to each trainable parameter, by parameter name.
+    pub params: ParamStore,
+}
+
+enum Seed<'a> {
+    Labels(&'a [u32]),
+    OutputGrad(&'a [f32]),
+}
+
+struct NamedBuffer {
+    name: String,
+    shape: Vec<usize>,
+    buffer: wgpu::Buffer,
+}
+
+pub struct TrainPlan {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    params: Arc<ParamBuffers>,
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    input: wgpu::Buffer,
+    output: wgpu::Buffer,
+    labels: wgpu::Buffer,
+    loss: wgpu::Buffer,
+    output_grad: wgpu::Buffer,
+    input_grad: Option<wgpu::Buffer>,
+    param_grads: Vec<NamedBuffer>,
+    opt_state: Vec<NamedBuffer>,
+    update_rule: Option<UpdateRule>,
+    hyper: wgpu::Buffer,
+    steps: Vec<Step>,
+    forward: Range<usize>,
+    loss_steps: Range<usize>,
+    backward: Range<usize>,
+    update: Range<usize>,
+    staging: wgpu::Buffer,
+    timer: Option<PassTimer>,
+    memory: MemoryReport,
+}
+
+/// The training nodes (those up to the one producing the loss input), checked to form a
+/// chain from the graph input.
+fn training_chain(graph: &GraphBuilder) -> Result<(usize, TensorId), GraphError> {
+    let output = *graph.outputs.first().ok_or(GraphError::NoOutputs)?;
+    let last = graph
+        .nodes
+        .iter()
+        .position(|n| n.output == output)
+        .ok_or_else(|| GraphError::NotAChain("the first output is the graph input".into()))?;
+    let mut expected = graph.inputs[0];
+    for node in &graph.nodes[..=last] {
+        if node.input != expected {
+            return Err(GraphError::NotAChain(format!(
+                "op {:?} does not read the previous op's output",
+                node.name
+            )));
+        }
+        expected = node.output;
+    }
+    Ok((last + 1, output))
+}
+
+impl TrainPlan {
+    /// Builds the training plan of `graph`, reading and updating `params`. The loss is
+    /// computed on the graph's first output ([batch, classes] logits); ops after it (an
+    /// inference softmax) are not part of training.
+    pub fn compile(
+        graph: &GraphBuilder,
+        gpu: &Gpu,
+        params: Arc<ParamBuffers>,
+        config: &TrainConfig,
+    ) -> Result<TrainPlan, GraphError> {
+        if graph.inputs.len() != 1 {
+            return Err(GraphError::InputCount(graph.inputs.len()));
+        }
+        params.check_matches(graph)?;
+        let (node_count, output_id) = training_chain(graph)?;
+        let nodes = &graph.nodes[..node_count];
+        let input_id = graph.inputs[0];
+        let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
+        let input_shape = shape_of(input_id).to_vec();
+        let output_shape = shape_of(output_id).to_vec();
+        let batch = input_shape[0];
+
+        // Which of the two gradient buffers holds each tensor's gradient.
+        let mut grad_of = HashMap::new();
+        grad_of.insert(output_id, 0usize);
+        for node in nodes.iter().rev() {
+            let flip = 1 - grad_of[&node.output];
+            grad_of.insert(node.input, flip);
+        }
+        let tensors: Vec<TensorId> = std::iter::once(input_id)
+            .chain(nodes.iter().map(|n| n.output))
+            .collect();
+        let grad_bytes = tensors.iter().map(|&t| tensor_bytes(shape_of(t))).max().unwrap_or(4);
+
+        // Scratch: persistent per op, transient shared by index across ops.
+        let scratch_specs: Vec<_> = nodes
+            .iter()
+            .map(|n| n.kind.scratch(shape_of(n.input), shape_of(n.output)))
+            .collect();
+        let mut shared_bytes: Vec<u64> = Vec::new();
+        for specs in &scratch_specs {
+            for (i, spec) in specs.iter().enumerate().filter(|(_, s)| !s.persistent) {
+                if shared_bytes.len() <= i {
+                    shared_bytes.resize(i + 1, 4);
+                }
+                shared_bytes[i] = shared_bytes[i].max(spec.floats as u64 * 4);
+            }
+        }
+        let trainable: Vec<usize> = nodes
+            .iter()
+            .flat_map(|n| n.params.iter().copied())
+            .filter(|&p| graph.params[p].role.trainable())
+            .collect();
+
+        let mut sizes: Vec<(String, Vec<usize>, u64)> = tensors
+            .iter()
+            .map(|&t| (graph.tensors[t.0].name.clone(), shape_of(t).to_vec(), tensor_bytes(shape_of(t))))
+            .collect();
+        for (i, &bytes) in shared_bytes.iter().enumerate() {
+            sizes.push((format!("reduction scratch {i}"), vec![(bytes / 4) as usize], bytes));
+        }
+        check_binding_limit(gpu, batch, sizes.into_iter())?;
+
+        let acts: HashMap<TensorId, wgpu::Buffer> = tensors
+            .iter()
+            .map(|&t| {
+                let name = &graph.tensors[t.0].name;
+                (t, storage_buffer(gpu, &format!("activation {name}"), tensor_bytes(shape_of(t))))
+            })
+            .collect();
+        let grads = [
+            storage_buffer(gpu, "gradient ping", grad_bytes),
+            storage_buffer(gpu, "gradient pong", grad_bytes),
+        ];
+        let shared: Vec<wgpu::Buffer> = shared_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| storage_buffer(gpu, &format!("scratch {i}"), bytes))
+            .collect();
+        let mut persistent_bytes = 0;
+        let persistent: Vec<Vec<Option<wgpu::Buffer>>> = scratch_specs
+            .iter()
+            .zip(nodes)
+            .map(|(specs, node)| {
+                specs
+                    .iter()
+                    .map(|s| {
+                        s.persistent.then(|| {
+                            persistent_bytes += s.floats as u64 * 4;
+                            storage_buffer(gpu, &format!("{} state", node.name), s.floats as u64 * 4)
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let param_grads: HashMap<usize, NamedBuffer> = trainable
+            .iter()
+            .map(|&p| {
+                let info = &graph.params[p];
+                let buffer = storage_buffer(gpu, &format!("grad {}", info.name), tensor_bytes(&info.shape));
+                (p, NamedBuffer { name: info.name.clone(), shape: info.shape.clone(), buffer })
+            })
+            .collect();
+        let mut opt_state: HashMap<usize, Vec<NamedBuffer>> = HashMap::new();
+        if let Some(rule) = &config.update {
+            for &p in &trainable {
+                let info = &graph.params[p];
+                let states = rule
+                    .state_names()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, state)| {
+                        let name = format!("{}.{state}", info.name);
+                        let buffer = storage_buffer(gpu, &name, tensor_bytes(&info.shape));
+                        let init = vec![rule.state_init(i); info.len()];
+                        gpu.queue().write_buffer(&buffer, 0, bytemuck::cast_slice(&init));
+                        NamedBuffer { name, shape: info.shape.clone(), buffer }
+                    })
+                    .collect();
+                opt_state.insert(p, states);
+            }
+        }
+        let labels = storage_buffer(gpu, "labels", batch as u64 * 4);
+        let loss = storage_buffer(gpu, "loss", batch as u64 * 4);
+        let unused = storage_buffer(gpu, "unused binding", 16);
+        let hyper = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("optimizer hyper-parameters"),
+            size: 32,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+
+        let mut builder = StepBuilder::new(gpu);
+        let param_buffer = |p: usize| params.buffer(&graph.params[p].name).cloned();
+        let node_slot = |index: usize, slot: Slot| -> Option<wgpu::Buffer> {
+            let node = &nodes[index];
+            match slot {
+                Slot::Input => acts.get(&node.input).cloned(),
+                Slot::Output => acts.get(&node.output).cloned(),
+                Slot::Param(i) => node.params.get(i).and_then(|&p| param_buffer(p)),
+                Slot::GradOutput => Some(grads[grad_of[&node.output]].clone()),
+                Slot::GradInput => Some(grads[grad_of[&node.input]].clone()),
+                Slot::ParamGrad(i) => node
+                    .params
+                    .get(i)
+                    .and_then(|p| param_grads.get(p))
+                    .map(|g| g.buffer.clone()),
+                Slot::Scratch(i) => match persistent[index].get(i) {
+                    Some(Some(buffer)) => Some(buffer.clone()),
+                    Some(None) => shared.get(i).cloned(),
+                    None => None,
+                },
+                Slot::Unused => Some(unused.clone()),
+                _ => None,
+            }
+        };
+
+        for (i, node) in nodes.iter().enumerate() {
+            let (x, y) = (shape_of(node.input), shape_of(node.output));
+            for dispatch in node.kind.forward_train(x, y, &config.settings) {
+                builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
+            }
+        }
+        let forward = 0..builder.len();
+
+        if output_shape.len() == 2 {
+            let xent = cross_entropy(output_shape[0], output_shape[1], batch);
+            builder.add("loss", &xent, |slot| match slot {
+                Slot::Input => acts.get(&output_id).cloned(),
+                Slot::Labels => Some(labels.clone()),
+                Slot::Loss => Some(loss.clone()),
+                Slot::GradInput => Some(grads[grad_of[&output_id]].clone()),
+                _ => None,
+            })?;
+        }
+        let loss_steps = forward.end..builder.len();
+
+        for (i, node) in nodes.iter().enumerate().rev() {
+            let (x, y) = (shape_of(node.input), shape_of(node.output));
+            let input_grad = i > 0 || config.input_grad;
+            for dispatch in node.kind.backward(x, y, input_grad) {
+                builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
+            }
+        }
+        let backward = loss_steps.end..builder.len();
+
+        if let Some(rule) = &config.update {
+            for &p in &trainable {
+                let info = &graph.params[p];
+                let decay = config.weight_decay.get(&info.name).copied().unwrap_or(0.0);
+                let dispatch = rule.dispatch(info.len(), decay);
+                let states = &opt_state[&p];
+                builder.add(&format!("update {}", info.name), &dispatch, |slot| match slot {
+                    Slot::Hyper => Some(hyper.clone()),
+                    Slot::Param(0) => param_buffer(p),
+                    Slot::ParamGrad(0) => Some(param_grads[&p].buffer.clone()),
+                    Slot::OptState(s) => states.get(s).map(|b| b.buffer.clone()),
+                    _ => None,
+                })?;
+            }
+        }
+        let update = backward.end..builder.len();
+        let (steps, uniform_bytes) = builder.finish()?;
+
+        let output_len = output_shape.iter().product::<usize>() as u64;
+        let staging = staging_buffer(gpu.device(), "step readback", (batch as u64 + output_len) * 4);
+        let timer = PassTimer::new(gpu);
+        let mut param_grads: Vec<(usize, NamedBuffer)> = param_grads.into_iter().collect();
+        param_grads.sort_by_key(|(p, _)| *p);
+        let mut opt_state: Vec<(usize, Vec<NamedBuffer>)> = opt_state.into_iter().collect();
+        opt_state.sort_by_key(|(p, _)| *p);
+        let param_grads: Vec<NamedBuffer> = param_grads.into_iter().map(|(_, b)| b).collect();
+        let opt_state: Vec<NamedBuffer> = opt_state.into_iter().flat_map(|(_, b)| b).collect();
+        let memory = MemoryReport {
+            activations: acts.values().map(|b| b.size()).sum(),
+            activations_unshared: acts.values().map(|b| b.size()).sum(),
+            params: params.bytes(),
+            training: 2 * grad_bytes
+                + shared_bytes.iter().sum::<u64>()
+                + persistent_bytes
+                + param_grads.iter().map(|g| g.buffer.size()).sum::<u64>()
+                + opt_state.iter().map(|g| g.buffer.size()).sum::<u64>(),
+            other: uniform_bytes + staging.size() + 2 * batch as u64 * 4 + 48,
+        };
+        Ok(TrainPlan {
+            device: gpu.device().clone(),
+            queue: gpu.queue().clone(),
+            params,
+            input: acts[&input_id].clone(),
+            output: acts[&output_id].clone(),
+            output_grad: grads[grad_of[&output_id]].clone(),
+            input_grad: config.input_grad.then(|| grads[grad_of[&input_id]].clone()),
+            input_shape,
+            output_shape,
+            labels,
+            loss,
+            param_grads,
+            opt_state,
+            update_rule: config.update,
+            hyper,
+            steps,
+            forward,
+            loss_steps,
+            backward,
+            update,
+            staging,
+            timer,
+            memory,
+        })
+    }
+
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    pub fn batch(&self) -> usize {
+        self.input_shape[0]
+    }
+
+    pub fn memory(&self) -> MemoryReport {
+        self.memory
+    }
+
+    pub fn param_buffers(&self) -> &Arc<ParamBuffers> {
+        &self.params
+    }
+
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn check_labels(&self, labels: &[u32]) -> Result<(), GraphError> {
+        if self.output_shape.len() != 2 {
+            return Err(GraphError::Labels(format!(
+                "the loss needs [batch, classes] logits, this graph's output is {:?}",
+                self.output_shape
+            )));
+        }
+        let (batch, classes) = (self.output_shape[0], self.output_shape[1]);
+        if labels.len() != batch {
+            return Err(GraphError::Labels(format!("{} labels for a batch of {batch}", labels.len())));
+        }
+        if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(GraphError::Labels(format!("label {bad} is out of range for {classes} classes")));
+        }
+        Ok(())
+    }
+
+    /// Encodes the chosen phases into one command buffer and submits it.
+    fn execute(
+        &self,
+        images: &[f32],
+        seed: Seed<'_>,
+        lr: Option<f32>,
+        copy_step_outputs: bool,
+    ) -> Result<(), GraphError> {
+        check_input_len(images.len(), &self.input_shape)?;
+        self.queue.write_buffer(&self.input, 0, bytemuck::cast_slice(images));
+        let phases: Vec<Range<usize>> = match seed {
+            Seed::Labels(labels) => {
+                self.check_labels(labels)?;
+                self.queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+                let mut phases = vec![self.forward.clone(), self.loss_steps.clone(), self.backward.clone()];
+                if let (Some(lr), Some(rule)) = (lr, &self.update_rule) {
+                    self.queue.write_buffer(&self.hyper, 0, bytemuck::cast_slice(&rule.hyper_words(lr)));
+                    phases.push(self.update.clone());
+                }
+                phases
+            }
+            Seed::OutputGrad(grad) => {
+                check_input_len(grad.len(), &self.output_shape)?;
+                self.queue.write_buffer(&self.output_grad, 0, bytemuck::cast_slice(grad));
+                vec![self.forward.clone(), self.backward.clone()]
+            }
+        };
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step"),
+                timestamp_writes: self.timer.as_ref().map(PassTimer::pass_writes),
+            });
+            for phase in phases {
+                encode(&mut pass, &self.steps[phase]);
+            }
+        }
+        if copy_step_outputs {
+            let batch_bytes = self.batch() as u64 * 4;
+            encoder.copy_buffer_to_buffer(&self.loss, 0, &self.staging, 0, batch_bytes);
+            let output_bytes = tensor_bytes(&self.output_shape);
+            encoder.copy_buffer_to_buffer(&self.output, 0, &self.staging, batch_bytes, output_bytes);
+        }
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut encoder);
+        }
+        self.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
+    fn read_step_output(&self) -> Result<StepOutput, GraphError> {
+        let batch = self.batch();
+        let total = batch + self.output_shape.iter().product::<usize>();
+        let mut values = read_buffer_f32(&self.device, &self.staging, total)?;
+        let logits = values.split_off(batch);
+        Ok(StepOutput { loss: values, logits })
+    }
+
+    /// One optimisation step on a batch: forward, loss, backward, update at `lr`.
+    pub fn step(&self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepOutput, GraphError> {
+        self.execute(images, Seed::Labels(labels), Some(lr), true)?;
+        self.read_step_output()
+    }
+
+    /// GPU time of the last submitted step's compute pass, where timestamps exist.
+    pub fn last_gpu_time(&self) -> Result<Option<std::time::Duration>, GraphError> {
+        match &self.timer {
+            Some(timer) => Ok(Some(timer.elapsed(&self.device)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Forward, loss and backward without updating: the loss and every parameter gradient.
+    pub fn loss_gradients(&self, images: &[f32], labels: &[u32]) -> Result<(StepOutput, ParamStore), GraphError> {
+        self.execute(images, Seed::Labels(labels), None, true)?;
+        let output = self.read_step_output()?;
+        Ok((output, self.read_param_grads()?))
+    }
+
+    /// Forward, then backward from `output_grad` (dLoss/dOutput), no loss and no update.
+    pub fn gradients(&self, images: &[f32], output_grad: &[f32]) -> Result<Gradients, GraphError> {
+        self.execute(images, Seed::OutputGrad(output_grad), None, false)?;
+        let mut tensors = vec![("output", self.output_shape.as_slice(), &self.output)];
+        if let Some(input_grad) = &self.input_grad {
+            tensors.push(("input", self.input_shape.as_slice(), input_grad));
+        }
+        let mut read = read_named(&self.device, &self.queue, tensors.into_iter())?;
+        let input = read.get_mut("input").map(std::mem::take);
+        let output = read.get_mut("output").map(std::mem::take).unwrap_or_default();
+        Ok(Gradients {
+            output,
+            input,
+            params: self.read_param_grads()?,
+        })
+    }
+
+    fn read_param_grads(&self) -> Result<ParamStore, GraphError> {
+        let tensors = self.param_grads.iter().map(|g| (g.name.as_str(), g.shape.as_slice(), &g.buffer));
+        read_named(&self.device, &self.queue, tensors)
+    }
+
+    /// Optimizer state, named `<parameter>.<state>` (e.g. `stem.conv.weight.ms`).
+    pub fn read_opt_state(&self) -> Result<ParamStore, GraphError> {
+        let tensors = self.opt_state.iter().map(|s| (s.name.as_str(), s.shape.as_slice(), &s.buffer));
+        read_named(&self.device, &self.queue, tensors)
+    }
+
+    /// Restores optimizer state saved by `read_opt_state`; every tensor must be present.
+    pub fn load_opt_state(&self, store: &ParamStore) -> Result<(), GraphError> {
+        let mut problems = Vec::new();
+        for state in &self.opt_state {
+            match (store.shape(&state.name), store.get(&state.name)) {
+                (Some(shape), Some(values)) if shape == state.shape.as_slice() => {
+                    self.queue.write_buffer(&state.buffer, 0, bytemuck::cast_slice(values));
+                }
+                (Some(shape), _) => problems.push(format!(
+                    "{}: expected shape {:?}, got {shape:?}",
+                    state.name, state.shape
+                )),
+                _ => problems.push(format!("{}: missing", state.name)),
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(GraphError::Params(problems))
+        }
+    }
+}
