@@ -4,11 +4,14 @@
 //! `Gpu`, load parameters and `run` batches; `reference` holds the CPU oracle.
 
 pub mod bench;
+pub mod data;
 pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
 pub mod reference;
+pub mod train;
+pub mod weights;
 
 pub use gpu::{Gpu, GpuError};
 pub use graph::{GraphBuilder, GraphError, ParamStore, Plan, TensorId};

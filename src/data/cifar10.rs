@@ -85,7 +85,10 @@ fn read_batches(paths: &[PathBuf]) -> Result<ImageSet, DataError> {
                 CORRUPT_HELP,
             ));
         }
-        let file_labels: Vec<u32> = bytes.chunks_exact(RECORD).map(|r| u32::from(r[0])).collect();
+        let file_labels: Vec<u32> = bytes
+            .chunks_exact(RECORD)
+            .map(|r| u32::from(r[0]))
+            .collect();
         check_labels(path, &file_labels, CIFAR10_CLASSES.len(), CORRUPT_HELP)?;
         labels.extend(file_labels);
         pixels.reserve(bytes.len() / RECORD * 3 * PLANE);

@@ -45,7 +45,11 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn invalid(path: &Path, problem: impl Into<String>, help: impl Into<String>) -> Self {
+    pub(crate) fn invalid(
+        path: &Path,
+        problem: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
         DataError::Invalid {
             path: path.to_path_buf(),
             problem: problem.into(),

@@ -78,7 +78,12 @@ pub fn load_image_folder(
         labels,
         class_names: class_dirs
             .iter()
-            .map(|path| path.file_name().unwrap_or_default().to_string_lossy().into_owned())
+            .map(|path| {
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect(),
     })
 }

@@ -10,11 +10,14 @@ use rand::SeedableRng;
 
 use super::error::DataError;
 use super::image_set::ImageSet;
-use super::transform::{convert_channels, resize, write_normalized, Augment, Normalize};
+use super::transform::{
+    convert_channels, resize, write_normalized, Augment, Normalize, NormalizeTable,
+};
 
-/// Batches prepared ahead of the consumer. Two keep the GPU fed while bounding memory
-/// (a 64 x 224 x 224 x 3 batch is 38 MB).
-const PREFETCH_BATCHES: usize = 2;
+/// Most worker threads per loader. Resizing (e.g. 28 -> 224) costs about 1 ms per image, so
+/// large resolutions need several cores; more than this would only add memory (a
+/// 64 x 224 x 224 x 3 batch is 38 MB and each worker holds up to two).
+const MAX_WORKERS: usize = 4;
 
 /// Separate random streams, so the shuffle and the augmentation never share random numbers.
 const ORDER_STREAM: u64 = 1;
@@ -57,17 +60,24 @@ pub fn batch_count(len: usize, options: &LoaderOptions) -> usize {
     }
 }
 
-/// Iterator over one epoch's batches, prepared on a background thread a couple of batches ahead.
+/// Iterator over one epoch's batches, prepared ahead on background threads.
 ///
 /// Fully deterministic: the sample order is a permutation seeded by (seed, epoch) and every
 /// augmentation decision by (seed, epoch, batch index), so batches never depend on thread timing
 /// and a loader created for epoch `e` reproduces that epoch exactly (how training resumes).
-/// Dropping the loader early stops the thread after the batch it is preparing.
+///
+/// Threads: by default `available_parallelism - 1` workers (1 to 4), leaving a core for the
+/// caller; [`BatchLoader::try_with_workers`] sets the number. Worker `k` of `W` builds batches
+/// `k, k + W, ...` into its own one-slot channel and the iterator reads the channels in turn, so
+/// batches arrive in order and each worker runs at most two batches ahead (one waiting, one in
+/// progress). Dropping the loader closes the channels and joins the workers, which stop after
+/// the batch they are building.
 pub struct BatchLoader {
-    /// `None` once the epoch is over.
-    receiver: Option<Receiver<Batch>>,
-    worker: Option<JoinHandle<()>>,
-    remaining: usize,
+    /// Batch `i` arrives on `receivers[i % receivers.len()]`.
+    receivers: Vec<Receiver<Batch>>,
+    workers: Vec<JoinHandle<()>>,
+    next_index: usize,
+    total: usize,
 }
 
 impl BatchLoader {
@@ -77,37 +87,60 @@ impl BatchLoader {
     }
 
     /// Starts loading `epoch`, or explains why `set` and `options` cannot work together.
+    /// Uses `available_parallelism - 1` worker threads (1 to 4).
     pub fn try_new(
         set: Arc<ImageSet>,
         options: LoaderOptions,
         epoch: usize,
     ) -> Result<Self, DataError> {
-        validate(&set, &options)?;
-        let plan = EpochPlan::new(set, options, epoch);
-        let total = plan.batch_count();
-        let (sender, receiver) = sync_channel(PREFETCH_BATCHES);
-        let worker = std::thread::Builder::new()
-            .name("batch-loader".into())
-            .spawn(move || {
-                for index in 0..total {
-                    // A send error means the loader was dropped: stop quietly.
-                    if sender.send(plan.batch(index)).is_err() {
-                        return;
-                    }
-                }
-            })
-            .map_err(DataError::Thread)?;
-        Ok(BatchLoader {
-            receiver: Some(receiver),
-            worker: Some(worker),
-            remaining: total,
-        })
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |cores| cores.get().saturating_sub(1))
+            .clamp(1, MAX_WORKERS);
+        Self::try_with_workers(set, options, epoch, workers)
     }
 
-    /// Closes the channel and waits for the worker, which then stops at its next send.
-    fn stop_worker(&mut self) -> std::thread::Result<()> {
-        self.receiver = None;
-        self.worker.take().map_or(Ok(()), JoinHandle::join)
+    /// Like [`BatchLoader::try_new`] with an explicit number of worker threads, e.g. 1 when the
+    /// CPU also runs a software GPU. The batches are identical for any number of workers.
+    pub fn try_with_workers(
+        set: Arc<ImageSet>,
+        options: LoaderOptions,
+        epoch: usize,
+        workers: usize,
+    ) -> Result<Self, DataError> {
+        validate(&set, &options)?;
+        if workers == 0 {
+            return Err(DataError::Argument(
+                "0 worker threads requested".to_string(),
+            ));
+        }
+        let plan = Arc::new(EpochPlan::new(set, options, epoch));
+        let total = plan.batch_count();
+        let worker_count = workers.min(total.max(1));
+        // Built up in place so that a failed spawn drops (and so stops) the workers already started.
+        let mut loader = BatchLoader {
+            receivers: Vec::with_capacity(worker_count),
+            workers: Vec::with_capacity(worker_count),
+            next_index: 0,
+            total,
+        };
+        for first_index in 0..worker_count {
+            let (sender, receiver) = sync_channel(1);
+            let plan = Arc::clone(&plan);
+            let worker = std::thread::Builder::new()
+                .name(format!("batch-loader-{first_index}"))
+                .spawn(move || {
+                    for index in (first_index..total).step_by(worker_count) {
+                        // A send error means the loader was dropped: stop quietly.
+                        if sender.send(plan.batch(index)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(DataError::Thread)?;
+            loader.receivers.push(receiver);
+            loader.workers.push(worker);
+        }
+        Ok(loader)
     }
 }
 
@@ -115,14 +148,20 @@ impl Iterator for BatchLoader {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
-        match self.receiver.as_ref()?.recv() {
+        if self.next_index >= self.total {
+            return None;
+        }
+        let worker = self.next_index % self.receivers.len();
+        match self.receivers[worker].recv() {
             Ok(batch) => {
-                self.remaining -= 1;
+                self.next_index += 1;
                 Some(batch)
             }
             Err(_) => {
-                // The worker ended. If it panicked, surface that instead of a silently short epoch.
-                if let Err(panic) = self.stop_worker() {
+                // A worker only hangs up early by panicking: surface that instead of a short epoch.
+                self.receivers.clear();
+                self.next_index = self.total;
+                if let Err(panic) = self.workers.swap_remove(worker).join() {
                     std::panic::resume_unwind(panic);
                 }
                 None
@@ -131,7 +170,8 @@ impl Iterator for BatchLoader {
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        (self.remaining, Some(self.remaining))
+        let remaining = self.total - self.next_index;
+        (remaining, Some(remaining))
     }
 }
 
@@ -140,20 +180,27 @@ impl FusedIterator for BatchLoader {}
 
 impl Drop for BatchLoader {
     fn drop(&mut self) {
-        // A worker panic is ignored here: re-raising in drop could abort the process.
-        let _ = self.stop_worker();
+        // Closing the channels makes every blocked or future send fail, so the joins return.
+        self.receivers.clear();
+        for worker in self.workers.drain(..) {
+            // A worker panic is ignored here: re-raising in drop could abort the process.
+            let _ = worker.join();
+        }
     }
 }
 
 fn validate(set: &ImageSet, options: &LoaderOptions) -> Result<(), DataError> {
     let problem = if options.batch_size == 0 {
         "batch_size is 0".to_string()
-    } else if options.resolution == 0 {
-        "resolution is 0".to_string()
+    } else if options.resolution == 0 || u32::try_from(options.resolution).is_err() {
+        format!("resolution {} is out of range", options.resolution)
     } else if ![1, 3].contains(&options.channels) {
         format!("{} output channels requested; use 1 or 3", options.channels)
     } else if ![1, 3].contains(&set.channels) {
-        format!("the image set has {} channels; only 1 or 3 are supported", set.channels)
+        format!(
+            "the image set has {} channels; only 1 or 3 are supported",
+            set.channels
+        )
     } else if options.normalize.mean.len() != options.channels
         || options.normalize.std.len() != options.channels
     {
@@ -194,6 +241,7 @@ struct EpochPlan {
     epoch: u64,
     /// Sample indices in epoch order.
     order: Vec<usize>,
+    normalize: NormalizeTable,
 }
 
 impl EpochPlan {
@@ -204,6 +252,7 @@ impl EpochPlan {
             order.shuffle(&mut seeded_rng([options.seed, epoch, 0, ORDER_STREAM]));
         }
         EpochPlan {
+            normalize: NormalizeTable::new(&options.normalize),
             set,
             options,
             epoch,
@@ -233,9 +282,8 @@ impl EpochPlan {
                 out,
                 &self.resized_image(sample),
                 options.resolution,
-                options.channels,
                 placement,
-                &options.normalize,
+                &self.normalize,
             );
             *label = self.set.labels[sample];
         }

@@ -72,31 +72,58 @@ impl Augment {
     }
 }
 
+/// [`Normalize`] precomputed for every byte value: one lookup per output value instead of a
+/// division, with results identical to [`Normalize::apply`].
+pub(crate) struct NormalizeTable {
+    per_channel: Vec<[f32; 256]>,
+}
+
+impl NormalizeTable {
+    pub(crate) fn new(normalize: &Normalize) -> Self {
+        NormalizeTable {
+            per_channel: (0..normalize.mean.len())
+                .map(|channel| std::array::from_fn(|byte| normalize.apply(byte as u8, channel)))
+                .collect(),
+        }
+    }
+}
+
 /// Writes one `size x size x channels` u8 image into `out` as normalised f32, moved by `placement`;
 /// pixels that come from outside the image are black (byte 0).
 pub(crate) fn write_normalized(
     out: &mut [f32],
     pixels: &[u8],
     size: usize,
-    channels: usize,
     placement: Placement,
-    normalize: &Normalize,
+    table: &NormalizeTable,
 ) {
-    let source_index = |coordinate: usize, offset: isize| {
+    let channels = table.per_channel.len();
+    let row_len = size * channels;
+    let shifted = |coordinate: usize, offset: isize| {
         coordinate
             .checked_add_signed(offset)
             .filter(|&moved| moved < size)
     };
-    for (y, out_row) in out.chunks_exact_mut(size * channels).enumerate() {
-        let source_y = source_index(y, placement.offset_y);
+    let black: Vec<f32> = table.per_channel.iter().map(|lookup| lookup[0]).collect();
+    for (y, out_row) in out.chunks_exact_mut(row_len).enumerate() {
+        let source_row =
+            shifted(y, placement.offset_y).map(|sy| &pixels[sy * row_len..][..row_len]);
         for (x, out_pixel) in out_row.chunks_exact_mut(channels).enumerate() {
             let mirrored_x = if placement.flip { size - 1 - x } else { x };
-            let source = source_y
-                .zip(source_index(mirrored_x, placement.offset_x))
-                .map(|(sy, sx)| &pixels[(sy * size + sx) * channels..][..channels]);
-            for (channel, value) in out_pixel.iter_mut().enumerate() {
-                let byte = source.map_or(0, |source_pixel| source_pixel[channel]);
-                *value = normalize.apply(byte, channel);
+            let source_pixel = source_row
+                .zip(shifted(mirrored_x, placement.offset_x))
+                .map(|(row, sx)| &row[sx * channels..][..channels]);
+            match source_pixel {
+                Some(source_pixel) => {
+                    for ((value, lookup), &byte) in out_pixel
+                        .iter_mut()
+                        .zip(&table.per_channel)
+                        .zip(source_pixel)
+                    {
+                        *value = lookup[usize::from(byte)];
+                    }
+                }
+                None => out_pixel.copy_from_slice(&black),
             }
         }
     }
@@ -105,8 +132,7 @@ pub(crate) fn write_normalized(
 /// Rec. 709 luma, the weights `image` uses for its own grey conversions, rounded to nearest;
 /// the weights sum to 1, so grey pixels keep their exact value.
 fn luminance(rgb: &[u8]) -> u8 {
-    let weighted =
-        2126 * u32::from(rgb[0]) + 7152 * u32::from(rgb[1]) + 722 * u32::from(rgb[2]);
+    let weighted = 2126 * u32::from(rgb[0]) + 7152 * u32::from(rgb[1]) + 722 * u32::from(rgb[2]);
     ((weighted + 5000) / 10000) as u8
 }
 

@@ -98,7 +98,8 @@ impl ParamBuffers {
         }
         for (name, _, buffer) in &self.entries {
             if let Some(values) = store.get(name) {
-                self.queue.write_buffer(buffer, 0, bytemuck::cast_slice(values));
+                self.queue
+                    .write_buffer(buffer, 0, bytemuck::cast_slice(values));
             }
         }
         Ok(())
@@ -106,7 +107,13 @@ impl ParamBuffers {
 
     /// Reads every parameter back, in one copy and one submit.
     pub fn read(&self) -> Result<ParamStore, GraphError> {
-        read_named(&self.device, &self.queue, self.entries.iter().map(|(n, s, b)| (n.as_str(), s.as_slice(), b)))
+        read_named(
+            &self.device,
+            &self.queue,
+            self.entries
+                .iter()
+                .map(|(n, s, b)| (n.as_str(), s.as_slice(), b)),
+        )
     }
 }
 

@@ -88,7 +88,11 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
             .enumerate()
             .filter(|(_, &b)| buffer_bytes[b] >= need)
             .min_by_key(|(_, &b)| buffer_bytes[b])
-            .or_else(|| free.iter().enumerate().max_by_key(|(_, &b)| buffer_bytes[b]))
+            .or_else(|| {
+                free.iter()
+                    .enumerate()
+                    .max_by_key(|(_, &b)| buffer_bytes[b])
+            })
             .map(|(slot, _)| slot);
         let buffer = match best {
             Some(slot) => free.swap_remove(slot),
@@ -122,7 +126,9 @@ pub(crate) fn check_binding_limit(
     buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
 ) -> Result<(), GraphError> {
     let limits = gpu.limits();
-    let limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+    let limit = limits
+        .max_storage_buffer_binding_size
+        .min(limits.max_buffer_size);
     for (name, shape, bytes) in buffers {
         if bytes > limit {
             let per_sample = (bytes / batch.max(1) as u64).max(1);

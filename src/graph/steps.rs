@@ -87,39 +87,45 @@ impl<'a> StepBuilder<'a> {
         let device = self.gpu.device();
         let uniform = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("uniform blocks"),
-            size: (self.uniform_bytes.len() as u64).max(16).next_multiple_of(16),
+            size: (self.uniform_bytes.len() as u64)
+                .max(16)
+                .next_multiple_of(16),
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        self.gpu.queue().write_buffer(&uniform, 0, &self.uniform_bytes);
+        self.gpu
+            .queue()
+            .write_buffer(&uniform, 0, &self.uniform_bytes);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let steps: Vec<Step> = self
-            .pending
-            .iter()
-            .map(|p| {
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &uniform,
-                        offset: p.uniform_offset,
-                        size: wgpu::BufferSize::new(p.uniform_size),
-                    }),
-                }];
-                entries.extend(p.buffers.iter().map(|(binding, buffer)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: buffer.as_entire_binding(),
-                }));
-                Step {
-                    pipeline: p.compiled.pipeline.clone(),
-                    bind_group: device.create_bind_group(&wgpu::BindGroupDescriptor {
-                        label: Some(&p.label),
-                        layout: &p.compiled.pipeline.get_bind_group_layout(0),
-                        entries: &entries,
-                    }),
-                    workgroups: p.workgroups,
-                }
-            })
-            .collect();
+        let steps: Vec<Step> =
+            self.pending
+                .iter()
+                .map(|p| {
+                    let mut entries = vec![wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &uniform,
+                            offset: p.uniform_offset,
+                            size: wgpu::BufferSize::new(p.uniform_size),
+                        }),
+                    }];
+                    entries.extend(p.buffers.iter().map(|(binding, buffer)| {
+                        wgpu::BindGroupEntry {
+                            binding: *binding,
+                            resource: buffer.as_entire_binding(),
+                        }
+                    }));
+                    Step {
+                        pipeline: p.compiled.pipeline.clone(),
+                        bind_group: device.create_bind_group(&wgpu::BindGroupDescriptor {
+                            label: Some(&p.label),
+                            layout: &p.compiled.pipeline.get_bind_group_layout(0),
+                            entries: &entries,
+                        }),
+                        workgroups: p.workgroups,
+                    }
+                })
+                .collect();
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(GraphError::Gpu(crate::gpu::GpuError::Pipeline {
                 pipeline: "bind groups".into(),

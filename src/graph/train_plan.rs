@@ -55,7 +55,13 @@ impl StepOutput {
 pub fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -161,7 +167,11 @@ impl TrainPlan {
         let tensors: Vec<TensorId> = std::iter::once(input_id)
             .chain(nodes.iter().map(|n| n.output))
             .collect();
-        let grad_bytes = tensors.iter().map(|&t| tensor_bytes(shape_of(t))).max().unwrap_or(4);
+        let grad_bytes = tensors
+            .iter()
+            .map(|&t| tensor_bytes(shape_of(t)))
+            .max()
+            .unwrap_or(4);
 
         // Scratch: persistent per op, transient shared by index across ops.
         let scratch_specs: Vec<_> = nodes
@@ -185,10 +195,20 @@ impl TrainPlan {
 
         let mut sizes: Vec<(String, Vec<usize>, u64)> = tensors
             .iter()
-            .map(|&t| (graph.tensors[t.0].name.clone(), shape_of(t).to_vec(), tensor_bytes(shape_of(t))))
+            .map(|&t| {
+                (
+                    graph.tensors[t.0].name.clone(),
+                    shape_of(t).to_vec(),
+                    tensor_bytes(shape_of(t)),
+                )
+            })
             .collect();
         for (i, &bytes) in shared_bytes.iter().enumerate() {
-            sizes.push((format!("reduction scratch {i}"), vec![(bytes / 4) as usize], bytes));
+            sizes.push((
+                format!("reduction scratch {i}"),
+                vec![(bytes / 4) as usize],
+                bytes,
+            ));
         }
         check_binding_limit(gpu, batch, sizes.into_iter())?;
 
@@ -196,7 +216,14 @@ impl TrainPlan {
             .iter()
             .map(|&t| {
                 let name = &graph.tensors[t.0].name;
-                (t, storage_buffer(gpu, &format!("activation {name}"), tensor_bytes(shape_of(t))))
+                (
+                    t,
+                    storage_buffer(
+                        gpu,
+                        &format!("activation {name}"),
+                        tensor_bytes(shape_of(t)),
+                    ),
+                )
             })
             .collect();
         let grads = [
@@ -218,7 +245,11 @@ impl TrainPlan {
                     .map(|s| {
                         s.persistent.then(|| {
                             persistent_bytes += s.floats as u64 * 4;
-                            storage_buffer(gpu, &format!("{} state", node.name), s.floats as u64 * 4)
+                            storage_buffer(
+                                gpu,
+                                &format!("{} state", node.name),
+                                s.floats as u64 * 4,
+                            )
                         })
                     })
                     .collect()
@@ -228,8 +259,19 @@ impl TrainPlan {
             .iter()
             .map(|&p| {
                 let info = &graph.params[p];
-                let buffer = storage_buffer(gpu, &format!("grad {}", info.name), tensor_bytes(&info.shape));
-                (p, NamedBuffer { name: info.name.clone(), shape: info.shape.clone(), buffer })
+                let buffer = storage_buffer(
+                    gpu,
+                    &format!("grad {}", info.name),
+                    tensor_bytes(&info.shape),
+                );
+                (
+                    p,
+                    NamedBuffer {
+                        name: info.name.clone(),
+                        shape: info.shape.clone(),
+                        buffer,
+                    },
+                )
             })
             .collect();
         let mut opt_state: HashMap<usize, Vec<NamedBuffer>> = HashMap::new();
@@ -244,8 +286,13 @@ impl TrainPlan {
                         let name = format!("{}.{state}", info.name);
                         let buffer = storage_buffer(gpu, &name, tensor_bytes(&info.shape));
                         let init = vec![rule.state_init(i); info.len()];
-                        gpu.queue().write_buffer(&buffer, 0, bytemuck::cast_slice(&init));
-                        NamedBuffer { name, shape: info.shape.clone(), buffer }
+                        gpu.queue()
+                            .write_buffer(&buffer, 0, bytemuck::cast_slice(&init));
+                        NamedBuffer {
+                            name,
+                            shape: info.shape.clone(),
+                            buffer,
+                        }
                     })
                     .collect();
                 opt_state.insert(p, states);
@@ -321,20 +368,28 @@ impl TrainPlan {
                 let decay = config.weight_decay.get(&info.name).copied().unwrap_or(0.0);
                 let dispatch = rule.dispatch(info.len(), decay);
                 let states = &opt_state[&p];
-                builder.add(&format!("update {}", info.name), &dispatch, |slot| match slot {
-                    Slot::Hyper => Some(hyper.clone()),
-                    Slot::Param(0) => param_buffer(p),
-                    Slot::ParamGrad(0) => Some(param_grads[&p].buffer.clone()),
-                    Slot::OptState(s) => states.get(s).map(|b| b.buffer.clone()),
-                    _ => None,
-                })?;
+                builder.add(
+                    &format!("update {}", info.name),
+                    &dispatch,
+                    |slot| match slot {
+                        Slot::Hyper => Some(hyper.clone()),
+                        Slot::Param(0) => param_buffer(p),
+                        Slot::ParamGrad(0) => Some(param_grads[&p].buffer.clone()),
+                        Slot::OptState(s) => states.get(s).map(|b| b.buffer.clone()),
+                        _ => None,
+                    },
+                )?;
             }
         }
         let update = backward.end..builder.len();
         let (steps, uniform_bytes) = builder.finish()?;
 
         let output_len = output_shape.iter().product::<usize>() as u64;
-        let staging = staging_buffer(gpu.device(), "step readback", (batch as u64 + output_len) * 4);
+        let staging = staging_buffer(
+            gpu.device(),
+            "step readback",
+            (batch as u64 + output_len) * 4,
+        );
         let timer = PassTimer::new(gpu);
         let mut param_grads: Vec<(usize, NamedBuffer)> = param_grads.into_iter().collect();
         param_grads.sort_by_key(|(p, _)| *p);
@@ -409,10 +464,15 @@ impl TrainPlan {
         }
         let (batch, classes) = (self.output_shape[0], self.output_shape[1]);
         if labels.len() != batch {
-            return Err(GraphError::Labels(format!("{} labels for a batch of {batch}", labels.len())));
+            return Err(GraphError::Labels(format!(
+                "{} labels for a batch of {batch}",
+                labels.len()
+            )));
         }
         if let Some(bad) = labels.iter().find(|&&l| l as usize >= classes) {
-            return Err(GraphError::Labels(format!("label {bad} is out of range for {classes} classes")));
+            return Err(GraphError::Labels(format!(
+                "label {bad} is out of range for {classes} classes"
+            )));
         }
         Ok(())
     }
@@ -426,21 +486,32 @@ impl TrainPlan {
         copy_step_outputs: bool,
     ) -> Result<(), GraphError> {
         check_input_len(images.len(), &self.input_shape)?;
-        self.queue.write_buffer(&self.input, 0, bytemuck::cast_slice(images));
+        self.queue
+            .write_buffer(&self.input, 0, bytemuck::cast_slice(images));
         let phases: Vec<Range<usize>> = match seed {
             Seed::Labels(labels) => {
                 self.check_labels(labels)?;
-                self.queue.write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
-                let mut phases = vec![self.forward.clone(), self.loss_steps.clone(), self.backward.clone()];
+                self.queue
+                    .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+                let mut phases = vec![
+                    self.forward.clone(),
+                    self.loss_steps.clone(),
+                    self.backward.clone(),
+                ];
                 if let (Some(lr), Some(rule)) = (lr, &self.update_rule) {
-                    self.queue.write_buffer(&self.hyper, 0, bytemuck::cast_slice(&rule.hyper_words(lr)));
+                    self.queue.write_buffer(
+                        &self.hyper,
+                        0,
+                        bytemuck::cast_slice(&rule.hyper_words(lr)),
+                    );
                     phases.push(self.update.clone());
                 }
                 phases
             }
             Seed::OutputGrad(grad) => {
                 check_input_len(grad.len(), &self.output_shape)?;
-                self.queue.write_buffer(&self.output_grad, 0, bytemuck::cast_slice(grad));
+                self.queue
+                    .write_buffer(&self.output_grad, 0, bytemuck::cast_slice(grad));
                 vec![self.forward.clone(), self.backward.clone()]
             }
         };
@@ -458,7 +529,13 @@ impl TrainPlan {
             let batch_bytes = self.batch() as u64 * 4;
             encoder.copy_buffer_to_buffer(&self.loss, 0, &self.staging, 0, batch_bytes);
             let output_bytes = tensor_bytes(&self.output_shape);
-            encoder.copy_buffer_to_buffer(&self.output, 0, &self.staging, batch_bytes, output_bytes);
+            encoder.copy_buffer_to_buffer(
+                &self.output,
+                0,
+                &self.staging,
+                batch_bytes,
+                output_bytes,
+            );
         }
         if let Some(timer) = &self.timer {
             timer.resolve(&mut encoder);
@@ -472,7 +549,10 @@ impl TrainPlan {
         let total = batch + self.output_shape.iter().product::<usize>();
         let mut values = read_buffer_f32(&self.device, &self.staging, total)?;
         let logits = values.split_off(batch);
-        Ok(StepOutput { loss: values, logits })
+        Ok(StepOutput {
+            loss: values,
+            logits,
+        })
     }
 
     /// One optimisation step on a batch: forward, loss, backward, update at `lr`.
@@ -490,7 +570,11 @@ impl TrainPlan {
     }
 
     /// Forward, loss and backward without updating: the loss and every parameter gradient.
-    pub fn loss_gradients(&self, images: &[f32], labels: &[u32]) -> Result<(StepOutput, ParamStore), GraphError> {
+    pub fn loss_gradients(
+        &self,
+        images: &[f32],
+        labels: &[u32],
+    ) -> Result<(StepOutput, ParamStore), GraphError> {
         self.execute(images, Seed::Labels(labels), None, true)?;
         let output = self.read_step_output()?;
         Ok((output, self.read_param_grads()?))
@@ -505,7 +589,10 @@ impl TrainPlan {
         }
         let mut read = read_named(&self.device, &self.queue, tensors.into_iter())?;
         let input = read.get_mut("input").map(std::mem::take);
-        let output = read.get_mut("output").map(std::mem::take).unwrap_or_default();
+        let output = read
+            .get_mut("output")
+            .map(std::mem::take)
+            .unwrap_or_default();
         Ok(Gradients {
             output,
             input,
@@ -514,13 +601,19 @@ impl TrainPlan {
     }
 
     fn read_param_grads(&self) -> Result<ParamStore, GraphError> {
-        let tensors = self.param_grads.iter().map(|g| (g.name.as_str(), g.shape.as_slice(), &g.buffer));
+        let tensors = self
+            .param_grads
+            .iter()
+            .map(|g| (g.name.as_str(), g.shape.as_slice(), &g.buffer));
         read_named(&self.device, &self.queue, tensors)
     }
 
     /// Optimizer state, named `<parameter>.<state>` (e.g. `stem.conv.weight.ms`).
     pub fn read_opt_state(&self) -> Result<ParamStore, GraphError> {
-        let tensors = self.opt_state.iter().map(|s| (s.name.as_str(), s.shape.as_slice(), &s.buffer));
+        let tensors = self
+            .opt_state
+            .iter()
+            .map(|s| (s.name.as_str(), s.shape.as_slice(), &s.buffer));
         read_named(&self.device, &self.queue, tensors)
     }
 
@@ -530,7 +623,8 @@ impl TrainPlan {
         for state in &self.opt_state {
             match (store.shape(&state.name), store.get(&state.name)) {
                 (Some(shape), Some(values)) if shape == state.shape.as_slice() => {
-                    self.queue.write_buffer(&state.buffer, 0, bytemuck::cast_slice(values));
+                    self.queue
+                        .write_buffer(&state.buffer, 0, bytemuck::cast_slice(values));
                 }
                 (Some(shape), _) => problems.push(format!(
                     "{}: expected shape {:?}, got {shape:?}",

@@ -33,7 +33,10 @@ impl BatchNorm {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         nhwc(input)?;
         if !(self.eps > 0.0 && self.eps.is_finite()) {
-            return Err(format!("epsilon must be positive and finite, got {}", self.eps));
+            return Err(format!(
+                "epsilon must be positive and finite, got {}",
+                self.eps
+            ));
         }
         Ok(input.to_vec())
     }
@@ -57,7 +60,13 @@ impl BatchNorm {
         input[0] * input[1] * input[2]
     }
 
-    fn dispatch(&self, entry: &'static str, input: &[usize], momentum: f32, threads: usize) -> Dispatch {
+    fn dispatch(
+        &self,
+        entry: &'static str,
+        input: &[usize],
+        momentum: f32,
+        threads: usize,
+    ) -> Dispatch {
         let rows = Self::rows(input);
         let words = [
             rows as u32,

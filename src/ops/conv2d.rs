@@ -56,7 +56,13 @@ impl Conv2d {
         output.iter().map(|&d| d as u64).product::<u64>() * k * k * cin
     }
 
-    fn dispatch(&self, entry: &'static str, input: &[usize], output: &[usize], threads: usize) -> Dispatch {
+    fn dispatch(
+        &self,
+        entry: &'static str,
+        input: &[usize],
+        output: &[usize],
+        threads: usize,
+    ) -> Dispatch {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
         let words = [
@@ -109,7 +115,12 @@ impl Conv2d {
             dispatches.push(self.dispatch("backward_input", input, output, inputs));
         }
         dispatches.push(self.dispatch("backward_weight_partial", input, output, parts * weights));
-        dispatches.push(sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), parts, weights));
+        dispatches.push(sum_partials(
+            Slot::Scratch(0),
+            Slot::ParamGrad(0),
+            parts,
+            weights,
+        ));
         dispatches
     }
 }

@@ -60,7 +60,12 @@ impl Dense {
         if input_grad {
             dispatches.push(input_gradient(rows, fan_in, self.out_features));
         }
-        dispatches.extend(weight_gradient(rows, fan_in, self.out_features, Slot::Scratch(0)));
+        dispatches.extend(weight_gradient(
+            rows,
+            fan_in,
+            self.out_features,
+            Slot::Scratch(0),
+        ));
         let bias_sum = column_sum(
             Slot::GradOutput,
             Slot::Scratch(1),

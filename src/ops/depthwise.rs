@@ -49,7 +49,13 @@ impl Depthwise {
         output.iter().map(|&d| d as u64).product::<u64>() * k * k
     }
 
-    fn dispatch(&self, entry: &'static str, input: &[usize], output: &[usize], threads: usize) -> Dispatch {
+    fn dispatch(
+        &self,
+        entry: &'static str,
+        input: &[usize],
+        output: &[usize],
+        threads: usize,
+    ) -> Dispatch {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
         let words = [
@@ -96,7 +102,12 @@ impl Depthwise {
             dispatches.push(self.dispatch("backward_input", input, output, input.iter().product()));
         }
         dispatches.push(self.dispatch("backward_weight_partial", input, output, parts * weights));
-        dispatches.push(sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), parts, weights));
+        dispatches.push(sum_partials(
+            Slot::Scratch(0),
+            Slot::ParamGrad(0),
+            parts,
+            weights,
+        ));
         dispatches
     }
 }

@@ -144,7 +144,10 @@ impl Window {
 pub enum ParamRole {
     /// A convolution or dense kernel; `fan_in` drives He initialisation. Depthwise filters
     /// are marked because the paper advises no weight decay on them.
-    Weight { fan_in: usize, depthwise: bool },
+    Weight {
+        fan_in: usize,
+        depthwise: bool,
+    },
     Bias,
     Gamma,
     Beta,
@@ -365,7 +368,12 @@ impl OpKind {
     }
 
     /// Dispatches of the training forward pass (batch norm uses batch statistics).
-    pub fn forward_train(&self, input: &[usize], output: &[usize], train: &TrainSettings) -> Vec<Dispatch> {
+    pub fn forward_train(
+        &self,
+        input: &[usize],
+        output: &[usize],
+        train: &TrainSettings,
+    ) -> Vec<Dispatch> {
         match self {
             OpKind::BatchNorm(op) => op.forward_train(input, train),
             other => other.forward(input, output),

@@ -89,7 +89,12 @@ fn weight_grad_splits(rows: usize) -> usize {
 
 /// dW = X^T dY for a [rows, fan_in] input and [rows, fan_out] output gradient, into
 /// `ParamGrad(0)`; split over rows through `partials` when there are many.
-pub(super) fn weight_gradient(rows: usize, fan_in: usize, fan_out: usize, partials: Slot) -> Vec<Dispatch> {
+pub(super) fn weight_gradient(
+    rows: usize,
+    fan_in: usize,
+    fan_out: usize,
+    partials: Slot,
+) -> Vec<Dispatch> {
     let splits = weight_grad_splits(rows);
     let gemm = Gemm {
         a_strides: [1, fan_in],
@@ -97,7 +102,12 @@ pub(super) fn weight_gradient(rows: usize, fan_in: usize, fan_out: usize, partia
         ..Gemm::plain(fan_in, fan_out, rows)
     };
     if splits == 1 {
-        return vec![gemm.dispatch(Slot::Input, Slot::GradOutput, Slot::Unused, Slot::ParamGrad(0))];
+        return vec![gemm.dispatch(
+            Slot::Input,
+            Slot::GradOutput,
+            Slot::Unused,
+            Slot::ParamGrad(0),
+        )];
     }
     vec![
         gemm.dispatch(Slot::Input, Slot::GradOutput, Slot::Unused, partials),
@@ -109,7 +119,11 @@ pub(super) fn weight_gradient(rows: usize, fan_in: usize, fan_out: usize, partia
 pub(super) fn weight_gradient_scratch(rows: usize, fan_in: usize, fan_out: usize) -> ScratchSpec {
     let splits = weight_grad_splits(rows);
     ScratchSpec {
-        floats: if splits > 1 { splits * fan_in * fan_out } else { 1 },
+        floats: if splits > 1 {
+            splits * fan_in * fan_out
+        } else {
+            1
+        },
         persistent: false,
     }
 }
@@ -120,7 +134,12 @@ pub(super) fn input_gradient(rows: usize, fan_in: usize, fan_out: usize) -> Disp
         b_strides: [1, fan_out],
         ..Gemm::plain(rows, fan_in, fan_out)
     };
-    gemm.dispatch(Slot::GradOutput, Slot::Param(0), Slot::Unused, Slot::GradInput)
+    gemm.dispatch(
+        Slot::GradOutput,
+        Slot::Param(0),
+        Slot::Unused,
+        Slot::GradInput,
+    )
 }
 
 impl Pointwise {
@@ -158,7 +177,11 @@ impl Pointwise {
     }
 
     pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
-        vec![weight_gradient_scratch(Self::rows(input), input[3], self.out_channels)]
+        vec![weight_gradient_scratch(
+            Self::rows(input),
+            input[3],
+            self.out_channels,
+        )]
     }
 
     pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
@@ -167,7 +190,12 @@ impl Pointwise {
         if input_grad {
             dispatches.push(input_gradient(rows, input[3], self.out_channels));
         }
-        dispatches.extend(weight_gradient(rows, input[3], self.out_channels, Slot::Scratch(0)));
+        dispatches.extend(weight_gradient(
+            rows,
+            input[3],
+            self.out_channels,
+            Slot::Scratch(0),
+        ));
         dispatches
     }
 }

@@ -52,7 +52,12 @@ impl Softmax {
 
     /// Softmax is the inference head; training differentiates the fused cross-entropy
     /// instead, so a graph is trained up to its logits.
-    pub fn backward(&self, _input: &[usize], _output: &[usize], _input_grad: bool) -> Vec<Dispatch> {
+    pub fn backward(
+        &self,
+        _input: &[usize],
+        _output: &[usize],
+        _input_grad: bool,
+    ) -> Vec<Dispatch> {
         Vec::new()
     }
 }

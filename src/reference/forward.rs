@@ -13,7 +13,7 @@ pub fn activate(x: f64, activation: Activation) -> f64 {
 
 /// Every kernel tap (ky, kx, iy, ix) of output pixel (oy, ox) that lands inside the
 /// input; taps in the padding contribute zero and are skipped.
-fn taps(
+pub(super) fn taps(
     (oy, ox): (usize, usize),
     kernel: usize,
     stride: usize,

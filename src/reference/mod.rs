@@ -2,13 +2,23 @@
 //! fast: direct loops over the definitions, f64 accumulation. It is the oracle the GPU
 //! shaders are tested against.
 
+mod backward;
 mod forward;
 mod graph;
+mod optim;
+mod train;
 
+pub use backward::{
+    batch_norm_backward, batch_norm_train, batch_stats, conv2d_backward, cross_entropy,
+    dense_backward, depthwise_backward, pointwise_backward, pool_backward, run_op_backward,
+    run_op_train, update_running_stats,
+};
 pub use forward::{
     activate, batch_norm, conv2d, dense, depthwise, global_avg_pool, pointwise, run_op, softmax,
 };
 pub use graph::run_graph;
+pub use optim::apply_update;
+pub use train::{loss_gradients, train_step};
 
 /// A dense f32 tensor with its shape (NHWC for images).
 #[derive(Clone, Debug, PartialEq)]

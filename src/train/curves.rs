@@ -62,7 +62,7 @@ const SPLITS: [Split; 3] = [
 ];
 
 /// A line to draw: legend name, colour, (epoch, value) points.
-type Series = (&'static str, RGBColor, Vec<(f64, f64)>);
+type Series = (&'static str, RGBColor, Vec<(i64, f64)>);
 
 /// What differs between the loss and the accuracy panel.
 struct PanelSpec {
@@ -99,7 +99,11 @@ pub fn plot_curves(path: &Path, epochs: &[EpochMetrics], title: &str) -> Result<
         path: path.to_path_buf(),
         message,
     };
-    register_font().map_err(|()| draw_err("the embedded font is not a valid TrueType font".into()))?;
+    if !font_registered() {
+        return Err(draw_err(
+            "the embedded font is not a valid TrueType font".into(),
+        ));
+    }
 
     let (width, height) = CURVES_SIZE;
     let mut rgb = vec![0u8; width as usize * height as usize * 3];
@@ -116,20 +120,21 @@ pub fn plot_curves(path: &Path, epochs: &[EpochMetrics], title: &str) -> Result<
 }
 
 /// plotters keeps fonts in a process-wide table; registering once is enough.
-fn register_font() -> Result<(), ()> {
+fn font_registered() -> bool {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = REGISTERED
-        .get_or_init(|| plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok());
-    if *ok {
-        Ok(())
-    } else {
-        Err(())
-    }
+    *REGISTERED.get_or_init(|| {
+        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT).is_ok()
+    })
 }
 
-type DrawResult = Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
+type DrawResult =
+    Result<(), DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>>;
 
-fn render(root: &DrawingArea<BitMapBackend<'_>, Shift>, epochs: &[EpochMetrics], title: &str) -> DrawResult {
+fn render(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    epochs: &[EpochMetrics],
+    title: &str,
+) -> DrawResult {
     root.fill(&WHITE)?;
     let body = if title.is_empty() {
         root.clone()
@@ -145,7 +150,7 @@ fn render(root: &DrawingArea<BitMapBackend<'_>, Shift>, epochs: &[EpochMetrics],
             .map(|split| {
                 let points = epochs
                     .iter()
-                    .filter_map(|m| get(split)(m).map(|v| (m.epoch as f64, v * scale)))
+                    .filter_map(|m| get(split)(m).map(|v| (m.epoch as i64, v * scale)))
                     .filter(|(_, v)| v.is_finite())
                     .collect();
                 (split.name, split.color, points)
@@ -175,45 +180,56 @@ fn render(root: &DrawingArea<BitMapBackend<'_>, Shift>, epochs: &[EpochMetrics],
     };
     let x_range = epoch_range(epochs);
     let marked = epochs.len() <= MAX_MARKED_EPOCHS;
-    panel(&loss_area, loss_panel, x_range.clone(), &loss, marked)?;
-    panel(&acc_area, acc_panel, x_range, &acc, marked)?;
+    let empty_note = if epochs.is_empty() {
+        "no epochs yet"
+    } else {
+        "no finite values"
+    };
+    panel(
+        &loss_area,
+        loss_panel,
+        x_range.clone(),
+        &loss,
+        marked,
+        empty_note,
+    )?;
+    panel(&acc_area, acc_panel, x_range, &acc, marked, empty_note)?;
     Ok(())
 }
 
-/// Whole epochs on the x axis, padded so that a single epoch sits inside the plot.
-fn epoch_range(epochs: &[EpochMetrics]) -> Range<f64> {
-    let first = epochs.iter().map(|m| m.epoch).min().unwrap_or(1) as f64;
-    let last = epochs.iter().map(|m| m.epoch).max().unwrap_or(1) as f64;
+/// The epochs shown, padded so that a single epoch sits inside the plot. Integer coordinates
+/// keep the axis labels on whole epochs.
+fn epoch_range(epochs: &[EpochMetrics]) -> Range<i64> {
+    let first = epochs.iter().map(|m| m.epoch).min().unwrap_or(1) as i64;
+    let last = epochs.iter().map(|m| m.epoch).max().unwrap_or(1) as i64;
     if last > first {
         first..last
     } else {
-        first - 1.0..first + 1.0
+        first - 1..first + 1
     }
 }
 
 fn panel(
     area: &DrawingArea<BitMapBackend<'_>, Shift>,
     spec: PanelSpec,
-    x_range: Range<f64>,
+    x_range: Range<i64>,
     series: &[Series],
     marked: bool,
+    empty_note: &str,
 ) -> DrawResult {
     let mut chart = ChartBuilder::on(area)
         .caption(spec.caption, (FONT_FAMILY, 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(x_range.clone(), spec.y_range)?;
-    // At most one label per whole epoch: fractional epochs mean nothing.
-    let x_labels = ((x_range.end - x_range.start) as usize + 1).min(10);
+        .build_cartesian_2d(x_range, spec.y_range)?;
     let mut mesh = chart.configure_mesh();
     if let Some(format) = &spec.y_format {
         mesh.y_label_formatter(format);
     }
     mesh.x_desc("epoch")
         .y_desc(spec.y_desc)
-        .x_labels(x_labels)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(10)
         .label_style((FONT_FAMILY, 14))
         .axis_desc_style((FONT_FAMILY, 15))
         .draw()?;
@@ -222,7 +238,10 @@ fn panel(
     for (name, color, points) in series.iter().filter(|(_, _, p)| !p.is_empty()) {
         let color = *color;
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(*name)
             .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
         if marked {
@@ -238,7 +257,7 @@ fn panel(
             .color(&grey)
             .pos(Pos::new(HPos::Center, VPos::Center));
         let center = (width as i32 / 2, height as i32 / 2);
-        plot.draw(&Text::new("no data yet", center, style))?;
+        plot.draw(&Text::new(empty_note, center, style))?;
     } else {
         chart
             .configure_series_labels()

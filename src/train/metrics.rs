@@ -177,10 +177,7 @@ fn format_lr(lr: f64) -> String {
     }
 }
 
-fn io_err<'a>(
-    path: &'a Path,
-    action: &'static str,
-) -> impl FnOnce(io::Error) -> MetricsError + 'a {
+fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> MetricsError + 'a {
     move |error| MetricsError::Io {
         path: path.to_path_buf(),
         action,

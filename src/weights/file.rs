@@ -73,7 +73,7 @@ fn encode(
             ));
         }
         // Cannot overflow: all the values exist in memory, 4 bytes each.
-        let end = offset + values.len() * size_of::<f32>();
+        let end = offset + size_of_val(values);
         let info = json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] });
         if header.insert(name.to_string(), info).is_some() {
             return Err(invalid(
