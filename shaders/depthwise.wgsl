@@ -15,19 +15,45 @@ struct DepthwiseParams {
 // dW partials: [chunks, KH * KW, C], summed by reduce.wgsl.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
-// One output element per invocation, channel fastest: reads along C are coalesced.
+// Every invocation handles a group of 4 adjacent channels (one vec4): the index
+// arithmetic and padding tests are shared by the 4 lanes, and reads along C stay
+// coalesced. Lanes past the last channel are masked.
+fn channel_groups() -> u32 {
+    return (p.channels + 3u) / 4u;
+}
+
+fn lane_mask(c0: u32) -> vec4<bool> {
+    return vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u) < vec4<u32>(p.channels);
+}
+
+fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(input[i], input[i + 1u], input[i + 2u], input[i + 3u]), mask);
+}
+
+fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), vec4<f32>(weight[i], weight[i + 1u], weight[i + 2u], weight[i + 3u]), mask);
+}
+
+fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0),
+                  vec4<f32>(grad_output[i], grad_output[i + 1u], grad_output[i + 2u], grad_output[i + 3u]),
+                  mask);
+}
+
 @compute @workgroup_size(WG_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = channel_groups();
     let index = linear_index(gid, nwg);
-    if index >= p.batch * p.out_h * p.out_w * p.channels {
+    if index >= p.batch * p.out_h * p.out_w * groups {
         return;
     }
-    let o = nhwc_coords(index, p.out_h, p.out_w, p.channels);
+    let o = nhwc_coords(index, p.out_h, p.out_w, groups);
     let n = o[0];
-    let c = o[3];
+    let c0 = o[3] * 4u;
+    let mask = lane_mask(c0);
 
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kernel; ky++) {
         let iy = source_coord(o[1], ky, p.stride, p.pad_top, p.in_h);
         for (var kx = 0u; kx < p.kernel; kx++) {
@@ -35,11 +61,16 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             if iy < 0 || ix < 0 {
                 continue;
             }
-            let x = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c];
-            acc += x * weight[(ky * p.kernel + kx) * p.channels + c];
+            let x = load_input(((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c0, mask);
+            acc += x * load_weight((ky * p.kernel + kx) * p.channels + c0, mask);
         }
     }
-    output[index] = acc;
+    let base = ((n * p.out_h + o[1]) * p.out_w + o[2]) * p.channels + c0;
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            output[base + j] = acc[j];
+        }
+    }
 }
 
 // dX as a gather: each input element sums the output gradients of the windows that read
@@ -47,14 +78,16 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = channel_groups();
     let index = linear_index(gid, nwg);
-    if index >= p.batch * p.in_h * p.in_w * p.channels {
+    if index >= p.batch * p.in_h * p.in_w * groups {
         return;
     }
-    let i = nhwc_coords(index, p.in_h, p.in_w, p.channels);
+    let i = nhwc_coords(index, p.in_h, p.in_w, groups);
     let n = i[0];
-    let c = i[3];
-    var acc = 0.0;
+    let c0 = i[3] * 4u;
+    let mask = lane_mask(c0);
+    var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kernel; ky++) {
         let oy = output_coord(i[1], ky, p.stride, p.pad_top, p.out_h);
         for (var kx = 0u; kx < p.kernel; kx++) {
@@ -62,31 +95,38 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
             if oy < 0 || ox < 0 {
                 continue;
             }
-            let dy = grad_output[((n * p.out_h + u32(oy)) * p.out_w + u32(ox)) * p.channels + c];
-            acc += dy * weight[(ky * p.kernel + kx) * p.channels + c];
+            let dy = load_grad_output(((n * p.out_h + u32(oy)) * p.out_w + u32(ox)) * p.channels + c0, mask);
+            acc += dy * load_weight((ky * p.kernel + kx) * p.channels + c0, mask);
         }
     }
-    grad_input[index] = acc;
+    let base = ((n * p.in_h + i[1]) * p.in_w + i[2]) * p.channels + c0;
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            grad_input[base + j] = acc[j];
+        }
+    }
 }
 
-// dW stage 1: for each chunk of output pixels, tap and channel, sum dy * x.
+// dW stage 1: for each chunk of output pixels, tap and channel group, sum dy * x.
 @compute @workgroup_size(WG_SIZE)
 fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = channel_groups();
     let taps = p.kernel * p.kernel;
     let index = linear_index(gid, nwg);
-    if index >= p.chunks * taps * p.channels {
+    if index >= p.chunks * taps * groups {
         return;
     }
-    let c = index % p.channels;
-    let tap = (index / p.channels) % taps;
-    let chunk = index / (p.channels * taps);
+    let c0 = (index % groups) * 4u;
+    let mask = lane_mask(c0);
+    let tap = (index / groups) % taps;
+    let chunk = index / (groups * taps);
     let ky = tap / p.kernel;
     let kx = tap % p.kernel;
     let pixels = p.batch * p.out_h * p.out_w;
     let first = chunk * p.pixels_per_chunk;
     let last = min(first + p.pixels_per_chunk, pixels);
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var pixel = first; pixel < last; pixel++) {
         let ox = pixel % p.out_w;
         let oy = (pixel / p.out_w) % p.out_h;
@@ -96,8 +136,13 @@ fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
         if iy < 0 || ix < 0 {
             continue;
         }
-        let x = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c];
-        acc += grad_output[pixel * p.channels + c] * x;
+        let x = load_input(((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c0, mask);
+        acc += load_grad_output(pixel * p.channels + c0, mask) * x;
     }
-    partials[index] = acc;
+    let base = (chunk * taps + tap) * p.channels + c0;
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            partials[base + j] = acc[j];
+        }
+    }
 }

@@ -16,6 +16,15 @@ pub struct BenchOptions {
     pub classes: usize,
     pub warmup: usize,
     pub iters: usize,
+    /// Also time every dispatch on its own (needs timestamp queries).
+    pub profile: bool,
+}
+
+/// One dispatch of a per-step profile.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProfileRow {
+    pub step: String,
+    pub ms: f64,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -30,7 +39,7 @@ pub struct BenchReport {
     /// Median per batch: GPU time where timestamps exist, else wall-clock.
     pub ms_per_batch: f64,
     pub images_per_sec: f64,
-    /// 2 x mult-adds / time.
+    /// 2 x mult-adds / time (x3 for training: forward, input and weight gradients).
     pub gflops: f64,
     /// Median wall-clock per batch including upload and read-back.
     pub wall_ms_per_batch: f64,
@@ -42,6 +51,15 @@ pub struct BenchReport {
     pub adapter: String,
     pub backend: String,
     pub dispatches: usize,
+    /// Per-dispatch GPU times in execution order, with `--profile`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<ProfileRow>,
+}
+
+fn profile_rows(rows: Vec<(String, Duration)>) -> Vec<ProfileRow> {
+    rows.into_iter()
+        .map(|(step, time)| ProfileRow { step, ms: ms(time) })
+        .collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -52,6 +70,13 @@ fn median(mut values: Vec<f64>) -> f64 {
     } else {
         values[mid]
     }
+}
+
+/// Normalised-looking input for timing: uniform in [-1, 1).
+fn random_input(rng: &mut impl Rng, shape: &[usize]) -> Vec<f32> {
+    (0..shape.iter().product::<usize>())
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -71,10 +96,10 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
     let summary = model.summary();
     let plan = model.graph.compile(gpu)?;
     plan.load_params(&ParamStore::initialize(&model.graph, 1))?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let input: Vec<f32> = (0..plan.input_shape().iter().product::<usize>())
-        .map(|_| rng.random_range(-1.0..1.0))
-        .collect();
+    let input = random_input(
+        &mut rand::rngs::StdRng::seed_from_u64(7),
+        plan.input_shape(),
+    );
     for _ in 0..options.warmup {
         plan.run(&input)?;
     }
@@ -87,16 +112,47 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
             device.push(ms(t));
         }
     }
+    let mut report = report(
+        "infer",
+        options,
+        &summary,
+        1.0,
+        wall,
+        device,
+        plan.memory().total(),
+        plan.memory().activations,
+        gpu,
+        plan.dispatch_count(),
+    );
+    if options.profile {
+        report.profile = profile_rows(plan.profile(gpu, &input)?);
+    }
+    Ok(report)
+}
+
+/// Medians and derived rates; `passes` is the work per image in forward passes.
+#[allow(clippy::too_many_arguments)]
+fn report(
+    mode: &'static str,
+    options: &BenchOptions,
+    summary: &crate::model::Summary,
+    passes: f64,
+    wall: Vec<f64>,
+    device: Vec<f64>,
+    memory_bytes: u64,
+    activation_bytes: u64,
+    gpu: &Gpu,
+    dispatches: usize,
+) -> BenchReport {
     let wall_ms = median(wall);
     // Some drivers report zero-length passes when they do not really time them.
     let gpu_ms = (device.len() == options.iters)
         .then(|| median(device))
         .filter(|&t| t > 0.0);
     let ms_per_batch = gpu_ms.unwrap_or(wall_ms);
-    let images_per_sec = options.batch as f64 / (ms_per_batch / 1e3);
-    let flops = 2.0 * summary.mult_adds as f64 * options.batch as f64;
-    Ok(BenchReport {
-        mode: "infer",
+    let flops = 2.0 * passes * summary.mult_adds as f64 * options.batch as f64;
+    BenchReport {
+        mode,
         preset: options.preset.to_string(),
         batch: options.batch,
         resolution: options.resolution,
@@ -104,7 +160,7 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
         classes: options.classes,
         iters: options.iters,
         ms_per_batch,
-        images_per_sec,
+        images_per_sec: options.batch as f64 / (ms_per_batch / 1e3),
         gflops: flops / (ms_per_batch / 1e3) / 1e9,
         wall_ms_per_batch: wall_ms,
         timing: if gpu_ms.is_some() {
@@ -113,10 +169,80 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
             "wall-clock"
         },
         mult_adds_per_image: summary.mult_adds,
-        memory_bytes: plan.memory().total(),
-        activation_bytes: plan.memory().activations,
+        memory_bytes,
+        activation_bytes,
         adapter: gpu.adapter().name.clone(),
         backend: gpu.adapter().backend.clone(),
-        dispatches: plan.dispatch_count(),
-    })
+        dispatches,
+        profile: Vec::new(),
+    }
+}
+
+/// Benchmarks training steps (forward, loss, backward, RMSProp update) of a randomly
+/// initialised MobileNet V1 on random data.
+pub fn bench_train(
+    gpu: &Gpu,
+    options: &BenchOptions,
+    stem_stride: usize,
+    in_channels: usize,
+) -> anyhow::Result<BenchReport> {
+    use crate::graph::{ParamBuffers, TrainConfig, TrainPlan};
+    use crate::ops::UpdateRule;
+    use std::sync::Arc;
+    anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
+    let config = MobileNetV1Config {
+        alpha: options.alpha,
+        resolution: options.resolution,
+        classes: options.classes,
+        stem_stride,
+        in_channels,
+        ..MobileNetV1Config::preset(options.preset)
+    };
+    let model = config.build(options.batch)?;
+    let summary = model.summary();
+    let params = Arc::new(ParamBuffers::new(gpu, &model.graph)?);
+    let train = TrainConfig {
+        update: Some(UpdateRule::RmspropTf {
+            decay: 0.9,
+            momentum: 0.9,
+            eps: 1.0,
+        }),
+        ..Default::default()
+    };
+    let plan = TrainPlan::compile(&model.graph, gpu, params, &train)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let input = random_input(&mut rng, plan.input_shape());
+    let labels: Vec<u32> = (0..options.batch)
+        .map(|_| rng.random_range(0..options.classes as u32))
+        .collect();
+    for _ in 0..options.warmup {
+        plan.step(&input, &labels, 1e-3)?;
+    }
+    let mut wall = Vec::new();
+    let mut device = Vec::new();
+    for _ in 0..options.iters {
+        let start = std::time::Instant::now();
+        plan.step(&input, &labels, 1e-3)?;
+        wall.push(ms(start.elapsed()));
+        if let Some(t) = plan.last_gpu_time()? {
+            device.push(ms(t));
+        }
+    }
+    // A training step costs about three forward passes (forward, input and weight gradients).
+    let mut report = report(
+        "train",
+        options,
+        &summary,
+        3.0,
+        wall,
+        device,
+        plan.memory().total(),
+        plan.memory().activations,
+        gpu,
+        plan.dispatch_count(),
+    );
+    if options.profile {
+        report.profile = profile_rows(plan.profile(gpu, &input, &labels, 1e-3)?);
+    }
+    Ok(report)
 }

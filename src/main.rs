@@ -2,9 +2,17 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mobilenet_wgpu::bench::{bench_infer, BenchOptions};
+use mobilenet_wgpu::bench::{bench_infer, bench_train, BenchOptions, BenchReport};
+use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::gpu::{list_adapters, INSTALL_HINT};
+use mobilenet_wgpu::train::checkpoint::Checkpoint;
+use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
+use mobilenet_wgpu::train::trainer::{load_dataset, TrainOptions, BEST, CURVES, LAST, METRICS};
+use mobilenet_wgpu::train::{
+    train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
+};
 use mobilenet_wgpu::{Activation, Gpu, MobileNetV1Config, Padding, Preset};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +53,28 @@ enum Command {
         /// Timed batches; the median is reported.
         #[arg(long, default_value_t = 10)]
         iters: usize,
+        /// Also time every dispatch on its own and print the slowest.
+        #[arg(long)]
+        profile: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Train a MobileNet V1 on the GPU, headless, with per-epoch evaluation and checkpoints.
+    Train(Box<TrainArgs>),
+    /// Evaluate a checkpoint: loss, top-1, top-5 and the confusion matrix.
+    Eval {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, default_value = "fashion-mnist")]
+        dataset: DatasetKind,
+        /// Data directory (default for fashion-mnist: the Debian package's).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Evaluate only the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
         #[arg(long)]
         json: bool,
     },
@@ -53,6 +83,7 @@ enum Command {
 #[derive(Clone, Copy, ValueEnum)]
 enum BenchMode {
     Infer,
+    Train,
 }
 
 #[derive(Args)]
@@ -99,6 +130,211 @@ impl ModelArgs {
     }
 }
 
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: DatasetKind,
+    /// Data directory (fashion-mnist default: /usr/share/datasets/fashion-mnist).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    #[arg(long, default_value = "paper")]
+    preset: Preset,
+    #[arg(long, default_value_t = 0.25)]
+    alpha: f32,
+    /// Input resolution (default: the data set's own, 28 for Fashion-MNIST, 32 for CIFAR-10, 128 for folders).
+    #[arg(long)]
+    resolution: Option<usize>,
+    /// 1 (grayscale) or 3 (RGB); default: the data set's.
+    #[arg(long)]
+    in_channels: Option<usize>,
+    /// Stem stride (default: 1 up to 64x64 inputs, the CIFAR-style stem; 2 above).
+    #[arg(long)]
+    stem_stride: Option<usize>,
+    /// rmsprop (TensorFlow form, the paper's), rmsprop-torch or sgd.
+    #[arg(long, default_value = "rmsprop")]
+    optimizer: OptimizerKind,
+    /// Base learning rate (the paper: 0.045).
+    #[arg(long, default_value_t = 0.045)]
+    lr: f64,
+    /// Momentum (default 0.9; 0 for rmsprop-torch).
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// RMSProp decay / PyTorch alpha (default 0.9 / 0.99).
+    #[arg(long)]
+    rms_decay: Option<f32>,
+    /// RMSProp epsilon (default 1.0 TensorFlow form / 1e-8 PyTorch form).
+    #[arg(long)]
+    eps: Option<f32>,
+    #[arg(long)]
+    nesterov: bool,
+    /// L2 weight decay (not applied to depthwise filters, BN or biases unless --decay-depthwise).
+    #[arg(long, default_value_t = 4e-5)]
+    weight_decay: f32,
+    #[arg(long)]
+    decay_depthwise: bool,
+    /// step (x --lr-decay every --decay-epochs, the paper's), cosine or constant.
+    #[arg(long, default_value = "step")]
+    schedule: ScheduleName,
+    #[arg(long, default_value_t = 0.94)]
+    lr_decay: f64,
+    #[arg(long, default_value_t = 2.0)]
+    decay_epochs: f64,
+    #[arg(long, default_value_t = 0.0)]
+    warmup_epochs: f64,
+    /// BN running-statistics momentum, PyTorch convention (weight of the new batch: 0.1;
+    /// Keras' 0.99 is 0.01 here).
+    #[arg(long, default_value_t = 0.1)]
+    bn_momentum: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Keep only the first N training images (smoke runs).
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Keep only the first N test images.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f32,
+    /// Random crop after zero padding by this many pixels (0: off).
+    #[arg(long, default_value_t = 0)]
+    pad_crop: usize,
+    /// Random horizontal flips.
+    #[arg(long)]
+    flip: bool,
+    /// Run directory: metrics.jsonl, last/best.safetensors, curves.png.
+    #[arg(long, default_value = "runs/fashion-mnist")]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        let (native_resolution, native_channels) = match self.dataset {
+            DatasetKind::FashionMnist => (28, 1),
+            DatasetKind::Cifar10 => (32, 3),
+            DatasetKind::Folder => (128, 3),
+        };
+        let resolution = self.resolution.unwrap_or(native_resolution);
+        let preset = MobileNetV1Config::preset(self.preset);
+        let model = MobileNetV1Config {
+            alpha: self.alpha,
+            resolution,
+            in_channels: self.in_channels.unwrap_or(native_channels),
+            stem_stride: self
+                .stem_stride
+                .unwrap_or(if resolution <= 64 { 1 } else { 2 }),
+            ..preset
+        };
+        let kind = match self.schedule {
+            ScheduleName::Step => ScheduleKind::StepDecay {
+                factor: self.lr_decay,
+                every_epochs: self.decay_epochs,
+            },
+            ScheduleName::Cosine => ScheduleKind::Cosine { min_lr: 0.0 },
+            ScheduleName::Constant => ScheduleKind::Constant,
+        };
+        TrainOptions {
+            dataset: self.dataset,
+            data_dir: self.data.clone(),
+            model,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            optimizer: OptimizerConfig {
+                momentum: self.momentum,
+                decay: self.rms_decay,
+                eps: self.eps,
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay,
+                decay_depthwise: self.decay_depthwise,
+                ..OptimizerConfig::new(self.optimizer)
+            },
+            schedule: Schedule {
+                kind,
+                base_lr: self.lr,
+                warmup_epochs: self.warmup_epochs,
+            },
+            bn_momentum: self.bn_momentum,
+            seed: self.seed,
+            limit: self.limit,
+            test_limit: self.test_limit,
+            val_fraction: self.val_fraction,
+            augment: Augment {
+                pad_crop: self.pad_crop,
+                hflip: self.flip,
+            },
+            out_dir: self.out.clone(),
+            resume: self.resume,
+            progress: !self.no_progress,
+        }
+    }
+}
+
+fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        println!(
+            "{}  batch {}  res {}  alpha {}  on {} ({})\n  {:.2} ms/batch ({})  {:.1} images/s  \
+             {:.2} GFLOP/s  wall {:.2} ms/batch  GPU memory {:.1} MiB  dispatches {}",
+            report.mode,
+            report.batch,
+            report.resolution,
+            report.alpha,
+            report.adapter,
+            report.backend,
+            report.ms_per_batch,
+            report.timing,
+            report.images_per_sec,
+            report.gflops,
+            report.wall_ms_per_batch,
+            report.memory_bytes as f64 / (1 << 20) as f64,
+            report.dispatches
+        );
+        if !report.profile.is_empty() {
+            print_profile(report);
+        }
+    }
+    Ok(())
+}
+
+/// The slowest dispatches and the time per shader entry point.
+fn print_profile(report: &BenchReport) {
+    let total: f64 = report.profile.iter().map(|r| r.ms).sum();
+    let mut by_entry: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+    for row in &report.profile {
+        let entry = row.step.rsplit(' ').next().unwrap_or(&row.step);
+        let slot = by_entry.entry(entry).or_default();
+        slot.0 += row.ms;
+        slot.1 += 1;
+    }
+    let mut entries: Vec<_> = by_entry.into_iter().collect();
+    entries.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+    println!(
+        "profile: {total:.2} ms in {} dispatches (each in its own pass)",
+        report.profile.len()
+    );
+    for (entry, (ms, count)) in entries {
+        println!(
+            "  {ms:9.2} ms {:5.1}%  {count:4}x  {entry}",
+            100.0 * ms / total
+        );
+    }
+    let mut slowest: Vec<_> = report.profile.iter().collect();
+    slowest.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    println!("slowest dispatches:");
+    for row in slowest.iter().take(10) {
+        println!("  {:9.2} ms  {}", row.ms, row.step);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Devices { json } => {
@@ -133,11 +369,12 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Bench {
-            mode: BenchMode::Infer,
+            mode,
             batch,
             model,
             warmup,
             iters,
+            profile,
             json,
         } => {
             let gpu = Gpu::new()?;
@@ -149,27 +386,89 @@ fn main() -> anyhow::Result<()> {
                 classes: model.classes,
                 warmup,
                 iters,
+                profile,
             };
-            let report = bench_infer(&gpu, &options).context("benchmark failed")?;
+            let report = match mode {
+                BenchMode::Infer => bench_infer(&gpu, &options),
+                BenchMode::Train => {
+                    bench_train(&gpu, &options, model.stem_stride, model.in_channels)
+                }
+            }
+            .context("benchmark failed")?;
+            print_bench(&report, json)?;
+        }
+        Command::Train(args) => {
+            let options = args.options();
+            let gpu = Gpu::new()?;
+            println!(
+                "training MobileNet V1 alpha {} at {}x{}x{} on {} ({}), batch {}, {} epochs, {} lr {}",
+                options.model.alpha,
+                options.model.resolution,
+                options.model.resolution,
+                options.model.in_channels,
+                gpu.adapter().name,
+                gpu.adapter().backend,
+                options.batch_size,
+                options.epochs,
+                options.optimizer.kind,
+                options.schedule.base_lr
+            );
+            let summary = train(&gpu, &options)?;
+            if let Some(test) = &summary.test {
+                println!(
+                    "test: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
+                    test.loss,
+                    100.0 * test.top1,
+                    100.0 * test.top5,
+                    test.count
+                );
+                print!("{}", format_confusion(test, &summary.class_names));
+            }
+            println!(
+                "done in {:.1} s; {} in {}",
+                summary.seconds,
+                [LAST, BEST, METRICS, CURVES].join(", "),
+                options.out_dir.display()
+            );
+        }
+        Command::Eval {
+            weights,
+            dataset,
+            data,
+            batch_size,
+            limit,
+            json,
+        } => {
+            let checkpoint = Checkpoint::load(&weights)?;
+            let config = &checkpoint.config;
+            let (train_set, test_set) = load_dataset(
+                dataset,
+                data.as_deref(),
+                config.resolution,
+                config.in_channels,
+            )?;
+            // Evaluate on the test split where the data set has one.
+            let set = test_set.unwrap_or(train_set);
+            let set = match limit {
+                Some(n) => set.take(n),
+                None => set,
+            };
+            let gpu = Gpu::new()?;
+            let class_names = set.class_names.clone();
+            let result = evaluate_checkpoint(&gpu, &checkpoint, set, batch_size)
+                .with_context(|| format!("evaluating {}", weights.display()))?;
             if json {
-                println!("{}", serde_json::to_string(&report)?);
+                println!("{}", serde_json::to_string(&result)?);
             } else {
                 println!(
-                    "infer  batch {}  res {}  alpha {}  on {} ({})\n  {:.2} ms/batch ({})  {:.1} images/s  \
-                     {:.2} GFLOP/s  wall {:.2} ms/batch  GPU memory {:.1} MiB  dispatches {}",
-                    report.batch,
-                    report.resolution,
-                    report.alpha,
-                    report.adapter,
-                    report.backend,
-                    report.ms_per_batch,
-                    report.timing,
-                    report.images_per_sec,
-                    report.gflops,
-                    report.wall_ms_per_batch,
-                    report.memory_bytes as f64 / (1 << 20) as f64,
-                    report.dispatches
+                    "{}: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
+                    weights.display(),
+                    result.loss,
+                    100.0 * result.top1,
+                    100.0 * result.top5,
+                    result.count
                 );
+                print!("{}", format_confusion(&result, &class_names));
             }
         }
     }

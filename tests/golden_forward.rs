@@ -7,25 +7,13 @@ mod common;
 
 use common::check_op;
 use mobilenet_wgpu::ops::{
-    Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Padding, Pointwise,
-    Softmax,
+    Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Pointwise, Softmax,
 };
-
-const PADDINGS: [Padding; 2] = [Padding::Symmetric, Padding::Same];
 
 #[test]
 fn conv2d_forward_matches_reference() {
-    // (input NHWC, out channels, stride)
-    let cases: [([usize; 4], usize, usize); 7] = [
-        ([1, 7, 7, 3], 8, 2),
-        ([3, 15, 15, 3], 13, 1),
-        ([1, 8, 8, 3], 24, 2),
-        ([3, 16, 16, 1], 8, 2),
-        ([1, 15, 15, 3], 32, 2),
-        ([2, 32, 32, 3], 8, 1),
-        ([1, 1, 1, 3], 3, 2),
-    ];
-    for padding in PADDINGS {
+    let cases = common::CONV_CASES;
+    for padding in common::PADDINGS {
         for (i, (shape, out_channels, stride)) in cases.iter().enumerate() {
             let op = Conv2d {
                 out_channels: *out_channels,
@@ -41,17 +29,8 @@ fn conv2d_forward_matches_reference() {
 
 #[test]
 fn depthwise_forward_matches_reference() {
-    let cases: [([usize; 4], usize); 8] = [
-        ([1, 7, 7, 13], 2),
-        ([3, 15, 15, 8], 1),
-        ([1, 8, 8, 24], 2),
-        ([3, 7, 7, 3], 1),
-        ([1, 16, 16, 16], 2),
-        ([1, 3, 3, 1000], 1),
-        ([2, 2, 2, 64], 2),
-        ([1, 1, 1, 13], 2),
-    ];
-    for padding in PADDINGS {
+    let cases = common::DEPTHWISE_CASES;
+    for padding in common::PADDINGS {
         for (i, (shape, stride)) in cases.iter().enumerate() {
             let op = Depthwise {
                 kernel: 3,
@@ -66,16 +45,7 @@ fn depthwise_forward_matches_reference() {
 
 #[test]
 fn pointwise_forward_matches_reference() {
-    let cases: [([usize; 4], usize); 8] = [
-        ([1, 7, 7, 3], 13),
-        ([3, 15, 15, 8], 24),
-        ([1, 1, 1, 1000], 13),
-        ([2, 5, 5, 16], 1000),
-        ([1, 8, 8, 64], 64),
-        ([3, 3, 3, 13], 3),
-        ([1, 4, 4, 256], 8),
-        ([1, 2, 3, 1], 1),
-    ];
+    let cases = common::POINTWISE_CASES;
     for (i, (shape, out_channels)) in cases.iter().enumerate() {
         let op = Pointwise {
             out_channels: *out_channels,
@@ -87,7 +57,7 @@ fn pointwise_forward_matches_reference() {
 
 #[test]
 fn batchnorm_activation_forward_matches_reference() {
-    let shapes: [[usize; 4]; 4] = [[1, 7, 7, 13], [3, 15, 15, 8], [1, 2, 2, 1000], [3, 1, 1, 3]];
+    let shapes = common::BN_SHAPES;
     for activation in [Activation::None, Activation::Relu, Activation::Relu6] {
         for eps in [1e-5f32, 1e-3] {
             for (i, shape) in shapes.iter().enumerate() {
@@ -130,13 +100,7 @@ fn relu6_clamps_large_values() {
 
 #[test]
 fn global_avg_pool_forward_matches_reference() {
-    let shapes: [[usize; 4]; 5] = [
-        [1, 7, 7, 13],
-        [3, 15, 15, 8],
-        [2, 1, 1, 1000],
-        [1, 4, 4, 256],
-        [3, 2, 5, 3],
-    ];
+    let shapes = common::POOL_SHAPES;
     for (i, shape) in shapes.iter().enumerate() {
         let what = format!("pool {shape:?}");
         check_op(
@@ -150,14 +114,7 @@ fn global_avg_pool_forward_matches_reference() {
 
 #[test]
 fn dense_forward_matches_reference() {
-    let cases: [([usize; 2], usize); 6] = [
-        ([1, 13], 1000),
-        ([3, 1000], 10),
-        ([3, 8], 3),
-        ([1, 256], 13),
-        ([3, 1024], 1000),
-        ([1, 1], 1),
-    ];
+    let cases = common::DENSE_CASES;
     for (i, (shape, out_features)) in cases.iter().enumerate() {
         let op = Dense {
             out_features: *out_features,

@@ -8,7 +8,7 @@ mod common;
 use common::{assert_close, gpu, random_params, rng, uniform};
 use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, TrainConfig, TrainPlan};
 use mobilenet_wgpu::ops::{
-    Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Padding, Pointwise,
+    Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Pointwise,
 };
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::ParamStore;
@@ -188,18 +188,10 @@ fn check_both(what: &str, kind: OpKind, shape: &[usize], seed: u64) {
     check_gpu_backward(what, &case);
 }
 
-const PADDINGS: [Padding; 2] = [Padding::Symmetric, Padding::Same];
-
 #[test]
 fn conv2d_gradients() {
-    let cases: [([usize; 4], usize, usize); 5] = [
-        ([1, 7, 7, 3], 8, 2),
-        ([3, 15, 15, 3], 13, 1),
-        ([1, 8, 8, 3], 24, 2),
-        ([3, 16, 16, 1], 8, 2),
-        ([2, 5, 6, 2], 3, 1),
-    ];
-    for padding in PADDINGS {
+    let cases = common::CONV_CASES;
+    for padding in common::PADDINGS {
         for (i, (shape, out_channels, stride)) in cases.iter().enumerate() {
             let op = Conv2d {
                 out_channels: *out_channels,
@@ -215,15 +207,8 @@ fn conv2d_gradients() {
 
 #[test]
 fn depthwise_gradients() {
-    let cases: [([usize; 4], usize); 6] = [
-        ([1, 7, 7, 13], 2),
-        ([3, 15, 15, 8], 1),
-        ([1, 8, 8, 24], 2),
-        ([3, 7, 7, 3], 1),
-        ([2, 2, 2, 64], 2),
-        ([1, 1, 1, 13], 2),
-    ];
-    for padding in PADDINGS {
+    let cases = common::DEPTHWISE_CASES;
+    for padding in common::PADDINGS {
         for (i, (shape, stride)) in cases.iter().enumerate() {
             let op = Depthwise {
                 kernel: 3,
@@ -238,15 +223,7 @@ fn depthwise_gradients() {
 
 #[test]
 fn pointwise_gradients() {
-    // The 40x40x2 case has 3200 rows: its weight gradient takes the split-K path.
-    let cases: [([usize; 4], usize); 6] = [
-        ([1, 7, 7, 3], 13),
-        ([3, 15, 15, 8], 24),
-        ([1, 1, 1, 100], 13),
-        ([2, 5, 5, 16], 70),
-        ([2, 40, 40, 8], 16),
-        ([1, 2, 3, 1], 1),
-    ];
+    let cases = common::POINTWISE_CASES;
     for (i, (shape, out_channels)) in cases.iter().enumerate() {
         let op = Pointwise {
             out_channels: *out_channels,
@@ -258,7 +235,7 @@ fn pointwise_gradients() {
 
 #[test]
 fn batchnorm_training_gradients() {
-    let shapes: [[usize; 4]; 4] = [[1, 7, 7, 13], [3, 15, 15, 8], [2, 2, 2, 24], [3, 1, 1, 3]];
+    let shapes = common::BN_SHAPES;
     for activation in [Activation::None, Activation::Relu, Activation::Relu6] {
         for (i, shape) in shapes.iter().enumerate() {
             let op = BatchNorm {
@@ -288,13 +265,7 @@ fn pool_gradients() {
 
 #[test]
 fn dense_gradients() {
-    let cases: [([usize; 2], usize); 5] = [
-        ([1, 13], 100),
-        ([3, 100], 10),
-        ([3, 8], 3),
-        ([300, 16], 13),
-        ([1, 1], 1),
-    ];
+    let cases = common::DENSE_CASES;
     for (i, (shape, out_features)) in cases.iter().enumerate() {
         let op = Dense {
             out_features: *out_features,

@@ -36,7 +36,7 @@ impl Normalize {
 }
 
 /// Random training augmentation, applied per image.
-#[derive(Clone, Debug, PartialEq, Default)]
+#[derive(Clone, Debug, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Augment {
     /// Random crop after zero padding (black, before normalisation) by this many pixels on every
     /// side; 0 = off.

@@ -2,7 +2,9 @@
 //! dispatch list that runs a whole batch in one command buffer and one submit.
 
 use super::param_buffers::ParamBuffers;
-use super::steps::{encode, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder};
+use super::steps::{
+    encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
+};
 use super::{GraphBuilder, GraphError, ParamStore, TensorId};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
 use crate::ops::Slot;
@@ -263,6 +265,18 @@ impl Plan {
     /// Reads every parameter back from the GPU.
     pub fn read_params(&self) -> Result<ParamStore, GraphError> {
         self.params.read()
+    }
+
+    /// Runs one batch with every dispatch timed on its own; returns (step label, GPU time).
+    pub fn profile(&self, gpu: &Gpu, input: &[f32]) -> Result<Vec<(String, Duration)>, GraphError> {
+        check_input_len(input.len(), &self.input_shape)?;
+        self.queue.write_buffer(
+            &self.activations[self.input_buffer],
+            0,
+            bytemuck::cast_slice(input),
+        );
+        let steps: Vec<&Step> = self.steps.iter().collect();
+        profile_steps(gpu, &steps)
     }
 
     /// Runs one batch and returns the graph outputs, in the order they were marked.

@@ -7,6 +7,8 @@ use crate::ops::{Dispatch, Slot};
 
 /// One pre-built dispatch.
 pub(crate) struct Step {
+    /// "<op name> <shader>:<entry>", for profiles.
+    label: String,
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
@@ -71,7 +73,7 @@ impl<'a> StepBuilder<'a> {
         self.uniform_bytes.resize(offset as usize, 0);
         self.uniform_bytes.extend_from_slice(&dispatch.uniform);
         self.pending.push(Pending {
-            label: label.to_string(),
+            label: format!("{label} {}:{}", dispatch.shader, dispatch.entry),
             compiled,
             uniform_offset: offset,
             uniform_size: dispatch.uniform.len() as u64,
@@ -116,6 +118,7 @@ impl<'a> StepBuilder<'a> {
                         }
                     }));
                     Step {
+                        label: p.label.clone(),
                         pipeline: p.compiled.pipeline.clone(),
                         bind_group: device.create_bind_group(&wgpu::BindGroupDescriptor {
                             label: Some(&p.label),
@@ -144,6 +147,67 @@ pub(crate) fn encode(pass: &mut wgpu::ComputePass<'_>, steps: &[Step]) {
         let [x, y, z] = step.workgroups;
         pass.dispatch_workgroups(x, y, z);
     }
+}
+
+/// Times every step on its own: one compute pass per step with timestamps around it.
+/// Slower than a normal run (no overlap between passes), for finding the expensive steps.
+pub(crate) fn profile_steps(
+    gpu: &Gpu,
+    steps: &[&Step],
+) -> Result<Vec<(String, std::time::Duration)>, GraphError> {
+    let period = gpu.timestamp_period_ns().ok_or_else(|| {
+        GraphError::Gpu(crate::gpu::GpuError::Pipeline {
+            pipeline: "profile".into(),
+            reason: "this adapter has no timestamp queries".into(),
+        })
+    })?;
+    let device = gpu.device();
+    let count = (2 * steps.len()).max(2) as u32;
+    let queries = device.create_query_set(&wgpu::QuerySetDescriptor {
+        label: Some("step timestamps"),
+        ty: wgpu::QueryType::Timestamp,
+        count,
+    });
+    let bytes = count as u64 * 8;
+    let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("step timestamp resolve"),
+        size: bytes,
+        usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let readback = staging_buffer(device, "step timestamp readback", bytes);
+    let mut encoder = device.create_command_encoder(&Default::default());
+    for (i, step) in steps.iter().enumerate() {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(&step.label),
+            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                query_set: &queries,
+                beginning_of_pass_write_index: Some(2 * i as u32),
+                end_of_pass_write_index: Some(2 * i as u32 + 1),
+            }),
+        });
+        encode(&mut pass, std::slice::from_ref(*step));
+    }
+    encoder.resolve_query_set(&queries, 0..count, &resolve, 0);
+    encoder.copy_buffer_to_buffer(&resolve, 0, &readback, 0, bytes);
+    gpu.queue().submit([encoder.finish()]);
+    let raw = crate::gpu::read_buffer_bytes(device, &readback, bytes)?;
+    let tick = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&raw[i * 8..i * 8 + 8]);
+        u64::from_le_bytes(b)
+    };
+    Ok(steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let ns = tick(2 * i + 1).saturating_sub(tick(2 * i)) as f64 * period as f64;
+            (
+                step.label.clone(),
+                std::time::Duration::from_nanos(ns as u64),
+            )
+        })
+        .collect())
 }
 
 /// GPU timestamps around a compute pass, where the adapter supports them.

@@ -6,7 +6,9 @@
 
 use super::param_buffers::{read_named, ParamBuffers};
 use super::plan::{check_binding_limit, check_input_len, MemoryReport};
-use super::steps::{encode, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder};
+use super::steps::{
+    encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
+};
 use super::{GraphBuilder, GraphError, ParamStore, TensorId};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
 use crate::ops::{cross_entropy, Slot, TrainSettings, UpdateRule};
@@ -559,6 +561,30 @@ impl TrainPlan {
     pub fn step(&self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepOutput, GraphError> {
         self.execute(images, Seed::Labels(labels), Some(lr), true)?;
         self.read_step_output()
+    }
+
+    /// Runs one training step with every dispatch timed on its own (see
+    /// `profile_steps`); returns (step label, GPU time) in execution order. Updates the
+    /// weights like `step`.
+    pub fn profile(
+        &self,
+        gpu: &Gpu,
+        images: &[f32],
+        labels: &[u32],
+        lr: f32,
+    ) -> Result<Vec<(String, std::time::Duration)>, GraphError> {
+        check_input_len(images.len(), &self.input_shape)?;
+        self.check_labels(labels)?;
+        self.queue
+            .write_buffer(&self.input, 0, bytemuck::cast_slice(images));
+        self.queue
+            .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
+        if let Some(rule) = &self.update_rule {
+            self.queue
+                .write_buffer(&self.hyper, 0, bytemuck::cast_slice(&rule.hyper_words(lr)));
+        }
+        let steps: Vec<&Step> = self.steps.iter().collect();
+        profile_steps(gpu, &steps)
     }
 
     /// GPU time of the last submitted step's compute pass, where timestamps exist.

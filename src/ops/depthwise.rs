@@ -22,6 +22,14 @@ const BINDINGS: [(u32, Slot); 6] = [
     (6, Slot::Scratch(0)),
 ];
 
+/// Channels each invocation handles (one vec4 in depthwise.wgsl).
+const CHANNELS_PER_THREAD: usize = 4;
+
+/// Invocations for an NHWC tensor processed 4 channels at a time.
+fn vec4_threads(shape: &[usize]) -> usize {
+    shape[0] * shape[1] * shape[2] * shape[3].div_ceil(CHANNELS_PER_THREAD)
+}
+
 impl Depthwise {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         let [n, _, _, c] = nhwc(input)?;
@@ -83,7 +91,7 @@ impl Depthwise {
     }
 
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
-        vec![self.dispatch("forward", input, output, output.iter().product())]
+        vec![self.dispatch("forward", input, output, vec4_threads(output))]
     }
 
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
@@ -99,9 +107,11 @@ impl Depthwise {
         let weights = self.kernel * self.kernel * input[3];
         let mut dispatches = Vec::new();
         if input_grad {
-            dispatches.push(self.dispatch("backward_input", input, output, input.iter().product()));
+            dispatches.push(self.dispatch("backward_input", input, output, vec4_threads(input)));
         }
-        dispatches.push(self.dispatch("backward_weight_partial", input, output, parts * weights));
+        let taps = self.kernel * self.kernel;
+        let threads = parts * taps * input[3].div_ceil(CHANNELS_PER_THREAD);
+        dispatches.push(self.dispatch("backward_weight_partial", input, output, threads));
         dispatches.push(sum_partials(
             Slot::Scratch(0),
             Slot::ParamGrad(0),

@@ -9,10 +9,11 @@ pub struct Pointwise {
     pub out_channels: usize,
 }
 
-/// Threads per workgroup along each axis and outputs per thread along each axis; must
-/// match TILE_X/TILE_Y and BLOCK in gemm.wgsl.
+/// Threads per workgroup along each axis, and rows and columns of C per thread; must
+/// match TILE_X/TILE_Y, ROWS and COLS in gemm.wgsl.
 const GEMM_TILE: usize = 16;
-const GEMM_BLOCK: usize = 4;
+const GEMM_ROWS: usize = 8;
+const GEMM_COLS: usize = 4;
 const MAX_GROUPS_PER_DIM: usize = 65535;
 /// K elements per split when a weight gradient reduces over many rows (split-K).
 const K_CHUNK: usize = 1024;
@@ -69,8 +70,8 @@ impl Gemm {
             self.k_chunk(),
         ]
         .map(|v| v as u32);
-        let col_groups = self.n.div_ceil(GEMM_BLOCK * GEMM_TILE).max(1);
-        let row_groups = self.m.div_ceil(GEMM_BLOCK * GEMM_TILE).max(1);
+        let col_groups = self.n.div_ceil(GEMM_COLS * GEMM_TILE).max(1);
+        let row_groups = self.m.div_ceil(GEMM_ROWS * GEMM_TILE).max(1);
         let y = row_groups.min(MAX_GROUPS_PER_DIM);
         let z = row_groups.div_ceil(y) * self.splits.max(1);
         Dispatch {

@@ -1,7 +1,7 @@
 //! Backward definitions of every op, the training form of batch norm, and the loss.
 //! Each takes the forward operands plus dLoss/dOutput and returns the gradients.
 
-use super::forward::{activate, taps};
+use super::forward::{normalize_activate, taps};
 use super::Tensor;
 use crate::ops::{Activation, OpKind, Padding, Window};
 
@@ -153,19 +153,8 @@ pub fn batch_norm_train(
     eps: f32,
     activation: Activation,
 ) -> Tensor {
-    let c = x.shape[3];
     let (mean, var) = batch_stats(x);
-    let data = x
-        .data
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            let ch = i % c;
-            let xhat = (v as f64 - mean[ch]) / (var[ch] + eps as f64).sqrt();
-            activate(gamma[ch] as f64 * xhat + beta[ch] as f64, activation) as f32
-        })
-        .collect();
-    Tensor::new(x.shape.clone(), data)
+    normalize_activate(x, &mean, &var, (gamma, beta), eps, activation)
 }
 
 /// Moves running statistics towards the batch's: `momentum` is the weight of the new

@@ -111,13 +111,13 @@ pub fn pointwise(x: &Tensor, weight: &[f32], out_channels: usize) -> Tensor {
     y
 }
 
-/// Batch norm with running statistics, then the activation.
-pub fn batch_norm(
+/// (x - mean) / sqrt(var + eps) * gamma + beta, then the activation, per channel (last
+/// axis); the statistics are either the running ones or the batch's.
+pub(super) fn normalize_activate(
     x: &Tensor,
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    var: &[f32],
+    mean: &[f64],
+    var: &[f64],
+    (gamma, beta): (&[f32], &[f32]),
     eps: f32,
     activation: Activation,
 ) -> Tensor {
@@ -128,11 +128,25 @@ pub fn batch_norm(
         .enumerate()
         .map(|(i, &v)| {
             let ch = i % c;
-            let normalised = (v as f64 - mean[ch] as f64) / (var[ch] as f64 + eps as f64).sqrt();
-            activate(normalised * gamma[ch] as f64 + beta[ch] as f64, activation) as f32
+            let xhat = (v as f64 - mean[ch]) / (var[ch] + eps as f64).sqrt();
+            activate(xhat * gamma[ch] as f64 + beta[ch] as f64, activation) as f32
         })
         .collect();
     Tensor::new(x.shape.clone(), data)
+}
+
+/// Batch norm with running statistics, then the activation.
+pub fn batch_norm(
+    x: &Tensor,
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f32,
+    activation: Activation,
+) -> Tensor {
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    normalize_activate(x, &widen(mean), &widen(var), (gamma, beta), eps, activation)
 }
 
 /// Mean over H and W: [N, H, W, C] -> [N, C].

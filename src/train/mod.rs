@@ -1,4 +1,14 @@
-//! Training: optimizers and schedules, the trainer loop, checkpoints, metrics and curves.
+//! Training: optimizers and schedules, the trainer loop, evaluation, checkpoints,
+//! metrics and curves.
 
+pub mod checkpoint;
 pub mod curves;
+pub mod evaluate;
 pub mod metrics;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use optim::{OptimizerConfig, OptimizerKind};
+pub use schedule::{Schedule, ScheduleKind, ScheduleName};
+pub use trainer::{train, DatasetKind, TrainOptions, TrainSummary};

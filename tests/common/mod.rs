@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use mobilenet_wgpu::graph::{GraphBuilder, ParamStore};
-use mobilenet_wgpu::ops::{OpKind, ParamRole};
+use mobilenet_wgpu::ops::{OpKind, Padding, ParamRole};
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::Gpu;
 use rand::{Rng, SeedableRng};
@@ -106,3 +106,75 @@ pub fn check_op(what: &str, kind: OpKind, input_shape: &[usize], seed: u64) -> f
     let (gpu_out, ref_out) = run_single_op(kind, input_shape, seed);
     assert_close(what, &gpu_out, &ref_out.data, OP_RTOL)
 }
+
+// Edge shapes shared by the forward (golden) and backward (gradient) tests: batch 1 and 3,
+// odd sizes, stride 2 on odd and even inputs, channel counts that are not multiples of
+// the workgroup or tile, alpha-0.25 widths, 1x1 spatial sizes.
+
+pub const PADDINGS: [Padding; 2] = [Padding::Symmetric, Padding::Same];
+
+/// Standard convolution: (input NHWC, output channels, stride).
+pub const CONV_CASES: [([usize; 4], usize, usize); 7] = [
+    ([1, 7, 7, 3], 8, 2),
+    ([3, 15, 15, 3], 13, 1),
+    ([1, 8, 8, 3], 24, 2),
+    ([3, 16, 16, 1], 8, 2),
+    ([1, 15, 15, 3], 32, 2),
+    ([2, 5, 6, 2], 3, 1),
+    ([1, 1, 1, 3], 3, 2),
+];
+
+/// Depthwise: (input NHWC, stride).
+pub const DEPTHWISE_CASES: [([usize; 4], usize); 8] = [
+    ([1, 7, 7, 13], 2),
+    ([3, 15, 15, 8], 1),
+    ([1, 8, 8, 24], 2),
+    ([3, 7, 7, 3], 1),
+    ([1, 16, 16, 16], 2),
+    ([1, 3, 3, 1000], 1),
+    ([2, 2, 2, 64], 2),
+    ([1, 1, 1, 13], 2),
+];
+
+/// Pointwise: (input NHWC, output channels). [2, 40, 40, 8] has 3200 rows, so its weight
+/// gradient takes the split-K path.
+pub const POINTWISE_CASES: [([usize; 4], usize); 9] = [
+    ([1, 7, 7, 3], 13),
+    ([3, 15, 15, 8], 24),
+    ([1, 1, 1, 1000], 13),
+    ([2, 5, 5, 16], 1000),
+    ([1, 8, 8, 64], 64),
+    ([3, 3, 3, 13], 3),
+    ([1, 4, 4, 256], 8),
+    ([2, 40, 40, 8], 16),
+    ([1, 2, 3, 1], 1),
+];
+
+/// Batch norm + activation inputs.
+pub const BN_SHAPES: [[usize; 4]; 5] = [
+    [1, 7, 7, 13],
+    [3, 15, 15, 8],
+    [1, 2, 2, 1000],
+    [2, 2, 2, 24],
+    [3, 1, 1, 3],
+];
+
+/// Global average pool inputs.
+pub const POOL_SHAPES: [[usize; 4]; 5] = [
+    [1, 7, 7, 13],
+    [3, 15, 15, 8],
+    [2, 1, 1, 1000],
+    [1, 4, 4, 256],
+    [3, 2, 5, 3],
+];
+
+/// Dense: ([batch, in], out).
+pub const DENSE_CASES: [([usize; 2], usize); 7] = [
+    ([1, 13], 1000),
+    ([3, 1000], 10),
+    ([3, 8], 3),
+    ([1, 256], 13),
+    ([3, 1024], 1000),
+    ([300, 16], 13),
+    ([1, 1], 1),
+];

@@ -1,0 +1,132 @@
+//! Loss, top-1/top-5 accuracy and the confusion matrix of a model on a data set.
+
+use crate::data::{BatchLoader, ImageSet, LoaderOptions};
+use crate::graph::Plan;
+use std::fmt::Write;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct EvalResult {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fractions in [0, 1].
+    pub top1: f64,
+    pub top5: f64,
+    pub count: usize,
+    /// confusion[true][predicted].
+    pub confusion: Vec<Vec<u64>>,
+}
+
+/// Cross-entropy of one row of logits against its label, in f64.
+pub fn cross_entropy(logits: &[f32], label: usize) -> f64 {
+    let peak = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let total: f64 = logits.iter().map(|&v| (v as f64 - peak).exp()).sum();
+    total.ln() - (logits[label] as f64 - peak)
+}
+
+/// Whether `label` is among the `k` largest logits (ties resolved against it).
+pub fn in_top_k(logits: &[f32], label: usize, k: usize) -> bool {
+    let target = logits[label];
+    logits.iter().filter(|&&v| v > target).count() < k
+}
+
+/// Runs `plan` (an inference plan whose first output is the logits) over `set`.
+/// `options` should neither shuffle, augment nor drop the last batch.
+pub fn evaluate(
+    plan: &Plan,
+    set: Arc<ImageSet>,
+    options: LoaderOptions,
+) -> anyhow::Result<EvalResult> {
+    let classes = set.class_names.len().max(1);
+    let loader = BatchLoader::try_new(set, options, 0)?;
+    let mut confusion = vec![vec![0u64; classes]; classes];
+    let (mut loss, mut top1, mut top5, mut count) = (0.0f64, 0usize, 0usize, 0usize);
+    for batch in loader {
+        let outputs = plan.run(&batch.images)?;
+        let logits = &outputs[0];
+        let width = logits.len() / batch.labels.len().max(1);
+        for (row, &label) in logits.chunks(width).zip(&batch.labels).take(batch.count) {
+            let label = label as usize;
+            anyhow::ensure!(
+                label < width,
+                "label {label} is out of range for a {width}-class model"
+            );
+            loss += cross_entropy(row, label);
+            top1 += in_top_k(row, label, 1) as usize;
+            top5 += in_top_k(row, label, 5) as usize;
+            let predicted = crate::graph::argmax(row);
+            if label < classes && predicted < classes {
+                confusion[label][predicted] += 1;
+            }
+            count += 1;
+        }
+    }
+    let n = count.max(1) as f64;
+    Ok(EvalResult {
+        loss: loss / n,
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        count,
+        confusion,
+    })
+}
+
+/// The confusion matrix as a table: rows are true classes, columns predictions.
+pub fn format_confusion(result: &EvalResult, class_names: &[String]) -> String {
+    let name_width = class_names
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 16);
+    let width = (name_width + 3).max(16);
+    let mut out = String::new();
+    let _ = write!(out, "{:>width$} |", "true \\ predicted");
+    for i in 0..result.confusion.len() {
+        let _ = write!(out, " {i:>5}");
+    }
+    out.push('\n');
+    for (i, row) in result.confusion.iter().enumerate() {
+        let name = class_names.get(i).map(String::as_str).unwrap_or("?");
+        let short: String = name.chars().take(name_width).collect();
+        let _ = write!(out, "{:>width$} |", format!("{i} {short}"));
+        for v in row {
+            let _ = write!(out, " {v:>5}");
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Evaluates checkpoint weights on a data set, normalising inputs as they were trained.
+pub fn evaluate_checkpoint(
+    gpu: &crate::gpu::Gpu,
+    checkpoint: &super::checkpoint::Checkpoint,
+    set: ImageSet,
+    batch_size: usize,
+) -> anyhow::Result<EvalResult> {
+    let config = &checkpoint.config;
+    anyhow::ensure!(batch_size > 0, "the batch size must be at least 1");
+    anyhow::ensure!(
+        set.class_names.len() == config.classes,
+        "the checkpoint has {} classes but the data set has {}",
+        config.classes,
+        set.class_names.len()
+    );
+    let model = config.build(batch_size)?;
+    let plan = model.graph.compile(gpu)?;
+    plan.load_params(&checkpoint.params)?;
+    let options = LoaderOptions {
+        batch_size,
+        resolution: config.resolution,
+        channels: config.in_channels,
+        augment: Default::default(),
+        normalize: checkpoint.normalize.clone(),
+        shuffle: false,
+        seed: 0,
+        drop_last: false,
+    };
+    evaluate(&plan, Arc::new(set), options)
+}

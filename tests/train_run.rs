@@ -1,0 +1,226 @@
+//! End-to-end training runs on a small real subset of Fashion-MNIST (the Debian package
+//! `dataset-fashion-mnist`, installed by scripts/setup.sh): the loss falls, the run
+//! directory holds what it should, a killed run resumes to exactly the result of an
+//! uninterrupted one, and a diverging run stops keeping its last good checkpoint.
+
+mod common;
+
+use mobilenet_wgpu::data::Augment;
+use mobilenet_wgpu::train::checkpoint::Checkpoint;
+use mobilenet_wgpu::train::metrics::read_metrics;
+use mobilenet_wgpu::train::trainer::{BEST, CURVES, LAST, METRICS};
+use mobilenet_wgpu::train::{
+    train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainOptions,
+};
+use mobilenet_wgpu::{MobileNetV1Config, Preset};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
+    TrainOptions {
+        dataset: DatasetKind::FashionMnist,
+        data_dir: None,
+        model: MobileNetV1Config {
+            alpha: 0.25,
+            resolution: 28,
+            in_channels: 1,
+            stem_stride: 1,
+            classes: 10,
+            ..MobileNetV1Config::preset(Preset::Paper)
+        },
+        epochs,
+        batch_size: 32,
+        optimizer: OptimizerConfig {
+            weight_decay: 4e-5,
+            ..OptimizerConfig::new(OptimizerKind::Rmsprop)
+        },
+        schedule: Schedule::paper(),
+        bn_momentum: 0.1,
+        seed: 3,
+        limit: Some(limit),
+        test_limit: Some(200),
+        val_fraction: 0.1,
+        augment: Augment {
+            pad_crop: 2,
+            hflip: true,
+        },
+        out_dir: out.to_path_buf(),
+        resume: false,
+        progress: false,
+    }
+}
+
+#[test]
+fn loss_falls_and_the_run_directory_is_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = train(common::gpu(), &small_run(dir.path(), 3, 704)).expect("train");
+    let losses: Vec<f64> = summary.epochs.iter().map(|m| m.train_loss).collect();
+    println!(
+        "train loss per epoch: {losses:?}, test {:?}",
+        summary.test.as_ref().map(|t| t.top1)
+    );
+    assert!(
+        losses[2] < losses[0] * 0.8,
+        "the loss did not fall: {losses:?}"
+    );
+    let test = summary.test.expect("test evaluation");
+    assert!(
+        test.top1 > 0.4,
+        "test accuracy {} after 3 small epochs",
+        test.top1
+    );
+    assert_eq!(test.count, 200);
+    let metrics = read_metrics(&dir.path().join(METRICS)).unwrap();
+    assert_eq!(metrics.len(), 3);
+    assert!(metrics
+        .iter()
+        .all(|m| m.val_acc.is_some() && m.test_acc.is_some() && m.images_per_sec > 0.0));
+    for file in [LAST, BEST, CURVES] {
+        assert!(dir.path().join(file).exists(), "{file} missing");
+    }
+    let last = Checkpoint::load(&dir.path().join(LAST)).unwrap();
+    assert_eq!((last.epoch, last.step), (3, 3 * (634 / 32)));
+    assert!(!last.optimizer_state.is_empty());
+    assert_eq!(last.class_names[0], "T-shirt/top");
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten_without_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    train(common::gpu(), &small_run(dir.path(), 1, 96)).expect("first run");
+    let before = std::fs::read(dir.path().join(LAST)).unwrap();
+    let err = train(common::gpu(), &small_run(dir.path(), 1, 96))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--resume"), "{err}");
+    assert_eq!(std::fs::read(dir.path().join(LAST)).unwrap(), before);
+    let mut other = small_run(dir.path(), 2, 96);
+    other.resume = true;
+    other.seed = 4;
+    let err = train(common::gpu(), &other).unwrap_err().to_string();
+    assert!(err.contains("other options"), "{err}");
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_uninterrupted_result() {
+    let epochs = 3;
+    let straight = tempfile::tempdir().unwrap();
+    train(common::gpu(), &small_run(straight.path(), epochs, 320)).expect("uninterrupted run");
+
+    // The same run through the CLI, killed with SIGKILL once its first epoch is saved.
+    let killed = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args([
+            "train",
+            "--epochs",
+            "3",
+            "--limit",
+            "320",
+            "--test-limit",
+            "200",
+            "--batch-size",
+            "32",
+        ])
+        .args([
+            "--seed",
+            "3",
+            "--pad-crop",
+            "2",
+            "--flip",
+            "--no-progress",
+            "--out",
+        ])
+        .arg(killed.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start mobilenet train");
+    let metrics = killed.path().join(METRICS);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while read_metrics(&metrics).map(|m| m.is_empty()).unwrap_or(true) {
+        assert!(Instant::now() < deadline, "the first epoch never finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().expect("kill the run");
+    let _ = child.wait();
+
+    let mut resume = small_run(killed.path(), epochs, 320);
+    resume.resume = true;
+    train(common::gpu(), &resume).expect("resumed run");
+
+    let a = Checkpoint::load(&straight.path().join(LAST)).unwrap();
+    let b = Checkpoint::load(&killed.path().join(LAST)).unwrap();
+    assert_eq!((a.epoch, a.step), (b.epoch, b.step));
+    for (name, _, values) in a.params.iter().chain(a.optimizer_state.iter()) {
+        let other = b
+            .params
+            .get(name)
+            .or_else(|| b.optimizer_state.get(name))
+            .unwrap();
+        assert!(
+            values
+                .iter()
+                .zip(other)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} differs between the resumed and the uninterrupted run"
+        );
+    }
+    let ma = read_metrics(&straight.path().join(METRICS)).unwrap();
+    let mb = read_metrics(&killed.path().join(METRICS)).unwrap();
+    assert_eq!(ma.len(), epochs);
+    assert_eq!(mb.len(), epochs);
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!(
+            (x.epoch, x.train_loss, x.val_acc),
+            (y.epoch, y.train_loss, y.val_acc)
+        );
+    }
+}
+
+#[test]
+fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = small_run(dir.path(), 3, 96);
+    // A sane first epoch, then a learning rate a million times larger.
+    options.schedule = Schedule {
+        kind: ScheduleKind::StepDecay {
+            factor: 1e6,
+            every_epochs: 1.0,
+        },
+        base_lr: 0.01,
+        warmup_epochs: 0.0,
+    };
+    options.optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
+    let err = train(common::gpu(), &options).unwrap_err().to_string();
+    assert!(err.contains("the loss became"), "{err}");
+    let last = Checkpoint::load(&dir.path().join(LAST)).expect("the epoch-1 checkpoint survives");
+    assert_eq!(last.epoch, 1);
+    assert!(last
+        .params
+        .iter()
+        .all(|(_, _, v)| v.iter().all(|x| x.is_finite())));
+}
+
+#[test]
+fn missing_data_and_bad_checkpoints_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = small_run(dir.path(), 1, 96);
+    options.data_dir = Some(dir.path().join("no-such-dir"));
+    let err = format!("{:#}", train(common::gpu(), &options).unwrap_err());
+    assert!(
+        err.contains("apt-get install dataset-fashion-mnist"),
+        "{err}"
+    );
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a safetensors file at all").unwrap();
+    let err = Checkpoint::load(&garbage).unwrap_err().to_string();
+    assert!(err.contains("garbage.safetensors"), "{err}");
+    let output = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(["eval", "--weights"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("garbage.safetensors"));
+}
