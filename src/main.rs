@@ -137,13 +137,13 @@ struct TrainArgs {
     /// Data directory (fashion-mnist default: /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     data: Option<PathBuf>,
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
     batch_size: usize,
     #[arg(long, default_value = "paper")]
     preset: Preset,
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 0.5)]
     alpha: f32,
     /// Input resolution (default: the data set's own, 28 for Fashion-MNIST, 32 for CIFAR-10, 128 for folders).
     #[arg(long)]
@@ -151,9 +151,10 @@ struct TrainArgs {
     /// 1 (grayscale) or 3 (RGB); default: the data set's.
     #[arg(long)]
     in_channels: Option<usize>,
-    /// Stem stride (default: 1 up to 64x64 inputs, the CIFAR-style stem; 2 above).
-    #[arg(long)]
-    stem_stride: Option<usize>,
+    /// Stem stride: 2 as in the paper; 1 is the CIFAR-style stem that keeps small inputs
+    /// from shrinking early (4x the compute).
+    #[arg(long, default_value_t = 2)]
+    stem_stride: usize,
     /// rmsprop (TensorFlow form, the paper's), rmsprop-torch or sgd.
     #[arg(long, default_value = "rmsprop")]
     optimizer: OptimizerKind,
@@ -176,8 +177,9 @@ struct TrainArgs {
     weight_decay: f32,
     #[arg(long)]
     decay_depthwise: bool,
-    /// step (x --lr-decay every --decay-epochs, the paper's), cosine or constant.
-    #[arg(long, default_value = "step")]
+    /// cosine (to zero over the run), step (x --lr-decay every --decay-epochs, the
+    /// paper's) or constant.
+    #[arg(long, default_value = "cosine")]
     schedule: ScheduleName,
     #[arg(long, default_value_t = 0.94)]
     lr_decay: f64,
@@ -228,9 +230,7 @@ impl TrainArgs {
             alpha: self.alpha,
             resolution,
             in_channels: self.in_channels.unwrap_or(native_channels),
-            stem_stride: self
-                .stem_stride
-                .unwrap_or(if resolution <= 64 { 1 } else { 2 }),
+            stem_stride: self.stem_stride,
             ..preset
         };
         let kind = match self.schedule {

@@ -25,7 +25,7 @@ fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
             alpha: 0.25,
             resolution: 28,
             in_channels: 1,
-            stem_stride: 1,
+            stem_stride: 2,
             classes: 10,
             ..MobileNetV1Config::preset(Preset::Paper)
         },
@@ -54,25 +54,26 @@ fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
 #[test]
 fn loss_falls_and_the_run_directory_is_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let summary = train(common::gpu(), &small_run(dir.path(), 3, 704)).expect("train");
+    let mut options = small_run(dir.path(), 4, 2000);
+    options.test_limit = Some(500);
+    let summary = train(common::gpu(), &options).expect("train");
     let losses: Vec<f64> = summary.epochs.iter().map(|m| m.train_loss).collect();
-    println!(
-        "train loss per epoch: {losses:?}, test {:?}",
-        summary.test.as_ref().map(|t| t.top1)
-    );
+    let accuracy = summary.test.as_ref().map(|t| t.top1);
+    println!("train loss per epoch: {losses:?}, test accuracy {accuracy:?}");
     assert!(
-        losses[2] < losses[0] * 0.8,
+        losses.windows(2).all(|w| w[1] < w[0]) && losses[3] < losses[0] * 0.7,
         "the loss did not fall: {losses:?}"
     );
     let test = summary.test.expect("test evaluation");
+    // Chance is 10%; 4 short epochs on 1,800 images get well past it.
     assert!(
-        test.top1 > 0.4,
-        "test accuracy {} after 3 small epochs",
+        test.top1 > 0.45,
+        "test accuracy {} after 4 small epochs",
         test.top1
     );
-    assert_eq!(test.count, 200);
+    assert_eq!(test.count, 500);
     let metrics = read_metrics(&dir.path().join(METRICS)).unwrap();
-    assert_eq!(metrics.len(), 3);
+    assert_eq!(metrics.len(), 4);
     assert!(metrics
         .iter()
         .all(|m| m.val_acc.is_some() && m.test_acc.is_some() && m.images_per_sec > 0.0));
@@ -80,7 +81,7 @@ fn loss_falls_and_the_run_directory_is_complete() {
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
     let last = Checkpoint::load(&dir.path().join(LAST)).unwrap();
-    assert_eq!((last.epoch, last.step), (3, 3 * (634 / 32)));
+    assert_eq!((last.epoch, last.step), (4, 4 * (1800 / 32)));
     assert!(!last.optimizer_state.is_empty());
     assert_eq!(last.class_names[0], "T-shirt/top");
 }
@@ -181,10 +182,10 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
 fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = small_run(dir.path(), 3, 96);
-    // A sane first epoch, then a learning rate a million times larger.
+    // A sane first epoch, then a learning rate 1e30 times larger: weights overflow f32.
     options.schedule = Schedule {
         kind: ScheduleKind::StepDecay {
-            factor: 1e6,
+            factor: 1e30,
             every_epochs: 1.0,
         },
         base_lr: 0.01,
@@ -192,9 +193,23 @@ fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
     };
     options.optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
     let err = train(common::gpu(), &options).unwrap_err().to_string();
-    assert!(err.contains("the loss became"), "{err}");
-    let last = Checkpoint::load(&dir.path().join(LAST)).expect("the epoch-1 checkpoint survives");
-    assert_eq!(last.epoch, 1);
+    assert!(
+        err.contains("training stopped and the last good checkpoint"),
+        "{err}"
+    );
+    // BN keeps the loss finite for a while after the weights explode, so the trainer
+    // also checks the weights; either way the checkpoint is the last good epoch's.
+    let last = Checkpoint::load(&dir.path().join(LAST)).expect("the last good checkpoint survives");
+    let completed = read_metrics(&dir.path().join(METRICS)).unwrap().len();
+    assert!(
+        last.epoch >= 1 && last.epoch < 3 && last.epoch == completed,
+        "{}",
+        last.epoch
+    );
+    assert!(
+        err.contains(&format!("epoch {}", last.epoch + 1)),
+        "{err}"
+    );
     assert!(last
         .params
         .iter()

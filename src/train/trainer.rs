@@ -360,6 +360,18 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_sec: seen as f64 / train_seconds.max(1e-9),
         };
+        let weights = params.read()?;
+        if let Some((name, _, _)) = weights
+            .iter()
+            .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
+        {
+            // Batch norm can keep the loss finite while the weights have already overflowed.
+            bail!(
+                "the weights became non-finite in epoch {epoch} (first: {name}; learning rate {lr:.4}); \
+                 training stopped and the last good checkpoint {} was kept; lower --lr or check the data",
+                last_path.display()
+            );
+        }
         println!("{}", format_epoch_line(&metrics, options.epochs));
         // Metrics first, checkpoint second: a kill in between leaves a metrics line past
         // the checkpoint, which --resume truncates before redoing the epoch.
@@ -375,7 +387,7 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         }
         let checkpoint = Checkpoint {
             config: config.clone(),
-            params: params.read()?,
+            params: weights,
             optimizer_state: plan.read_opt_state()?,
             epoch,
             step,
