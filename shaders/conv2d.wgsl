@@ -4,7 +4,7 @@ struct Conv2dParams {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
     out_h: u32, out_w: u32, out_c: u32, kernel: u32,
     stride: u32, pad_top: u32, pad_left: u32, pixels_per_chunk: u32,
-    chunks: u32, _unused0: u32, _unused1: u32, _unused2: u32,
+    chunks: u32, has_bias: u32, act: u32, _unused: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
@@ -15,6 +15,8 @@ struct Conv2dParams {
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
 // dW partials: [chunks, KH, KW, Cin, Cout], summed by reduce.wgsl.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+// Inference with batchnorm folded in: per-output-channel shift, then the activation.
+@group(0) @binding(7) var<storage, read> bias: array<f32>;
 
 // One output element per invocation; channels are fastest so neighbours share input reads.
 @compute @workgroup_size(WG_SIZE)
@@ -43,7 +45,10 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             }
         }
     }
-    output[index] = acc;
+    if p.has_bias != 0u {
+        acc += bias[co];
+    }
+    output[index] = activate(acc, p.act);
 }
 
 // dX as a gather over the windows that read each input element.

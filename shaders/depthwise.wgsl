@@ -4,6 +4,7 @@ struct DepthwiseParams {
     batch: u32, in_h: u32, in_w: u32, channels: u32,
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
     pad_top: u32, pad_left: u32, pixels_per_chunk: u32, chunks: u32,
+    has_bias: u32, act: u32, _unused0: u32, _unused1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -14,6 +15,8 @@ struct DepthwiseParams {
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
 // dW partials: [chunks, KH * KW, C], summed by reduce.wgsl.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+// Inference with batchnorm folded in: per-channel shift, then the activation.
+@group(0) @binding(7) var<storage, read> bias: array<f32>;
 
 // Every invocation handles a group of 4 adjacent channels (one vec4): the index
 // arithmetic and padding tests are shared by the 4 lanes, and reads along C stay
@@ -68,7 +71,11 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let base = ((n * p.out_h + o[1]) * p.out_w + o[2]) * p.channels + c0;
     for (var j = 0u; j < 4u; j++) {
         if mask[j] {
-            output[base + j] = acc[j];
+            var value = acc[j];
+            if p.has_bias != 0u {
+                value += bias[c0 + j];
+            }
+            output[base + j] = activate(value, p.act);
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod gpu;
 pub mod graph;
 pub mod model;
 pub mod ops;
+pub mod predict;
 pub mod reference;
 pub mod train;
 pub mod weights;

@@ -5,12 +5,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use mobilenet_wgpu::bench::{bench_infer, bench_train, BenchOptions, BenchReport};
 use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::gpu::{list_adapters, INSTALL_HINT};
-use mobilenet_wgpu::train::checkpoint::Checkpoint;
+use mobilenet_wgpu::predict::{logits_for_tensor, Classifier};
 use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
 use mobilenet_wgpu::train::trainer::{load_dataset, TrainOptions, BEST, CURVES, LAST, METRICS};
 use mobilenet_wgpu::train::{
     train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
 };
+use mobilenet_wgpu::weights::{export_timm, load_pretrained};
 use mobilenet_wgpu::{Activation, Gpu, MobileNetV1Config, Padding, Preset};
 use std::path::PathBuf;
 
@@ -61,8 +62,44 @@ enum Command {
     },
     /// Train a MobileNet V1 on the GPU, headless, with per-epoch evaluation and checkpoints.
     Train(Box<TrainArgs>),
-    /// Evaluate a checkpoint: loss, top-1, top-5 and the confusion matrix.
+    /// Classify images (JPEG, PNG) with pretrained or trained weights: top classes with
+    /// probabilities. Or, with --tensor, turn an NHWC tensor into logits.
+    Predict {
+        /// A safetensors file: timm's mobilenetv1_100, Keras-named, or one of ours.
+        #[arg(long)]
+        weights: PathBuf,
+        images: Vec<PathBuf>,
+        /// Classes listed per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Images per GPU submit.
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Input side (default: the weights' own, 224 for timm and Keras files).
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// A safetensors file holding one f32 tensor `input` [N, H, W, C], already normalised.
+        #[arg(long, requires = "logits_out", conflicts_with = "images")]
+        tensor: Option<PathBuf>,
+        /// Where --tensor writes `logits` [N, classes].
+        #[arg(long, requires = "tensor")]
+        logits_out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert weights to another naming: `--format timm` writes timm's names and PyTorch
+    /// layouts, loadable with `model.load_state_dict(safetensors.torch.load_file(...))`.
+    Export {
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix.
     Eval {
+        /// Our checkpoints, or timm/Keras files whose classes match the data set.
         #[arg(long)]
         weights: PathBuf,
         #[arg(long, default_value = "fashion-mnist")]
@@ -78,6 +115,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Timm,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -431,6 +473,58 @@ fn main() -> anyhow::Result<()> {
                 options.out_dir.display()
             );
         }
+        Command::Predict {
+            weights,
+            images,
+            top,
+            batch,
+            resolution,
+            tensor,
+            logits_out,
+            json,
+        } => {
+            let pretrained = load_pretrained(&weights)?;
+            let gpu = Gpu::new()?;
+            if let (Some(input), Some(output)) = (tensor, logits_out) {
+                let [n, classes] = logits_for_tensor(&gpu, &pretrained, &input, &output, batch)?;
+                println!("wrote logits [{n}, {classes}] to {}", output.display());
+                return Ok(());
+            }
+            anyhow::ensure!(
+                !images.is_empty(),
+                "no images given; usage: mobilenet predict --weights FILE IMAGE..."
+            );
+            let classifier =
+                Classifier::new(&gpu, &pretrained, batch.min(images.len()), resolution)?;
+            let predictions = classifier.classify_files(&pretrained, &images, top)?;
+            if json {
+                println!("{}", serde_json::to_string(&predictions)?);
+            } else {
+                for p in &predictions {
+                    println!("{}", p.image.display());
+                    for r in &p.top {
+                        println!("  {:6.2}%  {} ({})", 100.0 * r.probability, r.name, r.class);
+                    }
+                }
+            }
+        }
+        Command::Export {
+            weights,
+            format,
+            out,
+        } => {
+            let pretrained = load_pretrained(&weights)?;
+            match format {
+                ExportFormat::Timm => export_timm(&pretrained.config, &pretrained.params, &out)?,
+            }
+            println!(
+                "wrote {} ({} naming -> timm, alpha {}, {} classes)",
+                out.display(),
+                pretrained.naming,
+                pretrained.config.alpha,
+                pretrained.config.classes
+            );
+        }
         Command::Eval {
             weights,
             dataset,
@@ -439,8 +533,8 @@ fn main() -> anyhow::Result<()> {
             limit,
             json,
         } => {
-            let checkpoint = Checkpoint::load(&weights)?;
-            let config = &checkpoint.config;
+            let weights_file = load_pretrained(&weights)?;
+            let config = &weights_file.config;
             let (train_set, test_set) = load_dataset(
                 dataset,
                 data.as_deref(),
@@ -455,7 +549,7 @@ fn main() -> anyhow::Result<()> {
             };
             let gpu = Gpu::new()?;
             let class_names = set.class_names.clone();
-            let result = evaluate_checkpoint(&gpu, &checkpoint, set, batch_size)
+            let result = evaluate_checkpoint(&gpu, &weights_file, set, batch_size)
                 .with_context(|| format!("evaluating {}", weights.display()))?;
             if json {
                 println!("{}", serde_json::to_string(&result)?);

@@ -1,6 +1,7 @@
 //! Every forward shader entry point against the CPU reference, on edge shapes: batch 1
 //! and 3, odd sizes, stride 2 on odd and even inputs in both padding modes, channel
 //! counts that are not multiples of the workgroup or GEMM tile, alpha-0.25 widths.
+//! Convolutions run both plain and with a folded batchnorm's bias + activation epilogue.
 //! Tolerance: |gpu - ref| <= 1e-4 * (|ref| + rms(ref)) per element.
 
 mod common;
@@ -9,6 +10,12 @@ use common::check_op;
 use mobilenet_wgpu::ops::{
     Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Pointwise, Softmax,
 };
+
+/// Every third case plain; the others with batchnorm folded in (bias + activation epilogue),
+/// as inference plans run them.
+fn fused_case(i: usize) -> Option<Activation> {
+    [None, Some(Activation::Relu6), Some(Activation::Relu)][i % 3]
+}
 
 #[test]
 fn conv2d_forward_matches_reference() {
@@ -20,6 +27,7 @@ fn conv2d_forward_matches_reference() {
                 kernel: 3,
                 stride: *stride,
                 padding,
+                fused: fused_case(i),
             };
             let what = format!("conv2d {shape:?} -> {out_channels} stride {stride} {padding}");
             check_op(&what, OpKind::Conv2d(op), shape, 100 + i as u64);
@@ -36,6 +44,7 @@ fn depthwise_forward_matches_reference() {
                 kernel: 3,
                 stride: *stride,
                 padding,
+                fused: fused_case(i),
             };
             let what = format!("depthwise {shape:?} stride {stride} {padding}");
             check_op(&what, OpKind::Depthwise(op), shape, 200 + i as u64);
@@ -49,6 +58,7 @@ fn pointwise_forward_matches_reference() {
     for (i, (shape, out_channels)) in cases.iter().enumerate() {
         let op = Pointwise {
             out_channels: *out_channels,
+            fused: fused_case(i),
         };
         let what = format!("pointwise {shape:?} -> {out_channels}");
         check_op(&what, OpKind::Pointwise(op), shape, 300 + i as u64);

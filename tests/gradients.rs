@@ -198,6 +198,7 @@ fn conv2d_gradients() {
                 kernel: 3,
                 stride: *stride,
                 padding,
+                fused: None,
             };
             let what = format!("conv2d {shape:?} -> {out_channels} s{stride} {padding}");
             check_both(&what, OpKind::Conv2d(op), shape, 10 + i as u64);
@@ -214,6 +215,7 @@ fn depthwise_gradients() {
                 kernel: 3,
                 stride: *stride,
                 padding,
+                fused: None,
             };
             let what = format!("depthwise {shape:?} s{stride} {padding}");
             check_both(&what, OpKind::Depthwise(op), shape, 20 + i as u64);
@@ -227,6 +229,7 @@ fn pointwise_gradients() {
     for (i, (shape, out_channels)) in cases.iter().enumerate() {
         let op = Pointwise {
             out_channels: *out_channels,
+            fused: None,
         };
         let what = format!("pointwise {shape:?} -> {out_channels}");
         check_both(&what, OpKind::Pointwise(op), shape, 30 + i as u64);

@@ -23,7 +23,14 @@ fn shape_errors_name_the_op_and_shapes() {
     );
     let pooled = g.global_avg_pool("pool", x).unwrap();
     let err = g
-        .pointwise("pw", pooled, Pointwise { out_channels: 4 })
+        .pointwise(
+            "pw",
+            pooled,
+            Pointwise {
+                out_channels: 4,
+                fused: None,
+            },
+        )
         .expect_err("pointwise on [N, C] must fail");
     assert!(err.to_string().contains("NHWC"), "{err}");
 }

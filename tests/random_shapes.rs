@@ -35,6 +35,7 @@ fn random_conv2d_shapes() {
             kernel: [1, 3, 5][r.random_range(0..3)],
             stride: r.random_range(1..=2),
             padding: random_padding(&mut r),
+            fused: None,
         };
         let what = format!("random conv2d {shape:?} {op:?}");
         check_op(&what, OpKind::Conv2d(op), &shape, 1000 + case);
@@ -50,6 +51,7 @@ fn random_depthwise_shapes() {
             kernel: [1, 3, 5][r.random_range(0..3)],
             stride: r.random_range(1..=2),
             padding: random_padding(&mut r),
+            fused: None,
         };
         let what = format!("random depthwise {shape:?} {op:?}");
         check_op(&what, OpKind::Depthwise(op), &shape, 2000 + case);
@@ -63,6 +65,7 @@ fn random_pointwise_shapes() {
         let shape = random_nhwc(&mut r, 130);
         let op = Pointwise {
             out_channels: r.random_range(1..=130),
+            fused: None,
         };
         let what = format!("random pointwise {shape:?} {op:?}");
         check_op(&what, OpKind::Pointwise(op), &shape, 3000 + case);

@@ -206,10 +206,7 @@ fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
         "{}",
         last.epoch
     );
-    assert!(
-        err.contains(&format!("epoch {}", last.epoch + 1)),
-        "{err}"
-    );
+    assert!(err.contains(&format!("epoch {}", last.epoch + 1)), "{err}");
     assert!(last
         .params
         .iter()

@@ -79,11 +79,19 @@ fn small_net() -> GraphBuilder {
         kernel: 3,
         stride: 2,
         padding: Padding::Same,
+        fused: None,
     };
     let y = g.depthwise("dw", x, dw).unwrap();
     let y = g.batch_norm("dw_bn", y, bn.clone()).unwrap();
     let y = g
-        .pointwise("pw", y, Pointwise { out_channels: 12 })
+        .pointwise(
+            "pw",
+            y,
+            Pointwise {
+                out_channels: 12,
+                fused: None,
+            },
+        )
         .unwrap();
     let y = g.batch_norm("pw_bn", y, bn).unwrap();
     let y = g.global_avg_pool("pool", y).unwrap();

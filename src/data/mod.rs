@@ -17,6 +17,7 @@ mod files;
 mod folder;
 mod image_set;
 mod loader;
+mod preprocess;
 mod transform;
 
 pub use cifar10::{load_cifar10, CIFAR10_CLASSES};
@@ -25,4 +26,5 @@ pub use fashion_mnist::{load_fashion_mnist, FASHION_MNIST_CLASSES, FASHION_MNIST
 pub use folder::load_image_folder;
 pub use image_set::{split_validation, ImageSet};
 pub use loader::{batch_count, Batch, BatchLoader, LoaderOptions};
+pub use preprocess::{load_image, Preprocess};
 pub use transform::{Augment, Normalize};

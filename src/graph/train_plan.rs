@@ -132,6 +132,13 @@ fn training_chain(graph: &GraphBuilder) -> Result<(usize, TensorId), GraphError>
                 node.name
             )));
         }
+        if node.kind.fused().is_some() {
+            return Err(GraphError::NotAChain(format!(
+                "op {:?} has batchnorm folded in, which is for inference only; \
+                 train the unfolded graph",
+                node.name
+            )));
+        }
         expected = node.output;
     }
     Ok((last + 1, output))

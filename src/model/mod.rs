@@ -5,7 +5,7 @@ mod summary;
 pub use summary::{Summary, SummaryRow};
 
 use crate::graph::{GraphBuilder, GraphError, TensorId};
-use crate::ops::{Activation, BatchNorm, Conv2d, Dense, Depthwise, Padding, Pointwise};
+use crate::ops::{Activation, BatchNorm, Conv2d, Dense, Depthwise, OpKind, Padding, Pointwise};
 use std::fmt;
 use std::str::FromStr;
 
@@ -148,64 +148,162 @@ impl MobileNetV1Config {
         Ok(())
     }
 
-    /// Builds the inference graph for a batch: stem, 13 blocks, pool, classifier, softmax.
-    /// Parameters are named `stem.conv.weight`, `blocks.<i>.dw.weight`, `blocks.<i>.pw_bn.gamma`,
+    /// Builds the graph for a batch: stem, 13 blocks, pool, classifier, softmax, with
+    /// batchnorm as separate ops (the form training needs). Parameters are named
+    /// `stem.conv.weight`, `blocks.<i>.dw.weight`, `blocks.<i>.pw_bn.gamma`,
     /// `classifier.bias`, ... with blocks numbered 1..=13 as in the paper.
     pub fn build(&self, batch: usize) -> Result<MobileNetV1, ModelError> {
+        self.build_stages(batch, 0..STAGES, Form::Train)
+    }
+
+    /// The inference form: every batchnorm folded into the convolution before it (a bias
+    /// and the activation in its epilogue), so a batch runs fewer passes. Load it with
+    /// `weights::fold_batchnorm` of the unfolded parameters.
+    pub fn build_folded(&self, batch: usize) -> Result<MobileNetV1, ModelError> {
+        self.build_stages(batch, 0..STAGES, Form::Folded)
+    }
+
+    /// A slice of the network: stages `range` (see `STAGES`), reading the previous stage's
+    /// output as its input. The graph's outputs are the last stage's output (and the
+    /// probabilities when the range includes the classifier). Parameter names are those of
+    /// the whole network, so the parts of a fine-tuned model merge back by name.
+    pub fn build_stages(
+        &self,
+        batch: usize,
+        range: std::ops::Range<usize>,
+        form: Form,
+    ) -> Result<MobileNetV1, ModelError> {
         self.validate()?;
         if batch == 0 {
             return Err(ModelError::Config("batch must be at least 1".into()));
         }
+        if range.is_empty() || range.end > STAGES {
+            return Err(ModelError::Config(format!(
+                "stage range {range:?} is not within 0..{STAGES}"
+            )));
+        }
+        let input_shape = if range.start == 0 {
+            vec![batch, self.resolution, self.resolution, self.in_channels]
+        } else {
+            let prefix = self.build_stages(batch, 0..range.start, Form::Train)?;
+            prefix.graph.shape(prefix.logits)?.to_vec()
+        };
         let bn = BatchNorm {
             eps: self.bn_eps,
             activation: self.activation,
         };
-        let mut g = GraphBuilder::new();
-        let image = g.input(
-            "image",
-            &[batch, self.resolution, self.resolution, self.in_channels],
-        );
-        let stem = Conv2d {
-            out_channels: self.width(STEM_CHANNELS),
-            kernel: 3,
-            stride: self.stem_stride,
-            padding: self.padding,
+        let fused = match form {
+            Form::Train => None,
+            Form::Folded => Some(self.activation),
         };
-        let mut x = g.conv2d("stem.conv", image, stem)?;
-        x = g.batch_norm("stem.bn", x, bn.clone())?;
-        for (i, &(channels, stride)) in BLOCKS.iter().enumerate() {
-            let block = i + 1;
-            let dw = Depthwise {
-                kernel: 3,
-                stride,
-                padding: self.padding,
-            };
-            x = g.depthwise(&format!("blocks.{block}.dw"), x, dw)?;
-            x = g.batch_norm(&format!("blocks.{block}.dw_bn"), x, bn.clone())?;
-            let pw = Pointwise {
-                out_channels: self.width(channels),
-            };
-            x = g.pointwise(&format!("blocks.{block}.pw"), x, pw)?;
-            x = g.batch_norm(&format!("blocks.{block}.pw_bn"), x, bn.clone())?;
-        }
-        let pooled = g.global_avg_pool("pool", x)?;
-        let logits = g.dense(
-            "classifier",
-            pooled,
-            Dense {
-                out_features: self.classes,
+        let mut g = GraphBuilder::new();
+        let mut x = g.input(
+            if range.start == 0 {
+                "image"
+            } else {
+                "features"
             },
-        )?;
-        let probs = g.softmax("softmax", logits)?;
-        g.output(logits)?;
-        g.output(probs)?;
+            &input_shape,
+        );
+        let mut probs = None;
+        // Adds a convolution, then its batchnorm: separate, or folded into the convolution.
+        let conv_bn = |g: &mut GraphBuilder, x: TensorId, [conv, norm]: [String; 2], op: OpKind| {
+            let y = g.add(&conv, op, x)?;
+            match form {
+                Form::Train => g.batch_norm(&norm, y, bn.clone()),
+                Form::Folded => Ok(y),
+            }
+        };
+        for stage in range {
+            x = match stage {
+                0 => {
+                    let stem = Conv2d {
+                        out_channels: self.width(STEM_CHANNELS),
+                        kernel: 3,
+                        stride: self.stem_stride,
+                        padding: self.padding,
+                        fused,
+                    };
+                    conv_bn(&mut g, x, conv_bn_pair(0), OpKind::Conv2d(stem))?
+                }
+                block @ 1..=13 => {
+                    let (channels, stride) = BLOCKS[block - 1];
+                    let dw = Depthwise {
+                        kernel: 3,
+                        stride,
+                        padding: self.padding,
+                        fused,
+                    };
+                    let x = conv_bn(
+                        &mut g,
+                        x,
+                        conv_bn_pair(2 * block - 1),
+                        OpKind::Depthwise(dw),
+                    )?;
+                    let pw = Pointwise {
+                        out_channels: self.width(channels),
+                        fused,
+                    };
+                    conv_bn(&mut g, x, conv_bn_pair(2 * block), OpKind::Pointwise(pw))?
+                }
+                POOL_STAGE => g.global_avg_pool("pool", x)?,
+                _ => {
+                    let logits = g.dense(
+                        CLASSIFIER,
+                        x,
+                        Dense {
+                            out_features: self.classes,
+                        },
+                    )?;
+                    probs = Some(g.softmax("softmax", logits)?);
+                    logits
+                }
+            };
+        }
+        g.output(x)?;
+        if let Some(p) = probs {
+            g.output(p)?;
+        }
         Ok(MobileNetV1 {
             config: self.clone(),
             graph: g,
-            logits,
-            probs,
+            logits: x,
+            probs: probs.unwrap_or(x),
         })
     }
+}
+
+/// Stages of the network, in order: 0 the stem, 1..=13 the blocks, then the pool and the
+/// classifier.
+pub const STAGES: usize = 16;
+/// The global average pool's stage; stages before it are the backbone.
+pub const POOL_STAGE: usize = 14;
+pub const CLASSIFIER: &str = "classifier";
+/// Convolutions in the network, each followed by a batchnorm: the stem, then every block's
+/// depthwise and pointwise.
+pub const CONV_LAYERS: usize = 1 + 2 * BLOCKS.len();
+
+/// Op names of the `layer`-th convolution (0..CONV_LAYERS) and of its batchnorm:
+/// `stem.conv`/`stem.bn`, `blocks.<b>.dw`/`blocks.<b>.dw_bn`, `blocks.<b>.pw`/`blocks.<b>.pw_bn`.
+/// BN folding and the checkpoint name maps walk the same list.
+pub fn conv_bn_pair(layer: usize) -> [String; 2] {
+    if layer == 0 {
+        return ["stem.conv".into(), "stem.bn".into()];
+    }
+    let block = layer.div_ceil(2);
+    let kind = if layer % 2 == 1 { "dw" } else { "pw" };
+    [
+        format!("blocks.{block}.{kind}"),
+        format!("blocks.{block}.{kind}_bn"),
+    ]
+}
+
+/// Batchnorm kept as its own op (training, and what checkpoints store) or folded into the
+/// convolutions (inference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    Train,
+    Folded,
 }
 
 /// A built MobileNet V1 graph and its two outputs (logits, then probabilities).

@@ -1,8 +1,10 @@
-//! Standard convolution (the stem): weights [KH, KW, Cin, Cout], no bias.
+//! Standard convolution (the stem): weights [KH, KW, Cin, Cout]; a bias and activation only
+//! when batchnorm is folded in for inference.
 
 use super::{
-    chunks, linear_grid, nhwc, sum_partials, uniform_words, Dispatch, Padding, ParamRole,
-    ParamSpec, ScratchSpec, Slot, Window, REDUCE_CHUNK,
+    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
+    uniform_words, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
+    REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -12,6 +14,7 @@ pub struct Conv2d {
     pub kernel: usize,
     pub stride: usize,
     pub padding: Padding,
+    pub fused: Fused,
 }
 
 const BINDINGS: [(u32, Slot); 6] = [
@@ -40,14 +43,17 @@ impl Conv2d {
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
         let cin = input[3];
         let k = self.kernel;
-        vec![ParamSpec::new(
+        let weight = ParamSpec::new(
             "weight",
             vec![k, k, cin, self.out_channels],
             ParamRole::Weight {
                 fan_in: k * k * cin,
                 depthwise: false,
             },
-        )]
+        );
+        std::iter::once(weight)
+            .chain(fused_bias(self.fused, self.out_channels))
+            .collect()
     }
 
     pub fn mult_adds(&self, input: &[usize], output: &[usize]) -> u64 {
@@ -65,6 +71,7 @@ impl Conv2d {
     ) -> Dispatch {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
+        let [has_bias, act] = fused_words(self.fused);
         let words = [
             input[0],
             input[1],
@@ -79,8 +86,8 @@ impl Conv2d {
             window.pad_left,
             REDUCE_CHUNK,
             chunks(pixels),
-            0,
-            0,
+            has_bias,
+            act,
             0,
         ]
         .map(|v| v as u32);
@@ -88,7 +95,7 @@ impl Conv2d {
             shader: Shader::Conv2d,
             entry,
             uniform: uniform_words(&words),
-            bindings: BINDINGS.to_vec(),
+            bindings: [&BINDINGS[..], &[(7, fused_bias_slot(self.fused))]].concat(),
             workgroups: linear_grid(threads),
         }
     }

@@ -1,8 +1,10 @@
-//! Depthwise convolution: one KxK filter per channel, weights [KH, KW, C], no bias.
+//! Depthwise convolution: one KxK filter per channel, weights [KH, KW, C]; a bias and
+//! activation only when batchnorm is folded in for inference.
 
 use super::{
-    chunks, linear_grid, nhwc, sum_partials, uniform_words, Dispatch, Padding, ParamRole,
-    ParamSpec, ScratchSpec, Slot, Window, REDUCE_CHUNK,
+    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
+    uniform_words, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
+    REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -11,6 +13,7 @@ pub struct Depthwise {
     pub kernel: usize,
     pub stride: usize,
     pub padding: Padding,
+    pub fused: Fused,
 }
 
 const BINDINGS: [(u32, Slot); 6] = [
@@ -42,14 +45,17 @@ impl Depthwise {
 
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
         let k = self.kernel;
-        vec![ParamSpec::new(
+        let weight = ParamSpec::new(
             "weight",
             vec![k, k, input[3]],
             ParamRole::Weight {
                 fan_in: k * k,
                 depthwise: true,
             },
-        )]
+        );
+        std::iter::once(weight)
+            .chain(fused_bias(self.fused, input[3]))
+            .collect()
     }
 
     pub fn mult_adds(&self, _input: &[usize], output: &[usize]) -> u64 {
@@ -66,6 +72,7 @@ impl Depthwise {
     ) -> Dispatch {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
+        let [has_bias, act] = fused_words(self.fused);
         let words = [
             input[0],
             input[1],
@@ -79,13 +86,17 @@ impl Depthwise {
             window.pad_left,
             REDUCE_CHUNK,
             chunks(pixels),
+            has_bias,
+            act,
+            0,
+            0,
         ]
         .map(|v| v as u32);
         Dispatch {
             shader: Shader::Depthwise,
             entry,
             uniform: uniform_words(&words),
-            bindings: BINDINGS.to_vec(),
+            bindings: [&BINDINGS[..], &[(7, fused_bias_slot(self.fused))]].concat(),
             workgroups: linear_grid(threads),
         }
     }

@@ -298,6 +298,33 @@ fn nhwc(shape: &[usize]) -> Result<[usize; 4], String> {
     }
 }
 
+/// Batchnorm folded into a convolution for inference: a per-output-channel bias, then the
+/// activation, applied as the convolution writes its output. `None`: the plain convolution.
+/// Fused ops are inference-only (training keeps batchnorm separate).
+pub type Fused = Option<Activation>;
+
+/// The fused bias as the op's second parameter.
+fn fused_bias(fused: Fused, channels: usize) -> Option<ParamSpec> {
+    fused.map(|_| ParamSpec::new("bias", vec![channels], ParamRole::Bias))
+}
+
+/// Uniform words (has_bias, act) of a fused epilogue.
+fn fused_words(fused: Fused) -> [usize; 2] {
+    match fused {
+        Some(activation) => [1, activation.shader_code() as usize],
+        None => [0, 0],
+    }
+}
+
+/// Where the shader's bias binding points: the fused bias, or nothing.
+fn fused_bias_slot(fused: Fused) -> Slot {
+    if fused.is_some() {
+        Slot::Param(1)
+    } else {
+        Slot::Unused
+    }
+}
+
 /// Checks a rank-2 [N, features] shape.
 fn matrix(shape: &[usize]) -> Result<[usize; 2], String> {
     match shape {
@@ -360,6 +387,16 @@ impl OpKind {
     /// convolutions and the classifier only.
     pub fn mult_adds(&self, input: &[usize], output: &[usize]) -> u64 {
         each_op!(self, op => op.mult_adds(input, output))
+    }
+
+    /// The folded-batchnorm epilogue of a convolution, if it has one (see `Fused`).
+    pub fn fused(&self) -> Fused {
+        match self {
+            OpKind::Conv2d(op) => op.fused,
+            OpKind::Depthwise(op) => op.fused,
+            OpKind::Pointwise(op) => op.fused,
+            _ => None,
+        }
     }
 
     /// Dispatches of the inference forward pass.

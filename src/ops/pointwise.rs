@@ -1,12 +1,17 @@
 //! Pointwise (1x1) convolution: on NHWC data it is the GEMM [N*H*W, Cin] x [Cin, Cout].
 //! This module also holds that GEMM, which the dense layer shares.
 
-use super::{nhwc, sum_partials, Activation, Dispatch, ParamRole, ParamSpec, ScratchSpec, Slot};
+use super::{
+    fused_bias, fused_bias_slot, nhwc, sum_partials, Activation, Dispatch, Fused, ParamRole,
+    ParamSpec, ScratchSpec, Slot,
+};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pointwise {
     pub out_channels: usize,
+    /// Batchnorm folded in (inference only): bias and activation in the GEMM epilogue.
+    pub fused: Fused,
 }
 
 /// Threads per workgroup along each axis, and rows and columns of C per thread; must
@@ -154,14 +159,17 @@ impl Pointwise {
 
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
         let cin = input[3];
-        vec![ParamSpec::new(
+        let weight = ParamSpec::new(
             "weight",
             vec![cin, self.out_channels],
             ParamRole::Weight {
                 fan_in: cin,
                 depthwise: false,
             },
-        )]
+        );
+        std::iter::once(weight)
+            .chain(fused_bias(self.fused, self.out_channels))
+            .collect()
     }
 
     pub fn mult_adds(&self, input: &[usize], output: &[usize]) -> u64 {
@@ -173,8 +181,17 @@ impl Pointwise {
     }
 
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
-        let gemm = Gemm::plain(Self::rows(input), self.out_channels, input[3]);
-        vec![gemm.dispatch(Slot::Input, Slot::Param(0), Slot::Unused, Slot::Output)]
+        let gemm = Gemm {
+            activation: self.fused.unwrap_or(Activation::None),
+            has_bias: self.fused.is_some(),
+            ..Gemm::plain(Self::rows(input), self.out_channels, input[3])
+        };
+        vec![gemm.dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            fused_bias_slot(self.fused),
+            Slot::Output,
+        )]
     }
 
     pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {

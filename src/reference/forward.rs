@@ -198,6 +198,23 @@ pub fn softmax(x: &Tensor) -> Tensor {
 
 /// Runs one op of a graph; `params` are in the op's `params()` order.
 pub fn run_op(kind: &OpKind, x: &Tensor, params: &[&[f32]]) -> Tensor {
+    let y = run_unfused(kind, x, params);
+    match kind.fused() {
+        Some(activation) => add_bias_activate(y, params[1], activation),
+        None => y,
+    }
+}
+
+/// A folded batchnorm's epilogue: per-channel bias (the last axis), then the activation.
+pub fn add_bias_activate(mut y: Tensor, bias: &[f32], activation: Activation) -> Tensor {
+    let channels = bias.len();
+    for (i, v) in y.data.iter_mut().enumerate() {
+        *v = activate(*v as f64 + bias[i % channels] as f64, activation) as f32;
+    }
+    y
+}
+
+fn run_unfused(kind: &OpKind, x: &Tensor, params: &[&[f32]]) -> Tensor {
     match kind {
         OpKind::Conv2d(op) => conv2d(
             x,

@@ -100,14 +100,15 @@ pub fn format_confusion(result: &EvalResult, class_names: &[String]) -> String {
     out
 }
 
-/// Evaluates checkpoint weights on a data set, normalising inputs as they were trained.
+/// Evaluates weights on a data set, normalising inputs as they were trained, with batchnorm
+/// folded into the convolutions.
 pub fn evaluate_checkpoint(
     gpu: &crate::gpu::Gpu,
-    checkpoint: &super::checkpoint::Checkpoint,
+    weights: &crate::weights::Pretrained,
     set: ImageSet,
     batch_size: usize,
 ) -> anyhow::Result<EvalResult> {
-    let config = &checkpoint.config;
+    let config = &weights.config;
     anyhow::ensure!(batch_size > 0, "the batch size must be at least 1");
     anyhow::ensure!(
         set.class_names.len() == config.classes,
@@ -115,15 +116,17 @@ pub fn evaluate_checkpoint(
         config.classes,
         set.class_names.len()
     );
-    let model = config.build(batch_size)?;
+    let folded = crate::weights::fold_batchnorm(&weights.params, config.bn_eps)
+        .map_err(|problems| anyhow::anyhow!("cannot fold batchnorm: {}", problems.join("; ")))?;
+    let model = config.build_folded(batch_size)?;
     let plan = model.graph.compile(gpu)?;
-    plan.load_params(&checkpoint.params)?;
+    plan.load_params(&folded)?;
     let options = LoaderOptions {
         batch_size,
         resolution: config.resolution,
         channels: config.in_channels,
         augment: Default::default(),
-        normalize: checkpoint.normalize.clone(),
+        normalize: weights.preprocess.normalize.clone(),
         shuffle: false,
         seed: 0,
         drop_last: false,

@@ -1,10 +1,13 @@
 //! Weight files in the safetensors format, independent of any model: named f32 tensors plus
 //! string metadata, and crash-safe writing of run files.
 //!
-//! Model-specific name maps live elsewhere; this layer only reads and writes tensors.
+//! `pretrained` maps the MobileNet V1 namings users meet (ours, timm, Keras) onto the model's
+//! parameters; `fold` turns trained parameters into the inference form.
 
 mod atomic;
 mod file;
+mod fold;
+mod pretrained;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -12,6 +15,10 @@ use std::path::PathBuf;
 
 pub use atomic::write_atomic;
 pub use file::{load_safetensors, save_safetensors};
+pub use fold::fold_batchnorm;
+pub use pretrained::{
+    default_class_names, export_timm, load_pretrained, Naming, Pretrained, PretrainedError,
+};
 
 /// One tensor as the model uses it: row-major f32 values.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,0 +1,182 @@
+//! Inference on loaded weights: `mobilenet predict` on image files or on a raw NHWC tensor.
+//! Batchnorm is folded into the convolutions, so a batch runs one pass per convolution.
+
+use crate::data::load_image;
+use crate::gpu::Gpu;
+use crate::graph::Plan;
+use crate::weights::{fold_batchnorm, Pretrained};
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// A compiled inference plan for one batch size.
+pub struct Classifier {
+    plan: Plan,
+    batch: usize,
+    classes: usize,
+    image_len: usize,
+}
+
+/// One class of a top-k list.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Ranked {
+    pub class: usize,
+    pub name: String,
+    pub probability: f32,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Prediction {
+    pub image: PathBuf,
+    pub top: Vec<Ranked>,
+}
+
+impl Classifier {
+    /// Folds the weights' batchnorm and compiles the network for `batch` images per submit.
+    /// `resolution` overrides the weights' own input size (convolutions accept any).
+    pub fn new(
+        gpu: &Gpu,
+        weights: &Pretrained,
+        batch: usize,
+        resolution: Option<usize>,
+    ) -> anyhow::Result<Classifier> {
+        anyhow::ensure!(batch > 0, "the batch size must be at least 1");
+        let config = crate::model::MobileNetV1Config {
+            resolution: resolution.unwrap_or(weights.config.resolution),
+            ..weights.config.clone()
+        };
+        let folded = fold_batchnorm(&weights.params, config.bn_eps).map_err(|problems| {
+            anyhow::anyhow!("cannot fold batchnorm: {}", problems.join("; "))
+        })?;
+        let model = config.build_folded(batch)?;
+        let plan = model.graph.compile(gpu)?;
+        plan.load_params(&folded)?;
+        Ok(Classifier {
+            plan,
+            batch,
+            classes: config.classes,
+            image_len: config.resolution * config.resolution * config.in_channels,
+        })
+    }
+
+    /// Logits [n, classes] of n images given as NHWC values, run `batch` images per submit
+    /// (the last batch padded with zeros).
+    pub fn logits(&self, inputs: &[f32]) -> anyhow::Result<Vec<f32>> {
+        Ok(self.run(inputs)?.0)
+    }
+
+    /// (logits, probabilities), both [n, classes].
+    fn run(&self, inputs: &[f32]) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
+        anyhow::ensure!(
+            inputs.len() % self.image_len == 0,
+            "{} input values are not a whole number of {}-value images",
+            inputs.len(),
+            self.image_len
+        );
+        let count = inputs.len() / self.image_len;
+        let mut logits = Vec::with_capacity(count * self.classes);
+        let mut probs = Vec::with_capacity(count * self.classes);
+        let mut padded = vec![0.0f32; self.batch * self.image_len];
+        for chunk in inputs.chunks(self.batch * self.image_len) {
+            let images = chunk.len() / self.image_len;
+            padded[..chunk.len()].copy_from_slice(chunk);
+            padded[chunk.len()..].fill(0.0);
+            let outputs = self.plan.run(&padded)?;
+            logits.extend_from_slice(&outputs[0][..images * self.classes]);
+            probs.extend_from_slice(&outputs[1][..images * self.classes]);
+        }
+        Ok((logits, probs))
+    }
+
+    /// The `k` most probable classes of each image file, decoded and preprocessed as the
+    /// weights expect.
+    pub fn classify_files(
+        &self,
+        weights: &Pretrained,
+        files: &[PathBuf],
+        k: usize,
+    ) -> anyhow::Result<Vec<Prediction>> {
+        let mut preprocess = weights.preprocess.clone();
+        preprocess.resolution = (self.image_len / weights.config.in_channels).isqrt();
+        let mut inputs = Vec::with_capacity(files.len() * self.image_len);
+        for file in files {
+            inputs.extend(load_image(file, &preprocess)?);
+        }
+        let (_, probs) = self.run(&inputs)?;
+        Ok(files
+            .iter()
+            .zip(probs.chunks(self.classes))
+            .map(|(file, row)| Prediction {
+                image: file.clone(),
+                top: top_k(row, k, &weights.class_names),
+            })
+            .collect())
+    }
+}
+
+/// The `k` largest entries of a probability row, most probable first.
+pub fn top_k(row: &[f32], k: usize, names: &[String]) -> Vec<Ranked> {
+    let mut order: Vec<usize> = (0..row.len()).collect();
+    order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    order
+        .into_iter()
+        .take(k)
+        .map(|class| Ranked {
+            class,
+            name: names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| format!("class {class}")),
+            probability: row[class],
+        })
+        .collect()
+}
+
+/// `--tensor IN --logits-out OUT`: IN holds one f32 tensor `input` [N, H, W, C] (NHWC,
+/// already normalised, H = W); OUT receives `logits` [N, classes].
+pub fn logits_for_tensor(
+    gpu: &Gpu,
+    weights: &Pretrained,
+    input_path: &Path,
+    output_path: &Path,
+    batch: usize,
+) -> anyhow::Result<[usize; 2]> {
+    let file = crate::weights::load_safetensors(input_path)?;
+    let input = file
+        .tensors
+        .iter()
+        .find(|t| t.name == "input")
+        .with_context(|| {
+            format!(
+                "{} has no tensor named `input` (it has: {}); save the batch as `input`, f32 [N, H, W, C]",
+                input_path.display(),
+                file.tensors.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            )
+        })?;
+    let &[n, h, w, c] = input.shape.as_slice() else {
+        anyhow::bail!(
+            "{}: `input` has shape {:?}; expected [N, H, W, C] (NHWC)",
+            input_path.display(),
+            input.shape
+        );
+    };
+    anyhow::ensure!(
+        h == w && h > 0,
+        "{}: `input` is {h}x{w}; the network takes square inputs",
+        input_path.display()
+    );
+    anyhow::ensure!(
+        c == weights.config.in_channels,
+        "{}: `input` has {c} channels but the weights expect {} (NHWC: channels last)",
+        input_path.display(),
+        weights.config.in_channels
+    );
+    let classifier = Classifier::new(gpu, weights, batch.min(n).max(1), Some(h))?;
+    let logits = classifier.logits(&input.values)?;
+    let classes = weights.config.classes;
+    crate::weights::save_safetensors(
+        output_path,
+        &[("logits", &[n, classes], &logits)],
+        &Default::default(),
+    )?;
+    Ok([n, classes])
+}
