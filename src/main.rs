@@ -7,7 +7,9 @@ use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::gpu::{list_adapters, INSTALL_HINT};
 use mobilenet_wgpu::predict::{logits_for_tensor, Classifier};
 use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
-use mobilenet_wgpu::train::trainer::{load_dataset, TrainOptions, BEST, CURVES, LAST, METRICS};
+use mobilenet_wgpu::train::trainer::{
+    load_dataset, Finetune, TrainOptions, BEST, CURVES, LAST, METRICS,
+};
 use mobilenet_wgpu::train::{
     train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
 };
@@ -97,6 +99,10 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Transfer learning: pretrained weights, a new classifier for the data set's classes,
+    /// the backbone frozen (default) or partly trained. Same options and outputs as train;
+    /// the architecture comes from the weights.
+    Finetune(Box<FinetuneArgs>),
     /// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix.
     Eval {
         /// Our checkpoints, or timm/Keras files whose classes match the data set.
@@ -259,6 +265,52 @@ struct TrainArgs {
     no_progress: bool,
 }
 
+#[derive(Args)]
+struct FinetuneArgs {
+    /// Pretrained safetensors: timm's mobilenetv1_100, Keras-named, or one of ours.
+    #[arg(long)]
+    weights: PathBuf,
+    /// Classes of the new classifier (checked against the data set's).
+    #[arg(long)]
+    classes: Option<usize>,
+    /// Train only the new classifier; the backbone runs in inference form (the default).
+    #[arg(long, conflicts_with_all = ["unfreeze_last", "unfreeze_all"])]
+    freeze_backbone: bool,
+    /// Also train the last K of the 13 blocks.
+    #[arg(long, value_name = "K", conflicts_with = "unfreeze_all")]
+    unfreeze_last: Option<usize>,
+    /// Train the whole network.
+    #[arg(long)]
+    unfreeze_all: bool,
+    #[command(flatten)]
+    train: TrainArgs,
+}
+
+impl FinetuneArgs {
+    fn options(&self) -> anyhow::Result<TrainOptions> {
+        if let Some(k) = self.unfreeze_last {
+            anyhow::ensure!(
+                k <= 13,
+                "--unfreeze-last {k}: MobileNet V1 has 13 blocks; use --unfreeze-all to train everything"
+            );
+        }
+        let trainable_blocks = if self.unfreeze_all {
+            None
+        } else {
+            Some(self.unfreeze_last.unwrap_or(0))
+        };
+        Ok(TrainOptions {
+            finetune: Some(Finetune {
+                weights: self.weights.clone(),
+                trainable_blocks,
+                resolution: self.train.resolution,
+                classes: self.classes,
+            }),
+            ..self.train.options()
+        })
+    }
+}
+
 impl TrainArgs {
     fn options(&self) -> TrainOptions {
         let (native_resolution, native_channels) = match self.dataset {
@@ -315,6 +367,7 @@ impl TrainArgs {
             out_dir: self.out.clone(),
             resume: self.resume,
             progress: !self.no_progress,
+            finetune: None,
         }
     }
 }
@@ -378,7 +431,8 @@ fn print_profile(report: &BenchReport) {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    match command {
         Command::Devices { json } => {
             let adapters = list_adapters();
             anyhow::ensure!(!adapters.is_empty(), "no GPU adapter found; {INSTALL_HINT}");
@@ -439,15 +493,25 @@ fn main() -> anyhow::Result<()> {
             .context("benchmark failed")?;
             print_bench(&report, json)?;
         }
-        Command::Train(args) => {
-            let options = args.options();
+        Command::Train(_) | Command::Finetune(_) => {
+            let options = match command {
+                Command::Train(args) => args.options(),
+                Command::Finetune(args) => args.options()?,
+                _ => unreachable!("matched above"),
+            };
             let gpu = Gpu::new()?;
+            let what = match &options.finetune {
+                Some(f) => format!("fine-tuning {}", f.weights.display()),
+                None => format!(
+                    "training MobileNet V1 alpha {} at {}x{}x{}",
+                    options.model.alpha,
+                    options.model.resolution,
+                    options.model.resolution,
+                    options.model.in_channels
+                ),
+            };
             println!(
-                "training MobileNet V1 alpha {} at {}x{}x{} on {} ({}), batch {}, {} epochs, {} lr {}",
-                options.model.alpha,
-                options.model.resolution,
-                options.model.resolution,
-                options.model.in_channels,
+                "{what} on {} ({}), batch {}, {} epochs, {} lr {}",
                 gpu.adapter().name,
                 gpu.adapter().backend,
                 options.batch_size,

@@ -48,6 +48,7 @@ fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
         out_dir: out.to_path_buf(),
         resume: false,
         progress: false,
+        finetune: None,
     }
 }
 

@@ -57,6 +57,25 @@ impl ParamStore {
         self.entries.is_empty()
     }
 
+    /// The tensors named like `graph`'s parameters (those present here), in the graph's order:
+    /// the part of a whole network's parameters that a slice of it uses.
+    pub fn for_graph(&self, graph: &GraphBuilder) -> ParamStore {
+        let mut part = ParamStore::new();
+        for info in graph.params() {
+            if let (Some(shape), Some(values)) = (self.shape(&info.name), self.get(&info.name)) {
+                part.insert(&info.name, shape.to_vec(), values.to_vec());
+            }
+        }
+        part
+    }
+
+    /// Inserts (or replaces) every tensor of `other`.
+    pub fn extend(&mut self, other: &ParamStore) {
+        for (name, shape, values) in other.iter() {
+            self.insert(name, shape.to_vec(), values.to_vec());
+        }
+    }
+
     /// Fresh parameters for a graph: He-normal kernels (fan-in, as for ReLU networks),
     /// zero biases and shifts, unit BN scales and variances, zero means. Seeded, so the
     /// same seed gives the same network.

@@ -14,8 +14,9 @@ use crate::data::{
 };
 use crate::gpu::Gpu;
 use crate::graph::{ParamBuffers, ParamStore, Plan, TrainConfig, TrainPlan};
-use crate::model::MobileNetV1Config;
+use crate::model::{Form, MobileNetV1Config, BLOCKS, CLASSIFIER, POOL_STAGE, STAGES};
 use crate::ops::TrainSettings;
+use crate::weights::{fold_batchnorm, load_pretrained};
 use anyhow::{bail, Context};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,53 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Draw a progress bar (on a terminal).
     pub progress: bool,
+    /// Start from pretrained weights with a new classifier (`mobilenet finetune`).
+    pub finetune: Option<Finetune>,
+}
+
+/// Transfer learning: a pretrained network, a new classifier for the data set's classes,
+/// and how much of the backbone keeps training.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Finetune {
+    /// Any file `weights::load_pretrained` reads (timm, Keras, ours).
+    pub weights: PathBuf,
+    /// Blocks (counted from the last, 0..=13) that train with the classifier; the stem and
+    /// the blocks before them are frozen and run in inference form (batchnorm folded, no
+    /// backward, no gradient buffers). `None`: the whole network trains.
+    pub trainable_blocks: Option<usize>,
+    /// Input side; default: the pretrained network's.
+    pub resolution: Option<usize>,
+    /// Classes the new classifier must have; checked against the data set's.
+    pub classes: Option<usize>,
+}
+
+impl Finetune {
+    /// The first stage that trains (see `model::STAGES`). With the whole backbone frozen the
+    /// pool runs frozen too, so only pooled features cross over to the trained part.
+    fn first_trained_stage(&self) -> usize {
+        match self.trainable_blocks {
+            None => 0,
+            Some(0) => POOL_STAGE + 1,
+            Some(k) => POOL_STAGE - k.min(BLOCKS.len()),
+        }
+    }
+}
+
+/// The frozen front of a fine-tuned network: folded, run before each step, never updated.
+struct FrozenPart {
+    plan: Plan,
+    /// Its unfolded parameters, as checkpoints store them.
+    params: ParamStore,
+}
+
+impl FrozenPart {
+    /// The trained part's input for a batch of images.
+    fn features(frozen: Option<&FrozenPart>, images: Vec<f32>) -> anyhow::Result<Vec<f32>> {
+        Ok(match frozen {
+            Some(part) => part.plan.run(&images)?.remove(0),
+            None => images,
+        })
+    }
 }
 
 impl TrainOptions {
@@ -193,6 +241,13 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
     })?;
     let last_path = options.out_dir.join(LAST);
     let metrics_path = options.out_dir.join(METRICS);
+    let pretrained =
+        match &options.finetune {
+            Some(f) => Some(load_pretrained(&f.weights).with_context(|| {
+                format!("loading the pretrained weights {}", f.weights.display())
+            })?),
+            None => None,
+        };
     let resume_from = if last_path.exists() {
         if !options.resume {
             bail!(
@@ -205,11 +260,19 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         None
     };
 
+    // Fine-tuning keeps the pretrained architecture; only the classifier changes.
+    let base_model = match (&pretrained, &options.finetune) {
+        (Some(p), Some(f)) => MobileNetV1Config {
+            resolution: f.resolution.unwrap_or(p.config.resolution),
+            ..p.config.clone()
+        },
+        _ => options.model.clone(),
+    };
     let (train_set, test_set) = load_dataset(
         options.dataset,
         options.data_dir.as_deref(),
-        options.model.resolution,
-        options.model.in_channels,
+        base_model.resolution,
+        base_model.in_channels,
     )?;
     let train_set = match options.limit {
         Some(n) => train_set.take(n),
@@ -220,10 +283,18 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         None => t,
     });
     let class_names = train_set.class_names.clone();
+    if let Some(expected) = options.finetune.as_ref().and_then(|f| f.classes) {
+        anyhow::ensure!(
+            expected == class_names.len(),
+            "--classes {expected} but the data set has {} classes ({}); drop --classes or fix the data",
+            class_names.len(),
+            class_names.join(", ")
+        );
+    }
     // The classifier's width always comes from the data.
     let config = &MobileNetV1Config {
         classes: class_names.len(),
-        ..options.model.clone()
+        ..base_model
     };
     config.validate()?;
     let (train_set, val_set) = if options.val_fraction > 0.0 {
@@ -243,10 +314,37 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
     let test_set = test_set.map(Arc::new);
 
     let model = config.build(options.batch_size)?;
-    let params = Arc::new(ParamBuffers::new(gpu, &model.graph)?);
-    let initial = ParamStore::initialize(&model.graph, options.seed);
-    params.load(&initial)?;
-    let weight_decay = model
+    let mut initial = ParamStore::initialize(&model.graph, options.seed);
+    if let Some(p) = &pretrained {
+        // Everything but the new classifier comes from the pretrained weights.
+        for (name, shape, values) in p.params.iter() {
+            if !name.starts_with(CLASSIFIER) {
+                initial.insert(name, shape.to_vec(), values.to_vec());
+            }
+        }
+    }
+    let first_trained = options
+        .finetune
+        .as_ref()
+        .map_or(0, Finetune::first_trained_stage);
+    let trained_model =
+        config.build_stages(options.batch_size, first_trained..STAGES, Form::Train)?;
+    let frozen = if first_trained > 0 {
+        let part = config.build_stages(options.batch_size, 0..first_trained, Form::Folded)?;
+        let unfolded = config.build_stages(1, 0..first_trained, Form::Train)?;
+        let params = initial.for_graph(&unfolded.graph);
+        let folded = fold_batchnorm(&params, config.bn_eps).map_err(|problems| {
+            anyhow::anyhow!("cannot fold batchnorm: {}", problems.join("; "))
+        })?;
+        let plan = part.graph.compile(gpu)?;
+        plan.load_params(&folded)?;
+        Some(FrozenPart { plan, params })
+    } else {
+        None
+    };
+    let params = Arc::new(ParamBuffers::new(gpu, &trained_model.graph)?);
+    params.load(&initial.for_graph(&trained_model.graph))?;
+    let weight_decay = trained_model
         .graph
         .params()
         .iter()
@@ -261,9 +359,27 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         weight_decay,
         input_grad: false,
     };
-    let plan = TrainPlan::compile(&model.graph, gpu, params.clone(), &train_config)?;
-    let eval_plan = Plan::compile_with(&model.graph, gpu, params.clone())?;
-    let normalize = default_normalize(config.in_channels);
+    let plan = TrainPlan::compile(&trained_model.graph, gpu, params.clone(), &train_config)?;
+    // Evaluation runs the whole network; with a frozen part it has its own parameter
+    // buffers, refreshed from both parts before each evaluation.
+    let eval_plan = match &frozen {
+        Some(_) => model.graph.compile(gpu)?,
+        None => Plan::compile_with(&model.graph, gpu, params.clone())?,
+    };
+    // The whole network's parameters: the frozen part's and the trained part's.
+    let all_params = |trained: ParamStore| -> ParamStore {
+        let mut all = frozen
+            .as_ref()
+            .map(|f| f.params.clone())
+            .unwrap_or_default();
+        all.extend(&trained);
+        all
+    };
+    let normalize = match &pretrained {
+        // Inputs as the pretrained network saw them.
+        Some(p) => p.preprocess.normalize.clone(),
+        None => default_normalize(config.in_channels),
+    };
 
     let fingerprint = options.fingerprint();
     let (mut epoch, mut step, mut best_val_acc) = (0, 0, None);
@@ -274,7 +390,7 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
                 last_path.display()
             );
         }
-        params.load(&checkpoint.params)?;
+        params.load(&checkpoint.params.for_graph(&trained_model.graph))?;
         plan.load_opt_state(&checkpoint.optimizer_state)?;
         (epoch, step, best_val_acc) = (checkpoint.epoch, checkpoint.step, checkpoint.best_val_acc);
         truncate_metrics(&metrics_path, epoch)?;
@@ -314,7 +430,8 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
             lr = options
                 .schedule
                 .lr_at(step, steps_per_epoch, options.epochs);
-            let out = plan.step(&batch.images, &batch.labels, lr as f32)?;
+            let inputs = FrozenPart::features(frozen.as_ref(), batch.images)?;
+            let out = plan.step(&inputs, &batch.labels, lr as f32)?;
             let loss = out.mean_loss();
             if !loss.is_finite() {
                 bar.abandon();
@@ -339,6 +456,10 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         }
         bar.finish_and_clear();
         let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let weights = all_params(params.read()?);
+        if frozen.is_some() {
+            eval_plan.load_params(&weights)?;
+        }
         let val = match &val_set {
             Some(set) => Some(evaluate(&eval_plan, set.clone(), eval_loader.clone())?),
             None => None,
@@ -360,7 +481,6 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_sec: seen as f64 / train_seconds.max(1e-9),
         };
-        let weights = params.read()?;
         if let Some((name, _, _)) = weights
             .iter()
             .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
