@@ -92,10 +92,10 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
         classes: options.classes,
         ..MobileNetV1Config::preset(options.preset)
     };
-    let model = config.build(options.batch)?;
-    let summary = model.summary();
-    let plan = model.graph.compile(gpu)?;
-    plan.load_params(&ParamStore::initialize(&model.graph, 1))?;
+    // Measured as predict and eval run: batchnorm folded into the convolutions.
+    let summary = config.build(1)?.summary();
+    let params = ParamStore::initialize(&config.build(1)?.graph, 1);
+    let plan = config.inference_plan(gpu, &params, options.batch)?;
     let input = random_input(
         &mut rand::rngs::StdRng::seed_from_u64(7),
         plan.input_shape(),

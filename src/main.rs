@@ -185,13 +185,13 @@ struct TrainArgs {
     /// Data directory (fashion-mnist default: /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     data: Option<PathBuf>,
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     epochs: usize,
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     batch_size: usize,
     #[arg(long, default_value = "paper")]
     preset: Preset,
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.25)]
     alpha: f32,
     /// Input resolution (default: the data set's own, 28 for Fashion-MNIST, 32 for CIFAR-10, 128 for folders).
     #[arg(long)]

@@ -4,7 +4,7 @@
 use crate::data::load_image;
 use crate::gpu::Gpu;
 use crate::graph::Plan;
-use crate::weights::{fold_batchnorm, Pretrained};
+use crate::weights::Pretrained;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -44,14 +44,8 @@ impl Classifier {
             resolution: resolution.unwrap_or(weights.config.resolution),
             ..weights.config.clone()
         };
-        let folded = fold_batchnorm(&weights.params, config.bn_eps).map_err(|problems| {
-            anyhow::anyhow!("cannot fold batchnorm: {}", problems.join("; "))
-        })?;
-        let model = config.build_folded(batch)?;
-        let plan = model.graph.compile(gpu)?;
-        plan.load_params(&folded)?;
         Ok(Classifier {
-            plan,
+            plan: config.inference_plan(gpu, &weights.params, batch)?,
             batch,
             classes: config.classes,
             image_len: config.resolution * config.resolution * config.in_channels,
@@ -67,7 +61,7 @@ impl Classifier {
     /// (logits, probabilities), both [n, classes].
     fn run(&self, inputs: &[f32]) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
         anyhow::ensure!(
-            inputs.len() % self.image_len == 0,
+            inputs.len().is_multiple_of(self.image_len),
             "{} input values are not a whole number of {}-value images",
             inputs.len(),
             self.image_len

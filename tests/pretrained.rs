@@ -187,7 +187,7 @@ fn folding_removes_batchnorm_and_keeps_the_rest() {
     }
     let problems = fold_batchnorm(&broken, config.bn_eps).expect_err("must fail");
     assert!(
-        problems.iter().any(|p| p.contains("blocks.3.pw_bn")),
+        problems.0.iter().any(|p| p.contains("blocks.3.pw_bn")),
         "{problems:?}"
     );
 }
@@ -365,4 +365,144 @@ fn bad_files_give_clear_errors() {
         .expect_err("missing")
         .to_string();
     assert!(missing.contains("check the path"), "{missing}");
+}
+
+fn mobilenet(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(args)
+        .output()
+        .expect("run the mobilenet binary")
+}
+
+#[test]
+fn predict_cli_classifies_images_and_tensors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = fixture("timm_mnv1_025_c10.safetensors");
+    // 16-bit RGBA and 8-bit grey PNGs, of other sizes than the network's input.
+    let rgba = dir.path().join("rgba16.png");
+    image::ImageBuffer::<image::Rgba<u16>, _>::from_fn(300, 200, |x, y| {
+        image::Rgba([(x * 200) as u16, (y * 300) as u16, 30000, 65535])
+    })
+    .save(&rgba)
+    .expect("png");
+    let grey = dir.path().join("grey.png");
+    image::GrayImage::from_fn(50, 90, |x, y| image::Luma([((x + y) % 256) as u8]))
+        .save(&grey)
+        .expect("png");
+    let out = mobilenet(&[
+        "predict".as_ref(),
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        rgba.as_os_str(),
+        grey.as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let predictions = json.as_array().expect("an array");
+    assert_eq!(predictions.len(), 2);
+    for p in predictions {
+        let top = p["top"].as_array().expect("top");
+        assert_eq!(top.len(), 5);
+        let probs: Vec<f64> = top
+            .iter()
+            .map(|t| t["probability"].as_f64().unwrap())
+            .collect();
+        assert!(probs.windows(2).all(|w| w[0] >= w[1]), "sorted: {probs:?}");
+        assert!(probs.iter().sum::<f64>() <= 1.0 + 1e-5);
+        assert_eq!(
+            top[0]["name"].as_str().unwrap(),
+            format!("class {}", top[0]["class"])
+        );
+    }
+
+    // An image that does not decode: non-zero exit, the file named.
+    let broken = dir.path().join("broken.jpg");
+    std::fs::write(&broken, b"\xff\xd8\xff\xe0 truncated jpeg").expect("write");
+    let out = mobilenet(&[
+        "predict".as_ref(),
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        broken.as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.jpg") && stderr.contains("cannot decode"),
+        "{stderr}"
+    );
+
+    // Tensor in, tensor out.
+    let logits_path = dir.path().join("logits.safetensors");
+    let io = fixture("timm_mnv1_025_c10_io.safetensors");
+    let out = mobilenet(&[
+        "predict".as_ref(),
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--tensor".as_ref(),
+        io.as_os_str(),
+        "--logits-out".as_ref(),
+        logits_path.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = load_safetensors(&logits_path).expect("logits file");
+    assert_eq!(written.tensors[0].name, "logits");
+    assert_eq!(written.tensors[0].shape, vec![3, 10]);
+    let (_, _, expected) = fixture_io("timm_mnv1_025_c10_io.safetensors");
+    assert!(max_abs_diff(&written.tensors[0].values, &expected) <= PARITY_ABS);
+
+    // Export through the CLI loads back.
+    let exported = dir.path().join("exported.safetensors");
+    let out = mobilenet(&[
+        "export".as_ref(),
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--format".as_ref(),
+        "timm".as_ref(),
+        "--out".as_ref(),
+        exported.as_os_str(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(load_pretrained(&exported).is_ok());
+}
+
+#[test]
+fn preprocessing_follows_timm_eval_transform() {
+    use mobilenet_wgpu::data::Preprocess;
+    // A 256x320 image whose columns encode their x: after resizing the shorter side to
+    // 224 / 0.875 = 256 (a no-op here) and a centre crop of 224, column 0 of the crop is
+    // column round((320 - 224) / 2) = 48 of the original.
+    let image = image::RgbImage::from_fn(320, 256, |x, _| image::Rgb([x as u8, 0, 255]));
+    let preprocess = Preprocess {
+        resolution: 224,
+        crop_pct: 0.875,
+        normalize: Normalize::symmetric(3),
+    };
+    let values = preprocess.apply(&image::DynamicImage::ImageRgb8(image));
+    assert_eq!(values.len(), 224 * 224 * 3);
+    let expected_first = 48.0 / 255.0 / 0.5 - 1.0;
+    assert!((values[0] - expected_first).abs() < 1e-5, "{}", values[0]);
+    assert!((values[2] - 1.0).abs() < 1e-6, "blue 255 normalises to 1");
+    // Grey networks get luminance.
+    let grey = Preprocess {
+        normalize: Normalize::none(1),
+        ..preprocess
+    };
+    let values = grey.apply(&image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_pixel(10, 10, image::Rgb([255, 255, 255])),
+    ));
+    assert_eq!(values.len(), 224 * 224);
+    assert!(values.iter().all(|&v| (v - 1.0).abs() < 1e-5));
 }

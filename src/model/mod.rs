@@ -34,6 +34,8 @@ pub enum ModelError {
     Config(String),
     #[error(transparent)]
     Graph(#[from] GraphError),
+    #[error(transparent)]
+    Fold(#[from] crate::weights::FoldError),
 }
 
 /// The published variants users meet; see REFERENCE.md's "Variants" table.
@@ -161,6 +163,20 @@ impl MobileNetV1Config {
     /// `weights::fold_batchnorm` of the unfolded parameters.
     pub fn build_folded(&self, batch: usize) -> Result<MobileNetV1, ModelError> {
         self.build_stages(batch, 0..STAGES, Form::Folded)
+    }
+
+    /// The compiled inference form for `batch` images with unfolded `params` (as trained and
+    /// stored) folded in: what predict, eval and the inference benchmark run.
+    pub fn inference_plan(
+        &self,
+        gpu: &crate::gpu::Gpu,
+        params: &crate::graph::ParamStore,
+        batch: usize,
+    ) -> Result<crate::graph::Plan, ModelError> {
+        let folded = crate::weights::fold_batchnorm(params, self.bn_eps)?;
+        let plan = self.build_folded(batch)?.graph.compile(gpu)?;
+        plan.load_params(&folded)?;
+        Ok(plan)
     }
 
     /// A slice of the network: stages `range` (see `STAGES`), reading the previous stage's

@@ -116,11 +116,7 @@ pub fn evaluate_checkpoint(
         config.classes,
         set.class_names.len()
     );
-    let folded = crate::weights::fold_batchnorm(&weights.params, config.bn_eps)
-        .map_err(|problems| anyhow::anyhow!("cannot fold batchnorm: {}", problems.join("; ")))?;
-    let model = config.build_folded(batch_size)?;
-    let plan = model.graph.compile(gpu)?;
-    plan.load_params(&folded)?;
+    let plan = config.inference_plan(gpu, &weights.params, batch_size)?;
     let options = LoaderOptions {
         batch_size,
         resolution: config.resolution,

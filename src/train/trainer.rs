@@ -333,9 +333,7 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         let part = config.build_stages(options.batch_size, 0..first_trained, Form::Folded)?;
         let unfolded = config.build_stages(1, 0..first_trained, Form::Train)?;
         let params = initial.for_graph(&unfolded.graph);
-        let folded = fold_batchnorm(&params, config.bn_eps).map_err(|problems| {
-            anyhow::anyhow!("cannot fold batchnorm: {}", problems.join("; "))
-        })?;
+        let folded = fold_batchnorm(&params, config.bn_eps)?;
         let plan = part.graph.compile(gpu)?;
         plan.load_params(&folded)?;
         Some(FrozenPart { plan, params })

@@ -4,12 +4,17 @@
 use crate::graph::ParamStore;
 use crate::model::{conv_bn_pair, CONV_LAYERS};
 
+/// Batchnorm tensors that cannot be folded, one line per convolution.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot fold batchnorm: {}", .0.join("; "))]
+pub struct FoldError(pub Vec<String>);
+
 /// The parameters of `MobileNetV1Config::build_folded` (or a slice of it) from those of the
 /// unfolded network: each convolution present in `params` gets its batchnorm's scale in its
 /// weights and a `<conv>.bias`; batchnorm tensors are dropped and everything else (the
 /// classifier) is copied. Computed in f64 so folding adds no error of its own beyond the
 /// final rounding. Errors name every convolution whose batchnorm is missing or mis-shaped.
-pub fn fold_batchnorm(params: &ParamStore, eps: f32) -> Result<ParamStore, Vec<String>> {
+pub fn fold_batchnorm(params: &ParamStore, eps: f32) -> Result<ParamStore, FoldError> {
     let mut folded = ParamStore::new();
     let mut problems = Vec::new();
     let mut consumed = std::collections::HashSet::new();
@@ -66,6 +71,6 @@ pub fn fold_batchnorm(params: &ParamStore, eps: f32) -> Result<ParamStore, Vec<S
     if problems.is_empty() {
         Ok(folded)
     } else {
-        Err(problems)
+        Err(FoldError(problems))
     }
 }

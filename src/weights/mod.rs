@@ -15,7 +15,7 @@ use std::path::PathBuf;
 
 pub use atomic::write_atomic;
 pub use file::{load_safetensors, save_safetensors};
-pub use fold::fold_batchnorm;
+pub use fold::{fold_batchnorm, FoldError};
 pub use pretrained::{
     default_class_names, export_timm, load_pretrained, Naming, Pretrained, PretrainedError,
 };
