@@ -124,6 +124,25 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
             "--batch-size",
             "32",
         ])
+        // Everything small_run sets, so the options match whatever the CLI defaults are.
+        .args([
+            "--alpha",
+            "0.25",
+            "--stem-stride",
+            "2",
+            "--optimizer",
+            "rmsprop",
+            "--lr",
+            "0.045",
+            "--schedule",
+            "step",
+            "--weight-decay",
+            "4e-5",
+            "--bn-momentum",
+            "0.1",
+            "--val-fraction",
+            "0.1",
+        ])
         .args([
             "--seed",
             "3",
