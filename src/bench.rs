@@ -100,18 +100,7 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
         &mut rand::rngs::StdRng::seed_from_u64(7),
         plan.input_shape(),
     );
-    for _ in 0..options.warmup {
-        plan.run(&input)?;
-    }
-    let mut wall = Vec::new();
-    let mut device = Vec::new();
-    for _ in 0..options.iters {
-        let (_, timing) = plan.run_timed(&input)?;
-        wall.push(ms(timing.wall));
-        if let Some(t) = timing.gpu {
-            device.push(ms(t));
-        }
-    }
+    let (wall, device) = time_plan(&plan, &input, options)?;
     let mut report = report(
         "infer",
         options,
@@ -127,6 +116,118 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
     if options.profile {
         report.profile = profile_rows(plan.profile(gpu, &input)?);
     }
+    Ok(report)
+}
+
+/// Wall-clock and GPU times (ms) of `options.iters` runs after `options.warmup` untimed ones.
+fn time_plan(
+    plan: &crate::graph::Plan,
+    input: &[f32],
+    options: &BenchOptions,
+) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
+    for _ in 0..options.warmup {
+        plan.run(input)?;
+    }
+    let mut wall = Vec::new();
+    let mut device = Vec::new();
+    for _ in 0..options.iters {
+        let (_, timing) = plan.run_timed(input)?;
+        wall.push(ms(timing.wall));
+        if let Some(t) = timing.gpu {
+            device.push(ms(t));
+        }
+    }
+    Ok((wall, device))
+}
+
+/// Times the pointwise GEMM alone on every 1x1 convolution shape of the network (the
+/// shapes 95% of its mult-adds run on): one single-op plan per distinct shape. The report's
+/// time is the sum over the network's 13 pointwise layers for one batch, so its GFLOP/s is
+/// the device's GEMM rate on MobileNet's shapes, the ceiling for `--mode infer`; `profile`
+/// lists each shape.
+pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchReport> {
+    use crate::graph::GraphBuilder;
+    use crate::ops::{OpKind, Pointwise};
+    anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
+    let config = MobileNetV1Config {
+        alpha: options.alpha,
+        resolution: options.resolution,
+        classes: options.classes,
+        ..MobileNetV1Config::preset(options.preset)
+    };
+    let model = config.build(options.batch)?;
+    // (input shape, output channels) -> how many layers have it.
+    let mut shapes: Vec<((Vec<usize>, usize), usize)> = Vec::new();
+    for node in model.graph.nodes() {
+        if let OpKind::Pointwise(op) = &node.kind {
+            let key = (model.graph.shape(node.input)?.to_vec(), op.out_channels);
+            match shapes.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, count)) => *count += 1,
+                None => shapes.push((key, 1)),
+            }
+        }
+    }
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let (mut wall_total, mut device_total) = (0.0, Some(0.0));
+    let (mut mult_adds, mut memory, mut profile) = (0u64, 0u64, Vec::new());
+    for ((input_shape, out_channels), count) in &shapes {
+        let mut g = GraphBuilder::new();
+        let x = g.input("x", input_shape);
+        let op = Pointwise {
+            out_channels: *out_channels,
+            fused: None,
+        };
+        let y = g.pointwise("pw", x, op)?;
+        g.output(y)?;
+        let plan = g.compile(gpu)?;
+        plan.load_params(&ParamStore::initialize(&g, 1))?;
+        let input = random_input(&mut rng, input_shape);
+        let (wall, device) = time_plan(&plan, &input, options)?;
+        let gpu_ms = (device.len() == options.iters)
+            .then(|| median(device))
+            .filter(|&t| t > 0.0);
+        let [n, h, w, k] = [
+            input_shape[0],
+            input_shape[1],
+            input_shape[2],
+            input_shape[3],
+        ];
+        let layer_mult_adds = (n * h * w * k * out_channels) as u64;
+        let layer_ms = gpu_ms.unwrap_or(median(wall.clone()));
+        profile.push(ProfileRow {
+            step: format!(
+                "{}x{k} . {k}x{out_channels} (x{count}): {:.2} GFLOP/s",
+                n * h * w,
+                2.0 * layer_mult_adds as f64 / (layer_ms / 1e3) / 1e9
+            ),
+            ms: layer_ms,
+        });
+        wall_total += median(wall) * *count as f64;
+        device_total = device_total.zip(gpu_ms).map(|(t, g)| t + g * *count as f64);
+        mult_adds += layer_mult_adds * *count as u64;
+        memory = memory.max(plan.memory().total());
+    }
+    let summary = crate::model::Summary {
+        mult_adds: mult_adds / options.batch.max(1) as u64,
+        ..model.summary()
+    };
+    let mut report = report(
+        "gemm",
+        &BenchOptions {
+            iters: 1,
+            ..options.clone()
+        },
+        &summary,
+        1.0,
+        vec![wall_total],
+        device_total.into_iter().collect(),
+        memory,
+        0,
+        gpu,
+        shapes.iter().map(|(_, count)| count).sum(),
+    );
+    report.iters = options.iters;
+    report.profile = profile;
     Ok(report)
 }
 

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mobilenet_wgpu::bench::{bench_infer, bench_train, BenchOptions, BenchReport};
+use mobilenet_wgpu::bench::{bench_gemm, bench_infer, bench_train, BenchOptions, BenchReport};
 use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::gpu::{list_adapters, INSTALL_HINT};
 use mobilenet_wgpu::predict::{logits_for_tensor, Classifier};
@@ -56,8 +56,8 @@ enum Command {
         /// Timed batches; the median is reported.
         #[arg(long, default_value_t = 10)]
         iters: usize,
-        /// Also time every dispatch on its own and print the slowest.
-        #[arg(long)]
+        /// Also time every dispatch on its own (timestamp queries) and print the slowest.
+        #[arg(long, visible_alias = "per-layer")]
         profile: bool,
         #[arg(long)]
         json: bool,
@@ -132,6 +132,8 @@ enum ExportFormat {
 enum BenchMode {
     Infer,
     Train,
+    /// The pointwise GEMM alone, on the network's 1x1 convolution shapes.
+    Gemm,
 }
 
 #[derive(Args)]
@@ -393,7 +395,11 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             report.memory_bytes as f64 / (1 << 20) as f64,
             report.dispatches
         );
-        if !report.profile.is_empty() {
+        if report.mode == "gemm" {
+            for row in &report.profile {
+                println!("  {:9.2} ms  {}", row.ms, row.step);
+            }
+        } else if !report.profile.is_empty() {
             print_profile(report);
         }
     }
@@ -489,6 +495,7 @@ fn main() -> anyhow::Result<()> {
                 BenchMode::Train => {
                     bench_train(&gpu, &options, model.stem_stride, model.in_channels)
                 }
+                BenchMode::Gemm => bench_gemm(&gpu, &options),
             }
             .context("benchmark failed")?;
             print_bench(&report, json)?;

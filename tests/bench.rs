@@ -49,3 +49,46 @@ fn bench_json_has_the_documented_fields() {
     assert!(report["ms_per_batch"].as_f64().unwrap() > 0.0);
     assert!(report["memory_bytes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn gemm_mode_times_every_pointwise_shape_of_the_network() {
+    use mobilenet_wgpu::bench::{bench_gemm, BenchOptions};
+    use mobilenet_wgpu::{Gpu, MobileNetV1Config, Preset};
+    let gpu = Gpu::new().unwrap_or_else(|e| {
+        panic!(
+            "needs a wgpu adapter: {e}; on Debian: apt-get install libvulkan1 mesa-vulkan-drivers"
+        )
+    });
+    let options = BenchOptions {
+        preset: Preset::Paper,
+        batch: 2,
+        resolution: 32,
+        alpha: 0.25,
+        classes: 10,
+        warmup: 0,
+        iters: 1,
+        profile: false,
+    };
+    let report = bench_gemm(&gpu, &options).expect("gemm bench");
+    assert_eq!(report.mode, "gemm");
+    assert_eq!(report.dispatches, 13, "one GEMM per pointwise layer");
+    // Blocks 7-11 share one shape: 9 distinct shapes.
+    assert_eq!(report.profile.len(), 9);
+    let summary = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        classes: 10,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    }
+    .build(1)
+    .unwrap()
+    .summary();
+    let pointwise: u64 = summary
+        .rows
+        .iter()
+        .filter(|r| r.kind == "PointwiseConv2d")
+        .map(|r| r.mult_adds)
+        .sum();
+    assert_eq!(report.mult_adds_per_image, pointwise);
+    assert!(report.gflops > 0.0 && report.ms_per_batch > 0.0);
+}
