@@ -20,6 +20,18 @@ pub struct BenchOptions {
     pub profile: bool,
 }
 
+impl BenchOptions {
+    /// The network measured: the preset at the given width, resolution and classes.
+    pub fn config(&self) -> MobileNetV1Config {
+        MobileNetV1Config {
+            alpha: self.alpha,
+            resolution: self.resolution,
+            classes: self.classes,
+            ..MobileNetV1Config::preset(self.preset)
+        }
+    }
+}
+
 /// One dispatch of a per-step profile.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ProfileRow {
@@ -86,12 +98,7 @@ fn ms(d: Duration) -> f64 {
 /// Benchmarks inference of a randomly initialised MobileNet V1.
 pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
-    let config = MobileNetV1Config {
-        alpha: options.alpha,
-        resolution: options.resolution,
-        classes: options.classes,
-        ..MobileNetV1Config::preset(options.preset)
-    };
+    let config = options.config();
     // Measured as predict and eval run: batchnorm folded into the convolutions.
     let summary = config.build(1)?.summary();
     let params = ParamStore::initialize(&config.build(1)?.graph, 1);
@@ -149,12 +156,7 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
     use crate::graph::GraphBuilder;
     use crate::ops::{OpKind, Pointwise};
     anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
-    let config = MobileNetV1Config {
-        alpha: options.alpha,
-        resolution: options.resolution,
-        classes: options.classes,
-        ..MobileNetV1Config::preset(options.preset)
-    };
+    let config = options.config();
     let model = config.build(options.batch)?;
     // (input shape, output channels) -> how many layers have it.
     let mut shapes: Vec<((Vec<usize>, usize), usize)> = Vec::new();
@@ -292,12 +294,9 @@ pub fn bench_train(
     use std::sync::Arc;
     anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
     let config = MobileNetV1Config {
-        alpha: options.alpha,
-        resolution: options.resolution,
-        classes: options.classes,
         stem_stride,
         in_channels,
-        ..MobileNetV1Config::preset(options.preset)
+        ..options.config()
     };
     let model = config.build(options.batch)?;
     let summary = model.summary();

@@ -83,12 +83,7 @@ fn gemm_mode_times_every_pointwise_shape_of_the_network() {
     .build(1)
     .unwrap()
     .summary();
-    let pointwise: u64 = summary
-        .rows
-        .iter()
-        .filter(|r| r.kind == "PointwiseConv2d")
-        .map(|r| r.mult_adds)
-        .sum();
+    let pointwise = summary.mult_adds_of("PointwiseConv2d");
     assert_eq!(report.mult_adds_per_image, pointwise);
     assert!(report.gflops > 0.0 && report.ms_per_batch > 0.0);
 }

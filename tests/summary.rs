@@ -55,12 +55,7 @@ fn pointwise_share_matches_table_2() {
         .build(1)
         .unwrap()
         .summary();
-    let pointwise: u64 = summary
-        .rows
-        .iter()
-        .filter(|r| r.kind == "PointwiseConv2d")
-        .map(|r| r.mult_adds)
-        .sum();
+    let pointwise = summary.mult_adds_of("PointwiseConv2d");
     let share = pointwise as f64 / summary.mult_adds as f64 * 100.0;
     assert!((share - 94.86).abs() < 0.1, "1x1 share {share:.2}%");
 }

@@ -24,6 +24,15 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Mult-adds per image of the layers of one type (e.g. "PointwiseConv2d").
+    pub fn mult_adds_of(&self, kind: &str) -> u64 {
+        self.rows
+            .iter()
+            .filter(|r| r.kind == kind)
+            .map(|r| r.mult_adds)
+            .sum()
+    }
+
     /// Summarises a graph per image (costs are divided by the graph's batch size).
     pub fn of(graph: &GraphBuilder) -> Summary {
         let batch = graph
