@@ -14,11 +14,11 @@ pub struct Pointwise {
     pub fused: Fused,
 }
 
-/// Threads per workgroup along each axis, and rows and columns of C per thread; must
-/// match TILE_X/TILE_Y, ROWS and COLS in gemm.wgsl.
-const GEMM_TILE: usize = 16;
+/// Invocations per workgroup, and rows and columns of C per invocation; must match LANES,
+/// ROWS and COLS in gemm.wgsl.
+const GEMM_LANES: usize = 64;
 const GEMM_ROWS: usize = 8;
-const GEMM_COLS: usize = 4;
+const GEMM_COLS: usize = 8;
 const MAX_GROUPS_PER_DIM: usize = 65535;
 /// K elements per split when a weight gradient reduces over many rows (split-K).
 const K_CHUNK: usize = 1024;
@@ -60,6 +60,14 @@ impl Gemm {
 
     /// The dispatch, binding A, B, bias and C to the given slots.
     pub fn dispatch(&self, a: Slot, b: Slot, bias: Slot, c: Slot) -> Dispatch {
+        // Enough column blocks per workgroup to cover n (a power of two up to all 64 lanes);
+        // the remaining lanes take further row blocks.
+        let lanes_x = self
+            .n
+            .div_ceil(GEMM_COLS)
+            .next_power_of_two()
+            .min(GEMM_LANES);
+        let lanes_y = GEMM_LANES / lanes_x;
         let words = [
             self.m,
             self.n,
@@ -73,10 +81,14 @@ impl Gemm {
             self.accumulate as usize,
             self.splits.max(1),
             self.k_chunk(),
+            lanes_x,
+            0,
+            0,
+            0,
         ]
         .map(|v| v as u32);
-        let col_groups = self.n.div_ceil(GEMM_COLS * GEMM_TILE).max(1);
-        let row_groups = self.m.div_ceil(GEMM_ROWS * GEMM_TILE).max(1);
+        let col_groups = self.n.div_ceil(GEMM_COLS * lanes_x).max(1);
+        let row_groups = self.m.div_ceil(GEMM_ROWS * lanes_y).max(1);
         let y = row_groups.min(MAX_GROUPS_PER_DIM);
         let z = row_groups.div_ceil(y) * self.splits.max(1);
         Dispatch {
