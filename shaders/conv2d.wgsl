@@ -4,7 +4,7 @@ struct Conv2dParams {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
     out_h: u32, out_w: u32, out_c: u32, kernel: u32,
     stride: u32, pad_top: u32, pad_left: u32, pixels_per_chunk: u32,
-    chunks: u32, has_bias: u32, act: u32, _unused: u32,
+    chunks: u32, _unused0: u32, _unused1: u32, _unused2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
@@ -15,40 +15,34 @@ struct Conv2dParams {
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
 // dW partials: [chunks, KH, KW, Cin, Cout], summed by reduce.wgsl.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
-// Inference with batchnorm folded in: per-output-channel shift, then the activation.
-@group(0) @binding(7) var<storage, read> bias: array<f32>;
+// Unfolded input patches [pixels, KH * KW * Cin] for the forward GEMM (gemm.wgsl).
+@group(0) @binding(8) var<storage, read_write> patches: array<f32>;
 
-// One output element per invocation; channels are fastest so neighbours share input reads.
+// im2col: one patch element per invocation; taps in the padding are zero. The forward
+// convolution is then a GEMM of the patches with the [KH * KW * Cin, Cout] weights.
 @compute @workgroup_size(WG_SIZE)
-fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
     let index = linear_index(gid, nwg);
-    if index >= p.batch * p.out_h * p.out_w * p.out_c {
+    let patch_len = p.kernel * p.kernel * p.in_c;
+    if index >= p.batch * p.out_h * p.out_w * patch_len {
         return;
     }
-    let o = nhwc_coords(index, p.out_h, p.out_w, p.out_c);
-    let n = o[0];
-    let co = o[3];
-
-    var acc = 0.0;
-    for (var ky = 0u; ky < p.kernel; ky++) {
-        let iy = source_coord(o[1], ky, p.stride, p.pad_top, p.in_h);
-        for (var kx = 0u; kx < p.kernel; kx++) {
-            let ix = source_coord(o[2], kx, p.stride, p.pad_left, p.in_w);
-            if iy < 0 || ix < 0 {
-                continue;
-            }
-            let in_base = ((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c;
-            let w_base = (ky * p.kernel + kx) * p.in_c * p.out_c + co;
-            for (var ci = 0u; ci < p.in_c; ci++) {
-                acc += input[in_base + ci] * weight[w_base + ci * p.out_c];
-            }
-        }
+    let pixel = index / patch_len;
+    let tap = index % patch_len;
+    let ci = tap % p.in_c;
+    let kx = (tap / p.in_c) % p.kernel;
+    let ky = tap / (p.in_c * p.kernel);
+    let ox = pixel % p.out_w;
+    let oy = (pixel / p.out_w) % p.out_h;
+    let n = pixel / (p.out_w * p.out_h);
+    let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
+    let ix = source_coord(ox, kx, p.stride, p.pad_left, p.in_w);
+    var value = 0.0;
+    if iy >= 0 && ix >= 0 {
+        value = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
     }
-    if p.has_bias != 0u {
-        acc += bias[co];
-    }
-    output[index] = activate(acc, p.act);
+    patches[index] = value;
 }
 
 // dX as a gather over the windows that read each input element.

@@ -120,6 +120,24 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     }
 }
 
+/// Bytes of the forward workspace (`Slot::Workspace`): the most any of `nodes` needs.
+pub(crate) fn workspace_bytes(graph: &GraphBuilder, nodes: &[super::Node]) -> u64 {
+    nodes
+        .iter()
+        .map(|n| {
+            let shape = |t: super::TensorId| graph.tensors[t.0].shape.as_slice();
+            n.kind.workspace(shape(n.input), shape(n.output)) as u64 * 4
+        })
+        .max()
+        .unwrap_or(0)
+        .max(4)
+}
+
+/// The workspace as a `check_binding_limit` entry.
+pub(crate) fn workspace_entry(bytes: u64) -> (String, Vec<usize>, u64) {
+    ("forward workspace".into(), vec![(bytes / 4) as usize], bytes)
+}
+
 /// Refuses tensors larger than one storage binding may be, naming the largest batch
 /// that would fit.
 pub(crate) fn check_binding_limit(
@@ -166,13 +184,15 @@ impl Plan {
         }
         params.check_matches(graph)?;
         let batch = graph.tensors[graph.inputs[0].0].shape[0];
+        let workspace_bytes = workspace_bytes(graph, &graph.nodes);
         check_binding_limit(
             gpu,
             batch,
             graph
                 .tensors
                 .iter()
-                .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape))),
+                .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape)))
+                .chain(std::iter::once(workspace_entry(workspace_bytes))),
         )?;
         let device = gpu.device().clone();
         let memory_plan = plan_memory(graph);
@@ -183,6 +203,7 @@ impl Plan {
             .map(|(i, &bytes)| storage_buffer(gpu, &format!("activation {i}"), bytes))
             .collect();
         let unused = storage_buffer(gpu, "unused binding", 16);
+        let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
 
         let mut builder = StepBuilder::new(gpu);
         for node in &graph.nodes {
@@ -194,6 +215,7 @@ impl Plan {
                     Slot::Output => Some(activations[memory_plan.buffer_of[node.output.0]].clone()),
                     Slot::Param(i) => params.buffer(&graph.params[node.params[i]].name).cloned(),
                     Slot::Unused => Some(unused.clone()),
+                    Slot::Workspace => Some(workspace.clone()),
                     _ => None,
                 })?;
             }
@@ -222,7 +244,11 @@ impl Plan {
             activations_unshared: graph.tensors.iter().map(|t| tensor_bytes(&t.shape)).sum(),
             params: params.bytes(),
             training: 0,
-            other: uniform_bytes + staging.size() + 16 + if timer.is_some() { 32 } else { 0 },
+            other: uniform_bytes
+                + staging.size()
+                + workspace_bytes
+                + 16
+                + if timer.is_some() { 32 } else { 0 },
         };
         Ok(Plan {
             queue: gpu.queue().clone(),

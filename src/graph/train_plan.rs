@@ -5,7 +5,9 @@
 //! two ping-pong buffers (the graph is a chain, so only two are alive at a time).
 
 use super::param_buffers::{read_named, ParamBuffers};
-use super::plan::{check_binding_limit, check_input_len, MemoryReport};
+use super::plan::{
+    check_binding_limit, check_input_len, workspace_bytes, workspace_entry, MemoryReport,
+};
 use super::steps::{
     encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
 };
@@ -219,7 +221,10 @@ impl TrainPlan {
                 bytes,
             ));
         }
+        let workspace_bytes = workspace_bytes(graph, nodes);
+        sizes.push(workspace_entry(workspace_bytes));
         check_binding_limit(gpu, batch, sizes.into_iter())?;
+        let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
 
         let acts: HashMap<TensorId, wgpu::Buffer> = tensors
             .iter()
@@ -338,6 +343,7 @@ impl TrainPlan {
                     None => None,
                 },
                 Slot::Unused => Some(unused.clone()),
+                Slot::Workspace => Some(workspace.clone()),
                 _ => None,
             }
         };
@@ -415,7 +421,7 @@ impl TrainPlan {
                 + persistent_bytes
                 + param_grads.iter().map(|g| g.buffer.size()).sum::<u64>()
                 + opt_state.iter().map(|g| g.buffer.size()).sum::<u64>(),
-            other: uniform_bytes + staging.size() + 2 * batch as u64 * 4 + 48,
+            other: uniform_bytes + staging.size() + workspace_bytes + 2 * batch as u64 * 4 + 48,
         };
         Ok(TrainPlan {
             device: gpu.device().clone(),

@@ -1,9 +1,10 @@
 //! Standard convolution (the stem): weights [KH, KW, Cin, Cout]; a bias and activation only
 //! when batchnorm is folded in for inference.
 
+use super::pointwise::Gemm;
 use super::{
-    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
-    uniform_words, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
+    chunks, fused_bias, fused_bias_slot, linear_grid, nhwc, sum_partials, uniform_words,
+    Activation, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
     REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
@@ -17,13 +18,14 @@ pub struct Conv2d {
     pub fused: Fused,
 }
 
-const BINDINGS: [(u32, Slot); 6] = [
+const BINDINGS: [(u32, Slot); 7] = [
     (1, Slot::Input),
     (2, Slot::Param(0)),
     (3, Slot::Output),
     (4, Slot::GradOutput),
     (5, Slot::GradInput),
     (6, Slot::Scratch(0)),
+    (8, Slot::Workspace),
 ];
 
 impl Conv2d {
@@ -71,7 +73,6 @@ impl Conv2d {
     ) -> Dispatch {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
-        let [has_bias, act] = fused_words(self.fused);
         let words = [
             input[0],
             input[1],
@@ -86,8 +87,8 @@ impl Conv2d {
             window.pad_left,
             REDUCE_CHUNK,
             chunks(pixels),
-            has_bias,
-            act,
+            0,
+            0,
             0,
         ]
         .map(|v| v as u32);
@@ -95,14 +96,37 @@ impl Conv2d {
             shader: Shader::Conv2d,
             entry,
             uniform: uniform_words(&words),
-            bindings: [&BINDINGS[..], &[(7, fused_bias_slot(self.fused))]].concat(),
+            bindings: BINDINGS.to_vec(),
             workgroups: linear_grid(threads),
         }
     }
 
+    /// Floats of the unfolded patches: one row of KH*KW*Cin values per output pixel.
+    pub fn workspace(&self, input: &[usize], output: &[usize]) -> usize {
+        output[0] * output[1] * output[2] * self.kernel * self.kernel * input[3]
+    }
+
+    /// im2col into the workspace, then the shared GEMM: patches [pixels, KH*KW*Cin] times
+    /// the weights, whose [KH, KW, Cin, Cout] layout is already that matrix. A direct
+    /// convolution with 3 input channels would load twice per multiply-add; the GEMM's
+    /// register block does 64 per 16 loads.
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
-        let outputs = output.iter().product();
-        vec![self.dispatch("forward", input, output, outputs)]
+        let pixels = output[0] * output[1] * output[2];
+        let patch = self.kernel * self.kernel * input[3];
+        let gemm = Gemm {
+            activation: self.fused.unwrap_or(Activation::None),
+            has_bias: self.fused.is_some(),
+            ..Gemm::plain(pixels, self.out_channels, patch)
+        };
+        vec![
+            self.dispatch("im2col", input, output, pixels * patch),
+            gemm.dispatch(
+                Slot::Workspace,
+                Slot::Param(0),
+                fused_bias_slot(self.fused),
+                Slot::Output,
+            ),
+        ]
     }
 
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {

@@ -213,6 +213,9 @@ pub enum Slot {
     Hyper,
     /// A placeholder for a binding the dispatch reads only conditionally (e.g. GEMM bias).
     Unused,
+    /// Working memory of the forward pass (the stem's unfolded input patches), shared by
+    /// all ops and dead after each op; `OpKind::workspace` gives its size.
+    Workspace,
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.
@@ -421,6 +424,14 @@ impl OpKind {
     /// only when `input_grad` (the first op of a network does not need it).
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         each_op!(self, op => op.backward(input, output, input_grad))
+    }
+
+    /// Floats of `Slot::Workspace` the forward pass needs.
+    pub fn workspace(&self, input: &[usize], output: &[usize]) -> usize {
+        match self {
+            OpKind::Conv2d(op) => op.workspace(input, output),
+            _ => 0,
+        }
     }
 
     /// Scratch buffers the training dispatches use, indexed by `Slot::Scratch`.
