@@ -135,7 +135,11 @@ pub(crate) fn workspace_bytes(graph: &GraphBuilder, nodes: &[super::Node]) -> u6
 
 /// The workspace as a `check_binding_limit` entry.
 pub(crate) fn workspace_entry(bytes: u64) -> (String, Vec<usize>, u64) {
-    ("forward workspace".into(), vec![(bytes / 4) as usize], bytes)
+    (
+        "forward workspace".into(),
+        vec![(bytes / 4) as usize],
+        bytes,
+    )
 }
 
 /// Refuses tensors larger than one storage binding may be, naming the largest batch

@@ -102,6 +102,12 @@ impl Depthwise {
     }
 
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
+        if self.kernel == 3 && (1..=2).contains(&self.stride) {
+            // 4 output pixels along x per invocation (depthwise.wgsl's forward_3x3).
+            let [n, h, w, c] = [output[0], output[1], output[2], output[3]];
+            let threads = n * h * w.div_ceil(4) * c.div_ceil(CHANNELS_PER_THREAD);
+            return vec![self.dispatch("forward_3x3", input, output, threads)];
+        }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
     }
 
