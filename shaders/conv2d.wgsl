@@ -3,8 +3,8 @@
 struct Conv2dParams {
     batch: u32, in_h: u32, in_w: u32, in_c: u32,
     out_h: u32, out_w: u32, out_c: u32, kernel: u32,
-    stride: u32, pad_top: u32, pad_left: u32, pixels_per_chunk: u32,
-    chunks: u32, _unused0: u32, _unused1: u32, _unused2: u32,
+    stride: u32, pad_top: u32, pad_left: u32, _unused0: u32,
+    _unused1: u32, _unused2: u32, _unused3: u32, _unused4: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Conv2dParams;
@@ -13,8 +13,6 @@ struct Conv2dParams {
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 @group(0) @binding(4) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
-// dW partials: [chunks, KH, KW, Cin, Cout], summed by reduce.wgsl.
-@group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 // Unfolded input patches [pixels, KH * KW * Cin] for the forward GEMM (gemm.wgsl).
 @group(0) @binding(8) var<storage, read_write> patches: array<f32>;
 
@@ -72,38 +70,4 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
         }
     }
     grad_input[index] = acc;
-}
-
-// dW stage 1: for each chunk of output pixels and each weight, sum dy * x.
-@compute @workgroup_size(WG_SIZE)
-fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
-                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let weights = p.kernel * p.kernel * p.in_c * p.out_c;
-    let index = linear_index(gid, nwg);
-    if index >= p.chunks * weights {
-        return;
-    }
-    let w_index = index % weights;
-    let co = w_index % p.out_c;
-    let ci = (w_index / p.out_c) % p.in_c;
-    let tap = w_index / (p.out_c * p.in_c);
-    let ky = tap / p.kernel;
-    let kx = tap % p.kernel;
-    let pixels = p.batch * p.out_h * p.out_w;
-    let first = (index / weights) * p.pixels_per_chunk;
-    let last = min(first + p.pixels_per_chunk, pixels);
-    var acc = 0.0;
-    for (var pixel = first; pixel < last; pixel++) {
-        let ox = pixel % p.out_w;
-        let oy = (pixel / p.out_w) % p.out_h;
-        let n = pixel / (p.out_w * p.out_h);
-        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
-        let ix = source_coord(ox, kx, p.stride, p.pad_left, p.in_w);
-        if iy < 0 || ix < 0 {
-            continue;
-        }
-        let x = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
-        acc += grad_output[pixel * p.out_c + co] * x;
-    }
-    partials[index] = acc;
 }

@@ -1,11 +1,10 @@
 //! Standard convolution (the stem): weights [KH, KW, Cin, Cout]; a bias and activation only
 //! when batchnorm is folded in for inference.
 
-use super::pointwise::Gemm;
+use super::pointwise::{weight_gradient, weight_gradient_scratch, Gemm};
 use super::{
-    chunks, fused_bias, fused_bias_slot, linear_grid, nhwc, sum_partials, uniform_words,
-    Activation, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
-    REDUCE_CHUNK,
+    fused_bias, fused_bias_slot, linear_grid, nhwc, uniform_words, Activation, Dispatch, Fused,
+    Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
 };
 use crate::gpu::Shader;
 
@@ -18,13 +17,12 @@ pub struct Conv2d {
     pub fused: Fused,
 }
 
-const BINDINGS: [(u32, Slot); 7] = [
+const BINDINGS: [(u32, Slot); 6] = [
     (1, Slot::Input),
     (2, Slot::Param(0)),
     (3, Slot::Output),
     (4, Slot::GradOutput),
     (5, Slot::GradInput),
-    (6, Slot::Scratch(0)),
     (8, Slot::Workspace),
 ];
 
@@ -36,10 +34,6 @@ impl Conv2d {
         }
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         Ok(vec![n, window.out_h, window.out_w, self.out_channels])
-    }
-
-    fn weight_len(&self, input: &[usize]) -> usize {
-        self.kernel * self.kernel * input[3] * self.out_channels
     }
 
     pub fn params(&self, input: &[usize]) -> Vec<ParamSpec> {
@@ -72,7 +66,6 @@ impl Conv2d {
         threads: usize,
     ) -> Dispatch {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
-        let pixels = output[0] * output[1] * output[2];
         let words = [
             input[0],
             input[1],
@@ -85,8 +78,8 @@ impl Conv2d {
             self.stride,
             window.pad_top,
             window.pad_left,
-            REDUCE_CHUNK,
-            chunks(pixels),
+            0,
+            0,
             0,
             0,
             0,
@@ -131,26 +124,27 @@ impl Conv2d {
 
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
         let pixels = output[0] * output[1] * output[2];
-        vec![ScratchSpec {
-            floats: chunks(pixels) * self.weight_len(input),
-            persistent: false,
-        }]
+        let patch = self.kernel * self.kernel * input[3];
+        vec![weight_gradient_scratch(pixels, patch, self.out_channels)]
     }
 
+    /// dX by a gather over windows when asked; dW as the GEMM patches^T x dY on patches
+    /// unfolded again (cheap, and nothing else may have kept the workspace).
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
-        let parts = chunks(output[0] * output[1] * output[2]);
-        let weights = self.weight_len(input);
+        let pixels = output[0] * output[1] * output[2];
+        let patch = self.kernel * self.kernel * input[3];
         let mut dispatches = Vec::new();
         if input_grad {
             let inputs = input.iter().product();
             dispatches.push(self.dispatch("backward_input", input, output, inputs));
         }
-        dispatches.push(self.dispatch("backward_weight_partial", input, output, parts * weights));
-        dispatches.push(sum_partials(
+        dispatches.push(self.dispatch("im2col", input, output, pixels * patch));
+        dispatches.extend(weight_gradient(
+            Slot::Workspace,
+            pixels,
+            patch,
+            self.out_channels,
             Slot::Scratch(0),
-            Slot::ParamGrad(0),
-            parts,
-            weights,
         ));
         dispatches
     }

@@ -105,9 +105,10 @@ fn weight_grad_splits(rows: usize) -> usize {
     rows.div_ceil(K_CHUNK).max(1)
 }
 
-/// dW = X^T dY for a [rows, fan_in] input and [rows, fan_out] output gradient, into
+/// dW = X^T dY for a [rows, fan_in] input `x` and [rows, fan_out] output gradient, into
 /// `ParamGrad(0)`; split over rows through `partials` when there are many.
 pub(super) fn weight_gradient(
+    x: Slot,
     rows: usize,
     fan_in: usize,
     fan_out: usize,
@@ -120,15 +121,10 @@ pub(super) fn weight_gradient(
         ..Gemm::plain(fan_in, fan_out, rows)
     };
     if splits == 1 {
-        return vec![gemm.dispatch(
-            Slot::Input,
-            Slot::GradOutput,
-            Slot::Unused,
-            Slot::ParamGrad(0),
-        )];
+        return vec![gemm.dispatch(x, Slot::GradOutput, Slot::Unused, Slot::ParamGrad(0))];
     }
     vec![
-        gemm.dispatch(Slot::Input, Slot::GradOutput, Slot::Unused, partials),
+        gemm.dispatch(x, Slot::GradOutput, Slot::Unused, partials),
         sum_partials(partials, Slot::ParamGrad(0), splits, fan_in * fan_out),
     ]
 }
@@ -221,6 +217,7 @@ impl Pointwise {
             dispatches.push(input_gradient(rows, input[3], self.out_channels));
         }
         dispatches.extend(weight_gradient(
+            Slot::Input,
             rows,
             input[3],
             self.out_channels,
