@@ -2,7 +2,7 @@
 //! batches, from GPU timestamps where the adapter has them.
 
 use crate::gpu::Gpu;
-use crate::graph::ParamStore;
+use crate::graph::{MemoryReport, ParamStore};
 use crate::model::{MobileNetV1Config, Preset};
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
@@ -59,7 +59,10 @@ pub struct BenchReport {
     pub mult_adds_per_image: u64,
     /// Everything the plan allocated on the GPU.
     pub memory_bytes: u64,
+    /// Activation buffers as planned (dead tensors' buffers reused).
     pub activation_bytes: u64,
+    /// The largest set of activations alive at once: the floor for `activation_bytes`.
+    pub activation_live_peak_bytes: u64,
     pub adapter: String,
     pub backend: String,
     pub dispatches: usize,
@@ -115,8 +118,7 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
         1.0,
         wall,
         device,
-        plan.memory().total(),
-        plan.memory().activations,
+        plan.memory(),
         gpu,
         plan.dispatch_count(),
     );
@@ -171,7 +173,7 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let (mut wall_total, mut device_total) = (0.0, Some(0.0));
-    let (mut mult_adds, mut memory, mut profile) = (0u64, 0u64, Vec::new());
+    let (mut mult_adds, mut memory, mut profile) = (0u64, MemoryReport::default(), Vec::new());
     for ((input_shape, out_channels), count) in &shapes {
         let mut g = GraphBuilder::new();
         let x = g.input("x", input_shape);
@@ -207,7 +209,9 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
         wall_total += median(wall) * *count as f64;
         device_total = device_total.zip(gpu_ms).map(|(t, g)| t + g * *count as f64);
         mult_adds += layer_mult_adds * *count as u64;
-        memory = memory.max(plan.memory().total());
+        if plan.memory().total() > memory.total() {
+            memory = plan.memory();
+        }
     }
     let summary = crate::model::Summary {
         mult_adds: mult_adds / options.batch.max(1) as u64,
@@ -224,7 +228,6 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
         vec![wall_total],
         device_total.into_iter().collect(),
         memory,
-        0,
         gpu,
         shapes.iter().map(|(_, count)| count).sum(),
     );
@@ -242,8 +245,7 @@ fn report(
     passes: f64,
     wall: Vec<f64>,
     device: Vec<f64>,
-    memory_bytes: u64,
-    activation_bytes: u64,
+    memory: MemoryReport,
     gpu: &Gpu,
     dispatches: usize,
 ) -> BenchReport {
@@ -272,8 +274,9 @@ fn report(
             "wall-clock"
         },
         mult_adds_per_image: summary.mult_adds,
-        memory_bytes,
-        activation_bytes,
+        memory_bytes: memory.total(),
+        activation_bytes: memory.activations,
+        activation_live_peak_bytes: memory.activations_live_peak,
         adapter: gpu.adapter().name.clone(),
         backend: gpu.adapter().backend.clone(),
         dispatches,
@@ -336,8 +339,7 @@ pub fn bench_train(
         3.0,
         wall,
         device,
-        plan.memory().total(),
-        plan.memory().activations,
+        plan.memory(),
         gpu,
         plan.dispatch_count(),
     );

@@ -380,7 +380,8 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
     } else {
         println!(
             "{}  batch {}  res {}  alpha {}  on {} ({})\n  {:.2} ms/batch ({})  {:.1} images/s  \
-             {:.2} GFLOP/s  wall {:.2} ms/batch  GPU memory {:.1} MiB  dispatches {}",
+             {:.2} GFLOP/s  wall {:.2} ms/batch  GPU memory {:.1} MiB (activations {:.1} MiB, \
+             live-tensor peak {:.1} MiB)  dispatches {}",
             report.mode,
             report.batch,
             report.resolution,
@@ -393,6 +394,8 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             report.gflops,
             report.wall_ms_per_batch,
             report.memory_bytes as f64 / (1 << 20) as f64,
+            report.activation_bytes as f64 / (1 << 20) as f64,
+            report.activation_live_peak_bytes as f64 / (1 << 20) as f64,
             report.dispatches
         );
         if report.mode == "gemm" {

@@ -64,6 +64,12 @@ fn activations_share_buffers() {
         memory.activations * 4 < memory.activations_unshared,
         "reuse too weak: {memory:?}"
     );
+    // What the plan allocates stays close to the largest set of tensors alive at once.
+    assert!(memory.activations_live_peak > 0);
+    assert!(
+        memory.activations as f64 <= 1.25 * memory.activations_live_peak as f64,
+        "planned activations far above the live-tensor peak: {memory:?}"
+    );
 }
 
 #[test]

@@ -18,6 +18,9 @@ pub struct MemoryReport {
     pub activations: u64,
     /// What activations would take with one buffer per tensor (no reuse).
     pub activations_unshared: u64,
+    /// The largest set of activations alive at once (an op's input and output plus
+    /// everything still to be read): the least any reuse scheme could allocate.
+    pub activations_live_peak: u64,
     pub params: u64,
     /// Gradients, optimizer state and reduction scratch (training plans only).
     pub training: u64,
@@ -64,6 +67,7 @@ pub struct Plan {
 struct MemoryPlan {
     buffer_of: Vec<usize>,
     buffer_bytes: Vec<u64>,
+    live_peak: u64,
 }
 
 fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
@@ -78,9 +82,11 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     let mut buffer_of = vec![usize::MAX; tensor_count];
     let mut buffer_bytes: Vec<u64> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
+    let (mut live, mut live_peak) = (0u64, 0u64);
     for &input in &graph.inputs {
         buffer_bytes.push(tensor_bytes(&graph.tensors[input.0].shape));
         buffer_of[input.0] = buffer_bytes.len() - 1;
+        live += tensor_bytes(&graph.tensors[input.0].shape);
     }
     for (i, node) in graph.nodes.iter().enumerate() {
         let need = tensor_bytes(&graph.tensors[node.output.0].shape);
@@ -105,18 +111,23 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
         };
         buffer_bytes[buffer] = buffer_bytes[buffer].max(need);
         buffer_of[node.output.0] = buffer;
+        live += need;
+        live_peak = live_peak.max(live);
         // Free the input only after the output is placed: an op never reads and writes
         // the same buffer.
         if last_use[node.input.0] == Some(i) && !pinned(node.input) {
             free.push(buffer_of[node.input.0]);
+            live -= tensor_bytes(&graph.tensors[node.input.0].shape);
         }
         if last_use[node.output.0].is_none() && !pinned(node.output) {
             free.push(buffer);
+            live -= need;
         }
     }
     MemoryPlan {
         buffer_of,
         buffer_bytes,
+        live_peak,
     }
 }
 
@@ -246,6 +257,7 @@ impl Plan {
         let memory = MemoryReport {
             activations: memory_plan.buffer_bytes.iter().sum(),
             activations_unshared: graph.tensors.iter().map(|t| tensor_bytes(&t.shape)).sum(),
+            activations_live_peak: memory_plan.live_peak,
             params: params.bytes(),
             training: 0,
             other: uniform_bytes

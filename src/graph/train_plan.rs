@@ -415,6 +415,8 @@ impl TrainPlan {
         let memory = MemoryReport {
             activations: acts.values().map(|b| b.size()).sum(),
             activations_unshared: acts.values().map(|b| b.size()).sum(),
+            // Backward reads every forward activation, so all of them are live at once.
+            activations_live_peak: acts.values().map(|b| b.size()).sum(),
             params: params.bytes(),
             training: 2 * grad_bytes
                 + shared_bytes.iter().sum::<u64>()
