@@ -167,6 +167,101 @@ fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
     store_pixel(n, oy, ox0 + 3u, c0, acc3, mask);
 }
 
+// dY of output column `ox` of the output row starting at pixel `row`, zero outside.
+fn load_grad_pixel(row: u32, ox: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
+    if ox < 0 || ox >= i32(p.out_w) {
+        return vec4<f32>(0.0);
+    }
+    return load_grad_output((row + u32(ox)) * p.channels + c0, mask);
+}
+
+// Writes 4 channels of one input-gradient pixel, if the pixel exists.
+fn store_grad_pixel(n: u32, iy: u32, ix: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    if ix >= p.in_w {
+        return;
+    }
+    let base = ((n * p.in_h + iy) * p.in_w + ix) * p.channels + c0;
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            grad_input[base + j] = sum[j];
+        }
+    }
+}
+
+// dX for 3x3 filters, stride 1 or 2: 4 adjacent input pixels of 4 channels per invocation,
+// sharing the filter taps and the output-gradient columns their windows reach. Input column
+// ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly.
+@compute @workgroup_size(WG_SIZE)
+fn backward_input_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
+                      @builtin(num_workgroups) nwg: vec3<u32>) {
+    let groups = channel_groups();
+    let x_groups = (p.in_w + 3u) / 4u;
+    let index = linear_index(gid, nwg);
+    if index >= p.batch * p.in_h * x_groups * groups {
+        return;
+    }
+    let c0 = (index % groups) * 4u;
+    let rest = index / groups;
+    let ix0 = (rest % x_groups) * 4u;
+    let iy = (rest / x_groups) % p.in_h;
+    let n = rest / (x_groups * p.in_h);
+    let mask = lane_mask(c0);
+    // Position of the first of the 4 pixels in padded coordinates.
+    let q = i32(ix0 + p.pad_left);
+    let s2 = p.stride == 2u;
+
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var ky = 0u; ky < 3u; ky++) {
+        let oy = output_coord(iy, ky, p.stride, p.pad_top, p.out_h);
+        if oy < 0 {
+            continue;
+        }
+        let row = (n * p.out_h + u32(oy)) * p.out_w;
+        let w0 = load_weight((ky * 3u) * p.channels + c0, mask);
+        let w1 = load_weight((ky * 3u + 1u) * p.channels + c0, mask);
+        let w2 = load_weight((ky * 3u + 2u) * p.channels + c0, mask);
+        if s2 {
+            // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even)
+            // or q + 1, q + 3 (when odd) and for 1 tap of the others; they reach 3 output
+            // columns from floor((q - 1) / 2).
+            let e0 = (q - 1) >> 1u;
+            let d0 = load_grad_pixel(row, e0, c0, mask);
+            let d1 = load_grad_pixel(row, e0 + 1, c0, mask);
+            let d2 = load_grad_pixel(row, e0 + 2, c0, mask);
+            if (q & 1) == 1 {
+                acc0 += d0 * w1;
+                acc1 += d1 * w0 + d0 * w2;
+                acc2 += d1 * w1;
+                acc3 += d2 * w0 + d1 * w2;
+            } else {
+                acc0 += d1 * w0 + d0 * w2;
+                acc1 += d1 * w1;
+                acc2 += d2 * w0 + d1 * w2;
+                acc3 += d2 * w1;
+            }
+        } else {
+            // Pixel j reads output columns q + j - 2 .. q + j.
+            let d0 = load_grad_pixel(row, q - 2, c0, mask);
+            let d1 = load_grad_pixel(row, q - 1, c0, mask);
+            let d2 = load_grad_pixel(row, q, c0, mask);
+            let d3 = load_grad_pixel(row, q + 1, c0, mask);
+            let d4 = load_grad_pixel(row, q + 2, c0, mask);
+            let d5 = load_grad_pixel(row, q + 3, c0, mask);
+            acc0 += d2 * w0 + d1 * w1 + d0 * w2;
+            acc1 += d3 * w0 + d2 * w1 + d1 * w2;
+            acc2 += d4 * w0 + d3 * w1 + d2 * w2;
+            acc3 += d5 * w0 + d4 * w1 + d3 * w2;
+        }
+    }
+    store_grad_pixel(n, iy, ix0, c0, acc0, mask);
+    store_grad_pixel(n, iy, ix0 + 1u, c0, acc1, mask);
+    store_grad_pixel(n, iy, ix0 + 2u, c0, acc2, mask);
+    store_grad_pixel(n, iy, ix0 + 3u, c0, acc3, mask);
+}
+
 // dX as a gather: each input element sums the output gradients of the windows that read
 // it, so no two invocations write the same element.
 @compute @workgroup_size(WG_SIZE)

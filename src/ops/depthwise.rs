@@ -33,7 +33,18 @@ fn vec4_threads(shape: &[usize]) -> usize {
     shape[0] * shape[1] * shape[2] * shape[3].div_ceil(CHANNELS_PER_THREAD)
 }
 
+/// Invocations per image row for the 3x3 kernels: 4 pixels along x by 4 channels each.
+fn four_pixel_groups(shape: &[usize]) -> usize {
+    shape[2].div_ceil(4) * shape[3].div_ceil(CHANNELS_PER_THREAD)
+}
+
 impl Depthwise {
+    /// MobileNet's case, with kernels that work on 4 adjacent pixels (depthwise.wgsl's
+    /// `*_3x3` entry points).
+    fn is_3x3(&self) -> bool {
+        self.kernel == 3 && (1..=2).contains(&self.stride)
+    }
+
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         let [n, _, _, c] = nhwc(input)?;
         if self.kernel == 0 || self.stride == 0 {
@@ -102,10 +113,8 @@ impl Depthwise {
     }
 
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
-        if self.kernel == 3 && (1..=2).contains(&self.stride) {
-            // 4 output pixels along x per invocation (depthwise.wgsl's forward_3x3).
-            let [n, h, w, c] = [output[0], output[1], output[2], output[3]];
-            let threads = n * h * w.div_ceil(4) * c.div_ceil(CHANNELS_PER_THREAD);
+        if self.is_3x3() {
+            let threads = output[0] * output[1] * four_pixel_groups(output);
             return vec![self.dispatch("forward_3x3", input, output, threads)];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
@@ -124,7 +133,12 @@ impl Depthwise {
         let weights = self.kernel * self.kernel * input[3];
         let mut dispatches = Vec::new();
         if input_grad {
-            dispatches.push(self.dispatch("backward_input", input, output, vec4_threads(input)));
+            dispatches.push(if self.is_3x3() {
+                let threads = input[0] * input[1] * four_pixel_groups(input);
+                self.dispatch("backward_input_3x3", input, output, threads)
+            } else {
+                self.dispatch("backward_input", input, output, vec4_threads(input))
+            });
         }
         let taps = self.kernel * self.kernel;
         let threads = parts * taps * input[3].div_ceil(CHANNELS_PER_THREAD);
