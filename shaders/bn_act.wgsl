@@ -102,16 +102,31 @@ fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // Training stage 3: normalise with the batch statistics.
+// Rows of one channel per invocation in the element-wise passes: the per-channel values
+// are loaded once for all of them.
+const ROWS_PER_INVOCATION: u32 = 8u;
+
+// (channel, first row, end row) of an element-wise invocation, or none past the end.
+fn row_block(index: u32) -> vec3<u32> {
+    let c = index % p.channels;
+    let first = (index / p.channels) * ROWS_PER_INVOCATION;
+    return vec3<u32>(c, first, min(first + ROWS_PER_INVOCATION, p.rows));
+}
+
 @compute @workgroup_size(WG_SIZE)
 fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    let index = linear_index(gid, nwg);
-    if index >= p.rows * p.channels {
+    let block = row_block(linear_index(gid, nwg));
+    let c = block.x;
+    if block.y >= p.rows {
         return;
     }
-    let c = index % p.channels;
-    let xhat = (input[index] - stats[c]) * stats[p.channels + c];
-    output[index] = activate(gamma[c] * xhat + beta[c], p.act);
+    let scale = gamma[c] * stats[p.channels + c];
+    let shift = beta[c] - stats[c] * scale;
+    for (var row = block.y; row < block.z; row++) {
+        let index = row * p.channels + c;
+        output[index] = activate(input[index] * scale + shift, p.act);
+    }
 }
 
 // Gradient through the activation, recovered from its output: ReLU passes where y > 0,
@@ -170,15 +185,21 @@ fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    let index = linear_index(gid, nwg);
-    if index >= p.rows * p.channels {
+    let block = row_block(linear_index(gid, nwg));
+    let c = block.x;
+    if block.y >= p.rows {
         return;
     }
-    let c = index % p.channels;
+    let mean = stats[c];
     let inv_std = stats[p.channels + c];
-    let xhat = (input[index] - stats[c]) * inv_std;
-    let dz = activation_grad(grad_output[index], output[index]);
+    let sum_dz = stats[2u * p.channels + c];
+    let sum_dz_xhat = stats[3u * p.channels + c];
     let m = f32(p.rows);
-    grad_input[index] = gamma[c] * inv_std / m
-        * (m * dz - stats[2u * p.channels + c] - xhat * stats[3u * p.channels + c]);
+    let scale = gamma[c] * inv_std / m;
+    for (var row = block.y; row < block.z; row++) {
+        let index = row * p.channels + c;
+        let xhat = (input[index] - mean) * inv_std;
+        let dz = activation_grad(grad_output[index], output[index]);
+        grad_input[index] = scale * (m * dz - sum_dz - xhat * sum_dz_xhat);
+    }
 }

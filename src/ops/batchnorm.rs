@@ -29,6 +29,16 @@ const BINDINGS: [(u32, Slot); 12] = [
     (12, Slot::ParamGrad(1)),
 ];
 
+/// Rows of one channel each element-wise training invocation handles (ROWS_PER_INVOCATION
+/// in bn_act.wgsl).
+const ROWS_PER_INVOCATION: usize = 8;
+
+/// Invocations of the element-wise training passes: one per channel and block of rows.
+fn row_block_threads(input: &[usize]) -> usize {
+    let rows = input[0] * input[1] * input[2];
+    rows.div_ceil(ROWS_PER_INVOCATION) * input[3]
+}
+
 impl BatchNorm {
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         nhwc(input)?;
@@ -99,7 +109,7 @@ impl BatchNorm {
         vec![
             self.dispatch("stats_partial", input, m, parts),
             self.dispatch("stats_finalize", input, m, channels),
-            self.dispatch("forward_train", input, m, input.iter().product()),
+            self.dispatch("forward_train", input, m, row_block_threads(input)),
         ]
     }
 
@@ -125,7 +135,7 @@ impl BatchNorm {
             self.dispatch("backward_finalize", input, 0.0, channels),
         ];
         if input_grad {
-            dispatches.push(self.dispatch("backward_input", input, 0.0, input.iter().product()));
+            dispatches.push(self.dispatch("backward_input", input, 0.0, row_block_threads(input)));
         }
         dispatches
     }
