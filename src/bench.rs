@@ -65,6 +65,8 @@ pub struct BenchReport {
     pub activation_live_peak_bytes: u64,
     pub adapter: String,
     pub backend: String,
+    /// Which GEMM kernel ran: "subgroup" (gemm_subgroup.wgsl) or "register-blocked" (gemm.wgsl).
+    pub gemm_kernel: &'static str,
     pub dispatches: usize,
     /// Per-dispatch GPU times in execution order, with `--profile`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -279,6 +281,11 @@ fn report(
         activation_live_peak_bytes: memory.activations_live_peak,
         adapter: gpu.adapter().name.clone(),
         backend: gpu.adapter().backend.clone(),
+        gemm_kernel: if gpu.subgroup_gemm() {
+            "subgroup"
+        } else {
+            "register-blocked"
+        },
         dispatches,
         profile: Vec::new(),
     }

@@ -379,7 +379,7 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
-            "{}  batch {}  res {}  alpha {}  on {} ({})\n  {:.2} ms/batch ({})  {:.1} images/s  \
+            "{}  batch {}  res {}  alpha {}  on {} ({}, {} GEMM)\n  {:.2} ms/batch ({})  {:.1} images/s  \
              {:.2} GFLOP/s  wall {:.2} ms/batch  GPU memory {:.1} MiB (activations {:.1} MiB, \
              live-tensor peak {:.1} MiB)  dispatches {}",
             report.mode,
@@ -388,6 +388,7 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             report.alpha,
             report.adapter,
             report.backend,
+            report.gemm_kernel,
             report.ms_per_batch,
             report.timing,
             report.images_per_sec,

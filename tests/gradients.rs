@@ -11,7 +11,7 @@ use mobilenet_wgpu::ops::{
     Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Pointwise,
 };
 use mobilenet_wgpu::reference::{self, Tensor};
-use mobilenet_wgpu::ParamStore;
+use mobilenet_wgpu::{Gpu, ParamStore};
 use rand::Rng;
 use std::sync::Arc;
 
@@ -152,14 +152,14 @@ fn check_reference_backward(what: &str, case: &Case, seed: u64) {
 }
 
 /// Check 2: GPU backward against the reference backward.
-fn check_gpu_backward(what: &str, case: &Case) {
-    let params = Arc::new(ParamBuffers::new(gpu(), &case.graph).expect("params"));
+fn check_gpu_backward(device: &Gpu, what: &str, case: &Case) {
+    let params = Arc::new(ParamBuffers::new(device, &case.graph).expect("params"));
     params.load(&case.params).expect("load");
     let config = TrainConfig {
         input_grad: true,
         ..Default::default()
     };
-    let plan = TrainPlan::compile(&case.graph, gpu(), params, &config).expect("compile");
+    let plan = TrainPlan::compile(&case.graph, device, params, &config).expect("compile");
     let grads = plan
         .gradients(&case.input, &case.output_grad)
         .expect("gradients");
@@ -185,7 +185,9 @@ fn check_gpu_backward(what: &str, case: &Case) {
 fn check_both(what: &str, kind: OpKind, shape: &[usize], seed: u64) {
     let case = case(kind, shape, seed);
     check_reference_backward(what, &case, seed);
-    check_gpu_backward(what, &case);
+    for (device, gemm) in common::gemm_devices() {
+        check_gpu_backward(device, &format!("{what} [{gemm}]"), &case);
+    }
 }
 
 #[test]

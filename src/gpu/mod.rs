@@ -77,6 +77,7 @@ pub struct Gpu {
     adapter: AdapterSummary,
     limits: wgpu::Limits,
     timestamp_period_ns: Option<f32>,
+    subgroup_gemm: bool,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, CompiledEntry>>,
 }
@@ -137,8 +138,16 @@ impl Gpu {
         let instance = instance();
         let adapter = select_adapter(&instance)?;
         let summary = AdapterSummary::of(&adapter);
-        let wanted_features = wgpu::Features::TIMESTAMP_QUERY;
+        let wanted_features = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted_features;
+        let info = adapter.get_info();
+        // On a CPU a subgroup is a SIMD register: shuffles are cheap and memory reads are
+        // per-lane gathers, which the subgroup GEMM saves. GPUs keep the register-blocked
+        // kernel. MOBILENET_GEMM=plain forces it everywhere (for comparisons).
+        let subgroup_gemm = features.contains(wgpu::Features::SUBGROUP)
+            && info.device_type == wgpu::DeviceType::Cpu
+            && info.subgroup_min_size >= 8
+            && std::env::var("MOBILENET_GEMM").map_or(true, |v| v != "plain");
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("mobilenet-wgpu"),
@@ -162,6 +171,7 @@ impl Gpu {
             adapter: summary,
             limits,
             timestamp_period_ns,
+            subgroup_gemm,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
         })
@@ -181,6 +191,23 @@ impl Gpu {
 
     pub fn limits(&self) -> &wgpu::Limits {
         &self.limits
+    }
+
+    /// Whether GEMMs run gemm_subgroup.wgsl (CPU adapters with subgroups of 8 or more).
+    pub fn subgroup_gemm(&self) -> bool {
+        self.subgroup_gemm
+    }
+
+    /// Turns the subgroup GEMM off (or back on where the adapter allows it), e.g. to test
+    /// or measure the register-blocked kernel on an adapter that would use the other.
+    pub fn with_subgroup_gemm(mut self, enabled: bool) -> Gpu {
+        self.subgroup_gemm = enabled && self.has_subgroups();
+        self
+    }
+
+    /// Whether shaders that use subgroup operations can be built on this device.
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
     }
 
     /// Nanoseconds per timestamp tick, when the device supports timestamp queries.

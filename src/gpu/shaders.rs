@@ -11,6 +11,8 @@ pub enum Shader {
     Conv2d,
     Depthwise,
     Gemm,
+    /// The GEMM for 8-lane subgroups (see `Gpu::subgroup_gemm`).
+    GemmSubgroup,
     BnAct,
     Pool,
     Softmax,
@@ -19,10 +21,11 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 8] = [
+    pub const ALL: [Shader; 9] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::Gemm,
+        Shader::GemmSubgroup,
         Shader::BnAct,
         Shader::Pool,
         Shader::Softmax,
@@ -35,6 +38,7 @@ impl Shader {
             Shader::Conv2d => "conv2d.wgsl",
             Shader::Depthwise => "depthwise.wgsl",
             Shader::Gemm => "gemm.wgsl",
+            Shader::GemmSubgroup => "gemm_subgroup.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Softmax => "softmax_xent.wgsl",
@@ -48,6 +52,10 @@ impl Shader {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Shader::Depthwise => include_str!("../../shaders/depthwise.wgsl"),
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
+            Shader::GemmSubgroup => concat!(
+                include_str!("../../shaders/gemm.wgsl"),
+                include_str!("../../shaders/gemm_subgroup.wgsl")
+            ),
             Shader::BnAct => include_str!("../../shaders/bn_act.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
@@ -59,6 +67,11 @@ impl Shader {
     /// The full source handed to the driver: the shared prelude, then the file.
     pub fn source(self) -> String {
         format!("{COMMON}\n{}", self.body())
+    }
+
+    /// Whether the shader needs `wgpu::Features::SUBGROUP`.
+    pub fn needs_subgroups(self) -> bool {
+        self == Shader::GemmSubgroup
     }
 
     /// Parses and validates the source with naga, returning each compute entry point with

@@ -52,6 +52,12 @@ impl<'a> StepBuilder<'a> {
         dispatch: &Dispatch,
         resolve: impl Fn(Slot) -> Option<wgpu::Buffer>,
     ) -> Result<(), GraphError> {
+        let subgroup_variant = self
+            .gpu
+            .subgroup_gemm()
+            .then(|| crate::ops::subgroup_gemm_dispatch(dispatch))
+            .flatten();
+        let dispatch = subgroup_variant.as_ref().unwrap_or(dispatch);
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let mut buffers = Vec::new();
         for &binding in compiled.bindings.iter().filter(|&&b| b != 0) {

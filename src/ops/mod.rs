@@ -15,7 +15,7 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
 pub use optim::UpdateRule;
-pub use pointwise::Pointwise;
+pub use pointwise::{subgroup_gemm_dispatch, Pointwise};
 pub use pool::GlobalAvgPool;
 pub use softmax::{cross_entropy, Softmax};
 

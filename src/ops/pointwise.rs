@@ -101,6 +101,33 @@ impl Gemm {
     }
 }
 
+/// Rows and columns of C per workgroup of gemm_subgroup.wgsl (TILE_ROWS, TILE_COLS).
+const SUBGROUP_TILE_ROWS: usize = 16;
+const SUBGROUP_TILE_COLS: usize = 32;
+
+/// The same GEMM dispatch for gemm_subgroup.wgsl, which reads the same uniform block and
+/// bindings but tiles C differently; `None` for dispatches that are not GEMMs.
+pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+    if dispatch.shader != Shader::Gemm || dispatch.entry != "forward" {
+        return None;
+    }
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
+    let row_groups = m.div_ceil(SUBGROUP_TILE_ROWS).max(1);
+    let y = row_groups.min(MAX_GROUPS_PER_DIM);
+    let z = row_groups.div_ceil(y) * splits.max(1);
+    Some(Dispatch {
+        shader: Shader::GemmSubgroup,
+        entry: "forward_subgroup",
+        workgroups: [
+            n.div_ceil(SUBGROUP_TILE_COLS).max(1) as u32,
+            y as u32,
+            z as u32,
+        ],
+        ..dispatch.clone()
+    })
+}
+
 fn weight_grad_splits(rows: usize) -> usize {
     rows.div_ceil(K_CHUNK).max(1)
 }

@@ -24,6 +24,19 @@ pub fn gpu() -> &'static Gpu {
     })
 }
 
+/// A second device on the same adapter with the register-blocked GEMM (gemm.wgsl) even
+/// where `gpu()` runs the subgroup GEMM, so both kernels are checked on every machine.
+pub fn gpu_plain_gemm() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new() {
+        Ok(gpu) => gpu.with_subgroup_gemm(false),
+        Err(e) => panic!(
+            "GPU tests need a wgpu adapter and none could be opened: {e}\n\
+             On Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers"
+        ),
+    })
+}
+
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
@@ -80,6 +93,16 @@ pub fn assert_close(what: &str, gpu: &[f32], reference: &[f32], rtol: f64) -> f6
 /// Runs a one-op graph on the GPU and the reference with seeded random data; returns
 /// (gpu output, reference output).
 pub fn run_single_op(kind: OpKind, input_shape: &[usize], seed: u64) -> (Vec<f32>, Tensor) {
+    run_single_op_on(gpu(), kind, input_shape, seed)
+}
+
+/// `run_single_op` on a given device.
+pub fn run_single_op_on(
+    device: &Gpu,
+    kind: OpKind,
+    input_shape: &[usize],
+    seed: u64,
+) -> (Vec<f32>, Tensor) {
     let mut g = GraphBuilder::new();
     let x = g.input("x", input_shape);
     let y = g.add("op", kind, x).expect("valid test shape");
@@ -87,7 +110,7 @@ pub fn run_single_op(kind: OpKind, input_shape: &[usize], seed: u64) -> (Vec<f32
     let params = random_params(&g, seed);
     let mut r = rng(seed);
     let input = uniform(&mut r, input_shape.iter().product(), -2.0, 2.0);
-    let plan = g.compile(gpu()).expect("compile");
+    let plan = g.compile(device).expect("compile");
     plan.load_params(&params).expect("load params");
     let gpu_out = plan.run(&input).expect("run").remove(0);
     let ref_out = reference::run_graph(&g, &params, &input)
@@ -102,9 +125,34 @@ pub fn run_single_op(kind: OpKind, input_shape: &[usize], seed: u64) -> (Vec<f32
 }
 
 /// `run_single_op` plus the tolerance check.
+/// Checks the op on every GEMM kernel the adapter can run (see `gpu_plain_gemm`); returns
+/// the largest error.
 pub fn check_op(what: &str, kind: OpKind, input_shape: &[usize], seed: u64) -> f64 {
-    let (gpu_out, ref_out) = run_single_op(kind, input_shape, seed);
-    assert_close(what, &gpu_out, &ref_out.data, OP_RTOL)
+    gemm_devices()
+        .into_iter()
+        .map(|(device, gemm)| {
+            let (gpu_out, ref_out) = run_single_op_on(device, kind.clone(), input_shape, seed);
+            assert_close(
+                &format!("{what} [{gemm}]"),
+                &gpu_out,
+                &ref_out.data,
+                OP_RTOL,
+            )
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The devices whose GEMM kernels differ: `gpu()`, plus `gpu_plain_gemm()` when `gpu()`
+/// runs the subgroup GEMM; with the kernel's name.
+pub fn gemm_devices() -> Vec<(&'static Gpu, &'static str)> {
+    if gpu().subgroup_gemm() {
+        vec![
+            (gpu(), "subgroup GEMM"),
+            (gpu_plain_gemm(), "register-blocked GEMM"),
+        ]
+    } else {
+        vec![(gpu(), "register-blocked GEMM")]
+    }
 }
 
 // Edge shapes shared by the forward (golden) and backward (gradient) tests: batch 1 and 3,
