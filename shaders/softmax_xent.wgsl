@@ -10,6 +10,8 @@ struct SoftmaxParams {
 @group(0) @binding(3) var<storage, read> labels: array<u32>;
 @group(0) @binding(4) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_logits: array<f32>;
+// Running training metrics: [sum of losses, correct predictions, samples].
+@group(0) @binding(6) var<storage, read_write> metrics: array<f32>;
 
 // The row maximum and sum(exp(row - maximum)): subtracting the maximum keeps exp() from
 // overflowing, and working relative to it keeps f32 precision for large logits.
@@ -65,4 +67,28 @@ fn cross_entropy(@builtin(global_invocation_id) gid: vec3<u32>,
         let onehot = select(0.0, 1.0, j == label);
         grad_logits[base + j] = (exp(logits[base + j] - stats.x) / stats.y - onehot) * scale;
     }
+}
+
+// Adds the batch's loss sum, correct count and size to `metrics`, so the trainer reads
+// metrics back only when it logs instead of after every step. One invocation walks the
+// batch in order: deterministic, no float atomics. Ties in the argmax go to the first
+// class, as the CPU's argmax does.
+@compute @workgroup_size(1)
+fn accumulate_metrics() {
+    var loss_sum = 0.0;
+    var correct = 0.0;
+    for (var row = 0u; row < p.count; row++) {
+        let base = row * p.cols;
+        var best = 0u;
+        for (var j = 1u; j < p.cols; j++) {
+            if logits[base + j] > logits[base + best] {
+                best = j;
+            }
+        }
+        loss_sum += loss[row];
+        correct += select(0.0, 1.0, best == labels[row]);
+    }
+    metrics[0] += loss_sum;
+    metrics[1] += correct;
+    metrics[2] += f32(p.count);
 }

@@ -187,7 +187,7 @@ struct TrainArgs {
     /// Data directory (fashion-mnist default: /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     data: Option<PathBuf>,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 12)]
     epochs: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,

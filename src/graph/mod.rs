@@ -10,7 +10,7 @@ mod train_plan;
 pub use param_buffers::ParamBuffers;
 pub use params::ParamStore;
 pub use plan::{MemoryReport, Plan, RunTiming};
-pub use train_plan::{argmax, Gradients, StepOutput, TrainConfig, TrainPlan};
+pub use train_plan::{argmax, Gradients, RunningMetrics, StepOutput, TrainConfig, TrainPlan};
 
 use crate::gpu::GpuError;
 use crate::ops::{

@@ -12,8 +12,8 @@ use super::steps::{
     encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
 };
 use super::{GraphBuilder, GraphError, ParamStore, TensorId};
-use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
-use crate::ops::{cross_entropy, Slot, TrainSettings, UpdateRule};
+use crate::gpu::{read_buffer_f32, storage_buffer, Gpu, GpuError};
+use crate::ops::{accumulate_metrics, cross_entropy, Slot, TrainSettings, UpdateRule};
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -115,6 +115,38 @@ pub struct TrainPlan {
     staging: wgpu::Buffer,
     timer: Option<PassTimer>,
     memory: MemoryReport,
+    metrics: wgpu::Buffer,
+    /// The last submission of `step_queued`, waited for before the next one is queued.
+    in_flight: std::sync::Mutex<Option<wgpu::SubmissionIndex>>,
+}
+
+/// Bytes of the running-metrics buffer: loss sum, correct, samples (f32 each), padded.
+const METRICS_BYTES: u64 = 16;
+
+/// Training metrics accumulated on the GPU since the last `TrainPlan::take_metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunningMetrics {
+    pub loss_sum: f64,
+    pub correct: usize,
+    pub samples: usize,
+}
+
+impl RunningMetrics {
+    pub fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.samples.max(1) as f64
+    }
+
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.samples.max(1) as f64
+    }
+}
+
+impl std::ops::AddAssign for RunningMetrics {
+    fn add_assign(&mut self, other: RunningMetrics) {
+        self.loss_sum += other.loss_sum;
+        self.correct += other.correct;
+        self.samples += other.samples;
+    }
 }
 
 /// The training nodes (those up to the one producing the loss input), checked to form a
@@ -314,6 +346,7 @@ impl TrainPlan {
         }
         let labels = storage_buffer(gpu, "labels", batch as u64 * 4);
         let loss = storage_buffer(gpu, "loss", batch as u64 * 4);
+        let metrics = storage_buffer(gpu, "running metrics", METRICS_BYTES);
         let unused = storage_buffer(gpu, "unused binding", 16);
         let hyper = gpu.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("optimizer hyper-parameters"),
@@ -357,14 +390,17 @@ impl TrainPlan {
         let forward = 0..builder.len();
 
         if output_shape.len() == 2 {
-            let xent = cross_entropy(output_shape[0], output_shape[1], batch);
-            builder.add("loss", &xent, |slot| match slot {
+            let loss_slot = |slot| match slot {
                 Slot::Input => acts.get(&output_id).cloned(),
                 Slot::Labels => Some(labels.clone()),
                 Slot::Loss => Some(loss.clone()),
                 Slot::GradInput => Some(grads[grad_of[&output_id]].clone()),
+                Slot::Metrics => Some(metrics.clone()),
                 _ => None,
-            })?;
+            };
+            let (rows, cols) = (output_shape[0], output_shape[1]);
+            builder.add("loss", &cross_entropy(rows, cols, batch), loss_slot)?;
+            builder.add("metrics", &accumulate_metrics(rows, cols, batch), loss_slot)?;
         }
         let loss_steps = forward.end..builder.len();
 
@@ -423,7 +459,12 @@ impl TrainPlan {
                 + persistent_bytes
                 + param_grads.iter().map(|g| g.buffer.size()).sum::<u64>()
                 + opt_state.iter().map(|g| g.buffer.size()).sum::<u64>(),
-            other: uniform_bytes + staging.size() + workspace_bytes + 2 * batch as u64 * 4 + 48,
+            other: uniform_bytes
+                + staging.size()
+                + workspace_bytes
+                + METRICS_BYTES
+                + 2 * batch as u64 * 4
+                + 48,
         };
         Ok(TrainPlan {
             device: gpu.device().clone(),
@@ -449,6 +490,8 @@ impl TrainPlan {
             staging,
             timer,
             memory,
+            metrics,
+            in_flight: std::sync::Mutex::new(None),
         })
     }
 
@@ -501,7 +544,7 @@ impl TrainPlan {
         seed: Seed<'_>,
         lr: Option<f32>,
         copy_step_outputs: bool,
-    ) -> Result<(), GraphError> {
+    ) -> Result<wgpu::SubmissionIndex, GraphError> {
         check_input_len(images.len(), &self.input_shape)?;
         self.queue
             .write_buffer(&self.input, 0, bytemuck::cast_slice(images));
@@ -557,8 +600,7 @@ impl TrainPlan {
         if let Some(timer) = &self.timer {
             timer.resolve(&mut encoder);
         }
-        self.queue.submit([encoder.finish()]);
-        Ok(())
+        Ok(self.queue.submit([encoder.finish()]))
     }
 
     fn read_step_output(&self) -> Result<StepOutput, GraphError> {
@@ -569,6 +611,48 @@ impl TrainPlan {
         Ok(StepOutput {
             loss: values,
             logits,
+        })
+    }
+
+    /// One optimisation step queued without waiting for it or reading anything back: the
+    /// loss and accuracy accumulate on the GPU until `take_metrics`. At most two steps are
+    /// in flight (this waits for the previous one before returning), so the CPU prepares
+    /// the next batch while the GPU runs this one without queueing unbounded work.
+    pub fn step_queued(&self, images: &[f32], labels: &[u32], lr: f32) -> Result<(), GraphError> {
+        let submitted = self.execute(images, Seed::Labels(labels), Some(lr), false)?;
+        let previous = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(submitted);
+        if let Some(index) = previous {
+            self.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map_err(|e| {
+                    GraphError::Gpu(GpuError::Readback(format!(
+                        "waiting for a training step: {e}"
+                    )))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The metrics accumulated since the last call (waiting for queued steps), then resets
+    /// them.
+    pub fn take_metrics(&self) -> Result<RunningMetrics, GraphError> {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.metrics, 0, &self.staging, 0, METRICS_BYTES);
+        encoder.clear_buffer(&self.metrics, 0, None);
+        self.queue.submit([encoder.finish()]);
+        let values = read_buffer_f32(&self.device, &self.staging, 3)?;
+        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        Ok(RunningMetrics {
+            loss_sum: values[0] as f64,
+            correct: values[1] as usize,
+            samples: values[2] as usize,
         })
     }
 

@@ -17,7 +17,7 @@ pub use depthwise::Depthwise;
 pub use optim::UpdateRule;
 pub use pointwise::{subgroup_gemm_dispatch, Pointwise};
 pub use pool::GlobalAvgPool;
-pub use softmax::{cross_entropy, Softmax};
+pub use softmax::{accumulate_metrics, cross_entropy, Softmax};
 
 use crate::gpu::Shader;
 use std::fmt;
@@ -207,6 +207,8 @@ pub enum Slot {
     Labels,
     /// Per-sample loss, written by the loss.
     Loss,
+    /// Running training metrics (loss sum, correct, samples), read back when logged.
+    Metrics,
     /// The n-th optimizer state tensor of a parameter.
     OptState(usize),
     /// The optimizer's per-step uniform block (learning rate and friends).

@@ -17,8 +17,18 @@ fn dispatch(entry: &'static str, rows: usize, cols: usize, count: usize) -> Disp
             (3, Slot::Labels),
             (4, Slot::Loss),
             (5, Slot::GradInput),
+            (6, Slot::Metrics),
         ],
         workgroups: linear_grid(rows),
+    }
+}
+
+/// Adds the loss sum, correct count and sample count of the first `count` rows to
+/// `Metrics` (after `cross_entropy`, which writes the per-sample loss it reads).
+pub fn accumulate_metrics(rows: usize, cols: usize, count: usize) -> Dispatch {
+    Dispatch {
+        workgroups: [1, 1, 1],
+        ..dispatch("accumulate_metrics", rows, cols, count)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::data::{
     BatchLoader, ImageSet, LoaderOptions, Normalize, FASHION_MNIST_DIR,
 };
 use crate::gpu::Gpu;
-use crate::graph::{ParamBuffers, ParamStore, Plan, TrainConfig, TrainPlan};
+use crate::graph::{ParamBuffers, ParamStore, Plan, RunningMetrics, TrainConfig, TrainPlan};
 use crate::model::{Form, MobileNetV1Config, BLOCKS, CLASSIFIER, POOL_STAGE, STAGES};
 use crate::ops::TrainSettings;
 use crate::weights::{fold_batchnorm, load_pretrained};
@@ -224,6 +224,32 @@ fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> indic
     bar
 }
 
+/// Training steps between read-backs of the running loss and accuracy.
+const LOG_EVERY: usize = 50;
+
+/// Adds the metrics accumulated on the GPU since the last read to `tally`; stops training
+/// when their loss is not finite. `at` is (epoch, step, learning rate) for the message.
+fn tally_logged(
+    plan: &TrainPlan,
+    tally: &mut RunningMetrics,
+    (epoch, step, lr): (usize, usize, f64),
+    last_path: &Path,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<()> {
+    let logged = plan.take_metrics()?;
+    let loss = logged.mean_loss();
+    *tally += logged;
+    if !loss.is_finite() {
+        bar.abandon();
+        bail!(
+            "the loss became {loss} at epoch {epoch} by step {step} (learning rate {lr:.4}); training stopped and \
+             the last good checkpoint {} was kept; lower --lr or check the data",
+            last_path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Trains (or resumes) a run as described by `options`, writing into `options.out_dir`.
 pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let started = Instant::now();
@@ -420,38 +446,34 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         let epoch_start = Instant::now();
         let bar = progress_bar(options.progress, steps_per_epoch, epoch + 1, options.epochs);
         let loader = BatchLoader::try_new(train_set.clone(), loader_options.clone(), epoch)?;
-        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut tally = RunningMetrics::default();
         let mut lr = options
             .schedule
             .lr_at(step, steps_per_epoch, options.epochs);
+        // Steps are queued without waiting; loss and accuracy accumulate on the GPU and are
+        // read back every LOG_EVERY steps (progress, divergence check) and at the epoch's end.
+        let mut since_log = 0;
         for batch in loader {
             lr = options
                 .schedule
                 .lr_at(step, steps_per_epoch, options.epochs);
             let inputs = FrozenPart::features(frozen.as_ref(), batch.images)?;
-            let out = plan.step(&inputs, &batch.labels, lr as f32)?;
-            let loss = out.mean_loss();
-            if !loss.is_finite() {
-                bar.abandon();
-                bail!(
-                    "the loss became {loss} at epoch {} step {step} (learning rate {lr:.4}); training stopped and \
-                     the last good checkpoint {} was kept; lower --lr or check the data",
-                    epoch + 1,
-                    last_path.display()
-                );
-            }
-            loss_sum += loss * batch.count as f64;
-            correct += out.correct(&batch.labels);
-            seen += batch.count;
+            plan.step_queued(&inputs, &batch.labels, lr as f32)?;
             step += 1;
+            since_log += 1;
             bar.inc(1);
-            let rate = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.2}% {rate:.0} img/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64
-            ));
+            if since_log == LOG_EVERY {
+                since_log = 0;
+                tally_logged(&plan, &mut tally, (epoch + 1, step, lr), &last_path, &bar)?;
+                let rate = tally.samples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.2}% {rate:.0} img/s",
+                    tally.mean_loss(),
+                    100.0 * tally.accuracy()
+                ));
+            }
         }
+        tally_logged(&plan, &mut tally, (epoch + 1, step, lr), &last_path, &bar)?;
         bar.finish_and_clear();
         let train_seconds = epoch_start.elapsed().as_secs_f64();
         let weights = all_params(params.read()?);
@@ -470,14 +492,14 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         let metrics = EpochMetrics {
             epoch,
             lr,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: correct as f64 / seen.max(1) as f64,
+            train_loss: tally.mean_loss(),
+            train_acc: tally.accuracy(),
             val_loss: val.as_ref().map(|v| v.loss),
             val_acc: val.as_ref().map(|v| v.top1),
             test_loss: test.as_ref().map(|t| t.loss),
             test_acc: test.as_ref().map(|t| t.top1),
             seconds: epoch_start.elapsed().as_secs_f64(),
-            images_per_sec: seen as f64 / train_seconds.max(1e-9),
+            images_per_sec: tally.samples as f64 / train_seconds.max(1e-9),
         };
         if let Some((name, _, _)) = weights
             .iter()
