@@ -187,7 +187,7 @@ struct TrainArgs {
     /// Data directory (fashion-mnist default: /usr/share/datasets/fashion-mnist).
     #[arg(long)]
     data: Option<PathBuf>,
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 4)]
     epochs: usize,
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -202,9 +202,10 @@ struct TrainArgs {
     #[arg(long)]
     in_channels: Option<usize>,
     /// Stem stride: 2 as in the paper; 1 is the CIFAR-style stem that keeps small inputs
-    /// from shrinking early (4x the compute).
-    #[arg(long, default_value_t = 2)]
-    stem_stride: usize,
+    /// from shrinking early (4x the compute in the first layers). Default: 1 for
+    /// Fashion-MNIST and CIFAR-10, 2 for image folders.
+    #[arg(long)]
+    stem_stride: Option<usize>,
     /// rmsprop (TensorFlow form, the paper's), rmsprop-torch or sgd.
     #[arg(long, default_value = "rmsprop")]
     optimizer: OptimizerKind,
@@ -315,10 +316,10 @@ impl FinetuneArgs {
 
 impl TrainArgs {
     fn options(&self) -> TrainOptions {
-        let (native_resolution, native_channels) = match self.dataset {
-            DatasetKind::FashionMnist => (28, 1),
-            DatasetKind::Cifar10 => (32, 3),
-            DatasetKind::Folder => (128, 3),
+        let (native_resolution, native_channels, native_stem_stride) = match self.dataset {
+            DatasetKind::FashionMnist => (28, 1, 1),
+            DatasetKind::Cifar10 => (32, 3, 1),
+            DatasetKind::Folder => (128, 3, 2),
         };
         let resolution = self.resolution.unwrap_or(native_resolution);
         let preset = MobileNetV1Config::preset(self.preset);
@@ -326,7 +327,7 @@ impl TrainArgs {
             alpha: self.alpha,
             resolution,
             in_channels: self.in_channels.unwrap_or(native_channels),
-            stem_stride: self.stem_stride,
+            stem_stride: self.stem_stride.unwrap_or(native_stem_stride),
             ..preset
         };
         let kind = match self.schedule {
