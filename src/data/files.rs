@@ -55,3 +55,16 @@ pub(crate) fn require_dir(dir: &Path, help: &str) -> Result<(), DataError> {
         })
     }
 }
+
+/// Decodes a PNG or JPEG file; the content decides the format, so a PNG saved as .jpg
+/// still loads.
+pub(crate) fn decode_image_file(path: &Path) -> Result<image::DynamicImage, DataError> {
+    image::ImageReader::open(path)
+        .and_then(image::ImageReader::with_guessed_format)
+        .map_err(|source| DataError::io(path, source))?
+        .decode()
+        .map_err(|source| DataError::Decode {
+            path: path.to_path_buf(),
+            source,
+        })
+}

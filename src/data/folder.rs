@@ -1,10 +1,10 @@
 use std::path::{Path, PathBuf};
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageReader};
+use image::DynamicImage;
 
 use super::error::DataError;
-use super::files::require_dir;
+use super::files::{decode_image_file, require_dir};
 use super::image_set::ImageSet;
 use super::transform::convert_channels;
 
@@ -145,15 +145,7 @@ fn decode_all(files: &[PathBuf], side: u32, channels: usize) -> Result<Vec<u8>, 
 
 /// Decodes one image into `side x side x channels` bytes (shorter side scaled, centre-cropped).
 fn decode_image(path: &Path, side: u32, channels: usize) -> Result<Vec<u8>, DataError> {
-    // The content decides the format, so a PNG saved as .jpg still loads.
-    let decoded = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .map_err(|source| DataError::io(path, source))?
-        .decode()
-        .map_err(|source| DataError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let decoded = decode_image_file(path)?;
     let square = DynamicImage::ImageRgb8(decoded.to_rgb8())
         .resize_to_fill(side, side, FilterType::Triangle)
         .into_rgb8()

@@ -5,9 +5,10 @@
 use std::path::Path;
 
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageReader};
+use image::DynamicImage;
 
 use super::error::DataError;
+use super::files::decode_image_file;
 use super::transform::Normalize;
 
 /// How an image becomes the network's input.
@@ -25,16 +26,7 @@ pub struct Preprocess {
 /// Decodes a JPEG or PNG (grey, RGB, RGBA; 8 or 16 bits; alpha dropped) into
 /// `resolution x resolution x channels` normalised f32 values, HWC.
 pub fn load_image(path: &Path, preprocess: &Preprocess) -> Result<Vec<f32>, DataError> {
-    // The content decides the format, so a PNG saved as .jpg still loads.
-    let decoded = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .map_err(|source| DataError::io(path, source))?
-        .decode()
-        .map_err(|source| DataError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })?;
-    Ok(preprocess.apply(&decoded))
+    Ok(preprocess.apply(&decode_image_file(path)?))
 }
 
 impl Preprocess {

@@ -548,31 +548,35 @@ impl TrainPlan {
         check_input_len(images.len(), &self.input_shape)?;
         self.queue
             .write_buffer(&self.input, 0, bytemuck::cast_slice(images));
-        let phases: Vec<Range<usize>> = match seed {
+        // Phases to encode, in order; skipped ones are empty (no allocation per step).
+        let phases: [Range<usize>; 4] = match seed {
             Seed::Labels(labels) => {
                 self.check_labels(labels)?;
                 self.queue
                     .write_buffer(&self.labels, 0, bytemuck::cast_slice(labels));
-                let mut phases = vec![
+                let update = match (lr, &self.update_rule) {
+                    (Some(lr), Some(rule)) => {
+                        self.queue.write_buffer(
+                            &self.hyper,
+                            0,
+                            bytemuck::cast_slice(&rule.hyper_words(lr)),
+                        );
+                        self.update.clone()
+                    }
+                    _ => 0..0,
+                };
+                [
                     self.forward.clone(),
                     self.loss_steps.clone(),
                     self.backward.clone(),
-                ];
-                if let (Some(lr), Some(rule)) = (lr, &self.update_rule) {
-                    self.queue.write_buffer(
-                        &self.hyper,
-                        0,
-                        bytemuck::cast_slice(&rule.hyper_words(lr)),
-                    );
-                    phases.push(self.update.clone());
-                }
-                phases
+                    update,
+                ]
             }
             Seed::OutputGrad(grad) => {
                 check_input_len(grad.len(), &self.output_shape)?;
                 self.queue
                     .write_buffer(&self.output_grad, 0, bytemuck::cast_slice(grad));
-                vec![self.forward.clone(), self.backward.clone()]
+                [self.forward.clone(), 0..0, self.backward.clone(), 0..0]
             }
         };
         let mut encoder = self.device.create_command_encoder(&Default::default());
