@@ -15,6 +15,14 @@ fn activate(x: f32, act: u32) -> f32 {
     }
 }
 
+fn activate4(x: vec4<f32>, act: u32) -> vec4<f32> {
+    switch act {
+        case 1u: { return max(x, vec4<f32>(0.0)); }
+        case 2u: { return clamp(x, vec4<f32>(0.0), vec4<f32>(6.0)); }
+        default: { return x; }
+    }
+}
+
 // Element-wise kernels are dispatched as a 2D grid because one dimension is capped at
 // 65535 workgroups; this folds the grid back into one linear index.
 fn linear_index(gid: vec3<u32>, num_workgroups: vec3<u32>) -> u32 {

@@ -29,6 +29,8 @@ fn lane_mask(c0: u32) -> vec4<bool> {
     return vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u) < vec4<u32>(p.channels);
 }
 
+// ACCESS BEGIN: loads and stores of one 4-channel group, given the element index of its
+// first channel, for any channel count; depthwise_vec4.wgsl replaces this block.
 fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return select(vec4<f32>(0.0), vec4<f32>(input[i], input[i + 1u], input[i + 2u], input[i + 3u]), mask);
 }
@@ -42,6 +44,36 @@ fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
                   vec4<f32>(grad_output[i], grad_output[i + 1u], grad_output[i + 2u], grad_output[i + 3u]),
                   mask);
 }
+
+// Output channels c0..c0+3 at element `base`, after the fused bias and activation.
+fn store_output(base: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            var value = sum[j];
+            if p.has_bias != 0u {
+                value += bias[c0 + j];
+            }
+            output[base + j] = activate(value, p.act);
+        }
+    }
+}
+
+fn store_grad_input(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            grad_input[base + j] = sum[j];
+        }
+    }
+}
+
+fn store_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            partials[base + j] = sum[j];
+        }
+    }
+}
+// ACCESS END
 
 @compute @workgroup_size(WG_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -68,16 +100,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             acc += x * load_weight((ky * p.kernel + kx) * p.channels + c0, mask);
         }
     }
-    let base = ((n * p.out_h + o[1]) * p.out_w + o[2]) * p.channels + c0;
-    for (var j = 0u; j < 4u; j++) {
-        if mask[j] {
-            var value = acc[j];
-            if p.has_bias != 0u {
-                value += bias[c0 + j];
-            }
-            output[base + j] = activate(value, p.act);
-        }
-    }
+    store_output(((n * p.out_h + o[1]) * p.out_w + o[2]) * p.channels + c0, c0, acc, mask);
 }
 
 // Input pixel (row, ix) of channels c0..c0+3, zero in the padding; `row` is the index of
@@ -94,16 +117,7 @@ fn store_pixel(n: u32, oy: u32, ox: u32, c0: u32, sum: vec4<f32>, mask: vec4<boo
     if ox >= p.out_w {
         return;
     }
-    let base = ((n * p.out_h + oy) * p.out_w + ox) * p.channels + c0;
-    for (var j = 0u; j < 4u; j++) {
-        if mask[j] {
-            var value = sum[j];
-            if p.has_bias != 0u {
-                value += bias[c0 + j];
-            }
-            output[base + j] = activate(value, p.act);
-        }
-    }
+    store_output(((n * p.out_h + oy) * p.out_w + ox) * p.channels + c0, c0, sum, mask);
 }
 
 // The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes 4 adjacent
@@ -180,12 +194,7 @@ fn store_grad_pixel(n: u32, iy: u32, ix: u32, c0: u32, sum: vec4<f32>, mask: vec
     if ix >= p.in_w {
         return;
     }
-    let base = ((n * p.in_h + iy) * p.in_w + ix) * p.channels + c0;
-    for (var j = 0u; j < 4u; j++) {
-        if mask[j] {
-            grad_input[base + j] = sum[j];
-        }
-    }
+    store_grad_input(((n * p.in_h + iy) * p.in_w + ix) * p.channels + c0, sum, mask);
 }
 
 // dX for 3x3 filters, stride 1 or 2: 4 adjacent input pixels of 4 channels per invocation,
@@ -288,12 +297,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
             acc += dy * load_weight((ky * p.kernel + kx) * p.channels + c0, mask);
         }
     }
-    let base = ((n * p.in_h + i[1]) * p.in_w + i[2]) * p.channels + c0;
-    for (var j = 0u; j < 4u; j++) {
-        if mask[j] {
-            grad_input[base + j] = acc[j];
-        }
-    }
+    store_grad_input(((n * p.in_h + i[1]) * p.in_w + i[2]) * p.channels + c0, acc, mask);
 }
 
 // dW stage 1: for each chunk of output pixels, tap and channel group, sum dy * x.
@@ -328,10 +332,5 @@ fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
         let x = load_input(((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.channels + c0, mask);
         acc += load_grad_output(pixel * p.channels + c0, mask) * x;
     }
-    let base = (chunk * taps + tap) * p.channels + c0;
-    for (var j = 0u; j < 4u; j++) {
-        if mask[j] {
-            partials[base + j] = acc[j];
-        }
-    }
+    store_partial((chunk * taps + tap) * p.channels + c0, acc, mask);
 }

@@ -96,3 +96,116 @@ fn forward_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
     store_row(split, row0 + 14u, col, acc14);
     store_row(split, row0 + 15u, col, acc15);
 }
+
+// The same tile for operands that are contiguous along K (A) and along N (B, C), with K and
+// N multiples of 4, as in every forward pointwise convolution: each lane moves whole vec4s.
+// A software rasteriser loops over the lanes once per load instruction, whatever its width,
+// so one vec4 load costs about what one scalar load does: here a lane reads 4 K steps of
+// its two A rows and its 4 columns of B with 6 loads instead of 24, and stores C by vec4.
+// Lane j owns columns col0 + 4j .. col0 + 4j + 3.
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
+
+// acc += the 4 K steps of row `a` (its value sits in lane `src`) times B rows b0..b3.
+fn fma_row4(acc: vec4<f32>, a: vec4<f32>, src: u32, b0: vec4<f32>, b1: vec4<f32>, b2: vec4<f32>,
+            b3: vec4<f32>) -> vec4<f32> {
+    let s = subgroupShuffle(a, src);
+    return acc + s.x * b0 + s.y * b1 + s.z * b2 + s.w * b3;
+}
+
+// Row `row` of C at the lane's 4 columns (`col4` in vec4 units), if the row exists.
+fn store_row4(row: u32, col4: u32, bias: vec4<f32>, sum: vec4<f32>) {
+    if row >= p.m {
+        return;
+    }
+    let index = row * (p.n / 4u) + col4;
+    var value = sum + bias;
+    if p.accumulate != 0u {
+        value += c4[index];
+    }
+    c4[index] = activate4(value, p.act);
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_vec4(@builtin(workgroup_id) wg: vec3<u32>,
+           @builtin(subgroup_invocation_id) lane: u32,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = (wg.y + wg.z * nwg.y) * TILE_ROWS;
+    if row0 >= p.m {
+        return;
+    }
+    let last_row = p.m - 1u;
+    // In vec4 units from here on.
+    let a_lo_row = min(row0 + lane, last_row) * (p.a_row_stride / 4u);
+    let a_hi_row = min(row0 + SUBGROUP_LANES + lane, last_row) * (p.a_row_stride / 4u);
+    let col = wg.x * TILE_COLS + 4u * lane;
+    let col4 = min(col, p.n - 4u) / 4u;
+    let b_row4 = p.b_row_stride / 4u;
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    var acc4 = vec4<f32>(0.0);
+    var acc5 = vec4<f32>(0.0);
+    var acc6 = vec4<f32>(0.0);
+    var acc7 = vec4<f32>(0.0);
+    var acc8 = vec4<f32>(0.0);
+    var acc9 = vec4<f32>(0.0);
+    var acc10 = vec4<f32>(0.0);
+    var acc11 = vec4<f32>(0.0);
+    var acc12 = vec4<f32>(0.0);
+    var acc13 = vec4<f32>(0.0);
+    var acc14 = vec4<f32>(0.0);
+    var acc15 = vec4<f32>(0.0);
+    for (var k4 = 0u; k4 < p.k / 4u; k4++) {
+        let a_lo = a4[a_lo_row + k4];
+        let a_hi = a4[a_hi_row + k4];
+        let b_off = 4u * k4 * b_row4 + col4;
+        let b0 = b4[b_off];
+        let b1 = b4[b_off + b_row4];
+        let b2 = b4[b_off + 2u * b_row4];
+        let b3 = b4[b_off + 3u * b_row4];
+        acc0 = fma_row4(acc0, a_lo, 0u, b0, b1, b2, b3);
+        acc1 = fma_row4(acc1, a_lo, 1u, b0, b1, b2, b3);
+        acc2 = fma_row4(acc2, a_lo, 2u, b0, b1, b2, b3);
+        acc3 = fma_row4(acc3, a_lo, 3u, b0, b1, b2, b3);
+        acc4 = fma_row4(acc4, a_lo, 4u, b0, b1, b2, b3);
+        acc5 = fma_row4(acc5, a_lo, 5u, b0, b1, b2, b3);
+        acc6 = fma_row4(acc6, a_lo, 6u, b0, b1, b2, b3);
+        acc7 = fma_row4(acc7, a_lo, 7u, b0, b1, b2, b3);
+        acc8 = fma_row4(acc8, a_hi, 0u, b0, b1, b2, b3);
+        acc9 = fma_row4(acc9, a_hi, 1u, b0, b1, b2, b3);
+        acc10 = fma_row4(acc10, a_hi, 2u, b0, b1, b2, b3);
+        acc11 = fma_row4(acc11, a_hi, 3u, b0, b1, b2, b3);
+        acc12 = fma_row4(acc12, a_hi, 4u, b0, b1, b2, b3);
+        acc13 = fma_row4(acc13, a_hi, 5u, b0, b1, b2, b3);
+        acc14 = fma_row4(acc14, a_hi, 6u, b0, b1, b2, b3);
+        acc15 = fma_row4(acc15, a_hi, 7u, b0, b1, b2, b3);
+    }
+    // Lanes past the last column computed clamped copies; they store nothing.
+    if col >= p.n {
+        return;
+    }
+    var bias = vec4<f32>(0.0);
+    if p.has_bias != 0u {
+        bias = bias4[col4];
+    }
+    store_row4(row0 + 0u, col4, bias, acc0);
+    store_row4(row0 + 1u, col4, bias, acc1);
+    store_row4(row0 + 2u, col4, bias, acc2);
+    store_row4(row0 + 3u, col4, bias, acc3);
+    store_row4(row0 + 4u, col4, bias, acc4);
+    store_row4(row0 + 5u, col4, bias, acc5);
+    store_row4(row0 + 6u, col4, bias, acc6);
+    store_row4(row0 + 7u, col4, bias, acc7);
+    store_row4(row0 + 8u, col4, bias, acc8);
+    store_row4(row0 + 9u, col4, bias, acc9);
+    store_row4(row0 + 10u, col4, bias, acc10);
+    store_row4(row0 + 11u, col4, bias, acc11);
+    store_row4(row0 + 12u, col4, bias, acc12);
+    store_row4(row0 + 13u, col4, bias, acc13);
+    store_row4(row0 + 14u, col4, bias, acc14);
+    store_row4(row0 + 15u, col4, bias, acc15);
+}

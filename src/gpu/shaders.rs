@@ -1,15 +1,42 @@
 //! The WGSL sources, compiled into the binary and validated with naga.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Prepended to every shader file: WGSL has no include mechanism.
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
+
+const DEPTHWISE: &str = include_str!("../../shaders/depthwise.wgsl");
+const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
+const ACCESS_END: &str = "// ACCESS END";
+
+/// depthwise.wgsl with its element-access block (the lines from ACCESS_BEGIN to
+/// ACCESS_END) replaced by depthwise_vec4.wgsl: same kernels, vec4 memory accesses.
+/// Splicing text keeps one copy of the kernels while each entry point sees each binding
+/// through one type only (WGSL lets no entry point use two views of one binding).
+fn depthwise_vec4_source() -> String {
+    let begin = DEPTHWISE
+        .find(ACCESS_BEGIN)
+        .expect("depthwise.wgsl marks its access block");
+    let end = DEPTHWISE[begin..]
+        .find(ACCESS_END)
+        .map(|offset| begin + offset + ACCESS_END.len())
+        .expect("depthwise.wgsl ends its access block");
+    format!(
+        "{}{}{}",
+        &DEPTHWISE[..begin],
+        include_str!("../../shaders/depthwise_vec4.wgsl"),
+        &DEPTHWISE[end..]
+    )
+}
 
 /// One WGSL file per layer type (the GEMM file serves both pointwise and dense).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
     Conv2d,
     Depthwise,
+    /// depthwise.wgsl with whole-vec4 loads and stores, for channel counts divisible by 4.
+    DepthwiseVec4,
     Gemm,
     /// The GEMM for 8-lane subgroups (see `Gpu::subgroup_gemm`).
     GemmSubgroup,
@@ -21,9 +48,10 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 9] = [
+    pub const ALL: [Shader; 10] = [
         Shader::Conv2d,
         Shader::Depthwise,
+        Shader::DepthwiseVec4,
         Shader::Gemm,
         Shader::GemmSubgroup,
         Shader::BnAct,
@@ -37,6 +65,7 @@ impl Shader {
         match self {
             Shader::Conv2d => "conv2d.wgsl",
             Shader::Depthwise => "depthwise.wgsl",
+            Shader::DepthwiseVec4 => "depthwise_vec4.wgsl",
             Shader::Gemm => "gemm.wgsl",
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
             Shader::BnAct => "bn_act.wgsl",
@@ -47,10 +76,11 @@ impl Shader {
         }
     }
 
-    fn body(self) -> &'static str {
-        match self {
+    fn body(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
-            Shader::Depthwise => include_str!("../../shaders/depthwise.wgsl"),
+            Shader::Depthwise => DEPTHWISE,
+            Shader::DepthwiseVec4 => return Cow::Owned(depthwise_vec4_source()),
             Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
             Shader::GemmSubgroup => concat!(
                 include_str!("../../shaders/gemm.wgsl"),
@@ -61,7 +91,7 @@ impl Shader {
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
-        }
+        })
     }
 
     /// The full source handed to the driver: the shared prelude, then the file.
@@ -101,6 +131,8 @@ impl Shader {
                     .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
                     .collect();
                 bindings.sort_unstable();
+                // A binding may be declared twice, as scalars and as vec4s.
+                bindings.dedup();
                 (ep.name.clone(), bindings)
             })
             .collect())

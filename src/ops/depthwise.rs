@@ -103,8 +103,14 @@ impl Depthwise {
             0,
         ]
         .map(|v| v as u32);
+        // Whole vec4 accesses when every 4-channel group is aligned (depthwise_vec4.wgsl).
+        let shader = if input[3].is_multiple_of(4) {
+            Shader::DepthwiseVec4
+        } else {
+            Shader::Depthwise
+        };
         Dispatch {
-            shader: Shader::Depthwise,
+            shader,
             entry,
             uniform: uniform_words(&words),
             bindings: [&BINDINGS[..], &[(7, fused_bias_slot(self.fused))]].concat(),

@@ -1,0 +1,45 @@
+// Replaces the element-access block of depthwise.wgsl (between its ACCESS markers) when the
+// channel count is a multiple of 4, so that every 4-channel group is one aligned vec4. A
+// software rasteriser such as lavapipe runs one loop over the lanes per load or store
+// instruction, whatever its width, so a vec4 access costs about what a scalar one does:
+// 4 channels for the price of 1. The kernels never touch the scalar views, so each
+// binding is used through one type only.
+
+@group(0) @binding(1) var<storage, read> input4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> weight4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> output4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> grad_output4: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> grad_input4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> partials4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> bias4: array<vec4<f32>>;
+
+// Loads and stores of one 4-channel group, given the element index of its first channel,
+// as whole vec4s: valid when the channel count is a multiple of 4.
+fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return input4[i / 4u];
+}
+
+fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return weight4[i / 4u];
+}
+
+fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return grad_output4[i / 4u];
+}
+
+// Output channels c0..c0+3 at element `base`, after the fused bias and activation.
+fn store_output(base: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    var value = sum;
+    if p.has_bias != 0u {
+        value += bias4[c0 / 4u];
+    }
+    output4[base / 4u] = activate4(value, p.act);
+}
+
+fn store_grad_input(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    grad_input4[base / 4u] = sum;
+}
+
+fn store_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    partials4[base / 4u] = sum;
+}
