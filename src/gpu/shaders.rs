@@ -7,27 +7,24 @@ use std::fmt;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const DEPTHWISE: &str = include_str!("../../shaders/depthwise.wgsl");
+const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
+const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
 const ACCESS_END: &str = "// ACCESS END";
 
-/// depthwise.wgsl with its element-access block (the lines from ACCESS_BEGIN to
-/// ACCESS_END) replaced by depthwise_vec4.wgsl: same kernels, vec4 memory accesses.
-/// Splicing text keeps one copy of the kernels while each entry point sees each binding
-/// through one type only (WGSL lets no entry point use two views of one binding).
-fn depthwise_vec4_source() -> String {
-    let begin = DEPTHWISE
+/// `base` with its element-access block (the lines from ACCESS_BEGIN to ACCESS_END)
+/// replaced by `access`: the same kernels with vec4 memory accesses. Splicing text keeps
+/// one copy of each kernel while every entry point sees each binding through one type
+/// only (WGSL lets no entry point use two views of one binding).
+fn splice_access(base: &str, access: &str) -> String {
+    let begin = base
         .find(ACCESS_BEGIN)
-        .expect("depthwise.wgsl marks its access block");
-    let end = DEPTHWISE[begin..]
+        .expect("the shader marks its access block");
+    let end = base[begin..]
         .find(ACCESS_END)
         .map(|offset| begin + offset + ACCESS_END.len())
-        .expect("depthwise.wgsl ends its access block");
-    format!(
-        "{}{}{}",
-        &DEPTHWISE[..begin],
-        include_str!("../../shaders/depthwise_vec4.wgsl"),
-        &DEPTHWISE[end..]
-    )
+        .expect("the shader ends its access block");
+    format!("{}{access}{}", &base[..begin], &base[end..])
 }
 
 /// One WGSL file per layer type (the GEMM file serves both pointwise and dense).
@@ -40,6 +37,8 @@ pub enum Shader {
     Gemm,
     /// The GEMM for 8-lane subgroups (see `Gpu::subgroup_gemm`).
     GemmSubgroup,
+    /// gemm_subgroup.wgsl with whole-vec4 accesses, for operands contiguous along K and N.
+    GemmSubgroupVec4,
     BnAct,
     Pool,
     Softmax,
@@ -48,12 +47,13 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 10] = [
+    pub const ALL: [Shader; 11] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
         Shader::Gemm,
         Shader::GemmSubgroup,
+        Shader::GemmSubgroupVec4,
         Shader::BnAct,
         Shader::Pool,
         Shader::Softmax,
@@ -68,6 +68,7 @@ impl Shader {
             Shader::DepthwiseVec4 => "depthwise_vec4.wgsl",
             Shader::Gemm => "gemm.wgsl",
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
+            Shader::GemmSubgroupVec4 => "gemm_subgroup_vec4.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Softmax => "softmax_xent.wgsl",
@@ -80,12 +81,16 @@ impl Shader {
         Cow::Borrowed(match self {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Shader::Depthwise => DEPTHWISE,
-            Shader::DepthwiseVec4 => return Cow::Owned(depthwise_vec4_source()),
-            Shader::Gemm => include_str!("../../shaders/gemm.wgsl"),
-            Shader::GemmSubgroup => concat!(
-                include_str!("../../shaders/gemm.wgsl"),
-                include_str!("../../shaders/gemm_subgroup.wgsl")
-            ),
+            Shader::DepthwiseVec4 => {
+                let access = include_str!("../../shaders/depthwise_vec4.wgsl");
+                return Cow::Owned(splice_access(DEPTHWISE, access));
+            }
+            Shader::Gemm => GEMM,
+            Shader::GemmSubgroup => return Cow::Owned(format!("{GEMM}{GEMM_SUBGROUP}")),
+            Shader::GemmSubgroupVec4 => {
+                let access = include_str!("../../shaders/gemm_subgroup_vec4.wgsl");
+                return Cow::Owned(format!("{GEMM}{}", splice_access(GEMM_SUBGROUP, access)));
+            }
             Shader::BnAct => include_str!("../../shaders/bn_act.wgsl"),
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
@@ -101,7 +106,7 @@ impl Shader {
 
     /// Whether the shader needs `wgpu::Features::SUBGROUP`.
     pub fn needs_subgroups(self) -> bool {
-        self == Shader::GemmSubgroup
+        matches!(self, Shader::GemmSubgroup | Shader::GemmSubgroupVec4)
     }
 
     /// Parses and validates the source with naga, returning each compute entry point with

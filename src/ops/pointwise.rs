@@ -115,7 +115,7 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
     let (k, a_strides, b_strides) = (words[2], [words[4], words[5]], [words[6], words[7]]);
     // Whole vec4s along K for A and along N for B and C (every forward pointwise GEMM).
-    let vec4 = splits <= 1
+    let vec4 = words[11].is_multiple_of(4)
         && k.is_multiple_of(4)
         && n.is_multiple_of(4)
         && a_strides[1] == 1
@@ -126,12 +126,12 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let y = row_groups.min(MAX_GROUPS_PER_DIM);
     let z = row_groups.div_ceil(y) * splits.max(1);
     Some(Dispatch {
-        shader: Shader::GemmSubgroup,
-        entry: if vec4 {
-            "forward_subgroup_vec4"
+        shader: if vec4 {
+            Shader::GemmSubgroupVec4
         } else {
-            "forward_subgroup"
+            Shader::GemmSubgroup
         },
+        entry: "forward_subgroup",
         workgroups: [
             n.div_ceil(SUBGROUP_TILE_COLS).max(1) as u32,
             y as u32,
