@@ -3,7 +3,8 @@
 // memory access is a loop over the lanes). A workgroup is one subgroup and computes a 16x32
 // block of C: lane j loads rows j and 8 + j of A and owns columns 4j .. 4j + 3 of the
 // block; the A values reach every lane by shuffles, so each lane does 64 multiply-adds
-// per step of K while loading 2 values of A and 4 of B.
+// per step of K while loading 2 values of A and 4 of B. B arrives in 4x4 blocks (4 steps of
+// K by the lane's 4 columns), multiplied by matrix-vector products.
 //
 // Appended to gemm.wgsl (its parameters, bindings and store_c), in a module of its own
 // because subgroup operations need a device feature the base kernel must not depend on.
@@ -16,18 +17,21 @@ const TILE_ROWS: u32 = 16u;
 const TILE_COLS: u32 = 32u;
 
 // ACCESS BEGIN
-// A[row, k .. k + 3] for the row starting at element `row_offset`; zero from `k_last` on.
-fn load_a4(row_offset: u32, k: u32, k_last: u32) -> vec4<f32> {
+// A[row, k .. k + 3], zero from `k_last` on. The strides say whether A is transposed.
+fn load_a4(row: u32, k: u32, k_last: u32, a_transposed: bool) -> vec4<f32> {
     let ks = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u);
-    let at = row_offset + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
+    let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
     return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]),
                   ks < vec4<u32>(k_last));
 }
 
-// B[k, col .. col + 3], clamped into B (A is zero wherever a clamped value would count).
-fn load_b4_row(k: u32, k_last: u32, col: u32) -> vec4<f32> {
-    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
-    return load_b4(min(k, k_last - 1u) * p.b_row_stride, cols * p.b_col_stride);
+// B[k + t, col .. col + 3] as column t, for t = 0 .. 3, clamped into B (A is zero wherever
+// a clamped value would count). The strides say whether B is transposed.
+fn load_b4x4(k: u32, k_last: u32, col: u32, b_transposed: bool) -> mat4x4<f32> {
+    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) * p.b_col_stride;
+    let rows = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(k_last - 1u)) * p.b_row_stride;
+    return mat4x4<f32>(load_b4(rows.x, cols), load_b4(rows.y, cols), load_b4(rows.z, cols),
+                       load_b4(rows.w, cols));
 }
 
 // The bias of the lane's 4 columns when store_row adds it; store_c adds it here.
@@ -50,60 +54,96 @@ struct Tile {
     r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
 }
 
-// acc + 4 steps of K: row `a` (held by lane `src`) times the B rows b0 .. b3.
-fn fma_row4(acc: vec4<f32>, a: vec4<f32>, src: u32, b0: vec4<f32>, b1: vec4<f32>,
-            b2: vec4<f32>, b3: vec4<f32>) -> vec4<f32> {
+// acc + 4 steps of K: row `a` (held by lane `src`) times the B rows in the columns of `b`.
+fn fma_row4(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32> {
     let s = subgroupShuffle(a, src);
-    return acc + s.x * b0 + s.y * b1 + s.z * b2 + s.w * b3;
+    return acc + s.x * b[0] + s.y * b[1] + s.z * b[2] + s.w * b[3];
 }
 
+// Three entry points for the operand layouts. The transposition flags are literals, so the
+// compiler keeps one branch of each load inside the loop. The row test returns early (the
+// same for every lane, so the subgroup stays whole for the shuffles); lanes past the last
+// column computed clamped copies and store nothing. Helpers keep to a single return, and
+// the loop stays out of conditionals: both cost lavapipe mask bookkeeping in the loop.
 @compute @workgroup_size(SUBGROUP_LANES)
-fn forward_subgroup(@builtin(workgroup_id) wg: vec3<u32>,
-           @builtin(subgroup_invocation_id) lane: u32,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
-    // z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of y.
+fn forward_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = tile_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    let t = accumulate_tile(at, lane, false, false);
+    if at.col < p.n { store_tile(at, t); }
+}
+
+// For B stored transposed (contiguous along K), as in dX = dY W^T.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = tile_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    let t = accumulate_tile(at, lane, false, true);
+    if at.col < p.n { store_tile(at, t); }
+}
+
+// For A stored transposed (contiguous along M), as in dW = X^T dY.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_at(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = tile_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    let t = accumulate_tile(at, lane, true, false);
+    if at.col < p.n { store_tile(at, t); }
+}
+
+// Where a lane's part of the tile lies: its K split, the tile's first row, the lane's first
+// column. z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of y.
+struct TileOrigin {
+    split: u32, row0: u32, col: u32,
+}
+
+fn tile_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> TileOrigin {
     let split = wg.z % p.splits;
-    let row0 = (wg.y + (wg.z / p.splits) * nwg.y) * TILE_ROWS;
-    // The same for every lane: the subgroup stays whole for the shuffles.
-    if row0 >= p.m {
-        return;
-    }
+    return TileOrigin(split, (wg.y + (wg.z / p.splits) * nwg.y) * TILE_ROWS,
+                      wg.x * TILE_COLS + 4u * lane);
+}
+
+// The lane's 16x4 block of C before the epilogue.
+fn accumulate_tile(at: TileOrigin, lane: u32, a_transposed: bool, b_transposed: bool) -> Tile {
     // Out-of-range rows read a clamped, valid row and are simply not stored.
     let last_row = p.m - 1u;
-    let a_lo_row = min(row0 + lane, last_row) * p.a_row_stride;
-    let a_hi_row = min(row0 + SUBGROUP_LANES + lane, last_row) * p.a_row_stride;
-    let col = wg.x * TILE_COLS + 4u * lane;
-    let k_first = split * p.k_chunk;
+    let a_lo_row = min(at.row0 + lane, last_row);
+    let a_hi_row = min(at.row0 + SUBGROUP_LANES + lane, last_row);
+    let col = at.col;
+    let k_first = at.split * p.k_chunk;
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = Tile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        let a_lo = load_a4(a_lo_row, kk, k_last);
-        let a_hi = load_a4(a_hi_row, kk, k_last);
-        let b0 = load_b4_row(kk, k_last, col);
-        let b1 = load_b4_row(kk + 1u, k_last, col);
-        let b2 = load_b4_row(kk + 2u, k_last, col);
-        let b3 = load_b4_row(kk + 3u, k_last, col);
-        t.r0 = fma_row4(t.r0, a_lo, 0u, b0, b1, b2, b3);
-        t.r1 = fma_row4(t.r1, a_lo, 1u, b0, b1, b2, b3);
-        t.r2 = fma_row4(t.r2, a_lo, 2u, b0, b1, b2, b3);
-        t.r3 = fma_row4(t.r3, a_lo, 3u, b0, b1, b2, b3);
-        t.r4 = fma_row4(t.r4, a_lo, 4u, b0, b1, b2, b3);
-        t.r5 = fma_row4(t.r5, a_lo, 5u, b0, b1, b2, b3);
-        t.r6 = fma_row4(t.r6, a_lo, 6u, b0, b1, b2, b3);
-        t.r7 = fma_row4(t.r7, a_lo, 7u, b0, b1, b2, b3);
-        t.r8 = fma_row4(t.r8, a_hi, 0u, b0, b1, b2, b3);
-        t.r9 = fma_row4(t.r9, a_hi, 1u, b0, b1, b2, b3);
-        t.r10 = fma_row4(t.r10, a_hi, 2u, b0, b1, b2, b3);
-        t.r11 = fma_row4(t.r11, a_hi, 3u, b0, b1, b2, b3);
-        t.r12 = fma_row4(t.r12, a_hi, 4u, b0, b1, b2, b3);
-        t.r13 = fma_row4(t.r13, a_hi, 5u, b0, b1, b2, b3);
-        t.r14 = fma_row4(t.r14, a_hi, 6u, b0, b1, b2, b3);
-        t.r15 = fma_row4(t.r15, a_hi, 7u, b0, b1, b2, b3);
+        let a_lo = load_a4(a_lo_row, kk, k_last, a_transposed);
+        let a_hi = load_a4(a_hi_row, kk, k_last, a_transposed);
+        let b = load_b4x4(kk, k_last, col, b_transposed);
+        t.r0 = fma_row4(t.r0, a_lo, 0u, b);
+        t.r1 = fma_row4(t.r1, a_lo, 1u, b);
+        t.r2 = fma_row4(t.r2, a_lo, 2u, b);
+        t.r3 = fma_row4(t.r3, a_lo, 3u, b);
+        t.r4 = fma_row4(t.r4, a_lo, 4u, b);
+        t.r5 = fma_row4(t.r5, a_lo, 5u, b);
+        t.r6 = fma_row4(t.r6, a_lo, 6u, b);
+        t.r7 = fma_row4(t.r7, a_lo, 7u, b);
+        t.r8 = fma_row4(t.r8, a_hi, 0u, b);
+        t.r9 = fma_row4(t.r9, a_hi, 1u, b);
+        t.r10 = fma_row4(t.r10, a_hi, 2u, b);
+        t.r11 = fma_row4(t.r11, a_hi, 3u, b);
+        t.r12 = fma_row4(t.r12, a_hi, 4u, b);
+        t.r13 = fma_row4(t.r13, a_hi, 5u, b);
+        t.r14 = fma_row4(t.r14, a_hi, 6u, b);
+        t.r15 = fma_row4(t.r15, a_hi, 7u, b);
     }
-    // Lanes past the last column computed clamped copies; they store nothing.
-    if col >= p.n {
-        return;
-    }
+    return t;
+}
+
+fn store_tile(at: TileOrigin, t: Tile) {
+    let split = at.split;
+    let row0 = at.row0;
+    let col = at.col;
     let bias = tile_bias(col);
     store_row(split, row0, col, bias, t.r0);
     store_row(split, row0 + 1u, col, bias, t.r1);

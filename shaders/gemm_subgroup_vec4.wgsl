@@ -1,6 +1,7 @@
 // Replaces the element-access block of gemm_subgroup.wgsl (between its ACCESS markers) when
-// A is contiguous along K, B and C along N, and K, N, the row strides and the K chunk are
-// multiples of 4, as in every forward pointwise convolution and dense layer. A software
+// C is contiguous along N, A along K or M, B along N or K (not both transposed), and K, N,
+// the strides and the K chunk are multiples of 4: every forward pointwise convolution and
+// dense layer, and their input and weight gradients. A software
 // rasteriser such as lavapipe runs one loop over the lanes per load or store instruction,
 // whatever its width, so a vec4 costs about what a scalar does: a lane makes 6 loads per 4
 // steps of K instead of 24, and 16 stores instead of 64. The kernel never touches the
@@ -11,13 +12,37 @@
 @group(0) @binding(3) var<storage, read> bias4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
 
-fn load_a4(row_offset: u32, k: u32, k_last: u32) -> vec4<f32> {
-    return a4[(row_offset + k) / 4u];
+// A transposed (contiguous along M, as X^T in dW = X^T dY) holds the row's 4 values in 4
+// vec4s, one per step of K; the lanes of the same 4 rows read the same vec4s.
+fn load_a4(row: u32, k: u32, k_last: u32, a_transposed: bool) -> vec4<f32> {
+    if a_transposed {
+        let first = (k * p.a_col_stride + row) / 4u;
+        let stride = p.a_col_stride / 4u;
+        let v0 = a4[first];
+        let v1 = a4[first + stride];
+        let v2 = a4[first + 2u * stride];
+        let v3 = a4[first + 3u * stride];
+        let i = row % 4u;
+        return vec4<f32>(v0[i], v1[i], v2[i], v3[i]);
+    }
+    return a4[(row * p.a_row_stride + k) / 4u];
 }
 
-// Columns past N (lanes that will not store) read the last vec4 of the row.
-fn load_b4_row(k: u32, k_last: u32, col: u32) -> vec4<f32> {
-    return b4[(k * p.b_row_stride + min(col, p.n - 4u)) / 4u];
+// Columns past N (lanes that will not store) read the last vec4 of B's rows. B is either
+// contiguous along N (vec4s are columns of the block) or along K (B is a transposed matrix,
+// as in dX = dY W^T: vec4s are rows of the block).
+fn load_b4x4(k: u32, k_last: u32, col: u32, b_transposed: bool) -> mat4x4<f32> {
+    let c = min(col, p.n - 4u);
+    if b_transposed {
+        let first = (c * p.b_col_stride + k) / 4u;
+        let stride = p.b_col_stride / 4u;
+        return transpose(mat4x4<f32>(b4[first], b4[first + stride], b4[first + 2u * stride],
+                                     b4[first + 3u * stride]));
+    }
+    let first = (k * p.b_row_stride + c) / 4u;
+    let stride = p.b_row_stride / 4u;
+    return mat4x4<f32>(b4[first], b4[first + stride], b4[first + 2u * stride],
+                       b4[first + 3u * stride]);
 }
 
 fn tile_bias(col: u32) -> vec4<f32> {

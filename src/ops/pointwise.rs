@@ -54,8 +54,9 @@ impl Gemm {
         }
     }
 
+    /// A multiple of 4, so that the vec4 kernel can take split-K GEMMs.
     fn k_chunk(&self) -> usize {
-        self.k.div_ceil(self.splits.max(1)).max(1)
+        self.k.div_ceil(self.splits.max(1)).next_multiple_of(4)
     }
 
     /// The dispatch, binding A, B, bias and C to the given slots.
@@ -114,14 +115,21 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
     let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
     let (k, a_strides, b_strides) = (words[2], [words[4], words[5]], [words[6], words[7]]);
-    // Whole vec4s along K for A and along N for B and C (every forward pointwise GEMM).
+    // Whole vec4s when every operand is contiguous along one of its dimensions and the
+    // sizes and strides keep vec4s aligned (gemm_subgroup_vec4.wgsl).
+    let a_transposed = a_strides[0] == 1 && a_strides[1] != 1;
+    let b_transposed = b_strides[0] == 1 && b_strides[1] != 1;
     let vec4 = words[11].is_multiple_of(4)
         && k.is_multiple_of(4)
         && n.is_multiple_of(4)
-        && a_strides[1] == 1
-        && a_strides[0].is_multiple_of(4)
-        && b_strides[1] == 1
-        && b_strides[0].is_multiple_of(4);
+        && !(a_transposed && b_transposed)
+        && vec4_operand(a_strides, a_transposed)
+        && vec4_operand(b_strides, b_transposed);
+    let entry = match (vec4, a_transposed, b_transposed) {
+        (true, true, false) => "forward_subgroup_at",
+        (true, false, true) => "forward_subgroup_bt",
+        _ => "forward_subgroup",
+    };
     let row_groups = m.div_ceil(SUBGROUP_TILE_ROWS).max(1);
     let y = row_groups.min(MAX_GROUPS_PER_DIM);
     let z = row_groups.div_ceil(y) * splits.max(1);
@@ -131,7 +139,7 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         } else {
             Shader::GemmSubgroup
         },
-        entry: "forward_subgroup",
+        entry,
         workgroups: [
             n.div_ceil(SUBGROUP_TILE_COLS).max(1) as u32,
             y as u32,
@@ -139,6 +147,16 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         ],
         ..dispatch.clone()
     })
+}
+
+/// Whether a [rows, cols] operand with these (row, column) strides reads as aligned vec4s
+/// along its contiguous dimension.
+fn vec4_operand(strides: [u32; 2], transposed: bool) -> bool {
+    if transposed {
+        strides[1].is_multiple_of(4)
+    } else {
+        strides[1] == 1 && strides[0].is_multiple_of(4)
+    }
 }
 
 fn weight_grad_splits(rows: usize) -> usize {
