@@ -1,4 +1,7 @@
-// Optimizer updates, one parameter element per invocation. Weight decay is L2 added to
+// Optimizer updates, 4 parameter elements (one vec4) per invocation: a software rasteriser
+// pays per load instruction, whatever its width. Parameter, gradient and state buffers are
+// allocated in whole vec4s (gpu::storage_buffer), and the padding past `len` holds zeros,
+// which every rule below maps to zeros. Weight decay is L2 added to
 // the gradient (PyTorch's coupled form); the host sets it to zero for parameters that
 // should not decay (depthwise filters, BN, biases by default).
 
@@ -14,13 +17,19 @@ struct Hyper {
 
 @group(0) @binding(0) var<uniform> info: ParamInfo;
 @group(0) @binding(1) var<uniform> hyper: Hyper;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-@group(0) @binding(3) var<storage, read> grad: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> state1: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> grad: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> state0: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> state1: array<vec4<f32>>;
 
-fn decayed_grad(i: u32) -> f32 {
+fn decayed_grad(i: u32) -> vec4<f32> {
     return grad[i] + info.weight_decay * param[i];
+}
+
+// The lanes of vec4 `i` that hold tensor elements, not padding. RMSProp divides by the
+// root of its state, which is 0/0 in the padding when epsilon is 0: masking keeps it zero.
+fn in_tensor(i: u32) -> vec4<bool> {
+    return vec4<u32>(4u * i) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(info.len);
 }
 
 // SGD with momentum (PyTorch form: buf = m*buf + g), optionally Nesterov.
@@ -28,7 +37,7 @@ fn decayed_grad(i: u32) -> f32 {
 fn sgd(@builtin(global_invocation_id) gid: vec3<u32>,
        @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
-    if i >= info.len {
+    if i >= (info.len + 3u) / 4u {
         return;
     }
     let g = decayed_grad(i);
@@ -45,13 +54,14 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>,
 fn rmsprop_tf(@builtin(global_invocation_id) gid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
-    if i >= info.len {
+    if i >= (info.len + 3u) / 4u {
         return;
     }
     let g = decayed_grad(i);
     let ms = hyper.decay * state0[i] + (1.0 - hyper.decay) * g * g;
     state0[i] = ms;
-    let mom = hyper.momentum * state1[i] + hyper.lr * g * inverseSqrt(ms + hyper.eps);
+    let step = select(vec4<f32>(0.0), hyper.lr * g * inverseSqrt(ms + hyper.eps), in_tensor(i));
+    let mom = hyper.momentum * state1[i] + step;
     state1[i] = mom;
     param[i] -= mom;
 }
@@ -62,13 +72,13 @@ fn rmsprop_tf(@builtin(global_invocation_id) gid: vec3<u32>,
 fn rmsprop_torch(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = linear_index(gid, nwg);
-    if i >= info.len {
+    if i >= (info.len + 3u) / 4u {
         return;
     }
     let g = decayed_grad(i);
     let sq = hyper.decay * state0[i] + (1.0 - hyper.decay) * g * g;
     state0[i] = sq;
-    let d = g / (sqrt(sq) + hyper.eps);
+    let d = select(vec4<f32>(0.0), g / (sqrt(sq) + hyper.eps), in_tensor(i));
     let buf = hyper.momentum * state1[i] + d;
     state1[i] = buf;
     param[i] -= hyper.lr * buf;

@@ -6,8 +6,9 @@ use super::{Gpu, GpuError};
 pub fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
     gpu.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        // wgpu rejects zero-sized bindings; 4 bytes keeps degenerate tensors bindable.
-        size: bytes.max(4).next_multiple_of(4),
+        // Whole vec4s (16 bytes), so kernels that move vec4s reach every element; this also
+        // keeps degenerate tensors bindable (wgpu rejects zero-sized bindings).
+        size: bytes.max(16).next_multiple_of(16),
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_DST
             | wgpu::BufferUsages::COPY_SRC,

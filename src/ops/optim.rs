@@ -83,7 +83,8 @@ impl UpdateRule {
                 (4, Slot::OptState(0)),
                 (5, Slot::OptState(1)),
             ],
-            workgroups: linear_grid(len),
+            // optim.wgsl updates one vec4 per invocation.
+            workgroups: linear_grid(len.div_ceil(4)),
         }
     }
 }
