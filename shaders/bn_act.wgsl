@@ -1,5 +1,18 @@
 // Batch normalisation fused with the activation that follows it, NHWC (channel fastest).
 // Rows are the N*H*W pixels; statistics are per channel.
+//
+// Every value is an `Elem`: one channel here; bn_act_vec4.wgsl replaces the ACCESS block so
+// that an Elem is a vec4 of 4 adjacent channels when the channel count divides by 4, and
+// the same kernels then move whole vec4s (a software rasteriser pays per load instruction,
+// whatever its width). Indices below count Elems, never channels.
+
+// ACCESS BEGIN
+alias Elem = f32;
+const CHANNELS_PER_ELEM: u32 = 1u;
+fn activate_elem(x: Elem, act: u32) -> Elem {
+    return activate(x, act);
+}
+// ACCESS END
 
 struct BnParams {
     rows: u32, channels: u32, act: u32, eps: f32,
@@ -7,21 +20,21 @@ struct BnParams {
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
-@group(0) @binding(1) var<storage, read> input: array<f32>;
-@group(0) @binding(2) var<storage, read> gamma: array<f32>;
-@group(0) @binding(3) var<storage, read> beta: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(6) var<storage, read_write> output: array<f32>;
+@group(0) @binding(1) var<storage, read> input: array<Elem>;
+@group(0) @binding(2) var<storage, read> gamma: array<Elem>;
+@group(0) @binding(3) var<storage, read> beta: array<Elem>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<Elem>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<Elem>;
+@group(0) @binding(6) var<storage, read_write> output: array<Elem>;
 // Per channel, kept from the forward to the backward pass:
 // [mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat], each `channels` long.
-@group(0) @binding(7) var<storage, read_write> stats: array<f32>;
+@group(0) @binding(7) var<storage, read_write> stats: array<Elem>;
 // Two-stage reduction scratch: two [chunks, channels] planes.
-@group(0) @binding(8) var<storage, read_write> partials: array<f32>;
-@group(0) @binding(9) var<storage, read> grad_output: array<f32>;
-@group(0) @binding(10) var<storage, read_write> grad_input: array<f32>;
-@group(0) @binding(11) var<storage, read_write> grad_gamma: array<f32>;
-@group(0) @binding(12) var<storage, read_write> grad_beta: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partials: array<Elem>;
+@group(0) @binding(9) var<storage, read> grad_output: array<Elem>;
+@group(0) @binding(10) var<storage, read_write> grad_input: array<Elem>;
+@group(0) @binding(11) var<storage, read_write> grad_gamma: array<Elem>;
+@group(0) @binding(12) var<storage, read_write> grad_beta: array<Elem>;
 
 // Inference form: normalise with the running statistics. The per-channel scale/shift is
 // recomputed per element rather than stored, so the trained parameters stay the only state.
@@ -29,13 +42,18 @@ struct BnParams {
 fn forward_inference(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
     let index = linear_index(gid, nwg);
-    if index >= p.rows * p.channels {
+    if index >= p.rows * groups() {
         return;
     }
-    let ch = index % p.channels;
+    let ch = index % groups();
     let scale = gamma[ch] * inverseSqrt(running_var[ch] + p.eps);
     let shift = beta[ch] - running_mean[ch] * scale;
-    output[index] = activate(input[index] * scale + shift, p.act);
+    output[index] = activate_elem(input[index] * scale + shift, p.act);
+}
+
+// Channel groups (Elems) per row.
+fn groups() -> u32 {
+    return p.channels / CHANNELS_PER_ELEM;
 }
 
 fn chunk_rows(chunk: u32) -> vec2<u32> {
@@ -49,23 +67,23 @@ fn chunk_rows(chunk: u32) -> vec2<u32> {
 fn stats_partial(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let index = linear_index(gid, nwg);
-    if index >= p.chunks * p.channels {
+    if index >= p.chunks * groups() {
         return;
     }
-    let c = index % p.channels;
-    let range = chunk_rows(index / p.channels);
-    var sum = 0.0;
+    let c = index % groups();
+    let range = chunk_rows(index / groups());
+    var sum = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
-        sum += input[r * p.channels + c];
+        sum += input[r * groups() + c];
     }
     let mean = sum / f32(range.y - range.x);
-    var m2 = 0.0;
+    var m2 = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
-        let d = input[r * p.channels + c] - mean;
+        let d = input[r * groups() + c] - mean;
         m2 += d * d;
     }
     partials[index] = mean;
-    partials[p.chunks * p.channels + index] = m2;
+    partials[p.chunks * groups() + index] = m2;
 }
 
 // Training stage 2: merge the chunks in order (Chan et al.'s pairwise update), store
@@ -76,17 +94,17 @@ fn stats_partial(@builtin(global_invocation_id) gid: vec3<u32>,
 fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = linear_index(gid, nwg);
-    if c >= p.channels {
+    if c >= groups() {
         return;
     }
     var count = 0.0;
-    var mean = 0.0;
-    var m2 = 0.0;
+    var mean = Elem(0.0);
+    var m2 = Elem(0.0);
     for (var s = 0u; s < p.chunks; s++) {
         let range = chunk_rows(s);
         let n_b = f32(range.y - range.x);
-        let mean_b = partials[s * p.channels + c];
-        let m2_b = partials[(p.chunks + s) * p.channels + c];
+        let mean_b = partials[s * groups() + c];
+        let m2_b = partials[(p.chunks + s) * groups() + c];
         let total = count + n_b;
         let delta = mean_b - mean;
         mean += delta * n_b / total;
@@ -95,7 +113,7 @@ fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let variance = m2 / count;
     stats[c] = mean;
-    stats[p.channels + c] = inverseSqrt(variance + p.eps);
+    stats[groups() + c] = inverseSqrt(variance + p.eps);
     let unbiased = select(variance, m2 / (count - 1.0), count > 1.0);
     running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
     running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
@@ -108,8 +126,8 @@ const ROWS_PER_INVOCATION: u32 = 8u;
 
 // (channel, first row, end row) of an element-wise invocation, or none past the end.
 fn row_block(index: u32) -> vec3<u32> {
-    let c = index % p.channels;
-    let first = (index / p.channels) * ROWS_PER_INVOCATION;
+    let c = index % groups();
+    let first = (index / groups()) * ROWS_PER_INVOCATION;
     return vec3<u32>(c, first, min(first + ROWS_PER_INVOCATION, p.rows));
 }
 
@@ -121,20 +139,20 @@ fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>,
     if block.y >= p.rows {
         return;
     }
-    let scale = gamma[c] * stats[p.channels + c];
+    let scale = gamma[c] * stats[groups() + c];
     let shift = beta[c] - stats[c] * scale;
     for (var row = block.y; row < block.z; row++) {
-        let index = row * p.channels + c;
-        output[index] = activate(input[index] * scale + shift, p.act);
+        let index = row * groups() + c;
+        output[index] = activate_elem(input[index] * scale + shift, p.act);
     }
 }
 
 // Gradient through the activation, recovered from its output: ReLU passes where y > 0,
 // ReLU6 where 0 < y < 6 (exactly where the pre-activation was inside the linear part).
-fn activation_grad(dy: f32, y: f32) -> f32 {
+fn activation_grad(dy: Elem, y: Elem) -> Elem {
     switch p.act {
-        case 1u: { return select(0.0, dy, y > 0.0); }
-        case 2u: { return select(0.0, dy, y > 0.0 && y < 6.0); }
+        case 1u: { return select(Elem(0.0), dy, y > Elem(0.0)); }
+        case 2u: { return select(Elem(0.0), dy, (y > Elem(0.0)) & (y < Elem(6.0))); }
         default: { return dy; }
     }
 }
@@ -144,21 +162,21 @@ fn activation_grad(dy: f32, y: f32) -> f32 {
 fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
     let index = linear_index(gid, nwg);
-    if index >= p.chunks * p.channels {
+    if index >= p.chunks * groups() {
         return;
     }
-    let c = index % p.channels;
-    let range = chunk_rows(index / p.channels);
-    var sum_dz = 0.0;
-    var sum_dz_xhat = 0.0;
+    let c = index % groups();
+    let range = chunk_rows(index / groups());
+    var sum_dz = Elem(0.0);
+    var sum_dz_xhat = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
-        let i = r * p.channels + c;
+        let i = r * groups() + c;
         let dz = activation_grad(grad_output[i], output[i]);
         sum_dz += dz;
-        sum_dz_xhat += dz * (input[i] - stats[c]) * stats[p.channels + c];
+        sum_dz_xhat += dz * (input[i] - stats[c]) * stats[groups() + c];
     }
     partials[index] = sum_dz;
-    partials[p.chunks * p.channels + index] = sum_dz_xhat;
+    partials[p.chunks * groups() + index] = sum_dz_xhat;
 }
 
 // Backward stage 2: dbeta = sum dz, dgamma = sum dz * xhat, summed over chunks in order.
@@ -166,17 +184,17 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
 fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
     let c = linear_index(gid, nwg);
-    if c >= p.channels {
+    if c >= groups() {
         return;
     }
-    var sum_dz = 0.0;
-    var sum_dz_xhat = 0.0;
+    var sum_dz = Elem(0.0);
+    var sum_dz_xhat = Elem(0.0);
     for (var s = 0u; s < p.chunks; s++) {
-        sum_dz += partials[s * p.channels + c];
-        sum_dz_xhat += partials[(p.chunks + s) * p.channels + c];
+        sum_dz += partials[s * groups() + c];
+        sum_dz_xhat += partials[(p.chunks + s) * groups() + c];
     }
-    stats[2u * p.channels + c] = sum_dz;
-    stats[3u * p.channels + c] = sum_dz_xhat;
+    stats[2u * groups() + c] = sum_dz;
+    stats[3u * groups() + c] = sum_dz_xhat;
     grad_beta[c] = sum_dz;
     grad_gamma[c] = sum_dz_xhat;
 }
@@ -191,13 +209,13 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let mean = stats[c];
-    let inv_std = stats[p.channels + c];
-    let sum_dz = stats[2u * p.channels + c];
-    let sum_dz_xhat = stats[3u * p.channels + c];
+    let inv_std = stats[groups() + c];
+    let sum_dz = stats[2u * groups() + c];
+    let sum_dz_xhat = stats[3u * groups() + c];
     let m = f32(p.rows);
     let scale = gamma[c] * inv_std / m;
     for (var row = block.y; row < block.z; row++) {
-        let index = row * p.channels + c;
+        let index = row * groups() + c;
         let xhat = (input[index] - mean) * inv_std;
         let dz = activation_grad(grad_output[index], output[index]);
         grad_input[index] = scale * (m * dz - sum_dz - xhat * sum_dz_xhat);

@@ -7,6 +7,7 @@ use std::fmt;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const DEPTHWISE: &str = include_str!("../../shaders/depthwise.wgsl");
+const BN_ACT: &str = include_str!("../../shaders/bn_act.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
@@ -40,6 +41,8 @@ pub enum Shader {
     /// gemm_subgroup.wgsl with whole-vec4 accesses, for operands contiguous along K and N.
     GemmSubgroupVec4,
     BnAct,
+    /// bn_act.wgsl on vec4s of 4 channels, for channel counts divisible by 4.
+    BnActVec4,
     Pool,
     Softmax,
     Reduce,
@@ -47,7 +50,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 11] = [
+    pub const ALL: [Shader; 12] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
@@ -55,6 +58,7 @@ impl Shader {
         Shader::GemmSubgroup,
         Shader::GemmSubgroupVec4,
         Shader::BnAct,
+        Shader::BnActVec4,
         Shader::Pool,
         Shader::Softmax,
         Shader::Reduce,
@@ -70,6 +74,7 @@ impl Shader {
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
             Shader::GemmSubgroupVec4 => "gemm_subgroup_vec4.wgsl",
             Shader::BnAct => "bn_act.wgsl",
+            Shader::BnActVec4 => "bn_act_vec4.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Softmax => "softmax_xent.wgsl",
             Shader::Reduce => "reduce.wgsl",
@@ -91,7 +96,11 @@ impl Shader {
                 let access = include_str!("../../shaders/gemm_subgroup_vec4.wgsl");
                 return Cow::Owned(format!("{GEMM}{}", splice_access(GEMM_SUBGROUP, access)));
             }
-            Shader::BnAct => include_str!("../../shaders/bn_act.wgsl"),
+            Shader::BnAct => BN_ACT,
+            Shader::BnActVec4 => {
+                let access = include_str!("../../shaders/bn_act_vec4.wgsl");
+                return Cow::Owned(splice_access(BN_ACT, access));
+            }
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),

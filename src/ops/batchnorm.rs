@@ -88,12 +88,19 @@ impl BatchNorm {
             momentum.to_bits(),
             0,
         ];
+        // Every thread count is a multiple of the channel count; the vec4 form of the
+        // shader takes 4 channels per invocation.
+        let (shader, channels_per_invocation) = if input[3].is_multiple_of(4) {
+            (Shader::BnActVec4, 4)
+        } else {
+            (Shader::BnAct, 1)
+        };
         Dispatch {
-            shader: Shader::BnAct,
+            shader,
             entry,
             uniform: uniform_words(&words),
             bindings: BINDINGS.to_vec(),
-            workgroups: linear_grid(threads),
+            workgroups: linear_grid(threads / channels_per_invocation),
         }
     }
 
