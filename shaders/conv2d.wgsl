@@ -13,21 +13,13 @@ struct Conv2dParams {
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 @group(0) @binding(4) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
-// Unfolded input patches [pixels, KH * KW * Cin] for the forward GEMM (gemm.wgsl).
-@group(0) @binding(8) var<storage, read_write> patches: array<f32>;
+// Unfolded input patches [pixels, KH * KW * Cin rounded up to a multiple of 4] for the
+// forward GEMM (gemm.wgsl), the padding zero, written and read in whole vec4s.
+@group(0) @binding(8) var<storage, read_write> patches: array<vec4<f32>>;
 
-// im2col: one patch element per invocation; taps in the padding are zero. The forward
-// convolution is then a GEMM of the patches with the [KH * KW * Cin, Cout] weights.
-@compute @workgroup_size(WG_SIZE)
-fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let index = linear_index(gid, nwg);
+// One patch element; zero in the padding of the image or past the end of the patch.
+fn patch_value(pixel: u32, tap: u32) -> f32 {
     let patch_len = p.kernel * p.kernel * p.in_c;
-    if index >= p.batch * p.out_h * p.out_w * patch_len {
-        return;
-    }
-    let pixel = index / patch_len;
-    let tap = index % patch_len;
     let ci = tap % p.in_c;
     let kx = (tap / p.in_c) % p.kernel;
     let ky = tap / (p.in_c * p.kernel);
@@ -36,11 +28,26 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
     let n = pixel / (p.out_w * p.out_h);
     let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
     let ix = source_coord(ox, kx, p.stride, p.pad_left, p.in_w);
-    var value = 0.0;
-    if iy >= 0 && ix >= 0 {
-        value = input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+    if tap >= patch_len || iy < 0 || ix < 0 {
+        return 0.0;
     }
-    patches[index] = value;
+    return input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+}
+
+// im2col: 4 patch elements (one vec4) per invocation. The forward convolution is then a
+// GEMM of the patches with the [KH * KW * Cin, Cout] weights.
+@compute @workgroup_size(WG_SIZE)
+fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    let row_vec4s = (p.kernel * p.kernel * p.in_c + 3u) / 4u;
+    if index >= p.batch * p.out_h * p.out_w * row_vec4s {
+        return;
+    }
+    let pixel = index / row_vec4s;
+    let tap = (index % row_vec4s) * 4u;
+    patches[index] = vec4<f32>(patch_value(pixel, tap), patch_value(pixel, tap + 1u),
+                               patch_value(pixel, tap + 2u), patch_value(pixel, tap + 3u));
 }
 
 // dX as a gather over the windows that read each input element.

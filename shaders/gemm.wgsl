@@ -16,7 +16,7 @@ struct GemmParams {
     m: u32, n: u32, k: u32, act: u32,
     a_row_stride: u32, a_col_stride: u32, b_row_stride: u32, b_col_stride: u32,
     has_bias: u32, accumulate: u32, splits: u32, k_chunk: u32,
-    lanes_x: u32, _unused0: u32, _unused1: u32, _unused2: u32,
+    lanes_x: u32, a_zero_padded: u32, _unused1: u32, _unused2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;

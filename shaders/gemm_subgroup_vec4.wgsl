@@ -39,10 +39,10 @@ fn load_b4x4(k: u32, k_last: u32, col: u32, b_transposed: bool) -> mat4x4<f32> {
         return transpose(mat4x4<f32>(b4[first], b4[first + stride], b4[first + 2u * stride],
                                      b4[first + 3u * stride]));
     }
-    let first = (k * p.b_row_stride + c) / 4u;
-    let stride = p.b_row_stride / 4u;
-    return mat4x4<f32>(b4[first], b4[first + stride], b4[first + 2u * stride],
-                       b4[first + 3u * stride]);
+    // Rows past K (A's zero padding) read row K - 1 instead.
+    let rows = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k - 1u)) * p.b_row_stride;
+    return mat4x4<f32>(b4[(rows.x + c) / 4u], b4[(rows.y + c) / 4u], b4[(rows.z + c) / 4u],
+                       b4[(rows.w + c) / 4u]);
 }
 
 fn tile_bias(col: u32) -> vec4<f32> {

@@ -94,9 +94,14 @@ impl Conv2d {
         }
     }
 
-    /// Floats of the unfolded patches: one row of KH*KW*Cin values per output pixel.
+    /// Floats of the unfolded patches: one row of KH*KW*Cin values per output pixel, padded
+    /// with zeros to a multiple of 4 so that the GEMM reads whole vec4s.
     pub fn workspace(&self, input: &[usize], output: &[usize]) -> usize {
-        output[0] * output[1] * output[2] * self.kernel * self.kernel * input[3]
+        output[0] * output[1] * output[2] * self.patch_stride(input)
+    }
+
+    fn patch_stride(&self, input: &[usize]) -> usize {
+        (self.kernel * self.kernel * input[3]).next_multiple_of(4)
     }
 
     /// im2col into the workspace, then the shared GEMM: patches [pixels, KH*KW*Cin] times
@@ -106,13 +111,16 @@ impl Conv2d {
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         let pixels = output[0] * output[1] * output[2];
         let patch = self.kernel * self.kernel * input[3];
+        let stride = self.patch_stride(input);
         let gemm = Gemm {
             activation: self.fused.unwrap_or(Activation::None),
             has_bias: self.fused.is_some(),
+            a_strides: [stride, 1],
+            a_zero_padded: true,
             ..Gemm::plain(pixels, self.out_channels, patch)
         };
         vec![
-            self.dispatch("im2col", input, output, pixels * patch),
+            self.dispatch("im2col", input, output, pixels * stride / 4),
             gemm.dispatch(
                 Slot::Workspace,
                 Slot::Param(0),
@@ -138,9 +146,10 @@ impl Conv2d {
             let inputs = input.iter().product();
             dispatches.push(self.dispatch("backward_input", input, output, inputs));
         }
-        dispatches.push(self.dispatch("im2col", input, output, pixels * patch));
+        let stride = self.patch_stride(input);
+        dispatches.push(self.dispatch("im2col", input, output, pixels * stride / 4));
         dispatches.extend(weight_gradient(
-            Slot::Workspace,
+            (Slot::Workspace, stride),
             pixels,
             patch,
             self.out_channels,

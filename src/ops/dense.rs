@@ -61,7 +61,7 @@ impl Dense {
             dispatches.push(input_gradient(rows, fan_in, self.out_features));
         }
         dispatches.extend(weight_gradient(
-            Slot::Input,
+            (Slot::Input, fan_in),
             rows,
             fan_in,
             self.out_features,

@@ -34,6 +34,9 @@ pub struct Gemm {
     pub activation: Activation,
     pub has_bias: bool,
     pub accumulate: bool,
+    /// A's rows hold zeros from column k up to the next multiple of 4 (im2col pads its
+    /// patches), so the vec4 kernel may read A in whole vec4s although k is not a multiple.
+    pub a_zero_padded: bool,
     /// >1: C receives `splits` partial [m, n] results, one per chunk of K.
     pub splits: usize,
 }
@@ -50,6 +53,7 @@ impl Gemm {
             activation: Activation::None,
             has_bias: false,
             accumulate: false,
+            a_zero_padded: false,
             splits: 1,
         }
     }
@@ -83,7 +87,7 @@ impl Gemm {
             self.splits.max(1),
             self.k_chunk(),
             lanes_x,
-            0,
+            self.a_zero_padded as usize,
             0,
             0,
         ]
@@ -119,8 +123,9 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     // sizes and strides keep vec4s aligned (gemm_subgroup_vec4.wgsl).
     let a_transposed = a_strides[0] == 1 && a_strides[1] != 1;
     let b_transposed = b_strides[0] == 1 && b_strides[1] != 1;
+    let k_in_vec4s = k.is_multiple_of(4) || (words[13] != 0 && !a_transposed && !b_transposed);
     let vec4 = words[11].is_multiple_of(4)
-        && k.is_multiple_of(4)
+        && k_in_vec4s
         && n.is_multiple_of(4)
         && !(a_transposed && b_transposed)
         && vec4_operand(a_strides, a_transposed)
@@ -166,7 +171,7 @@ fn weight_grad_splits(rows: usize) -> usize {
 /// dW = X^T dY for a [rows, fan_in] input `x` and [rows, fan_out] output gradient, into
 /// `ParamGrad(0)`; split over rows through `partials` when there are many.
 pub(super) fn weight_gradient(
-    x: Slot,
+    (x, x_row_stride): (Slot, usize),
     rows: usize,
     fan_in: usize,
     fan_out: usize,
@@ -174,7 +179,7 @@ pub(super) fn weight_gradient(
 ) -> Vec<Dispatch> {
     let splits = weight_grad_splits(rows);
     let gemm = Gemm {
-        a_strides: [1, fan_in],
+        a_strides: [1, x_row_stride],
         splits,
         ..Gemm::plain(fan_in, fan_out, rows)
     };
@@ -275,7 +280,7 @@ impl Pointwise {
             dispatches.push(input_gradient(rows, input[3], self.out_channels));
         }
         dispatches.extend(weight_gradient(
-            Slot::Input,
+            (Slot::Input, input[3]),
             rows,
             input[3],
             self.out_channels,
