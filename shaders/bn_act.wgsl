@@ -167,14 +167,17 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let c = index % groups();
     let range = chunk_rows(index / groups());
+    let mean = stats[c];
+    let inv_std = stats[groups() + c];
     var sum_dz = Elem(0.0);
     var sum_dz_xhat = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
         let i = r * groups() + c;
         let dz = activation_grad(grad_output[i], output[i]);
         sum_dz += dz;
-        sum_dz_xhat += dz * (input[i] - stats[c]) * stats[groups() + c];
+        sum_dz_xhat += dz * (input[i] - mean);
     }
+    sum_dz_xhat *= inv_std;
     partials[index] = sum_dz;
     partials[p.chunks * groups() + index] = sum_dz_xhat;
 }

@@ -334,3 +334,112 @@ fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     store_partial((chunk * taps + tap) * p.channels + c0, acc, mask);
 }
+
+// dW stage 1 for 3x3 filters: all 9 taps of one channel group per invocation, over the
+// chunk's output pixels taken as runs along output rows. Each output gradient is loaded
+// once for the 9 taps, and the 3x3 input window slides along the row: per output pixel,
+// one new input column per filter row at stride 1 (two at stride 2) instead of 9 loads.
+@compute @workgroup_size(WG_SIZE)
+fn backward_weight_partial_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.chunks * channel_groups() {
+        return;
+    }
+    weight_partial_3x3(index, false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn backward_weight_partial_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let index = linear_index(gid, nwg);
+    if index >= p.chunks * channel_groups() {
+        return;
+    }
+    weight_partial_3x3(index, true);
+}
+
+// dW sums of the 9 taps, by filter row (y) and column (x).
+struct Taps {
+    y0x0: vec4<f32>, y0x1: vec4<f32>, y0x2: vec4<f32>,
+    y1x0: vec4<f32>, y1x1: vec4<f32>, y1x2: vec4<f32>,
+    y2x0: vec4<f32>, y2x1: vec4<f32>, y2x2: vec4<f32>,
+}
+
+// The 3 input columns one filter row sees.
+struct Window {
+    x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>,
+}
+
+// Input pixel (iy, ix) of image n, zero in the padding.
+fn window_pixel(n: u32, iy: i32, ix: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
+    if iy < 0 || iy >= i32(p.in_h) {
+        return vec4<f32>(0.0);
+    }
+    return load_pixel((n * p.in_h + u32(iy)) * p.in_w, ix, c0, mask);
+}
+
+fn first_window(n: u32, iy: i32, ix: i32, c0: u32, mask: vec4<bool>) -> Window {
+    return Window(window_pixel(n, iy, ix, c0, mask), window_pixel(n, iy, ix + 1, c0, mask),
+                  window_pixel(n, iy, ix + 2, c0, mask));
+}
+
+// The window of the next output pixel, whose columns start at `ix`. `stride2` is a literal
+// at each call, so the compiler keeps one branch.
+fn next_window(w: Window, n: u32, iy: i32, ix: i32, c0: u32, mask: vec4<bool>,
+               stride2: bool) -> Window {
+    if stride2 {
+        return Window(w.x2, window_pixel(n, iy, ix + 1, c0, mask),
+                      window_pixel(n, iy, ix + 2, c0, mask));
+    }
+    return Window(w.x1, w.x2, window_pixel(n, iy, ix + 2, c0, mask));
+}
+
+fn weight_partial_3x3(index: u32, stride2: bool) {
+    let groups = channel_groups();
+    let c0 = (index % groups) * 4u;
+    let mask = lane_mask(c0);
+    let chunk = index / groups;
+    let first = chunk * p.pixels_per_chunk;
+    let last = min(first + p.pixels_per_chunk, p.batch * p.out_h * p.out_w);
+    var t = Taps();
+    for (var pixel = first; pixel < last;) {
+        let ox0 = pixel % p.out_w;
+        let oy = (pixel / p.out_w) % p.out_h;
+        let n = pixel / (p.out_w * p.out_h);
+        let run = min(last - pixel, p.out_w - ox0);
+        let iy = i32(oy * p.stride) - i32(p.pad_top);
+        var ix = i32(ox0 * p.stride) - i32(p.pad_left);
+        var r0 = first_window(n, iy, ix, c0, mask);
+        var r1 = first_window(n, iy + 1, ix, c0, mask);
+        var r2 = first_window(n, iy + 2, ix, c0, mask);
+        for (var j = 0u; j < run; j++) {
+            let dy = load_grad_output((pixel + j) * p.channels + c0, mask);
+            t.y0x0 += dy * r0.x0;
+            t.y0x1 += dy * r0.x1;
+            t.y0x2 += dy * r0.x2;
+            t.y1x0 += dy * r1.x0;
+            t.y1x1 += dy * r1.x1;
+            t.y1x2 += dy * r1.x2;
+            t.y2x0 += dy * r2.x0;
+            t.y2x1 += dy * r2.x1;
+            t.y2x2 += dy * r2.x2;
+            ix += i32(p.stride);
+            r0 = next_window(r0, n, iy, ix, c0, mask, stride2);
+            r1 = next_window(r1, n, iy + 1, ix, c0, mask, stride2);
+            r2 = next_window(r2, n, iy + 2, ix, c0, mask, stride2);
+        }
+        pixel += run;
+    }
+    // Partials are [chunks, 9, channels], as backward_weight_partial writes them.
+    let base = chunk * 9u * p.channels + c0;
+    store_partial(base, t.y0x0, mask);
+    store_partial(base + p.channels, t.y0x1, mask);
+    store_partial(base + 2u * p.channels, t.y0x2, mask);
+    store_partial(base + 3u * p.channels, t.y1x0, mask);
+    store_partial(base + 4u * p.channels, t.y1x1, mask);
+    store_partial(base + 5u * p.channels, t.y1x2, mask);
+    store_partial(base + 6u * p.channels, t.y2x0, mask);
+    store_partial(base + 7u * p.channels, t.y2x1, mask);
+    store_partial(base + 8u * p.channels, t.y2x2, mask);
+}

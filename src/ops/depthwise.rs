@@ -146,9 +146,23 @@ impl Depthwise {
                 self.dispatch("backward_input", input, output, vec4_threads(input))
             });
         }
-        let taps = self.kernel * self.kernel;
-        let threads = parts * taps * input[3].div_ceil(CHANNELS_PER_THREAD);
-        dispatches.push(self.dispatch("backward_weight_partial", input, output, threads));
+        let groups = input[3].div_ceil(CHANNELS_PER_THREAD);
+        dispatches.push(match (self.is_3x3(), self.stride) {
+            // All 9 taps per invocation, over sliding input windows.
+            (true, 1) => {
+                self.dispatch("backward_weight_partial_3x3", input, output, parts * groups)
+            }
+            (true, _) => self.dispatch(
+                "backward_weight_partial_3x3_s2",
+                input,
+                output,
+                parts * groups,
+            ),
+            _ => {
+                let threads = parts * self.kernel * self.kernel * groups;
+                self.dispatch("backward_weight_partial", input, output, threads)
+            }
+        });
         dispatches.push(sum_partials(
             Slot::Scratch(0),
             Slot::ParamGrad(0),
