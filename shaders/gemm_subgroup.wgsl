@@ -17,8 +17,8 @@ const TILE_ROWS: u32 = 16u;
 const TILE_COLS: u32 = 32u;
 
 // ACCESS BEGIN
-// A[row, k .. k + 3], zero from `k_last` on. The strides say whether A is transposed.
-fn load_a4(row: u32, k: u32, k_last: u32, a_transposed: bool) -> vec4<f32> {
+// A[row, k .. k + 3], zero from `k_last` on.
+fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
     let ks = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u);
     let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
     return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]),
@@ -60,7 +60,7 @@ fn fma_row4(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32>
     return acc + s.x * b[0] + s.y * b[1] + s.z * b[2] + s.w * b[3];
 }
 
-// Three entry points for the operand layouts. The transposition flags are literals, so the
+// Entry points for the operand layouts (gemm_subgroup_vec4.wgsl adds one for transposed A). The transposition flags are literals, so the
 // compiler keeps one branch of each load inside the loop. The row test returns early (the
 // same for every lane, so the subgroup stays whole for the shuffles); lanes past the last
 // column computed clamped copies and store nothing. Helpers keep to a single return, and
@@ -70,7 +70,7 @@ fn forward_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invo
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let at = tile_origin(wg, nwg, lane);
     if at.row0 >= p.m { return; }
-    let t = accumulate_tile(at, lane, false, false);
+    let t = accumulate_tile(at, lane, false);
     if at.col < p.n { store_tile(at, t); }
 }
 
@@ -80,17 +80,7 @@ fn forward_subgroup_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_i
           @builtin(num_workgroups) nwg: vec3<u32>) {
     let at = tile_origin(wg, nwg, lane);
     if at.row0 >= p.m { return; }
-    let t = accumulate_tile(at, lane, false, true);
-    if at.col < p.n { store_tile(at, t); }
-}
-
-// For A stored transposed (contiguous along M), as in dW = X^T dY.
-@compute @workgroup_size(SUBGROUP_LANES)
-fn forward_subgroup_at(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
-          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let at = tile_origin(wg, nwg, lane);
-    if at.row0 >= p.m { return; }
-    let t = accumulate_tile(at, lane, true, false);
+    let t = accumulate_tile(at, lane, true);
     if at.col < p.n { store_tile(at, t); }
 }
 
@@ -107,7 +97,7 @@ fn tile_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> TileOrigin {
 }
 
 // The lane's 16x4 block of C before the epilogue.
-fn accumulate_tile(at: TileOrigin, lane: u32, a_transposed: bool, b_transposed: bool) -> Tile {
+fn accumulate_tile(at: TileOrigin, lane: u32, b_transposed: bool) -> Tile {
     // Out-of-range rows read a clamped, valid row and are simply not stored.
     let last_row = p.m - 1u;
     let a_lo_row = min(at.row0 + lane, last_row);
@@ -117,8 +107,8 @@ fn accumulate_tile(at: TileOrigin, lane: u32, a_transposed: bool, b_transposed: 
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = Tile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        let a_lo = load_a4(a_lo_row, kk, k_last, a_transposed);
-        let a_hi = load_a4(a_hi_row, kk, k_last, a_transposed);
+        let a_lo = load_a4(a_lo_row, kk, k_last);
+        let a_hi = load_a4(a_hi_row, kk, k_last);
         let b = load_b4x4(kk, k_last, col, b_transposed);
         t.r0 = fma_row4(t.r0, a_lo, 0u, b);
         t.r1 = fma_row4(t.r1, a_lo, 1u, b);

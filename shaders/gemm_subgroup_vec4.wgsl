@@ -12,19 +12,7 @@
 @group(0) @binding(3) var<storage, read> bias4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
 
-// A transposed (contiguous along M, as X^T in dW = X^T dY) holds the row's 4 values in 4
-// vec4s, one per step of K; the lanes of the same 4 rows read the same vec4s.
-fn load_a4(row: u32, k: u32, k_last: u32, a_transposed: bool) -> vec4<f32> {
-    if a_transposed {
-        let first = (k * p.a_col_stride + row) / 4u;
-        let stride = p.a_col_stride / 4u;
-        let v0 = a4[first];
-        let v1 = a4[first + stride];
-        let v2 = a4[first + 2u * stride];
-        let v3 = a4[first + 3u * stride];
-        let i = row % 4u;
-        return vec4<f32>(v0[i], v1[i], v2[i], v3[i]);
-    }
+fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
     return a4[(row * p.a_row_stride + k) / 4u];
 }
 
@@ -63,4 +51,97 @@ fn store_row(split: u32, row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
         value += c4[index];
     }
     c4[index] = activate4(value, p.act);
+}
+
+// dW = X^T dY: A is transposed (contiguous along M), so the roles flip. Lane j owns rows
+// 4j .. 4j + 3 of a 32x16 tile, one vec4 of A per step of K, and the 16 columns of B reach
+// every lane by shuffles; a lane again loads 6 vec4s per 4 steps of K.
+const AT_TILE_ROWS: u32 = 32u;
+const AT_TILE_COLS: u32 = 16u;
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_at(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let split = wg.z % p.splits;
+    let row0 = (wg.y + (wg.z / p.splits) * nwg.y) * AT_TILE_ROWS;
+    if row0 >= p.m { return; }
+    let col0 = wg.x * AT_TILE_COLS;
+    let t = accumulate_tile_at(split, row0 + 4u * lane, col0, lane);
+    store_tile_at(split, row0 + 4u * lane, col0, t);
+}
+
+// Columns 4h' .. 4h' + 3 of B for 4 steps of K, as the rows of the result (one vec4 over K
+// per column), from the vec4s `bv` that lanes h, 2 + h, 4 + h, 6 + h loaded.
+fn b_columns(bv: vec4<f32>, h: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(subgroupShuffle(bv, h), subgroupShuffle(bv, 2u + h),
+                                 subgroupShuffle(bv, 4u + h), subgroupShuffle(bv, 6u + h)));
+}
+
+// acc (4 rows of one column) + 4 steps of K: A's rows (a vec4 per step) times B's column.
+fn fma_col4(acc: vec4<f32>, a: mat4x4<f32>, b: vec4<f32>) -> vec4<f32> {
+    return acc + a[0] * b.x + a[1] * b.y + a[2] * b.z + a[3] * b.w;
+}
+
+// The lane's 4x16 block, as 16 columns of 4 rows. Lane L loads B's row k + L / 2 at
+// columns col0 + 8 (L % 2) .. + 7 (two vec4s); rows past M read the last vec4 of A's rows.
+fn accumulate_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> Tile {
+    let a_col = min(row, (p.m - 1u) & ~3u) / 4u;
+    let a_step = p.a_col_stride / 4u;
+    let b_col = col0 + 8u * (lane % 2u);
+    let b_lo = min(b_col, p.n - 4u) / 4u;
+    let b_hi = min(b_col + 4u, p.n - 4u) / 4u;
+    let b_step = p.b_row_stride / 4u;
+    let k_first = split * p.k_chunk;
+    let k_last = min(k_first + p.k_chunk, p.k);
+    var t = Tile();
+    for (var kk = k_first; kk < k_last; kk += 4u) {
+        let a_at = kk * a_step + a_col;
+        let a = mat4x4<f32>(a4[a_at], a4[a_at + a_step], a4[a_at + 2u * a_step],
+                            a4[a_at + 3u * a_step]);
+        let b_at = (kk + lane / 2u) * b_step;
+        let bv_lo = b4[b_at + b_lo];
+        let bv_hi = b4[b_at + b_hi];
+        let q0 = b_columns(bv_lo, 0u);
+        let q1 = b_columns(bv_hi, 0u);
+        let q2 = b_columns(bv_lo, 1u);
+        let q3 = b_columns(bv_hi, 1u);
+        t.r0 = fma_col4(t.r0, a, q0[0]);
+        t.r1 = fma_col4(t.r1, a, q0[1]);
+        t.r2 = fma_col4(t.r2, a, q0[2]);
+        t.r3 = fma_col4(t.r3, a, q0[3]);
+        t.r4 = fma_col4(t.r4, a, q1[0]);
+        t.r5 = fma_col4(t.r5, a, q1[1]);
+        t.r6 = fma_col4(t.r6, a, q1[2]);
+        t.r7 = fma_col4(t.r7, a, q1[3]);
+        t.r8 = fma_col4(t.r8, a, q2[0]);
+        t.r9 = fma_col4(t.r9, a, q2[1]);
+        t.r10 = fma_col4(t.r10, a, q2[2]);
+        t.r11 = fma_col4(t.r11, a, q2[3]);
+        t.r12 = fma_col4(t.r12, a, q3[0]);
+        t.r13 = fma_col4(t.r13, a, q3[1]);
+        t.r14 = fma_col4(t.r14, a, q3[2]);
+        t.r15 = fma_col4(t.r15, a, q3[3]);
+    }
+    return t;
+}
+
+// 4 columns (as vec4s over the lane's 4 rows) turned into 4 rows of C.
+fn store_block_at(split: u32, row: u32, col: u32, c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>,
+                  c3: vec4<f32>) {
+    if col >= p.n {
+        return;
+    }
+    let rows = transpose(mat4x4<f32>(c0, c1, c2, c3));
+    let bias = tile_bias(col);
+    store_row(split, row, col, bias, rows[0]);
+    store_row(split, row + 1u, col, bias, rows[1]);
+    store_row(split, row + 2u, col, bias, rows[2]);
+    store_row(split, row + 3u, col, bias, rows[3]);
+}
+
+fn store_tile_at(split: u32, row: u32, col0: u32, t: Tile) {
+    store_block_at(split, row, col0, t.r0, t.r1, t.r2, t.r3);
+    store_block_at(split, row, col0 + 4u, t.r4, t.r5, t.r6, t.r7);
+    store_block_at(split, row, col0 + 8u, t.r8, t.r9, t.r10, t.r11);
+    store_block_at(split, row, col0 + 12u, t.r12, t.r13, t.r14, t.r15);
 }

@@ -106,7 +106,8 @@ impl Gemm {
     }
 }
 
-/// Rows and columns of C per workgroup of gemm_subgroup.wgsl (TILE_ROWS, TILE_COLS).
+/// Rows and columns of C per workgroup of gemm_subgroup.wgsl (TILE_ROWS, TILE_COLS;
+/// AT_TILE_ROWS and AT_TILE_COLS of gemm_subgroup_vec4.wgsl are the same, swapped).
 const SUBGROUP_TILE_ROWS: usize = 16;
 const SUBGROUP_TILE_COLS: usize = 32;
 
@@ -135,7 +136,13 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         (true, false, true) => "forward_subgroup_bt",
         _ => "forward_subgroup",
     };
-    let row_groups = m.div_ceil(SUBGROUP_TILE_ROWS).max(1);
+    // forward_subgroup_at lays its tile out the other way round.
+    let (tile_rows, tile_cols) = if entry == "forward_subgroup_at" {
+        (SUBGROUP_TILE_COLS, SUBGROUP_TILE_ROWS)
+    } else {
+        (SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS)
+    };
+    let row_groups = m.div_ceil(tile_rows).max(1);
     let y = row_groups.min(MAX_GROUPS_PER_DIM);
     let z = row_groups.div_ceil(y) * splits.max(1);
     Some(Dispatch {
@@ -145,11 +152,7 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
             Shader::GemmSubgroup
         },
         entry,
-        workgroups: [
-            n.div_ceil(SUBGROUP_TILE_COLS).max(1) as u32,
-            y as u32,
-            z as u32,
-        ],
+        workgroups: [n.div_ceil(tile_cols).max(1) as u32, y as u32, z as u32],
         ..dispatch.clone()
     })
 }
