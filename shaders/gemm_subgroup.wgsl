@@ -85,15 +85,16 @@ fn forward_subgroup_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_i
 }
 
 // Where a lane's part of the tile lies: its K split, the tile's first row, the lane's first
-// column. z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of y.
+// column. z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of x
+// (row tiles come first, so the tiles sharing a strip of B run back to back).
 struct TileOrigin {
     split: u32, row0: u32, col: u32,
 }
 
 fn tile_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> TileOrigin {
     let split = wg.z % p.splits;
-    return TileOrigin(split, (wg.y + (wg.z / p.splits) * nwg.y) * TILE_ROWS,
-                      wg.x * TILE_COLS + 4u * lane);
+    return TileOrigin(split, (wg.x + (wg.z / p.splits) * nwg.x) * TILE_ROWS,
+                      wg.y * TILE_COLS + 4u * lane);
 }
 
 // The lane's 16x4 block of C before the epilogue.

@@ -63,9 +63,9 @@ const AT_TILE_COLS: u32 = 16u;
 fn forward_subgroup_at(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32,
                        @builtin(num_workgroups) nwg: vec3<u32>) {
     let split = wg.z % p.splits;
-    let row0 = (wg.y + (wg.z / p.splits) * nwg.y) * AT_TILE_ROWS;
+    let row0 = (wg.x + (wg.z / p.splits) * nwg.x) * AT_TILE_ROWS;
     if row0 >= p.m { return; }
-    let col0 = wg.x * AT_TILE_COLS;
+    let col0 = wg.y * AT_TILE_COLS;
     let t = accumulate_tile_at(split, row0 + 4u * lane, col0, lane);
     store_tile_at(split, row0 + 4u * lane, col0, t);
 }

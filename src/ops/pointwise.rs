@@ -152,7 +152,9 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
             Shader::GemmSubgroup
         },
         entry,
-        workgroups: [n.div_ceil(tile_cols).max(1) as u32, y as u32, z as u32],
+        // Row tiles vary fastest, so the tiles that share a strip of B run one after
+        // another and find it in cache.
+        workgroups: [y as u32, n.div_ceil(tile_cols).max(1) as u32, z as u32],
         ..dispatch.clone()
     })
 }
