@@ -326,6 +326,31 @@ impl Plan {
         Ok(self.run_timed(input)?.0)
     }
 
+    /// Uploads `input` and records the forward pass into `encoder` without submitting or
+    /// reading anything back, so that another plan can consume the first output on the
+    /// GPU in the same submit. Returns that output's buffer and its length in bytes.
+    pub fn encode_forward(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        input: &[f32],
+    ) -> Result<(&wgpu::Buffer, u64), GraphError> {
+        check_input_len(input.len(), &self.input_shape)?;
+        self.queue.write_buffer(
+            &self.activations[self.input_buffer],
+            0,
+            bytemuck::cast_slice(input),
+        );
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("forward"),
+                timestamp_writes: None,
+            });
+            encode(&mut pass, &self.steps);
+        }
+        let output = &self.outputs[0];
+        Ok((&self.activations[output.buffer], output.len as u64 * 4))
+    }
+
     /// Like `run`, also reporting wall-clock and (where available) GPU time.
     pub fn run_timed(&self, input: &[f32]) -> Result<(Vec<Vec<f32>>, RunTiming), GraphError> {
         check_input_len(input.len(), &self.input_shape)?;

@@ -6,7 +6,7 @@
 
 use super::param_buffers::{read_named, ParamBuffers};
 use super::plan::{
-    check_binding_limit, check_input_len, workspace_bytes, workspace_entry, MemoryReport,
+    check_binding_limit, check_input_len, workspace_bytes, workspace_entry, MemoryReport, Plan,
 };
 use super::steps::{
     encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
@@ -83,6 +83,13 @@ pub struct Gradients {
 enum Seed<'a> {
     Labels(&'a [u32]),
     OutputGrad(&'a [f32]),
+}
+
+/// Where a step's input comes from: the host, or the output of another plan run first in
+/// the same submit (a frozen front).
+enum StepInput<'a> {
+    Host(&'a [f32]),
+    After(&'a Plan, &'a [f32]),
 }
 
 struct NamedBuffer {
@@ -540,14 +547,24 @@ impl TrainPlan {
     /// Encodes the chosen phases into one command buffer and submits it.
     fn execute(
         &self,
-        images: &[f32],
+        input: StepInput<'_>,
         seed: Seed<'_>,
         lr: Option<f32>,
         copy_step_outputs: bool,
     ) -> Result<wgpu::SubmissionIndex, GraphError> {
-        check_input_len(images.len(), &self.input_shape)?;
-        self.queue
-            .write_buffer(&self.input, 0, bytemuck::cast_slice(images));
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        match input {
+            StepInput::Host(images) => {
+                check_input_len(images.len(), &self.input_shape)?;
+                self.queue
+                    .write_buffer(&self.input, 0, bytemuck::cast_slice(images));
+            }
+            StepInput::After(front, images) => {
+                let (features, bytes) = front.encode_forward(&mut encoder, images)?;
+                check_input_len(bytes as usize / 4, &self.input_shape)?;
+                encoder.copy_buffer_to_buffer(features, 0, &self.input, 0, bytes);
+            }
+        }
         // Phases to encode, in order; skipped ones are empty (no allocation per step).
         let phases: [Range<usize>; 4] = match seed {
             Seed::Labels(labels) => {
@@ -579,7 +596,6 @@ impl TrainPlan {
                 [self.forward.clone(), 0..0, self.backward.clone(), 0..0]
             }
         };
-        let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("train step"),
@@ -623,7 +639,29 @@ impl TrainPlan {
     /// in flight (this waits for the previous one before returning), so the CPU prepares
     /// the next batch while the GPU runs this one without queueing unbounded work.
     pub fn step_queued(&self, images: &[f32], labels: &[u32], lr: f32) -> Result<(), GraphError> {
-        let submitted = self.execute(images, Seed::Labels(labels), Some(lr), false)?;
+        self.step_queued_from(StepInput::Host(images), labels, lr)
+    }
+
+    /// `step_queued` on the output of `front` (a frozen, folded part of the network run
+    /// in inference form) for `images`: both run in the same submit, and the features
+    /// never leave the GPU.
+    pub fn step_queued_after(
+        &self,
+        front: &Plan,
+        images: &[f32],
+        labels: &[u32],
+        lr: f32,
+    ) -> Result<(), GraphError> {
+        self.step_queued_from(StepInput::After(front, images), labels, lr)
+    }
+
+    fn step_queued_from(
+        &self,
+        input: StepInput<'_>,
+        labels: &[u32],
+        lr: f32,
+    ) -> Result<(), GraphError> {
+        let submitted = self.execute(input, Seed::Labels(labels), Some(lr), false)?;
         let previous = self
             .in_flight
             .lock()
@@ -662,7 +700,12 @@ impl TrainPlan {
 
     /// One optimisation step on a batch: forward, loss, backward, update at `lr`.
     pub fn step(&self, images: &[f32], labels: &[u32], lr: f32) -> Result<StepOutput, GraphError> {
-        self.execute(images, Seed::Labels(labels), Some(lr), true)?;
+        self.execute(
+            StepInput::Host(images),
+            Seed::Labels(labels),
+            Some(lr),
+            true,
+        )?;
         self.read_step_output()
     }
 
@@ -704,14 +747,19 @@ impl TrainPlan {
         images: &[f32],
         labels: &[u32],
     ) -> Result<(StepOutput, ParamStore), GraphError> {
-        self.execute(images, Seed::Labels(labels), None, true)?;
+        self.execute(StepInput::Host(images), Seed::Labels(labels), None, true)?;
         let output = self.read_step_output()?;
         Ok((output, self.read_param_grads()?))
     }
 
     /// Forward, then backward from `output_grad` (dLoss/dOutput), no loss and no update.
     pub fn gradients(&self, images: &[f32], output_grad: &[f32]) -> Result<Gradients, GraphError> {
-        self.execute(images, Seed::OutputGrad(output_grad), None, false)?;
+        self.execute(
+            StepInput::Host(images),
+            Seed::OutputGrad(output_grad),
+            None,
+            false,
+        )?;
         let mut tensors = vec![("output", self.output_shape.as_slice(), &self.output)];
         if let Some(input_grad) = &self.input_grad {
             tensors.push(("input", self.input_shape.as_slice(), input_grad));

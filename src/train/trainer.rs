@@ -121,16 +121,6 @@ struct FrozenPart {
     params: ParamStore,
 }
 
-impl FrozenPart {
-    /// The trained part's input for a batch of images.
-    fn features(frozen: Option<&FrozenPart>, images: Vec<f32>) -> anyhow::Result<Vec<f32>> {
-        Ok(match frozen {
-            Some(part) => part.plan.run(&images)?.remove(0),
-            None => images,
-        })
-    }
-}
-
 impl TrainOptions {
     /// The options that must not change when a run is resumed.
     fn fingerprint(&self) -> String {
@@ -457,8 +447,13 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
             lr = options
                 .schedule
                 .lr_at(step, steps_per_epoch, options.epochs);
-            let inputs = FrozenPart::features(frozen.as_ref(), batch.images)?;
-            plan.step_queued(&inputs, &batch.labels, lr as f32)?;
+            // A frozen front runs in the same submit, its features staying on the GPU.
+            match &frozen {
+                Some(front) => {
+                    plan.step_queued_after(&front.plan, &batch.images, &batch.labels, lr as f32)?
+                }
+                None => plan.step_queued(&batch.images, &batch.labels, lr as f32)?,
+            }
             step += 1;
             since_log += 1;
             bar.inc(1);
