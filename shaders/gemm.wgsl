@@ -6,11 +6,16 @@
 // gradients reduce over N*H*W rows); reduce.wgsl then sums the partials in order.
 //
 // Each invocation keeps an 8x8 block of C in registers (8 rows, two vec4s of columns, in
-// named variables: indexing a private array would put it in memory) and streams K; no
-// workgroup memory, because barriers are expensive on software rasterisers such as lavapipe,
-// where every load is a per-lane gather: the 8x8 block does 64 multiply-adds per 16 loads.
-// The 64 invocations of a workgroup are laid out as `lanes_x` column blocks by
-// 64 / `lanes_x` row blocks, chosen per GEMM so that narrow outputs keep every lane busy.
+// a struct with named members: indexing a private array would put it in memory) and
+// streams K four steps at a time; no workgroup memory, because barriers are expensive on
+// software rasterisers such as lavapipe. The 64 invocations of a workgroup are laid out as
+// `lanes_x` column blocks by 64 / `lanes_x` row blocks, chosen per GEMM so that narrow
+// outputs keep every lane busy.
+//
+// The element accesses sit between the ACCESS markers: this file's version takes any
+// strides and sizes; gemm_vec4.wgsl replaces it for operands that are contiguous along K
+// (A), N or K (B) and N (C), so that whole vec4s move. gemm_subgroup.wgsl appends the
+// kernel for CPU adapters, which shares the accesses.
 
 struct GemmParams {
     m: u32, n: u32, k: u32, act: u32,
@@ -58,97 +63,140 @@ fn load_b4(b_off: u32, cols: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(b[b_off + cols.x], b[b_off + cols.y], b[b_off + cols.z], b[b_off + cols.w]);
 }
 
-@compute @workgroup_size(LANES)
-fn forward(@builtin(workgroup_id) wg: vec3<u32>,
-           @builtin(local_invocation_index) lane: u32,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
+// ACCESS BEGIN
+// A[row, k .. k + 3], zero from `k_last` on.
+fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
+    let ks = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u);
+    let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
+    return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]),
+                  ks < vec4<u32>(k_last));
+}
+
+// B[k + t, col .. col + 3] as column t, for t = 0 .. 3, clamped into B (A is zero wherever
+// a clamped value would count). The strides say whether B is transposed.
+fn load_b4x4(k: u32, k_last: u32, col: u32, b_transposed: bool) -> mat4x4<f32> {
+    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) * p.b_col_stride;
+    let rows = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(k_last - 1u)) * p.b_row_stride;
+    return mat4x4<f32>(load_b4(rows.x, cols), load_b4(rows.y, cols), load_b4(rows.z, cols),
+                       load_b4(rows.w, cols));
+}
+
+// The bias of the lane's 4 columns when store_row adds it; store_c adds it here.
+fn tile_bias(col: u32) -> vec4<f32> {
+    return vec4<f32>(0.0);
+}
+
+// Row `row` of C at columns col .. col + 3, through store_c's epilogue and bounds checks.
+fn store_row(split: u32, row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
+    store_c4(split, row, col, sum);
+}
+// ACCESS END
+
+// 16 vec4s of C (a subgroup lane's 16x4 block, a register-blocked invocation's 8 rows by
+// two column vec4s); a struct with named members stays in registers
+// where an indexed array would go to memory.
+struct Tile {
+    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
+    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
+    r8: vec4<f32>, r9: vec4<f32>, r10: vec4<f32>, r11: vec4<f32>,
+    r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
+}
+
+// acc + 4 steps of K: the row's 4 values of A times the B rows in the columns of `b`.
+fn fma_4k(acc: vec4<f32>, a: vec4<f32>, b: mat4x4<f32>) -> vec4<f32> {
+    return acc + a.x * b[0] + a.y * b[1] + a.z * b[2] + a.w * b[3];
+}
+
+// Where an invocation's 8x8 block lies: its K split, first row and first column. z
+// enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of y.
+fn block_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> vec3<u32> {
     let lanes_y = LANES / p.lanes_x;
-    // z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of y.
     let split = wg.z % p.splits;
     let row_block = (wg.y + (wg.z / p.splits) * nwg.y) * lanes_y + lane / p.lanes_x;
-    let row0 = row_block * ROWS;
-    let col0 = (wg.x * p.lanes_x + lane % p.lanes_x) * COLS;
-    if row0 >= p.m || col0 >= p.n {
-        return;
-    }
-    // Out-of-range rows/columns read a clamped, valid element and are simply not stored.
+    return vec3<u32>(split, row_block * ROWS, (wg.x * p.lanes_x + lane % p.lanes_x) * COLS);
+}
+
+// Two entry points for B's layout; the flag is a literal, so the compiler keeps one branch
+// of load_b4x4. Out-of-range blocks return at once; helpers keep to a single return.
+@compute @workgroup_size(LANES)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = block_origin(wg, nwg, lane);
+    if at.y >= p.m || at.z >= p.n { return; }
+    store_block(at, accumulate_block(at, false));
+}
+
+// For B stored transposed (contiguous along K), as in dX = dY W^T.
+@compute @workgroup_size(LANES)
+fn forward_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = block_origin(wg, nwg, lane);
+    if at.y >= p.m || at.z >= p.n { return; }
+    store_block(at, accumulate_block(at, true));
+}
+
+// Rows 0-7 of the block in r0-r7 (columns col0 .. col0 + 3) and r8-r15 (the next 4).
+// Out-of-range rows read a clamped, valid row and are simply not stored. Unrolled by hand,
+// like the stores, so that the block stays in registers.
+fn accumulate_block(at: vec3<u32>, b_transposed: bool) -> Tile {
     let last_row = p.m - 1u;
-    let r0 = min(row0, last_row) * p.a_row_stride;
-    let r1 = min(row0 + 1u, last_row) * p.a_row_stride;
-    let r2 = min(row0 + 2u, last_row) * p.a_row_stride;
-    let r3 = min(row0 + 3u, last_row) * p.a_row_stride;
-    let r4 = min(row0 + 4u, last_row) * p.a_row_stride;
-    let r5 = min(row0 + 5u, last_row) * p.a_row_stride;
-    let r6 = min(row0 + 6u, last_row) * p.a_row_stride;
-    let r7 = min(row0 + 7u, last_row) * p.a_row_stride;
-    let last_col = vec4<u32>(p.n - 1u);
-    let first_cols = vec4<u32>(col0) + vec4<u32>(0u, 1u, 2u, 3u);
-    let cols_lo = min(first_cols, last_col) * p.b_col_stride;
-    let cols_hi = min(first_cols + vec4<u32>(4u), last_col) * p.b_col_stride;
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    var acc4 = vec4<f32>(0.0);
-    var acc5 = vec4<f32>(0.0);
-    var acc6 = vec4<f32>(0.0);
-    var acc7 = vec4<f32>(0.0);
-    var acc0h = vec4<f32>(0.0);
-    var acc1h = vec4<f32>(0.0);
-    var acc2h = vec4<f32>(0.0);
-    var acc3h = vec4<f32>(0.0);
-    var acc4h = vec4<f32>(0.0);
-    var acc5h = vec4<f32>(0.0);
-    var acc6h = vec4<f32>(0.0);
-    var acc7h = vec4<f32>(0.0);
-    let k_first = split * p.k_chunk;
+    let row0 = at.y;
+    let col0 = at.z;
+    let k_first = at.x * p.k_chunk;
     let k_last = min(k_first + p.k_chunk, p.k);
-    for (var kk = k_first; kk < k_last; kk++) {
-        let a_off = kk * p.a_col_stride;
-        let b_off = kk * p.b_row_stride;
-        let lo = load_b4(b_off, cols_lo);
-        let hi = load_b4(b_off, cols_hi);
-        let a0 = a[r0 + a_off];
-        acc0 += a0 * lo;
-        acc0h += a0 * hi;
-        let a1 = a[r1 + a_off];
-        acc1 += a1 * lo;
-        acc1h += a1 * hi;
-        let a2 = a[r2 + a_off];
-        acc2 += a2 * lo;
-        acc2h += a2 * hi;
-        let a3 = a[r3 + a_off];
-        acc3 += a3 * lo;
-        acc3h += a3 * hi;
-        let a4 = a[r4 + a_off];
-        acc4 += a4 * lo;
-        acc4h += a4 * hi;
-        let a5 = a[r5 + a_off];
-        acc5 += a5 * lo;
-        acc5h += a5 * hi;
-        let a6 = a[r6 + a_off];
-        acc6 += a6 * lo;
-        acc6h += a6 * hi;
-        let a7 = a[r7 + a_off];
-        acc7 += a7 * lo;
-        acc7h += a7 * hi;
+    var t = Tile();
+    for (var kk = k_first; kk < k_last; kk += 4u) {
+        let lo = load_b4x4(kk, k_last, col0, b_transposed);
+        let hi = load_b4x4(kk, k_last, col0 + 4u, b_transposed);
+        let v0 = load_a4(row0, kk, k_last);
+        t.r0 = fma_4k(t.r0, v0, lo);
+        t.r8 = fma_4k(t.r8, v0, hi);
+        let v1 = load_a4(min(row0 + 1u, last_row), kk, k_last);
+        t.r1 = fma_4k(t.r1, v1, lo);
+        t.r9 = fma_4k(t.r9, v1, hi);
+        let v2 = load_a4(min(row0 + 2u, last_row), kk, k_last);
+        t.r2 = fma_4k(t.r2, v2, lo);
+        t.r10 = fma_4k(t.r10, v2, hi);
+        let v3 = load_a4(min(row0 + 3u, last_row), kk, k_last);
+        t.r3 = fma_4k(t.r3, v3, lo);
+        t.r11 = fma_4k(t.r11, v3, hi);
+        let v4 = load_a4(min(row0 + 4u, last_row), kk, k_last);
+        t.r4 = fma_4k(t.r4, v4, lo);
+        t.r12 = fma_4k(t.r12, v4, hi);
+        let v5 = load_a4(min(row0 + 5u, last_row), kk, k_last);
+        t.r5 = fma_4k(t.r5, v5, lo);
+        t.r13 = fma_4k(t.r13, v5, hi);
+        let v6 = load_a4(min(row0 + 6u, last_row), kk, k_last);
+        t.r6 = fma_4k(t.r6, v6, lo);
+        t.r14 = fma_4k(t.r14, v6, hi);
+        let v7 = load_a4(min(row0 + 7u, last_row), kk, k_last);
+        t.r7 = fma_4k(t.r7, v7, lo);
+        t.r15 = fma_4k(t.r15, v7, hi);
     }
-    // Unrolled: a loop over an array of the accumulators would index private memory.
-    let col4 = col0 + 4u;
-    store_c4(split, row0, col0, acc0);
-    store_c4(split, row0, col4, acc0h);
-    store_c4(split, row0 + 1u, col0, acc1);
-    store_c4(split, row0 + 1u, col4, acc1h);
-    store_c4(split, row0 + 2u, col0, acc2);
-    store_c4(split, row0 + 2u, col4, acc2h);
-    store_c4(split, row0 + 3u, col0, acc3);
-    store_c4(split, row0 + 3u, col4, acc3h);
-    store_c4(split, row0 + 4u, col0, acc4);
-    store_c4(split, row0 + 4u, col4, acc4h);
-    store_c4(split, row0 + 5u, col0, acc5);
-    store_c4(split, row0 + 5u, col4, acc5h);
-    store_c4(split, row0 + 6u, col0, acc6);
-    store_c4(split, row0 + 6u, col4, acc6h);
-    store_c4(split, row0 + 7u, col0, acc7);
-    store_c4(split, row0 + 7u, col4, acc7h);
+    return t;
+}
+
+fn store_block(at: vec3<u32>, t: Tile) {
+    let split = at.x;
+    let row0 = at.y;
+    let lo = at.z;
+    let hi = at.z + 4u;
+    let bias_lo = tile_bias(lo);
+    let bias_hi = tile_bias(hi);
+    store_row(split, row0, lo, bias_lo, t.r0);
+    store_row(split, row0, hi, bias_hi, t.r8);
+    store_row(split, row0 + 1u, lo, bias_lo, t.r1);
+    store_row(split, row0 + 1u, hi, bias_hi, t.r9);
+    store_row(split, row0 + 2u, lo, bias_lo, t.r2);
+    store_row(split, row0 + 2u, hi, bias_hi, t.r10);
+    store_row(split, row0 + 3u, lo, bias_lo, t.r3);
+    store_row(split, row0 + 3u, hi, bias_hi, t.r11);
+    store_row(split, row0 + 4u, lo, bias_lo, t.r4);
+    store_row(split, row0 + 4u, hi, bias_hi, t.r12);
+    store_row(split, row0 + 5u, lo, bias_lo, t.r5);
+    store_row(split, row0 + 5u, hi, bias_hi, t.r13);
+    store_row(split, row0 + 6u, lo, bias_lo, t.r6);
+    store_row(split, row0 + 6u, hi, bias_hi, t.r14);
+    store_row(split, row0 + 7u, lo, bias_lo, t.r7);
+    store_row(split, row0 + 7u, hi, bias_hi, t.r15);
 }

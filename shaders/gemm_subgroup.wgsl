@@ -6,62 +6,23 @@
 // per step of K while loading 2 values of A and 4 of B. B arrives in 4x4 blocks (4 steps of
 // K by the lane's 4 columns), multiplied by matrix-vector products.
 //
-// Appended to gemm.wgsl (its parameters, bindings and store_c), in a module of its own
-// because subgroup operations need a device feature the base kernel must not depend on.
-// The element accesses sit between the ACCESS markers: this file's version takes any
-// strides and sizes; gemm_subgroup_vec4.wgsl replaces it for operands that are contiguous
-// along K (A) and N (B, C), where whole vec4s move at the cost of one scalar.
+// Appended to gemm.wgsl (its parameters, bindings, memory accesses and Tile), in a module of
+// its own because subgroup operations need a device feature the base kernel must not
+// depend on.
 
 const SUBGROUP_LANES: u32 = 8u;
 const TILE_ROWS: u32 = 16u;
 const TILE_COLS: u32 = 32u;
 
-// ACCESS BEGIN
-// A[row, k .. k + 3], zero from `k_last` on.
-fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
-    let ks = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u);
-    let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
-    return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]),
-                  ks < vec4<u32>(k_last));
-}
-
-// B[k + t, col .. col + 3] as column t, for t = 0 .. 3, clamped into B (A is zero wherever
-// a clamped value would count). The strides say whether B is transposed.
-fn load_b4x4(k: u32, k_last: u32, col: u32, b_transposed: bool) -> mat4x4<f32> {
-    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) * p.b_col_stride;
-    let rows = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(k_last - 1u)) * p.b_row_stride;
-    return mat4x4<f32>(load_b4(rows.x, cols), load_b4(rows.y, cols), load_b4(rows.z, cols),
-                       load_b4(rows.w, cols));
-}
-
-// The bias of the lane's 4 columns when store_row adds it; store_c adds it here.
-fn tile_bias(col: u32) -> vec4<f32> {
-    return vec4<f32>(0.0);
-}
-
-// Row `row` of C at columns col .. col + 3, through store_c's epilogue and bounds checks.
-fn store_row(split: u32, row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
-    store_c4(split, row, col, sum);
-}
-// ACCESS END
-
-// The 16 rows of a lane's 16x4 block of C; a struct with named members stays in registers
-// where an indexed array would go to memory.
-struct Tile {
-    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
-    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
-    r8: vec4<f32>, r9: vec4<f32>, r10: vec4<f32>, r11: vec4<f32>,
-    r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
-}
 
 // acc + 4 steps of K: row `a` (held by lane `src`) times the B rows in the columns of `b`.
 fn fma_row4(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32> {
-    let s = subgroupShuffle(a, src);
-    return acc + s.x * b[0] + s.y * b[1] + s.z * b[2] + s.w * b[3];
+    return fma_4k(acc, subgroupShuffle(a, src), b);
 }
 
-// Entry points for the operand layouts (gemm_subgroup_vec4.wgsl adds one for transposed A). The transposition flags are literals, so the
-// compiler keeps one branch of each load inside the loop. The row test returns early (the
+// Entry points for the operand layouts (gemm_subgroup_at.wgsl adds one for transposed A).
+// The transposition flag is a literal, so the compiler keeps one branch of each load inside
+// the loop. The row test returns early (the
 // same for every lane, so the subgroup stays whole for the shuffles); lanes past the last
 // column computed clamped copies and store nothing. Helpers keep to a single return, and
 // the loop stays out of conditionals: both cost lavapipe mask bookkeeping in the loop.

@@ -10,6 +10,7 @@ const DEPTHWISE: &str = include_str!("../../shaders/depthwise.wgsl");
 const BN_ACT: &str = include_str!("../../shaders/bn_act.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+const GEMM_VEC4: &str = include_str!("../../shaders/gemm_vec4.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
 const ACCESS_END: &str = "// ACCESS END";
 
@@ -36,9 +37,11 @@ pub enum Shader {
     /// depthwise.wgsl with whole-vec4 loads and stores, for channel counts divisible by 4.
     DepthwiseVec4,
     Gemm,
+    /// gemm.wgsl with whole-vec4 accesses, for operands contiguous along K or N.
+    GemmVec4,
     /// The GEMM for 8-lane subgroups (see `Gpu::subgroup_gemm`).
     GemmSubgroup,
-    /// gemm_subgroup.wgsl with whole-vec4 accesses, for operands contiguous along K and N.
+    /// gemm_subgroup.wgsl with whole-vec4 accesses, plus its kernel for transposed A.
     GemmSubgroupVec4,
     BnAct,
     /// bn_act.wgsl on vec4s of 4 channels, for channel counts divisible by 4.
@@ -50,11 +53,12 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 12] = [
+    pub const ALL: [Shader; 13] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
         Shader::Gemm,
+        Shader::GemmVec4,
         Shader::GemmSubgroup,
         Shader::GemmSubgroupVec4,
         Shader::BnAct,
@@ -72,7 +76,8 @@ impl Shader {
             Shader::DepthwiseVec4 => "depthwise_vec4.wgsl",
             Shader::Gemm => "gemm.wgsl",
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
-            Shader::GemmSubgroupVec4 => "gemm_subgroup_vec4.wgsl",
+            Shader::GemmVec4 => "gemm_vec4.wgsl",
+            Shader::GemmSubgroupVec4 => "gemm_subgroup_at.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::BnActVec4 => "bn_act_vec4.wgsl",
             Shader::Pool => "pool.wgsl",
@@ -92,9 +97,13 @@ impl Shader {
             }
             Shader::Gemm => GEMM,
             Shader::GemmSubgroup => return Cow::Owned(format!("{GEMM}{GEMM_SUBGROUP}")),
+            Shader::GemmVec4 => return Cow::Owned(splice_access(GEMM, GEMM_VEC4)),
             Shader::GemmSubgroupVec4 => {
-                let access = include_str!("../../shaders/gemm_subgroup_vec4.wgsl");
-                return Cow::Owned(format!("{GEMM}{}", splice_access(GEMM_SUBGROUP, access)));
+                let at = include_str!("../../shaders/gemm_subgroup_at.wgsl");
+                return Cow::Owned(format!(
+                    "{}{GEMM_SUBGROUP}{at}",
+                    splice_access(GEMM, GEMM_VEC4)
+                ));
             }
             Shader::BnAct => BN_ACT,
             Shader::BnActVec4 => {

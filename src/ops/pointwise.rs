@@ -96,9 +96,17 @@ impl Gemm {
         let row_groups = self.m.div_ceil(GEMM_ROWS * lanes_y).max(1);
         let y = row_groups.min(MAX_GROUPS_PER_DIM);
         let z = row_groups.div_ceil(y) * self.splits.max(1);
+        // The vec4 form where the layout allows (transposed A, as in dW, is not one of its
+        // entry points in this kernel).
+        let layout = OperandLayout::of(&words);
+        let (shader, entry) = match (layout.vec4 && !layout.a_transposed, layout.b_transposed) {
+            (true, true) => (Shader::GemmVec4, "forward_bt"),
+            (true, false) => (Shader::GemmVec4, "forward"),
+            (false, _) => (Shader::Gemm, "forward"),
+        };
         Dispatch {
-            shader: Shader::Gemm,
-            entry: "forward",
+            shader,
+            entry,
             uniform: bytemuck::cast_slice(&words).to_vec(),
             bindings: vec![(1, a), (2, b), (3, bias), (4, c)],
             workgroups: [col_groups as u32, y as u32, z as u32],
@@ -107,31 +115,51 @@ impl Gemm {
 }
 
 /// Rows and columns of C per workgroup of gemm_subgroup.wgsl (TILE_ROWS, TILE_COLS;
-/// AT_TILE_ROWS and AT_TILE_COLS of gemm_subgroup_vec4.wgsl are the same, swapped).
+/// AT_TILE_ROWS and AT_TILE_COLS of gemm_subgroup_at.wgsl are the same, swapped).
 const SUBGROUP_TILE_ROWS: usize = 16;
 const SUBGROUP_TILE_COLS: usize = 32;
+
+/// How a GEMM's operands can be read, from its uniform words.
+struct OperandLayout {
+    /// Whole aligned vec4s (the `*Vec4` modules, gemm_vec4.wgsl).
+    vec4: bool,
+    a_transposed: bool,
+    b_transposed: bool,
+}
+
+impl OperandLayout {
+    fn of(words: &[u32]) -> OperandLayout {
+        let (n, k) = (words[1], words[2]);
+        let (a_strides, b_strides) = ([words[4], words[5]], [words[6], words[7]]);
+        let a_transposed = a_strides[0] == 1 && a_strides[1] != 1;
+        let b_transposed = b_strides[0] == 1 && b_strides[1] != 1;
+        // Every operand contiguous along one of its dimensions, sizes and strides keeping
+        // vec4s aligned; K may be short of a multiple of 4 where A is zero-padded.
+        let k_in_vec4s = k.is_multiple_of(4) || (words[13] != 0 && !a_transposed && !b_transposed);
+        let vec4 = words[11].is_multiple_of(4)
+            && k_in_vec4s
+            && n.is_multiple_of(4)
+            && !(a_transposed && b_transposed)
+            && vec4_operand(a_strides, a_transposed)
+            && vec4_operand(b_strides, b_transposed);
+        OperandLayout {
+            vec4,
+            a_transposed,
+            b_transposed,
+        }
+    }
+}
 
 /// The same GEMM dispatch for gemm_subgroup.wgsl, which reads the same uniform block and
 /// bindings but tiles C differently; `None` for dispatches that are not GEMMs.
 pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
-    if dispatch.shader != Shader::Gemm || dispatch.entry != "forward" {
+    if !matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4) {
         return None;
     }
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
     let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
-    let (k, a_strides, b_strides) = (words[2], [words[4], words[5]], [words[6], words[7]]);
-    // Whole vec4s when every operand is contiguous along one of its dimensions and the
-    // sizes and strides keep vec4s aligned (gemm_subgroup_vec4.wgsl).
-    let a_transposed = a_strides[0] == 1 && a_strides[1] != 1;
-    let b_transposed = b_strides[0] == 1 && b_strides[1] != 1;
-    let k_in_vec4s = k.is_multiple_of(4) || (words[13] != 0 && !a_transposed && !b_transposed);
-    let vec4 = words[11].is_multiple_of(4)
-        && k_in_vec4s
-        && n.is_multiple_of(4)
-        && !(a_transposed && b_transposed)
-        && vec4_operand(a_strides, a_transposed)
-        && vec4_operand(b_strides, b_transposed);
-    let entry = match (vec4, a_transposed, b_transposed) {
+    let layout = OperandLayout::of(words);
+    let entry = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
         (true, true, false) => "forward_subgroup_at",
         (true, false, true) => "forward_subgroup_bt",
         _ => "forward_subgroup",
@@ -146,7 +174,7 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let y = row_groups.min(MAX_GROUPS_PER_DIM);
     let z = row_groups.div_ceil(y) * splits.max(1);
     Some(Dispatch {
-        shader: if vec4 {
+        shader: if layout.vec4 {
             Shader::GemmSubgroupVec4
         } else {
             Shader::GemmSubgroup

@@ -1,0 +1,55 @@
+// Replaces the element-access block of gemm.wgsl (between its ACCESS markers) when
+// C is contiguous along N, A along K or M, B along N or K (not both transposed), and K, N,
+// the strides and the K chunk are multiples of 4: every forward pointwise convolution and
+// dense layer, and their input and weight gradients. A software
+// rasteriser such as lavapipe runs one loop over the lanes per load or store instruction,
+// whatever its width, so a vec4 costs about what a scalar does (a subgroup-kernel lane
+// makes 6 loads per 4 steps of K instead of 24, and 16 stores instead of 64); GPUs move
+// 16-byte loads in one transaction. The kernels never touch the scalar views, so each
+// binding is used through one type only. Serves both GEMM kernels.
+
+@group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
+
+fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
+    return a4[(row * p.a_row_stride + k) / 4u];
+}
+
+// Columns past N (lanes that will not store) read the last vec4 of B's rows. B is either
+// contiguous along N (vec4s are columns of the block) or along K (B is a transposed matrix,
+// as in dX = dY W^T: vec4s are rows of the block).
+fn load_b4x4(k: u32, k_last: u32, col: u32, b_transposed: bool) -> mat4x4<f32> {
+    let c = min(col, p.n - 4u);
+    if b_transposed {
+        let first = (c * p.b_col_stride + k) / 4u;
+        let stride = p.b_col_stride / 4u;
+        return transpose(mat4x4<f32>(b4[first], b4[first + stride], b4[first + 2u * stride],
+                                     b4[first + 3u * stride]));
+    }
+    // Rows past K (A's zero padding) read row K - 1 instead.
+    let rows = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k - 1u)) * p.b_row_stride;
+    return mat4x4<f32>(b4[(rows.x + c) / 4u], b4[(rows.y + c) / 4u], b4[(rows.z + c) / 4u],
+                       b4[(rows.w + c) / 4u]);
+}
+
+fn tile_bias(col: u32) -> vec4<f32> {
+    if p.has_bias == 0u {
+        return vec4<f32>(0.0);
+    }
+    return bias4[col / 4u];
+}
+
+// Row `row` of C at columns col .. col + 3, if inside C: bias, accumulation, activation.
+fn store_row(split: u32, row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
+    if row >= p.m || col >= p.n {
+        return;
+    }
+    let index = (split * p.m * p.n + row * p.n + col) / 4u;
+    var value = sum + bias;
+    if p.accumulate != 0u {
+        value += c4[index];
+    }
+    c4[index] = activate4(value, p.act);
+}
