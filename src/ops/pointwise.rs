@@ -322,3 +322,86 @@ impl Pointwise {
         dispatches
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kernels(gemm: Gemm) -> [(Shader, &'static str); 2] {
+        let plain = gemm.dispatch(Slot::Input, Slot::Param(0), Slot::Unused, Slot::Output);
+        let subgroup = subgroup_gemm_dispatch(&plain).expect("a GEMM dispatch");
+        [
+            (plain.shader, plain.entry),
+            (subgroup.shader, subgroup.entry),
+        ]
+    }
+
+    // The vec4 kernels are where the speed is: every GEMM MobileNet runs must pick them.
+    #[test]
+    fn mobilenet_gemms_take_the_vec4_kernels() {
+        // Forward pointwise [N*H*W, 64] x [64, 128].
+        assert_eq!(
+            kernels(Gemm::plain(2048, 128, 64)),
+            [
+                (Shader::GemmVec4, "forward"),
+                (Shader::GemmSubgroupVec4, "forward_subgroup")
+            ]
+        );
+        // dX = dY W^T.
+        let input_grad = input_gradient(2048, 64, 128);
+        assert_eq!(input_grad.shader, Shader::GemmVec4);
+        assert_eq!(input_grad.entry, "forward_bt");
+        let subgroup = subgroup_gemm_dispatch(&input_grad).expect("a GEMM dispatch");
+        assert_eq!(subgroup.entry, "forward_subgroup_bt");
+        // dW = X^T dY, split over rows: the subgroup kernel has a vec4 entry for it.
+        let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
+        let subgroup = subgroup_gemm_dispatch(&weight_grad[0]).expect("a GEMM dispatch");
+        assert_eq!(
+            (subgroup.shader, subgroup.entry),
+            (Shader::GemmSubgroupVec4, "forward_subgroup_at")
+        );
+        // The stem: K = 27 read from zero-padded rows of 28.
+        let stem = Gemm {
+            a_strides: [28, 1],
+            a_zero_padded: true,
+            ..Gemm::plain(512, 32, 27)
+        };
+        assert_eq!(
+            kernels(stem)[1],
+            (Shader::GemmSubgroupVec4, "forward_subgroup")
+        );
+    }
+
+    #[test]
+    fn unaligned_gemms_fall_back_to_scalar_accesses() {
+        // 10 classes: N is not a multiple of 4.
+        assert_eq!(
+            kernels(Gemm::plain(32, 10, 256)),
+            [
+                (Shader::Gemm, "forward"),
+                (Shader::GemmSubgroup, "forward_subgroup")
+            ]
+        );
+        // K = 27 without the zero padding.
+        assert_eq!(kernels(Gemm::plain(512, 32, 27))[1].0, Shader::GemmSubgroup);
+        // 13 input channels: rows of A are not vec4-aligned.
+        assert_eq!(kernels(Gemm::plain(49, 24, 13))[0].0, Shader::Gemm);
+    }
+
+    #[test]
+    fn subgroup_tiles_cover_the_output() {
+        let forward = subgroup_gemm_dispatch(&Gemm::plain(100, 70, 64).dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            Slot::Unused,
+            Slot::Output,
+        ))
+        .expect("a GEMM dispatch");
+        // Row tiles first (16 rows), then column tiles (32 columns).
+        assert_eq!(forward.workgroups, [7, 3, 1]);
+        let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
+        let at = subgroup_gemm_dispatch(&weight_grad[0]).expect("a GEMM dispatch");
+        // 32-row by 16-column tiles of the [64, 128] gradient, 4 splits of the 4096 rows.
+        assert_eq!(at.workgroups, [2, 8, 4]);
+    }
+}
