@@ -139,20 +139,32 @@ fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>,
     if block.y >= p.rows {
         return;
     }
-    let scale = gamma[c] * stats[groups() + c];
-    let shift = beta[c] - stats[c] * scale;
+    let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {
         let index = row * groups() + c;
-        output[index] = activate_elem(input[index] * scale + shift, p.act);
+        output[index] = activate_elem(input[index] * affine.scale + affine.shift, p.act);
     }
 }
 
-// Gradient through the activation, recovered from its output: ReLU passes where y > 0,
-// ReLU6 where 0 < y < 6 (exactly where the pre-activation was inside the linear part).
-fn activation_grad(dy: Elem, y: Elem) -> Elem {
+// Normalisation and BN parameters as one scale and shift per channel: the forward pass and
+// the backward passes (which recompute the pre-activation) share the exact arithmetic.
+struct Affine {
+    scale: Elem, shift: Elem,
+}
+
+fn batch_affine(c: u32) -> Affine {
+    let scale = gamma[c] * stats[groups() + c];
+    return Affine(scale, beta[c] - stats[c] * scale);
+}
+
+// Gradient through the activation at pre-activation z = x * scale + shift: ReLU passes
+// where z > 0, ReLU6 where 0 < z < 6. Recomputing z from the input the backward pass reads
+// anyway saves reading the output.
+fn activation_grad(dy: Elem, x: Elem, affine: Affine) -> Elem {
+    let z = x * affine.scale + affine.shift;
     switch p.act {
-        case 1u: { return select(Elem(0.0), dy, y > Elem(0.0)); }
-        case 2u: { return select(Elem(0.0), dy, (y > Elem(0.0)) & (y < Elem(6.0))); }
+        case 1u: { return select(Elem(0.0), dy, z > Elem(0.0)); }
+        case 2u: { return select(Elem(0.0), dy, (z > Elem(0.0)) & (z < Elem(6.0))); }
         default: { return dy; }
     }
 }
@@ -169,13 +181,15 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     let range = chunk_rows(index / groups());
     let mean = stats[c];
     let inv_std = stats[groups() + c];
+    let affine = batch_affine(c);
     var sum_dz = Elem(0.0);
     var sum_dz_xhat = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
         let i = r * groups() + c;
-        let dz = activation_grad(grad_output[i], output[i]);
+        let x = input[i];
+        let dz = activation_grad(grad_output[i], x, affine);
         sum_dz += dz;
-        sum_dz_xhat += dz * (input[i] - mean);
+        sum_dz_xhat += dz * (x - mean);
     }
     sum_dz_xhat *= inv_std;
     partials[index] = sum_dz;
@@ -216,11 +230,13 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let sum_dz = stats[2u * groups() + c];
     let sum_dz_xhat = stats[3u * groups() + c];
     let m = f32(p.rows);
-    let scale = gamma[c] * inv_std / m;
+    let grad_scale = gamma[c] * inv_std / m;
+    let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {
         let index = row * groups() + c;
-        let xhat = (input[index] - mean) * inv_std;
-        let dz = activation_grad(grad_output[index], output[index]);
-        grad_input[index] = scale * (m * dz - sum_dz - xhat * sum_dz_xhat);
+        let x = input[index];
+        let xhat = (x - mean) * inv_std;
+        let dz = activation_grad(grad_output[index], x, affine);
+        grad_input[index] = grad_scale * (m * dz - sum_dz - xhat * sum_dz_xhat);
     }
 }
