@@ -120,6 +120,21 @@ fn store_pixel(n: u32, oy: u32, ox: u32, c0: u32, sum: vec4<f32>, mask: vec4<boo
     store_output(((n * p.out_h + oy) * p.out_w + ox) * p.channels + c0, c0, sum, mask);
 }
 
+// The 3x3 kernels give each invocation 4 adjacent pixels along x of one row, 4 channels
+// each: this many invocations cover a batch of height x width images...
+fn quad_count(height: u32, width: u32) -> u32 {
+    return p.batch * height * ((width + 3u) / 4u) * channel_groups();
+}
+
+// ... and invocation `index` starts at (image, row, first pixel, first channel).
+fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
+    let groups = channel_groups();
+    let x_groups = (width + 3u) / 4u;
+    let rest = index / groups;
+    return vec4<u32>(rest / (x_groups * height), (rest / x_groups) % height,
+                     (rest % x_groups) * 4u, (index % groups) * 4u);
+}
+
 // The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes 4 adjacent
 // output pixels of 4 channels, so the filter taps are loaded once for 4 pixels and the
 // input columns the 4 windows share are loaded once (6 columns per row at stride 1, 9 at
@@ -127,17 +142,15 @@ fn store_pixel(n: u32, oy: u32, ox: u32, c0: u32, sum: vec4<f32>, mask: vec4<boo
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    let groups = channel_groups();
-    let x_groups = (p.out_w + 3u) / 4u;
     let index = linear_index(gid, nwg);
-    if index >= p.batch * p.out_h * x_groups * groups {
+    if index >= quad_count(p.out_h, p.out_w) {
         return;
     }
-    let c0 = (index % groups) * 4u;
-    let rest = index / groups;
-    let ox0 = (rest % x_groups) * 4u;
-    let oy = (rest / x_groups) % p.out_h;
-    let n = rest / (x_groups * p.out_h);
+    let at = quad_origin(index, p.out_h, p.out_w);
+    let n = at.x;
+    let oy = at.y;
+    let ox0 = at.z;
+    let c0 = at.w;
     let mask = lane_mask(c0);
     let s2 = p.stride == 2u;
     let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
@@ -203,17 +216,15 @@ fn store_grad_pixel(n: u32, iy: u32, ix: u32, c0: u32, sum: vec4<f32>, mask: vec
 @compute @workgroup_size(WG_SIZE)
 fn backward_input_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let groups = channel_groups();
-    let x_groups = (p.in_w + 3u) / 4u;
     let index = linear_index(gid, nwg);
-    if index >= p.batch * p.in_h * x_groups * groups {
+    if index >= quad_count(p.in_h, p.in_w) {
         return;
     }
-    let c0 = (index % groups) * 4u;
-    let rest = index / groups;
-    let ix0 = (rest % x_groups) * 4u;
-    let iy = (rest / x_groups) % p.in_h;
-    let n = rest / (x_groups * p.in_h);
+    let at = quad_origin(index, p.in_h, p.in_w);
+    let n = at.x;
+    let iy = at.y;
+    let ix0 = at.z;
+    let c0 = at.w;
     let mask = lane_mask(c0);
     // Position of the first of the 4 pixels in padded coordinates.
     let q = i32(ix0 + p.pad_left);

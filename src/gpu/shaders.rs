@@ -77,7 +77,8 @@ impl Shader {
             Shader::Gemm => "gemm.wgsl",
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
             Shader::GemmVec4 => "gemm_vec4.wgsl",
-            Shader::GemmSubgroupVec4 => "gemm_subgroup_at.wgsl",
+            // Names what the module is made of: profiles list entry points by it.
+            Shader::GemmSubgroupVec4 => "gemm_subgroup.wgsl+gemm_vec4.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::BnActVec4 => "bn_act_vec4.wgsl",
             Shader::Pool => "pool.wgsl",
