@@ -5,7 +5,7 @@ use crate::gpu::Gpu;
 use crate::graph::{MemoryReport, ParamStore};
 use crate::model::{MobileNetV1Config, Preset};
 use rand::{Rng, SeedableRng};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
 pub struct BenchOptions {
@@ -353,5 +353,64 @@ pub fn bench_train(
     if options.profile {
         report.profile = profile_rows(plan.profile(gpu, &input, &labels, 1e-3)?);
     }
+    Ok(report)
+}
+
+/// `bench --mode data`: the loader alone (read, decode, transform, normalise into batches).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DataBenchReport {
+    pub loader: String,
+    /// "train" (RandomResizedCrop + flip) or "eval" (resize + centre crop).
+    pub transform: String,
+    pub workers: usize,
+    pub batch: usize,
+    pub resolution: usize,
+    pub images: usize,
+    pub seconds: f64,
+    pub images_per_sec: f64,
+    /// Files that could not be decoded (skipped).
+    pub bad_files: usize,
+}
+
+/// Times `batches` batches of `source` (all of one epoch when `None`) after `warmup` untimed
+/// ones, which also start the worker threads.
+pub fn bench_data(
+    source: crate::data::DataSource,
+    options: crate::data::LoaderOptions,
+    warmup: usize,
+    batches: Option<usize>,
+) -> anyhow::Result<DataBenchReport> {
+    let transform = if options.augment.random_resized_crop.is_some() {
+        "train"
+    } else {
+        "eval"
+    };
+    let mut report = DataBenchReport {
+        loader: format!("mobilenet-wgpu {}", env!("CARGO_PKG_VERSION")),
+        transform: transform.to_string(),
+        workers: options.worker_count(),
+        batch: options.batch_size,
+        resolution: options.resolution,
+        images: 0,
+        seconds: 0.0,
+        images_per_sec: 0.0,
+        bad_files: 0,
+    };
+    let mut loader = crate::data::BatchLoader::new(source, options, 0)?;
+    for batch in loader.by_ref().take(warmup) {
+        batch?;
+    }
+    let started = Instant::now();
+    for batch in loader.take(batches.unwrap_or(usize::MAX)) {
+        let batch = batch?;
+        report.images += batch.count;
+        report.bad_files += batch.bad.len();
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.images > 0,
+        "no batches left to time after {warmup} warm-up batches; use a larger data set or --warmup 0"
+    );
+    report.images_per_sec = report.images as f64 / report.seconds.max(1e-9);
     Ok(report)
 }

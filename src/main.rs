@@ -2,18 +2,23 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mobilenet_wgpu::bench::{bench_gemm, bench_infer, bench_train, BenchOptions, BenchReport};
-use mobilenet_wgpu::data::Augment;
+use mobilenet_wgpu::bench::{
+    bench_data, bench_gemm, bench_infer, bench_train, BenchOptions, BenchReport,
+};
+use mobilenet_wgpu::data::{
+    index_image_folder, Augment, DataSource, LoaderOptions, RandomResizedCrop,
+    DEFAULT_MAX_BAD_FRACTION, DEFAULT_SHUFFLE_BUFFER,
+};
 use mobilenet_wgpu::gpu::{list_adapters, INSTALL_HINT};
-use mobilenet_wgpu::predict::{logits_for_tensor, Classifier};
+use mobilenet_wgpu::predict::{logits_for_tensor, predict_to_jsonl, Classifier};
+use mobilenet_wgpu::train::dataset::{default_source_kind, eval_loader_options, load_dataset};
 use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
-use mobilenet_wgpu::train::trainer::{
-    load_dataset, Finetune, TrainOptions, BEST, CURVES, LAST, METRICS,
-};
+use mobilenet_wgpu::train::trainer::{Finetune, TrainOptions, BEST, CURVES, LAST, METRICS};
 use mobilenet_wgpu::train::{
-    train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
+    train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
+    ScheduleName,
 };
-use mobilenet_wgpu::weights::{export_timm, load_pretrained};
+use mobilenet_wgpu::weights::{export_timm, load_pretrained, Pretrained};
 use mobilenet_wgpu::{Activation, Gpu, MobileNetV1Config, Padding, Preset};
 use std::path::PathBuf;
 
@@ -59,6 +64,22 @@ enum Command {
         /// Also time every dispatch on its own (timestamp queries) and print the slowest.
         #[arg(long, visible_alias = "per-layer")]
         profile: bool,
+        /// --mode data: the image folder or shards to read.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// --mode data: folder or shards (default: shards when --data names .tar files).
+        #[arg(long)]
+        dataset: Option<DatasetKind>,
+        /// --mode data: decoding threads (default: cores - 1).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
+        /// --mode data: time the evaluation transform (resize + centre crop) instead of the
+        /// training one (RandomResizedCrop + flip).
+        #[arg(long)]
+        eval: bool,
+        /// --mode data: centre-crop fraction of the evaluation transform.
+        #[arg(long, default_value_t = 0.875)]
+        crop_pct: f32,
         #[arg(long)]
         json: bool,
     },
@@ -83,6 +104,16 @@ enum Command {
         /// A safetensors file holding one f32 tensor `input` [N, H, W, C], already normalised.
         #[arg(long, requires = "logits_out", conflicts_with = "images")]
         tensor: Option<PathBuf>,
+        /// Classify a whole data set instead: an image folder (class subfolders or images
+        /// directly in it) or tar shards; needs --out.
+        #[arg(long, requires = "out", conflicts_with_all = ["images", "tensor"])]
+        data: Option<PathBuf>,
+        /// Where --data writes one JSON line per image (path, top classes).
+        #[arg(long, requires = "data")]
+        out: Option<PathBuf>,
+        /// Decoding threads for --data (default: cores - 1).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
         /// Where --tensor writes `logits` [N, classes].
         #[arg(long, requires = "tensor")]
         logits_out: Option<PathBuf>,
@@ -103,23 +134,72 @@ enum Command {
     /// the backbone frozen (default) or partly trained. Same options and outputs as train;
     /// the architecture comes from the weights.
     Finetune(Box<FinetuneArgs>),
-    /// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix.
+    /// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix, with the
+    /// weights' own preprocessing (timm: bicubic resize to 224/0.875, centre crop 224).
     Eval {
         /// Our checkpoints, or timm/Keras files whose classes match the data set.
         #[arg(long)]
         weights: PathBuf,
         #[arg(long, default_value = "fashion-mnist")]
         dataset: DatasetKind,
-        /// Data directory (default for fashion-mnist: the Debian package's).
+        /// Data directory, or shards (default for fashion-mnist: the Debian package's).
         #[arg(long)]
         data: Option<PathBuf>,
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
+        /// Evaluate at another input size (timm's test size for mobilenetv1_100 is 256).
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// Override the weights' centre-crop fraction (timm: 0.875 at 224, 0.95 at 256).
+        #[arg(long)]
+        crop_pct: Option<f32>,
+        /// Decoding threads (default: cores - 1).
+        #[arg(long, default_value_t = 0)]
+        workers: usize,
         /// Evaluate only the first N test images.
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long)]
         json: bool,
+    },
+    /// Write images exactly as `predict` feeds them to the network: `input` [N, H, W, C] f32
+    /// in a safetensors file, for comparing preprocessing with other frameworks.
+    Preprocess {
+        /// Weights whose preprocessing to apply (resolution, crop, normalisation).
+        #[arg(long)]
+        weights: PathBuf,
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        /// Input side (default: the weights' own).
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// Centre-crop fraction (default: the weights' own).
+        #[arg(long)]
+        crop_pct: Option<f32>,
+    },
+    /// Write tar shards (WebDataset layout: KEY.jpg + KEY.cls) from an image folder, for
+    /// reading sequentially with `--dataset shards`.
+    Shard {
+        /// A folder of class subfolders.
+        #[arg(long)]
+        data: PathBuf,
+        /// Folder for the shards and their dataset.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// Samples per shard (ImageNet is usually cut into shards of about 1 GB).
+        #[arg(long, default_value_t = 10_000)]
+        shard_size: usize,
+        /// Shard names: PREFIX-000000.tar, ...
+        #[arg(long, default_value = "train")]
+        prefix: String,
+        /// Seed of the shuffle applied before sharding (so every shard mixes classes).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Replace shards with the same prefix already in --out.
+        #[arg(long)]
+        overwrite: bool,
     },
 }
 
@@ -134,6 +214,8 @@ enum BenchMode {
     Train,
     /// The pointwise GEMM alone, on the network's 1x1 convolution shapes.
     Gemm,
+    /// The data loader alone on --data: images/s of read, decode, transform, normalise.
+    Data,
 }
 
 #[derive(Args)]
@@ -252,12 +334,43 @@ struct TrainArgs {
     test_limit: Option<usize>,
     #[arg(long, default_value_t = 0.1)]
     val_fraction: f32,
+    /// Validation data of the same kind as --data (ImageNet's val/ folder); replaces
+    /// --val-fraction.
+    #[arg(long)]
+    val_data: Option<PathBuf>,
     /// Random crop after zero padding by this many pixels (0: off).
     #[arg(long, default_value_t = 0)]
     pad_crop: usize,
     /// Random horizontal flips.
     #[arg(long)]
     flip: bool,
+    /// Training view: random (RandomResizedCrop, the ImageNet recipe) or centre (the
+    /// evaluation view). Default: random for folder and shards, centre otherwise.
+    #[arg(long, value_enum)]
+    crop: Option<CropMode>,
+    /// RandomResizedCrop's range of the image area kept; the paper advises less
+    /// augmentation for small models (e.g. 0.25,1 at alpha 0.25).
+    #[arg(long, value_name = "MIN,MAX", value_parser = parse_range, default_value = "0.08,1")]
+    crop_scale: (f32, f32),
+    /// RandomResizedCrop's range of aspect ratios.
+    #[arg(long, value_name = "MIN,MAX", value_parser = parse_range, default_value = "0.75,1.3333333")]
+    crop_ratio: (f32, f32),
+    /// Colour jitter strength: brightness, contrast and saturation in [1-S, 1+S] (0: off).
+    #[arg(long, default_value_t = 0.0)]
+    color_jitter: f32,
+    /// Evaluation view: shorter side resized to resolution / crop_pct, centre cropped.
+    /// Default: 0.875 for folder and shards (timm's), 1 otherwise.
+    #[arg(long)]
+    crop_pct: Option<f32>,
+    /// Decoding threads (default: cores - 1); batches are identical for any number.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Stop when more than this fraction of the files cannot be decoded.
+    #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
+    max_bad_fraction: f64,
+    /// Shards: samples in the shuffle buffer.
+    #[arg(long, default_value_t = DEFAULT_SHUFFLE_BUFFER)]
+    shuffle_buffer: usize,
     /// Run directory: metrics.jsonl, last/best.safetensors, curves.png.
     #[arg(long, default_value = "runs/fashion-mnist")]
     out: PathBuf,
@@ -266,6 +379,25 @@ struct TrainArgs {
     resume: bool,
     #[arg(long)]
     no_progress: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CropMode {
+    Random,
+    Centre,
+}
+
+/// `MIN,MAX` as a pair of numbers.
+fn parse_range(text: &str) -> Result<(f32, f32), String> {
+    let (low, high) = text
+        .split_once(',')
+        .ok_or_else(|| format!("{text:?}: expected MIN,MAX such as 0.08,1"))?;
+    let number = |part: &str| {
+        part.trim()
+            .parse::<f32>()
+            .map_err(|error| format!("{part:?} in {text:?}: {error}"))
+    };
+    Ok((number(low)?, number(high)?))
 }
 
 #[derive(Args)]
@@ -319,8 +451,14 @@ impl TrainArgs {
         let (native_resolution, native_channels, native_stem_stride) = match self.dataset {
             DatasetKind::FashionMnist => (28, 1, 1),
             DatasetKind::Cifar10 => (32, 3, 1),
-            DatasetKind::Folder => (128, 3, 2),
+            DatasetKind::Folder | DatasetKind::Shards => (128, 3, 2),
         };
+        let image_files = self.dataset.is_image_files();
+        let random_crop = self.crop.unwrap_or(if image_files {
+            CropMode::Random
+        } else {
+            CropMode::Centre
+        });
         let resolution = self.resolution.unwrap_or(native_resolution);
         let preset = MobileNetV1Config::preset(self.preset);
         let model = MobileNetV1Config {
@@ -341,6 +479,15 @@ impl TrainArgs {
         TrainOptions {
             dataset: self.dataset,
             data_dir: self.data.clone(),
+            val_dir: self.val_data.clone(),
+            data: DataOptions {
+                workers: self.workers,
+                crop_pct: self
+                    .crop_pct
+                    .unwrap_or(if image_files { 0.875 } else { 1.0 }),
+                max_bad_fraction: self.max_bad_fraction,
+                shuffle_buffer: self.shuffle_buffer,
+            },
             model,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -366,6 +513,13 @@ impl TrainArgs {
             augment: Augment {
                 pad_crop: self.pad_crop,
                 hflip: self.flip,
+                random_resized_crop: (random_crop == CropMode::Random).then_some(
+                    RandomResizedCrop {
+                        scale: self.crop_scale,
+                        ratio: self.crop_ratio,
+                    },
+                ),
+                color_jitter: self.color_jitter,
             },
             out_dir: self.out.clone(),
             resume: self.resume,
@@ -482,8 +636,53 @@ fn main() -> anyhow::Result<()> {
             warmup,
             iters,
             profile,
+            data,
+            dataset,
+            workers,
+            eval,
+            crop_pct,
             json,
         } => {
+            if let BenchMode::Data = mode {
+                let data =
+                    data.context("--mode data needs --data DIR (an image folder or shards)")?;
+                let source = open_data(dataset, &data)?;
+                let mut options = eval_loader_options(
+                    batch,
+                    (model.resolution, model.in_channels),
+                    &mobilenet_wgpu::data::Normalize::symmetric(model.in_channels),
+                    &DataOptions {
+                        workers,
+                        crop_pct,
+                        ..DataOptions::default()
+                    },
+                );
+                if !eval {
+                    options.shuffle = true;
+                    options.augment = Augment {
+                        hflip: true,
+                        random_resized_crop: Some(RandomResizedCrop::default()),
+                        ..Augment::default()
+                    };
+                }
+                let report = bench_data(source, options, warmup, (iters > 0).then_some(iters))?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    println!(
+                        "data  {} transform  {} workers  batch {}  res {}: {:.1} images/s ({} images in {:.2} s, {} bad files)",
+                        report.transform,
+                        report.workers,
+                        report.batch,
+                        report.resolution,
+                        report.images_per_sec,
+                        report.images,
+                        report.seconds,
+                        report.bad_files
+                    );
+                }
+                return Ok(());
+            }
             let gpu = Gpu::new()?;
             let options = BenchOptions {
                 preset: model.preset,
@@ -501,6 +700,7 @@ fn main() -> anyhow::Result<()> {
                     bench_train(&gpu, &options, model.stem_stride, model.in_channels)
                 }
                 BenchMode::Gemm => bench_gemm(&gpu, &options),
+                BenchMode::Data => unreachable!("handled above"),
             }
             .context("benchmark failed")?;
             print_bench(&report, json)?;
@@ -557,10 +757,23 @@ fn main() -> anyhow::Result<()> {
             resolution,
             tensor,
             logits_out,
+            data,
+            out,
+            workers,
             json,
         } => {
             let pretrained = load_pretrained(&weights)?;
             let gpu = Gpu::new()?;
+            if let (Some(data), Some(out)) = (data, out) {
+                return predict_data_set(
+                    &gpu,
+                    &pretrained,
+                    &data,
+                    &out,
+                    (batch, top, workers),
+                    resolution,
+                );
+            }
             if let (Some(input), Some(output)) = (tensor, logits_out) {
                 let [n, classes] = logits_for_tensor(&gpu, &pretrained, &input, &output, batch)?;
                 println!("wrote logits [{n}, {classes}] to {}", output.display());
@@ -606,26 +819,34 @@ fn main() -> anyhow::Result<()> {
             dataset,
             data,
             batch_size,
+            resolution,
+            crop_pct,
+            workers,
             limit,
             json,
         } => {
-            let weights_file = load_pretrained(&weights)?;
-            let config = &weights_file.config;
-            let (train_set, test_set) = load_dataset(
-                dataset,
-                data.as_deref(),
-                config.resolution,
-                config.in_channels,
-            )?;
+            let mut weights_file = load_pretrained(&weights)?;
+            if let Some(resolution) = resolution {
+                weights_file.config.resolution = resolution;
+                weights_file.preprocess.resolution = resolution;
+            }
+            if let Some(crop_pct) = crop_pct {
+                anyhow::ensure!(
+                    crop_pct > 0.0 && crop_pct <= 1.0,
+                    "--crop-pct must be in (0, 1]"
+                );
+                weights_file.preprocess.crop_pct = crop_pct;
+            }
+            let (train_set, test_set) = load_dataset(dataset, data.as_deref())?;
             // Evaluate on the test split where the data set has one.
             let set = test_set.unwrap_or(train_set);
             let set = match limit {
-                Some(n) => set.take(n),
+                Some(n) => set.limit(n)?,
                 None => set,
             };
             let gpu = Gpu::new()?;
-            let class_names = set.class_names.clone();
-            let result = evaluate_checkpoint(&gpu, &weights_file, set, batch_size)
+            let class_names = set.class_names().to_vec();
+            let result = evaluate_checkpoint(&gpu, &weights_file, set, batch_size, workers)
                 .with_context(|| format!("evaluating {}", weights.display()))?;
             if json {
                 println!("{}", serde_json::to_string(&result)?);
@@ -640,7 +861,130 @@ fn main() -> anyhow::Result<()> {
                 );
                 print!("{}", format_confusion(&result, &class_names));
             }
+            if !result.bad_files.is_empty() {
+                eprintln!(
+                    "{} files could not be decoded and were left out (named above)",
+                    result.bad_files.len()
+                );
+            }
+        }
+        Command::Preprocess {
+            weights,
+            images,
+            out,
+            resolution,
+            crop_pct,
+        } => {
+            let mut pretrained = load_pretrained(&weights)?;
+            if let Some(resolution) = resolution {
+                pretrained.preprocess.resolution = resolution;
+            }
+            if let Some(crop_pct) = crop_pct {
+                pretrained.preprocess.crop_pct = crop_pct;
+            }
+            let shape = write_preprocessed(&pretrained, &images, &out)?;
+            println!("wrote input {shape:?} to {}", out.display());
+        }
+        Command::Shard {
+            data,
+            out,
+            shard_size,
+            prefix,
+            seed,
+            overwrite,
+        } => {
+            anyhow::ensure!(shard_size > 0, "--shard-size must be at least 1");
+            let index = index_image_folder(&data)?;
+            let samples: Vec<(PathBuf, u32)> = index
+                .files
+                .iter()
+                .cloned()
+                .zip(index.labels.iter().copied())
+                .collect();
+            let shards = mobilenet_wgpu::data::write_shards(
+                &samples,
+                &index.class_names,
+                &out,
+                &prefix,
+                shard_size,
+                seed,
+                overwrite,
+            )?;
+            println!(
+                "wrote {} images of {} classes into {} shards in {} (read them with --dataset shards --data '{}/{prefix}-{{000000..{:06}}}.tar')",
+                samples.len(),
+                index.class_names.len(),
+                shards.len(),
+                out.display(),
+                out.display(),
+                shards.len().saturating_sub(1)
+            );
         }
     }
     Ok(())
+}
+
+/// A folder or shards, as `--dataset` says or as the path suggests.
+fn open_data(kind: Option<DatasetKind>, data: &std::path::Path) -> anyhow::Result<DataSource> {
+    let kind = kind.unwrap_or_else(|| default_source_kind(data));
+    Ok(load_dataset(kind, Some(data))?.0)
+}
+
+/// `predict --data D --out F`: every image of a data set, one JSON line each.
+fn predict_data_set(
+    gpu: &Gpu,
+    pretrained: &Pretrained,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    (batch, top, workers): (usize, usize, usize),
+    resolution: Option<usize>,
+) -> anyhow::Result<()> {
+    let source = match default_source_kind(data) {
+        DatasetKind::Shards => open_data(Some(DatasetKind::Shards), data)?,
+        _ => mobilenet_wgpu::data::index_images(data)?.into(),
+    };
+    let mut preprocess = pretrained.preprocess.clone();
+    preprocess.resolution = resolution.unwrap_or(preprocess.resolution);
+    let options = LoaderOptions {
+        workers,
+        ..preprocess.loader_options(batch.max(1))
+    };
+    let summary = predict_to_jsonl(gpu, pretrained, source, options, top, out)?;
+    println!(
+        "wrote {} predictions to {} in {:.1} s ({:.1} images/s){}",
+        summary.images,
+        out.display(),
+        summary.seconds,
+        summary.images as f64 / summary.seconds.max(1e-9),
+        if summary.bad_files > 0 {
+            format!(
+                "; {} files could not be decoded (named above)",
+                summary.bad_files
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// `preprocess`: images as `predict` feeds them, saved as `input` [N, H, W, C].
+fn write_preprocessed(
+    pretrained: &Pretrained,
+    images: &[PathBuf],
+    out: &std::path::Path,
+) -> anyhow::Result<[usize; 4]> {
+    let preprocess = &pretrained.preprocess;
+    let mut values = Vec::new();
+    for image in images {
+        values.extend(mobilenet_wgpu::data::load_image(image, preprocess)?);
+    }
+    let side = preprocess.resolution;
+    let shape = [images.len(), side, side, preprocess.normalize.mean.len()];
+    mobilenet_wgpu::weights::save_safetensors(
+        out,
+        &[("input", &shape, &values)],
+        &Default::default(),
+    )?;
+    Ok(shape)
 }

@@ -1,11 +1,12 @@
 //! Inference on loaded weights: `mobilenet predict` on image files or on a raw NHWC tensor.
 //! Batchnorm is folded into the convolutions, so a batch runs one pass per convolution.
 
-use crate::data::load_image;
+use crate::data::{load_image, BatchLoader, DataSource, LoaderOptions};
 use crate::gpu::Gpu;
 use crate::graph::Plan;
 use crate::weights::Pretrained;
 use anyhow::Context;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A compiled inference plan for one batch size.
@@ -173,4 +174,86 @@ pub fn logits_for_tensor(
         &Default::default(),
     )?;
     Ok([n, classes])
+}
+
+/// One line of `predict --data ... --out predictions.jsonl`.
+#[derive(Clone, Debug, serde::Serialize)]
+struct PredictionLine<'a> {
+    path: &'a str,
+    top: Vec<Ranked>,
+}
+
+/// What `predict_to_jsonl` did.
+#[derive(Clone, Debug)]
+pub struct PredictSummary {
+    pub images: usize,
+    pub bad_files: usize,
+    pub seconds: f64,
+}
+
+/// Streams `source` through the loader (the weights' evaluation view) and the network,
+/// writing one JSON line per image to `out`: memory stays bounded by the loader's batches,
+/// and the file appears under its name only once complete.
+pub fn predict_to_jsonl(
+    gpu: &Gpu,
+    weights: &Pretrained,
+    source: DataSource,
+    options: LoaderOptions,
+    k: usize,
+    out: &Path,
+) -> anyhow::Result<PredictSummary> {
+    let started = std::time::Instant::now();
+    let classifier = Classifier::new(gpu, weights, options.batch_size, Some(options.resolution))?;
+    let partial = partial_path(out);
+    let file = std::fs::File::create(&partial).with_context(|| {
+        format!(
+            "cannot create {}; check that its folder exists and is writable",
+            partial.display()
+        )
+    })?;
+    let mut writer = std::io::BufWriter::new(file);
+    let mut summary = PredictSummary {
+        images: 0,
+        bad_files: 0,
+        seconds: 0.0,
+    };
+    let written = (|| -> anyhow::Result<()> {
+        for batch in BatchLoader::new(source, options, 0)? {
+            let batch = batch?;
+            for bad in &batch.bad {
+                eprintln!("warning: skipped {bad}");
+            }
+            summary.bad_files += batch.bad.len();
+            let (_, probs) = classifier.run(&batch.images)?;
+            for (origin, row) in batch.origins.iter().zip(probs.chunks(classifier.classes)) {
+                let line = PredictionLine {
+                    path: origin,
+                    top: top_k(row, k, &weights.class_names),
+                };
+                serde_json::to_writer(&mut writer, &line)?;
+                writer.write_all(b"\n")?;
+            }
+            summary.images += batch.count;
+        }
+        writer.flush()?;
+        writer.get_ref().sync_all()?;
+        Ok(())
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error.context(format!("writing {}", out.display())));
+    }
+    std::fs::rename(&partial, out)
+        .with_context(|| format!("cannot move {} to {}", partial.display(), out.display()))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// `DIR/.NAME.partial`, beside the final file so the rename stays on one file system.
+fn partial_path(out: &Path) -> PathBuf {
+    let name = out
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "predictions.jsonl".to_string());
+    out.with_file_name(format!(".{name}.partial"))
 }

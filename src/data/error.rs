@@ -16,6 +16,14 @@ pub enum DataError {
         source: std::io::Error,
     },
 
+    /// A file could not be written or replaced (for example a full disk or a read-only folder).
+    #[error("{}: cannot write: {source}. Check that the folder is writable and the disk has space.", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The file was read but its contents are not what the format requires.
     #[error("{}: {problem}. {help}", path.display())]
     Invalid {
@@ -24,16 +32,40 @@ pub enum DataError {
         help: String,
     },
 
-    /// An image file in an image folder could not be decoded.
+    /// An image file could not be decoded.
     #[error(
-        "{}: cannot decode image: {source}. Re-save it as PNG or JPEG, or move it out of the dataset folder.",
+        "{}: cannot decode image: {reason}. Re-save it as PNG or JPEG, or move it out of the dataset folder.",
         path.display()
     )]
-    Decode {
-        path: PathBuf,
-        #[source]
-        source: image::ImageError,
+    Decode { path: PathBuf, reason: String },
+
+    /// More of a data set's files failed to decode than the run tolerates.
+    #[error(
+        "{bad} of {total} images could not be decoded, more than --max-bad-fraction {max_fraction} allows{}. \
+         Fix or remove the files reported above (a half-copied or half-downloaded data set looks like this), \
+         or raise --max-bad-fraction.",
+        last.as_ref().map(|bad| format!(" (latest: {bad})")).unwrap_or_default()
+    )]
+    TooManyBad {
+        bad: usize,
+        total: usize,
+        max_fraction: f64,
+        last: Option<BadSample>,
     },
+
+    /// Every image of a batch failed to decode, so it cannot be filled.
+    #[error(
+        "every image of batch {batch} failed to decode{}; fix or remove these files",
+        last.as_ref().map(|bad| format!(" (latest: {bad})")).unwrap_or_default()
+    )]
+    AllBad {
+        batch: usize,
+        last: Option<BadSample>,
+    },
+
+    /// A loading thread failed in a way that is not the data's fault.
+    #[error("data loading failed: {0}")]
+    Worker(String),
 
     /// A parameter passed by the caller cannot work (for example 2 channels).
     #[error("invalid argument: {0}")]
@@ -42,6 +74,20 @@ pub enum DataError {
     /// The operating system refused to start the batch-loading thread.
     #[error("cannot start the batch-loading thread: {0}. The system is out of threads or memory.")]
     Thread(#[source] std::io::Error),
+}
+
+/// A sample that could not be read or decoded: skipped, counted and reported by origin.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct BadSample {
+    /// The file's path, or `SHARD:KEY` for a shard member.
+    pub origin: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.origin, self.reason)
+    }
 }
 
 impl DataError {

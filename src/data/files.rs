@@ -3,6 +3,7 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
+use super::decode::decode_dynamic;
 use super::error::DataError;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -57,14 +58,10 @@ pub(crate) fn require_dir(dir: &Path, help: &str) -> Result<(), DataError> {
 }
 
 /// Decodes a PNG or JPEG file; the content decides the format, so a PNG saved as .jpg
-/// still loads.
+/// still loads, and a truncated JPEG is refused.
 pub(crate) fn decode_image_file(path: &Path) -> Result<image::DynamicImage, DataError> {
-    image::ImageReader::open(path)
-        .and_then(image::ImageReader::with_guessed_format)
-        .map_err(|source| DataError::io(path, source))?
-        .decode()
-        .map_err(|source| DataError::Decode {
-            path: path.to_path_buf(),
-            source,
-        })
+    decode_dynamic(&read_file(path)?).map_err(|reason| DataError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    })
 }

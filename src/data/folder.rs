@@ -1,12 +1,8 @@
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
-use image::DynamicImage;
-
 use super::error::DataError;
-use super::files::{decode_image_file, require_dir};
-use super::image_set::ImageSet;
-use super::transform::convert_channels;
+use super::files::require_dir;
+use super::source::FileIndex;
 
 /// File extensions decoded as images (compared case-insensitively); other files are ignored.
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -14,36 +10,16 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 const LAYOUT_HELP: &str = "Arrange the dataset as one subfolder per class, e.g. \
     DIR/cat/001.jpg and DIR/dog/002.png; the sorted subfolder names become the class names";
 
-/// Loads a folder of class subfolders holding PNG/JPEG images (grey, RGB, RGBA, 8 or 16 bit).
-///
-/// Class names are the sorted subfolder names and labels index them. Each image is converted to
-/// RGB (alpha is dropped), scaled so its shorter side is `resolution`, centre-cropped to
-/// `resolution x resolution`, then reduced to luminance if `channels` is 1. Files and folders
-/// whose names start with `.` and files without a .png/.jpg/.jpeg extension are ignored.
-/// Images are decoded on all CPU cores.
-pub fn load_image_folder(
-    dir: &Path,
-    resolution: usize,
-    channels: usize,
-) -> Result<ImageSet, DataError> {
-    let side = u32::try_from(resolution)
-        .ok()
-        .filter(|&side| side > 0)
-        .ok_or_else(|| {
-            DataError::Argument(format!(
-                "resolution {resolution} must be between 1 and {}",
-                u32::MAX
-            ))
-        })?;
-    if channels != 1 && channels != 3 {
-        return Err(DataError::Argument(format!(
-            "{channels} channels requested; image folders load as 1 (grey) or 3 (RGB)"
-        )));
-    }
+/// Indexes a folder of class subfolders holding PNG/JPEG images: class names are the sorted
+/// subfolder names (the label order of torchvision's and timm's `ImageFolder`) and labels
+/// index them. Nothing is decoded here; files are decoded by content when a batch needs them.
+/// Files and folders whose names start with `.` and files without a .png/.jpg/.jpeg
+/// extension are ignored.
+pub fn index_image_folder(dir: &Path) -> Result<FileIndex, DataError> {
     require_dir(dir, LAYOUT_HELP)?;
     let class_dirs: Vec<PathBuf> = visible_entries(dir)?
         .into_iter()
-        .filter(|path| path.is_dir())
+        .filter_map(|(path, is_dir)| is_dir.then_some(path))
         .collect();
     if class_dirs.is_empty() {
         return Err(DataError::invalid(
@@ -57,7 +33,7 @@ pub fn load_image_folder(
     for (label, class_dir) in (0u32..).zip(&class_dirs) {
         let images: Vec<PathBuf> = visible_entries(class_dir)?
             .into_iter()
-            .filter(|path| path.is_file() && has_image_extension(path))
+            .filter_map(|(path, is_dir)| (!is_dir && has_image_extension(&path)).then_some(path))
             .collect();
         if images.is_empty() {
             return Err(DataError::invalid(
@@ -69,12 +45,8 @@ pub fn load_image_folder(
         labels.extend(std::iter::repeat_n(label, images.len()));
         files.extend(images);
     }
-    let pixels = decode_all(&files, side, channels)?;
-    Ok(ImageSet {
-        height: resolution,
-        width: resolution,
-        channels,
-        pixels,
+    Ok(FileIndex {
+        files,
         labels,
         class_names: class_dirs
             .iter()
@@ -88,18 +60,56 @@ pub fn load_image_folder(
     })
 }
 
-/// Entries of `dir` in sorted order, without hidden ones (`.git`, macOS `._x.png` resource forks).
-fn visible_entries(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// Images to classify: a folder of class subfolders as [`index_image_folder`] reads it, or
+/// the images directly in `dir` (one class, named after the folder).
+pub fn index_images(dir: &Path) -> Result<FileIndex, DataError> {
+    require_dir(dir, "Point --data at a folder of images")?;
+    let entries = visible_entries(dir)?;
+    if entries.iter().any(|(_, is_dir)| *is_dir) {
+        return index_image_folder(dir);
+    }
+    let files: Vec<PathBuf> = entries
+        .into_iter()
+        .filter_map(|(path, _)| has_image_extension(&path).then_some(path))
+        .collect();
+    if files.is_empty() {
+        return Err(DataError::invalid(
+            dir,
+            "holds no .png/.jpg/.jpeg images",
+            "Point --data at a folder of images",
+        ));
+    }
+    Ok(FileIndex {
+        labels: vec![0; files.len()],
+        files,
+        class_names: vec![dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()],
+    })
+}
+
+/// Entries of `dir` in sorted order with whether each is a directory, without hidden ones
+/// (`.git`, macOS `._x.png` resource forks). The type comes from the directory listing itself
+/// (one `stat` per symlink only), which matters with a million files.
+fn visible_entries(dir: &Path) -> Result<Vec<(PathBuf, bool)>, DataError> {
     let entries = std::fs::read_dir(dir).map_err(|source| DataError::io(dir, source))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|source| DataError::io(dir, source))?.path();
+        let entry = entry.map_err(|source| DataError::io(dir, source))?;
+        let path = entry.path();
         let hidden = path
             .file_name()
             .is_some_and(|name| name.to_string_lossy().starts_with('.'));
-        if !hidden {
-            paths.push(path);
+        if hidden {
+            continue;
         }
+        let is_dir = match entry.file_type() {
+            Ok(kind) if !kind.is_symlink() => kind.is_dir(),
+            _ => path.is_dir(),
+        };
+        paths.push((path, is_dir));
     }
     paths.sort();
     Ok(paths)
@@ -111,44 +121,4 @@ fn has_image_extension(path: &Path) -> bool {
             .iter()
             .any(|known| extension.eq_ignore_ascii_case(known))
     })
-}
-
-/// Decodes `files` in order on all cores, each thread filling its own contiguous part of the
-/// output; on failure returns the error of the first failing file, so the result never depends
-/// on thread timing.
-fn decode_all(files: &[PathBuf], side: u32, channels: usize) -> Result<Vec<u8>, DataError> {
-    let image_size = (side as usize).pow(2) * channels;
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let files_per_thread = files.len().div_ceil(threads).max(1);
-    let mut pixels = vec![0u8; files.len() * image_size];
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = files
-            .chunks(files_per_thread)
-            .zip(pixels.chunks_mut(files_per_thread * image_size))
-            .map(|(chunk, out)| {
-                scope.spawn(move || {
-                    for (path, out_image) in chunk.iter().zip(out.chunks_exact_mut(image_size)) {
-                        out_image.copy_from_slice(&decode_image(path, side, channels)?);
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|worker| {
-            worker
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
-    })?;
-    Ok(pixels)
-}
-
-/// Decodes one image into `side x side x channels` bytes (shorter side scaled, centre-cropped).
-fn decode_image(path: &Path, side: u32, channels: usize) -> Result<Vec<u8>, DataError> {
-    let decoded = decode_image_file(path)?;
-    let square = DynamicImage::ImageRgb8(decoded.to_rgb8())
-        .resize_to_fill(side, side, FilterType::Triangle)
-        .into_rgb8()
-        .into_raw();
-    Ok(convert_channels(&square, 3, channels))
 }

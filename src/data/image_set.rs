@@ -1,6 +1,4 @@
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use super::source::split_indices;
 
 /// Images in memory, u8, each image `height * width * channels` in HWC order, images back to back.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,16 +68,6 @@ impl ImageSet {
 /// chosen by a permutation seeded with `seed`. `fraction` is clamped to `0..=1` (NaN counts as 0).
 /// Both parts keep the original image order, so the split depends only on `seed`.
 pub fn split_validation(set: &ImageSet, fraction: f32, seed: u64) -> (ImageSet, ImageSet) {
-    let fraction = if fraction.is_nan() {
-        0.0
-    } else {
-        fraction.clamp(0.0, 1.0)
-    };
-    let validation_len = ((set.len() as f64) * f64::from(fraction)).round() as usize;
-    let mut order: Vec<usize> = (0..set.len()).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    let (validation, train) = order.split_at_mut(validation_len.min(set.len()));
-    validation.sort_unstable();
-    train.sort_unstable();
-    (set.subset(train), set.subset(validation))
+    let (train, validation) = split_indices(set.len(), fraction, seed);
+    (set.subset(&train), set.subset(&validation))
 }

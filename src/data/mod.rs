@@ -11,6 +11,7 @@
 //! Every problem with the files on disk is reported as a [`DataError`] that names the file.
 
 mod cifar10;
+mod decode;
 mod error;
 mod fashion_mnist;
 mod files;
@@ -18,13 +19,21 @@ mod folder;
 mod image_set;
 mod loader;
 mod preprocess;
+mod shards;
+mod source;
 mod transform;
 
 pub use cifar10::{load_cifar10, CIFAR10_CLASSES};
-pub use error::DataError;
+pub use decode::{decode_image, Pixels};
+pub use error::{BadSample, DataError};
 pub use fashion_mnist::{load_fashion_mnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR};
-pub use folder::load_image_folder;
+pub use folder::{index_image_folder, index_images};
 pub use image_set::{split_validation, ImageSet};
-pub use loader::{batch_count, Batch, BatchLoader, LoaderOptions};
+pub use loader::{
+    batch_count, Batch, BatchLoader, LoaderOptions, DEFAULT_MAX_BAD_FRACTION,
+    DEFAULT_SHUFFLE_BUFFER,
+};
 pub use preprocess::{load_image, Preprocess};
-pub use transform::{Augment, Normalize};
+pub use shards::{write_shards, EncodedSample, ShardSet, ShardStream};
+pub use source::{DataSource, FileIndex};
+pub use transform::{Augment, Normalize, RandomResizedCrop};

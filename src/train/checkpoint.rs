@@ -35,6 +35,8 @@ pub struct Checkpoint {
     pub best_val_acc: Option<f64>,
     /// Input normalisation the weights were trained with.
     pub normalize: Normalize,
+    /// The evaluation view's centre-crop fraction (1.0 for data sets at their own size).
+    pub crop_pct: f32,
     pub class_names: Vec<String>,
     /// The training options, as JSON, for checking that a resumed run matches.
     pub train_options: Option<String>,
@@ -65,6 +67,7 @@ impl Checkpoint {
         }
         metadata.insert("normalize_mean".to_string(), json(&self.normalize.mean));
         metadata.insert("normalize_std".to_string(), json(&self.normalize.std));
+        metadata.insert("crop_pct".to_string(), json(&self.crop_pct));
         metadata.insert("class_names".to_string(), json(&self.class_names));
         if let Some(options) = &self.train_options {
             metadata.insert("train_options".to_string(), options.clone());
@@ -107,6 +110,11 @@ impl Checkpoint {
             std: parse(meta, "normalize_std").map_err(problem)?,
         };
         let class_names: Vec<String> = parse(meta, "class_names").map_err(problem)?;
+        // Written since streaming data sets; older checkpoints resized the whole image.
+        let crop_pct: f32 = match meta.get("crop_pct") {
+            Some(_) => parse(meta, "crop_pct").map_err(problem)?,
+            None => 1.0,
+        };
         let mut params = ParamStore::new();
         let mut optimizer_state = ParamStore::new();
         for tensor in file.tensors {
@@ -123,6 +131,7 @@ impl Checkpoint {
             step,
             best_val_acc,
             normalize,
+            crop_pct,
             class_names,
             train_options: meta.get("train_options").cloned(),
         })

@@ -1,9 +1,8 @@
 //! Loss, top-1/top-5 accuracy and the confusion matrix of a model on a data set.
 
-use crate::data::{BatchLoader, ImageSet, LoaderOptions};
+use crate::data::{BatchLoader, DataSource, LoaderOptions};
 use crate::graph::Plan;
 use std::fmt::Write;
-use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct EvalResult {
@@ -15,6 +14,8 @@ pub struct EvalResult {
     pub count: usize,
     /// confusion[true][predicted].
     pub confusion: Vec<Vec<u64>>,
+    /// Files that could not be decoded and were left out of the figures.
+    pub bad_files: Vec<String>,
 }
 
 /// Cross-entropy of one row of logits against its label, in f64.
@@ -32,18 +33,24 @@ pub fn in_top_k(logits: &[f32], label: usize, k: usize) -> bool {
     logits.iter().filter(|&&v| v > target).count() < k
 }
 
-/// Runs `plan` (an inference plan whose first output is the logits) over `set`.
+/// Runs `plan` (an inference plan whose first output is the logits) over `source`.
 /// `options` should neither shuffle, augment nor drop the last batch.
 pub fn evaluate(
     plan: &Plan,
-    set: Arc<ImageSet>,
+    source: DataSource,
     options: LoaderOptions,
 ) -> anyhow::Result<EvalResult> {
-    let classes = set.class_names.len().max(1);
-    let loader = BatchLoader::try_new(set, options, 0)?;
+    let classes = source.class_names().len().max(1);
+    let loader = BatchLoader::new(source, options, 0)?;
+    let mut bad_files = Vec::new();
     let mut confusion = vec![vec![0u64; classes]; classes];
     let (mut loss, mut top1, mut top5, mut count) = (0.0f64, 0usize, 0usize, 0usize);
     for batch in loader {
+        let batch = batch?;
+        for bad in &batch.bad {
+            eprintln!("warning: skipped {bad}");
+            bad_files.push(bad.origin.clone());
+        }
         let outputs = plan.run(&batch.images)?;
         let logits = &outputs[0];
         let width = logits.len() / batch.labels.len().max(1);
@@ -70,6 +77,7 @@ pub fn evaluate(
         top5: top5 as f64 / n,
         count,
         confusion,
+        bad_files,
     })
 }
 
@@ -100,32 +108,27 @@ pub fn format_confusion(result: &EvalResult, class_names: &[String]) -> String {
     out
 }
 
-/// Evaluates weights on a data set, normalising inputs as they were trained, with batchnorm
-/// folded into the convolutions.
+/// Evaluates weights on a data set with the checkpoint's own preprocessing (normalisation and
+/// centre crop), batchnorm folded into the convolutions. `workers`: decoding threads (0: default).
 pub fn evaluate_checkpoint(
     gpu: &crate::gpu::Gpu,
     weights: &crate::weights::Pretrained,
-    set: ImageSet,
+    source: DataSource,
     batch_size: usize,
+    workers: usize,
 ) -> anyhow::Result<EvalResult> {
     let config = &weights.config;
     anyhow::ensure!(batch_size > 0, "the batch size must be at least 1");
     anyhow::ensure!(
-        set.class_names.len() == config.classes,
+        source.class_names().len() == config.classes,
         "the checkpoint has {} classes but the data set has {}",
         config.classes,
-        set.class_names.len()
+        source.class_names().len()
     );
     let plan = config.inference_plan(gpu, &weights.params, batch_size)?;
     let options = LoaderOptions {
-        batch_size,
-        resolution: config.resolution,
-        channels: config.in_channels,
-        augment: Default::default(),
-        normalize: weights.preprocess.normalize.clone(),
-        shuffle: false,
-        seed: 0,
-        drop_last: false,
+        workers,
+        ..weights.preprocess.loader_options(batch_size)
     };
-    evaluate(&plan, Arc::new(set), options)
+    evaluate(&plan, source, options)
 }

@@ -35,6 +35,9 @@ pub struct EpochMetrics {
     /// Training throughput.
     #[serde(with = "json_float")]
     pub images_per_sec: f64,
+    /// Training images that could not be decoded this epoch (skipped; reported by path).
+    #[serde(default)]
+    pub bad_files: usize,
 }
 
 /// Why a metrics file could not be read or written; messages name the file (and line).
@@ -164,6 +167,9 @@ pub fn format_epoch_line(m: &EpochMetrics, total_epochs: usize) -> String {
         "  {:.1} s  {:.0} img/s",
         m.seconds, m.images_per_sec
     ));
+    if m.bad_files > 0 {
+        line.push_str(&format!("  {} bad files skipped", m.bad_files));
+    }
     line
 }
 

@@ -3,65 +3,34 @@
 
 use super::checkpoint::Checkpoint;
 use super::curves::plot_curves;
+use super::dataset::{
+    eval_loader_options, train_loader_options, DataOptions, DatasetKind, Splits, TrainData,
+};
 use super::evaluate::{evaluate, EvalResult};
 use super::metrics::{
     append_metrics, format_epoch_line, read_metrics, truncate_metrics, EpochMetrics,
 };
+use super::network::Network;
 use super::{OptimizerConfig, Schedule};
-use crate::data::{
-    batch_count, load_cifar10, load_fashion_mnist, load_image_folder, split_validation, Augment,
-    BatchLoader, ImageSet, LoaderOptions, Normalize, FASHION_MNIST_DIR,
-};
+use crate::data::{Augment, Batch, BatchLoader, DataSource, LoaderOptions, Normalize};
 use crate::gpu::Gpu;
-use crate::graph::{ParamBuffers, ParamStore, Plan, RunningMetrics, TrainConfig, TrainPlan};
-use crate::model::{Form, MobileNetV1Config, BLOCKS, CLASSIFIER, POOL_STAGE, STAGES};
-use crate::ops::TrainSettings;
-use crate::weights::{fold_batchnorm, load_pretrained};
+use crate::graph::{ParamStore, Plan, RunningMetrics, TrainPlan};
+use crate::model::{MobileNetV1Config, BLOCKS, POOL_STAGE};
+use crate::weights::{load_pretrained, Pretrained};
 use anyhow::{bail, Context};
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Instant;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatasetKind {
-    FashionMnist,
-    Cifar10,
-    /// One subfolder of images per class.
-    Folder,
-}
-
-impl FromStr for DatasetKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "fashion-mnist" | "fashion_mnist" => Ok(DatasetKind::FashionMnist),
-            "cifar10" | "cifar-10" => Ok(DatasetKind::Cifar10),
-            "folder" => Ok(DatasetKind::Folder),
-            other => Err(format!(
-                "unknown dataset {other:?}; expected fashion-mnist, cifar10 or folder"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for DatasetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DatasetKind::FashionMnist => "fashion-mnist",
-            DatasetKind::Cifar10 => "cifar10",
-            DatasetKind::Folder => "folder",
-        })
-    }
-}
 
 /// Everything `train` needs; the CLI fills it from its flags.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct TrainOptions {
     pub dataset: DatasetKind,
     pub data_dir: Option<PathBuf>,
+    /// Validation data of the same kind; otherwise `val_fraction` of the training data.
+    #[serde(default)]
+    pub val_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub data: DataOptions,
     /// The network; `classes` is taken from the data set.
     pub model: MobileNetV1Config,
     pub epochs: usize,
@@ -105,20 +74,13 @@ pub struct Finetune {
 impl Finetune {
     /// The first stage that trains (see `model::STAGES`). With the whole backbone frozen the
     /// pool runs frozen too, so only pooled features cross over to the trained part.
-    fn first_trained_stage(&self) -> usize {
+    pub(crate) fn first_trained_stage(&self) -> usize {
         match self.trainable_blocks {
             None => 0,
             Some(0) => POOL_STAGE + 1,
             Some(k) => POOL_STAGE - k.min(BLOCKS.len()),
         }
     }
-}
-
-/// The frozen front of a fine-tuned network: folded, run before each step, never updated.
-struct FrozenPart {
-    plan: Plan,
-    /// Its unfolded parameters, as checkpoints store them.
-    params: ParamStore,
 }
 
 impl TrainOptions {
@@ -128,6 +90,7 @@ impl TrainOptions {
         same.epochs = 0;
         same.resume = false;
         same.progress = false;
+        same.data.workers = 0;
         same.out_dir = PathBuf::new();
         // Taken from the data set, whatever the caller put there.
         same.model.classes = 0;
@@ -149,54 +112,10 @@ pub const BEST: &str = "best.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const CURVES: &str = "curves.png";
 
-/// Train and test sets of a data set kind (a folder has no test split).
-pub fn load_dataset(
-    kind: DatasetKind,
-    dir: Option<&Path>,
-    resolution: usize,
-    channels: usize,
-) -> anyhow::Result<(ImageSet, Option<ImageSet>)> {
-    Ok(match kind {
-        DatasetKind::FashionMnist => {
-            let dir = dir.unwrap_or(Path::new(FASHION_MNIST_DIR));
-            let (train, test) = load_fashion_mnist(dir)?;
-            (train, Some(test))
-        }
-        DatasetKind::Cifar10 => {
-            let dir = dir
-                .context("--data DIR is required for cifar10 (the folder of the binary version)")?;
-            let (train, test) = load_cifar10(dir)?;
-            (train, Some(test))
-        }
-        DatasetKind::Folder => {
-            let dir = dir
-                .context("--data DIR is required for folder (one subfolder of images per class)")?;
-            (load_image_folder(dir, resolution, channels)?, None)
-        }
-    })
-}
-
 /// Input normalisation used for training: x/127.5 - 1 (mean = std = 0.5), as timm's and
 /// Keras' MobileNets expect.
 pub fn default_normalize(channels: usize) -> Normalize {
     Normalize::symmetric(channels)
-}
-
-fn eval_options(
-    batch_size: usize,
-    config: &MobileNetV1Config,
-    normalize: &Normalize,
-) -> LoaderOptions {
-    LoaderOptions {
-        batch_size,
-        resolution: config.resolution,
-        channels: config.in_channels,
-        augment: Augment::default(),
-        normalize: normalize.clone(),
-        shuffle: false,
-        seed: 0,
-        drop_last: false,
-    }
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
@@ -240,23 +159,32 @@ fn tally_logged(
     Ok(())
 }
 
+/// Where a run keeps its files.
+struct RunFiles {
+    last: PathBuf,
+    metrics: PathBuf,
+}
+
+/// Progress that a checkpoint carries across a resume.
+struct Progress {
+    epoch: usize,
+    step: usize,
+    best_val_acc: Option<f64>,
+}
+
+/// What one epoch of training produced.
+struct EpochTally {
+    metrics: RunningMetrics,
+    lr: f64,
+    bad_files: usize,
+    seconds: f64,
+}
+
 /// Trains (or resumes) a run as described by `options`, writing into `options.out_dir`.
 pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let started = Instant::now();
-    options.model.validate()?;
-    anyhow::ensure!(options.batch_size > 0, "--batch-size must be at least 1");
-    anyhow::ensure!(
-        (0.0..1.0).contains(&options.val_fraction),
-        "--val-fraction must be in [0, 1)"
-    );
-    std::fs::create_dir_all(&options.out_dir).with_context(|| {
-        format!(
-            "cannot create the run directory {}",
-            options.out_dir.display()
-        )
-    })?;
-    let last_path = options.out_dir.join(LAST);
-    let metrics_path = options.out_dir.join(METRICS);
+    check_options(options)?;
+    let files = RunFiles::create(&options.out_dir)?;
     let pretrained =
         match &options.finetune {
             Some(f) => Some(load_pretrained(&f.weights).with_context(|| {
@@ -264,277 +192,94 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
             })?),
             None => None,
         };
-    let resume_from = if last_path.exists() {
-        if !options.resume {
-            bail!(
-                "{} already holds a checkpoint; pass --resume to continue that run, or choose another --out",
-                last_path.display()
-            );
-        }
-        Some(Checkpoint::load(&last_path)?)
-    } else {
-        None
-    };
-
-    // Fine-tuning keeps the pretrained architecture; only the classifier changes.
-    let base_model = match (&pretrained, &options.finetune) {
-        (Some(p), Some(f)) => MobileNetV1Config {
-            resolution: f.resolution.unwrap_or(p.config.resolution),
-            ..p.config.clone()
-        },
-        _ => options.model.clone(),
-    };
-    let (train_set, test_set) = load_dataset(
-        options.dataset,
-        options.data_dir.as_deref(),
-        base_model.resolution,
-        base_model.in_channels,
-    )?;
-    let train_set = match options.limit {
-        Some(n) => train_set.take(n),
-        None => train_set,
-    };
-    let test_set = test_set.map(|t| match options.test_limit {
-        Some(n) => t.take(n),
-        None => t,
-    });
-    let class_names = train_set.class_names.clone();
-    if let Some(expected) = options.finetune.as_ref().and_then(|f| f.classes) {
-        anyhow::ensure!(
-            expected == class_names.len(),
-            "--classes {expected} but the data set has {} classes ({}); drop --classes or fix the data",
-            class_names.len(),
-            class_names.join(", ")
-        );
-    }
-    // The classifier's width always comes from the data.
-    let config = &MobileNetV1Config {
-        classes: class_names.len(),
-        ..base_model
-    };
-    config.validate()?;
-    let (train_set, val_set) = if options.val_fraction > 0.0 {
-        let (train, val) = split_validation(&train_set, options.val_fraction, options.seed);
-        (train, (!val.is_empty()).then_some(val))
-    } else {
-        (train_set, None)
-    };
+    let resume_from = files.checkpoint_to_resume(options.resume)?;
+    let base_model = base_model(options, pretrained.as_ref());
+    let data = TrainData::load(&Splits {
+        kind: options.dataset,
+        data: options.data_dir.as_deref(),
+        val_data: options.val_dir.as_ref(),
+        val_fraction: options.val_fraction,
+        limit: options.limit,
+        test_limit: options.test_limit,
+        seed: options.seed,
+    })?;
+    let config = &classifier_for(options, base_model, &data.class_names)?;
     anyhow::ensure!(
-        train_set.len() >= options.batch_size,
+        data.train.len() >= options.batch_size,
         "only {} training images for a batch of {}; lower --batch-size",
-        train_set.len(),
+        data.train.len(),
         options.batch_size
     );
-    let train_set = Arc::new(train_set);
-    let val_set = val_set.map(Arc::new);
-    let test_set = test_set.map(Arc::new);
-
-    let model = config.build(options.batch_size)?;
-    let mut initial = ParamStore::initialize(&model.graph, options.seed);
-    if let Some(p) = &pretrained {
-        // Everything but the new classifier comes from the pretrained weights.
-        for (name, shape, values) in p.params.iter() {
-            if !name.starts_with(CLASSIFIER) {
-                initial.insert(name, shape.to_vec(), values.to_vec());
-            }
-        }
-    }
-    let first_trained = options
-        .finetune
-        .as_ref()
-        .map_or(0, Finetune::first_trained_stage);
-    let trained_model =
-        config.build_stages(options.batch_size, first_trained..STAGES, Form::Train)?;
-    let frozen = if first_trained > 0 {
-        let part = config.build_stages(options.batch_size, 0..first_trained, Form::Folded)?;
-        let unfolded = config.build_stages(1, 0..first_trained, Form::Train)?;
-        let params = initial.for_graph(&unfolded.graph);
-        let folded = fold_batchnorm(&params, config.bn_eps)?;
-        let plan = part.graph.compile(gpu)?;
-        plan.load_params(&folded)?;
-        Some(FrozenPart { plan, params })
-    } else {
-        None
-    };
-    let params = Arc::new(ParamBuffers::new(gpu, &trained_model.graph)?);
-    params.load(&initial.for_graph(&trained_model.graph))?;
-    let weight_decay = trained_model
-        .graph
-        .params()
-        .iter()
-        .map(|p| (p.name.clone(), options.optimizer.weight_decay_for(p)))
-        .filter(|(_, d)| *d != 0.0)
-        .collect();
-    let train_config = TrainConfig {
-        settings: TrainSettings {
-            bn_momentum: options.bn_momentum,
-        },
-        update: Some(options.optimizer.rule()),
-        weight_decay,
-        input_grad: false,
-    };
-    let plan = TrainPlan::compile(&trained_model.graph, gpu, params.clone(), &train_config)?;
-    // Evaluation runs the whole network; with a frozen part it has its own parameter
-    // buffers, refreshed from both parts before each evaluation.
-    let eval_plan = match &frozen {
-        Some(_) => model.graph.compile(gpu)?,
-        None => Plan::compile_with(&model.graph, gpu, params.clone())?,
-    };
-    // The whole network's parameters: the frozen part's and the trained part's.
-    let all_params = |trained: ParamStore| -> ParamStore {
-        let mut all = frozen
-            .as_ref()
-            .map(|f| f.params.clone())
-            .unwrap_or_default();
-        all.extend(&trained);
-        all
-    };
+    let network = Network::build(gpu, options, config, pretrained.as_ref())?;
     let normalize = match &pretrained {
         // Inputs as the pretrained network saw them.
         Some(p) => p.preprocess.normalize.clone(),
         None => default_normalize(config.in_channels),
     };
-
     let fingerprint = options.fingerprint();
-    let (mut epoch, mut step, mut best_val_acc) = (0, 0, None);
-    if let Some(checkpoint) = resume_from {
-        if checkpoint.train_options.as_deref() != Some(fingerprint.as_str()) {
-            bail!(
-                "{} was written by a run with other options; resume with the same options (only --epochs may change)",
-                last_path.display()
-            );
-        }
-        params.load(&checkpoint.params.for_graph(&trained_model.graph))?;
-        plan.load_opt_state(&checkpoint.optimizer_state)?;
-        (epoch, step, best_val_acc) = (checkpoint.epoch, checkpoint.step, checkpoint.best_val_acc);
-        truncate_metrics(&metrics_path, epoch)?;
-        println!(
-            "resuming {} at epoch {epoch} (step {step})",
-            options.out_dir.display()
-        );
-    } else if metrics_path.exists() {
-        // Metrics without a checkpoint belong to a run killed before its first save.
-        truncate_metrics(&metrics_path, 0)?;
-    }
-
-    let loader_options = LoaderOptions {
-        batch_size: options.batch_size,
-        resolution: config.resolution,
-        channels: config.in_channels,
-        augment: options.augment.clone(),
-        normalize: normalize.clone(),
-        shuffle: true,
-        seed: options.seed,
-        drop_last: true,
-    };
-    let steps_per_epoch = batch_count(train_set.len(), &loader_options);
-    let eval_loader = eval_options(options.batch_size, config, &normalize);
-    let mut history = read_metrics(&metrics_path).unwrap_or_default();
+    let mut progress = files.restore(resume_from, &fingerprint, &network, options)?;
+    let input = (config.resolution, config.in_channels);
+    let train_loader = train_loader_options(
+        options.batch_size,
+        input,
+        &options.augment,
+        &normalize,
+        &options.data,
+        options.seed,
+    );
+    let eval_loader = eval_loader_options(options.batch_size, input, &normalize, &options.data);
+    let mut history = read_metrics(&files.metrics).unwrap_or_default();
     let mut test_result = None;
 
-    while epoch < options.epochs {
+    while progress.epoch < options.epochs {
         let epoch_start = Instant::now();
-        let bar = progress_bar(options.progress, steps_per_epoch, epoch + 1, options.epochs);
-        let loader = BatchLoader::try_new(train_set.clone(), loader_options.clone(), epoch)?;
-        let mut tally = RunningMetrics::default();
-        let mut lr = options
-            .schedule
-            .lr_at(step, steps_per_epoch, options.epochs);
-        // Steps are queued without waiting; loss and accuracy accumulate on the GPU and are
-        // read back every LOG_EVERY steps (progress, divergence check) and at the epoch's end.
-        let mut since_log = 0;
-        for batch in loader {
-            lr = options
-                .schedule
-                .lr_at(step, steps_per_epoch, options.epochs);
-            // A frozen front runs in the same submit, its features staying on the GPU.
-            match &frozen {
-                Some(front) => {
-                    plan.step_queued_after(&front.plan, &batch.images, &batch.labels, lr as f32)?
-                }
-                None => plan.step_queued(&batch.images, &batch.labels, lr as f32)?,
-            }
-            step += 1;
-            since_log += 1;
-            bar.inc(1);
-            if since_log == LOG_EVERY {
-                since_log = 0;
-                tally_logged(&plan, &mut tally, (epoch + 1, step, lr), &last_path, &bar)?;
-                let rate = tally.samples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "loss {:.4} acc {:.2}% {rate:.0} img/s",
-                    tally.mean_loss(),
-                    100.0 * tally.accuracy()
-                ));
-            }
-        }
-        tally_logged(&plan, &mut tally, (epoch + 1, step, lr), &last_path, &bar)?;
-        bar.finish_and_clear();
-        let train_seconds = epoch_start.elapsed().as_secs_f64();
-        let weights = all_params(params.read()?);
-        if frozen.is_some() {
-            eval_plan.load_params(&weights)?;
-        }
-        let val = match &val_set {
-            Some(set) => Some(evaluate(&eval_plan, set.clone(), eval_loader.clone())?),
-            None => None,
-        };
-        let test = match &test_set {
-            Some(set) => Some(evaluate(&eval_plan, set.clone(), eval_loader.clone())?),
-            None => None,
-        };
-        epoch += 1;
-        let metrics = EpochMetrics {
-            epoch,
-            lr,
-            train_loss: tally.mean_loss(),
-            train_acc: tally.accuracy(),
-            val_loss: val.as_ref().map(|v| v.loss),
-            val_acc: val.as_ref().map(|v| v.top1),
-            test_loss: test.as_ref().map(|t| t.loss),
-            test_acc: test.as_ref().map(|t| t.top1),
-            seconds: epoch_start.elapsed().as_secs_f64(),
-            images_per_sec: tally.samples as f64 / train_seconds.max(1e-9),
-        };
-        if let Some((name, _, _)) = weights
-            .iter()
-            .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
-        {
-            // Batch norm can keep the loss finite while the weights have already overflowed.
-            bail!(
-                "the weights became non-finite in epoch {epoch} (first: {name}; learning rate {lr:.4}); \
-                 training stopped and the last good checkpoint {} was kept; lower --lr or check the data",
-                last_path.display()
-            );
-        }
+        let tally = train_epoch(
+            &network,
+            &data.train,
+            &train_loader,
+            &mut progress,
+            options,
+            &files,
+        )?;
+        let weights = network.weights()?;
+        check_finite(&weights, progress.epoch + 1, tally.lr, &files.last)?;
+        network.prepare_eval(&weights)?;
+        let val = evaluate_split(&network.eval, data.val.as_ref(), &eval_loader)?;
+        let test = evaluate_split(&network.eval, data.test.as_ref(), &eval_loader)?;
+        progress.epoch += 1;
+        let metrics = epoch_metrics(
+            progress.epoch,
+            &tally,
+            val.as_ref(),
+            test.as_ref(),
+            epoch_start,
+        );
         println!("{}", format_epoch_line(&metrics, options.epochs));
         // Metrics first, checkpoint second: a kill in between leaves a metrics line past
         // the checkpoint, which --resume truncates before redoing the epoch.
-        append_metrics(&metrics_path, &metrics)?;
+        append_metrics(&files.metrics, &metrics)?;
         history.push(metrics);
-        let improved = match (val.as_ref(), best_val_acc) {
+        let improved = match (val.as_ref(), progress.best_val_acc) {
             (Some(v), Some(best)) => v.top1 > best,
             (Some(_), None) => true,
             (None, _) => false,
         };
         if improved {
-            best_val_acc = val.as_ref().map(|v| v.top1);
+            progress.best_val_acc = val.as_ref().map(|v| v.top1);
         }
         let checkpoint = Checkpoint {
             config: config.clone(),
             params: weights,
-            optimizer_state: plan.read_opt_state()?,
-            epoch,
-            step,
-            best_val_acc,
+            optimizer_state: network.train.read_opt_state()?,
+            epoch: progress.epoch,
+            step: progress.step,
+            best_val_acc: progress.best_val_acc,
             normalize: normalize.clone(),
-            class_names: class_names.clone(),
+            crop_pct: options.data.crop_pct,
+            class_names: data.class_names.clone(),
             train_options: Some(fingerprint.clone()),
         };
-        checkpoint.save(&last_path)?;
-        if improved || val_set.is_none() {
-            checkpoint.save(&options.out_dir.join(BEST))?;
-        }
+        files.save(&checkpoint, improved || data.val.is_none())?;
         let title = format!(
             "MobileNet V1 {} on {} ({} epochs)",
             config.alpha, options.dataset, options.epochs
@@ -543,15 +288,242 @@ pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> 
         test_result = test;
     }
     if test_result.is_none() {
-        if let Some(set) = &test_set {
-            test_result = Some(evaluate(&eval_plan, set.clone(), eval_loader.clone())?);
-        }
+        test_result = evaluate_split(&network.eval, data.test.as_ref(), &eval_loader)?;
     }
     Ok(TrainSummary {
         epochs: history,
-        best_val_acc,
+        best_val_acc: progress.best_val_acc,
         test: test_result,
-        class_names,
+        class_names: data.class_names,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+fn check_options(options: &TrainOptions) -> anyhow::Result<()> {
+    options.model.validate()?;
+    anyhow::ensure!(options.batch_size > 0, "--batch-size must be at least 1");
+    anyhow::ensure!(
+        (0.0..1.0).contains(&options.val_fraction),
+        "--val-fraction must be in [0, 1)"
+    );
+    Ok(())
+}
+
+/// Fine-tuning keeps the pretrained architecture (at the requested resolution).
+fn base_model(options: &TrainOptions, pretrained: Option<&Pretrained>) -> MobileNetV1Config {
+    match (pretrained, &options.finetune) {
+        (Some(p), Some(f)) => MobileNetV1Config {
+            resolution: f.resolution.unwrap_or(p.config.resolution),
+            ..p.config.clone()
+        },
+        _ => options.model.clone(),
+    }
+}
+
+/// The network with a classifier as wide as the data set has classes.
+fn classifier_for(
+    options: &TrainOptions,
+    base_model: MobileNetV1Config,
+    class_names: &[String],
+) -> anyhow::Result<MobileNetV1Config> {
+    if let Some(expected) = options.finetune.as_ref().and_then(|f| f.classes) {
+        anyhow::ensure!(
+            expected == class_names.len(),
+            "--classes {expected} but the data set has {} classes ({}); drop --classes or fix the data",
+            class_names.len(),
+            class_names.join(", ")
+        );
+    }
+    let config = MobileNetV1Config {
+        classes: class_names.len(),
+        ..base_model
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+impl RunFiles {
+    fn create(out_dir: &Path) -> anyhow::Result<RunFiles> {
+        std::fs::create_dir_all(out_dir)
+            .with_context(|| format!("cannot create the run directory {}", out_dir.display()))?;
+        Ok(RunFiles {
+            last: out_dir.join(LAST),
+            metrics: out_dir.join(METRICS),
+        })
+    }
+
+    fn checkpoint_to_resume(&self, resume: bool) -> anyhow::Result<Option<Checkpoint>> {
+        if !self.last.exists() {
+            return Ok(None);
+        }
+        if !resume {
+            bail!(
+                "{} already holds a checkpoint; pass --resume to continue that run, or choose another --out",
+                self.last.display()
+            );
+        }
+        Ok(Some(Checkpoint::load(&self.last)?))
+    }
+
+    /// Loads a resumed run's state into the network, or clears metrics left by a run killed
+    /// before its first checkpoint.
+    fn restore(
+        &self,
+        checkpoint: Option<Checkpoint>,
+        fingerprint: &str,
+        network: &Network,
+        options: &TrainOptions,
+    ) -> anyhow::Result<Progress> {
+        let Some(checkpoint) = checkpoint else {
+            if self.metrics.exists() {
+                truncate_metrics(&self.metrics, 0)?;
+            }
+            return Ok(Progress {
+                epoch: 0,
+                step: 0,
+                best_val_acc: None,
+            });
+        };
+        if checkpoint.train_options.as_deref() != Some(fingerprint) {
+            bail!(
+                "{} was written by a run with other options; resume with the same options (only --epochs and --workers may change)",
+                self.last.display()
+            );
+        }
+        network.restore(&checkpoint.params, &checkpoint.optimizer_state)?;
+        truncate_metrics(&self.metrics, checkpoint.epoch)?;
+        println!(
+            "resuming {} at epoch {} (step {})",
+            options.out_dir.display(),
+            checkpoint.epoch,
+            checkpoint.step
+        );
+        Ok(Progress {
+            epoch: checkpoint.epoch,
+            step: checkpoint.step,
+            best_val_acc: checkpoint.best_val_acc,
+        })
+    }
+
+    fn save(&self, checkpoint: &Checkpoint, as_best: bool) -> anyhow::Result<()> {
+        checkpoint.save(&self.last)?;
+        if as_best {
+            let best = self.last.with_file_name(BEST);
+            checkpoint.save(&best)?;
+        }
+        Ok(())
+    }
+}
+
+/// One epoch of steps. Steps are queued without waiting; loss and accuracy accumulate on the
+/// GPU and are read back every LOG_EVERY steps (progress, divergence check) and at the end.
+fn train_epoch(
+    network: &Network,
+    train: &DataSource,
+    loader_options: &LoaderOptions,
+    progress: &mut Progress,
+    options: &TrainOptions,
+    files: &RunFiles,
+) -> anyhow::Result<EpochTally> {
+    let epoch_start = Instant::now();
+    let loader = BatchLoader::new(train.clone(), loader_options.clone(), progress.epoch)?;
+    let steps_per_epoch = loader.total();
+    let bar = progress_bar(
+        options.progress,
+        steps_per_epoch,
+        progress.epoch + 1,
+        options.epochs,
+    );
+    let schedule = |step| {
+        options
+            .schedule
+            .lr_at(step, steps_per_epoch, options.epochs)
+    };
+    let mut tally = EpochTally {
+        metrics: RunningMetrics::default(),
+        lr: schedule(progress.step),
+        bad_files: 0,
+        seconds: 0.0,
+    };
+    let mut since_log = 0;
+    for batch in loader {
+        let batch = batch?;
+        report_bad_files(&batch, &bar);
+        tally.bad_files += batch.bad.len();
+        tally.lr = schedule(progress.step);
+        network.step(&batch.images, &batch.labels, tally.lr as f32)?;
+        progress.step += 1;
+        since_log += 1;
+        bar.inc(1);
+        if since_log == LOG_EVERY {
+            since_log = 0;
+            let at = (progress.epoch + 1, progress.step, tally.lr);
+            tally_logged(&network.train, &mut tally.metrics, at, &files.last, &bar)?;
+            let rate = tally.metrics.samples as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}% {rate:.0} img/s",
+                tally.metrics.mean_loss(),
+                100.0 * tally.metrics.accuracy()
+            ));
+        }
+    }
+    let at = (progress.epoch + 1, progress.step, tally.lr);
+    tally_logged(&network.train, &mut tally.metrics, at, &files.last, &bar)?;
+    bar.finish_and_clear();
+    tally.seconds = epoch_start.elapsed().as_secs_f64();
+    Ok(tally)
+}
+
+/// Bad files are named as they are met, above the progress bar.
+fn report_bad_files(batch: &Batch, bar: &indicatif::ProgressBar) {
+    for bad in &batch.bad {
+        bar.suspend(|| eprintln!("warning: skipped {bad}"));
+    }
+}
+
+/// Batch norm can keep the loss finite while the weights have already overflowed.
+fn check_finite(weights: &ParamStore, epoch: usize, lr: f64, last: &Path) -> anyhow::Result<()> {
+    if let Some((name, _, _)) = weights
+        .iter()
+        .find(|(_, _, v)| v.iter().any(|x| !x.is_finite()))
+    {
+        bail!(
+            "the weights became non-finite in epoch {epoch} (first: {name}; learning rate {lr:.4}); \
+             training stopped and the last good checkpoint {} was kept; lower --lr or check the data",
+            last.display()
+        );
+    }
+    Ok(())
+}
+
+fn evaluate_split(
+    plan: &Plan,
+    split: Option<&DataSource>,
+    options: &LoaderOptions,
+) -> anyhow::Result<Option<EvalResult>> {
+    split
+        .map(|source| evaluate(plan, source.clone(), options.clone()))
+        .transpose()
+}
+
+fn epoch_metrics(
+    epoch: usize,
+    tally: &EpochTally,
+    val: Option<&EvalResult>,
+    test: Option<&EvalResult>,
+    epoch_start: Instant,
+) -> EpochMetrics {
+    EpochMetrics {
+        epoch,
+        lr: tally.lr,
+        train_loss: tally.metrics.mean_loss(),
+        train_acc: tally.metrics.accuracy(),
+        val_loss: val.map(|v| v.loss),
+        val_acc: val.map(|v| v.top1),
+        test_loss: test.map(|t| t.loss),
+        test_acc: test.map(|t| t.top1),
+        seconds: epoch_start.elapsed().as_secs_f64(),
+        images_per_sec: tally.metrics.samples as f64 / tally.seconds.max(1e-9),
+        bad_files: tally.bad_files,
+    }
 }

@@ -261,7 +261,7 @@ pub fn load_pretrained(path: &Path) -> Result<Pretrained, PretrainedError> {
         let checkpoint = Checkpoint::load(path)?;
         let preprocess = Preprocess {
             resolution: checkpoint.config.resolution,
-            crop_pct: 1.0,
+            crop_pct: checkpoint.crop_pct,
             normalize: checkpoint.normalize.clone(),
         };
         return Ok(Pretrained {
