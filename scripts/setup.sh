@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs what mobilenet-wgpu needs at run time on Debian/Ubuntu, skipping what is
-# already there: the Vulkan loader, Mesa's drivers (lavapipe runs Vulkan on the CPU when
-# there is no GPU), and the Fashion-MNIST data set package.
+# Installs what mobilenet-wgpu needs on Debian/Ubuntu, skipping what is already there: the
+# Vulkan loader, Mesa's drivers (lavapipe runs Vulkan on the CPU when there is no GPU), the
+# Fashion-MNIST data set package, and cmake and nasm, which build the libjpeg-turbo that
+# decodes JPEGs (Debian's is older than the 3.x the binding needs).
 set -euo pipefail
 
-packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist)
+packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

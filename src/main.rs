@@ -114,6 +114,9 @@ enum Command {
         /// Decoding threads for --data (default: cores - 1).
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// --data: stop when more than this fraction of the files cannot be decoded.
+        #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
+        max_bad_fraction: f64,
         /// Where --tensor writes `logits` [N, classes].
         #[arg(long, requires = "tensor")]
         logits_out: Option<PathBuf>,
@@ -156,6 +159,9 @@ enum Command {
         /// Decoding threads (default: cores - 1).
         #[arg(long, default_value_t = 0)]
         workers: usize,
+        /// Stop when more than this fraction of the files cannot be decoded.
+        #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
+        max_bad_fraction: f64,
         /// Evaluate only the first N test images.
         #[arg(long)]
         limit: Option<usize>,
@@ -760,17 +766,23 @@ fn main() -> anyhow::Result<()> {
             data,
             out,
             workers,
+            max_bad_fraction,
             json,
         } => {
             let pretrained = load_pretrained(&weights)?;
             let gpu = Gpu::new()?;
             if let (Some(data), Some(out)) = (data, out) {
+                let loading = DataOptions {
+                    workers,
+                    max_bad_fraction,
+                    ..DataOptions::default()
+                };
                 return predict_data_set(
                     &gpu,
                     &pretrained,
-                    &data,
-                    &out,
-                    (batch, top, workers),
+                    (&data, &out),
+                    (batch, top),
+                    &loading,
                     resolution,
                 );
             }
@@ -822,6 +834,7 @@ fn main() -> anyhow::Result<()> {
             resolution,
             crop_pct,
             workers,
+            max_bad_fraction,
             limit,
             json,
         } => {
@@ -846,7 +859,12 @@ fn main() -> anyhow::Result<()> {
             };
             let gpu = Gpu::new()?;
             let class_names = set.class_names().to_vec();
-            let result = evaluate_checkpoint(&gpu, &weights_file, set, batch_size, workers)
+            let loading = DataOptions {
+                workers,
+                max_bad_fraction,
+                ..DataOptions::default()
+            };
+            let result = evaluate_checkpoint(&gpu, &weights_file, set, batch_size, &loading)
                 .with_context(|| format!("evaluating {}", weights.display()))?;
             if json {
                 println!("{}", serde_json::to_string(&result)?);
@@ -934,9 +952,9 @@ fn open_data(kind: Option<DatasetKind>, data: &std::path::Path) -> anyhow::Resul
 fn predict_data_set(
     gpu: &Gpu,
     pretrained: &Pretrained,
-    data: &std::path::Path,
-    out: &std::path::Path,
-    (batch, top, workers): (usize, usize, usize),
+    (data, out): (&std::path::Path, &std::path::Path),
+    (batch, top): (usize, usize),
+    loading: &DataOptions,
     resolution: Option<usize>,
 ) -> anyhow::Result<()> {
     let source = match default_source_kind(data) {
@@ -946,7 +964,8 @@ fn predict_data_set(
     let mut preprocess = pretrained.preprocess.clone();
     preprocess.resolution = resolution.unwrap_or(preprocess.resolution);
     let options = LoaderOptions {
-        workers,
+        workers: loading.workers,
+        max_bad_fraction: loading.max_bad_fraction,
         ..preprocess.loader_options(batch.max(1))
     };
     let summary = predict_to_jsonl(gpu, pretrained, source, options, top, out)?;

@@ -24,6 +24,7 @@ fn epoch(epoch: usize, with_eval: bool) -> EpochMetrics {
         test_acc: eval(-1.6).map(|v| v.clamp(0.0, 1.0)),
         seconds: 40.0 + t,
         images_per_sec: 1400.0 + t,
+        bad_files: 0,
     }
 }
 
@@ -199,6 +200,7 @@ fn epoch_line_matches_the_documented_format() {
         test_acc: Some(0.857),
         seconds: 41.2,
         images_per_sec: 1456.2,
+        bad_files: 0,
     };
     assert_eq!(
         format_epoch_line(&m, 10),

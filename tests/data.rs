@@ -428,24 +428,44 @@ fn write_folder(dir: &Path) {
     std::fs::write(dir.join("README.txt"), "top-level files are not classes").expect("write");
 }
 
+/// The folder's images through the evaluation view (crop_pct 1: shorter side to
+/// `resolution`, centre crop), back as bytes, with the index.
+fn folder_images(dir: &Path, resolution: usize, channels: usize) -> (FileIndex, Vec<Vec<u8>>) {
+    let index = index_image_folder(dir).expect("index folder");
+    let opts = options(1, resolution, channels);
+    let images = BatchLoader::new(index.clone().into(), opts, 0)
+        .expect("valid options")
+        .map(|batch| {
+            let batch = batch.expect("batch");
+            assert!(batch.bad.is_empty(), "{:?}", batch.bad);
+            batch
+                .images
+                .iter()
+                .map(|&v| (v * 255.0).round() as u8)
+                .collect()
+        })
+        .collect();
+    (index, images)
+}
+
 #[test]
 fn image_folder_loads_png_jpeg_and_ignores_other_files() {
     let dir = temp_dir();
     write_folder(dir.path());
-    let set = load_image_folder(dir.path(), 4, 3).expect("load folder");
-    assert_eq!(set.class_names, ["bag", "coat", "dress"]);
-    assert_eq!(set.labels, [0, 1, 2, 2]);
-    assert_eq!((set.height, set.width, set.channels), (4, 4, 3));
+    let (index, images) = folder_images(dir.path(), 4, 3);
+    assert_eq!(index.class_names, ["bag", "coat", "dress"]);
+    assert_eq!(index.labels, [0, 1, 2, 2]);
+    assert_eq!(images.len(), 4);
     // Grey replicates into RGB.
-    assert_eq!(&set.image(0)[..6], &[0, 0, 0, 10, 10, 10]);
+    assert_eq!(&images[0][..6], &[0, 0, 0, 10, 10, 10]);
     // RGBA drops alpha: pixel (x=1, y=2).
     let offset = (2 * 4 + 1) * 3;
-    assert_eq!(&set.image(1)[offset..offset + 3], &[60, 120, 200]);
+    assert_eq!(&images[1][offset..offset + 3], &[60, 120, 200]);
     // 16-bit scales to 8 bits: pixel (x=3, y=1) = 257 * 8.
     let offset = (4 + 3) * 3;
-    assert_eq!(&set.image(2)[offset..offset + 3], &[8, 8, 8]);
+    assert_eq!(&images[2][offset..offset + 3], &[8, 8, 8]);
     // JPEG is lossy and downscaled 8 -> 4 here: a flat colour stays close.
-    for (channel, &value) in set.image(3).iter().enumerate() {
+    for (channel, &value) in images[3].iter().enumerate() {
         let expected = [200, 100, 50][channel % 3];
         assert!(
             value.abs_diff(expected) <= 4,
@@ -458,12 +478,11 @@ fn image_folder_loads_png_jpeg_and_ignores_other_files() {
 fn image_folder_single_channel_is_luminance() {
     let dir = temp_dir();
     write_folder(dir.path());
-    let set = load_image_folder(dir.path(), 4, 1).expect("load folder as grey");
-    assert_eq!(set.channels, 1);
+    let (_, images) = folder_images(dir.path(), 4, 1);
     let grey: Vec<u8> = grey_image().into_raw();
-    assert_eq!(set.image(0), grey.as_slice());
-    // Rec. 709 luma of (60, 120, 200): 0.2126*60 + 0.7152*120 + 0.0722*200 = 113.02.
-    assert_eq!(set.image(1)[2 * 4 + 1], 113);
+    assert_eq!(images[0], grey);
+    // ITU-R 601 luma of (60, 120, 200), as PIL: 0.299*60 + 0.587*120 + 0.114*200 = 111.18.
+    assert_eq!(images[1][2 * 4 + 1], 111);
 }
 
 #[test]
@@ -474,29 +493,41 @@ fn image_folder_scales_the_shorter_side_and_crops_the_centre() {
     ImageBuffer::from_fn(8, 4, |x, y| Luma([(x * 20 + y) as u8]))
         .save(dir.path().join("only/wide.png"))
         .expect("save");
-    let set = load_image_folder(dir.path(), 4, 1).expect("load");
+    let (_, images) = folder_images(dir.path(), 4, 1);
     let expected: Vec<u8> = (0..4)
         .flat_map(|y| (2..6).map(move |x| (x * 20 + y) as u8))
         .collect();
-    assert_eq!(set.image(0), expected.as_slice());
+    assert_eq!(images[0], expected);
     // Halving: 8x4 -> 4x2 is then cropped to 2x2 from the centre.
-    let set = load_image_folder(dir.path(), 2, 1).expect("load halved");
-    assert_eq!(set.pixels.len(), 4);
+    let (_, images) = folder_images(dir.path(), 2, 1);
+    assert_eq!(images[0].len(), 4);
     assert!(
-        set.pixels[0] < set.pixels[1],
+        images[0][0] < images[0][1],
         "left column stays left of right column"
     );
 }
 
 #[test]
-fn image_folder_undecodable_png_names_the_file() {
+fn image_folder_undecodable_png_is_skipped_and_named() {
     let dir = temp_dir();
     write_folder(dir.path());
     let path = dir.path().join("coat/broken.png");
     std::fs::write(&path, b"\x89PNG\r\n\x1a\nthis is not really a png").expect("write");
-    let error = load_image_folder(dir.path(), 4, 3).expect_err("broken png");
-    assert!(matches!(error, DataError::Decode { .. }), "{error:?}");
-    assert_error(error, &path, &["cannot decode"]);
+    let index = index_image_folder(dir.path()).expect("indexing does not decode");
+    assert_eq!(index.files.len(), 5);
+    let opts = LoaderOptions {
+        max_bad_fraction: 0.5,
+        ..options(8, 4, 3)
+    };
+    let batches: Vec<Batch> = BatchLoader::new(index.into(), opts, 0)
+        .expect("valid options")
+        .map(|batch| batch.expect("one bad file of five is tolerated at 0.5"))
+        .collect();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(batches[0].count, 4, "the bad file is left out");
+    assert_eq!(batches[0].bad.len(), 1);
+    assert_eq!(batches[0].bad[0].origin, path.display().to_string());
+    assert!(!batches[0].origins.contains(&path.display().to_string()));
 }
 
 #[test]
@@ -506,7 +537,7 @@ fn image_folder_empty_class_folder_names_it() {
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).expect("create");
     std::fs::write(empty.join("labels.csv"), "1,2").expect("write");
-    let error = load_image_folder(dir.path(), 4, 3).expect_err("empty class");
+    let error = index_image_folder(dir.path()).expect_err("empty class");
     assert_error(error, &empty, &["no .png/.jpg/.jpeg images"]);
 }
 
@@ -514,34 +545,23 @@ fn image_folder_empty_class_folder_names_it() {
 fn image_folder_without_class_folders_is_an_error() {
     let dir = temp_dir();
     std::fs::write(dir.path().join("cat.png"), b"x").expect("write");
-    let error = load_image_folder(dir.path(), 4, 3).expect_err("no classes");
+    let error = index_image_folder(dir.path()).expect_err("no classes");
     assert_error(
         error,
         dir.path(),
         &["no class subfolders", "one subfolder per class"],
     );
+    // Predicting on such a folder takes its images as they are.
+    let flat = index_images(dir.path()).expect("flat folder");
+    assert_eq!(flat.files, [dir.path().join("cat.png")]);
 }
 
 #[test]
 fn image_folder_missing_directory_is_an_error() {
     let dir = temp_dir();
     let missing = dir.path().join("photos");
-    let error = load_image_folder(&missing, 4, 3).expect_err("missing");
+    let error = index_image_folder(&missing).expect_err("missing");
     assert_error(error, &missing, &["not found", "one subfolder per class"]);
-}
-
-#[test]
-fn image_folder_rejects_bad_arguments() {
-    let dir = temp_dir();
-    write_folder(dir.path());
-    assert!(matches!(
-        load_image_folder(dir.path(), 0, 3),
-        Err(DataError::Argument(_))
-    ));
-    assert!(matches!(
-        load_image_folder(dir.path(), 4, 2),
-        Err(DataError::Argument(_))
-    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -610,19 +630,20 @@ fn split_validation_is_seeded_disjoint_and_complete() {
 
 fn options(batch_size: usize, resolution: usize, channels: usize) -> LoaderOptions {
     LoaderOptions {
-        batch_size,
-        resolution,
-        channels,
-        augment: Augment::default(),
-        normalize: Normalize::none(channels),
-        shuffle: false,
         seed: 42,
-        drop_last: false,
+        ..LoaderOptions::new(batch_size, resolution, channels, Normalize::none(channels))
     }
 }
 
+fn loader(set: &Arc<ImageSet>, options: &LoaderOptions, epoch: usize) -> BatchLoader {
+    BatchLoader::new(DataSource::Memory(Arc::clone(set)), options.clone(), epoch)
+        .expect("valid options")
+}
+
 fn epoch(set: &Arc<ImageSet>, options: &LoaderOptions, epoch: usize) -> Vec<Batch> {
-    BatchLoader::new(Arc::clone(set), options.clone(), epoch).collect()
+    loader(set, options, epoch)
+        .map(|batch| batch.expect("batch"))
+        .collect()
 }
 
 /// Recovers the image numbers of the real samples of a batch from a `numbered_set`.
@@ -642,6 +663,7 @@ fn loader_is_deterministic_for_seed_and_epoch() {
     opts.augment = Augment {
         pad_crop: 2,
         hflip: true,
+        ..Augment::default()
     };
     let first = epoch(&set, &opts, 3);
     assert_eq!(first, epoch(&set, &opts, 3), "same seed and epoch");
@@ -668,11 +690,14 @@ fn loader_batches_do_not_depend_on_the_number_of_workers() {
     opts.augment = Augment {
         pad_crop: 1,
         hflip: true,
+        ..Augment::default()
     };
     let with_workers = |workers| {
-        BatchLoader::try_with_workers(Arc::clone(&set), opts.clone(), 2, workers)
-            .expect("valid options")
-            .collect::<Vec<Batch>>()
+        let opts = LoaderOptions {
+            workers,
+            ..opts.clone()
+        };
+        epoch(&set, &opts, 2)
     };
     let single = with_workers(1);
     assert_eq!(single.len(), 13);
@@ -687,10 +712,9 @@ fn loader_yields_every_sample_once_and_pads_the_last_batch() {
     let set = Arc::new(numbered_set(23, 2, 1));
     let mut opts = options(5, 2, 1);
     opts.shuffle = true;
-    let loader = BatchLoader::new(Arc::clone(&set), opts.clone(), 0);
-    assert_eq!(loader.len(), 5);
+    assert_eq!(loader(&set, &opts, 0).total(), 5);
     assert_eq!(batch_count(23, &opts), 5);
-    let batches: Vec<Batch> = loader.collect();
+    let batches = epoch(&set, &opts, 0);
     assert_eq!(batches.len(), 5);
     let mut seen = Vec::new();
     for (index, batch) in batches.iter().enumerate() {
@@ -814,8 +838,8 @@ fn loader_hflip_mirrors_rows() {
     let opts = augment_options(
         1,
         Augment {
-            pad_crop: 0,
             hflip: true,
+            ..Augment::default()
         },
     );
     let original = vec![10, 20, 30, 40, 50, 60, 70, 80, 90];
@@ -840,7 +864,7 @@ fn loader_pad_crop_shifts_within_the_padding_and_fills_black() {
         64,
         Augment {
             pad_crop: 1,
-            hflip: false,
+            ..Augment::default()
         },
     );
     let batch = &epoch(&set, &opts, 0)[0];
@@ -878,10 +902,10 @@ fn loader_converts_channels() {
         [1.0, 1.0, 1.0]
     );
     let yellow = Arc::new(single_pixel_set(&[255, 255, 0]));
-    // Rec. 709 luma, rounded: (0.2126 + 0.7152) * 255 = 236.59 -> 237.
+    // ITU-R 601 luma as PIL computes it, rounded: (0.299 + 0.587) * 255 = 225.93 -> 226.
     assert_eq!(
         epoch(&yellow, &options(1, 1, 1), 0)[0].images,
-        [237.0 / 255.0]
+        [226.0 / 255.0]
     );
 }
 
@@ -910,10 +934,17 @@ fn loader_dropped_mid_epoch_stops_its_threads() {
     std::thread::spawn(move || {
         let mut indices = Vec::new();
         for workers in [1, 3] {
-            let loader =
-                BatchLoader::try_with_workers(Arc::clone(&set), options(1, 32, 3), 0, workers);
-            let mut loader = loader.expect("valid options");
-            indices.extend(loader.by_ref().take(2).map(|batch| batch.index));
+            let opts = LoaderOptions {
+                workers,
+                ..options(1, 32, 3)
+            };
+            let mut loader = loader(&set, &opts, 0);
+            indices.extend(
+                loader
+                    .by_ref()
+                    .take(2)
+                    .map(|batch| batch.expect("batch").index),
+            );
             std::thread::sleep(Duration::from_millis(50)); // let the workers fill their channels
             drop(loader);
         }
@@ -929,7 +960,7 @@ fn loader_dropped_mid_epoch_stops_its_threads() {
 fn loader_rejects_options_that_cannot_work() {
     let set = Arc::new(numbered_set(4, 2, 3));
     let reject = |opts: LoaderOptions| {
-        let result = BatchLoader::try_new(Arc::clone(&set), opts, 0);
+        let result = BatchLoader::new(DataSource::Memory(Arc::clone(&set)), opts, 0);
         assert!(matches!(result, Err(DataError::Argument(_))));
     };
     reject(options(0, 2, 3));
@@ -944,8 +975,22 @@ fn loader_rejects_options_that_cannot_work() {
     };
     reject(opts.clone());
     opts.normalize = Normalize::none(3);
-    assert!(matches!(
-        BatchLoader::try_with_workers(Arc::clone(&set), opts, 0, 0),
-        Err(DataError::Argument(_))
-    ));
+    reject(LoaderOptions {
+        part: (2, 2),
+        ..opts.clone()
+    });
+    reject(LoaderOptions {
+        crop_pct: 0.0,
+        ..opts.clone()
+    });
+    reject(LoaderOptions {
+        augment: Augment {
+            random_resized_crop: Some(RandomResizedCrop {
+                scale: (0.5, 0.2),
+                ratio: (0.75, 1.33),
+            }),
+            ..Augment::default()
+        },
+        ..opts
+    });
 }

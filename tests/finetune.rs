@@ -7,7 +7,8 @@ use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::predict::Classifier;
 use mobilenet_wgpu::train::trainer::{Finetune, LAST};
 use mobilenet_wgpu::train::{
-    train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainOptions,
+    train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
+    TrainOptions,
 };
 use mobilenet_wgpu::weights::{load_pretrained, Pretrained};
 use mobilenet_wgpu::MobileNetV1Config;
@@ -49,6 +50,8 @@ fn options(data: &Path, out: &Path, trainable_blocks: Option<usize>) -> TrainOpt
     TrainOptions {
         dataset: DatasetKind::Folder,
         data_dir: Some(data.to_path_buf()),
+        val_dir: None,
+        data: DataOptions::default(),
         model: MobileNetV1Config::default(),
         epochs: 12,
         batch_size: 8,

@@ -223,6 +223,7 @@ fn timm_export_round_trip_gives_identical_logits() {
         step: 10,
         best_val_acc: None,
         normalize: Normalize::none(1),
+        crop_pct: 1.0,
         class_names: (0..6).map(|i| format!("c{i}")).collect(),
         train_options: None,
     };

@@ -10,7 +10,8 @@ use mobilenet_wgpu::train::checkpoint::Checkpoint;
 use mobilenet_wgpu::train::metrics::read_metrics;
 use mobilenet_wgpu::train::trainer::{BEST, CURVES, LAST, METRICS};
 use mobilenet_wgpu::train::{
-    train, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, TrainOptions,
+    train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
+    TrainOptions,
 };
 use mobilenet_wgpu::{MobileNetV1Config, Preset};
 use std::path::Path;
@@ -21,6 +22,8 @@ fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
     TrainOptions {
         dataset: DatasetKind::FashionMnist,
         data_dir: None,
+        val_dir: None,
+        data: DataOptions::default(),
         model: MobileNetV1Config {
             alpha: 0.25,
             resolution: 28,
@@ -44,6 +47,7 @@ fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
         augment: Augment {
             pad_crop: 2,
             hflip: true,
+            ..Augment::default()
         },
         out_dir: out.to_path_buf(),
         resume: false,

@@ -41,6 +41,13 @@ const PNG_MAGIC: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A];
 /// Decodes JPEG or PNG bytes (grey, RGB, RGBA, CMYK; 8 or 16 bits). The error is the reason,
 /// for the caller to attach to the file's name.
 pub fn decode_image(bytes: &[u8]) -> Result<Pixels, String> {
+    #[cfg(feature = "libjpeg-turbo")]
+    if bytes.starts_with(&JPEG_MAGIC) {
+        check_jpeg_complete(bytes)?;
+        if let Some(pixels) = turbo::decode(bytes)? {
+            return Ok(pixels);
+        }
+    }
     Ok(Pixels::from_dynamic(&decode_dynamic(bytes)?))
 }
 
@@ -102,6 +109,61 @@ fn end_of_entropy_data(bytes: &[u8], mut pos: usize) -> Option<usize> {
         pos += 1;
     }
     None
+}
+
+/// JPEG decoding with libjpeg-turbo, as PIL does it.
+#[cfg(feature = "libjpeg-turbo")]
+mod turbo {
+    use std::cell::RefCell;
+
+    use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
+
+    use super::Pixels;
+
+    thread_local! {
+        /// One decompressor per decoding thread, reused for every image.
+        static DECOMPRESSOR: RefCell<Option<Decompressor>> = const { RefCell::new(None) };
+    }
+
+    /// `Ok(None)` hands the file to the image crate: CMYK and YCCK JPEGs (TurboJPEG does not
+    /// convert them to RGB), and files for which libjpeg only warns (such as stray bytes
+    /// before a marker), which PIL accepts but TurboJPEG turns into errors.
+    pub(super) fn decode(bytes: &[u8]) -> Result<Option<Pixels>, String> {
+        DECOMPRESSOR.with_borrow_mut(|slot| {
+            let decompressor = match slot {
+                Some(decompressor) => decompressor,
+                None => slot.insert(Decompressor::new().map_err(|error| error.to_string())?),
+            };
+            let header = match decompressor.read_header(bytes) {
+                Ok(header) => header,
+                Err(error) => return Err(error.to_string()),
+            };
+            let (format, channels) = match header.colorspace {
+                Colorspace::Gray => (PixelFormat::GRAY, 1),
+                Colorspace::CMYK | Colorspace::YCCK => return Ok(None),
+                _ => (PixelFormat::RGB, 3),
+            };
+            let (width, height) = (header.width, header.height);
+            let mut data = vec![0; width * height * channels];
+            let image = Image {
+                pixels: data.as_mut_slice(),
+                width,
+                pitch: width * channels,
+                height,
+                format,
+            };
+            match decompressor.decompress(bytes, image) {
+                Ok(()) => Ok(Some(Pixels {
+                    width,
+                    height,
+                    channels,
+                    data,
+                })),
+                Err(error) if error.to_string().contains("Corrupt JPEG data") => Ok(None),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@ use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
 
-use super::decode::decode_dynamic;
 use super::error::DataError;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -55,13 +54,4 @@ pub(crate) fn require_dir(dir: &Path, help: &str) -> Result<(), DataError> {
             help: help.to_string(),
         })
     }
-}
-
-/// Decodes a PNG or JPEG file; the content decides the format, so a PNG saved as .jpg
-/// still loads, and a truncated JPEG is refused.
-pub(crate) fn decode_image_file(path: &Path) -> Result<image::DynamicImage, DataError> {
-    decode_dynamic(&read_file(path)?).map_err(|reason| DataError::Decode {
-        path: path.to_path_buf(),
-        reason,
-    })
 }

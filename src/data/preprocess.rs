@@ -6,9 +6,9 @@ use std::path::Path;
 
 use image::DynamicImage;
 
-use super::decode::Pixels;
+use super::decode::{decode_image, Pixels};
 use super::error::DataError;
-use super::files::decode_image_file;
+use super::files::read_file;
 use super::loader::LoaderOptions;
 use super::transform::{view, write_normalized, Geometry, Normalize, NormalizeTable, Placement};
 
@@ -27,19 +27,28 @@ pub struct Preprocess {
 /// Decodes a JPEG or PNG (grey, RGB, RGBA, CMYK; 8 or 16 bits; alpha dropped) into
 /// `resolution x resolution x channels` normalised f32 values, HWC.
 pub fn load_image(path: &Path, preprocess: &Preprocess) -> Result<Vec<f32>, DataError> {
-    Ok(preprocess.apply(&decode_image_file(path)?))
+    let pixels = decode_image(&read_file(path)?).map_err(|reason| DataError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    })?;
+    Ok(preprocess.apply_pixels(pixels))
 }
 
 impl Preprocess {
     /// The evaluation transform on a decoded image: the loaders' own view and normalisation,
     /// so `predict`, `eval` and validation feed the network identical values.
     pub fn apply(&self, image: &DynamicImage) -> Vec<f32> {
+        self.apply_pixels(Pixels::from_dynamic(image))
+    }
+
+    /// [`Preprocess::apply`] on pixels already decoded.
+    pub fn apply_pixels(&self, pixels: Pixels) -> Vec<f32> {
         let channels = self.normalize.mean.len();
         let resolution = self.resolution.max(1);
         let geometry = Geometry::Centre {
             crop_pct: self.crop_pct,
         };
-        let pixels = view(Pixels::from_dynamic(image), channels, resolution, geometry);
+        let pixels = view(pixels, channels, resolution, geometry);
         let mut out = vec![0.0; pixels.len()];
         write_normalized(
             &mut out,

@@ -330,8 +330,9 @@ fn centre_view(image: &Pixels, resolution: usize, crop_pct: f32) -> Vec<u8> {
         (short * w / h, short)
     };
     let resized = resize_like_pillow(image, (rw, rh), FilterType::CatmullRom);
-    let top = ((rh - resolution) as f64 / 2.0).round();
-    let left = ((rw - resolution) as f64 / 2.0).round();
+    // Python's round(): halves to even (269 -> 256 starts at row 6, not 7).
+    let top = ((rh - resolution) as f64 / 2.0).round_ties_even();
+    let left = ((rw - resolution) as f64 / 2.0).round_ties_even();
     let square = resolution as f64;
     cut(
         &resized,

@@ -109,13 +109,14 @@ pub fn format_confusion(result: &EvalResult, class_names: &[String]) -> String {
 }
 
 /// Evaluates weights on a data set with the checkpoint's own preprocessing (normalisation and
-/// centre crop), batchnorm folded into the convolutions. `workers`: decoding threads (0: default).
+/// centre crop), batchnorm folded into the convolutions; `loading` sets the decoding threads
+/// and the tolerated share of bad files.
 pub fn evaluate_checkpoint(
     gpu: &crate::gpu::Gpu,
     weights: &crate::weights::Pretrained,
     source: DataSource,
     batch_size: usize,
-    workers: usize,
+    loading: &super::DataOptions,
 ) -> anyhow::Result<EvalResult> {
     let config = &weights.config;
     anyhow::ensure!(batch_size > 0, "the batch size must be at least 1");
@@ -127,7 +128,8 @@ pub fn evaluate_checkpoint(
     );
     let plan = config.inference_plan(gpu, &weights.params, batch_size)?;
     let options = LoaderOptions {
-        workers,
+        workers: loading.workers,
+        max_bad_fraction: loading.max_bad_fraction,
         ..weights.preprocess.loader_options(batch_size)
     };
     evaluate(&plan, source, options)
