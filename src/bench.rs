@@ -4,6 +4,7 @@
 use crate::gpu::Gpu;
 use crate::graph::{MemoryReport, ParamStore};
 use crate::model::{MobileNetV1Config, Preset};
+use anyhow::Context;
 use rand::{Rng, SeedableRng};
 use std::time::{Duration, Instant};
 
@@ -71,6 +72,10 @@ pub struct BenchReport {
     /// Per-dispatch GPU times in execution order, with `--profile`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub profile: Vec<ProfileRow>,
+    /// `--mode train --data`: mean time per step spent waiting for the loader's next batch
+    /// (0 when decoding keeps ahead of the GPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_wait_ms_per_batch: Option<f64>,
 }
 
 fn profile_rows(rows: Vec<(String, Duration)>) -> Vec<ProfileRow> {
@@ -288,16 +293,20 @@ fn report(
         },
         dispatches,
         profile: Vec::new(),
+        data_wait_ms_per_batch: None,
     }
 }
 
 /// Benchmarks training steps (forward, loss, backward, RMSProp update) of a randomly
 /// initialised MobileNet V1 on random data.
+/// Benchmarks training steps on random inputs, or on batches from `data` (the training
+/// view, decoded on the loader's threads), timing how long each step waited for its batch.
 pub fn bench_train(
     gpu: &Gpu,
     options: &BenchOptions,
     stem_stride: usize,
     in_channels: usize,
+    data: Option<(crate::data::DataSource, crate::data::LoaderOptions)>,
 ) -> anyhow::Result<BenchReport> {
     use crate::graph::{ParamBuffers, TrainConfig, TrainPlan};
     use crate::ops::UpdateRule;
@@ -325,14 +334,37 @@ pub fn bench_train(
     let labels: Vec<u32> = (0..options.batch)
         .map(|_| rng.random_range(0..options.classes as u32))
         .collect();
+    let loader_used = data.is_some();
+    let mut loader = match data {
+        Some((source, loader_options)) => {
+            Some(crate::data::BatchLoader::new(source, loader_options, 0)?)
+        }
+        None => None,
+    };
+    let mut waited = Duration::ZERO;
+    // The next batch: the loader's (timing the wait), or the fixed random one.
+    let mut next_batch = |waited: &mut Duration| -> anyhow::Result<(Vec<f32>, Vec<u32>)> {
+        let Some(loader) = loader.as_mut() else {
+            return Ok((input.clone(), labels.clone()));
+        };
+        let start = Instant::now();
+        let batch = loader.next().context(
+            "the data ran out before the timed steps did; lower --iters or use more images",
+        )??;
+        *waited += start.elapsed();
+        Ok((batch.images, batch.labels))
+    };
     for _ in 0..options.warmup {
-        plan.step(&input, &labels, 1e-3)?;
+        let (images, labels) = next_batch(&mut waited)?;
+        plan.step(&images, &labels, 1e-3)?;
     }
+    waited = Duration::ZERO;
     let mut wall = Vec::new();
     let mut device = Vec::new();
     for _ in 0..options.iters {
+        let (images, labels) = next_batch(&mut waited)?;
         let start = std::time::Instant::now();
-        plan.step(&input, &labels, 1e-3)?;
+        plan.step(&images, &labels, 1e-3)?;
         wall.push(ms(start.elapsed()));
         if let Some(t) = plan.last_gpu_time()? {
             device.push(ms(t));
@@ -353,6 +385,9 @@ pub fn bench_train(
     if options.profile {
         report.profile = profile_rows(plan.profile(gpu, &input, &labels, 1e-3)?);
     }
+    if loader_used {
+        report.data_wait_ms_per_batch = Some(ms(waited) / options.iters as f64);
+    }
     Ok(report)
 }
 
@@ -370,6 +405,8 @@ pub struct DataBenchReport {
     pub images_per_sec: f64,
     /// Files that could not be decoded (skipped).
     pub bad_files: usize,
+    /// The process's peak resident memory (Linux), to show it does not grow with the data set.
+    pub peak_rss_mb: Option<f64>,
 }
 
 /// Times `batches` batches of `source` (all of one epoch when `None`) after `warmup` untimed
@@ -395,6 +432,7 @@ pub fn bench_data(
         seconds: 0.0,
         images_per_sec: 0.0,
         bad_files: 0,
+        peak_rss_mb: None,
     };
     let mut loader = crate::data::BatchLoader::new(source, options, 0)?;
     for batch in loader.by_ref().take(warmup) {
@@ -412,5 +450,14 @@ pub fn bench_data(
         "no batches left to time after {warmup} warm-up batches; use a larger data set or --warmup 0"
     );
     report.images_per_sec = report.images as f64 / report.seconds.max(1e-9);
+    report.peak_rss_mb = peak_rss_mb();
     Ok(report)
+}
+
+/// `VmHWM` of /proc/self/status: the most resident memory this process has held.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

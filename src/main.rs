@@ -653,30 +653,14 @@ fn main() -> anyhow::Result<()> {
                 let data =
                     data.context("--mode data needs --data DIR (an image folder or shards)")?;
                 let source = open_data(dataset, &data)?;
-                let mut options = eval_loader_options(
-                    batch,
-                    (model.resolution, model.in_channels),
-                    &mobilenet_wgpu::data::Normalize::symmetric(model.in_channels),
-                    &DataOptions {
-                        workers,
-                        crop_pct,
-                        ..DataOptions::default()
-                    },
-                );
-                if !eval {
-                    options.shuffle = true;
-                    options.augment = Augment {
-                        hflip: true,
-                        random_resized_crop: Some(RandomResizedCrop::default()),
-                        ..Augment::default()
-                    };
-                }
+                let input = (batch, model.resolution, model.in_channels);
+                let options = data_bench_options(input, workers, eval.then_some(crop_pct));
                 let report = bench_data(source, options, warmup, (iters > 0).then_some(iters))?;
                 if json {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
                     println!(
-                        "data  {} transform  {} workers  batch {}  res {}: {:.1} images/s ({} images in {:.2} s, {} bad files)",
+                        "data  {} transform  {} workers  batch {}  res {}: {:.1} images/s ({} images in {:.2} s, {} bad files, peak RSS {:.0} MiB)",
                         report.transform,
                         report.workers,
                         report.batch,
@@ -684,7 +668,8 @@ fn main() -> anyhow::Result<()> {
                         report.images_per_sec,
                         report.images,
                         report.seconds,
-                        report.bad_files
+                        report.bad_files,
+                        report.peak_rss_mb.unwrap_or(f64::NAN)
                     );
                 }
                 return Ok(());
@@ -703,7 +688,18 @@ fn main() -> anyhow::Result<()> {
             let report = match mode {
                 BenchMode::Infer => bench_infer(&gpu, &options),
                 BenchMode::Train => {
-                    bench_train(&gpu, &options, model.stem_stride, model.in_channels)
+                    let data = match &data {
+                        Some(path) => Some((
+                            open_data(dataset, path)?,
+                            data_bench_options(
+                                (batch, model.resolution, model.in_channels),
+                                workers,
+                                None,
+                            ),
+                        )),
+                        None => None,
+                    };
+                    bench_train(&gpu, &options, model.stem_stride, model.in_channels, data)
                 }
                 BenchMode::Gemm => bench_gemm(&gpu, &options),
                 BenchMode::Data => unreachable!("handled above"),
@@ -940,6 +936,35 @@ fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The loader a data benchmark times: the training view (RandomResizedCrop + flip,
+/// shuffled), or with `eval_crop_pct` the evaluation view.
+fn data_bench_options(
+    (batch, resolution, channels): (usize, usize, usize),
+    workers: usize,
+    eval_crop_pct: Option<f32>,
+) -> LoaderOptions {
+    let loading = DataOptions {
+        workers,
+        crop_pct: eval_crop_pct.unwrap_or(1.0),
+        ..DataOptions::default()
+    };
+    let normalize = mobilenet_wgpu::data::Normalize::symmetric(channels);
+    let options = eval_loader_options(batch, (resolution, channels), &normalize, &loading);
+    match eval_crop_pct {
+        Some(_) => options,
+        None => LoaderOptions {
+            shuffle: true,
+            drop_last: true,
+            augment: Augment {
+                hflip: true,
+                random_resized_crop: Some(RandomResizedCrop::default()),
+                ..Augment::default()
+            },
+            ..options
+        },
+    }
 }
 
 /// A folder or shards, as `--dataset` says or as the path suggests.
