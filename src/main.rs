@@ -111,12 +111,9 @@ enum Command {
         /// Where --data writes one JSON line per image (path, top classes).
         #[arg(long, requires = "data")]
         out: Option<PathBuf>,
-        /// Decoding threads for --data (default: cores - 1).
-        #[arg(long, default_value_t = 0)]
-        workers: usize,
-        /// --data: stop when more than this fraction of the files cannot be decoded.
-        #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
-        max_bad_fraction: f64,
+        /// --data: how files are read.
+        #[command(flatten)]
+        loading: LoadingArgs,
         /// Where --tensor writes `logits` [N, classes].
         #[arg(long, requires = "tensor")]
         logits_out: Option<PathBuf>,
@@ -156,12 +153,8 @@ enum Command {
         /// Override the weights' centre-crop fraction (timm: 0.875 at 224, 0.95 at 256).
         #[arg(long)]
         crop_pct: Option<f32>,
-        /// Decoding threads (default: cores - 1).
-        #[arg(long, default_value_t = 0)]
-        workers: usize,
-        /// Stop when more than this fraction of the files cannot be decoded.
-        #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
-        max_bad_fraction: f64,
+        #[command(flatten)]
+        loading: LoadingArgs,
         /// Evaluate only the first N test images.
         #[arg(long)]
         limit: Option<usize>,
@@ -368,12 +361,8 @@ struct TrainArgs {
     /// Default: 0.875 for folder and shards (timm's), 1 otherwise.
     #[arg(long)]
     crop_pct: Option<f32>,
-    /// Decoding threads (default: cores - 1); batches are identical for any number.
-    #[arg(long, default_value_t = 0)]
-    workers: usize,
-    /// Stop when more than this fraction of the files cannot be decoded.
-    #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
-    max_bad_fraction: f64,
+    #[command(flatten)]
+    loading: LoadingArgs,
     /// Shards: samples in the shuffle buffer.
     #[arg(long, default_value_t = DEFAULT_SHUFFLE_BUFFER)]
     shuffle_buffer: usize,
@@ -385,6 +374,27 @@ struct TrainArgs {
     resume: bool,
     #[arg(long)]
     no_progress: bool,
+}
+
+/// How image files are read, for every command that reads a data set.
+#[derive(Args)]
+struct LoadingArgs {
+    /// Decoding threads (default: cores - 1); batches are identical for any number.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Stop when more than this fraction of the files cannot be decoded.
+    #[arg(long, default_value_t = DEFAULT_MAX_BAD_FRACTION)]
+    max_bad_fraction: f64,
+}
+
+impl LoadingArgs {
+    fn options(&self) -> DataOptions {
+        DataOptions {
+            workers: self.workers,
+            max_bad_fraction: self.max_bad_fraction,
+            ..DataOptions::default()
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -487,12 +497,11 @@ impl TrainArgs {
             data_dir: self.data.clone(),
             val_dir: self.val_data.clone(),
             data: DataOptions {
-                workers: self.workers,
                 crop_pct: self
                     .crop_pct
                     .unwrap_or(if image_files { 0.875 } else { 1.0 }),
-                max_bad_fraction: self.max_bad_fraction,
                 shuffle_buffer: self.shuffle_buffer,
+                ..self.loading.options()
             },
             model,
             epochs: self.epochs,
@@ -761,24 +770,18 @@ fn main() -> anyhow::Result<()> {
             logits_out,
             data,
             out,
-            workers,
-            max_bad_fraction,
+            loading,
             json,
         } => {
             let pretrained = load_pretrained(&weights)?;
             let gpu = Gpu::new()?;
             if let (Some(data), Some(out)) = (data, out) {
-                let loading = DataOptions {
-                    workers,
-                    max_bad_fraction,
-                    ..DataOptions::default()
-                };
                 return predict_data_set(
                     &gpu,
                     &pretrained,
                     (&data, &out),
                     (batch, top),
-                    &loading,
+                    &loading.options(),
                     resolution,
                 );
             }
@@ -829,8 +832,7 @@ fn main() -> anyhow::Result<()> {
             batch_size,
             resolution,
             crop_pct,
-            workers,
-            max_bad_fraction,
+            loading,
             limit,
             json,
         } => {
@@ -855,13 +857,9 @@ fn main() -> anyhow::Result<()> {
             };
             let gpu = Gpu::new()?;
             let class_names = set.class_names().to_vec();
-            let loading = DataOptions {
-                workers,
-                max_bad_fraction,
-                ..DataOptions::default()
-            };
-            let result = evaluate_checkpoint(&gpu, &weights_file, set, batch_size, &loading)
-                .with_context(|| format!("evaluating {}", weights.display()))?;
+            let result =
+                evaluate_checkpoint(&gpu, &weights_file, set, batch_size, &loading.options())
+                    .with_context(|| format!("evaluating {}", weights.display()))?;
             if json {
                 println!("{}", serde_json::to_string(&result)?);
             } else {
@@ -909,12 +907,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             anyhow::ensure!(shard_size > 0, "--shard-size must be at least 1");
             let index = index_image_folder(&data)?;
-            let samples: Vec<(PathBuf, u32)> = index
-                .files
-                .iter()
-                .cloned()
-                .zip(index.labels.iter().copied())
-                .collect();
+            let samples = index.samples();
             let shards = mobilenet_wgpu::data::write_shards(
                 &samples,
                 &index.class_names,

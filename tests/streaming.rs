@@ -272,29 +272,29 @@ fn too_many_bad_files_stop_the_loader_with_an_error_naming_one() {
     assert!(results.last().unwrap().is_err(), "nothing after the error");
 }
 
+/// Shards of `folder`'s images, `size` per shard, in `shard_dir`: the index and the shards.
+fn shard_folder(folder: &Path, shard_dir: &Path, size: usize) -> (FileIndex, Vec<PathBuf>) {
+    let index = index_image_folder(folder).unwrap();
+    let written = write_shards(
+        &index.samples(),
+        &index.class_names,
+        shard_dir,
+        "train",
+        size,
+        0,
+        false,
+    )
+    .unwrap();
+    (index, written)
+}
+
 #[test]
 fn shards_hold_the_same_samples_as_their_folder() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("folder");
     write_jpeg_folder(&folder, 3, 7);
-    let index = index_image_folder(&folder).unwrap();
-    let samples: Vec<(PathBuf, u32)> = index
-        .files
-        .iter()
-        .cloned()
-        .zip(index.labels.iter().copied())
-        .collect();
     let shard_dir = dir.path().join("shards");
-    let written = write_shards(
-        &samples,
-        &index.class_names,
-        &shard_dir,
-        "train",
-        5,
-        0,
-        false,
-    )
-    .unwrap();
+    let (index, written) = shard_folder(&folder, &shard_dir, 5);
     assert_eq!(written.len(), 5);
     let pattern = format!("{}/train-{{000000..000004}}.tar", shard_dir.display());
     let shards = ShardSet::open(&pattern).unwrap();
@@ -344,24 +344,8 @@ fn a_truncated_shard_reaches_the_loop_as_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("folder");
     write_jpeg_folder(&folder, 2, 6);
-    let index = index_image_folder(&folder).unwrap();
-    let samples: Vec<(PathBuf, u32)> = index
-        .files
-        .iter()
-        .cloned()
-        .zip(index.labels.iter().copied())
-        .collect();
     let shard_dir = dir.path().join("shards");
-    let written = write_shards(
-        &samples,
-        &index.class_names,
-        &shard_dir,
-        "train",
-        6,
-        0,
-        false,
-    )
-    .unwrap();
+    let (_, written) = shard_folder(&folder, &shard_dir, 6);
     let shards = ShardSet::open(&shard_dir.to_string_lossy()).unwrap();
     let bytes = std::fs::read(&written[1]).unwrap();
     std::fs::write(&written[1], &bytes[..bytes.len() / 3]).unwrap();
@@ -434,21 +418,11 @@ fn resume_on_a_folder_reproduces_the_uninterrupted_run_whatever_the_workers() {
     train(common::gpu(), &rest).expect("resumed");
     let a = Checkpoint::load(&straight.join(LAST)).unwrap();
     let b = Checkpoint::load(&halves.join(LAST)).unwrap();
-    assert_eq!((a.epoch, a.step), (b.epoch, b.step));
+    common::assert_same_checkpoint(&a, &b);
     assert_eq!(
         a.crop_pct, 0.875,
         "the evaluation view travels with the weights"
     );
-    for (name, _, values) in a.params.iter() {
-        let other = b.params.get(name).unwrap();
-        assert!(
-            values
-                .iter()
-                .zip(other)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{name} differs between the resumed and the uninterrupted run"
-        );
-    }
 }
 
 /// timm's evaluation transform, stored as bytes before normalisation, by image and size.
@@ -500,9 +474,16 @@ fn evaluation_transform_matches_timm_on_the_same_jpeg_files() {
         .map(|(what, mean, largest)| format!("{what}: mean {mean:.3} max {largest:.0}"))
         .collect();
     println!("{}", table.join("\n"));
+    // libjpeg-turbo decodes as PIL does; the pure-Rust decoder (--no-default-features)
+    // upsamples chroma differently, a few grey levels at colour edges.
+    let largest_allowed = if cfg!(feature = "libjpeg-turbo") {
+        4.0
+    } else {
+        5.0
+    };
     for (what, mean, largest) in &report {
         assert!(
-            *mean < 0.5 && *largest < 4.0,
+            *mean < 0.5 && *largest < largest_allowed,
             "{what}\n{}",
             table.join("\n")
         );
@@ -736,11 +717,11 @@ fn shard_command_then_train_and_eval_on_shards() {
 /// `bench --mode data` over a folder of `count` small JPEGs: its report.
 fn data_bench(dir: &Path, count: usize) -> serde_json::Value {
     let bytes: Vec<Vec<u8>> = (0..4).map(|i| jpeg_bytes(&photo(64, 48, i))).collect();
-    for class in 0..4 {
+    for (class, jpeg) in bytes.iter().enumerate() {
         let class_dir = dir.join(format!("c{class}"));
         std::fs::create_dir_all(&class_dir).unwrap();
         for i in 0..count / 4 {
-            std::fs::write(class_dir.join(format!("{i:06}.jpg")), &bytes[class]).unwrap();
+            std::fs::write(class_dir.join(format!("{i:06}.jpg")), jpeg).unwrap();
         }
     }
     let text = succeeded(&mobilenet(&[

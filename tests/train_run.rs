@@ -175,21 +175,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
 
     let a = Checkpoint::load(&straight.path().join(LAST)).unwrap();
     let b = Checkpoint::load(&killed.path().join(LAST)).unwrap();
-    assert_eq!((a.epoch, a.step), (b.epoch, b.step));
-    for (name, _, values) in a.params.iter().chain(a.optimizer_state.iter()) {
-        let other = b
-            .params
-            .get(name)
-            .or_else(|| b.optimizer_state.get(name))
-            .unwrap();
-        assert!(
-            values
-                .iter()
-                .zip(other)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "{name} differs between the resumed and the uninterrupted run"
-        );
-    }
+    common::assert_same_checkpoint(&a, &b);
     let ma = read_metrics(&straight.path().join(METRICS)).unwrap();
     let mb = read_metrics(&killed.path().join(METRICS)).unwrap();
     assert_eq!(ma.len(), epochs);

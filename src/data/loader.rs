@@ -493,7 +493,7 @@ enum Planner {
     /// Shards: the sequential stream, grouped into batches.
     Streamed {
         plan: Arc<EpochPlan>,
-        stream: ShardStream,
+        stream: Box<ShardStream>,
     },
 }
 
@@ -513,6 +513,7 @@ impl Planner {
                 )?;
                 let total = batch_count(stream.expected_len(), options);
                 let plan = Arc::clone(plan);
+                let stream = Box::new(stream);
                 (Planner::Streamed { plan, stream }, total)
             }
             _ => {

@@ -24,6 +24,15 @@ pub struct FileIndex {
 }
 
 impl FileIndex {
+    /// (file, label) pairs, as [`write_shards`](super::write_shards) takes them.
+    pub fn samples(&self) -> Vec<(PathBuf, u32)> {
+        self.files
+            .iter()
+            .cloned()
+            .zip(self.labels.iter().copied())
+            .collect()
+    }
+
     fn subset(&self, indices: &[usize]) -> FileIndex {
         FileIndex {
             files: indices.iter().map(|&i| self.files[i].clone()).collect(),

@@ -226,3 +226,26 @@ pub const DENSE_CASES: [([usize; 2], usize); 7] = [
     ([300, 16], 13),
     ([1, 1], 1),
 ];
+
+/// Asserts that two checkpoints hold bit-identical weights and optimizer state (how a resumed
+/// run is compared with the uninterrupted one).
+pub fn assert_same_checkpoint(
+    a: &mobilenet_wgpu::train::checkpoint::Checkpoint,
+    b: &mobilenet_wgpu::train::checkpoint::Checkpoint,
+) {
+    assert_eq!((a.epoch, a.step), (b.epoch, b.step));
+    for (name, _, values) in a.params.iter().chain(a.optimizer_state.iter()) {
+        let other = b
+            .params
+            .get(name)
+            .or_else(|| b.optimizer_state.get(name))
+            .unwrap_or_else(|| panic!("{name} is missing from the second checkpoint"));
+        assert!(
+            values
+                .iter()
+                .zip(other)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{name} differs between the resumed and the uninterrupted run"
+        );
+    }
+}
