@@ -5,6 +5,9 @@
 # (default python3; `pip install torch`). Usage: benches/compare.sh [ITERS] [ROUNDS]
 # Each row alternates ours and the peer ROUNDS times (default 3) and keeps each side's
 # median round: on a shared machine one process can run a third slower than the next.
+# DATA=DIR adds the data-loader table: `bench --mode data` against torchvision's ImageFolder
+# + DataLoader with the same transforms and workers (benches/peers/torchvision_loader.py) on
+# a class folder such as benches/make_imagenet_like.py writes; ONLY_DATA=1 skips the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,6 +24,37 @@ field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[
 median_round() {
     "$PYTHON" -c "import json,sys; r=sorted((json.loads(l) for l in sys.stdin if l.strip()), key=lambda d: d['images_per_sec']); print(json.dumps(r[len(r)//2]))"
 }
+
+data_table() {
+    echo
+    printf '| %-9s | %7s | %-20s | %9s | %-40s | %9s | %9s |\n' transform workers ours img/s peer img/s "ours/peer"
+    printf '|%s|\n' "-----------|---------|----------------------|-----------|------------------------------------------|-----------|-----------"
+    for row in "train 1" "train 2" "eval 1" "eval 2"; do
+        read -r transform workers <<<"$row"
+        flag=()
+        if [[ $transform == eval ]]; then flag=(--eval); fi
+        a_runs=""
+        b_runs=""
+        for _ in $(seq "$ROUNDS"); do
+            a_runs+=$("$ours" bench --mode data --data "$DATA" --batch 64 --resolution 224 --workers "$workers" --warmup 2 --iters 0 "${flag[@]}" --json)$'\n'
+            b_runs+=$("$PYTHON" benches/peers/torchvision_loader.py --data "$DATA" --batch 64 --resolution 224 --workers "$workers" --warmup 2 "${flag[@]}")$'\n'
+        done
+        a=$(median_round <<<"$a_runs")
+        b=$(median_round <<<"$b_runs")
+        ratio=$("$PYTHON" -c "print(f'{float(\"$(field "$a" images_per_sec)\") / float(\"$(field "$b" images_per_sec)\"):.2f}x')")
+        printf '| %-9s | %7s | %-20s | %9.1f | %-40s | %9.1f | %9s |\n' "$transform" "$workers" \
+            "$(field "$a" loader | cut -c1-20)" "$(field "$a" images_per_sec)" \
+            "$(field "$b" loader | cut -c1-40)" "$(field "$b" images_per_sec)" "$ratio"
+    done
+    echo "data: $DATA ($(find "$DATA" -type f | wc -l) files, $(du -sh "$DATA" | cut -f1)), batch 64, 224x224"
+}
+
+if [[ -n ${ONLY_DATA:-} ]]; then
+    if [[ -z ${DATA:-} ]]; then echo "compare.sh: ONLY_DATA needs DATA=DIR" >&2; exit 1; fi
+    data_table
+    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(date -u +%F)"
+    exit 0
+fi
 
 printf '| %-5s | %-9s | %-28s | %10s | %9s | %7s | %-30s | %10s | %9s | %7s | %10s |\n' \
     mode "batch/res" ours ms img/s GFLOP/s peer ms img/s GFLOP/s "ours/peer"
@@ -44,5 +78,6 @@ for row in "infer 32 32" "infer 8 224" "train 32 32" "train 8 224"; do
         "$(field "$a" images_per_sec)" "$(field "$a" gflops)" "$(field "$b" adapter | cut -c1-30)" \
         "$(field "$b" ms_per_batch)" "$(field "$b" images_per_sec)" "$(field "$b" gflops)" "$ratio"
 done
+if [[ -n ${DATA:-} ]]; then data_table; fi
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(date -u +%F)"
