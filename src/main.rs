@@ -569,6 +569,12 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             report.activation_live_peak_bytes as f64 / (1 << 20) as f64,
             report.dispatches
         );
+        if let Some(wait) = report.data_wait_ms_per_batch {
+            println!(
+                "  waited {wait:.2} ms per step for the loader's next batch ({:.1}% of the step)",
+                100.0 * wait / (wait + report.wall_ms_per_batch).max(1e-9)
+            );
+        }
         if report.mode == "gemm" {
             for row in &report.profile {
                 println!("  {:9.2} ms  {}", row.ms, row.step);

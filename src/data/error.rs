@@ -134,3 +134,14 @@ pub(crate) fn check_labels(
         )),
     }
 }
+
+/// The text a panic carried, for reporting a crashed thread as an error.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        return (*text).to_string();
+    }
+    if let Some(text) = payload.downcast_ref::<String>() {
+        return text.clone();
+    }
+    "panic without a message".to_string()
+}

@@ -9,7 +9,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
 use super::decode::{decode_image, Pixels};
-use super::error::{BadSample, DataError};
+use super::error::{panic_message, BadSample, DataError};
 use super::shards::{EncodedSample, ShardStream};
 use super::source::DataSource;
 use super::transform::{
@@ -378,13 +378,9 @@ impl EpochPlan {
     fn build_guarded(&self, job: Job) -> Result<Batch, DataError> {
         let index = job.index;
         catch_unwind(AssertUnwindSafe(|| self.build(job))).unwrap_or_else(|panic| {
-            let message = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
             Err(DataError::Worker(format!(
-                "building batch {index} panicked: {message}"
+                "building batch {index} panicked: {}",
+                panic_message(panic.as_ref())
             )))
         })
     }

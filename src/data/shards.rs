@@ -21,7 +21,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use super::error::DataError;
+use super::error::{panic_message, DataError};
 
 /// Shards read at the same time. A constant rather than a worker count, so the interleaved
 /// sample order (and so training) is the same on every machine.
@@ -805,25 +805,12 @@ fn parse_label(bytes: &[u8]) -> Option<u32> {
     std::str::from_utf8(bytes).ok()?.trim().parse().ok()
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        return (*text).to_string();
-    }
-    if let Some(text) = payload.downcast_ref::<String>() {
-        return text.clone();
-    }
-    "panic without a message".to_string()
-}
-
 fn crashed(shard: &Path, payload: Box<dyn Any + Send>) -> DataError {
-    DataError::invalid(
-        shard,
-        format!(
-            "the thread reading this shard crashed: {}",
-            panic_message(payload.as_ref())
-        ),
-        BUG_HELP,
-    )
+    DataError::Worker(format!(
+        "the thread reading {} crashed: {}",
+        shard.display(),
+        panic_message(payload.as_ref())
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
