@@ -1,7 +1,17 @@
 //! MobileNet V1 as WGSL compute shaders on wgpu.
 //!
-//! Build a graph (`MobileNetV1Config::build` or `GraphBuilder` by hand), `compile` it on a
-//! `Gpu`, load parameters and `run` batches; `reference` holds the CPU oracle.
+//! Build a graph ([`MobileNetV1Config::build`] or [`GraphBuilder`] by hand), `compile` it
+//! on a [`Gpu`], load parameters and `run` batches; [`reference`](mod@reference) holds the CPU oracle.
+//!
+//! Where to start:
+//! - classify images with pretrained weights: [`weights::load_pretrained`] and
+//!   [`predict::Classifier`];
+//! - train or fine-tune on a data set: [`train::train`] with [`train::TrainOptions`];
+//! - a network of your own: [`GraphBuilder`], then [`Plan`] for inference and
+//!   [`graph::TrainPlan`] for training.
+//!
+//! The repository's `examples/` folder has a complete program for each
+//! (`cargo run --release --example classify -- WEIGHTS IMAGE...`).
 
 pub mod bench;
 pub mod data;

@@ -120,8 +120,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Convert weights to another naming: `--format timm` writes timm's names and PyTorch
-    /// layouts, loadable with `model.load_state_dict(safetensors.torch.load_file(...))`.
+    /// Convert weights to another format: `--format timm` writes timm's names and PyTorch
+    /// layouts, loadable with `model.load_state_dict(safetensors.torch.load_file(...))`;
+    /// `--format onnx` writes an ONNX model (opset 13, dynamic batch).
     Export {
         #[arg(long)]
         weights: PathBuf,
@@ -129,6 +130,16 @@ enum Command {
         format: ExportFormat,
         #[arg(long)]
         out: PathBuf,
+        /// ONNX only: layout of the model's `input`, nchw ([N, C, H, W], default) or nhwc.
+        #[arg(long)]
+        input_layout: Option<mobilenet_wgpu::weights::InputLayout>,
+        /// ONNX only: keep batchnorm as BatchNormalization nodes instead of folding it into
+        /// the convolutions.
+        #[arg(long)]
+        keep_bn: bool,
+        /// ONNX only: end with Softmax; the output is `probabilities` instead of `logits`.
+        #[arg(long)]
+        softmax: bool,
     },
     /// Transfer learning: pretrained weights, a new classifier for the data set's classes,
     /// the backbone frozen (default) or partly trained. Same options and outputs as train;
@@ -200,11 +211,27 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
     },
+    /// Print a shell completion script to stdout, e.g.
+    /// `mobilenet completions bash > ~/.local/share/bash-completion/completions/mobilenet`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ExportFormat {
+    /// timm's names and PyTorch layouts (safetensors).
     Timm,
+    /// An ONNX model (opset 13) for onnxruntime, tract, TensorRT, OpenVINO, ...
+    Onnx,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -619,6 +646,15 @@ fn print_profile(report: &BenchReport) {
 fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command;
     match command {
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cli, "mobilenet", &mut std::io::stdout());
+        }
         Command::Devices { json } => {
             let adapters = list_adapters();
             anyhow::ensure!(!adapters.is_empty(), "no GPU adapter found; {INSTALL_HINT}");
@@ -818,18 +854,61 @@ fn main() -> anyhow::Result<()> {
             weights,
             format,
             out,
+            input_layout,
+            keep_bn,
+            softmax,
         } => {
+            let onnx_only = [
+                (input_layout.is_some(), "--input-layout"),
+                (keep_bn, "--keep-bn"),
+                (softmax, "--softmax"),
+            ];
+            if let (ExportFormat::Timm, Some((_, flag))) =
+                (format, onnx_only.iter().find(|(given, _)| *given))
+            {
+                anyhow::bail!("{flag} applies to --format onnx only; drop it for --format timm");
+            }
             let pretrained = load_pretrained(&weights)?;
             match format {
-                ExportFormat::Timm => export_timm(&pretrained.config, &pretrained.params, &out)?,
+                ExportFormat::Timm => {
+                    export_timm(&pretrained.config, &pretrained.params, &out)?;
+                    println!(
+                        "wrote {} ({} naming -> timm, alpha {}, {} classes)",
+                        out.display(),
+                        pretrained.naming,
+                        pretrained.config.alpha,
+                        pretrained.config.classes
+                    );
+                }
+                ExportFormat::Onnx => {
+                    use mobilenet_wgpu::weights::{
+                        export_onnx, InputLayout, OnnxOptions, ONNX_OPSET,
+                    };
+                    let options = OnnxOptions {
+                        input_layout: input_layout.unwrap_or_default(),
+                        keep_bn,
+                        softmax,
+                    };
+                    let summary = export_onnx(&pretrained, &options, &out)?;
+                    let (res, channels) =
+                        (pretrained.config.resolution, pretrained.config.in_channels);
+                    let input_shape = match options.input_layout {
+                        InputLayout::Nchw => format!("[batch, {channels}, {res}, {res}]"),
+                        InputLayout::Nhwc => format!("[batch, {res}, {res}, {channels}]"),
+                    };
+                    println!(
+                        "wrote {} ({} naming -> ONNX opset {ONNX_OPSET}, {} bytes, {} nodes): \
+                         input `input` {input_shape} ({}), output `{}` [batch, {}]",
+                        out.display(),
+                        pretrained.naming,
+                        summary.bytes,
+                        summary.nodes,
+                        options.input_layout,
+                        summary.output,
+                        pretrained.config.classes
+                    );
+                }
             }
-            println!(
-                "wrote {} ({} naming -> timm, alpha {}, {} classes)",
-                out.display(),
-                pretrained.naming,
-                pretrained.config.alpha,
-                pretrained.config.classes
-            );
         }
         Command::Eval {
             weights,

@@ -10,6 +10,35 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A compiled inference plan for one batch size.
+///
+/// ```
+/// use mobilenet_wgpu::predict::Classifier;
+/// use mobilenet_wgpu::weights::load_pretrained;
+/// use mobilenet_wgpu::Gpu;
+/// use std::path::{Path, PathBuf};
+///
+/// # let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/timm_mnv1_025_c10.safetensors");
+/// # let dir = tempfile::tempdir()?;
+/// # let image_path = dir.path().join("photo.jpg");
+/// # image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 128])).save(&image_path)?;
+/// # let image = image_path.as_path();
+/// # let weights_path = fixture.as_path();
+/// # /*
+/// // timm's mobilenetv1_100 as published (model.safetensors), or any of our checkpoints.
+/// let weights_path = Path::new("mobilenetv1_100.safetensors");
+/// let image = Path::new("photo.jpg");
+/// # */
+/// let gpu = Gpu::new()?;
+/// let weights = load_pretrained(weights_path)?;
+/// // Up to 4 images per submit, at the weights' own resolution.
+/// let classifier = Classifier::new(&gpu, &weights, 4, None)?;
+/// let predictions = classifier.classify_files(&weights, &[PathBuf::from(image)], 5)?;
+/// for ranked in &predictions[0].top {
+///     println!("{:5.1}%  {}", 100.0 * ranked.probability, ranked.name);
+/// }
+/// assert_eq!(predictions[0].top.len(), 5);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Classifier {
     plan: Plan,
     batch: usize,

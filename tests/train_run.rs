@@ -246,3 +246,48 @@ fn missing_data_and_bad_checkpoints_are_reported() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("garbage.safetensors"));
 }
+
+#[test]
+fn a_run_directory_is_locked_while_a_run_lives_and_freed_when_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args([
+            "train",
+            "--epochs",
+            "50",
+            "--limit",
+            "640",
+            "--test-limit",
+            "100",
+            "--no-progress",
+            "--out",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start mobilenet train");
+    let lock = dir.path().join(mobilenet_wgpu::train::run_lock::LOCK);
+    let pid = child.id().to_string();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(&lock)
+        .map(|text| text.trim() != pid)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "the run never took its lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut second = small_run(dir.path(), 1, 64);
+    second.resume = true;
+    let error = train(common::gpu(), &second).expect_err("a second run on a locked directory");
+    let message = format!("{error:#}");
+    assert!(
+        message.contains("in use by another run") && message.contains(&pid),
+        "{message}"
+    );
+    child.kill().expect("kill the run");
+    let _ = child.wait();
+    // The killed run's lock file is still there, but no longer held.
+    assert!(lock.exists());
+    mobilenet_wgpu::train::run_lock::RunLock::acquire(dir.path())
+        .expect("the directory is free once its run is gone");
+}

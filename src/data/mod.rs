@@ -1,12 +1,16 @@
 //! Dataset loading and batching for training.
 //!
-//! Loaders read whole datasets into an [`ImageSet`] (u8, HWC, images back to back):
+//! Small datasets are read whole into an [`ImageSet`] (u8, HWC, images back to back);
+//! image files are indexed and decoded per batch:
 //! - [`load_fashion_mnist`]: IDX files, plain or gzipped (Debian package `dataset-fashion-mnist`);
 //! - [`load_cifar10`]: the CIFAR-10 binary version;
-//! - [`load_image_folder`]: one subfolder of PNG/JPEG files per class.
+//! - [`index_image_folder`]: one subfolder of PNG/JPEG files per class, indexed, decoded
+//!   by the loader's workers;
+//! - [`ShardSet`]: tar shards (WebDataset layout), read sequentially.
 //!
-//! [`BatchLoader`] turns an `ImageSet` into NHWC `f32` batches (resize, channel conversion,
-//! augmentation, normalisation) on a background thread, deterministically for a given seed and epoch.
+//! [`BatchLoader`] turns a [`DataSource`] into NHWC `f32` batches (decode, resize, channel
+//! conversion, augmentation, normalisation) on worker threads, deterministically for a given
+//! seed and epoch.
 //!
 //! Every problem with the files on disk is reported as a [`DataError`] that names the file.
 

@@ -4,7 +4,8 @@
 mod buffers;
 mod shaders;
 
-pub use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
+pub(crate) use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
+#[doc(hidden)]
 pub use shaders::Shader;
 
 use std::collections::HashMap;
@@ -71,6 +72,21 @@ struct PipelineKey {
 }
 
 /// A device and queue plus caches of shader modules and compute pipelines.
+///
+/// One `Gpu` serves every plan compiled on it; open it once and share it by reference.
+/// The adapter is chosen by wgpu's environment variables (`WGPU_BACKEND`,
+/// `WGPU_ADAPTER_NAME`, `WGPU_POWER_PREF`); on a machine without a GPU, Mesa's software
+/// Vulkan driver (lavapipe) serves.
+///
+/// ```
+/// use mobilenet_wgpu::Gpu;
+///
+/// let gpu = Gpu::new()?;
+/// let adapter = gpu.adapter();
+/// println!("{} on {} ({})", adapter.name, adapter.backend, adapter.device_type);
+/// assert!(gpu.limits().max_storage_buffer_binding_size > 0);
+/// # Ok::<(), mobilenet_wgpu::GpuError>(())
+/// ```
 pub struct Gpu {
     device: wgpu::Device,
     queue: wgpu::Queue,
@@ -83,6 +99,7 @@ pub struct Gpu {
 }
 
 /// A pipeline and the bindings its entry point reads.
+#[doc(hidden)]
 #[derive(Clone)]
 pub struct CompiledEntry {
     pub pipeline: Arc<wgpu::ComputePipeline>,
@@ -218,6 +235,7 @@ impl Gpu {
     /// The compute pipeline for one entry point, created on first use and cached, with
     /// the bindings it reads. Its bind-group layout is derived from the shader, so each
     /// entry point binds exactly those.
+    #[doc(hidden)]
     pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<CompiledEntry, GpuError> {
         let key = PipelineKey { shader, entry };
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());

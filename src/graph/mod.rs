@@ -110,6 +110,39 @@ pub enum GraphError {
 }
 
 /// Builds a graph op by op. Every op checks its input shape when added.
+///
+/// Tensors are NHWC with the batch first; `compile` plans every buffer and bind group
+/// once, and the resulting [`Plan`] runs batches. [`TrainPlan`] compiles the same graph
+/// for training (see `examples/custom_graph.rs`).
+///
+/// ```
+/// use mobilenet_wgpu::ops::{Activation, BatchNorm, Dense, Depthwise, Padding, Pointwise};
+/// use mobilenet_wgpu::{Gpu, GraphBuilder, ParamStore};
+///
+/// // A depthwise separable block and a classifier on 2 images of 8x8x4.
+/// let mut g = GraphBuilder::new();
+/// let x = g.input("x", &[2, 8, 8, 4]);
+/// let dw = Depthwise { kernel: 3, stride: 2, padding: Padding::Symmetric, fused: None };
+/// let x = g.depthwise("dw", x, dw)?;
+/// let bn = BatchNorm { eps: 1e-5, activation: Activation::Relu };
+/// let x = g.batch_norm("dw_bn", x, bn.clone())?;
+/// let x = g.pointwise("pw", x, Pointwise { out_channels: 16, fused: None })?;
+/// let x = g.batch_norm("pw_bn", x, bn)?;
+/// assert_eq!(g.shape(x)?, &[2, 4, 4, 16]);
+/// let x = g.global_avg_pool("pool", x)?;
+/// let logits = g.dense("fc", x, Dense { out_features: 3 })?;
+/// let probs = g.softmax("softmax", logits)?;
+/// g.output(probs)?;
+///
+/// let gpu = Gpu::new()?;
+/// let plan = g.compile(&gpu)?;
+/// plan.load_params(&ParamStore::initialize(&g, 0))?; // He-normal weights, seeded
+/// let outputs = plan.run(&vec![0.5; 2 * 8 * 8 * 4])?;
+/// assert_eq!(outputs[0].len(), 2 * 3);
+/// let sum: f32 = outputs[0][..3].iter().sum();
+/// assert!((sum - 1.0).abs() < 1e-4);
+/// # Ok::<(), mobilenet_wgpu::GraphError>(())
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct GraphBuilder {
     tensors: Vec<TensorInfo>,

@@ -73,6 +73,32 @@ impl fmt::Display for Preset {
     }
 }
 
+/// The architecture: width multiplier, resolution, classes, input channels, stem stride,
+/// and the variant's activation, padding and batch-norm epsilon ([`Preset`]).
+///
+/// ```
+/// use mobilenet_wgpu::{Gpu, MobileNetV1Config, ParamStore, Preset};
+///
+/// // The paper's 1.0 MobileNet-224: 4.2M parameters, 569M mult-adds.
+/// let paper = MobileNetV1Config::preset(Preset::Paper).build(1)?.summary();
+/// assert_eq!(paper.trainable_params, 4_231_976);
+/// assert_eq!(paper.mult_adds, 568_740_352);
+///
+/// // A small one, run on the GPU with fresh weights: 0.25 width, 32x32, 10 classes.
+/// let config = MobileNetV1Config {
+///     alpha: 0.25,
+///     resolution: 32,
+///     classes: 10,
+///     ..MobileNetV1Config::preset(Preset::Timm)
+/// };
+/// let params = ParamStore::initialize(&config.build(1)?.graph, 0);
+/// let gpu = Gpu::new()?;
+/// let plan = config.inference_plan(&gpu, &params, 2)?; // batch norm folded, batch 2
+/// let outputs = plan.run(&vec![0.0; 2 * 32 * 32 * 3])?; // NHWC
+/// let (logits, probs) = (&outputs[0], &outputs[1]);
+/// assert_eq!((logits.len(), probs.len()), (2 * 10, 2 * 10));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MobileNetV1Config {
     /// Width multiplier: every channel count is scaled by it.
@@ -183,6 +209,7 @@ impl MobileNetV1Config {
     /// output as its input. The graph's outputs are the last stage's output (and the
     /// probabilities when the range includes the classifier). Parameter names are those of
     /// the whole network, so the parts of a fine-tuned model merge back by name.
+    #[doc(hidden)]
     pub fn build_stages(
         &self,
         batch: usize,
@@ -291,8 +318,10 @@ impl MobileNetV1Config {
 
 /// Stages of the network, in order: 0 the stem, 1..=13 the blocks, then the pool and the
 /// classifier.
+#[doc(hidden)]
 pub const STAGES: usize = 16;
 /// The global average pool's stage; stages before it are the backbone.
+#[doc(hidden)]
 pub const POOL_STAGE: usize = 14;
 pub const CLASSIFIER: &str = "classifier";
 /// Convolutions in the network, each followed by a batchnorm: the stem, then every block's
@@ -302,6 +331,7 @@ pub const CONV_LAYERS: usize = 1 + 2 * BLOCKS.len();
 /// Op names of the `layer`-th convolution (0..CONV_LAYERS) and of its batchnorm:
 /// `stem.conv`/`stem.bn`, `blocks.<b>.dw`/`blocks.<b>.dw_bn`, `blocks.<b>.pw`/`blocks.<b>.pw_bn`.
 /// BN folding and the checkpoint name maps walk the same list.
+#[doc(hidden)]
 pub fn conv_bn_pair(layer: usize) -> [String; 2] {
     if layer == 0 {
         return ["stem.conv".into(), "stem.bn".into()];
@@ -317,6 +347,7 @@ pub fn conv_bn_pair(layer: usize) -> [String; 2] {
 /// Batchnorm kept as its own op (training, and what checkpoints store) or folded into the
 /// convolutions (inference).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
 pub enum Form {
     Train,
     Folded,

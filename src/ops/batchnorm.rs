@@ -104,11 +104,13 @@ impl BatchNorm {
         }
     }
 
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         let total = input.iter().product();
         vec![self.dispatch("forward_inference", input, 0.0, total)]
     }
 
+    #[doc(hidden)]
     pub fn forward_train(&self, input: &[usize], train: &TrainSettings) -> Vec<Dispatch> {
         let channels = input[3];
         let parts = chunks(Self::rows(input)) * channels;
@@ -120,6 +122,7 @@ impl BatchNorm {
         ]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
         let channels = input[3];
         vec![
@@ -134,6 +137,7 @@ impl BatchNorm {
         ]
     }
 
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let channels = input[3];
         let parts = chunks(Self::rows(input)) * channels;

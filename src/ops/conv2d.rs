@@ -96,6 +96,7 @@ impl Conv2d {
 
     /// Floats of the unfolded patches: one row of KH*KW*Cin values per output pixel, padded
     /// with zeros to a multiple of 4 so that the GEMM reads whole vec4s.
+    #[doc(hidden)]
     pub fn workspace(&self, input: &[usize], output: &[usize]) -> usize {
         output[0] * output[1] * output[2] * self.patch_stride(input)
     }
@@ -108,6 +109,7 @@ impl Conv2d {
     /// the weights, whose [KH, KW, Cin, Cout] layout is already that matrix. A direct
     /// convolution with 3 input channels would load twice per multiply-add; the GEMM's
     /// register block does 64 per 16 loads.
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         let pixels = output[0] * output[1] * output[2];
         let patch = self.kernel * self.kernel * input[3];
@@ -130,6 +132,7 @@ impl Conv2d {
         ]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
         let pixels = output[0] * output[1] * output[2];
         let patch = self.kernel * self.kernel * input[3];
@@ -138,6 +141,7 @@ impl Conv2d {
 
     /// dX by a gather over windows when asked; dW as the GEMM patches^T x dY on patches
     /// unfolded again (cheap, and nothing else may have kept the workspace).
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let pixels = output[0] * output[1] * output[2];
         let patch = self.kernel * self.kernel * input[3];

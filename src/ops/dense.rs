@@ -36,6 +36,7 @@ impl Dense {
         (input[0] * input[1] * self.out_features) as u64
     }
 
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         let gemm = Gemm {
             has_bias: true,
@@ -44,6 +45,7 @@ impl Dense {
         vec![gemm.dispatch(Slot::Input, Slot::Param(0), Slot::Param(1), Slot::Output)]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
         vec![
             weight_gradient_scratch(input[0], input[1], self.out_features),
@@ -54,6 +56,7 @@ impl Dense {
         ]
     }
 
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let [rows, fan_in] = [input[0], input[1]];
         let mut dispatches = Vec::new();

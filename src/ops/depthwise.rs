@@ -118,6 +118,7 @@ impl Depthwise {
         }
     }
 
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         if self.is_3x3() {
             let threads = output[0] * output[1] * four_pixel_groups(output);
@@ -126,6 +127,7 @@ impl Depthwise {
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
         let pixels = output[0] * output[1] * output[2];
         vec![ScratchSpec {
@@ -134,6 +136,7 @@ impl Depthwise {
         }]
     }
 
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let parts = chunks(output[0] * output[1] * output[2]);
         let weights = self.kernel * self.kernel * input[3];

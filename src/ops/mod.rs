@@ -15,9 +15,13 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
 pub use optim::UpdateRule;
-pub use pointwise::{subgroup_gemm_dispatch, Pointwise};
+#[doc(hidden)]
+pub use pointwise::subgroup_gemm_dispatch;
+pub use pointwise::Pointwise;
 pub use pool::GlobalAvgPool;
-pub use softmax::{accumulate_metrics, cross_entropy, Softmax};
+pub use softmax::Softmax;
+#[doc(hidden)]
+pub use softmax::{accumulate_metrics, cross_entropy};
 
 use crate::gpu::Shader;
 use std::fmt;
@@ -34,6 +38,7 @@ pub enum Activation {
 
 impl Activation {
     /// The code the shaders switch on (common.wgsl's ACT_* constants).
+    #[doc(hidden)]
     pub fn shader_code(self) -> u32 {
         match self {
             Activation::None => 0,
@@ -187,8 +192,13 @@ impl ParamSpec {
     }
 }
 
+// Slot, ScratchSpec, Dispatch and the ops' forward/backward/scratch/workspace methods are
+// how ops talk to the graph's planner: public for the crate's own modules and tests, hidden
+// from the documentation, not a stable API.
+
 /// Which buffer a shader binding receives. Op-relative slots (`Param`, `ParamGrad`,
 /// `Scratch`) are resolved by the plan against the op's own tensors.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
     Input,
@@ -221,6 +231,7 @@ pub enum Slot {
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScratchSpec {
     pub floats: usize,
@@ -233,6 +244,7 @@ pub struct ScratchSpec {
 /// One compute dispatch of an op: pipeline, uniform contents (binding 0), the buffers of
 /// the other bindings, and the grid size. `bindings` may name more bindings than the entry
 /// point uses; the plan binds only those the shader reads (found by naga reflection).
+#[doc(hidden)]
 #[derive(Clone, Debug)]
 pub struct Dispatch {
     pub shader: Shader,
@@ -247,6 +259,7 @@ const MAX_GROUPS_PER_DIM: u32 = 65535;
 /// Must match the default of WG_SIZE in common.wgsl.
 const LINEAR_WORKGROUP: usize = 64;
 /// Rows summed by one invocation in the first stage of a two-stage reduction.
+#[doc(hidden)]
 pub const REDUCE_CHUNK: usize = 256;
 
 /// Grid for the one-output-per-invocation kernels (see `linear_index` in common.wgsl).
@@ -405,11 +418,13 @@ impl OpKind {
     }
 
     /// Dispatches of the inference forward pass.
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         each_op!(self, op => op.forward(input, output))
     }
 
     /// Dispatches of the training forward pass (batch norm uses batch statistics).
+    #[doc(hidden)]
     pub fn forward_train(
         &self,
         input: &[usize],
@@ -424,11 +439,13 @@ impl OpKind {
 
     /// Dispatches of the backward pass: parameter gradients always, the input gradient
     /// only when `input_grad` (the first op of a network does not need it).
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         each_op!(self, op => op.backward(input, output, input_grad))
     }
 
     /// Floats of `Slot::Workspace` the forward pass needs.
+    #[doc(hidden)]
     pub fn workspace(&self, input: &[usize], output: &[usize]) -> usize {
         match self {
             OpKind::Conv2d(op) => op.workspace(input, output),
@@ -437,6 +454,7 @@ impl OpKind {
     }
 
     /// Scratch buffers the training dispatches use, indexed by `Slot::Scratch`.
+    #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
         each_op!(self, op => op.scratch(input, output))
     }

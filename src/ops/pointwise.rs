@@ -284,6 +284,7 @@ impl Pointwise {
         input[0] * input[1] * input[2]
     }
 
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         let gemm = Gemm {
             activation: self.fused.unwrap_or(Activation::None),
@@ -298,6 +299,7 @@ impl Pointwise {
         )]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
         vec![weight_gradient_scratch(
             Self::rows(input),
@@ -306,6 +308,7 @@ impl Pointwise {
         )]
     }
 
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let rows = Self::rows(input);
         let mut dispatches = Vec::new();

@@ -37,14 +37,17 @@ impl GlobalAvgPool {
         }
     }
 
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         vec![Self::dispatch("forward", input, input[0] * input[3])]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, _input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
         Vec::new()
     }
 
+    #[doc(hidden)]
     pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         if !input_grad {
             return Vec::new();

@@ -52,16 +52,19 @@ impl Softmax {
         0
     }
 
+    #[doc(hidden)]
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         vec![dispatch("forward", input[0], input[1], input[0])]
     }
 
+    #[doc(hidden)]
     pub fn scratch(&self, _input: &[usize], _output: &[usize]) -> Vec<ScratchSpec> {
         Vec::new()
     }
 
     /// Softmax is the inference head; training differentiates the fused cross-entropy
     /// instead, so a graph is trained up to its logits.
+    #[doc(hidden)]
     pub fn backward(
         &self,
         _input: &[usize],

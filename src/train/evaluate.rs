@@ -12,7 +12,7 @@ pub struct EvalResult {
     pub top1: f64,
     pub top5: f64,
     pub count: usize,
-    /// confusion[true][predicted].
+    /// `confusion[true][predicted]`.
     pub confusion: Vec<Vec<u64>>,
     /// Files that could not be decoded and were left out of the figures.
     pub bad_files: Vec<String>,

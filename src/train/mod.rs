@@ -8,6 +8,7 @@ pub mod evaluate;
 pub mod metrics;
 mod network;
 pub mod optim;
+pub mod run_lock;
 pub mod schedule;
 pub mod trainer;
 

@@ -11,6 +11,7 @@ use super::metrics::{
     append_metrics, format_epoch_line, read_metrics, truncate_metrics, EpochMetrics,
 };
 use super::network::Network;
+use super::run_lock::RunLock;
 use super::{OptimizerConfig, Schedule};
 use crate::data::{Augment, Batch, BatchLoader, DataSource, LoaderOptions, Normalize};
 use crate::gpu::Gpu;
@@ -159,10 +160,11 @@ fn tally_logged(
     Ok(())
 }
 
-/// Where a run keeps its files.
+/// Where a run keeps its files, locked for this run while it lives.
 struct RunFiles {
     last: PathBuf,
     metrics: PathBuf,
+    _lock: RunLock,
 }
 
 /// Progress that a checkpoint carries across a resume.
@@ -181,6 +183,63 @@ struct EpochTally {
 }
 
 /// Trains (or resumes) a run as described by `options`, writing into `options.out_dir`.
+///
+/// Every epoch trains on the training split, evaluates the validation (and test) split,
+/// appends a line to `metrics.jsonl`, redraws `curves.png` and saves `last.safetensors`
+/// (and `best.safetensors` when validation accuracy improves), atomically, so a killed
+/// run resumes with `resume: true`. With `finetune` set, the architecture and backbone
+/// come from pretrained weights and the classifier is new (see `examples/finetune.rs`).
+///
+/// ```no_run
+/// use mobilenet_wgpu::data::Augment;
+/// use mobilenet_wgpu::train::{
+///     train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
+///     TrainOptions,
+/// };
+/// use mobilenet_wgpu::{Gpu, MobileNetV1Config, Preset};
+/// use std::path::PathBuf;
+///
+/// // MobileNet 0.25 on Fashion-MNIST (the Debian package's files), 28x28 grey images.
+/// let options = TrainOptions {
+///     dataset: DatasetKind::FashionMnist,
+///     data_dir: None, // default: /usr/share/datasets/fashion-mnist
+///     val_dir: None,
+///     data: DataOptions::default(),
+///     model: MobileNetV1Config {
+///         alpha: 0.25,
+///         resolution: 28,
+///         in_channels: 1,
+///         stem_stride: 1,
+///         ..MobileNetV1Config::preset(Preset::Paper)
+///     },
+///     epochs: 4,
+///     batch_size: 32,
+///     optimizer: OptimizerConfig::new(OptimizerKind::Rmsprop),
+///     schedule: Schedule {
+///         kind: ScheduleKind::Cosine { min_lr: 0.0 },
+///         base_lr: 0.045,
+///         warmup_epochs: 0.0,
+///     },
+///     bn_momentum: 0.1,
+///     seed: 0,
+///     limit: None,
+///     test_limit: None,
+///     val_fraction: 0.1,
+///     augment: Augment::default(),
+///     out_dir: PathBuf::from("runs/fashion-mnist"),
+///     resume: false,
+///     progress: true,
+///     finetune: None,
+/// };
+/// let summary = train(&Gpu::new()?, &options)?;
+/// for epoch in &summary.epochs {
+///     println!("epoch {}: train loss {:.4}, val acc {:?}", epoch.epoch, epoch.train_loss, epoch.val_acc);
+/// }
+/// if let Some(test) = &summary.test {
+///     println!("test top-1 {:.2}%", 100.0 * test.top1);
+/// }
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn train(gpu: &Gpu, options: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let started = Instant::now();
     check_options(options)?;
@@ -347,6 +406,7 @@ impl RunFiles {
         std::fs::create_dir_all(out_dir)
             .with_context(|| format!("cannot create the run directory {}", out_dir.display()))?;
         Ok(RunFiles {
+            _lock: RunLock::acquire(out_dir)?,
             last: out_dir.join(LAST),
             metrics: out_dir.join(METRICS),
         })

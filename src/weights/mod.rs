@@ -2,20 +2,26 @@
 //! string metadata, and crash-safe writing of run files.
 //!
 //! `pretrained` maps the MobileNet V1 namings users meet (ours, timm, Keras) onto the model's
-//! parameters; `fold` turns trained parameters into the inference form.
+//! parameters; `fold` turns trained parameters into the inference form; `onnx` writes the
+//! network as an ONNX model.
 
 mod atomic;
 mod file;
 mod fold;
+mod onnx;
 mod pretrained;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 
+#[doc(hidden)]
 pub use atomic::write_atomic;
 pub use file::{load_safetensors, save_safetensors};
 pub use fold::{fold_batchnorm, FoldError};
+pub use onnx::{
+    encode_onnx, export_onnx, InputLayout, OnnxError, OnnxOptions, OnnxSummary, ONNX_OPSET,
+};
 pub use pretrained::{
     default_class_names, export_timm, load_pretrained, Naming, Pretrained, PretrainedError,
 };

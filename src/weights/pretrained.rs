@@ -83,7 +83,7 @@ pub enum PretrainedError {
 
 /// What a parameter is, which decides its layout in each naming.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     Conv,
     Depthwise,
     Pointwise,
@@ -91,7 +91,7 @@ enum Kind {
     Vector,
 }
 
-fn kind_of(name: &str, shape: &[usize]) -> Kind {
+pub(super) fn kind_of(name: &str, shape: &[usize]) -> Kind {
     match (shape.len(), name) {
         (1, _) => Kind::Vector,
         (_, n) if n.starts_with("stem.") => Kind::Conv,
@@ -102,7 +102,7 @@ fn kind_of(name: &str, shape: &[usize]) -> Kind {
 }
 
 /// Our shape of a parameter in the foreign naming's layout.
-fn foreign_shape(naming: Naming, kind: Kind, ours: &[usize]) -> Vec<usize> {
+pub(super) fn foreign_shape(naming: Naming, kind: Kind, ours: &[usize]) -> Vec<usize> {
     match (naming, kind) {
         (_, Kind::Vector) | (Naming::Ours, _) | (Naming::Keras, Kind::Conv) => ours.to_vec(),
         // PyTorch: [out, in, kh, kw]; ours [kh, kw, in, out].
@@ -117,7 +117,7 @@ fn foreign_shape(naming: Naming, kind: Kind, ours: &[usize]) -> Vec<usize> {
 
 /// PyTorch's [out, in, (kh, kw)] order to ours [(kh, kw), in, out], or back (`to_torch`).
 /// Keras and our layouts share their memory order, so only timm's tensors move.
-fn torch_transpose(values: &[f32], torch_shape: &[usize], to_torch: bool) -> Vec<f32> {
+pub(super) fn torch_transpose(values: &[f32], torch_shape: &[usize], to_torch: bool) -> Vec<f32> {
     let (out, inp) = (torch_shape[0], torch_shape.get(1).copied().unwrap_or(1));
     let taps: usize = torch_shape.iter().skip(2).product();
     let mut moved = vec![0.0; values.len()];

@@ -1,0 +1,112 @@
+//! Transfer learning: a pretrained backbone, frozen, with a new classifier trained on an
+//! image folder (one subfolder per class), the Keras-docs workflow from Rust.
+//!
+//! `train::train` with `TrainOptions::finetune` set: the architecture and the backbone's
+//! weights come from the pretrained file, the classifier is new and sized to the folder's
+//! classes, a fifth of the images is held out for validation, and the run directory
+//! receives `metrics.jsonl`, `last.safetensors`, `best.safetensors` and `curves.png`.
+//! `last.safetensors` loads like any checkpoint (`mobilenet predict --weights ...`).
+//!
+//! Run it with:
+//!
+//! ```sh
+//! cargo run --release --example finetune -- PRETRAINED.safetensors DATA_DIR OUT_DIR [EPOCHS] [RESOLUTION]
+//! ```
+//!
+//! (EPOCHS defaults to 5, RESOLUTION to the weights' own.)
+
+use anyhow::Context;
+use mobilenet_wgpu::data::Augment;
+use mobilenet_wgpu::train::trainer::Finetune;
+use mobilenet_wgpu::train::{
+    train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
+    TrainOptions,
+};
+use mobilenet_wgpu::{Gpu, MobileNetV1Config};
+use std::path::PathBuf;
+
+const USAGE: &str = "usage: finetune PRETRAINED.safetensors DATA_DIR OUT_DIR [EPOCHS] [RESOLUTION]";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    anyhow::ensure!((3..=5).contains(&args.len()), "{USAGE}");
+    let epochs: usize = match args.get(3) {
+        Some(text) => text.parse().context("EPOCHS must be a whole number")?,
+        None => 5,
+    };
+    let resolution: Option<usize> = match args.get(4) {
+        Some(text) => Some(text.parse().context("RESOLUTION must be a whole number")?),
+        None => None,
+    };
+
+    let options = TrainOptions {
+        dataset: DatasetKind::Folder,
+        data_dir: Some(PathBuf::from(&args[1])),
+        val_dir: None,
+        // Evaluation view: shorter side to resolution / 0.875, centre crop (timm's).
+        data: DataOptions {
+            crop_pct: 0.875,
+            ..DataOptions::default()
+        },
+        // Replaced by the pretrained file's architecture.
+        model: MobileNetV1Config::default(),
+        epochs,
+        batch_size: 16,
+        optimizer: OptimizerConfig {
+            weight_decay: 0.0,
+            ..OptimizerConfig::new(OptimizerKind::Rmsprop)
+        },
+        schedule: Schedule {
+            kind: ScheduleKind::Cosine { min_lr: 0.0 },
+            base_lr: 0.01,
+            warmup_epochs: 0.0,
+        },
+        bn_momentum: 0.1,
+        seed: 0,
+        limit: None,
+        test_limit: None,
+        val_fraction: 0.2,
+        // Random horizontal flips; no crops (small data sets, small images).
+        augment: Augment {
+            hflip: true,
+            ..Augment::default()
+        },
+        out_dir: PathBuf::from(&args[2]),
+        resume: false,
+        progress: false,
+        finetune: Some(Finetune {
+            weights: PathBuf::from(&args[0]),
+            // Some(0): only the new classifier trains; Some(k) also the last k blocks,
+            // None the whole network.
+            trainable_blocks: Some(0),
+            resolution,
+            // Checked against the folder's class count when given.
+            classes: None,
+        }),
+    };
+
+    let gpu = Gpu::new()?;
+    let summary = train(&gpu, &options)?;
+    println!("classes: {}", summary.class_names.join(", "));
+    for epoch in &summary.epochs {
+        let val = match (epoch.val_loss, epoch.val_acc) {
+            (Some(loss), Some(acc)) => format!("val loss {loss:.4} acc {:.1}%", 100.0 * acc),
+            _ => "no validation split".to_string(),
+        };
+        println!(
+            "epoch {}: train loss {:.4} acc {:.1}%, {val}, {:.1} s",
+            epoch.epoch,
+            epoch.train_loss,
+            100.0 * epoch.train_acc,
+            epoch.seconds
+        );
+    }
+    if let Some(best) = summary.best_val_acc {
+        println!("best validation accuracy: {:.1}%", 100.0 * best);
+    }
+    println!(
+        "fine-tuned weights: {}",
+        options.out_dir.join("last.safetensors").display()
+    );
+    Ok(())
+}
