@@ -644,6 +644,7 @@ fn print_profile(report: &BenchReport) {
 }
 
 fn main() -> anyhow::Result<()> {
+    mobilenet_wgpu::gpu::quiet_headless_start();
     let command = Cli::parse().command;
     match command {
         Command::Completions { shell } => {

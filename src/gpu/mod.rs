@@ -106,6 +106,30 @@ pub struct CompiledEntry {
     pub bindings: Arc<Vec<u32>>,
 }
 
+/// Makes a compute-only start on a headless machine quiet. Mesa's Vulkan device-select layer
+/// asks Wayland for a display even when nothing is drawn, and libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when the variable
+/// is missing: it reads like our own error and hides real ones. When the variable is unset or
+/// not a directory it is pointed at a private directory, where Wayland then finds no display,
+/// silently; real driver errors stay visible. It sets an environment variable, so call it
+/// before any thread starts (the `mobilenet` binary does, first thing).
+pub fn quiet_headless_start() {
+    let valid = std::env::var_os("XDG_RUNTIME_DIR")
+        .is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if valid {
+        return;
+    }
+    let dir = std::env::temp_dir().join("mobilenet-wgpu-runtime");
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    // A directory that could not be made still silences the message: Wayland only looks for
+    // a socket inside it.
+    let _ = builder.create(&dir);
+    std::env::set_var("XDG_RUNTIME_DIR", dir);
+}
+
 fn instance() -> wgpu::Instance {
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
