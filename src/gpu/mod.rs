@@ -114,8 +114,8 @@ pub struct CompiledEntry {
 /// silently; real driver errors stay visible. It sets an environment variable, so call it
 /// before any thread starts (the `mobilenet` binary does, first thing).
 pub fn quiet_headless_start() {
-    let valid = std::env::var_os("XDG_RUNTIME_DIR")
-        .is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    let valid =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
     if valid {
         return;
     }
