@@ -135,104 +135,12 @@ pub fn encode_onnx(
         fold_batchnorm(&weights.params, config.bn_eps)?
     };
     let mut graph = GraphWriter::new(&params);
-    let res = config.resolution as i64;
-    let channels = config.in_channels as i64;
-    let (input_dims, mut x) = match options.input_layout {
-        InputLayout::Nchw => ([0, channels, res, res], "input".to_string()),
-        InputLayout::Nhwc => {
-            let nchw = graph.node(
-                "Transpose",
-                "input_to_nchw",
-                &["input"],
-                vec![ints("perm", &[0, 3, 1, 2])],
-            );
-            ([0, res, res, channels], nchw)
-        }
-    };
+    let (input_dims, mut x) = input_node(&mut graph, config, options.input_layout);
     let mut size = config.resolution;
     for layer in 0..CONV_LAYERS {
-        let [conv, norm] = conv_bn_pair(layer);
-        let (stride, group) = match layer {
-            0 => (config.stem_stride, 1),
-            l if l % 2 == 1 => {
-                let block = l.div_ceil(2);
-                let channels = params
-                    .shape(&format!("{conv}.weight"))
-                    .and_then(|s| s.last().copied())
-                    .unwrap_or(1);
-                (BLOCKS[block - 1].1, channels)
-            }
-            _ => (1, 1),
-        };
-        let kernel = if layer == 0 || layer % 2 == 1 { 3 } else { 1 };
-        let (out, before) = config.padding.resolve(size, kernel, stride);
-        let after = match config.padding {
-            Padding::Symmetric => kernel / 2,
-            Padding::Same => ((out - 1) * stride + kernel).saturating_sub(size) - before,
-        };
-        size = out;
-        let weight = graph.param(&format!("{conv}.weight"));
-        let mut inputs = vec![x.as_str(), weight.as_str()];
-        let bias = (!options.keep_bn).then(|| graph.param(&format!("{conv}.bias")));
-        if let Some(bias) = &bias {
-            inputs.push(bias);
-        }
-        let (b, a) = (before as i64, after as i64);
-        let attributes = vec![
-            ints("kernel_shape", &[kernel as i64, kernel as i64]),
-            ints("strides", &[stride as i64, stride as i64]),
-            ints("pads", &[b, b, a, a]),
-            ints("dilations", &[1, 1]),
-            int("group", group as i64),
-        ];
-        x = graph.node("Conv", &conv, &inputs, attributes);
-        if options.keep_bn {
-            let stats: Vec<String> = ["gamma", "beta", "running_mean", "running_var"]
-                .iter()
-                .map(|s| graph.param(&format!("{norm}.{s}")))
-                .collect();
-            let mut inputs = vec![x.as_str()];
-            inputs.extend(stats.iter().map(String::as_str));
-            x = graph.node(
-                "BatchNormalization",
-                &norm,
-                &inputs,
-                vec![float("epsilon", config.bn_eps)],
-            );
-        }
-        let act = format!("{}.act", if options.keep_bn { &norm } else { &conv });
-        x = match config.activation {
-            Activation::None => x,
-            Activation::Relu => graph.node("Relu", &act, &[&x], vec![]),
-            Activation::Relu6 => {
-                graph.scalar("relu6.min", 0.0);
-                graph.scalar("relu6.max", 6.0);
-                graph.node("Clip", &act, &[&x, "relu6.min", "relu6.max"], vec![])
-            }
-        };
+        (x, size) = conv_layer(&mut graph, config, options, layer, (x, size));
     }
-    x = graph.node("GlobalAveragePool", "pool", &[&x], vec![]);
-    x = graph.node("Flatten", "flatten", &[&x], vec![int("axis", 1)]);
-    let weight = graph.param("classifier.weight");
-    let bias = graph.param("classifier.bias");
-    let mut output = "logits";
-    graph.node_named(
-        "Gemm",
-        "classifier",
-        &[&x, &weight, &bias],
-        output,
-        vec![int("transB", 1)],
-    );
-    if options.softmax {
-        output = "probabilities";
-        graph.node_named(
-            "Softmax",
-            "softmax",
-            &["logits"],
-            output,
-            vec![int("axis", 1)],
-        );
-    }
+    let output = classifier_head(&mut graph, &x, options.softmax);
     let nodes = graph.nodes.len();
     let parameters = graph.parameters;
     let graph = GraphProto {
@@ -274,6 +182,126 @@ pub fn encode_onnx(
         output,
     };
     Ok((bytes, summary))
+}
+
+/// The graph input and the name of the NCHW tensor it becomes (a Transpose for NHWC).
+fn input_node(
+    graph: &mut GraphWriter,
+    config: &MobileNetV1Config,
+    layout: InputLayout,
+) -> ([i64; 4], String) {
+    let res = config.resolution as i64;
+    let channels = config.in_channels as i64;
+    match layout {
+        InputLayout::Nchw => ([0, channels, res, res], "input".to_string()),
+        InputLayout::Nhwc => {
+            let nchw = graph.node(
+                "Transpose",
+                "input_to_nchw",
+                &["input"],
+                vec![ints("perm", &[0, 3, 1, 2])],
+            );
+            ([0, res, res, channels], nchw)
+        }
+    }
+}
+
+/// Convolution `layer` (stem, then depthwise and pointwise in turn) with its batch norm
+/// (folded into the convolution or kept) and activation, on `x` of spatial `size`: the
+/// output's name and size.
+fn conv_layer(
+    graph: &mut GraphWriter,
+    config: &MobileNetV1Config,
+    options: &OnnxOptions,
+    layer: usize,
+    (x, size): (String, usize),
+) -> (String, usize) {
+    let [conv, norm] = conv_bn_pair(layer);
+    let (stride, group) = match layer {
+        0 => (config.stem_stride, 1),
+        l if l % 2 == 1 => {
+            let channels = graph
+                .params
+                .shape(&format!("{conv}.weight"))
+                .and_then(|s| s.last().copied())
+                .unwrap_or(1);
+            (BLOCKS[l.div_ceil(2) - 1].1, channels)
+        }
+        _ => (1, 1),
+    };
+    let kernel = if layer == 0 || layer % 2 == 1 { 3 } else { 1 };
+    let (out, before) = config.padding.resolve(size, kernel, stride);
+    // TF SAME pads the remainder after; symmetric padding is the same on both sides.
+    let after = match config.padding {
+        Padding::Symmetric => kernel / 2,
+        Padding::Same => ((out - 1) * stride + kernel).saturating_sub(size) - before,
+    };
+    let weight = graph.param(&format!("{conv}.weight"));
+    let mut inputs = vec![x.as_str(), weight.as_str()];
+    let bias = (!options.keep_bn).then(|| graph.param(&format!("{conv}.bias")));
+    if let Some(bias) = &bias {
+        inputs.push(bias);
+    }
+    let (b, a) = (before as i64, after as i64);
+    let attributes = vec![
+        ints("kernel_shape", &[kernel as i64, kernel as i64]),
+        ints("strides", &[stride as i64, stride as i64]),
+        ints("pads", &[b, b, a, a]),
+        ints("dilations", &[1, 1]),
+        int("group", group as i64),
+    ];
+    let mut x = graph.node("Conv", &conv, &inputs, attributes);
+    if options.keep_bn {
+        let stats: Vec<String> = ["gamma", "beta", "running_mean", "running_var"]
+            .iter()
+            .map(|s| graph.param(&format!("{norm}.{s}")))
+            .collect();
+        let mut inputs = vec![x.as_str()];
+        inputs.extend(stats.iter().map(String::as_str));
+        x = graph.node(
+            "BatchNormalization",
+            &norm,
+            &inputs,
+            vec![float("epsilon", config.bn_eps)],
+        );
+    }
+    let act = format!("{}.act", if options.keep_bn { &norm } else { &conv });
+    let x = match config.activation {
+        Activation::None => x,
+        Activation::Relu => graph.node("Relu", &act, &[&x], vec![]),
+        Activation::Relu6 => {
+            graph.scalar("relu6.min", 0.0);
+            graph.scalar("relu6.max", 6.0);
+            graph.node("Clip", &act, &[&x, "relu6.min", "relu6.max"], vec![])
+        }
+    };
+    (x, out)
+}
+
+/// Pool, flatten and the classifier (plus a softmax when asked): the graph output's name.
+fn classifier_head(graph: &mut GraphWriter, x: &str, softmax: bool) -> &'static str {
+    let pooled = graph.node("GlobalAveragePool", "pool", &[x], vec![]);
+    let flat = graph.node("Flatten", "flatten", &[&pooled], vec![int("axis", 1)]);
+    let weight = graph.param("classifier.weight");
+    let bias = graph.param("classifier.bias");
+    graph.node_named(
+        "Gemm",
+        "classifier",
+        &[&flat, &weight, &bias],
+        "logits",
+        vec![int("transB", 1)],
+    );
+    if !softmax {
+        return "logits";
+    }
+    graph.node_named(
+        "Softmax",
+        "softmax",
+        &["logits"],
+        "probabilities",
+        vec![int("axis", 1)],
+    );
+    "probabilities"
 }
 
 /// Every parameter the network needs, with its shape, reported all at once.
