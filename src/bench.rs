@@ -342,29 +342,42 @@ pub fn bench_train(
         None => None,
     };
     let mut waited = Duration::ZERO;
-    // The next batch: the loader's (timing the wait), or the fixed random one.
-    let mut next_batch = |waited: &mut Duration| -> anyhow::Result<(Vec<f32>, Vec<u32>)> {
+    // The loader's next batch, timing the wait; `None` steps on the fixed random batch,
+    // borrowed rather than copied every step.
+    let mut next_batch = |waited: &mut Duration| -> anyhow::Result<Option<crate::data::Batch>> {
         let Some(loader) = loader.as_mut() else {
-            return Ok((input.clone(), labels.clone()));
+            return Ok(None);
         };
         let start = Instant::now();
         let batch = loader.next().context(
             "the data ran out before the timed steps did; lower --iters or use more images",
         )??;
         *waited += start.elapsed();
-        Ok((batch.images, batch.labels))
+        Ok(Some(batch))
     };
+    fn inputs<'a>(
+        batch: &'a Option<crate::data::Batch>,
+        random: (&'a [f32], &'a [u32]),
+    ) -> (&'a [f32], &'a [u32]) {
+        match batch {
+            Some(batch) => (&batch.images, &batch.labels),
+            None => random,
+        }
+    }
+    let random = (input.as_slice(), labels.as_slice());
     for _ in 0..options.warmup {
-        let (images, labels) = next_batch(&mut waited)?;
-        plan.step(&images, &labels, 1e-3)?;
+        let batch = next_batch(&mut waited)?;
+        let (images, labels) = inputs(&batch, random);
+        plan.step(images, labels, 1e-3)?;
     }
     waited = Duration::ZERO;
     let mut wall = Vec::new();
     let mut device = Vec::new();
     for _ in 0..options.iters {
-        let (images, labels) = next_batch(&mut waited)?;
+        let batch = next_batch(&mut waited)?;
+        let (images, labels) = inputs(&batch, random);
         let start = std::time::Instant::now();
-        plan.step(&images, &labels, 1e-3)?;
+        plan.step(images, labels, 1e-3)?;
         wall.push(ms(start.elapsed()));
         if let Some(t) = plan.last_gpu_time()? {
             device.push(ms(t));

@@ -923,17 +923,7 @@ fn main() -> anyhow::Result<()> {
             json,
         } => {
             let mut weights_file = load_pretrained(&weights)?;
-            if let Some(resolution) = resolution {
-                weights_file.config.resolution = resolution;
-                weights_file.preprocess.resolution = resolution;
-            }
-            if let Some(crop_pct) = crop_pct {
-                anyhow::ensure!(
-                    crop_pct > 0.0 && crop_pct <= 1.0,
-                    "--crop-pct must be in (0, 1]"
-                );
-                weights_file.preprocess.crop_pct = crop_pct;
-            }
+            override_preprocess(&mut weights_file, resolution, crop_pct)?;
             let (train_set, test_set) = load_dataset(dataset, data.as_deref())?;
             // Evaluate on the test split where the data set has one.
             let set = test_set.unwrap_or(train_set);
@@ -974,12 +964,7 @@ fn main() -> anyhow::Result<()> {
             crop_pct,
         } => {
             let mut pretrained = load_pretrained(&weights)?;
-            if let Some(resolution) = resolution {
-                pretrained.preprocess.resolution = resolution;
-            }
-            if let Some(crop_pct) = crop_pct {
-                pretrained.preprocess.crop_pct = crop_pct;
-            }
+            override_preprocess(&mut pretrained, resolution, crop_pct)?;
             let shape = write_preprocessed(&pretrained, &images, &out)?;
             println!("wrote input {shape:?} to {}", out.display());
         }
@@ -1044,6 +1029,27 @@ fn data_bench_options(
             ..options
         },
     }
+}
+
+/// `--resolution` and `--crop-pct` in place of the weights' own evaluation view.
+fn override_preprocess(
+    weights: &mut Pretrained,
+    resolution: Option<usize>,
+    crop_pct: Option<f32>,
+) -> anyhow::Result<()> {
+    if let Some(resolution) = resolution {
+        anyhow::ensure!(resolution > 0, "--resolution must be at least 1");
+        weights.config.resolution = resolution;
+        weights.preprocess.resolution = resolution;
+    }
+    if let Some(crop_pct) = crop_pct {
+        anyhow::ensure!(
+            crop_pct > 0.0 && crop_pct <= 1.0,
+            "--crop-pct must be in (0, 1]"
+        );
+        weights.preprocess.crop_pct = crop_pct;
+    }
+    Ok(())
 }
 
 /// A folder or shards, as `--dataset` says or as the path suggests.

@@ -513,8 +513,10 @@ impl Planner {
                 (Planner::Streamed { plan, stream }, total)
             }
             _ => {
-                let order = plan.order();
+                let mut order = plan.order();
                 let total = batch_count(order.len(), options);
+                // A partial last batch that drop_last skips is never planned.
+                order.truncate(order.len().min(total * options.batch_size));
                 let plan = Arc::clone(plan);
                 (Planner::Indexed { plan, order }, total)
             }
@@ -525,12 +527,7 @@ impl Planner {
         let send = |index: usize, task: Task| workers[index % workers.len()].send(task).is_ok();
         match self {
             Planner::Indexed { plan, order } => {
-                let total = batch_count(order.len(), &plan.options);
-                for (index, samples) in order
-                    .chunks(plan.options.batch_size)
-                    .take(total)
-                    .enumerate()
-                {
+                for (index, samples) in order.chunks(plan.options.batch_size).enumerate() {
                     let samples = samples
                         .iter()
                         .map(|&sample| (sample as u64, SampleRef::Index(sample)))

@@ -376,6 +376,11 @@ fn resize_like_pillow(
     resize_once(&rows_done, (width, height), filter)
 }
 
+thread_local! {
+    /// One resizer per decoding thread: it keeps its scratch buffers between images.
+    static RESIZER: std::cell::RefCell<Resizer> = std::cell::RefCell::new(Resizer::new());
+}
+
 /// One fast_image_resize call; with one side unchanged only the other side's pass runs.
 fn resize_once(image: &Pixels, (width, height): (usize, usize), filter: FilterType) -> Pixels {
     if (width, height) == (image.width, image.height) {
@@ -395,9 +400,11 @@ fn resize_once(image: &Pixels, (width, height): (usize, usize), filter: FilterTy
     .expect("invariant: a decoded image holds width * height * channels bytes");
     let mut out = Image::new(width as u32, height as u32, pixel_type);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
-    Resizer::new()
-        .resize(&source, &mut out, &options)
-        .expect("invariant: source and destination share the pixel type");
+    RESIZER.with_borrow_mut(|resizer| {
+        resizer
+            .resize(&source, &mut out, &options)
+            .expect("invariant: source and destination share the pixel type")
+    });
     Pixels {
         width,
         height,
