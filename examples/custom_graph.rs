@@ -122,13 +122,12 @@ fn main() -> anyhow::Result<()> {
     let buffers = Arc::new(ParamBuffers::new(&gpu, &graph)?);
     buffers.load(&ParamStore::initialize(&graph, 7))?;
     let config = TrainConfig {
-        settings: TrainSettings { bn_momentum: 0.1 },
+        settings: TrainSettings::default(),
         update: Some(UpdateRule::Sgd {
             momentum: 0.9,
             nesterov: false,
         }),
-        weight_decay: Default::default(),
-        input_grad: false,
+        ..Default::default()
     };
     let trainer = TrainPlan::compile(&graph, &gpu, buffers.clone(), &config)?;
 

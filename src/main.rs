@@ -14,9 +14,9 @@ use mobilenet_wgpu::predict::{logits_for_tensor, predict_to_jsonl, Classifier};
 use mobilenet_wgpu::train::dataset::{default_source_kind, eval_loader_options, load_dataset};
 use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
 use mobilenet_wgpu::train::trainer::{Finetune, TrainOptions, BEST, CURVES, LAST, METRICS};
+use mobilenet_wgpu::train::{train_replicated, Launch, ParallelOptions, DEFAULT_BUCKET_BYTES};
 use mobilenet_wgpu::train::{
-    train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
-    ScheduleName,
+    DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
 };
 use mobilenet_wgpu::weights::{export_timm, load_pretrained, Pretrained};
 use mobilenet_wgpu::{Activation, Gpu, MobileNetV1Config, Padding, Preset};
@@ -401,6 +401,32 @@ struct TrainArgs {
     resume: bool,
     #[arg(long)]
     no_progress: bool,
+    #[command(flatten)]
+    parallel: ParallelArgs,
+}
+
+/// Data-parallel training under `mpirun -np N` (a build with `--features mpi`).
+#[derive(Args)]
+struct ParallelArgs {
+    /// Batch-norm statistics over all ranks' batches instead of each rank's own.
+    #[arg(long)]
+    sync_bn: bool,
+    /// Gradients travel between ranks in buckets of about this many MiB.
+    #[arg(long, default_value_t = (DEFAULT_BUCKET_BYTES >> 20) as f64)]
+    bucket_mb: f64,
+    /// This rank's adapter (see `mobilenet devices`); default: the rank's index among
+    /// the ranks on its machine.
+    #[arg(long)]
+    adapter_index: Option<usize>,
+}
+
+impl ParallelArgs {
+    fn options(&self) -> ParallelOptions {
+        ParallelOptions {
+            sync_bn: self.sync_bn,
+            bucket_bytes: ((self.bucket_mb * (1 << 20) as f64) as u64).max(4),
+        }
+    }
 }
 
 /// How image files are read, for every command that reads a data set.
@@ -567,6 +593,7 @@ impl TrainArgs {
             resume: self.resume,
             progress: !self.no_progress,
             finetune: None,
+            parallel: self.parallel.options(),
         }
     }
 }
@@ -641,6 +668,69 @@ fn print_profile(report: &BenchReport) {
     for row in slowest.iter().take(10) {
         println!("  {:9.2} ms  {}", row.ms, row.step);
     }
+}
+
+/// `mobilenet train` and `finetune`, alone or as one rank of an MPI job.
+fn run_training(
+    launch: &Launch,
+    options: &TrainOptions,
+    adapter_index: Option<usize>,
+) -> anyhow::Result<()> {
+    let replicas = launch.replicas();
+    let gpu = launch.gpu(adapter_index)?;
+    if replicas.count() > 1 {
+        eprintln!(
+            "rank {} of {}: pid {}, adapter {} ({})",
+            replicas.rank(),
+            replicas.count(),
+            std::process::id(),
+            gpu.adapter().name,
+            gpu.adapter().backend
+        );
+    }
+    let writer = replicas.rank() == 0;
+    let what = match &options.finetune {
+        Some(f) => format!("fine-tuning {}", f.weights.display()),
+        None => format!(
+            "training MobileNet V1 alpha {} at {}x{}x{}",
+            options.model.alpha,
+            options.model.resolution,
+            options.model.resolution,
+            options.model.in_channels
+        ),
+    };
+    if writer {
+        println!(
+            "{what} on {} ({}), batch {}, {} epochs, {} lr {}",
+            gpu.adapter().name,
+            gpu.adapter().backend,
+            options.batch_size,
+            options.epochs,
+            options.optimizer.kind,
+            options.schedule.base_lr
+        );
+    }
+    let summary = train_replicated(&gpu, options, replicas)?;
+    if !writer {
+        return Ok(());
+    }
+    if let Some(test) = &summary.test {
+        println!(
+            "test: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
+            test.loss,
+            100.0 * test.top1,
+            100.0 * test.top5,
+            test.count
+        );
+        print!("{}", format_confusion(test, &summary.class_names));
+    }
+    println!(
+        "done in {:.1} s; {} in {}",
+        summary.seconds,
+        [LAST, BEST, METRICS, CURVES].join(", "),
+        options.out_dir.display()
+    );
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -760,48 +850,18 @@ fn main() -> anyhow::Result<()> {
             print_bench(&report, json)?;
         }
         Command::Train(_) | Command::Finetune(_) => {
-            let options = match command {
-                Command::Train(args) => args.options(),
-                Command::Finetune(args) => args.options()?,
+            let (options, adapter_index) = match command {
+                Command::Train(args) => (args.options(), args.parallel.adapter_index),
+                Command::Finetune(args) => (args.options()?, args.train.parallel.adapter_index),
                 _ => unreachable!("matched above"),
             };
-            let gpu = Gpu::new()?;
-            let what = match &options.finetune {
-                Some(f) => format!("fine-tuning {}", f.weights.display()),
-                None => format!(
-                    "training MobileNet V1 alpha {} at {}x{}x{}",
-                    options.model.alpha,
-                    options.model.resolution,
-                    options.model.resolution,
-                    options.model.in_channels
-                ),
-            };
-            println!(
-                "{what} on {} ({}), batch {}, {} epochs, {} lr {}",
-                gpu.adapter().name,
-                gpu.adapter().backend,
-                options.batch_size,
-                options.epochs,
-                options.optimizer.kind,
-                options.schedule.base_lr
-            );
-            let summary = train(&gpu, &options)?;
-            if let Some(test) = &summary.test {
-                println!(
-                    "test: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
-                    test.loss,
-                    100.0 * test.top1,
-                    100.0 * test.top5,
-                    test.count
-                );
-                print!("{}", format_confusion(test, &summary.class_names));
+            let launch = Launch::join()?;
+            if let Err(error) = run_training(&launch, &options, adapter_index) {
+                if launch.replicas().count() > 1 {
+                    launch.fail(&error);
+                }
+                return Err(error);
             }
-            println!(
-                "done in {:.1} s; {} in {}",
-                summary.seconds,
-                [LAST, BEST, METRICS, CURVES].join(", "),
-                options.out_dir.display()
-            );
         }
         Command::Predict {
             weights,

@@ -25,6 +25,8 @@ fn epoch(epoch: usize, with_eval: bool) -> EpochMetrics {
         seconds: 40.0 + t,
         images_per_sec: 1400.0 + t,
         bad_files: 0,
+        global_batch: 32,
+        ranks: 1,
     }
 }
 
@@ -201,6 +203,8 @@ fn epoch_line_matches_the_documented_format() {
         seconds: 41.2,
         images_per_sec: 1456.2,
         bad_files: 0,
+        global_batch: 64,
+        ranks: 1,
     };
     assert_eq!(
         format_epoch_line(&m, 10),
@@ -219,6 +223,13 @@ fn epoch_line_matches_the_documented_format() {
     assert_eq!(
         format_epoch_line(&m, 90),
         "epoch 3/90  lr 2.50e-5  train loss 0.4123 acc 85.12%  41.2 s  1456 img/s"
+    );
+
+    let m = EpochMetrics { ranks: 2, ..m };
+    assert_eq!(
+        format_epoch_line(&m, 90),
+        "epoch 3/90  lr 2.50e-5  train loss 0.4123 acc 85.12%  41.2 s  1456 img/s  \
+         global batch 64 (2 ranks)"
     );
 }
 

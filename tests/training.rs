@@ -118,10 +118,13 @@ fn start(
     let buffers = Arc::new(ParamBuffers::new(gpu(), graph).unwrap());
     buffers.load(&params).unwrap();
     let config = TrainConfig {
-        settings: TrainSettings { bn_momentum },
+        settings: TrainSettings {
+            bn_momentum,
+            ..Default::default()
+        },
         update: Some(rule),
         weight_decay: decay.clone(),
-        input_grad: false,
+        ..Default::default()
     };
     let plan = TrainPlan::compile(graph, gpu(), buffers.clone(), &config).unwrap();
     Run {

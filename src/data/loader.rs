@@ -357,8 +357,10 @@ impl EpochPlan {
     }
 
     /// This part's sample indices in epoch order (random-access sources): a seeded
-    /// permutation, cut to a multiple of the part count and dealt out like cards, so the
-    /// parts are disjoint and equally long.
+    /// permutation dealt out like cards, so the parts are disjoint. With `drop_last`
+    /// (training) it is first cut to a multiple of the part count: every rank then steps
+    /// equally often, and the k-th batches of all parts together are the k-th batch of a
+    /// single process with their summed batch size. Evaluation keeps every sample.
     fn order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.source.len()).collect();
         if self.options.shuffle {
@@ -370,7 +372,9 @@ impl EpochPlan {
             ]));
         }
         let (part, parts) = self.options.part;
-        order.truncate(order.len() / parts * parts);
+        if self.options.drop_last {
+            order.truncate(order.len() / parts * parts);
+        }
         order.into_iter().skip(part).step_by(parts).collect()
     }
 

@@ -21,6 +21,11 @@ pub enum GpuError {
     NoAdapter { backends: String },
     #[error("WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: {available}")]
     AdapterNotFound { wanted: String, available: String },
+    #[error(
+        "adapter index {index} does not exist: {count} compute adapter(s) match WGPU_BACKEND and \
+         WGPU_ADAPTER_NAME here; pass an --adapter-index below {count}, or start fewer ranks per machine"
+    )]
+    AdapterIndex { index: usize, count: usize },
     #[error("could not open a device on adapter {adapter:?}: {reason}")]
     Device { adapter: String, reason: String },
     #[error("the driver rejected pipeline {pipeline}: {reason}")]
@@ -172,12 +177,60 @@ fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> 
     })
 }
 
+/// The adapters one machine's data-parallel ranks share out by index: those matching the
+/// WGPU_* variables, in enumeration order, keeping only GPUs when there are any (a software
+/// rasteriser beside them would be the slowest rank) and only one API per GPU (Vulkan,
+/// Metal or DX12 before OpenGL).
+fn compute_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let needle = std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .map(|n| n.to_lowercase());
+    let mut adapters: Vec<wgpu::Adapter> =
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .filter(|a| {
+                let name = a.get_info().name.to_lowercase();
+                needle.as_ref().is_none_or(|n| name.contains(n))
+            })
+            .collect();
+    let kind = |a: &wgpu::Adapter| a.get_info().device_type;
+    if adapters.iter().any(|a| kind(a) != wgpu::DeviceType::Cpu) {
+        adapters.retain(|a| kind(a) != wgpu::DeviceType::Cpu);
+    }
+    let backend = |a: &wgpu::Adapter| a.get_info().backend;
+    if adapters.iter().any(|a| backend(a) != wgpu::Backend::Gl) {
+        adapters.retain(|a| backend(a) != wgpu::Backend::Gl);
+    }
+    adapters
+}
+
 impl Gpu {
     /// Opens the best adapter (or the one named by WGPU_ADAPTER_NAME) with its own limits,
     /// not the conservative defaults, so large batches fit on large GPUs.
     pub fn new() -> Result<Gpu, GpuError> {
         let instance = instance();
-        let adapter = select_adapter(&instance)?;
+        Gpu::open(select_adapter(&instance)?)
+    }
+
+    /// Opens the `index`-th compute adapter of this machine (see `adapter_count`), as a
+    /// data-parallel rank does with its local rank.
+    pub fn with_adapter_index(index: usize) -> Result<Gpu, GpuError> {
+        let adapters = compute_adapters(&instance());
+        let count = adapters.len();
+        let adapter = adapters
+            .into_iter()
+            .nth(index)
+            .ok_or(GpuError::AdapterIndex { index, count })?;
+        Gpu::open(adapter)
+    }
+
+    /// How many adapters `with_adapter_index` chooses from.
+    pub fn adapter_count() -> usize {
+        compute_adapters(&instance()).len()
+    }
+
+    fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
         let summary = AdapterSummary::of(&adapter);
         let wanted_features = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted_features;

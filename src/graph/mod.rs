@@ -4,12 +4,15 @@
 mod param_buffers;
 mod params;
 mod plan;
+mod replicas;
+mod replication;
 mod steps;
 mod train_plan;
 
 pub use param_buffers::ParamBuffers;
 pub use params::ParamStore;
 pub use plan::{MemoryReport, Plan, RunTiming};
+pub use replicas::{PendingSum, ReplicaError, Replicas, Solo, StepTiming};
 pub use train_plan::{argmax, Gradients, RunningMetrics, StepOutput, TrainConfig, TrainPlan};
 
 use crate::gpu::GpuError;
@@ -105,6 +108,8 @@ pub enum GraphError {
     NotAChain(String),
     #[error("labels: {0}")]
     Labels(String),
+    #[error("data-parallel training: {0}")]
+    Replicas(String),
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }

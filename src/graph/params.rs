@@ -49,6 +49,11 @@ impl ParamStore {
             .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
     }
 
+    /// (name, values) in insertion order, for changing values in place.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = (&str, &mut Vec<f32>)> {
+        self.entries.iter_mut().map(|(n, _, v)| (n.as_str(), v))
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -8,15 +8,19 @@ use super::param_buffers::{read_named, ParamBuffers};
 use super::plan::{
     check_binding_limit, check_input_len, workspace_bytes, workspace_entry, MemoryReport, Plan,
 };
+use super::replication::{BnPass, Replication};
 use super::steps::{
     encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
 };
-use super::{GraphBuilder, GraphError, ParamStore, TensorId};
+use super::{GraphBuilder, GraphError, Node, ParamStore, Replicas, StepTiming, TensorId};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu, GpuError};
-use crate::ops::{accumulate_metrics, cross_entropy, Slot, TrainSettings, UpdateRule};
-use std::collections::HashMap;
+use crate::ops::{
+    accumulate_metrics, cross_entropy, BatchNorm, ScratchSpec, Slot, TrainSettings, UpdateRule,
+};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// What to train and how.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +32,10 @@ pub struct TrainConfig {
     pub weight_decay: HashMap<String, f32>,
     /// Also compute the gradient with respect to the graph input.
     pub input_grad: bool,
+    /// Data-parallel training (`TrainPlan::step_replicated`): gradients leave the GPU in
+    /// buckets of about this many bytes, each summed over the replicas while the backward
+    /// pass of the earlier layers goes on. None: a single process.
+    pub gradient_bucket_bytes: Option<u64>,
 }
 
 /// What one training step reports back.
@@ -92,10 +100,10 @@ enum StepInput<'a> {
     After(&'a Plan, &'a [f32]),
 }
 
-struct NamedBuffer {
-    name: String,
-    shape: Vec<usize>,
-    buffer: wgpu::Buffer,
+pub(super) struct NamedBuffer {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub buffer: wgpu::Buffer,
 }
 
 pub struct TrainPlan {
@@ -119,6 +127,8 @@ pub struct TrainPlan {
     loss_steps: Range<usize>,
     backward: Range<usize>,
     update: Range<usize>,
+    /// What data-parallel steps need beyond a single process's.
+    replication: Option<Replication>,
     staging: wgpu::Buffer,
     timer: Option<PassTimer>,
     memory: MemoryReport,
@@ -185,29 +195,33 @@ fn training_chain(graph: &GraphBuilder) -> Result<(usize, TensorId), GraphError>
     Ok((last + 1, output))
 }
 
-impl TrainPlan {
-    /// Builds the training plan of `graph`, reading and updating `params`. The loss is
-    /// computed on the graph's first output ([batch, classes] logits); ops after it (an
-    /// inference softmax) are not part of training.
-    pub fn compile(
-        graph: &GraphBuilder,
-        gpu: &Gpu,
-        params: Arc<ParamBuffers>,
-        config: &TrainConfig,
-    ) -> Result<TrainPlan, GraphError> {
-        if graph.inputs.len() != 1 {
-            return Err(GraphError::InputCount(graph.inputs.len()));
-        }
-        params.check_matches(graph)?;
+/// Shapes and indices of the training chain, worked out before any buffer exists.
+pub(super) struct Layout<'g> {
+    pub(super) nodes: &'g [Node],
+    pub(super) input_id: TensorId,
+    pub(super) output_id: TensorId,
+    pub(super) input_shape: Vec<usize>,
+    pub(super) output_shape: Vec<usize>,
+    /// Which of the two gradient buffers holds each tensor's gradient.
+    pub(super) grad_of: HashMap<TensorId, usize>,
+    /// The graph input and every node's output, in order.
+    pub(super) tensors: Vec<TensorId>,
+    /// The larger gradient buffer: the largest tensor.
+    pub(super) grad_bytes: u64,
+    pub(super) scratch_specs: Vec<Vec<ScratchSpec>>,
+    /// Transient scratch, shared by index across ops.
+    pub(super) shared_bytes: Vec<u64>,
+    /// Parameters with gradients, in node order.
+    pub(super) trainable: Vec<usize>,
+    pub(super) workspace_bytes: u64,
+}
+
+impl<'g> Layout<'g> {
+    fn new(graph: &'g GraphBuilder) -> Result<Layout<'g>, GraphError> {
         let (node_count, output_id) = training_chain(graph)?;
         let nodes = &graph.nodes[..node_count];
         let input_id = graph.inputs[0];
         let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
-        let input_shape = shape_of(input_id).to_vec();
-        let output_shape = shape_of(output_id).to_vec();
-        let batch = input_shape[0];
-
-        // Which of the two gradient buffers holds each tensor's gradient.
         let mut grad_of = HashMap::new();
         grad_of.insert(output_id, 0usize);
         for node in nodes.iter().rev() {
@@ -222,8 +236,6 @@ impl TrainPlan {
             .map(|&t| tensor_bytes(shape_of(t)))
             .max()
             .unwrap_or(4);
-
-        // Scratch: persistent per op, transient shared by index across ops.
         let scratch_specs: Vec<_> = nodes
             .iter()
             .map(|n| n.kind.scratch(shape_of(n.input), shape_of(n.output)))
@@ -237,265 +249,417 @@ impl TrainPlan {
                 shared_bytes[i] = shared_bytes[i].max(spec.floats as u64 * 4);
             }
         }
-        let trainable: Vec<usize> = nodes
+        let trainable = nodes
             .iter()
             .flat_map(|n| n.params.iter().copied())
             .filter(|&p| graph.params[p].role.trainable())
             .collect();
+        Ok(Layout {
+            nodes,
+            input_id,
+            output_id,
+            input_shape: shape_of(input_id).to_vec(),
+            output_shape: shape_of(output_id).to_vec(),
+            grad_of,
+            tensors,
+            grad_bytes,
+            scratch_specs,
+            shared_bytes,
+            trainable,
+            workspace_bytes: workspace_bytes(graph, nodes),
+        })
+    }
 
-        let mut sizes: Vec<(String, Vec<usize>, u64)> = tensors
+    fn batch(&self) -> usize {
+        self.input_shape[0]
+    }
+
+    /// Every buffer that scales with the batch, as `check_binding_limit` wants them.
+    fn batch_buffers(&self, graph: &GraphBuilder) -> Vec<(String, Vec<usize>, u64)> {
+        let mut sizes: Vec<_> = self
+            .tensors
             .iter()
             .map(|&t| {
+                let info = &graph.tensors[t.0];
                 (
-                    graph.tensors[t.0].name.clone(),
-                    shape_of(t).to_vec(),
-                    tensor_bytes(shape_of(t)),
+                    info.name.clone(),
+                    info.shape.clone(),
+                    tensor_bytes(&info.shape),
                 )
             })
             .collect();
-        for (i, &bytes) in shared_bytes.iter().enumerate() {
+        for (i, &bytes) in self.shared_bytes.iter().enumerate() {
             sizes.push((
                 format!("reduction scratch {i}"),
                 vec![(bytes / 4) as usize],
                 bytes,
             ));
         }
-        let workspace_bytes = workspace_bytes(graph, nodes);
-        sizes.push(workspace_entry(workspace_bytes));
-        check_binding_limit(gpu, batch, sizes.into_iter())?;
-        let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
+        sizes.push(workspace_entry(self.workspace_bytes));
+        sizes
+    }
+}
 
-        let acts: HashMap<TensorId, wgpu::Buffer> = tensors
+/// Every buffer the training steps bind.
+pub(super) struct Buffers {
+    pub(super) acts: HashMap<TensorId, wgpu::Buffer>,
+    pub(super) grads: [wgpu::Buffer; 2],
+    pub(super) shared: Vec<wgpu::Buffer>,
+    /// Per node, per scratch index: its own buffer when the scratch is persistent.
+    pub(super) persistent: Vec<Vec<Option<wgpu::Buffer>>>,
+    pub(super) persistent_bytes: u64,
+    /// By parameter index (so in graph order).
+    pub(super) param_grads: BTreeMap<usize, NamedBuffer>,
+    pub(super) opt_state: BTreeMap<usize, Vec<NamedBuffer>>,
+    pub(super) workspace: wgpu::Buffer,
+    pub(super) labels: wgpu::Buffer,
+    pub(super) loss: wgpu::Buffer,
+    pub(super) metrics: wgpu::Buffer,
+    pub(super) unused: wgpu::Buffer,
+    pub(super) hyper: wgpu::Buffer,
+}
+
+impl Buffers {
+    fn allocate(gpu: &Gpu, graph: &GraphBuilder, layout: &Layout, config: &TrainConfig) -> Buffers {
+        let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
+        let acts = layout
+            .tensors
             .iter()
             .map(|&t| {
-                let name = &graph.tensors[t.0].name;
-                (
-                    t,
-                    storage_buffer(
-                        gpu,
-                        &format!("activation {name}"),
-                        tensor_bytes(shape_of(t)),
-                    ),
-                )
+                let label = format!("activation {}", graph.tensors[t.0].name);
+                (t, storage_buffer(gpu, &label, tensor_bytes(shape_of(t))))
             })
             .collect();
-        let grads = [
-            storage_buffer(gpu, "gradient ping", grad_bytes),
-            storage_buffer(gpu, "gradient pong", grad_bytes),
-        ];
-        let shared: Vec<wgpu::Buffer> = shared_bytes
-            .iter()
-            .enumerate()
-            .map(|(i, &bytes)| storage_buffer(gpu, &format!("scratch {i}"), bytes))
-            .collect();
         let mut persistent_bytes = 0;
-        let persistent: Vec<Vec<Option<wgpu::Buffer>>> = scratch_specs
+        let persistent = layout
+            .scratch_specs
             .iter()
-            .zip(nodes)
+            .zip(layout.nodes)
             .map(|(specs, node)| {
                 specs
                     .iter()
                     .map(|s| {
                         s.persistent.then(|| {
                             persistent_bytes += s.floats as u64 * 4;
-                            storage_buffer(
-                                gpu,
-                                &format!("{} state", node.name),
-                                s.floats as u64 * 4,
-                            )
+                            let label = format!("{} state", node.name);
+                            storage_buffer(gpu, &label, s.floats as u64 * 4)
                         })
                     })
                     .collect()
             })
             .collect();
-        let param_grads: HashMap<usize, NamedBuffer> = trainable
+        let named = |name: String, shape: &[usize]| NamedBuffer {
+            buffer: storage_buffer(gpu, &name, tensor_bytes(shape)),
+            name,
+            shape: shape.to_vec(),
+        };
+        let param_grads = layout
+            .trainable
             .iter()
             .map(|&p| {
                 let info = &graph.params[p];
-                let buffer = storage_buffer(
-                    gpu,
-                    &format!("grad {}", info.name),
-                    tensor_bytes(&info.shape),
-                );
-                (
-                    p,
-                    NamedBuffer {
-                        name: info.name.clone(),
-                        shape: info.shape.clone(),
-                        buffer,
-                    },
-                )
+                let mut grad = named(format!("grad {}", info.name), &info.shape);
+                grad.name = info.name.clone();
+                (p, grad)
             })
             .collect();
-        let mut opt_state: HashMap<usize, Vec<NamedBuffer>> = HashMap::new();
+        let mut opt_state = BTreeMap::new();
         if let Some(rule) = &config.update {
-            for &p in &trainable {
+            for &p in &layout.trainable {
                 let info = &graph.params[p];
                 let states = rule
                     .state_names()
                     .iter()
                     .enumerate()
                     .map(|(i, state)| {
-                        let name = format!("{}.{state}", info.name);
-                        let buffer = storage_buffer(gpu, &name, tensor_bytes(&info.shape));
+                        let state_buffer = named(format!("{}.{state}", info.name), &info.shape);
                         let init = vec![rule.state_init(i); info.len()];
-                        gpu.queue()
-                            .write_buffer(&buffer, 0, bytemuck::cast_slice(&init));
-                        NamedBuffer {
-                            name,
-                            shape: info.shape.clone(),
-                            buffer,
-                        }
+                        gpu.queue().write_buffer(
+                            &state_buffer.buffer,
+                            0,
+                            bytemuck::cast_slice(&init),
+                        );
+                        state_buffer
                     })
                     .collect();
                 opt_state.insert(p, states);
             }
         }
-        let labels = storage_buffer(gpu, "labels", batch as u64 * 4);
-        let loss = storage_buffer(gpu, "loss", batch as u64 * 4);
-        let metrics = storage_buffer(gpu, "running metrics", METRICS_BYTES);
-        let unused = storage_buffer(gpu, "unused binding", 16);
-        let hyper = gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("optimizer hyper-parameters"),
-            size: 32,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let batch_bytes = layout.batch() as u64 * 4;
+        Buffers {
+            acts,
+            grads: [
+                storage_buffer(gpu, "gradient ping", layout.grad_bytes),
+                storage_buffer(gpu, "gradient pong", layout.grad_bytes),
+            ],
+            shared: layout
+                .shared_bytes
+                .iter()
+                .enumerate()
+                .map(|(i, &bytes)| storage_buffer(gpu, &format!("scratch {i}"), bytes))
+                .collect(),
+            persistent,
+            persistent_bytes,
+            param_grads,
+            opt_state,
+            workspace: storage_buffer(gpu, "workspace", layout.workspace_bytes),
+            labels: storage_buffer(gpu, "labels", batch_bytes),
+            loss: storage_buffer(gpu, "loss", batch_bytes),
+            metrics: storage_buffer(gpu, "running metrics", METRICS_BYTES),
+            unused: storage_buffer(gpu, "unused binding", 16),
+            hyper: gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("optimizer hyper-parameters"),
+                size: 32,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
+    }
 
-        let mut builder = StepBuilder::new(gpu);
-        let param_buffer = |p: usize| params.buffer(&graph.params[p].name).cloned();
-        let node_slot = |index: usize, slot: Slot| -> Option<wgpu::Buffer> {
-            let node = &nodes[index];
-            match slot {
-                Slot::Input => acts.get(&node.input).cloned(),
-                Slot::Output => acts.get(&node.output).cloned(),
-                Slot::Param(i) => node.params.get(i).and_then(|&p| param_buffer(p)),
-                Slot::GradOutput => Some(grads[grad_of[&node.output]].clone()),
-                Slot::GradInput => Some(grads[grad_of[&node.input]].clone()),
-                Slot::ParamGrad(i) => node
-                    .params
-                    .get(i)
-                    .and_then(|p| param_grads.get(p))
-                    .map(|g| g.buffer.clone()),
-                Slot::Scratch(i) => match persistent[index].get(i) {
-                    Some(Some(buffer)) => Some(buffer.clone()),
-                    Some(None) => shared.get(i).cloned(),
-                    None => None,
+    /// The buffer bound to `slot` of node `index`'s dispatches.
+    pub(super) fn node_slot(
+        &self,
+        layout: &Layout,
+        params: &ParamBuffers,
+        graph: &GraphBuilder,
+        index: usize,
+        slot: Slot,
+    ) -> Option<wgpu::Buffer> {
+        let node = &layout.nodes[index];
+        match slot {
+            Slot::Input => self.acts.get(&node.input).cloned(),
+            Slot::Output => self.acts.get(&node.output).cloned(),
+            Slot::Param(i) => node
+                .params
+                .get(i)
+                .and_then(|&p| params.buffer(&graph.params[p].name).cloned()),
+            Slot::GradOutput => Some(self.grads[layout.grad_of[&node.output]].clone()),
+            Slot::GradInput => Some(self.grads[layout.grad_of[&node.input]].clone()),
+            Slot::ParamGrad(i) => node
+                .params
+                .get(i)
+                .and_then(|p| self.param_grads.get(p))
+                .map(|g| g.buffer.clone()),
+            Slot::Scratch(i) => match self.persistent[index].get(i) {
+                Some(Some(buffer)) => Some(buffer.clone()),
+                Some(None) => self.shared.get(i).cloned(),
+                None => None,
+            },
+            Slot::Unused => Some(self.unused.clone()),
+            Slot::Workspace => Some(self.workspace.clone()),
+            _ => None,
+        }
+    }
+
+    fn training_bytes(&self, layout: &Layout) -> u64 {
+        2 * layout.grad_bytes
+            + layout.shared_bytes.iter().sum::<u64>()
+            + self.persistent_bytes
+            + self
+                .param_grads
+                .values()
+                .map(|g| g.buffer.size())
+                .sum::<u64>()
+            + self
+                .opt_state
+                .values()
+                .flatten()
+                .map(|g| g.buffer.size())
+                .sum::<u64>()
+    }
+}
+
+/// The compiled steps and where each phase starts and ends.
+pub(super) struct Phases {
+    pub(super) steps: Vec<Step>,
+    pub(super) uniform_bytes: u64,
+    pub(super) forward: Range<usize>,
+    pub(super) loss_steps: Range<usize>,
+    pub(super) backward: Range<usize>,
+    pub(super) update: Range<usize>,
+    /// Under sync-BN: (step after which, node index, pass) of each batch-norm exchange.
+    pub(super) bn_exchanges: Vec<(usize, usize, BnPass)>,
+    /// For each node, the step after which its backward dispatches are done.
+    pub(super) backward_done: Vec<usize>,
+}
+
+fn build_phases(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    layout: &Layout,
+    buffers: &Buffers,
+    params: &ParamBuffers,
+    config: &TrainConfig,
+) -> Result<Phases, GraphError> {
+    let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
+    let synced_bn = config.settings.synced_replicas > 1;
+    let mut bn_exchanges = Vec::new();
+    let mut builder = StepBuilder::new(gpu);
+    let node_slot = |i: usize, slot| buffers.node_slot(layout, params, graph, i, slot);
+    for (i, node) in layout.nodes.iter().enumerate() {
+        let (x, y) = (shape_of(node.input), shape_of(node.output));
+        let first = builder.len();
+        for dispatch in node.kind.forward_train(x, y, &config.settings) {
+            builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
+        }
+        if synced_bn && node.kind.bn_partials(x).is_some() {
+            bn_exchanges.push((first + BatchNorm::SYNC_AFTER, i, BnPass::Forward));
+        }
+    }
+    let forward = 0..builder.len();
+
+    let (output_id, output_shape) = (layout.output_id, &layout.output_shape);
+    if output_shape.len() == 2 {
+        let loss_slot = |slot| match slot {
+            Slot::Input => buffers.acts.get(&output_id).cloned(),
+            Slot::Labels => Some(buffers.labels.clone()),
+            Slot::Loss => Some(buffers.loss.clone()),
+            Slot::GradInput => Some(buffers.grads[layout.grad_of[&output_id]].clone()),
+            Slot::Metrics => Some(buffers.metrics.clone()),
+            _ => None,
+        };
+        let (rows, cols) = (output_shape[0], output_shape[1]);
+        let batch = layout.batch();
+        builder.add("loss", &cross_entropy(rows, cols, batch), loss_slot)?;
+        builder.add("metrics", &accumulate_metrics(rows, cols, batch), loss_slot)?;
+    }
+    let loss_steps = forward.end..builder.len();
+
+    let mut backward_done = vec![0; layout.nodes.len()];
+    for (i, node) in layout.nodes.iter().enumerate().rev() {
+        let (x, y) = (shape_of(node.input), shape_of(node.output));
+        let input_grad = i > 0 || config.input_grad;
+        let first = builder.len();
+        for dispatch in node.kind.backward(x, y, input_grad, &config.settings) {
+            builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
+        }
+        if synced_bn && node.kind.bn_partials(x).is_some() {
+            bn_exchanges.push((first + BatchNorm::SYNC_AFTER, i, BnPass::Backward));
+        }
+        backward_done[i] = builder.len();
+    }
+    let backward = loss_steps.end..builder.len();
+
+    if let Some(rule) = &config.update {
+        for &p in &layout.trainable {
+            let info = &graph.params[p];
+            let decay = config.weight_decay.get(&info.name).copied().unwrap_or(0.0);
+            let states = &buffers.opt_state[&p];
+            builder.add(
+                &format!("update {}", info.name),
+                &rule.dispatch(info.len(), decay),
+                |slot| match slot {
+                    Slot::Hyper => Some(buffers.hyper.clone()),
+                    Slot::Param(0) => params.buffer(&info.name).cloned(),
+                    Slot::ParamGrad(0) => Some(buffers.param_grads[&p].buffer.clone()),
+                    Slot::OptState(s) => states.get(s).map(|b| b.buffer.clone()),
+                    _ => None,
                 },
-                Slot::Unused => Some(unused.clone()),
-                Slot::Workspace => Some(workspace.clone()),
-                _ => None,
+            )?;
+        }
+    }
+    let update = backward.end..builder.len();
+    let (steps, uniform_bytes) = builder.finish()?;
+    Ok(Phases {
+        steps,
+        uniform_bytes,
+        forward,
+        loss_steps,
+        backward,
+        update,
+        bn_exchanges,
+        backward_done,
+    })
+}
+
+impl TrainPlan {
+    /// Builds the training plan of `graph`, reading and updating `params`. The loss is
+    /// computed on the graph's first output ([batch, classes] logits); ops after it (an
+    /// inference softmax) are not part of training.
+    pub fn compile(
+        graph: &GraphBuilder,
+        gpu: &Gpu,
+        params: Arc<ParamBuffers>,
+        config: &TrainConfig,
+    ) -> Result<TrainPlan, GraphError> {
+        if graph.inputs.len() != 1 {
+            return Err(GraphError::InputCount(graph.inputs.len()));
+        }
+        params.check_matches(graph)?;
+        let layout = Layout::new(graph)?;
+        check_binding_limit(gpu, layout.batch(), layout.batch_buffers(graph).into_iter())?;
+        let buffers = Buffers::allocate(gpu, graph, &layout, config);
+        let phases = build_phases(gpu, graph, &layout, &buffers, &params, config)?;
+        let replication = match config.gradient_bucket_bytes {
+            Some(cap) => Some(Replication::new(
+                gpu, graph, &layout, &buffers, &params, &phases, cap,
+            )),
+            None if phases.bn_exchanges.is_empty() => None,
+            None => {
+                return Err(GraphError::Replicas(
+                    "sync-BN (synced_replicas > 1) exchanges statistics between replicas; \
+                     set gradient_bucket_bytes as well"
+                        .into(),
+                ))
             }
         };
 
-        for (i, node) in nodes.iter().enumerate() {
-            let (x, y) = (shape_of(node.input), shape_of(node.output));
-            for dispatch in node.kind.forward_train(x, y, &config.settings) {
-                builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
-            }
-        }
-        let forward = 0..builder.len();
-
-        if output_shape.len() == 2 {
-            let loss_slot = |slot| match slot {
-                Slot::Input => acts.get(&output_id).cloned(),
-                Slot::Labels => Some(labels.clone()),
-                Slot::Loss => Some(loss.clone()),
-                Slot::GradInput => Some(grads[grad_of[&output_id]].clone()),
-                Slot::Metrics => Some(metrics.clone()),
-                _ => None,
-            };
-            let (rows, cols) = (output_shape[0], output_shape[1]);
-            builder.add("loss", &cross_entropy(rows, cols, batch), loss_slot)?;
-            builder.add("metrics", &accumulate_metrics(rows, cols, batch), loss_slot)?;
-        }
-        let loss_steps = forward.end..builder.len();
-
-        for (i, node) in nodes.iter().enumerate().rev() {
-            let (x, y) = (shape_of(node.input), shape_of(node.output));
-            let input_grad = i > 0 || config.input_grad;
-            for dispatch in node.kind.backward(x, y, input_grad) {
-                builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
-            }
-        }
-        let backward = loss_steps.end..builder.len();
-
-        if let Some(rule) = &config.update {
-            for &p in &trainable {
-                let info = &graph.params[p];
-                let decay = config.weight_decay.get(&info.name).copied().unwrap_or(0.0);
-                let dispatch = rule.dispatch(info.len(), decay);
-                let states = &opt_state[&p];
-                builder.add(
-                    &format!("update {}", info.name),
-                    &dispatch,
-                    |slot| match slot {
-                        Slot::Hyper => Some(hyper.clone()),
-                        Slot::Param(0) => param_buffer(p),
-                        Slot::ParamGrad(0) => Some(param_grads[&p].buffer.clone()),
-                        Slot::OptState(s) => states.get(s).map(|b| b.buffer.clone()),
-                        _ => None,
-                    },
-                )?;
-            }
-        }
-        let update = backward.end..builder.len();
-        let (steps, uniform_bytes) = builder.finish()?;
-
-        let output_len = output_shape.iter().product::<usize>() as u64;
-        let staging = staging_buffer(
-            gpu.device(),
-            "step readback",
-            (batch as u64 + output_len) * 4,
-        );
-        let timer = PassTimer::new(gpu);
-        let mut param_grads: Vec<(usize, NamedBuffer)> = param_grads.into_iter().collect();
-        param_grads.sort_by_key(|(p, _)| *p);
-        let mut opt_state: Vec<(usize, Vec<NamedBuffer>)> = opt_state.into_iter().collect();
-        opt_state.sort_by_key(|(p, _)| *p);
-        let param_grads: Vec<NamedBuffer> = param_grads.into_iter().map(|(_, b)| b).collect();
-        let opt_state: Vec<NamedBuffer> = opt_state.into_iter().flat_map(|(_, b)| b).collect();
+        let batch = layout.batch() as u64;
+        let output_len = layout.output_shape.iter().product::<usize>() as u64;
+        let staging = staging_buffer(gpu.device(), "step readback", (batch + output_len) * 4);
+        let activation_bytes: u64 = buffers.acts.values().map(|b| b.size()).sum();
         let memory = MemoryReport {
-            activations: acts.values().map(|b| b.size()).sum(),
-            activations_unshared: acts.values().map(|b| b.size()).sum(),
+            activations: activation_bytes,
+            activations_unshared: activation_bytes,
             // Backward reads every forward activation, so all of them are live at once.
-            activations_live_peak: acts.values().map(|b| b.size()).sum(),
+            activations_live_peak: activation_bytes,
             params: params.bytes(),
-            training: 2 * grad_bytes
-                + shared_bytes.iter().sum::<u64>()
-                + persistent_bytes
-                + param_grads.iter().map(|g| g.buffer.size()).sum::<u64>()
-                + opt_state.iter().map(|g| g.buffer.size()).sum::<u64>(),
-            other: uniform_bytes
+            training: buffers.training_bytes(&layout)
+                + replication.as_ref().map_or(0, Replication::bytes),
+            other: phases.uniform_bytes
                 + staging.size()
-                + workspace_bytes
+                + layout.workspace_bytes
                 + METRICS_BYTES
-                + 2 * batch as u64 * 4
+                + 2 * batch * 4
                 + 48,
         };
+        let Buffers {
+            acts,
+            grads,
+            param_grads,
+            opt_state,
+            labels,
+            loss,
+            metrics,
+            hyper,
+            ..
+        } = buffers;
         Ok(TrainPlan {
             device: gpu.device().clone(),
             queue: gpu.queue().clone(),
             params,
-            input: acts[&input_id].clone(),
-            output: acts[&output_id].clone(),
-            output_grad: grads[grad_of[&output_id]].clone(),
-            input_grad: config.input_grad.then(|| grads[grad_of[&input_id]].clone()),
-            input_shape,
-            output_shape,
+            input: acts[&layout.input_id].clone(),
+            output: acts[&layout.output_id].clone(),
+            output_grad: grads[layout.grad_of[&layout.output_id]].clone(),
+            input_grad: config
+                .input_grad
+                .then(|| grads[layout.grad_of[&layout.input_id]].clone()),
+            input_shape: layout.input_shape,
+            output_shape: layout.output_shape,
             labels,
             loss,
-            param_grads,
-            opt_state,
+            param_grads: param_grads.into_values().collect(),
+            opt_state: opt_state.into_values().flatten().collect(),
             update_rule: config.update,
             hyper,
-            steps,
-            forward,
-            loss_steps,
-            backward,
-            update,
+            steps: phases.steps,
+            forward: phases.forward,
+            loss_steps: phases.loss_steps,
+            backward: phases.backward,
+            update: phases.update,
+            replication,
             staging,
-            timer,
+            timer: PassTimer::new(gpu),
             memory,
             metrics,
             in_flight: std::sync::Mutex::new(None),
@@ -552,6 +716,42 @@ impl TrainPlan {
         lr: Option<f32>,
         copy_step_outputs: bool,
     ) -> Result<wgpu::SubmissionIndex, GraphError> {
+        let (mut encoder, phases) = self.begin(input, seed, lr)?;
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("train step"),
+                timestamp_writes: self.timer.as_ref().map(PassTimer::pass_writes),
+            });
+            for phase in phases {
+                encode(&mut pass, &self.steps[phase]);
+            }
+        }
+        if copy_step_outputs {
+            let batch_bytes = self.batch() as u64 * 4;
+            encoder.copy_buffer_to_buffer(&self.loss, 0, &self.staging, 0, batch_bytes);
+            let output_bytes = tensor_bytes(&self.output_shape);
+            encoder.copy_buffer_to_buffer(
+                &self.output,
+                0,
+                &self.staging,
+                batch_bytes,
+                output_bytes,
+            );
+        }
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut encoder);
+        }
+        Ok(self.queue.submit([encoder.finish()]))
+    }
+
+    /// Writes a step's input, labels or output gradient and learning rate, and returns the
+    /// encoder (holding the frozen front's forward pass, if any) with the phases to run.
+    fn begin(
+        &self,
+        input: StepInput<'_>,
+        seed: Seed<'_>,
+        lr: Option<f32>,
+    ) -> Result<(wgpu::CommandEncoder, [Range<usize>; 4]), GraphError> {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         match input {
             StepInput::Host(images) => {
@@ -596,31 +796,73 @@ impl TrainPlan {
                 [self.forward.clone(), 0..0, self.backward.clone(), 0..0]
             }
         };
+        Ok((encoder, phases))
+    }
+
+    /// One data-parallel optimisation step: forward and backward on this replica's part of
+    /// the global batch, the gradients averaged over `replicas` (and under sync-BN the
+    /// batch statistics pooled), then the update. Like `step_queued`, loss and accuracy
+    /// accumulate on the GPU until `take_metrics`. Needs a plan compiled with
+    /// `TrainConfig::gradient_bucket_bytes`; returns where the step's time went.
+    pub fn step_replicated(
+        &self,
+        images: &[f32],
+        labels: &[u32],
+        lr: f32,
+        replicas: &dyn Replicas,
+    ) -> Result<StepTiming, GraphError> {
+        self.replicated_from(StepInput::Host(images), labels, lr, replicas)
+    }
+
+    /// `step_replicated` after a frozen front, as `step_queued_after`.
+    pub fn step_replicated_after(
+        &self,
+        front: &Plan,
+        images: &[f32],
+        labels: &[u32],
+        lr: f32,
+        replicas: &dyn Replicas,
+    ) -> Result<StepTiming, GraphError> {
+        self.replicated_from(StepInput::After(front, images), labels, lr, replicas)
+    }
+
+    fn replicated_from(
+        &self,
+        input: StepInput<'_>,
+        labels: &[u32],
+        lr: f32,
+        replicas: &dyn Replicas,
+    ) -> Result<StepTiming, GraphError> {
+        let replication = self.replication.as_ref().ok_or_else(|| {
+            GraphError::Replicas(
+                "this plan was compiled for a single process; set \
+                 TrainConfig::gradient_bucket_bytes"
+                    .into(),
+            )
+        })?;
+        let start = Instant::now();
+        let (encoder, phases) = self.begin(input, Seed::Labels(labels), Some(lr))?;
+        let timing = replication.forward_backward(
+            &self.device,
+            &self.queue,
+            &self.steps,
+            encoder,
+            self.backward.end,
+            replicas,
+            start,
+        )?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        replication.encode_averaged(&mut encoder);
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("train step"),
-                timestamp_writes: self.timer.as_ref().map(PassTimer::pass_writes),
+                label: Some("update"),
+                timestamp_writes: None,
             });
-            for phase in phases {
-                encode(&mut pass, &self.steps[phase]);
-            }
+            encode(&mut pass, &self.steps[phases[3].clone()]);
         }
-        if copy_step_outputs {
-            let batch_bytes = self.batch() as u64 * 4;
-            encoder.copy_buffer_to_buffer(&self.loss, 0, &self.staging, 0, batch_bytes);
-            let output_bytes = tensor_bytes(&self.output_shape);
-            encoder.copy_buffer_to_buffer(
-                &self.output,
-                0,
-                &self.staging,
-                batch_bytes,
-                output_bytes,
-            );
-        }
-        if let Some(timer) = &self.timer {
-            timer.resolve(&mut encoder);
-        }
-        Ok(self.queue.submit([encoder.finish()]))
+        let submitted = self.queue.submit([encoder.finish()]);
+        *self.in_flight.lock().unwrap_or_else(|e| e.into_inner()) = Some(submitted);
+        Ok(timing)
     }
 
     fn read_step_output(&self) -> Result<StepOutput, GraphError> {

@@ -6,6 +6,18 @@ use super::{
 };
 use crate::gpu::Shader;
 
+/// The layout of batch norm's per-chunk partial sums: two planes of `chunks x channels`
+/// floats (chunk-major). The forward pass leaves each chunk's mean and sum of squared
+/// deviations, the backward pass its sums of dz and dz * xhat; chunk `s` covers rows
+/// `s * rows_per_chunk ..` up to `rows`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct BnPartials {
+    pub channels: usize,
+    pub rows: usize,
+    pub rows_per_chunk: usize,
+    pub chunks: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm {
     pub eps: f32,
@@ -78,13 +90,33 @@ impl BatchNorm {
         threads: usize,
     ) -> Dispatch {
         let rows = Self::rows(input);
+        self.dispatch_over(
+            entry,
+            input,
+            momentum,
+            threads,
+            (rows, REDUCE_CHUNK, chunks(rows)),
+        )
+    }
+
+    /// `dispatch` with the rows the statistics stages see given as (rows, rows per chunk,
+    /// chunks): the pooled finalize stages of sync-BN see the replicas' merged partials as
+    /// one chunk of all their rows.
+    fn dispatch_over(
+        &self,
+        entry: &'static str,
+        input: &[usize],
+        momentum: f32,
+        threads: usize,
+        (rows, rows_per_chunk, chunks): (usize, usize, usize),
+    ) -> Dispatch {
         let words = [
             rows as u32,
             input[3] as u32,
             self.activation.shader_code(),
             self.eps.to_bits(),
-            REDUCE_CHUNK as u32,
-            chunks(rows) as u32,
+            rows_per_chunk as u32,
+            chunks as u32,
             momentum.to_bits(),
             0,
         ];
@@ -110,14 +142,39 @@ impl BatchNorm {
         vec![self.dispatch("forward_inference", input, 0.0, total)]
     }
 
+    /// Under sync-BN the replicas exchange the partial sums that the first dispatch of the
+    /// forward and of the backward pass leave in `Slot::Scratch(1)` (see `partials`), and
+    /// the finalize stage that follows reads the pooled values as a single chunk.
+    pub const SYNC_AFTER: usize = 1;
+
+    /// Where and how the partial sums lie in `Slot::Scratch(1)` after the first dispatch of
+    /// each training pass.
+    pub fn partials(&self, input: &[usize]) -> BnPartials {
+        let rows = Self::rows(input);
+        BnPartials {
+            channels: input[3],
+            rows,
+            rows_per_chunk: REDUCE_CHUNK,
+            chunks: chunks(rows),
+        }
+    }
+
     #[doc(hidden)]
     pub fn forward_train(&self, input: &[usize], train: &TrainSettings) -> Vec<Dispatch> {
         let channels = input[3];
         let parts = chunks(Self::rows(input)) * channels;
         let m = train.bn_momentum;
+        let finalize = match train.synced_replicas {
+            0 | 1 => self.dispatch("stats_finalize", input, m, channels),
+            replicas => {
+                let pooled_rows = replicas * Self::rows(input);
+                let one_chunk = (pooled_rows, pooled_rows, 1);
+                self.dispatch_over("stats_finalize", input, m, channels, one_chunk)
+            }
+        };
         vec![
             self.dispatch("stats_partial", input, m, parts),
-            self.dispatch("stats_finalize", input, m, channels),
+            finalize,
             self.dispatch("forward_train", input, m, row_block_threads(input)),
         ]
     }
@@ -138,12 +195,24 @@ impl BatchNorm {
     }
 
     #[doc(hidden)]
-    pub fn backward(&self, input: &[usize], _output: &[usize], input_grad: bool) -> Vec<Dispatch> {
+    pub fn backward(
+        &self,
+        input: &[usize],
+        _output: &[usize],
+        input_grad: bool,
+        train: &TrainSettings,
+    ) -> Vec<Dispatch> {
         let channels = input[3];
-        let parts = chunks(Self::rows(input)) * channels;
+        let rows = Self::rows(input);
+        let parts = chunks(rows) * channels;
+        let finalize = match train.synced_replicas {
+            0 | 1 => self.dispatch("backward_finalize", input, 0.0, channels),
+            // The pooled sums, already divided by the replica count, as one chunk.
+            _ => self.dispatch_over("backward_finalize", input, 0.0, channels, (rows, rows, 1)),
+        };
         let mut dispatches = vec![
             self.dispatch("backward_partial", input, 0.0, parts),
-            self.dispatch("backward_finalize", input, 0.0, channels),
+            finalize,
         ];
         if input_grad {
             dispatches.push(self.dispatch("backward_input", input, 0.0, row_block_threads(input)));

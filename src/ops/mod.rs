@@ -10,7 +10,7 @@ mod pointwise;
 mod pool;
 mod softmax;
 
-pub use batchnorm::BatchNorm;
+pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
@@ -440,8 +440,31 @@ impl OpKind {
     /// Dispatches of the backward pass: parameter gradients always, the input gradient
     /// only when `input_grad` (the first op of a network does not need it).
     #[doc(hidden)]
-    pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
-        each_op!(self, op => op.backward(input, output, input_grad))
+    pub fn backward(
+        &self,
+        input: &[usize],
+        output: &[usize],
+        input_grad: bool,
+        train: &TrainSettings,
+    ) -> Vec<Dispatch> {
+        match self {
+            OpKind::BatchNorm(op) => op.backward(input, output, input_grad, train),
+            OpKind::Conv2d(op) => op.backward(input, output, input_grad),
+            OpKind::Depthwise(op) => op.backward(input, output, input_grad),
+            OpKind::Pointwise(op) => op.backward(input, output, input_grad),
+            OpKind::Dense(op) => op.backward(input, output, input_grad),
+            OpKind::GlobalAvgPool(op) => op.backward(input, output, input_grad),
+            OpKind::Softmax(op) => op.backward(input, output, input_grad),
+        }
+    }
+
+    /// The layout of the partial sums batch norm exchanges under sync-BN; None for other ops.
+    #[doc(hidden)]
+    pub fn bn_partials(&self, input: &[usize]) -> Option<BnPartials> {
+        match self {
+            OpKind::BatchNorm(op) => Some(op.partials(input)),
+            _ => None,
+        }
     }
 
     /// Floats of `Slot::Workspace` the forward pass needs.
@@ -466,11 +489,18 @@ pub struct TrainSettings {
     /// Weight of the batch statistic in the running-statistics update (PyTorch's
     /// convention: 0.1 there; Keras' momentum 0.99 is 0.01 here).
     pub bn_momentum: f32,
+    /// Replicas whose batches batch norm pools its statistics over (sync-BN); 1: each
+    /// replica normalises with its own batch's. Above 1 the plan exchanges each BN's
+    /// partial sums with the other replicas between the dispatches of `BatchNorm::SYNC_AFTER`.
+    pub synced_replicas: usize,
 }
 
 impl Default for TrainSettings {
     fn default() -> Self {
-        TrainSettings { bn_momentum: 0.1 }
+        TrainSettings {
+            bn_momentum: 0.1,
+            synced_replicas: 1,
+        }
     }
 }
 
@@ -513,9 +543,11 @@ mod tests {
         assert!(shaders(&bn.forward_train(&aligned, &settings))
             .iter()
             .all(|&s| s == Shader::BnActVec4));
-        assert!(shaders(&bn.backward(&aligned, &aligned, true))
-            .iter()
-            .all(|&s| s == Shader::BnActVec4));
+        assert!(
+            shaders(&bn.backward(&aligned, &aligned, true, &TrainSettings::default()))
+                .iter()
+                .all(|&s| s == Shader::BnActVec4)
+        );
         assert!(shaders(&bn.forward_train(&odd, &settings))
             .iter()
             .all(|&s| s == Shader::BnAct));

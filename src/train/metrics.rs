@@ -38,6 +38,16 @@ pub struct EpochMetrics {
     /// Training images that could not be decoded this epoch (skipped; reported by path).
     #[serde(default)]
     pub bad_files: usize,
+    /// Images per optimizer step over all data-parallel ranks.
+    #[serde(default)]
+    pub global_batch: usize,
+    /// Data-parallel ranks that trained the epoch.
+    #[serde(default = "one_rank")]
+    pub ranks: usize,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 /// Why a metrics file could not be read or written; messages name the file (and line).
@@ -167,6 +177,12 @@ pub fn format_epoch_line(m: &EpochMetrics, total_epochs: usize) -> String {
         "  {:.1} s  {:.0} img/s",
         m.seconds, m.images_per_sec
     ));
+    if m.ranks > 1 {
+        line.push_str(&format!(
+            "  global batch {} ({} ranks)",
+            m.global_batch, m.ranks
+        ));
+    }
     if m.bad_files > 0 {
         line.push_str(&format!("  {} bad files skipped", m.bad_files));
     }

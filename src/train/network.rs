@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::trainer::{Finetune, TrainOptions};
 use crate::gpu::Gpu;
-use crate::graph::{ParamBuffers, ParamStore, Plan, TrainConfig, TrainPlan};
+use crate::graph::{ParamBuffers, ParamStore, Plan, Replicas, StepTiming, TrainConfig, TrainPlan};
 use crate::model::{Form, MobileNetV1Config, CLASSIFIER, STAGES};
 use crate::ops::TrainSettings;
 use crate::weights::{fold_batchnorm, Pretrained};
@@ -26,16 +26,21 @@ pub(crate) struct Network {
     pub frozen: Option<FrozenPart>,
     params: Arc<ParamBuffers>,
     trained_graph: crate::graph::GraphBuilder,
+    /// Whether steps exchange gradients with other replicas.
+    replicated: bool,
 }
 
 impl Network {
     /// Compiles the plans for `config` with initial weights seeded by `options.seed`, or
-    /// taken from `pretrained` for everything but the classifier.
+    /// taken from `pretrained` for everything but the classifier. With more than one
+    /// replica the training plan exchanges gradients (and, with `sync_bn`, batch
+    /// statistics) with the others.
     pub fn build(
         gpu: &Gpu,
         options: &TrainOptions,
         config: &MobileNetV1Config,
         pretrained: Option<&Pretrained>,
+        replicas: usize,
     ) -> anyhow::Result<Network> {
         let batch = options.batch_size;
         let model = config.build(batch)?;
@@ -68,7 +73,7 @@ impl Network {
             &trained.graph,
             gpu,
             params.clone(),
-            &train_config(options, &trained.graph),
+            &train_config(options, &trained.graph, replicas),
         )?;
         let eval = match &frozen {
             Some(_) => model.graph.compile(gpu)?,
@@ -80,18 +85,89 @@ impl Network {
             frozen,
             params,
             trained_graph: trained.graph,
+            replicated: replicas > 1,
         })
     }
 
-    /// Queues one training step on a batch.
-    pub fn step(&self, images: &[f32], labels: &[u32], lr: f32) -> anyhow::Result<()> {
+    /// Queues one training step on a batch; a replicated step returns where its time went.
+    pub fn step(
+        &self,
+        images: &[f32],
+        labels: &[u32],
+        lr: f32,
+        replicas: &dyn Replicas,
+    ) -> anyhow::Result<Option<StepTiming>> {
         // A frozen front runs in the same submit, its features staying on the GPU.
-        match &self.frozen {
-            Some(front) => self
-                .train
-                .step_queued_after(&front.plan, images, labels, lr)?,
-            None => self.train.step_queued(images, labels, lr)?,
+        let front = self.frozen.as_ref().map(|f| &f.plan);
+        Ok(match (front, self.replicated) {
+            (Some(front), false) => {
+                self.train.step_queued_after(front, images, labels, lr)?;
+                None
+            }
+            (None, false) => {
+                self.train.step_queued(images, labels, lr)?;
+                None
+            }
+            (Some(front), true) => Some(
+                self.train
+                    .step_replicated_after(front, images, labels, lr, replicas)?,
+            ),
+            (None, true) => Some(self.train.step_replicated(images, labels, lr, replicas)?),
+        })
+    }
+
+    /// The trained part's parameters and optimizer state, flat in name order (what rank 0
+    /// broadcasts so that every replica starts from the same point).
+    pub fn flat_state(&self) -> anyhow::Result<Vec<f32>> {
+        let params = self.params.read()?;
+        let state = self.train.read_opt_state()?;
+        Ok(params
+            .iter()
+            .chain(state.iter())
+            .flat_map(|(_, _, values)| values.iter().copied())
+            .collect())
+    }
+
+    /// Loads what `flat_state` returned on another replica.
+    pub fn load_flat_state(&self, flat: &[f32]) -> anyhow::Result<()> {
+        let mut params = self.params.read()?;
+        let mut state = self.train.read_opt_state()?;
+        let mut rest = flat;
+        for (_, values) in params.values_mut().chain(state.values_mut()) {
+            anyhow::ensure!(
+                rest.len() >= values.len(),
+                "the broadcast state is too short"
+            );
+            let (mine, tail) = rest.split_at(values.len());
+            values.copy_from_slice(mine);
+            rest = tail;
         }
+        anyhow::ensure!(rest.is_empty(), "the broadcast state is too long");
+        self.restore(&params, &state)
+    }
+
+    /// Makes every replica's batch-norm running statistics their average (they are
+    /// gathered per replica from its own batches).
+    pub fn average_running_stats(&self, replicas: &dyn Replicas) -> anyhow::Result<()> {
+        if replicas.count() == 1 {
+            return Ok(());
+        }
+        let mut params = self.params.read()?;
+        let is_running =
+            |name: &str| name.ends_with(".running_mean") || name.ends_with(".running_var");
+        let local: Vec<f64> = params
+            .iter()
+            .filter(|(name, _, _)| is_running(name))
+            .flat_map(|(_, _, values)| values.iter().map(|&v| v as f64))
+            .collect();
+        let mut total = replicas.sum(&local)?.into_iter();
+        let count = replicas.count() as f64;
+        for (_, values) in params.values_mut().filter(|(name, _)| is_running(name)) {
+            for (value, sum) in values.iter_mut().zip(total.by_ref()) {
+                *value = (sum / count) as f32;
+            }
+        }
+        self.params.load(&params)?;
         Ok(())
     }
 
@@ -122,7 +198,11 @@ impl Network {
     }
 }
 
-fn train_config(options: &TrainOptions, graph: &crate::graph::GraphBuilder) -> TrainConfig {
+fn train_config(
+    options: &TrainOptions,
+    graph: &crate::graph::GraphBuilder,
+    replicas: usize,
+) -> TrainConfig {
     let weight_decay = graph
         .params()
         .iter()
@@ -132,9 +212,15 @@ fn train_config(options: &TrainOptions, graph: &crate::graph::GraphBuilder) -> T
     TrainConfig {
         settings: TrainSettings {
             bn_momentum: options.bn_momentum,
+            synced_replicas: if options.parallel.sync_bn {
+                replicas
+            } else {
+                1
+            },
         },
         update: Some(options.optimizer.rule()),
         weight_decay,
         input_grad: false,
+        gradient_bucket_bytes: (replicas > 1).then_some(options.parallel.bucket_bytes),
     }
 }

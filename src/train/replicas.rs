@@ -1,0 +1,153 @@
+//! The collective pieces the training loop calls in a data-parallel run: sharing the
+//! starting point, agreeing on the steps of an epoch, pooling metrics and evaluation, and
+//! checking that the replicas still hold the same weights. With one process (`Solo`) every
+//! one of them is the identity.
+
+use super::evaluate::EvalResult;
+use super::network::Network;
+use crate::graph::{ParamStore, Replicas, RunningMetrics};
+use anyhow::bail;
+
+/// Data-parallel settings of a run (`mpirun -np N mobilenet train ...`).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct ParallelOptions {
+    /// Batch statistics over all ranks' batches (sync-BN) instead of each rank's own.
+    #[serde(default)]
+    pub sync_bn: bool,
+    /// Gradients travel in buckets of about this many bytes (speed only; not part of a
+    /// run's identity).
+    #[serde(skip, default = "default_bucket_bytes")]
+    pub bucket_bytes: u64,
+}
+
+/// PyTorch DDP's default is 25 MB, which would put all of MobileNet 0.25's gradients in
+/// one bucket and leave nothing to overlap; 2 MiB gives several buckets at every width.
+pub const DEFAULT_BUCKET_BYTES: u64 = 2 << 20;
+
+fn default_bucket_bytes() -> u64 {
+    DEFAULT_BUCKET_BYTES
+}
+
+impl Default for ParallelOptions {
+    fn default() -> Self {
+        ParallelOptions {
+            sync_bn: false,
+            bucket_bytes: DEFAULT_BUCKET_BYTES,
+        }
+    }
+}
+
+/// Rank 0's values on every rank.
+pub(crate) fn from_rank0(replicas: &dyn Replicas, values: &[f64]) -> anyhow::Result<Vec<f64>> {
+    let all = replicas.all_gather(values)?;
+    Ok(all[..values.len()].to_vec())
+}
+
+/// Every replica starts from rank 0's weights and optimizer state (its initialisation or
+/// the checkpoint it resumed).
+pub(crate) fn share_state(network: &Network, replicas: &dyn Replicas) -> anyhow::Result<()> {
+    if replicas.count() == 1 {
+        return Ok(());
+    }
+    let mut flat = network.flat_state()?;
+    replicas.broadcast(&mut flat)?;
+    if replicas.rank() != 0 {
+        network.load_flat_state(&flat)?;
+    }
+    Ok(())
+}
+
+/// The steps every replica takes this epoch: the fewest any of them has batches for, as
+/// collectives pair up step by step.
+pub(crate) fn common_steps(replicas: &dyn Replicas, batches: usize) -> anyhow::Result<usize> {
+    let all = replicas.all_gather(&[batches as f64])?;
+    Ok(all.iter().fold(batches as f64, |a, &b| a.min(b)) as usize)
+}
+
+/// The replicas' running metrics summed; a non-finite loss names the ranks it came from.
+pub(crate) fn pooled_metrics(
+    replicas: &dyn Replicas,
+    local: RunningMetrics,
+) -> anyhow::Result<(RunningMetrics, Vec<usize>)> {
+    let all = replicas.all_gather(&[local.loss_sum, local.correct as f64, local.samples as f64])?;
+    let mut total = RunningMetrics::default();
+    let mut diverged = Vec::new();
+    for (rank, part) in all.chunks(3).enumerate() {
+        if !part[0].is_finite() {
+            diverged.push(rank);
+        }
+        total += RunningMetrics {
+            loss_sum: part[0],
+            correct: part[1] as usize,
+            samples: part[2] as usize,
+        };
+    }
+    Ok((total, diverged))
+}
+
+/// An evaluation sharded over the replicas, pooled into the whole split's figures.
+pub(crate) fn pooled_eval(
+    replicas: &dyn Replicas,
+    local: EvalResult,
+) -> anyhow::Result<EvalResult> {
+    if replicas.count() == 1 {
+        return Ok(local);
+    }
+    let n = local.count as f64;
+    let mut mine = vec![local.loss * n, local.top1 * n, local.top5 * n, n];
+    mine.extend(local.confusion.iter().flatten().map(|&v| v as f64));
+    let total = replicas.sum(&mine)?;
+    let count = total[3].max(1.0);
+    let classes = local.confusion.len();
+    Ok(EvalResult {
+        loss: total[0] / count,
+        top1: total[1] / count,
+        top5: total[2] / count,
+        count: total[3] as usize,
+        confusion: total[4..]
+            .chunks(classes.max(1))
+            .map(|row| row.iter().map(|&v| v as u64).collect())
+            .take(classes)
+            .collect(),
+        bad_files: local.bad_files,
+    })
+}
+
+/// FNV-1a over the bits of each tensor, as two exact halves (collectives move f64s).
+fn tensor_checksums(weights: &ParamStore) -> Vec<f64> {
+    weights
+        .iter()
+        .flat_map(|(_, _, values)| {
+            let hash = values.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, v| {
+                (h ^ v.to_bits() as u64).wrapping_mul(0x0100_0000_01b3)
+            });
+            [(hash >> 32) as f64, (hash & 0xffff_ffff) as f64]
+        })
+        .collect()
+}
+
+/// Stops the run when a replica's weights are not bit for bit rank 0's: the replicas
+/// would go on training different networks.
+pub(crate) fn check_replicas_agree(
+    replicas: &dyn Replicas,
+    weights: &ParamStore,
+    epoch: usize,
+) -> anyhow::Result<()> {
+    if replicas.count() == 1 {
+        return Ok(());
+    }
+    let mine = tensor_checksums(weights);
+    let all = replicas.all_gather(&mine)?;
+    let reference = &all[..mine.len()];
+    for (rank, theirs) in all.chunks(mine.len().max(1)).enumerate().skip(1) {
+        if let Some(at) = theirs.iter().zip(reference).position(|(a, b)| a != b) {
+            let name = weights.iter().nth(at / 2).map_or("?", |(n, _, _)| n);
+            bail!(
+                "the replicas' weights differ after epoch {epoch}: rank {rank}'s {name} is not \
+                 rank 0's; the data-parallel run stopped (ranks on different kinds of adapter or \
+                 driver round differently; run every rank on the same kind)"
+            );
+        }
+    }
+    Ok(())
+}
