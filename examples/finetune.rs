@@ -83,6 +83,7 @@ fn main() -> anyhow::Result<()> {
             // Checked against the folder's class count when given.
             classes: None,
         }),
+        parallel: Default::default(),
     };
 
     let gpu = Gpu::new()?;

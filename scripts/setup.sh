@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what mobilenet-wgpu needs on Debian/Ubuntu, skipping what is already there: the
 # Vulkan loader, Mesa's drivers (lavapipe runs Vulkan on the CPU when there is no GPU), the
-# Fashion-MNIST data set package, and cmake and nasm, which build the libjpeg-turbo that
-# decodes JPEGs (Debian's is older than the 3.x the binding needs).
+# Fashion-MNIST data set package, cmake and nasm, which build the libjpeg-turbo that
+# decodes JPEGs (Debian's is older than the 3.x the binding needs), and Open MPI with the
+# libclang its Rust bindings are generated with (data-parallel training, `--features mpi`).
 set -euo pipefail
 
-packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm)
+packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm openmpi-bin libopenmpi-dev libclang-dev)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

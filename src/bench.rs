@@ -76,6 +76,46 @@ pub struct BenchReport {
     /// (0 when decoding keeps ahead of the GPU).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_wait_ms_per_batch: Option<f64>,
+    /// `--mode train` under `mpirun`: this rank's share of the data-parallel steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_parallel: Option<DataParallelReport>,
+}
+
+/// Where a rank's data-parallel training step went, per step (means over the timed steps).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DataParallelReport {
+    pub rank: usize,
+    pub ranks: usize,
+    pub bucket_bytes: u64,
+    /// From the step's start until the last gradient bucket left the GPU.
+    pub compute_ms: f64,
+    /// Time with at least one gradient sum on its way.
+    pub communication_ms: f64,
+    /// Share of `communication_ms` that overlapped the backward pass.
+    pub hidden_fraction: f64,
+    /// Gradient bytes each rank contributes per step.
+    pub gradient_bytes: u64,
+}
+
+impl DataParallelReport {
+    fn new(
+        replicas: &dyn crate::graph::Replicas,
+        bucket_bytes: u64,
+        total: crate::graph::StepTiming,
+        steps: usize,
+    ) -> DataParallelReport {
+        let per_step = |d: Duration| ms(d) / steps.max(1) as f64;
+        DataParallelReport {
+            rank: replicas.rank(),
+            ranks: replicas.count(),
+            bucket_bytes,
+            compute_ms: per_step(total.compute),
+            communication_ms: per_step(total.communication),
+            hidden_fraction: total.hidden.as_secs_f64()
+                / total.communication.as_secs_f64().max(1e-12),
+            gradient_bytes: total.gradient_bytes / steps.max(1) as u64,
+        }
+    }
 }
 
 fn profile_rows(rows: Vec<(String, Duration)>) -> Vec<ProfileRow> {
@@ -294,21 +334,23 @@ fn report(
         dispatches,
         profile: Vec::new(),
         data_wait_ms_per_batch: None,
+        data_parallel: None,
     }
 }
 
 /// Benchmarks training steps (forward, loss, backward, RMSProp update) of a randomly
-/// initialised MobileNet V1 on random data.
-/// Benchmarks training steps on random inputs, or on batches from `data` (the training
+/// initialised MobileNet V1 on random inputs, or on batches from `data` (the training
 /// view, decoded on the loader's threads), timing how long each step waited for its batch.
+/// With several `replicas` (under mpirun) every step averages the gradients over them in
+/// buckets of `bucket_bytes`, and the report says where each rank's step time went.
 pub fn bench_train(
     gpu: &Gpu,
     options: &BenchOptions,
-    stem_stride: usize,
-    in_channels: usize,
+    (stem_stride, in_channels): (usize, usize),
     data: Option<(crate::data::DataSource, crate::data::LoaderOptions)>,
+    (replicas, bucket_bytes): (&dyn crate::graph::Replicas, u64),
 ) -> anyhow::Result<BenchReport> {
-    use crate::graph::{ParamBuffers, TrainConfig, TrainPlan};
+    use crate::graph::{ParamBuffers, StepTiming, TrainConfig, TrainPlan};
     use crate::ops::UpdateRule;
     use std::sync::Arc;
     anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
@@ -326,9 +368,17 @@ pub fn bench_train(
             momentum: 0.9,
             eps: 1.0,
         }),
+        gradient_bucket_bytes: (replicas.count() > 1).then_some(bucket_bytes),
         ..Default::default()
     };
     let plan = TrainPlan::compile(&model.graph, gpu, params, &train)?;
+    let step = |images: &[f32], labels: &[u32]| -> anyhow::Result<Option<StepTiming>> {
+        Ok(match replicas.count() {
+            1 => plan.step(images, labels, 1e-3).map(|_| None)?,
+            _ => Some(plan.step_replicated(images, labels, 1e-3, replicas)?),
+        })
+    };
+    let mut exchanged = StepTiming::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let input = random_input(&mut rng, plan.input_shape());
     let labels: Vec<u32> = (0..options.batch)
@@ -368,7 +418,7 @@ pub fn bench_train(
     for _ in 0..options.warmup {
         let batch = next_batch(&mut waited)?;
         let (images, labels) = inputs(&batch, random);
-        plan.step(images, labels, 1e-3)?;
+        step(images, labels)?;
     }
     waited = Duration::ZERO;
     let mut wall = Vec::new();
@@ -377,7 +427,9 @@ pub fn bench_train(
         let batch = next_batch(&mut waited)?;
         let (images, labels) = inputs(&batch, random);
         let start = std::time::Instant::now();
-        plan.step(images, labels, 1e-3)?;
+        if let Some(timing) = step(images, labels)? {
+            exchanged += timing;
+        }
         wall.push(ms(start.elapsed()));
         if let Some(t) = plan.last_gpu_time()? {
             device.push(ms(t));
@@ -400,6 +452,10 @@ pub fn bench_train(
     }
     if loader_used {
         report.data_wait_ms_per_batch = Some(ms(waited) / options.iters as f64);
+    }
+    if replicas.count() > 1 {
+        let dp = DataParallelReport::new(replicas, bucket_bytes, exchanged, options.iters);
+        report.data_parallel = Some(dp);
     }
     Ok(report)
 }

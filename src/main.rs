@@ -80,6 +80,9 @@ enum Command {
         /// --mode data: centre-crop fraction of the evaluation transform.
         #[arg(long, default_value_t = 0.875)]
         crop_pct: f32,
+        /// --mode train under mpirun: gradient bucket size in MiB.
+        #[arg(long, default_value_t = (DEFAULT_BUCKET_BYTES >> 20) as f64)]
+        bucket_mb: f64,
         #[arg(long)]
         json: bool,
     },
@@ -629,6 +632,19 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
                 100.0 * wait / (wait + report.wall_ms_per_batch).max(1e-9)
             );
         }
+        if let Some(dp) = &report.data_parallel {
+            println!(
+                "  rank {} of {}: compute {:.2} ms/step, gradient sums {:.2} ms/step, {:.0}% of them \
+                 hidden behind the backward pass; {:.2} MB of gradients per step in {:.1} MiB buckets",
+                dp.rank,
+                dp.ranks,
+                dp.compute_ms,
+                dp.communication_ms,
+                100.0 * dp.hidden_fraction,
+                dp.gradient_bytes as f64 / 1e6,
+                dp.bucket_bytes as f64 / (1 << 20) as f64
+            );
+        }
         if report.mode == "gemm" {
             for row in &report.profile {
                 println!("  {:9.2} ms  {}", row.ms, row.step);
@@ -789,6 +805,7 @@ fn main() -> anyhow::Result<()> {
             workers,
             eval,
             crop_pct,
+            bucket_mb,
             json,
         } => {
             if let BenchMode::Data = mode {
@@ -816,7 +833,9 @@ fn main() -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            let gpu = Gpu::new()?;
+            // Under mpirun every rank benchmarks its own adapter (train: with the others).
+            let launch = Launch::join()?;
+            let gpu = launch.gpu(None)?;
             let options = BenchOptions {
                 preset: model.preset,
                 batch,
@@ -841,7 +860,9 @@ fn main() -> anyhow::Result<()> {
                         )),
                         None => None,
                     };
-                    bench_train(&gpu, &options, model.stem_stride, model.in_channels, data)
+                    let buckets = (launch.replicas(), (bucket_mb * (1 << 20) as f64) as u64);
+                    let input = (model.stem_stride, model.in_channels);
+                    bench_train(&gpu, &options, input, data, buckets)
                 }
                 BenchMode::Gemm => bench_gemm(&gpu, &options),
                 BenchMode::Data => unreachable!("handled above"),

@@ -79,6 +79,7 @@ fn options(data: &Path, out: &Path, trainable_blocks: Option<usize>) -> TrainOpt
             resolution: Some(32),
             classes: Some(CLASSES.len()),
         }),
+        parallel: Default::default(),
     }
 }
 

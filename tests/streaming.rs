@@ -401,6 +401,7 @@ fn folder_run(data: &Path, out: &Path, epochs: usize, workers: usize) -> TrainOp
         resume: false,
         progress: false,
         finetune: None,
+        parallel: Default::default(),
     }
 }
 

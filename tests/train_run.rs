@@ -53,6 +53,7 @@ fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
         resume: false,
         progress: false,
         finetune: None,
+        parallel: Default::default(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_close, gpu, random_params, rng, uniform};
+use common::{assert_close, gpu, min_kink_distance, random_params, rng, uniform, KINK_MARGIN};
 use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, TrainConfig, TrainPlan};
 use mobilenet_wgpu::ops::{
     Activation, BatchNorm, Dense, Depthwise, Padding, Pointwise, TrainSettings, UpdateRule,
@@ -22,51 +22,6 @@ const STEP_RTOL: f64 = 1e-4;
 /// differences after step 0 into 4e-2 after step 1, while each step, started from the
 /// same weights, agrees to 4e-6.)
 const NETWORK_RTOL: f64 = 1e-4;
-/// Batches whose pre-activations come this close to a ReLU kink are redrawn (see
-/// `min_kink_distance`).
-const KINK_MARGIN: f64 = 1e-5;
-
-/// Smallest distance of any BN pre-activation (training mode) to an activation kink (0,
-/// and 6 for ReLU6). A pre-activation within f32 rounding of a kink takes different
-/// branches on the GPU and in the f64 reference (seen: |z| = 2.4e-6 flipped one ReLU
-/// mask and changed the upstream gradients by 30%), which says nothing about either
-/// implementation, so the whole-network test draws batches that keep clear of them.
-/// Kinks themselves are tested op by op in tests/gradients.rs.
-fn min_kink_distance(graph: &GraphBuilder, params: &ParamStore, input: &[f32]) -> f64 {
-    use mobilenet_wgpu::ops::OpKind;
-    use mobilenet_wgpu::reference::Tensor;
-    let mut x = Tensor::new(
-        graph.shape(graph.inputs()[0]).unwrap().to_vec(),
-        input.to_vec(),
-    );
-    let mut closest = f64::INFINITY;
-    for node in graph.nodes() {
-        let values: Vec<&[f32]> = node
-            .params
-            .iter()
-            .map(|&p| params.get(&graph.params()[p].name).unwrap())
-            .collect();
-        if let OpKind::BatchNorm(op) = &node.kind {
-            let c = x.shape[3];
-            let (mean, var) = reference::batch_stats(&x);
-            for (i, &v) in x.data.iter().enumerate() {
-                let ch = i % c;
-                let z = (v as f64 - mean[ch]) / (var[ch] + op.eps as f64).sqrt()
-                    * values[0][ch] as f64
-                    + values[1][ch] as f64;
-                closest = closest.min(z.abs());
-                if op.activation == Activation::Relu6 {
-                    closest = closest.min((z - 6.0).abs());
-                }
-            }
-        }
-        if graph.outputs().first() == Some(&node.output) {
-            break;
-        }
-        x = reference::run_op_train(&node.kind, &x, &values);
-    }
-    closest
-}
 
 fn small_net() -> GraphBuilder {
     let mut g = GraphBuilder::new();

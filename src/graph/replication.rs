@@ -160,8 +160,7 @@ impl Replication {
     /// the upload buffer (see `encode_averaged`).
     pub fn forward_backward(
         &self,
-        device: &wgpu::Device,
-        queue: &wgpu::Queue,
+        (device, queue): (&wgpu::Device, &wgpu::Queue),
         steps: &[Step],
         mut encoder: wgpu::CommandEncoder,
         end: usize,

@@ -843,8 +843,7 @@ impl TrainPlan {
         let start = Instant::now();
         let (encoder, phases) = self.begin(input, Seed::Labels(labels), Some(lr))?;
         let timing = replication.forward_backward(
-            &self.device,
-            &self.queue,
+            (&self.device, &self.queue),
             &self.steps,
             encoder,
             self.backward.end,

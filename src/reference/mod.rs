@@ -18,7 +18,7 @@ pub use forward::{
 };
 pub use graph::run_graph;
 pub use optim::apply_update;
-pub use train::{loss_gradients, train_step};
+pub use train::{data_parallel_step, loss_gradients, train_step};
 
 /// A dense f32 tensor with its shape (NHWC for images).
 #[derive(Clone, Debug, PartialEq)]

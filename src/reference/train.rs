@@ -27,6 +27,61 @@ pub fn train_step(
     weight_decay: &HashMap<String, f32>,
 ) -> Result<Vec<f32>, GraphError> {
     let (losses, grads) = loss_gradients(graph, params, input, labels, Some(bn_momentum))?;
+    apply_gradients(graph, params, state, &grads, rule, lr, weight_decay)?;
+    Ok(losses)
+}
+
+/// One data-parallel step over `replicas.len()` replicas, each with its own part of the
+/// global batch and its own batch-norm running statistics (`replicas[r]`): per-replica
+/// forward and backward with that part's batch statistics, the gradients averaged, then
+/// one update applied alike to every replica's trainable parameters. Returns each
+/// replica's per-sample losses.
+#[allow(clippy::too_many_arguments)]
+pub fn data_parallel_step(
+    graph: &GraphBuilder,
+    replicas: &mut [ParamStore],
+    state: &mut HashMap<String, Vec<f32>>,
+    parts: &[(&[f32], &[u32])],
+    rule: &UpdateRule,
+    lr: f32,
+    bn_momentum: f32,
+    weight_decay: &HashMap<String, f32>,
+) -> Result<Vec<Vec<f32>>, GraphError> {
+    let mut losses = Vec::new();
+    let mut mean: ParamGrads = HashMap::new();
+    let share = 1.0 / parts.len().max(1) as f32;
+    for (params, (input, labels)) in replicas.iter_mut().zip(parts) {
+        let (loss, grads) = loss_gradients(graph, params, input, labels, Some(bn_momentum))?;
+        losses.push(loss);
+        for (name, grad) in grads {
+            let sum = mean.entry(name).or_insert_with(|| vec![0.0; grad.len()]);
+            sum.iter_mut().zip(&grad).for_each(|(s, g)| *s += g * share);
+        }
+    }
+    let (first, others) = replicas
+        .split_first_mut()
+        .ok_or_else(|| GraphError::Params(vec!["no replicas".into()]))?;
+    apply_gradients(graph, first, state, &mean, rule, lr, weight_decay)?;
+    for other in others {
+        for info in graph.params().iter().filter(|p| p.role.trainable()) {
+            if let Some(values) = first.get(&info.name) {
+                other.insert(&info.name, info.shape.clone(), values.to_vec());
+            }
+        }
+    }
+    Ok(losses)
+}
+
+/// `rule` applied to every trainable parameter with a gradient in `grads`.
+fn apply_gradients(
+    graph: &GraphBuilder,
+    params: &mut ParamStore,
+    state: &mut HashMap<String, Vec<f32>>,
+    grads: &ParamGrads,
+    rule: &UpdateRule,
+    lr: f32,
+    weight_decay: &HashMap<String, f32>,
+) -> Result<(), GraphError> {
     for info in graph.params().iter().filter(|p| p.role.trainable()) {
         let Some(grad) = grads.get(&info.name) else {
             continue;
@@ -50,7 +105,7 @@ pub fn train_step(
             state.insert(format!("{}.{s}", info.name), values);
         }
     }
-    Ok(losses)
+    Ok(())
 }
 
 /// Forward (training mode), loss and backward: per-sample losses and the gradient of the

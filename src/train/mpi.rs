@@ -10,8 +10,6 @@ use mpi::traits::*;
 
 /// This process's place in an MPI job.
 pub struct MpiReplicas {
-    /// Finalises MPI when dropped.
-    _universe: mpi::environment::Universe,
     /// Blocking collectives: metrics, batch-norm statistics, weights.
     world: SimpleCommunicator,
     /// Gradient sums on their way during the backward pass. Collectives on one
@@ -20,6 +18,9 @@ pub struct MpiReplicas {
     gradients: SimpleCommunicator,
     local_rank: usize,
     local_count: usize,
+    /// Finalises MPI when dropped, so it comes last: fields drop in order, and the
+    /// communicators must be freed before.
+    _universe: mpi::environment::Universe,
 }
 
 impl MpiReplicas {
@@ -28,6 +29,7 @@ impl MpiReplicas {
         // wgpu and the loader run threads of their own; only this one calls MPI.
         let (universe, _) = mpi::initialize_with_threading(mpi::Threading::Funneled)
             .ok_or_else(|| anyhow::anyhow!("MPI was already initialised in this process"))?;
+        abort_job_on_panic();
         let world = universe.world();
         let gradients = world.duplicate();
         // Ranks that share this machine's memory share its adapters.
@@ -55,6 +57,21 @@ impl MpiReplicas {
     pub fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
     }
+}
+
+/// A panicking rank would otherwise unwind into MPI_Finalize and wait there for ranks
+/// that wait for it: print the panic as usual, then stop the whole job.
+fn abort_job_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("error: a rank panicked; stopping all ranks");
+        // SAFETY: MPI is initialised (this hook is set right after) and not finalised
+        // while the universe lives; MPI_Abort does not return.
+        unsafe {
+            mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
+        }
+    }));
 }
 
 fn check(code: std::os::raw::c_int, what: &str) -> Result<(), ReplicaError> {
