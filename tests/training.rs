@@ -4,7 +4,7 @@
 mod common;
 
 use common::{assert_close, gpu, min_kink_distance, random_params, rng, uniform, KINK_MARGIN};
-use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, TrainConfig, TrainPlan};
+use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, Solo, TrainConfig, TrainPlan};
 use mobilenet_wgpu::ops::{
     Activation, BatchNorm, Dense, Depthwise, Padding, Pointwise, TrainSettings, UpdateRule,
 };
@@ -355,4 +355,57 @@ fn queued_steps_accumulate_the_same_metrics_and_weights() {
         waited.buffers.read().unwrap(),
         queued.buffers.read().unwrap()
     );
+}
+
+#[test]
+fn a_replicated_step_of_one_replica_is_the_plain_step_bit_for_bit() {
+    // The data-parallel path (steps cut at every gradient bucket, gradients read back,
+    // "averaged" over one replica and written back) must change nothing by itself.
+    let config = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 16,
+        classes: 10,
+        stem_stride: 1,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    };
+    let graph = config.build(16).unwrap().graph;
+    let params = random_params(&graph, 24);
+    let rule = UpdateRule::RmspropTf {
+        decay: 0.9,
+        momentum: 0.9,
+        eps: 1.0,
+    };
+    let compile = |buckets: Option<u64>| {
+        let buffers = Arc::new(ParamBuffers::new(gpu(), &graph).unwrap());
+        buffers.load(&params).unwrap();
+        let config = TrainConfig {
+            update: Some(rule),
+            gradient_bucket_bytes: buckets,
+            ..Default::default()
+        };
+        TrainPlan::compile(&graph, gpu(), buffers, &config).unwrap()
+    };
+    let (plain, replicated) = (compile(None), compile(Some(16 << 10)));
+    let shape = graph.shape(graph.inputs()[0]).unwrap().to_vec();
+    let mut r = rng(3);
+    for step in 0..5 {
+        let images = uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+        let labels: Vec<u32> = (0..shape[0]).map(|_| r.random_range(0..10)).collect();
+        plain.step(&images, &labels, 0.045).unwrap();
+        let timing = replicated
+            .step_replicated(&images, &labels, 0.045, &Solo)
+            .unwrap();
+        assert!(timing.gradient_bytes > 0);
+        let (a, b) = (
+            plain.param_buffers().read().unwrap(),
+            replicated.param_buffers().read().unwrap(),
+        );
+        for (name, _, x) in a.iter() {
+            let y = b.get(name).unwrap();
+            assert!(
+                x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits()),
+                "step {step}: {name} differs between the plain and the replicated step"
+            );
+        }
+    }
 }
