@@ -3,11 +3,11 @@
 
 mod common;
 
-use common::{assert_close, gpu, min_kink_distance, random_params, rng, uniform, KINK_MARGIN};
-use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, Solo, TrainConfig, TrainPlan};
-use mobilenet_wgpu::ops::{
-    Activation, BatchNorm, Dense, Depthwise, Padding, Pointwise, TrainSettings, UpdateRule,
+use common::{
+    assert_close, gpu, min_kink_distance, random_params, rng, small_net, uniform, KINK_MARGIN,
 };
+use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, Solo, TrainConfig, TrainPlan};
+use mobilenet_wgpu::ops::{TrainSettings, UpdateRule};
 use mobilenet_wgpu::reference;
 use mobilenet_wgpu::{MobileNetV1Config, ParamStore, Preset};
 use rand::Rng;
@@ -22,38 +22,6 @@ const STEP_RTOL: f64 = 1e-4;
 /// differences after step 0 into 4e-2 after step 1, while each step, started from the
 /// same weights, agrees to 4e-6.)
 const NETWORK_RTOL: f64 = 1e-4;
-
-fn small_net() -> GraphBuilder {
-    let mut g = GraphBuilder::new();
-    let x = g.input("x", &[4, 6, 6, 5]);
-    let bn = BatchNorm {
-        eps: 1e-3,
-        activation: Activation::Relu6,
-    };
-    let dw = Depthwise {
-        kernel: 3,
-        stride: 2,
-        padding: Padding::Same,
-        fused: None,
-    };
-    let y = g.depthwise("dw", x, dw).unwrap();
-    let y = g.batch_norm("dw_bn", y, bn.clone()).unwrap();
-    let y = g
-        .pointwise(
-            "pw",
-            y,
-            Pointwise {
-                out_channels: 12,
-                fused: None,
-            },
-        )
-        .unwrap();
-    let y = g.batch_norm("pw_bn", y, bn).unwrap();
-    let y = g.global_avg_pool("pool", y).unwrap();
-    let y = g.dense("fc", y, Dense { out_features: 7 }).unwrap();
-    g.output(y).unwrap();
-    g
-}
 
 struct Run {
     plan: TrainPlan,
@@ -179,7 +147,7 @@ fn compare_steps(
 
 #[test]
 fn optimizers_match_reference_for_several_steps() {
-    let graph = small_net();
+    let graph = small_net(4);
     let decay: HashMap<String, f32> = [
         ("pw.weight".to_string(), 4e-5),
         ("fc.weight".to_string(), 1e-3),
@@ -227,7 +195,7 @@ fn optimizers_match_reference_for_several_steps() {
 #[test]
 fn keras_bn_momentum_convention_matches() {
     // Keras' momentum 0.99 is a weight of 0.01 on the batch statistic.
-    let graph = small_net();
+    let graph = small_net(4);
     let rule = UpdateRule::Sgd {
         momentum: 0.0,
         nesterov: false,
@@ -289,7 +257,7 @@ fn whole_network_five_steps_match_reference() {
 
 #[test]
 fn same_seed_gives_bit_identical_weights() {
-    let graph = small_net();
+    let graph = small_net(4);
     let rule = UpdateRule::RmspropTf {
         decay: 0.9,
         momentum: 0.9,
@@ -318,7 +286,7 @@ fn same_seed_gives_bit_identical_weights() {
 
 #[test]
 fn queued_steps_accumulate_the_same_metrics_and_weights() {
-    let graph = small_net();
+    let graph = small_net(4);
     let rule = UpdateRule::RmspropTf {
         decay: 0.9,
         momentum: 0.9,
