@@ -322,17 +322,17 @@ impl Flight {
             self.started += 1;
             moved = true;
         }
-        let mut still = Vec::with_capacity(self.in_flight.len());
-        for (bucket, mut pending, since) in self.in_flight.drain(..) {
-            if pending.test().map_err(replica_error)? {
-                self.trips.push((since, Instant::now()));
-                self.results[bucket] = Some(pending.wait().map_err(replica_error)?);
-                moved = true;
-            } else {
-                still.push((bucket, pending, since));
+        let mut i = 0;
+        while i < self.in_flight.len() {
+            if !self.in_flight[i].1.test().map_err(replica_error)? {
+                i += 1;
+                continue;
             }
+            let (bucket, pending, since) = self.in_flight.swap_remove(i);
+            self.trips.push((since, Instant::now()));
+            self.results[bucket] = Some(pending.wait().map_err(replica_error)?);
+            moved = true;
         }
-        self.in_flight = still;
         Ok(moved)
     }
 
