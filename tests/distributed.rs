@@ -486,3 +486,31 @@ fn a_locked_run_directory_stops_every_rank() {
     );
     assert!(!out.join("metrics.jsonl").exists());
 }
+
+#[test]
+fn a_diverged_run_stops_every_rank_naming_the_ranks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut pair = mpirun(2);
+    pair.arg(BIN)
+        .args(train_args(&out, 16, 640, 2))
+        .args(["--lr", "1e30"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = pair.spawn().expect("starting mpirun; run scripts/setup.sh");
+    let status = wait_unstuck(&mut child);
+    let all = text(&child.wait_with_output().unwrap());
+    assert!(!status.success(), "{all}");
+    assert!(
+        all.contains("of 2 failed"),
+        "the failing rank is named:\n{all}"
+    );
+    assert!(
+        all.contains("on rank(s) ["),
+        "the diverged ranks are named:\n{all}"
+    );
+    assert!(
+        !out.join("last.safetensors").exists(),
+        "no checkpoint of diverged weights"
+    );
+}
