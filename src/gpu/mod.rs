@@ -3,10 +3,12 @@
 
 mod buffers;
 mod shaders;
+mod tuning;
 
 pub(crate) use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
 #[doc(hidden)]
 pub use shaders::Shader;
+pub use tuning::{default_cache_path, KernelChoice, TunedKernel, TuningStats};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,13 @@ pub enum GpuError {
     Pipeline { pipeline: String, reason: String },
     #[error("reading a buffer back from the GPU failed: {0}")]
     Readback(String),
+    #[error("MOBILENET_TUNE={value:?} is not a setting: use on (measure, the default), off (the fixed defaults) or a kernel name: {known}")]
+    TuneSetting { value: String, known: String },
+    #[error("cannot write the kernel cache {}: {reason}; set XDG_CACHE_HOME to a writable directory or MOBILENET_TUNE=off", path.display())]
+    TuneCache {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 }
 
 /// One adapter as `mobilenet devices` shows it.
@@ -99,6 +108,7 @@ pub struct Gpu {
     limits: wgpu::Limits,
     timestamp_period_ns: Option<f32>,
     subgroup_gemm: bool,
+    tuner: tuning::Tuner,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, CompiledEntry>>,
 }
@@ -236,12 +246,13 @@ impl Gpu {
         let features = adapter.features() & wanted_features;
         let info = adapter.get_info();
         // On a CPU a subgroup is a SIMD register: shuffles are cheap and memory reads are
-        // per-lane gathers, which the subgroup GEMM saves. GPUs keep the register-blocked
-        // kernel. MOBILENET_GEMM=plain forces it everywhere (for comparisons).
+        // per-lane gathers, which the subgroup GEMM saves. It is only offered there: it
+        // assumes 8 lanes and has been validated on no GPU.
         let subgroup_gemm = features.contains(wgpu::Features::SUBGROUP)
             && info.device_type == wgpu::DeviceType::Cpu
-            && info.subgroup_min_size >= 8
-            && std::env::var("MOBILENET_GEMM").map_or(true, |v| v != "plain");
+            && info.subgroup_min_size >= 8;
+        let choice = KernelChoice::from_env(&crate::ops::GEMM_KERNELS)?;
+        let tuner = tuning::Tuner::new(choice, default_cache_path(&summary), &summary);
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("mobilenet-wgpu"),
@@ -266,6 +277,7 @@ impl Gpu {
             limits,
             timestamp_period_ns,
             subgroup_gemm,
+            tuner,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
         })
@@ -287,16 +299,54 @@ impl Gpu {
         &self.limits
     }
 
-    /// Whether GEMMs run gemm_subgroup.wgsl (CPU adapters with subgroups of 8 or more).
+    /// Whether GEMMs may run gemm_subgroup.wgsl (CPU adapters with subgroups of 8 or more);
+    /// where they may, it is the default.
     pub fn subgroup_gemm(&self) -> bool {
         self.subgroup_gemm
     }
 
-    /// Turns the subgroup GEMM off (or back on where the adapter allows it), e.g. to test
-    /// or measure the register-blocked kernel on an adapter that would use the other.
-    pub fn with_subgroup_gemm(mut self, enabled: bool) -> Gpu {
-        self.subgroup_gemm = enabled && self.has_subgroups();
+    /// This device with another way of choosing kernels and another cache file (`None`:
+    /// choices live in memory only). `Gpu::new` takes both from `MOBILENET_TUNE` and
+    /// `default_cache_path`.
+    pub fn with_tuning(mut self, choice: KernelChoice, cache: Option<std::path::PathBuf>) -> Gpu {
+        self.tuner = tuning::Tuner::new(choice, cache, &self.adapter);
         self
+    }
+
+    /// How plans compiled on this device choose among kernels.
+    pub fn kernel_choice(&self) -> &KernelChoice {
+        self.tuner.choice()
+    }
+
+    /// Where measured choices persist, if anywhere.
+    pub fn tuning_cache(&self) -> Option<&std::path::Path> {
+        self.tuner.path()
+    }
+
+    /// What tuning has cost this device so far.
+    pub fn tuning_stats(&self) -> TuningStats {
+        self.tuner.stats()
+    }
+
+    /// Every choice known to this device, measured here or read from the cache, by
+    /// (kernel family, shape).
+    pub fn tuned_kernels(&self) -> std::collections::BTreeMap<String, TunedKernel> {
+        self.tuner.choices()
+    }
+
+    /// Takes choices measured elsewhere (rank 0's, so that every replica runs the same
+    /// kernels and stays bit-identical) as if they came from the cache.
+    pub fn adopt_tuned_kernels(&self, choices: std::collections::BTreeMap<String, TunedKernel>) {
+        self.tuner.adopt(choices)
+    }
+
+    /// Writes new choices to the cache file (plans do after compiling).
+    pub fn save_tuning(&self) -> Result<(), GpuError> {
+        self.tuner.save(&self.adapter)
+    }
+
+    pub(crate) fn tuner(&self) -> &tuning::Tuner {
+        &self.tuner
     }
 
     /// Whether shaders that use subgroup operations can be built on this device.

@@ -11,6 +11,7 @@ const BN_ACT: &str = include_str!("../../shaders/bn_act.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const GEMM_VEC4: &str = include_str!("../../shaders/gemm_vec4.wgsl");
+const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
 const ACCESS_END: &str = "// ACCESS END";
 
@@ -29,6 +30,13 @@ fn splice_access(base: &str, access: &str) -> String {
     format!("{}{access}{}", &base[..begin], &base[end..])
 }
 
+/// gemm_tiled.wgsl appended to a GEMM module, with its tile height and rows per invocation.
+fn tiled_gemm(base: &str, tile_rows: u32, thread_rows: u32) -> String {
+    format!(
+        "{base}\nconst TILE_M: u32 = {tile_rows}u;\nconst THREAD_ROWS: u32 = {thread_rows}u;\n{GEMM_TILED}"
+    )
+}
+
 /// One WGSL file per layer type (the GEMM file serves both pointwise and dense).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -43,6 +51,14 @@ pub enum Shader {
     GemmSubgroup,
     /// gemm_subgroup.wgsl with whole-vec4 accesses, plus its kernel for transposed A.
     GemmSubgroupVec4,
+    /// gemm_tiled.wgsl with 64x64 tiles (4x4 per invocation), scalar accesses.
+    GemmTiled64,
+    /// The 64x64 tiled GEMM with whole-vec4 accesses.
+    GemmTiled64Vec4,
+    /// gemm_tiled.wgsl with 128x64 tiles (8x4 per invocation), scalar accesses.
+    GemmTiled128,
+    /// The 128x64 tiled GEMM with whole-vec4 accesses.
+    GemmTiled128Vec4,
     BnAct,
     /// bn_act.wgsl on vec4s of 4 channels, for channel counts divisible by 4.
     BnActVec4,
@@ -53,7 +69,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 13] = [
+    pub const ALL: [Shader; 17] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
@@ -61,6 +77,10 @@ impl Shader {
         Shader::GemmVec4,
         Shader::GemmSubgroup,
         Shader::GemmSubgroupVec4,
+        Shader::GemmTiled64,
+        Shader::GemmTiled64Vec4,
+        Shader::GemmTiled128,
+        Shader::GemmTiled128Vec4,
         Shader::BnAct,
         Shader::BnActVec4,
         Shader::Pool,
@@ -79,6 +99,10 @@ impl Shader {
             Shader::GemmVec4 => "gemm_vec4.wgsl",
             // Names what the module is made of: profiles list entry points by it.
             Shader::GemmSubgroupVec4 => "gemm_subgroup.wgsl+gemm_vec4.wgsl",
+            Shader::GemmTiled64 => "gemm_tiled.wgsl(64x64)",
+            Shader::GemmTiled64Vec4 => "gemm_tiled.wgsl(64x64)+gemm_vec4.wgsl",
+            Shader::GemmTiled128 => "gemm_tiled.wgsl(128x64)",
+            Shader::GemmTiled128Vec4 => "gemm_tiled.wgsl(128x64)+gemm_vec4.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::BnActVec4 => "bn_act_vec4.wgsl",
             Shader::Pool => "pool.wgsl",
@@ -105,6 +129,14 @@ impl Shader {
                     "{}{GEMM_SUBGROUP}{at}",
                     splice_access(GEMM, GEMM_VEC4)
                 ));
+            }
+            Shader::GemmTiled64 => return Cow::Owned(tiled_gemm(GEMM, 64, 4)),
+            Shader::GemmTiled64Vec4 => {
+                return Cow::Owned(tiled_gemm(&splice_access(GEMM, GEMM_VEC4), 64, 4))
+            }
+            Shader::GemmTiled128 => return Cow::Owned(tiled_gemm(GEMM, 128, 8)),
+            Shader::GemmTiled128Vec4 => {
+                return Cow::Owned(tiled_gemm(&splice_access(GEMM, GEMM_VEC4), 128, 8))
             }
             Shader::BnAct => BN_ACT,
             Shader::BnActVec4 => {

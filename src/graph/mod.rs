@@ -1,6 +1,7 @@
 //! The graph builder: tensors as ids with shapes, ops added by name, shapes checked as the
 //! graph is built. `compile` turns it into a `Plan` that runs on the GPU.
 
+mod kernel_choice;
 mod param_buffers;
 mod params;
 mod plan;

@@ -52,34 +52,16 @@ impl<'a> StepBuilder<'a> {
         dispatch: &Dispatch,
         resolve: impl Fn(Slot) -> Option<wgpu::Buffer>,
     ) -> Result<(), GraphError> {
-        let subgroup_variant = self
-            .gpu
-            .subgroup_gemm()
-            .then(|| crate::ops::subgroup_gemm_dispatch(dispatch))
-            .flatten();
-        let dispatch = subgroup_variant.as_ref().unwrap_or(dispatch);
+        let (dispatch, kernel) = super::kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
-        let mut buffers = Vec::new();
-        for &binding in compiled.bindings.iter().filter(|&&b| b != 0) {
-            let slot = dispatch
-                .bindings
-                .iter()
-                .find(|(b, _)| *b == binding)
-                .map(|(_, slot)| *slot);
-            let buffer = slot.and_then(&resolve).ok_or_else(|| GraphError::Binding {
-                op: label.to_string(),
-                entry: format!("{}:{}", dispatch.shader, dispatch.entry),
-                binding,
-                slot: slot.map(|s| format!("{s:?}")),
-            })?;
-            buffers.push((binding, buffer));
-        }
+        let buffers = super::kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
         let alignment = self.gpu.limits().min_uniform_buffer_offset_alignment as u64;
         let offset = (self.uniform_bytes.len() as u64).next_multiple_of(alignment);
         self.uniform_bytes.resize(offset as usize, 0);
         self.uniform_bytes.extend_from_slice(&dispatch.uniform);
+        let kernel = kernel.map(|name| format!(" [{name}]")).unwrap_or_default();
         self.pending.push(Pending {
-            label: format!("{label} {}:{}", dispatch.shader, dispatch.entry),
+            label: format!("{label} {}:{}{kernel}", dispatch.shader, dispatch.entry),
             compiled,
             uniform_offset: offset,
             uniform_size: dispatch.uniform.len() as u64,
@@ -92,6 +74,10 @@ impl<'a> StepBuilder<'a> {
     /// Creates the uniform buffer and every bind group; returns the steps and the
     /// uniform buffer's size in bytes.
     pub fn finish(self) -> Result<(Vec<Step>, u64), GraphError> {
+        // The choices stay in effect for this process even where the cache cannot be written.
+        if let Err(error) = self.gpu.save_tuning() {
+            eprintln!("warning: {error}");
+        }
         let device = self.gpu.device();
         let uniform = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("uniform blocks"),
@@ -142,6 +128,14 @@ impl<'a> StepBuilder<'a> {
             }));
         }
         Ok((steps, uniform.size()))
+    }
+}
+
+impl Step {
+    /// "<op name> <shader>:<entry>", with " [<kernel>]" where the kernel was chosen among
+    /// alternatives.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 }
 

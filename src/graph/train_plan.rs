@@ -686,6 +686,12 @@ impl TrainPlan {
         self.steps.len()
     }
 
+    /// Every dispatch in execution order, as "<op> <shader>:<entry> [<kernel>]": which
+    /// kernel each layer runs (the bracket names the one chosen among alternatives).
+    pub fn kernels(&self) -> Vec<String> {
+        self.steps.iter().map(|s| s.label().to_string()).collect()
+    }
+
     fn check_labels(&self, labels: &[u32]) -> Result<(), GraphError> {
         if self.output_shape.len() != 2 {
             return Err(GraphError::Labels(format!(

@@ -5,6 +5,7 @@ mod batchnorm;
 mod conv2d;
 mod dense;
 mod depthwise;
+mod kernels;
 mod optim;
 mod pointwise;
 mod pool;
@@ -14,10 +15,12 @@ pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
-pub use optim::UpdateRule;
 #[doc(hidden)]
-pub use pointwise::subgroup_gemm_dispatch;
+pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps, GEMM_KERNELS};
+pub use optim::UpdateRule;
 pub use pointwise::Pointwise;
+#[doc(hidden)]
+pub use pointwise::{subgroup_gemm_dispatch, tiled_gemm_dispatch, TileRows};
 pub use pool::GlobalAvgPool;
 pub use softmax::Softmax;
 #[doc(hidden)]

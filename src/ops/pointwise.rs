@@ -187,6 +187,53 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     })
 }
 
+/// Height of a tile of gemm_tiled.wgsl (its width is always TILED_TILE_COLS).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileRows {
+    /// 64x64, 4x4 per invocation.
+    R64,
+    /// 128x64, 8x4 per invocation.
+    R128,
+}
+
+const TILED_TILE_COLS: usize = 64;
+
+/// The same GEMM dispatch for gemm_tiled.wgsl (workgroup-memory tiles); `None` for
+/// dispatches that are not GEMMs.
+pub fn tiled_gemm_dispatch(dispatch: &Dispatch, rows: TileRows) -> Option<Dispatch> {
+    let vec4 = match dispatch.shader {
+        Shader::Gemm => false,
+        Shader::GemmVec4 => true,
+        _ => return None,
+    };
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
+    let layout = OperandLayout::of(words);
+    let (shader, tile_rows) = match (rows, vec4) {
+        (TileRows::R64, false) => (Shader::GemmTiled64, 64),
+        (TileRows::R64, true) => (Shader::GemmTiled64Vec4, 64),
+        (TileRows::R128, false) => (Shader::GemmTiled128, 128),
+        (TileRows::R128, true) => (Shader::GemmTiled128Vec4, 128),
+    };
+    let row_groups = m.div_ceil(tile_rows).max(1);
+    let y = row_groups.min(MAX_GROUPS_PER_DIM);
+    let z = row_groups.div_ceil(y) * splits.max(1);
+    Some(Dispatch {
+        shader,
+        entry: if layout.b_transposed {
+            "tiled_bt"
+        } else {
+            "tiled"
+        },
+        workgroups: [
+            n.div_ceil(TILED_TILE_COLS).max(1) as u32,
+            y as u32,
+            z as u32,
+        ],
+        ..dispatch.clone()
+    })
+}
+
 /// Whether a [rows, cols] operand with these (row, column) strides reads as aligned vec4s
 /// along its contiguous dimension.
 fn vec4_operand(strides: [u32; 2], transposed: bool) -> bool {

@@ -1,7 +1,9 @@
 //! Shared test harness: the GPU (never skipped), seeded data, tolerance checks.
 #![allow(dead_code)]
 
+use mobilenet_wgpu::gpu::KernelChoice;
 use mobilenet_wgpu::graph::{GraphBuilder, ParamStore};
+use mobilenet_wgpu::ops::{alternatives, KernelCaps};
 use mobilenet_wgpu::ops::{OpKind, Padding, ParamRole};
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::Gpu;
@@ -11,30 +13,57 @@ use std::sync::OnceLock;
 /// Relative tolerance for single ops: |gpu - ref| <= RTOL * (|ref| + rms(ref)).
 pub const OP_RTOL: f64 = 1e-4;
 
-/// The adapter every GPU test runs on. A machine without one fails the test, loudly,
-/// with the install command: a GPU test never passes by skipping.
-pub fn gpu() -> &'static Gpu {
-    static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new() {
-        Ok(gpu) => gpu,
+/// Opens the adapter, failing loudly with the install command: a GPU test never passes by
+/// skipping.
+fn open_gpu(choice: KernelChoice) -> Gpu {
+    match Gpu::new() {
+        Ok(gpu) => gpu.with_tuning(choice, None),
         Err(e) => panic!(
             "GPU tests need a wgpu adapter and none could be opened: {e}\n\
              On Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers"
         ),
-    })
+    }
 }
 
-/// A second device on the same adapter with the register-blocked GEMM (gemm.wgsl) even
-/// where `gpu()` runs the subgroup GEMM, so both kernels are checked on every machine.
-pub fn gpu_plain_gemm() -> &'static Gpu {
+/// The adapter every GPU test runs on, with the default kernels: a choice by timing would
+/// make results depend on the machine's load (tests/tuning.rs tests the tuner itself).
+pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new() {
-        Ok(gpu) => gpu.with_subgroup_gemm(false),
-        Err(e) => panic!(
-            "GPU tests need a wgpu adapter and none could be opened: {e}\n\
-             On Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers"
-        ),
-    })
+    GPU.get_or_init(|| open_gpu(KernelChoice::Defaults))
+}
+
+/// One device per GEMM kernel this adapter offers, each forced to run it, with the
+/// kernel's name: the golden and gradient tests run every candidate the tuner may pick.
+pub fn gemm_devices() -> Vec<(&'static Gpu, &'static str)> {
+    static DEVICES: OnceLock<Vec<(Gpu, &'static str)>> = OnceLock::new();
+    DEVICES
+        .get_or_init(|| {
+            gemm_kernels(gpu())
+                .into_iter()
+                .map(|name| (open_gpu(KernelChoice::Force(name.to_string())), name))
+                .collect()
+        })
+        .iter()
+        .map(|(device, name)| (device, *name))
+        .collect()
+}
+
+/// The GEMM kernels this adapter can run: those offered for a GEMM of every layout.
+pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
+    let limits = device.limits();
+    let caps = KernelCaps {
+        subgroup_gemm: device.subgroup_gemm(),
+        max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+    };
+    let dispatch = mobilenet_wgpu::ops::Pointwise {
+        out_channels: 8,
+        fused: None,
+    }
+    .forward(&[1, 2, 2, 8], &[1, 2, 2, 8])
+    .remove(0);
+    let offered = alternatives(&dispatch, &caps).expect("a pointwise convolution is a GEMM");
+    offered.candidates.iter().map(|c| c.name).collect()
 }
 
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
@@ -125,7 +154,7 @@ pub fn run_single_op_on(
 }
 
 /// `run_single_op` plus the tolerance check.
-/// Checks the op on every GEMM kernel the adapter can run (see `gpu_plain_gemm`); returns
+/// Checks the op on every GEMM kernel the adapter can run (see `gemm_devices`); returns
 /// the largest error.
 pub fn check_op(what: &str, kind: OpKind, input_shape: &[usize], seed: u64) -> f64 {
     gemm_devices()
@@ -140,19 +169,6 @@ pub fn check_op(what: &str, kind: OpKind, input_shape: &[usize], seed: u64) -> f
             )
         })
         .fold(0.0, f64::max)
-}
-
-/// The devices whose GEMM kernels differ: `gpu()`, plus `gpu_plain_gemm()` when `gpu()`
-/// runs the subgroup GEMM; with the kernel's name.
-pub fn gemm_devices() -> Vec<(&'static Gpu, &'static str)> {
-    if gpu().subgroup_gemm() {
-        vec![
-            (gpu(), "subgroup GEMM"),
-            (gpu_plain_gemm(), "register-blocked GEMM"),
-        ]
-    } else {
-        vec![(gpu(), "register-blocked GEMM")]
-    }
 }
 
 // Edge shapes shared by the forward (golden) and backward (gradient) tests: batch 1 and 3,

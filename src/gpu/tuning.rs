@@ -1,0 +1,394 @@
+//! Kernel choices measured on this adapter: for each (kernel family, shape) the fastest
+//! candidate, kept in memory and in a cache file per adapter and driver version, so only
+//! the first run on a machine pays for the timing. What the candidates are is the ops'
+//! business (`ops::alternatives`); plans ask here which one to run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{AdapterSummary, CompiledEntry, Gpu, GpuError, Shader};
+
+/// How plans pick among kernels that compute the same thing. `MOBILENET_TUNE` sets it:
+/// unset or `on` measures, `off` keeps the defaults, a kernel name forces that kernel
+/// wherever it applies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelChoice {
+    /// Time the candidates of every shape not yet in the cache, keep the fastest.
+    Measure,
+    /// The fixed rule: the subgroup GEMM on CPU adapters, the register-blocked one elsewhere.
+    Defaults,
+    /// This kernel wherever it is a candidate (for tests and comparisons).
+    Force(String),
+}
+
+impl KernelChoice {
+    /// The choice `MOBILENET_TUNE` asks for; `known` lists the kernel names it may force.
+    pub fn from_env(known: &[&str]) -> Result<KernelChoice, GpuError> {
+        match std::env::var("MOBILENET_TUNE") {
+            Err(_) => Ok(KernelChoice::Measure),
+            Ok(value) => KernelChoice::parse(&value, known),
+        }
+    }
+
+    fn parse(value: &str, known: &[&str]) -> Result<KernelChoice, GpuError> {
+        match value.trim() {
+            "" | "on" | "1" => Ok(KernelChoice::Measure),
+            "off" | "0" => Ok(KernelChoice::Defaults),
+            name if known.contains(&name) => Ok(KernelChoice::Force(name.to_string())),
+            other => Err(GpuError::TuneSetting {
+                value: other.to_string(),
+                known: known.join(", "),
+            }),
+        }
+    }
+}
+
+/// One measured choice: the winner and what every candidate took.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TunedKernel {
+    pub kernel: String,
+    /// Microseconds per run of each candidate timed.
+    pub micros: BTreeMap<String, f64>,
+}
+
+/// What tuning has cost this process so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TuningStats {
+    /// Shapes whose candidates were timed.
+    pub timed: usize,
+    /// Choices taken from the cache (or from an earlier plan of this process).
+    pub reused: usize,
+    /// Seconds spent timing.
+    pub seconds: f64,
+}
+
+/// The cache file's contents.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    /// Changes whenever a kernel's source does: older timings no longer apply.
+    kernels_version: String,
+    adapter: String,
+    driver: String,
+    choices: BTreeMap<String, TunedKernel>,
+}
+
+/// The tuner of one device: its mode, its choices and where they persist.
+pub(crate) struct Tuner {
+    choice: KernelChoice,
+    path: Option<PathBuf>,
+    state: Mutex<TunerState>,
+}
+
+#[derive(Default)]
+struct TunerState {
+    choices: BTreeMap<String, TunedKernel>,
+    /// Shapes timed since the last save.
+    unsaved: Vec<String>,
+    stats: TuningStats,
+}
+
+/// FNV-1a of the tuned kernels' sources (the GEMM modules): a change to any of them
+/// invalidates the cache.
+fn kernels_version() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let tuned = Shader::ALL
+        .into_iter()
+        .filter(|s| s.file_name().starts_with("gemm"));
+    for shader in tuned {
+        for byte in shader.source().bytes() {
+            hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+/// `$XDG_CACHE_HOME/mobilenet-wgpu/kernels/<adapter>.json` (or under `~/.cache`), one file
+/// per adapter, backend and driver version.
+pub fn default_cache_path(adapter: &AdapterSummary) -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|dir| Path::new(dir).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
+    let identity = format!("{} {} {}", adapter.name, adapter.backend, adapter.driver);
+    let mut slug: String = identity
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while slug.contains("--") {
+        slug = slug.replace("--", "-");
+    }
+    let slug: String = slug.trim_matches('-').chars().take(120).collect();
+    Some(
+        base.join("mobilenet-wgpu")
+            .join("kernels")
+            .join(format!("{slug}.json")),
+    )
+}
+
+impl Tuner {
+    pub fn new(choice: KernelChoice, path: Option<PathBuf>, adapter: &AdapterSummary) -> Tuner {
+        let mut state = TunerState::default();
+        if choice == KernelChoice::Measure {
+            if let Some(path) = &path {
+                state.choices = load(path, adapter, true);
+            }
+        }
+        Tuner {
+            choice,
+            path,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TunerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn choice(&self) -> &KernelChoice {
+        &self.choice
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The kernel chosen for `key` before, if any.
+    pub fn lookup(&self, key: &str) -> Option<String> {
+        let mut state = self.state();
+        let kernel = state.choices.get(key).map(|t| t.kernel.clone());
+        if kernel.is_some() {
+            state.stats.reused += 1;
+        }
+        kernel
+    }
+
+    pub fn record(&self, key: &str, tuned: TunedKernel, spent: Duration) {
+        let mut state = self.state();
+        state.choices.insert(key.to_string(), tuned);
+        state.unsaved.push(key.to_string());
+        state.stats.timed += 1;
+        state.stats.seconds += spent.as_secs_f64();
+    }
+
+    pub fn stats(&self) -> TuningStats {
+        self.state().stats
+    }
+
+    pub fn choices(&self) -> BTreeMap<String, TunedKernel> {
+        self.state().choices.clone()
+    }
+
+    /// Takes choices made elsewhere (another rank's) as if they came from the cache.
+    pub fn adopt(&self, choices: BTreeMap<String, TunedKernel>) {
+        self.state().choices.extend(choices);
+    }
+
+    /// Writes the shapes timed since the last save into the cache file, keeping what other
+    /// processes wrote there meanwhile; atomic, so a reader never sees half a file.
+    pub fn save(&self, adapter: &AdapterSummary) -> Result<(), GpuError> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut state = self.state();
+        if state.unsaved.is_empty() {
+            return Ok(());
+        }
+        // Quiet: a damaged file was reported when it was read, and is replaced now.
+        let mut choices = load(path, adapter, false);
+        for key in &state.unsaved {
+            if let Some(tuned) = state.choices.get(key) {
+                choices.insert(key.clone(), tuned.clone());
+            }
+        }
+        let file = CacheFile {
+            kernels_version: kernels_version(),
+            adapter: adapter.name.clone(),
+            driver: adapter.driver.clone(),
+            choices,
+        };
+        let failed = |reason: String| GpuError::TuneCache {
+            path: path.clone(),
+            reason,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
+        }
+        let json = serde_json::to_vec_pretty(&file).map_err(|e| failed(e.to_string()))?;
+        crate::weights::write_atomic(path, &json).map_err(|e| failed(e.to_string()))?;
+        state.unsaved.clear();
+        Ok(())
+    }
+}
+
+/// The cache file's choices; an absent file is empty, and so is one written for other
+/// kernels or that cannot be read (with a warning: it will be rewritten).
+fn load(path: &Path, adapter: &AdapterSummary, warn: bool) -> BTreeMap<String, TunedKernel> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return BTreeMap::new(),
+        Err(e) => {
+            if warn {
+                eprintln!(
+                    "warning: cannot read the kernel cache {}: {e}; tuning again",
+                    path.display()
+                );
+            }
+            return BTreeMap::new();
+        }
+    };
+    match serde_json::from_slice::<CacheFile>(&bytes) {
+        Ok(file) if file.kernels_version == kernels_version() && file.driver == adapter.driver => {
+            file.choices
+        }
+        Ok(_) => BTreeMap::new(),
+        Err(e) => {
+            if warn {
+                eprintln!(
+                    "warning: the kernel cache {} is damaged ({e}); tuning again",
+                    path.display()
+                );
+            }
+            BTreeMap::new()
+        }
+    }
+}
+
+/// How long one run of the dispatch takes: once to warm up, once alone, then repeated in
+/// one submission for about `MEASURE_TARGET`; the faster of the two. Candidates slower than
+/// `give_up_after` are not repeated: they have lost already.
+const MEASURE_TARGET: Duration = Duration::from_millis(20);
+const MAX_REPEATS: u32 = 20;
+
+impl Gpu {
+    /// Times one dispatch of `compiled` with these uniform bytes and buffers.
+    pub(crate) fn time_dispatch(
+        &self,
+        compiled: &CompiledEntry,
+        uniform: &[u8],
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+        give_up_after: Option<Duration>,
+    ) -> Result<Duration, GpuError> {
+        let device = self.device();
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let uniform_buffer = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tuning uniform"),
+            size: (uniform.len() as u64).max(16).next_multiple_of(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue().write_buffer(&uniform_buffer, 0, uniform);
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &uniform_buffer,
+                offset: 0,
+                size: wgpu::BufferSize::new(uniform.len() as u64),
+            }),
+        }];
+        entries.extend(
+            buffers
+                .iter()
+                .map(|(binding, buffer)| wgpu::BindGroupEntry {
+                    binding: *binding,
+                    resource: buffer.as_entire_binding(),
+                }),
+        );
+        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("tuning"),
+            layout: &compiled.pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        });
+        let run = |repeats: u32| -> Result<Duration, GpuError> {
+            let mut encoder = device.create_command_encoder(&Default::default());
+            {
+                let mut pass = encoder.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&compiled.pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                for _ in 0..repeats {
+                    let [x, y, z] = workgroups;
+                    pass.dispatch_workgroups(x, y, z);
+                }
+            }
+            let start = Instant::now();
+            self.queue().submit([encoder.finish()]);
+            device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            Ok(start.elapsed() / repeats)
+        };
+        run(1)?;
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Pipeline {
+                pipeline: "kernel timing".into(),
+                reason: error.to_string(),
+            });
+        }
+        let alone = run(1)?;
+        if give_up_after.is_some_and(|limit| alone > limit) {
+            return Ok(alone);
+        }
+        let repeats = (MEASURE_TARGET.as_secs_f64() / alone.as_secs_f64().max(1e-6))
+            .clamp(1.0, MAX_REPEATS as f64) as u32;
+        Ok(alone.min(run(repeats)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_setting_is_parsed_or_refused() {
+        let known = ["blocked-8x8", "tiled-64x64"];
+        assert_eq!(
+            KernelChoice::parse("on", &known).ok(),
+            Some(KernelChoice::Measure)
+        );
+        assert_eq!(
+            KernelChoice::parse("off", &known).ok(),
+            Some(KernelChoice::Defaults)
+        );
+        assert_eq!(
+            KernelChoice::parse("tiled-64x64", &known).ok(),
+            Some(KernelChoice::Force("tiled-64x64".into()))
+        );
+        let error = KernelChoice::parse("fast", &known)
+            .expect_err("an unknown kernel")
+            .to_string();
+        assert!(
+            error.contains("fast") && error.contains("tiled-64x64"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn cache_files_are_named_by_adapter_and_driver() {
+        let adapter = AdapterSummary {
+            name: "llvmpipe (LLVM 19.1.7, 256 bits)".into(),
+            backend: "Vulkan".into(),
+            device_type: "Cpu".into(),
+            driver: "llvmpipe Mesa 25.0.7".into(),
+            max_storage_buffer_binding_size: 0,
+            max_buffer_size: 0,
+            max_compute_invocations_per_workgroup: 0,
+            max_compute_workgroup_storage_size: 0,
+            max_compute_workgroups_per_dimension: 0,
+            timestamp_queries: false,
+        };
+        let path = default_cache_path(&adapter).expect("HOME is set in tests");
+        let name = path.file_name().expect("a file").to_string_lossy();
+        assert_eq!(
+            name,
+            "llvmpipe-llvm-19-1-7-256-bits-vulkan-llvmpipe-mesa-25-0-7.json"
+        );
+    }
+}

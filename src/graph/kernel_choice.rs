@@ -1,0 +1,128 @@
+//! Which kernel a dispatch runs on this device: the default, a forced one, or the fastest
+//! of its candidates as measured here (once per shape; `gpu::Tuner` remembers).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::GraphError;
+use crate::gpu::{CompiledEntry, Gpu, KernelChoice, TunedKernel};
+use crate::ops::{Alternatives, Candidate, Dispatch, KernelCaps, Slot};
+
+/// A candidate taking this many times the best so far is not timed further.
+const HOPELESS: u32 = 3;
+
+/// The dispatch to build and, where there were alternatives, the chosen kernel's name.
+pub(crate) fn choose(
+    gpu: &Gpu,
+    label: &str,
+    dispatch: &Dispatch,
+    resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
+) -> Result<(Dispatch, Option<&'static str>), GraphError> {
+    let limits = gpu.limits();
+    let caps = KernelCaps {
+        subgroup_gemm: gpu.subgroup_gemm(),
+        max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+    };
+    let Some(alternatives) = crate::ops::alternatives(dispatch, &caps) else {
+        return Ok((dispatch.clone(), None));
+    };
+    let named = |name: &str| alternatives.candidates.iter().find(|c| c.name == name);
+    let default = &alternatives.candidates[0];
+    let chosen = match gpu.kernel_choice() {
+        KernelChoice::Defaults => default,
+        KernelChoice::Force(name) => named(name).unwrap_or(default),
+        KernelChoice::Measure if alternatives.candidates.len() == 1 => default,
+        KernelChoice::Measure => {
+            let known = gpu.tuner().lookup(&alternatives.key);
+            match known.as_deref().and_then(named) {
+                Some(candidate) => candidate,
+                None => measure(gpu, label, &alternatives, resolve)?,
+            }
+        }
+    };
+    Ok((chosen.dispatch.clone(), Some(chosen.name)))
+}
+
+/// Times every candidate on the plan's input buffers (the written one replaced by scratch,
+/// so that no result of the plan is touched) and records the fastest.
+fn measure<'a>(
+    gpu: &Gpu,
+    label: &str,
+    alternatives: &'a Alternatives,
+    resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
+) -> Result<&'a Candidate, GraphError> {
+    let start = Instant::now();
+    let written = alternatives.written_binding;
+    let scratch = |size: u64| {
+        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("tuning scratch"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        })
+    };
+    let mut scratch_buffer: Option<wgpu::Buffer> = None;
+    let mut micros = BTreeMap::new();
+    let mut best: Option<(Duration, &Candidate)> = None;
+    for candidate in &alternatives.candidates {
+        let dispatch = &candidate.dispatch;
+        let compiled = gpu.pipeline(dispatch.shader, dispatch.entry)?;
+        let mut buffers = bind(label, dispatch, &compiled, resolve)?;
+        for (binding, buffer) in &mut buffers {
+            if *binding == written {
+                let size = buffer.size();
+                *buffer = scratch_buffer.get_or_insert_with(|| scratch(size)).clone();
+            }
+        }
+        let refs: Vec<(u32, &wgpu::Buffer)> = buffers.iter().map(|(b, buf)| (*b, buf)).collect();
+        let give_up = best.map(|(time, _)| time * HOPELESS);
+        let time = gpu.time_dispatch(
+            &compiled,
+            &dispatch.uniform,
+            &refs,
+            dispatch.workgroups,
+            give_up,
+        )?;
+        micros.insert(candidate.name.to_string(), time.as_secs_f64() * 1e6);
+        if best.is_none_or(|(fastest, _)| time < fastest) {
+            best = Some((time, candidate));
+        }
+    }
+    let winner = best.map_or(&alternatives.candidates[0], |(_, candidate)| candidate);
+    let tuned = TunedKernel {
+        kernel: winner.name.to_string(),
+        micros,
+    };
+    gpu.tuner()
+        .record(&alternatives.key, tuned, start.elapsed());
+    Ok(winner)
+}
+
+/// The buffer of every binding the compiled entry point reads, besides the uniform block.
+pub(crate) fn bind(
+    label: &str,
+    dispatch: &Dispatch,
+    compiled: &CompiledEntry,
+    resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
+) -> Result<Vec<(u32, wgpu::Buffer)>, GraphError> {
+    compiled
+        .bindings
+        .iter()
+        .filter(|&&b| b != 0)
+        .map(|&binding| {
+            let slot = dispatch
+                .bindings
+                .iter()
+                .find(|(b, _)| *b == binding)
+                .map(|(_, slot)| *slot);
+            let buffer = slot.and_then(resolve).ok_or_else(|| GraphError::Binding {
+                op: label.to_string(),
+                entry: format!("{}:{}", dispatch.shader, dispatch.entry),
+                binding,
+                slot: slot.map(|s| format!("{s:?}")),
+            })?;
+            Ok((binding, buffer))
+        })
+        .collect()
+}

@@ -1,0 +1,142 @@
+//! The kernels that can compute one dispatch: an op emits a dispatch, and here it gets the
+//! alternatives that give the same result another way (other tiles, subgroups), for the
+//! tuner to time on the adapter (see `graph::steps`).
+
+use super::pointwise::{subgroup_gemm_dispatch, tiled_gemm_dispatch, TileRows};
+use super::Dispatch;
+use crate::gpu::Shader;
+
+/// What the adapter can run, as far as the choice of kernels goes.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelCaps {
+    /// The 8-lane subgroup GEMM may run (see `Gpu::subgroup_gemm`).
+    pub subgroup_gemm: bool,
+    pub max_invocations_per_workgroup: u32,
+    pub max_workgroup_storage_bytes: u32,
+}
+
+/// The GEMM kernels by the names the tuner, its cache, `MOBILENET_TUNE` and the reports
+/// use; the first that applies on an adapter is its default.
+pub const GEMM_KERNELS: [&str; 4] = [
+    "subgroup-16x32",
+    "blocked-8x8",
+    "tiled-64x64",
+    "tiled-128x64",
+];
+
+/// Invocations and workgroup memory gemm_tiled.wgsl needs (the 128-row tile's two slabs).
+const TILED_INVOCATIONS: u32 = 256;
+const TILED_WORKGROUP_BYTES: u32 = 2 * 8 * (128 + 64) * 4;
+
+/// One way to run a dispatch.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub name: &'static str,
+    pub dispatch: Dispatch,
+}
+
+/// The kernels that compute one dispatch, the default first.
+#[derive(Clone, Debug)]
+pub struct Alternatives {
+    /// The kernel family and the full shape (every uniform word): what a choice is cached by.
+    pub key: String,
+    /// The binding the kernels write: timed on a scratch buffer, never on the plan's own.
+    pub written_binding: u32,
+    pub candidates: Vec<Candidate>,
+}
+
+/// The alternatives for a dispatch, or `None` where there is only one kernel.
+pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternatives> {
+    if !matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4) {
+        return None;
+    }
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let tiled_fits = caps.max_invocations_per_workgroup >= TILED_INVOCATIONS
+        && caps.max_workgroup_storage_bytes >= TILED_WORKGROUP_BYTES;
+    let candidates: Vec<Candidate> = GEMM_KERNELS
+        .iter()
+        .filter_map(|&name| {
+            let dispatch = match name {
+                "subgroup-16x32" if caps.subgroup_gemm => subgroup_gemm_dispatch(dispatch)?,
+                "blocked-8x8" => dispatch.clone(),
+                "tiled-64x64" if tiled_fits => tiled_gemm_dispatch(dispatch, TileRows::R64)?,
+                "tiled-128x64" if tiled_fits => tiled_gemm_dispatch(dispatch, TileRows::R128)?,
+                _ => return None,
+            };
+            Some(Candidate { name, dispatch })
+        })
+        .collect();
+    let key = format!(
+        "gemm {}",
+        words
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    Some(Alternatives {
+        key,
+        written_binding: 4,
+        candidates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::pointwise::Gemm;
+    use crate::ops::Slot;
+
+    fn caps(subgroup_gemm: bool) -> KernelCaps {
+        KernelCaps {
+            subgroup_gemm,
+            max_invocations_per_workgroup: 256,
+            max_workgroup_storage_bytes: 16384,
+        }
+    }
+
+    fn gemm(m: usize, n: usize, k: usize) -> Dispatch {
+        Gemm::plain(m, n, k).dispatch(Slot::Input, Slot::Param(0), Slot::Unused, Slot::Output)
+    }
+
+    fn names(alternatives: &Alternatives) -> Vec<&'static str> {
+        alternatives.candidates.iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn the_default_is_the_fixed_rule_of_before() {
+        let cpu = alternatives(&gemm(100, 64, 32), &caps(true)).expect("a GEMM");
+        assert_eq!(names(&cpu), GEMM_KERNELS);
+        let gpu = alternatives(&gemm(100, 64, 32), &caps(false)).expect("a GEMM");
+        assert_eq!(names(&gpu), ["blocked-8x8", "tiled-64x64", "tiled-128x64"]);
+    }
+
+    #[test]
+    fn small_workgroup_limits_leave_out_the_tiled_kernels() {
+        let small = KernelCaps {
+            max_workgroup_storage_bytes: 8192,
+            ..caps(false)
+        };
+        let only = alternatives(&gemm(100, 64, 32), &small).expect("a GEMM");
+        assert_eq!(names(&only), ["blocked-8x8"]);
+    }
+
+    #[test]
+    fn shapes_have_their_own_keys_and_other_kernels_none() {
+        let a = alternatives(&gemm(100, 64, 32), &caps(false)).expect("a GEMM");
+        let b = alternatives(&gemm(100, 64, 36), &caps(false)).expect("a GEMM");
+        assert_ne!(a.key, b.key);
+        let reduce = crate::ops::sum_partials(Slot::Scratch(0), Slot::Output, 2, 8);
+        assert!(alternatives(&reduce, &caps(true)).is_none());
+    }
+
+    #[test]
+    fn tiled_grids_cover_the_output() {
+        let tiled = tiled_gemm_dispatch(&gemm(130, 70, 64), TileRows::R64).expect("a GEMM");
+        assert_eq!((tiled.shader, tiled.entry), (Shader::GemmTiled64, "tiled"));
+        assert_eq!(tiled.workgroups, [2, 3, 1]);
+        let tall = tiled_gemm_dispatch(&gemm(130, 64, 64), TileRows::R128).expect("a GEMM");
+        assert_eq!(tall.shader, Shader::GemmTiled128Vec4);
+        assert_eq!(tall.workgroups, [1, 2, 1]);
+    }
+}

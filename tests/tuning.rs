@@ -1,0 +1,144 @@
+//! Kernel tuning on the real adapter: forced kernels are the ones that run, measured choices
+//! are cached per adapter and reused without timing, a damaged cache is replaced, and
+//! `MOBILENET_TUNE=off` keeps the defaults. That every candidate computes the right result
+//! is the golden and gradient tests' part (they run each one, see `common::gemm_devices`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mobilenet_wgpu::gpu::{KernelChoice, TunedKernel};
+use mobilenet_wgpu::graph::{ParamBuffers, TrainConfig, TrainPlan};
+use mobilenet_wgpu::{Gpu, MobileNetV1Config};
+
+fn open(choice: KernelChoice, cache: Option<std::path::PathBuf>) -> Gpu {
+    Gpu::new()
+        .unwrap_or_else(|e| {
+            panic!("{e}\nOn Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers")
+        })
+        .with_tuning(choice, cache)
+}
+
+/// The kernel names in brackets of a plan's steps, e.g. "[tiled-64x64]".
+fn chosen(kernels: &[String]) -> Vec<String> {
+    kernels
+        .iter()
+        .filter_map(|label| {
+            let start = label.rfind('[')?;
+            Some(label[start + 1..label.len() - 1].to_string())
+        })
+        .collect()
+}
+
+/// A MobileNet 0.25 training plan at 32x32: forward, dX and dW GEMMs of many shapes.
+fn train_kernels(gpu: &Gpu) -> Vec<String> {
+    let config = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        classes: 10,
+        ..Default::default()
+    };
+    let model = config.build(4).expect("build");
+    let params = Arc::new(ParamBuffers::new(gpu, &model.graph).expect("params"));
+    let plan =
+        TrainPlan::compile(&model.graph, gpu, params, &TrainConfig::default()).expect("compile");
+    plan.kernels()
+}
+
+fn read_cache(path: &std::path::Path) -> BTreeMap<String, TunedKernel> {
+    let text = std::fs::read_to_string(path).expect("the cache file was written");
+    let file: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+    serde_json::from_value(file["choices"].clone()).expect("choices")
+}
+
+#[test]
+fn forced_kernels_are_the_ones_that_run() {
+    for (device, name) in common::gemm_devices() {
+        let kernels = train_kernels(device);
+        let names = chosen(&kernels);
+        assert!(!names.is_empty(), "no GEMM step in {kernels:?}");
+        assert!(
+            names.iter().all(|n| n == name),
+            "forced {name}, ran {names:?}"
+        );
+    }
+}
+
+#[test]
+fn measured_choices_are_cached_and_reused_without_timing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("kernels.json");
+    let first = open(KernelChoice::Measure, Some(path.clone()));
+    let kernels = train_kernels(&first);
+    let stats = first.tuning_stats();
+    println!("first compile: {stats:?}");
+    assert!(stats.timed > 0, "nothing was timed: {stats:?}");
+    let offered = common::gemm_kernels(&first);
+    let cache = read_cache(&path);
+    assert_eq!(cache.len(), stats.timed, "one entry per shape timed");
+    for (key, tuned) in &cache {
+        let timed: Vec<&str> = tuned.micros.keys().map(String::as_str).collect();
+        assert!(
+            offered.iter().all(|k| timed.contains(k)),
+            "{key}: timed {timed:?}, offered {offered:?}"
+        );
+        let fastest = tuned
+            .micros
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(k, _)| k.clone());
+        assert_eq!(
+            Some(&tuned.kernel),
+            fastest.as_ref(),
+            "{key}: not the fastest"
+        );
+        assert!(
+            tuned.micros.values().all(|&us| us > 0.0),
+            "{key}: {tuned:?}"
+        );
+    }
+    // Every GEMM step runs its shape's winner.
+    let winners: Vec<&str> = cache.values().map(|t| t.kernel.as_str()).collect();
+    assert!(chosen(&kernels)
+        .iter()
+        .all(|k| winners.contains(&k.as_str())));
+
+    let second = open(KernelChoice::Measure, Some(path.clone()));
+    let again = train_kernels(&second);
+    let stats = second.tuning_stats();
+    println!("second compile: {stats:?}");
+    assert_eq!(stats.timed, 0, "the cache was not used: {stats:?}");
+    assert!(stats.reused > 0);
+    assert_eq!(
+        again, kernels,
+        "the cached choices differ from the measured ones"
+    );
+}
+
+#[test]
+fn a_damaged_cache_is_measured_again_and_replaced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("kernels.json");
+    std::fs::write(&path, b"{ not json").expect("write");
+    let gpu = open(KernelChoice::Measure, Some(path.clone()));
+    train_kernels(&gpu);
+    assert!(gpu.tuning_stats().timed > 0);
+    assert_eq!(read_cache(&path).len(), gpu.tuning_stats().timed);
+}
+
+#[test]
+fn tuning_off_keeps_the_defaults_and_writes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("kernels.json");
+    let gpu = open(KernelChoice::Defaults, Some(path.clone()));
+    let names = chosen(&train_kernels(&gpu));
+    let default = common::gemm_kernels(&gpu)[0];
+    assert!(names.iter().all(|n| n == default), "{names:?}");
+    assert_eq!(gpu.tuning_stats().timed, 0);
+    assert!(
+        !path.exists(),
+        "MOBILENET_TUNE=off wrote {}",
+        path.display()
+    );
+}
