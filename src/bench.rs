@@ -66,8 +66,12 @@ pub struct BenchReport {
     pub activation_live_peak_bytes: u64,
     pub adapter: String,
     pub backend: String,
-    /// Which GEMM kernel ran: "subgroup" (gemm_subgroup.wgsl) or "register-blocked" (gemm.wgsl).
-    pub gemm_kernel: &'static str,
+    /// The GEMM kernels that ran and on how many dispatches, e.g. {"tiled-64x64": 20}.
+    pub gemm_kernels: std::collections::BTreeMap<String, usize>,
+    /// Every dispatch in execution order with the kernel it ran (`Plan::kernels`).
+    pub kernels: Vec<String>,
+    /// What choosing the kernels cost while the measured plans were compiled.
+    pub tuning: TuningReport,
     pub dispatches: usize,
     /// Per-dispatch GPU times in execution order, with `--profile`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -79,6 +83,45 @@ pub struct BenchReport {
     /// `--mode train` under `mpirun`: this rank's share of the data-parallel steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_parallel: Option<DataParallelReport>,
+}
+
+/// How the kernels were chosen and what it cost.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TuningReport {
+    /// `MOBILENET_TUNE`'s setting: on (measure), off, cached or the forced kernel.
+    pub choice: String,
+    /// Shapes whose candidates were timed now.
+    pub timed_shapes: usize,
+    /// Shapes whose choice came from the cache.
+    pub cached_shapes: usize,
+    pub seconds: f64,
+    pub cache: Option<String>,
+}
+
+impl TuningReport {
+    /// What tuning cost `gpu` since `before`.
+    pub fn since(gpu: &Gpu, before: crate::gpu::TuningStats) -> TuningReport {
+        let now = gpu.tuning_stats();
+        TuningReport {
+            choice: gpu.kernel_choice().to_string(),
+            timed_shapes: now.timed - before.timed,
+            cached_shapes: now.reused - before.reused,
+            seconds: now.seconds - before.seconds,
+            cache: gpu.tuning_cache().map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// The GEMM kernel names in brackets of step labels, counted.
+fn count_kernels(kernels: &[String]) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for label in kernels {
+        if let Some(start) = label.rfind(" [") {
+            let name = label[start + 2..].trim_end_matches(']');
+            *counts.entry(name.to_string()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 /// Where a rank's data-parallel training step went, per step (means over the timed steps).
@@ -152,7 +195,9 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
     // Measured as predict and eval run: batchnorm folded into the convolutions.
     let summary = config.build(1)?.summary();
     let params = ParamStore::initialize(&config.build(1)?.graph, 1);
+    let before = gpu.tuning_stats();
     let plan = config.inference_plan(gpu, &params, options.batch)?;
+    let tuning = TuningReport::since(gpu, before);
     let input = random_input(
         &mut rand::rngs::StdRng::seed_from_u64(7),
         plan.input_shape(),
@@ -167,7 +212,7 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
         device,
         plan.memory(),
         gpu,
-        plan.dispatch_count(),
+        (plan.kernels(), tuning),
     );
     if options.profile {
         report.profile = profile_rows(plan.profile(gpu, &input)?);
@@ -219,6 +264,8 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
         }
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let before = gpu.tuning_stats();
+    let mut kernels = Vec::new();
     let (mut wall_total, mut device_total) = (0.0, Some(0.0));
     let (mut mult_adds, mut memory, mut profile) = (0u64, MemoryReport::default(), Vec::new());
     for ((input_shape, out_channels), count) in &shapes {
@@ -231,6 +278,7 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
         let y = g.pointwise("pw", x, op)?;
         g.output(y)?;
         let plan = g.compile(gpu)?;
+        kernels.extend(plan.kernels());
         plan.load_params(&ParamStore::initialize(&g, 1))?;
         let input = random_input(&mut rng, input_shape);
         let (wall, device) = time_plan(&plan, &input, options)?;
@@ -276,7 +324,7 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
         device_total.into_iter().collect(),
         memory,
         gpu,
-        shapes.iter().map(|(_, count)| count).sum(),
+        (kernels, TuningReport::since(gpu, before)),
     );
     report.iters = options.iters;
     report.profile = profile;
@@ -294,7 +342,7 @@ fn report(
     device: Vec<f64>,
     memory: MemoryReport,
     gpu: &Gpu,
-    dispatches: usize,
+    (kernels, tuning): (Vec<String>, TuningReport),
 ) -> BenchReport {
     let wall_ms = median(wall);
     // Some drivers report zero-length passes when they do not really time them.
@@ -326,12 +374,10 @@ fn report(
         activation_live_peak_bytes: memory.activations_live_peak,
         adapter: gpu.adapter().name.clone(),
         backend: gpu.adapter().backend.clone(),
-        gemm_kernel: if gpu.subgroup_gemm() {
-            "subgroup"
-        } else {
-            "register-blocked"
-        },
-        dispatches,
+        gemm_kernels: count_kernels(&kernels),
+        dispatches: kernels.len(),
+        kernels,
+        tuning,
         profile: Vec::new(),
         data_wait_ms_per_batch: None,
         data_parallel: None,
@@ -371,7 +417,9 @@ pub fn bench_train(
         gradient_bucket_bytes: (replicas.count() > 1).then_some(bucket_bytes),
         ..Default::default()
     };
+    let before = gpu.tuning_stats();
     let plan = TrainPlan::compile(&model.graph, gpu, params, &train)?;
+    let tuning = TuningReport::since(gpu, before);
     let step = |images: &[f32], labels: &[u32]| -> anyhow::Result<Option<StepTiming>> {
         Ok(match replicas.count() {
             1 => plan.step(images, labels, 1e-3).map(|_| None)?,
@@ -445,7 +493,7 @@ pub fn bench_train(
         device,
         plan.memory(),
         gpu,
-        plan.dispatch_count(),
+        (plan.kernels(), tuning),
     );
     if options.profile {
         report.profile = profile_rows(plan.profile(gpu, &input, &labels, 1e-3)?);
@@ -529,4 +577,78 @@ fn peak_rss_mb() -> Option<f64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+/// What `mobilenet tune` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TuneReport {
+    pub adapter: String,
+    pub tuning: TuningReport,
+    pub plans: Vec<TunedPlan>,
+}
+
+/// One compiled plan's GEMM dispatches, each with the kernel it will run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TunedPlan {
+    /// "train, batch 32" or "infer, batch 32".
+    pub plan: String,
+    pub kernels: Vec<String>,
+}
+
+/// Which plans `tune` compiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunePlans {
+    /// Training steps (and the evaluation during training, whose GEMMs are the same).
+    pub train: bool,
+    /// Batch-norm-folded inference: predict, bench --mode infer.
+    pub infer: bool,
+}
+
+/// Compiles the network's plans at every batch size, which times each GEMM shape the cache
+/// does not know yet on this adapter and saves the fastest kernels: what the first run at
+/// these shapes would otherwise spend.
+pub fn tune(
+    gpu: &Gpu,
+    config: &MobileNetV1Config,
+    batches: &[usize],
+    which: TunePlans,
+) -> anyhow::Result<TuneReport> {
+    use crate::graph::{ParamBuffers, TrainConfig, TrainPlan};
+    use std::sync::Arc;
+    anyhow::ensure!(
+        gpu.kernel_choice() == crate::gpu::KernelChoice::Measure,
+        "tuning times kernels, but MOBILENET_TUNE={} says not to; unset it",
+        gpu.kernel_choice()
+    );
+    anyhow::ensure!(!batches.is_empty(), "give at least one --batch");
+    let before = gpu.tuning_stats();
+    let mut plans = Vec::new();
+    let gemms = |kernels: Vec<String>| -> Vec<String> {
+        kernels.into_iter().filter(|k| k.ends_with(']')).collect()
+    };
+    for &batch in batches {
+        if which.train {
+            let model = config.build(batch)?;
+            let params = Arc::new(ParamBuffers::new(gpu, &model.graph)?);
+            let plan = TrainPlan::compile(&model.graph, gpu, params, &TrainConfig::default())?;
+            plans.push(TunedPlan {
+                plan: format!("train, batch {batch}"),
+                kernels: gemms(plan.kernels()),
+            });
+        }
+        if which.infer {
+            let params = ParamStore::initialize(&config.build(1)?.graph, 1);
+            let plan = config.inference_plan(gpu, &params, batch)?;
+            plans.push(TunedPlan {
+                plan: format!("infer, batch {batch}"),
+                kernels: gemms(plan.kernels()),
+            });
+        }
+    }
+    gpu.save_tuning()?;
+    Ok(TuneReport {
+        adapter: gpu.adapter().name.clone(),
+        tuning: TuningReport::since(gpu, before),
+        plans,
+    })
 }

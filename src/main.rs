@@ -3,7 +3,8 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mobilenet_wgpu::bench::{
-    bench_data, bench_gemm, bench_infer, bench_train, BenchOptions, BenchReport,
+    bench_data, bench_gemm, bench_infer, bench_train, tune, BenchOptions, BenchReport, TunePlans,
+    TuneReport,
 };
 use mobilenet_wgpu::data::{
     index_image_folder, Augment, DataSource, LoaderOptions, RandomResizedCrop,
@@ -83,6 +84,23 @@ enum Command {
         /// --mode train under mpirun: gradient bucket size in MiB.
         #[arg(long, default_value_t = (DEFAULT_BUCKET_BYTES >> 20) as f64)]
         bucket_mb: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time the GEMM kernel candidates on this adapter for a network's shapes and cache the
+    /// fastest per shape (what the first train, bench or predict at these shapes would
+    /// otherwise do); prints the kernel each layer will run. MOBILENET_TUNE=off skips tuning
+    /// everywhere.
+    Tune {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Batch sizes to tune for, comma-separated (each is its own set of shapes).
+        #[arg(long, value_delimiter = ',', default_value = "32")]
+        batch: Vec<usize>,
+        /// The plans to tune: train (training and its evaluation), infer (predict, bench
+        /// --mode infer) or both.
+        #[arg(long, value_enum, default_value_t = TuneMode::Both)]
+        mode: TuneMode,
         #[arg(long)]
         json: bool,
     },
@@ -245,6 +263,13 @@ enum BenchMode {
     Gemm,
     /// The data loader alone on --data: images/s of read, decode, transform, normalise.
     Data,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TuneMode {
+    Train,
+    Infer,
+    Both,
 }
 
 #[derive(Args)]
@@ -606,7 +631,7 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(report)?);
     } else {
         println!(
-            "{}  batch {}  res {}  alpha {}  on {} ({}, {} GEMM)\n  {:.2} ms/batch ({})  {:.1} images/s  \
+            "{}  batch {}  res {}  alpha {}  on {} ({})\n  {:.2} ms/batch ({})  {:.1} images/s  \
              {:.2} GFLOP/s  wall {:.2} ms/batch  GPU memory {:.1} MiB (activations {:.1} MiB, \
              live-tensor peak {:.1} MiB)  dispatches {}",
             report.mode,
@@ -615,7 +640,6 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             report.alpha,
             report.adapter,
             report.backend,
-            report.gemm_kernel,
             report.ms_per_batch,
             report.timing,
             report.images_per_sec,
@@ -626,6 +650,7 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
             report.activation_live_peak_bytes as f64 / (1 << 20) as f64,
             report.dispatches
         );
+        print_kernels(report);
         if let Some(wait) = report.data_wait_ms_per_batch {
             println!(
                 "  waited {wait:.2} ms per step for the loader's next batch ({:.1}% of the step)",
@@ -654,6 +679,61 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn print_tune(report: &TuneReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+        return Ok(());
+    }
+    for plan in &report.plans {
+        println!("{} on {}:", plan.plan, report.adapter);
+        for kernel in &plan.kernels {
+            println!("  {kernel}");
+        }
+    }
+    let tuning = &report.tuning;
+    println!(
+        "{} shapes timed in {:.2} s, {} reused (from the cache or a layer of the same shape); choices saved in {}",
+        tuning.timed_shapes,
+        tuning.seconds,
+        tuning.cached_shapes,
+        tuning
+            .cache
+            .as_deref()
+            .unwrap_or("memory only (no HOME or XDG_CACHE_HOME)")
+    );
+    Ok(())
+}
+
+/// Which GEMM kernels ran, and what choosing them cost.
+fn print_kernels(report: &BenchReport) {
+    let kernels: Vec<String> = report
+        .gemm_kernels
+        .iter()
+        .map(|(name, count)| format!("{name} x{count}"))
+        .collect();
+    let tuning = &report.tuning;
+    let how = match tuning.choice.as_str() {
+        "on" => format!(
+            "tuned: {} shapes timed in {:.2} s, {} from the cache{}",
+            tuning.timed_shapes,
+            tuning.seconds,
+            tuning.cached_shapes,
+            tuning
+                .cache
+                .as_ref()
+                .map(|c| format!(" ({c})"))
+                .unwrap_or_default()
+        ),
+        "off" => "MOBILENET_TUNE=off: the default kernels".to_string(),
+        "cached" => format!(
+            "MOBILENET_TUNE=cached: {} shapes from the cache, defaults elsewhere",
+            tuning.cached_shapes
+        ),
+        forced => format!("MOBILENET_TUNE={forced}: forced"),
+    };
+    println!("  GEMM kernels: {}; {how}", kernels.join(", "));
 }
 
 /// The slowest dispatches and the time per shader entry point.
@@ -784,6 +864,20 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Tune {
+            model,
+            batch,
+            mode,
+            json,
+        } => {
+            let gpu = Gpu::new()?;
+            let which = TunePlans {
+                train: !matches!(mode, TuneMode::Infer),
+                infer: !matches!(mode, TuneMode::Train),
+            };
+            let report = tune(&gpu, &model.config(), &batch, which)?;
+            print_tune(&report, json)?;
         }
         Command::Summary { model, json } => {
             let summary = model.config().build(1)?.summary();

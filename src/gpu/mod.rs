@@ -34,7 +34,7 @@ pub enum GpuError {
     Pipeline { pipeline: String, reason: String },
     #[error("reading a buffer back from the GPU failed: {0}")]
     Readback(String),
-    #[error("MOBILENET_TUNE={value:?} is not a setting: use on (measure, the default), off (the fixed defaults) or a kernel name: {known}")]
+    #[error("MOBILENET_TUNE={value:?} is not a setting: use on (measure, the default), off (the fixed defaults), cached (the cache's choices, nothing timed) or a kernel name: {known}")]
     TuneSetting { value: String, known: String },
     #[error("cannot write the kernel cache {}: {reason}; set XDG_CACHE_HOME to a writable directory or MOBILENET_TUNE=off", path.display())]
     TuneCache {
@@ -314,7 +314,7 @@ impl Gpu {
     }
 
     /// How plans compiled on this device choose among kernels.
-    pub fn kernel_choice(&self) -> &KernelChoice {
+    pub fn kernel_choice(&self) -> KernelChoice {
         self.tuner.choice()
     }
 
@@ -334,10 +334,15 @@ impl Gpu {
         self.tuner.choices()
     }
 
-    /// Takes choices measured elsewhere (rank 0's, so that every replica runs the same
-    /// kernels and stays bit-identical) as if they came from the cache.
-    pub fn adopt_tuned_kernels(&self, choices: std::collections::BTreeMap<String, TunedKernel>) {
-        self.tuner.adopt(choices)
+    /// Chooses kernels as another device did: its mode, and its choices as if they came
+    /// from the cache (rank 0's, so that every replica runs the same kernels and stays
+    /// bit-identical; a measuring device is followed with `KernelChoice::Cached`).
+    pub fn follow_tuning(
+        &self,
+        choice: KernelChoice,
+        choices: std::collections::BTreeMap<String, TunedKernel>,
+    ) {
+        self.tuner.follow(choice, choices)
     }
 
     /// Writes new choices to the cache file (plans do after compiling).

@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 use super::{AdapterSummary, CompiledEntry, Gpu, GpuError, Shader};
 
 /// How plans pick among kernels that compute the same thing. `MOBILENET_TUNE` sets it:
-/// unset or `on` measures, `off` keeps the defaults, a kernel name forces that kernel
-/// wherever it applies.
+/// unset or `on` measures, `off` keeps the defaults, `cached` takes what the cache knows
+/// and times nothing, a kernel name forces that kernel wherever it applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KernelChoice {
     /// Time the candidates of every shape not yet in the cache, keep the fastest.
     Measure,
     /// The fixed rule: the subgroup GEMM on CPU adapters, the register-blocked one elsewhere.
     Defaults,
+    /// The cache's choices where it has them, the defaults elsewhere; nothing is timed.
+    Cached,
     /// This kernel wherever it is a candidate (for tests and comparisons).
     Force(String),
 }
@@ -36,12 +38,25 @@ impl KernelChoice {
         match value.trim() {
             "" | "on" | "1" => Ok(KernelChoice::Measure),
             "off" | "0" => Ok(KernelChoice::Defaults),
+            "cached" => Ok(KernelChoice::Cached),
             name if known.contains(&name) => Ok(KernelChoice::Force(name.to_string())),
             other => Err(GpuError::TuneSetting {
                 value: other.to_string(),
                 known: known.join(", "),
             }),
         }
+    }
+}
+
+impl std::fmt::Display for KernelChoice {
+    /// As `MOBILENET_TUNE` spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KernelChoice::Measure => "on",
+            KernelChoice::Defaults => "off",
+            KernelChoice::Cached => "cached",
+            KernelChoice::Force(name) => name,
+        })
     }
 }
 
@@ -76,7 +91,7 @@ struct CacheFile {
 
 /// The tuner of one device: its mode, its choices and where they persist.
 pub(crate) struct Tuner {
-    choice: KernelChoice,
+    choice: Mutex<KernelChoice>,
     path: Option<PathBuf>,
     state: Mutex<TunerState>,
 }
@@ -136,13 +151,13 @@ pub fn default_cache_path(adapter: &AdapterSummary) -> Option<PathBuf> {
 impl Tuner {
     pub fn new(choice: KernelChoice, path: Option<PathBuf>, adapter: &AdapterSummary) -> Tuner {
         let mut state = TunerState::default();
-        if choice == KernelChoice::Measure {
+        if matches!(choice, KernelChoice::Measure | KernelChoice::Cached) {
             if let Some(path) = &path {
                 state.choices = load(path, adapter, true);
             }
         }
         Tuner {
-            choice,
+            choice: Mutex::new(choice),
             path,
             state: Mutex::new(state),
         }
@@ -152,8 +167,11 @@ impl Tuner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn choice(&self) -> &KernelChoice {
-        &self.choice
+    pub fn choice(&self) -> KernelChoice {
+        self.choice
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -186,8 +204,9 @@ impl Tuner {
         self.state().choices.clone()
     }
 
-    /// Takes choices made elsewhere (another rank's) as if they came from the cache.
-    pub fn adopt(&self, choices: BTreeMap<String, TunedKernel>) {
+    /// Chooses as another device does: its mode, and its choices as if from the cache.
+    pub fn follow(&self, choice: KernelChoice, choices: BTreeMap<String, TunedKernel>) {
+        *self.choice.lock().unwrap_or_else(|e| e.into_inner()) = choice;
         self.state().choices.extend(choices);
     }
 
@@ -356,6 +375,10 @@ mod tests {
         assert_eq!(
             KernelChoice::parse("off", &known).ok(),
             Some(KernelChoice::Defaults)
+        );
+        assert_eq!(
+            KernelChoice::parse("cached", &known).ok(),
+            Some(KernelChoice::Cached)
         );
         assert_eq!(
             KernelChoice::parse("tiled-64x64", &known).ok(),

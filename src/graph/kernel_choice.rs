@@ -31,7 +31,11 @@ pub(crate) fn choose(
     let default = &alternatives.candidates[0];
     let chosen = match gpu.kernel_choice() {
         KernelChoice::Defaults => default,
-        KernelChoice::Force(name) => named(name).unwrap_or(default),
+        KernelChoice::Force(name) => named(&name).unwrap_or(default),
+        KernelChoice::Cached => {
+            let known = gpu.tuner().lookup(&alternatives.key);
+            known.as_deref().and_then(named).unwrap_or(default)
+        }
         KernelChoice::Measure if alternatives.candidates.len() == 1 => default,
         KernelChoice::Measure => {
             let known = gpu.tuner().lookup(&alternatives.key);

@@ -5,6 +5,7 @@
 
 use super::evaluate::EvalResult;
 use super::network::Network;
+use crate::gpu::{Gpu, KernelChoice, TunedKernel};
 use crate::graph::{ParamStore, Replicas, RunningMetrics};
 use anyhow::bail;
 
@@ -44,6 +45,60 @@ impl Default for ParallelOptions {
 pub(crate) fn from_rank0(replicas: &dyn Replicas, values: &[f64]) -> anyhow::Result<Vec<f64>> {
     let all = replicas.all_gather(values)?;
     Ok(all[..values.len()].to_vec())
+}
+
+/// Runs `build` (which compiles plans) on every rank with rank 0's kernels: ranks timing
+/// candidates for themselves could pick different ones, whose different orders of summation
+/// would set the replicas apart. Rank 0 builds first, choosing as it was told to; the others
+/// then follow its setting and its choices, timing nothing.
+pub(crate) fn build_with_rank0_kernels<T>(
+    gpu: &Gpu,
+    replicas: &dyn Replicas,
+    build: impl FnOnce() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    if replicas.count() == 1 {
+        return build();
+    }
+    if replicas.rank() == 0 {
+        let built = build()?;
+        rank0_kernels(gpu, replicas)?;
+        return Ok(built);
+    }
+    let rank0 = rank0_kernels(gpu, replicas)?;
+    let choice = match rank0.choice.as_str() {
+        "on" | "cached" => KernelChoice::Cached,
+        "off" => KernelChoice::Defaults,
+        name => KernelChoice::Force(name.to_string()),
+    };
+    gpu.follow_tuning(choice, rank0.choices);
+    build()
+}
+
+/// Rank 0's kernel setting and choices, on every rank.
+fn rank0_kernels(gpu: &Gpu, replicas: &dyn Replicas) -> anyhow::Result<RankZeroKernels> {
+    let local = RankZeroKernels {
+        choice: gpu.kernel_choice().to_string(),
+        choices: gpu.tuned_kernels(),
+    };
+    let bytes = broadcast_bytes(replicas, serde_json::to_vec(&local)?)?;
+    Ok(serde_json::from_slice(&bytes)?)
+}
+
+/// Rank 0's kernel setting (as MOBILENET_TUNE spells it) and its choices.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RankZeroKernels {
+    choice: String,
+    choices: std::collections::BTreeMap<String, TunedKernel>,
+}
+
+/// Rank 0's bytes on every rank, carried as f32s (exact for values below 2^24).
+fn broadcast_bytes(replicas: &dyn Replicas, bytes: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    let mut len = [bytes.len() as f32];
+    replicas.broadcast(&mut len)?;
+    let mut values: Vec<f32> = bytes.iter().map(|&b| b as f32).collect();
+    values.resize(len[0] as usize, 0.0);
+    replicas.broadcast(&mut values)?;
+    Ok(values.into_iter().map(|v| v as u8).collect())
 }
 
 /// Every replica starts from rank 0's weights and optimizer state (its initialisation or

@@ -12,8 +12,8 @@ use super::metrics::{
 };
 use super::network::Network;
 use super::replicas::{
-    check_replicas_agree, common_steps, from_rank0, pooled_eval, pooled_metrics, share_state,
-    ParallelOptions,
+    build_with_rank0_kernels, check_replicas_agree, common_steps, from_rank0, pooled_eval,
+    pooled_metrics, share_state, ParallelOptions,
 };
 use super::run_lock::RunLock;
 use super::{OptimizerConfig, Schedule};
@@ -332,7 +332,9 @@ impl<'a> Run<'a> {
             options.batch_size,
             replicas.count()
         );
-        let network = Network::build(gpu, options, &config, pretrained.as_ref(), replicas.count())?;
+        let network = build_with_rank0_kernels(gpu, replicas, || {
+            Network::build(gpu, options, &config, pretrained.as_ref(), replicas.count())
+        })?;
         let normalize = match &pretrained {
             // Inputs as the pretrained network saw them.
             Some(p) => p.preprocess.normalize.clone(),
