@@ -11,7 +11,9 @@
 # $PYTHON (default python3). Each side reports the median of its timed batches (GPU timestamps
 # where the adapter has them); ours/peer compares images per second. JSON lines of every run
 # are kept in $RESULTS (default benches/gpu-results.jsonl) for the README table.
-# Kernel tuning per adapter (issue 12) does not exist yet: the kernels are today's fixed rule.
+# The GEMM kernels are tuned for the adapter first (`mobilenet tune`, cached per adapter and
+# driver; the line "tuning: ..." says how long it took), so the rows time the tuned kernels;
+# MOBILENET_TUNE=off benches/gpu.sh times the fixed defaults instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -32,6 +34,15 @@ field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[
 
 "$ours" devices
 : >"$RESULTS"
+tuning=()
+if [[ ${MOBILENET_TUNE:-on} != off ]]; then
+    for res in 224 32; do
+        batches=$BATCHES_224
+        if [[ $res == 32 ]]; then batches=$BATCHES_32; fi
+        t=$("$ours" tune --alpha 1.0 --resolution "$res" --batch "${batches// /,}" --json)
+        tuning+=("$res: $("$PYTHON" -c "import json,sys; t=json.loads(sys.argv[1])['tuning']; print(f\"{t['timed_shapes']} shapes timed in {t['seconds']:.1f} s, {t['cached_shapes']} reused\")" "$t")")
+    done
+fi
 rows=()
 for res in 224 32; do
     batches=$BATCHES_224
@@ -79,4 +90,5 @@ echo "adapter: ${adapter:-unknown}; peer: ${peer:+PyTorch CUDA}${peer:-none (no 
 printf '| %-5s | %5s | %3s | %10s | %9s | %10s | %9s | %9s |\n' mode batch res "ours ms" "img/s" "peer ms" "img/s" "ours/peer"
 printf '|%s|\n' "-------|-------|-----|------------|-----------|------------|-----------|-----------"
 printf '%s\n' "${table[@]}"
+if [[ ${#tuning[@]} -gt 0 ]]; then echo "tuning: ${tuning[*]}"; fi
 echo "JSON of every run: $RESULTS"

@@ -327,6 +327,8 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
         (kernels, TuningReport::since(gpu, before)),
     );
     report.iters = options.iters;
+    // One dispatch per pointwise layer; `kernels` lists each distinct shape once.
+    report.dispatches = shapes.iter().map(|(_, count)| count).sum();
     report.profile = profile;
     Ok(report)
 }

@@ -14,6 +14,7 @@ use mobilenet_wgpu::gpu::{list_adapters, INSTALL_HINT};
 use mobilenet_wgpu::predict::{logits_for_tensor, predict_to_jsonl, Classifier};
 use mobilenet_wgpu::train::dataset::{default_source_kind, eval_loader_options, load_dataset};
 use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
+use mobilenet_wgpu::train::launch::say;
 use mobilenet_wgpu::train::trainer::{Finetune, TrainOptions, BEST, CURVES, LAST, METRICS};
 use mobilenet_wgpu::train::{train_replicated, Launch, ParallelOptions, DEFAULT_BUCKET_BYTES};
 use mobilenet_wgpu::train::{
@@ -775,14 +776,14 @@ fn run_training(
     let replicas = launch.replicas();
     let gpu = launch.gpu(adapter_index)?;
     if replicas.count() > 1 {
-        eprintln!(
+        say(&format!(
             "rank {} of {}: pid {}, adapter {} ({})",
             replicas.rank(),
             replicas.count(),
             std::process::id(),
             gpu.adapter().name,
             gpu.adapter().backend
-        );
+        ));
     }
     let writer = replicas.rank() == 0;
     let what = match &options.finetune {

@@ -63,10 +63,10 @@ impl Launch {
             (None, Some((rank, ranks))) => {
                 let adapters = Gpu::adapter_count();
                 if ranks > adapters && rank == 0 {
-                    eprintln!(
+                    say(&format!(
                         "warning: {ranks} ranks on this machine share {adapters} adapter(s); \
                          ranks on one adapter take turns and run no faster than one"
-                    );
+                    ));
                 }
                 Gpu::with_adapter_index(rank % adapters.max(1))?
             }
@@ -84,13 +84,20 @@ impl Launch {
             }
             #[cfg(feature = "mpi")]
             Launch::Mpi(mpi) => {
-                eprintln!(
+                say(&format!(
                     "error: rank {} of {} failed: {error:#}\nerror: stopping all ranks",
                     mpi.rank(),
                     mpi.count()
-                );
+                ));
                 mpi.abort(1)
             }
         }
     }
+}
+
+/// Prints a message on stderr in one write: ranks share mpirun's stderr, and the pieces of
+/// an `eprintln!` can interleave with another rank's into lines that belong to neither.
+pub fn say(message: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{message}\n").as_bytes());
 }
