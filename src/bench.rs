@@ -66,8 +66,10 @@ pub struct BenchReport {
     pub activation_live_peak_bytes: u64,
     pub adapter: String,
     pub backend: String,
-    /// The GEMM kernels that ran and on how many dispatches, e.g. {"tiled-64x64": 20}.
-    pub gemm_kernels: std::collections::BTreeMap<String, usize>,
+    /// The kernels chosen among alternatives and on how many dispatches each ran, e.g.
+    /// {"tiled-64x64": 20, "vec4": 81}: GEMM kernels by tile, depthwise and batch-norm
+    /// passes by vec4 or scalar accesses.
+    pub chosen_kernels: std::collections::BTreeMap<String, usize>,
     /// Every dispatch in execution order with the kernel it ran (`Plan::kernels`).
     pub kernels: Vec<String>,
     /// What choosing the kernels cost while the measured plans were compiled.
@@ -112,7 +114,7 @@ impl TuningReport {
     }
 }
 
-/// The GEMM kernel names in brackets of step labels, counted.
+/// The kernel names in brackets of step labels, counted.
 fn count_kernels(kernels: &[String]) -> std::collections::BTreeMap<String, usize> {
     let mut counts = std::collections::BTreeMap::new();
     for label in kernels {
@@ -376,7 +378,7 @@ fn report(
         activation_live_peak_bytes: memory.activations_live_peak,
         adapter: gpu.adapter().name.clone(),
         backend: gpu.adapter().backend.clone(),
-        gemm_kernels: count_kernels(&kernels),
+        chosen_kernels: count_kernels(&kernels),
         dispatches: kernels.len(),
         kernels,
         tuning,

@@ -88,8 +88,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Time the GEMM kernel candidates on this adapter for a network's shapes and cache the
-    /// fastest per shape (what the first train, bench or predict at these shapes would
+    /// Time the kernel candidates (GEMM tiles; vec4 or scalar depthwise and batch norm) on
+    /// this adapter for a network's shapes and cache the fastest per shape (what the first train, bench or predict at these shapes would
     /// otherwise do); prints the kernel each layer will run. MOBILENET_TUNE=off skips tuning
     /// everywhere.
     Tune {
@@ -707,10 +707,10 @@ fn print_tune(report: &TuneReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Which GEMM kernels ran, and what choosing them cost.
+/// Which kernels ran, and what choosing them cost.
 fn print_kernels(report: &BenchReport) {
     let kernels: Vec<String> = report
-        .gemm_kernels
+        .chosen_kernels
         .iter()
         .map(|(name, count)| format!("{name} x{count}"))
         .collect();
@@ -734,7 +734,7 @@ fn print_kernels(report: &BenchReport) {
         ),
         forced => format!("MOBILENET_TUNE={forced}: forced"),
     };
-    println!("  GEMM kernels: {}; {how}", kernels.join(", "));
+    println!("  kernels: {}; {how}", kernels.join(", "));
 }
 
 /// The slowest dispatches and the time per shader entry point.

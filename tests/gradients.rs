@@ -185,7 +185,7 @@ fn check_gpu_backward(device: &Gpu, what: &str, case: &Case) {
 fn check_both(what: &str, kind: OpKind, shape: &[usize], seed: u64) {
     let case = case(kind, shape, seed);
     check_reference_backward(what, &case, seed);
-    for (device, gemm) in common::gemm_devices() {
+    for (device, gemm) in common::kernel_devices() {
         check_gpu_backward(device, &format!("{what} [{gemm}]"), &case);
     }
 }

@@ -1,7 +1,7 @@
 //! Kernel tuning on the real adapter: forced kernels are the ones that run, measured choices
 //! are cached per adapter and reused without timing, a damaged cache is replaced, and
 //! `MOBILENET_TUNE=off` keeps the defaults. That every candidate computes the right result
-//! is the golden and gradient tests' part (they run each one, see `common::gemm_devices`).
+//! is the golden and gradient tests' part (they run each one, see `common::kernel_devices`).
 
 mod common;
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use mobilenet_wgpu::gpu::{KernelChoice, TunedKernel};
 use mobilenet_wgpu::graph::{ParamBuffers, TrainConfig, TrainPlan};
+use mobilenet_wgpu::ops::ACCESS_KERNELS;
 use mobilenet_wgpu::{Gpu, MobileNetV1Config};
 
 fn open(choice: KernelChoice, cache: Option<std::path::PathBuf>) -> Gpu {
@@ -20,10 +21,12 @@ fn open(choice: KernelChoice, cache: Option<std::path::PathBuf>) -> Gpu {
         .with_tuning(choice, cache)
 }
 
-/// The kernel names in brackets of a plan's steps, e.g. "[tiled-64x64]".
-fn chosen(kernels: &[String]) -> Vec<String> {
+/// The kernel names in brackets of a plan's steps of one shader family ("gemm",
+/// "depthwise", "bn_act"), e.g. "tiled-64x64".
+fn chosen(kernels: &[String], family: &str) -> Vec<String> {
     kernels
         .iter()
+        .filter(|label| label.contains(&format!(" {family}")))
         .filter_map(|label| {
             let start = label.rfind('[')?;
             Some(label[start + 1..label.len() - 1].to_string())
@@ -54,14 +57,27 @@ fn read_cache(path: &std::path::Path) -> BTreeMap<String, TunedKernel> {
 
 #[test]
 fn forced_kernels_are_the_ones_that_run() {
-    for (device, name) in common::gemm_devices() {
+    for (device, name) in common::kernel_devices() {
         let kernels = train_kernels(device);
-        let names = chosen(&kernels);
-        assert!(!names.is_empty(), "no GEMM step in {kernels:?}");
-        assert!(
-            names.iter().all(|n| n == name),
-            "forced {name}, ran {names:?}"
-        );
+        let (forced, others) = if name == ACCESS_KERNELS[1] {
+            (["depthwise", "bn_act"], ["gemm"])
+        } else {
+            (["gemm", "gemm"], ["depthwise"])
+        };
+        for family in forced {
+            let names = chosen(&kernels, family);
+            assert!(!names.is_empty(), "no {family} step in {kernels:?}");
+            assert!(
+                names.iter().all(|n| n == name),
+                "forced {name}, {family} ran {names:?}"
+            );
+        }
+        // Where the forced kernel is no candidate, the default runs.
+        for family in others {
+            let names = chosen(&kernels, family);
+            let default = names.first().cloned().unwrap_or_default();
+            assert!(names.iter().all(|n| *n == default), "{family}: {names:?}");
+        }
     }
 }
 
@@ -74,10 +90,21 @@ fn measured_choices_are_cached_and_reused_without_timing() {
     let stats = first.tuning_stats();
     println!("first compile: {stats:?}");
     assert!(stats.timed > 0, "nothing was timed: {stats:?}");
-    let offered = common::gemm_kernels(&first);
+    let offered_gemm = common::gemm_kernels(&first);
     let cache = read_cache(&path);
     assert_eq!(cache.len(), stats.timed, "one entry per shape timed");
+    for family in ["gemm ", "depthwise ", "batchnorm "] {
+        assert!(
+            cache.keys().any(|k| k.starts_with(family)),
+            "no {family}shape was tuned"
+        );
+    }
     for (key, tuned) in &cache {
+        let offered = if key.starts_with("gemm ") {
+            offered_gemm.clone()
+        } else {
+            ACCESS_KERNELS.to_vec()
+        };
         let timed: Vec<&str> = tuned.micros.keys().map(String::as_str).collect();
         assert!(
             offered.iter().all(|k| timed.contains(k)),
@@ -98,9 +125,9 @@ fn measured_choices_are_cached_and_reused_without_timing() {
             "{key}: {tuned:?}"
         );
     }
-    // Every GEMM step runs its shape's winner.
+    // Every step runs one of the winners.
     let winners: Vec<&str> = cache.values().map(|t| t.kernel.as_str()).collect();
-    assert!(chosen(&kernels)
+    assert!(chosen(&kernels, "")
         .iter()
         .all(|k| winners.contains(&k.as_str())));
 
@@ -132,9 +159,12 @@ fn tuning_off_keeps_the_defaults_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("kernels.json");
     let gpu = open(KernelChoice::Defaults, Some(path.clone()));
-    let names = chosen(&train_kernels(&gpu));
+    let kernels = train_kernels(&gpu);
+    let names = chosen(&kernels, "gemm");
     let default = common::gemm_kernels(&gpu)[0];
     assert!(names.iter().all(|n| n == default), "{names:?}");
+    let names = chosen(&kernels, "depthwise");
+    assert!(names.iter().all(|n| n == ACCESS_KERNELS[0]), "{names:?}");
     assert_eq!(gpu.tuning_stats().timed, 0);
     assert!(
         !path.exists(),

@@ -7,7 +7,7 @@ mod tuning;
 
 pub(crate) use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
 #[doc(hidden)]
-pub use shaders::Shader;
+pub use shaders::{EntryBindings, Shader};
 pub use tuning::{default_cache_path, KernelChoice, TunedKernel, TuningStats};
 
 use std::collections::HashMap;
@@ -119,6 +119,8 @@ pub struct Gpu {
 pub struct CompiledEntry {
     pub pipeline: Arc<wgpu::ComputePipeline>,
     pub bindings: Arc<Vec<u32>>,
+    /// The bindings the entry point may write.
+    pub writable: Arc<Vec<u32>>,
 }
 
 /// Makes a compute-only start on a headless machine quiet. Mesa's Vulkan device-select layer
@@ -251,7 +253,7 @@ impl Gpu {
         let subgroup_gemm = features.contains(wgpu::Features::SUBGROUP)
             && info.device_type == wgpu::DeviceType::Cpu
             && info.subgroup_min_size >= 8;
-        let choice = KernelChoice::from_env(&crate::ops::GEMM_KERNELS)?;
+        let choice = KernelChoice::from_env(&crate::ops::KERNELS)?;
         let tuner = tuning::Tuner::new(choice, default_cache_path(&summary), &summary);
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor {
@@ -379,10 +381,9 @@ impl Gpu {
             pipeline: label.clone(),
             reason,
         })?;
-        let bindings = reflection
+        let reflected = reflection
             .into_iter()
-            .find(|(name, _)| name == entry)
-            .map(|(_, bindings)| bindings)
+            .find(|e| e.entry == entry)
             .ok_or_else(|| GpuError::Pipeline {
                 pipeline: label.clone(),
                 reason: format!("{shader} has no compute entry point {entry:?}"),
@@ -416,7 +417,8 @@ impl Gpu {
         }
         let compiled = CompiledEntry {
             pipeline: Arc::new(pipeline),
-            bindings: Arc::new(bindings),
+            bindings: Arc::new(reflected.bindings),
+            writable: Arc::new(reflected.writable),
         };
         pipelines.insert(key, compiled.clone());
         Ok(compiled)

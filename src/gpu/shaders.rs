@@ -37,6 +37,16 @@ fn tiled_gemm(base: &str, tile_rows: u32, thread_rows: u32) -> String {
     )
 }
 
+/// What one compute entry point binds.
+#[derive(Clone, Debug)]
+pub struct EntryBindings {
+    pub entry: String,
+    /// The bindings of group 0 it uses.
+    pub bindings: Vec<u32>,
+    /// Those of them it may write (read_write storage).
+    pub writable: Vec<u32>,
+}
+
 /// One WGSL file per layer type (the GEMM file serves both pointwise and dense).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Shader {
@@ -161,9 +171,10 @@ impl Shader {
     }
 
     /// Parses and validates the source with naga, returning each compute entry point with
-    /// the bindings (of group 0) it actually uses. wgpu derives a pipeline's bind-group
-    /// layout from exactly those, so the plan binds exactly those.
-    pub fn reflect(self) -> Result<Vec<(String, Vec<u32>)>, String> {
+    /// the bindings (of group 0) it actually uses and those of them it may write. wgpu
+    /// derives a pipeline's bind-group layout from exactly those, so the plan binds exactly
+    /// those.
+    pub fn reflect(self) -> Result<Vec<EntryBindings>, String> {
         let source = self.source();
         let module = naga::front::wgsl::parse_str(&source)
             .map_err(|e| format!("{}: {}", self.file_name(), e.emit_to_string(&source)))?;
@@ -180,23 +191,40 @@ impl Shader {
             .filter(|(_, ep)| ep.stage == naga::ShaderStage::Compute)
             .map(|(index, ep)| {
                 let uses = info.get_entry_point(index);
-                let mut bindings: Vec<u32> = module
+                let used = module
                     .global_variables
                     .iter()
-                    .filter(|(handle, _)| !uses[*handle].is_empty())
-                    .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
-                    .collect();
-                bindings.sort_unstable();
+                    .filter(|(handle, _)| !uses[*handle].is_empty());
+                let mut bindings = Vec::new();
+                let mut writable = Vec::new();
+                for (_, var) in used {
+                    let Some(binding) = var.binding.as_ref().map(|b| b.binding) else {
+                        continue;
+                    };
+                    bindings.push(binding);
+                    if let naga::AddressSpace::Storage { access } = var.space {
+                        if access.contains(naga::StorageAccess::STORE) {
+                            writable.push(binding);
+                        }
+                    }
+                }
                 // A binding may be declared twice, as scalars and as vec4s.
-                bindings.dedup();
-                (ep.name.clone(), bindings)
+                for list in [&mut bindings, &mut writable] {
+                    list.sort_unstable();
+                    list.dedup();
+                }
+                EntryBindings {
+                    entry: ep.name.clone(),
+                    bindings,
+                    writable,
+                }
             })
             .collect())
     }
 
     /// The compute entry points, after naga validation.
     pub fn validate(self) -> Result<Vec<String>, String> {
-        Ok(self.reflect()?.into_iter().map(|(name, _)| name).collect())
+        Ok(self.reflect()?.into_iter().map(|e| e.entry).collect())
     }
 }
 

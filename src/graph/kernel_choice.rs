@@ -48,8 +48,9 @@ pub(crate) fn choose(
     Ok((chosen.dispatch.clone(), Some(chosen.name)))
 }
 
-/// Times every candidate on the plan's input buffers (the written one replaced by scratch,
-/// so that no result of the plan is touched) and records the fastest.
+/// Times every candidate on the plan's buffers, those it may write replaced by scratch (so
+/// that no result, parameter or running statistic of the plan is touched), and records the
+/// fastest.
 fn measure<'a>(
     gpu: &Gpu,
     label: &str,
@@ -57,16 +58,8 @@ fn measure<'a>(
     resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
 ) -> Result<&'a Candidate, GraphError> {
     let start = Instant::now();
-    let written = alternatives.written_binding;
-    let scratch = |size: u64| {
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tuning scratch"),
-            size,
-            usage: wgpu::BufferUsages::STORAGE,
-            mapped_at_creation: false,
-        })
-    };
-    let mut scratch_buffer: Option<wgpu::Buffer> = None;
+    // One scratch buffer per written binding, shared by the candidates.
+    let mut scratch: BTreeMap<u32, wgpu::Buffer> = BTreeMap::new();
     let mut micros = BTreeMap::new();
     let mut best: Option<(Duration, &Candidate)> = None;
     for candidate in &alternatives.candidates {
@@ -74,9 +67,12 @@ fn measure<'a>(
         let compiled = gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let mut buffers = bind(label, dispatch, &compiled, resolve)?;
         for (binding, buffer) in &mut buffers {
-            if *binding == written {
+            if compiled.writable.contains(binding) {
                 let size = buffer.size();
-                *buffer = scratch_buffer.get_or_insert_with(|| scratch(size)).clone();
+                *buffer = scratch
+                    .entry(*binding)
+                    .or_insert_with(|| scratch_buffer(gpu, size))
+                    .clone();
             }
         }
         let refs: Vec<(u32, &wgpu::Buffer)> = buffers.iter().map(|(b, buf)| (*b, buf)).collect();
@@ -101,6 +97,15 @@ fn measure<'a>(
     gpu.tuner()
         .record(&alternatives.key, tuned, start.elapsed());
     Ok(winner)
+}
+
+fn scratch_buffer(gpu: &Gpu, size: u64) -> wgpu::Buffer {
+    gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("tuning scratch"),
+        size,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    })
 }
 
 /// The buffer of every binding the compiled entry point reads, besides the uniform block.

@@ -1,9 +1,10 @@
 //! The kernels that can compute one dispatch: an op emits a dispatch, and here it gets the
-//! alternatives that give the same result another way (other tiles, subgroups), for the
-//! tuner to time on the adapter (see `graph::steps`).
+//! alternatives that give the same result another way (other tiles, subgroups, scalar
+//! instead of vec4 accesses), for the tuner to time on the adapter (see
+//! `graph::kernel_choice`).
 
 use super::pointwise::{subgroup_gemm_dispatch, tiled_gemm_dispatch, TileRows};
-use super::Dispatch;
+use super::{linear_grid, Dispatch};
 use crate::gpu::Shader;
 
 /// What the adapter can run, as far as the choice of kernels goes.
@@ -24,6 +25,20 @@ pub const GEMM_KERNELS: [&str; 4] = [
     "tiled-128x64",
 ];
 
+/// The forms of depthwise and batch-norm passes on channel counts divisible by 4: whole
+/// vec4 accesses (the default) or the scalar kernel they were spliced from.
+pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
+
+/// Every kernel name `MOBILENET_TUNE` may force.
+pub const KERNELS: [&str; 6] = [
+    GEMM_KERNELS[0],
+    GEMM_KERNELS[1],
+    GEMM_KERNELS[2],
+    GEMM_KERNELS[3],
+    ACCESS_KERNELS[0],
+    ACCESS_KERNELS[1],
+];
+
 /// Invocations and workgroup memory gemm_tiled.wgsl needs (the 128-row tile's two slabs).
 const TILED_INVOCATIONS: u32 = 256;
 const TILED_WORKGROUP_BYTES: u32 = 2 * 8 * (128 + 64) * 4;
@@ -38,22 +53,66 @@ pub struct Candidate {
 /// The kernels that compute one dispatch, the default first.
 #[derive(Clone, Debug)]
 pub struct Alternatives {
-    /// The kernel family and the full shape (every uniform word): what a choice is cached by.
+    /// The kernel family, entry point and full shape (every uniform word): what a choice is
+    /// cached by.
     pub key: String,
-    /// The binding the kernels write: timed on a scratch buffer, never on the plan's own.
-    pub written_binding: u32,
     pub candidates: Vec<Candidate>,
 }
 
 /// The alternatives for a dispatch, or `None` where there is only one kernel.
 pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternatives> {
-    if !matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4) {
-        return None;
-    }
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let key = |family: &str| {
+        let words: Vec<String> = words.iter().map(u32::to_string).collect();
+        format!("{family} {} {}", dispatch.entry, words.join(","))
+    };
+    match dispatch.shader {
+        Shader::Gemm | Shader::GemmVec4 => Some(Alternatives {
+            key: key("gemm"),
+            candidates: gemm_candidates(dispatch, caps),
+        }),
+        Shader::DepthwiseVec4 => Some(Alternatives {
+            key: key("depthwise"),
+            // The scalar kernel takes the same grid: both handle 4 channels per invocation.
+            candidates: access_candidates(dispatch, Shader::Depthwise, dispatch.workgroups),
+        }),
+        Shader::BnActVec4 => {
+            // The scalar kernel takes one channel per invocation: 4 times the invocations
+            // (the kernels skip those past the tensor, so covering more is harmless).
+            let [x, y, _] = dispatch.workgroups;
+            let invocations = x as usize * y as usize * super::LINEAR_WORKGROUP;
+            let grid = linear_grid(4 * invocations);
+            Some(Alternatives {
+                key: key("batchnorm"),
+                candidates: access_candidates(dispatch, Shader::BnAct, grid),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The vec4 dispatch and its scalar form.
+fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> Vec<Candidate> {
+    vec![
+        Candidate {
+            name: ACCESS_KERNELS[0],
+            dispatch: vec4.clone(),
+        },
+        Candidate {
+            name: ACCESS_KERNELS[1],
+            dispatch: Dispatch {
+                shader: scalar,
+                workgroups,
+                ..vec4.clone()
+            },
+        },
+    ]
+}
+
+fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
     let tiled_fits = caps.max_invocations_per_workgroup >= TILED_INVOCATIONS
         && caps.max_workgroup_storage_bytes >= TILED_WORKGROUP_BYTES;
-    let candidates: Vec<Candidate> = GEMM_KERNELS
+    GEMM_KERNELS
         .iter()
         .filter_map(|&name| {
             let dispatch = match name {
@@ -65,20 +124,7 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
             };
             Some(Candidate { name, dispatch })
         })
-        .collect();
-    let key = format!(
-        "gemm {}",
-        words
-            .iter()
-            .map(u32::to_string)
-            .collect::<Vec<_>>()
-            .join(",")
-    );
-    Some(Alternatives {
-        key,
-        written_binding: 4,
-        candidates,
-    })
+        .collect()
 }
 
 #[cfg(test)]
@@ -128,6 +174,38 @@ mod tests {
         assert_ne!(a.key, b.key);
         let reduce = crate::ops::sum_partials(Slot::Scratch(0), Slot::Output, 2, 8);
         assert!(alternatives(&reduce, &caps(true)).is_none());
+    }
+
+    #[test]
+    fn depthwise_and_batchnorm_offer_their_scalar_form_where_vec4_runs() {
+        use crate::ops::{Activation, BatchNorm, Depthwise, Padding};
+        let depthwise = Depthwise {
+            kernel: 3,
+            stride: 1,
+            padding: Padding::Symmetric,
+            fused: None,
+        };
+        let shape = [2, 8, 8, 16];
+        let forward = depthwise.forward(&shape, &shape).remove(0);
+        let offered = alternatives(&forward, &caps(false)).expect("vec4 depthwise");
+        assert_eq!(names(&offered), ACCESS_KERNELS);
+        let scalar = &offered.candidates[1].dispatch;
+        assert_eq!(scalar.shader, Shader::Depthwise);
+        assert_eq!(scalar.workgroups, forward.workgroups);
+        // 13 channels: only the scalar kernel applies.
+        let odd = [2, 8, 8, 13];
+        assert!(alternatives(&depthwise.forward(&odd, &odd)[0], &caps(false)).is_none());
+
+        let bn = BatchNorm {
+            eps: 1e-5,
+            activation: Activation::Relu,
+        };
+        let pass = bn.forward(&shape, &shape).remove(0);
+        let offered = alternatives(&pass, &caps(false)).expect("vec4 batch norm");
+        let scalar = &offered.candidates[1].dispatch;
+        assert_eq!(scalar.shader, Shader::BnAct);
+        // 2 x 8 x 8 x 16 elements, one per scalar invocation: 32 workgroups of 64.
+        assert!(scalar.workgroups[0] * scalar.workgroups[1] * 64 >= 2 * 8 * 8 * 16);
     }
 
     #[test]

@@ -16,7 +16,9 @@ pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
 #[doc(hidden)]
-pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps, GEMM_KERNELS};
+pub use kernels::{
+    alternatives, Alternatives, Candidate, KernelCaps, ACCESS_KERNELS, GEMM_KERNELS, KERNELS,
+};
 pub use optim::UpdateRule;
 pub use pointwise::Pointwise;
 #[doc(hidden)]

@@ -3,7 +3,7 @@
 
 use mobilenet_wgpu::gpu::KernelChoice;
 use mobilenet_wgpu::graph::{GraphBuilder, ParamStore};
-use mobilenet_wgpu::ops::{alternatives, KernelCaps};
+use mobilenet_wgpu::ops::{alternatives, KernelCaps, ACCESS_KERNELS};
 use mobilenet_wgpu::ops::{OpKind, Padding, ParamRole};
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::Gpu;
@@ -32,14 +32,17 @@ pub fn gpu() -> &'static Gpu {
     GPU.get_or_init(|| open_gpu(KernelChoice::Defaults))
 }
 
-/// One device per GEMM kernel this adapter offers, each forced to run it, with the
-/// kernel's name: the golden and gradient tests run every candidate the tuner may pick.
-pub fn gemm_devices() -> Vec<(&'static Gpu, &'static str)> {
+/// One device per kernel this adapter offers, each forced to run it where it applies (the
+/// defaults elsewhere), with the kernel's name: every GEMM kernel, and the scalar forms of
+/// depthwise and batch norm. The golden and gradient tests run every candidate the tuner
+/// may pick.
+pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
     static DEVICES: OnceLock<Vec<(Gpu, &'static str)>> = OnceLock::new();
     DEVICES
         .get_or_init(|| {
             gemm_kernels(gpu())
                 .into_iter()
+                .chain([ACCESS_KERNELS[1]])
                 .map(|name| (open_gpu(KernelChoice::Force(name.to_string())), name))
                 .collect()
         })
@@ -154,10 +157,10 @@ pub fn run_single_op_on(
 }
 
 /// `run_single_op` plus the tolerance check.
-/// Checks the op on every GEMM kernel the adapter can run (see `gemm_devices`); returns
+/// Checks the op on every GEMM kernel the adapter can run (see `kernel_devices`); returns
 /// the largest error.
 pub fn check_op(what: &str, kind: OpKind, input_shape: &[usize], seed: u64) -> f64 {
-    gemm_devices()
+    kernel_devices()
         .into_iter()
         .map(|(device, gemm)| {
             let (gpu_out, ref_out) = run_single_op_on(device, kind.clone(), input_shape, seed);
