@@ -110,16 +110,16 @@ fn measured_choices_are_cached_and_reused_without_timing() {
             offered.iter().all(|k| timed.contains(k)),
             "{key}: timed {timed:?}, offered {offered:?}"
         );
-        let fastest = tuned
-            .micros
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(k, _)| k.clone());
-        assert_eq!(
-            Some(&tuned.kernel),
-            fastest.as_ref(),
-            "{key}: not the fastest"
-        );
+        // The fastest, or the default (offered first) within 10% of it.
+        let fastest = tuned.micros.values().copied().fold(f64::INFINITY, f64::min);
+        let default_time = tuned.micros[offered[0]];
+        let expected = if default_time <= fastest * 1.1 {
+            offered[0].to_string()
+        } else {
+            let winner = tuned.micros.iter().find(|(_, &us)| us == fastest);
+            winner.map(|(k, _)| k.clone()).unwrap_or_default()
+        };
+        assert_eq!(tuned.kernel, expected, "{key}: {tuned:?}");
         assert!(
             tuned.micros.values().all(|&us| us > 0.0),
             "{key}: {tuned:?}"

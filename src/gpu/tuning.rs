@@ -104,14 +104,10 @@ struct TunerState {
     stats: TuningStats,
 }
 
-/// FNV-1a of the tuned kernels' sources (the GEMM modules): a change to any of them
-/// invalidates the cache.
+/// FNV-1a of every shader's source: a change to any kernel invalidates the cache.
 fn kernels_version() -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let tuned = Shader::ALL
-        .into_iter()
-        .filter(|s| s.file_name().starts_with("gemm"));
-    for shader in tuned {
+    for shader in Shader::ALL {
         for byte in shader.source().bytes() {
             hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
         }

@@ -10,6 +10,9 @@ use crate::ops::{Alternatives, Candidate, Dispatch, KernelCaps, Slot};
 
 /// A candidate taking this many times the best so far is not timed further.
 const HOPELESS: u32 = 3;
+/// How much faster than the default a kernel must be to replace it (timings on a shared
+/// machine vary by several percent from run to run).
+const CLEAR_WIN: f64 = 1.1;
 
 /// The dispatch to build and, where there were alternatives, the chosen kernel's name.
 pub(crate) fn choose(
@@ -89,7 +92,14 @@ fn measure<'a>(
             best = Some((time, candidate));
         }
     }
-    let winner = best.map_or(&alternatives.candidates[0], |(_, candidate)| candidate);
+    // The default keeps its place unless another kernel is clearly faster: near-ties are
+    // timing noise, and a kernel timed alone can lose a few percent inside the plan.
+    let default = &alternatives.candidates[0];
+    let default_time = micros.get(default.name).copied().unwrap_or(f64::INFINITY);
+    let winner = match best {
+        Some((time, candidate)) if time.as_secs_f64() * 1e6 * CLEAR_WIN < default_time => candidate,
+        _ => default,
+    };
     let tuned = TunedKernel {
         kernel: winner.name.to_string(),
         micros,
