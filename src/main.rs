@@ -742,7 +742,15 @@ fn print_profile(report: &BenchReport) {
     let total: f64 = report.profile.iter().map(|r| r.ms).sum();
     let mut by_entry: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
     for row in &report.profile {
-        let entry = row.step.rsplit(' ').next().unwrap_or(&row.step);
+        // "<op> <shader>:<entry> [<kernel>]": grouped from the shader on.
+        let entry = row
+            .step
+            .find(|c: char| c == ' ')
+            .and_then(|_| row.step.split(' ').position(|t| t.contains(".wgsl")))
+            .map_or(row.step.as_str(), |at| {
+                let skip: usize = row.step.split(' ').take(at).map(|t| t.len() + 1).sum();
+                &row.step[skip..]
+            });
         let slot = by_entry.entry(entry).or_default();
         slot.0 += row.ms;
         slot.1 += 1;
