@@ -740,17 +740,13 @@ fn print_kernels(report: &BenchReport) {
 /// The slowest dispatches and the time per shader entry point.
 fn print_profile(report: &BenchReport) {
     let total: f64 = report.profile.iter().map(|r| r.ms).sum();
-    let mut by_entry: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+    let mut by_entry: std::collections::BTreeMap<String, (f64, usize)> = Default::default();
     for row in &report.profile {
-        // "<op> <shader>:<entry> [<kernel>]": grouped from the shader on.
-        let entry = row
-            .step
-            .find(|c: char| c == ' ')
-            .and_then(|_| row.step.split(' ').position(|t| t.contains(".wgsl")))
-            .map_or(row.step.as_str(), |at| {
-                let skip: usize = row.step.split(' ').take(at).map(|t| t.len() + 1).sum();
-                &row.step[skip..]
-            });
+        // "<op> <shader>:<entry> [<kernel>]": grouped from the shader on (an update step's
+        // op name holds a space).
+        let tokens: Vec<&str> = row.step.split(' ').collect();
+        let at = tokens.iter().position(|t| t.contains(".wgsl")).unwrap_or(0);
+        let entry = tokens[at..].join(" ");
         let slot = by_entry.entry(entry).or_default();
         slot.0 += row.ms;
         slot.1 += 1;
