@@ -22,6 +22,8 @@ fn bench_json_has_the_documented_fields() {
             "3",
             "--json",
         ])
+        // Tuning has its own tests (tests/tuning.rs); this one reads the report's fields.
+        .env("MOBILENET_TUNE", "off")
         .output()
         .expect("run the mobilenet binary");
     assert!(
@@ -48,6 +50,21 @@ fn bench_json_has_the_documented_fields() {
     assert_eq!(report["batch"], 2);
     assert!(report["ms_per_batch"].as_f64().unwrap() > 0.0);
     assert!(report["memory_bytes"].as_u64().unwrap() > 0);
+    // Which kernel ran per dispatch, and how they were chosen.
+    let kernels = report["kernels"].as_array().expect("kernels");
+    assert_eq!(kernels.len() as u64, report["dispatches"].as_u64().unwrap());
+    let chosen: u64 = report["chosen_kernels"]
+        .as_object()
+        .expect("chosen_kernels")
+        .values()
+        .map(|count| count.as_u64().unwrap())
+        .sum();
+    let bracketed = kernels
+        .iter()
+        .filter(|k| k.as_str().unwrap().ends_with(']'))
+        .count();
+    assert!(chosen > 0 && chosen == bracketed as u64, "{report}");
+    assert_eq!(report["tuning"]["choice"], "off", "{report}");
 }
 
 #[test]

@@ -172,3 +172,80 @@ fn tuning_off_keeps_the_defaults_and_writes_nothing() {
         path.display()
     );
 }
+
+fn mobilenet_tune(cache: &std::path::Path, tune: Option<&str>) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_mobilenet"));
+    command
+        .args([
+            "tune",
+            "--alpha",
+            "0.25",
+            "--resolution",
+            "32",
+            "--classes",
+            "10",
+        ])
+        .args(["--batch", "2,3", "--json"])
+        .env("XDG_CACHE_HOME", cache);
+    match tune {
+        Some(value) => command.env("MOBILENET_TUNE", value),
+        None => command.env_remove("MOBILENET_TUNE"),
+    };
+    command.output().expect("run the mobilenet binary")
+}
+
+#[test]
+fn the_tune_command_fills_the_cache_that_later_runs_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = mobilenet_tune(dir.path(), None);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).expect("JSON");
+    let timed = report["tuning"]["timed_shapes"].as_u64().expect("timed");
+    assert!(timed > 0, "{report}");
+    // Training and inference plans at both batches.
+    let plans: Vec<&str> = report["plans"]
+        .as_array()
+        .expect("plans")
+        .iter()
+        .map(|p| p["plan"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        plans,
+        [
+            "train, batch 2",
+            "infer, batch 2",
+            "train, batch 3",
+            "infer, batch 3"
+        ]
+    );
+    let cache = report["tuning"]["cache"].as_str().expect("a cache file");
+    assert!(cache.starts_with(dir.path().to_str().unwrap()), "{cache}");
+    assert_eq!(read_cache(std::path::Path::new(cache)).len() as u64, timed);
+
+    let second = mobilenet_tune(dir.path(), None);
+    let again: serde_json::Value = serde_json::from_slice(&second.stdout).expect("JSON");
+    assert_eq!(again["tuning"]["timed_shapes"], 0, "{again}");
+    assert_eq!(
+        again["plans"], report["plans"],
+        "other kernels from the cache"
+    );
+}
+
+#[test]
+fn the_tune_command_refuses_when_tuning_is_off_and_names_the_settings() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let off = mobilenet_tune(dir.path(), Some("off"));
+    assert!(!off.status.success());
+    let stderr = String::from_utf8_lossy(&off.stderr);
+    assert!(stderr.contains("MOBILENET_TUNE=off"), "{stderr}");
+    let bogus = mobilenet_tune(dir.path(), Some("fastest"));
+    assert!(!bogus.status.success());
+    let stderr = String::from_utf8_lossy(&bogus.stderr);
+    assert!(
+        stderr.contains("\"fastest\"") && stderr.contains("tiled-64x64"),
+        "{stderr}"
+    );
+    // (Mesa keeps its own shader cache there too.)
+    assert!(!dir.path().join("mobilenet-wgpu").exists());
+}
