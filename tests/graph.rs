@@ -3,7 +3,7 @@
 
 mod common;
 
-use mobilenet_wgpu::graph::{GraphBuilder, GraphError};
+use mobilenet_wgpu::graph::{GraphBuilder, GraphError, ParamBuffers, TrainConfig, TrainPlan};
 use mobilenet_wgpu::ops::{Dense, Pointwise};
 use mobilenet_wgpu::{MobileNetV1Config, ParamStore, Preset};
 
@@ -72,30 +72,68 @@ fn activations_share_buffers() {
     );
 }
 
-#[test]
-fn oversized_batch_is_refused_with_the_limit_and_largest_batch() {
-    let gpu = common::gpu();
-    let limit = gpu.limits().max_storage_buffer_binding_size;
+/// MobileNet 0.25 at 224 with one image more than one binding of block 1's 112x112x16
+/// output holds.
+fn past_the_binding_limit() -> (MobileNetV1Config, usize) {
+    let limit = common::gpu().binding_limit();
     let config = MobileNetV1Config {
         alpha: 0.25,
         resolution: 224,
         ..MobileNetV1Config::preset(Preset::Paper)
     };
-    // Largest tensor per image: block 1's 112x112x16 output (alpha 0.25).
     let per_image = 112 * 112 * 16 * 4;
-    let batch = (limit / per_image + 1) as usize;
+    (config, (limit / per_image + 1) as usize)
+}
+
+#[test]
+fn training_past_the_binding_limit_is_refused_with_the_largest_batch() {
+    let gpu = common::gpu();
+    let (config, batch) = past_the_binding_limit();
     let model = config.build(batch).unwrap();
-    match model.graph.compile(gpu) {
+    let params = std::sync::Arc::new(ParamBuffers::new(gpu, &model.graph).unwrap());
+    match TrainPlan::compile(&model.graph, gpu, params, &TrainConfig::default()) {
         Err(GraphError::TooLarge {
-            limit: reported,
+            limit,
+            limit_name,
             max_batch,
             ..
         }) => {
             assert_eq!(max_batch, batch - 1);
-            assert!(reported <= limit);
+            assert_eq!(limit, gpu.binding_limit());
+            assert_eq!(limit_name, "max_storage_buffer_binding_size");
         }
         Err(e) => panic!("unexpected error {e}"),
-        Ok(_) => panic!("batch {batch} should exceed the {limit}-byte binding limit"),
+        Ok(_) => panic!("batch {batch} should exceed the binding limit in training"),
+    }
+}
+
+#[test]
+fn inference_past_the_binding_limit_runs_in_chunks_up_to_the_buffer_limit() {
+    let gpu = common::gpu();
+    let (config, batch) = past_the_binding_limit();
+    let whole = config.build(1).unwrap().graph.compile(gpu).unwrap();
+    let chunked = config.build(batch).unwrap().graph.compile(gpu).unwrap();
+    assert!(chunked.dispatch_count() > whole.dispatch_count());
+    assert!(chunked
+        .kernels()
+        .iter()
+        .any(|step| step.starts_with(&format!("blocks.1.pw[0..{}]", batch - 1))));
+
+    // A tensor larger than the adapter's largest buffer still is refused.
+    let max_buffer = gpu.limits().max_buffer_size;
+    let per_image = 112 * 112 * 16 * 4;
+    let batch = (max_buffer / per_image + 1) as usize;
+    match config.build(batch).unwrap().graph.compile(gpu) {
+        Err(GraphError::TooLarge {
+            limit_name,
+            max_batch,
+            ..
+        }) => {
+            assert_eq!(limit_name, "max_buffer_size");
+            assert!(max_batch < batch, "{max_batch}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("batch {batch} should exceed max_buffer_size"),
     }
 }
 

@@ -108,6 +108,7 @@ pub struct Gpu {
     limits: wgpu::Limits,
     timestamp_period_ns: Option<f32>,
     subgroup_gemm: bool,
+    binding_limit: u64,
     tuner: tuning::Tuner,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, CompiledEntry>>,
@@ -256,6 +257,9 @@ impl Gpu {
         let choice = KernelChoice::from_env(&crate::ops::KERNELS)?;
         let tuner = tuning::Tuner::new(choice, default_cache_path(&summary), &summary);
         let limits = adapter.limits();
+        let binding_limit = limits
+            .max_storage_buffer_binding_size
+            .min(limits.max_buffer_size);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("mobilenet-wgpu"),
             required_features: features,
@@ -279,6 +283,7 @@ impl Gpu {
             limits,
             timestamp_period_ns,
             subgroup_gemm,
+            binding_limit,
             tuner,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -350,6 +355,20 @@ impl Gpu {
     /// Writes new choices to the cache file (plans do after compiling).
     pub fn save_tuning(&self) -> Result<(), GpuError> {
         self.tuner.save(&self.adapter)
+    }
+
+    /// The most bytes one storage binding may hold: the adapter's
+    /// `max_storage_buffer_binding_size` (and buffer size), or less after
+    /// `with_binding_limit`. Plans run ops whose tensors are larger over chunks of the batch.
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
+    }
+
+    /// This device with storage bindings held to `bytes` (at most the adapter's own limit),
+    /// so that tests can make plans chunk small tensors.
+    pub fn with_binding_limit(mut self, bytes: u64) -> Gpu {
+        self.binding_limit = bytes.min(self.binding_limit);
+        self
     }
 
     pub(crate) fn tuner(&self) -> &tuning::Tuner {

@@ -288,7 +288,7 @@ impl Gpu {
         &self,
         compiled: &CompiledEntry,
         uniform: &[u8],
-        buffers: &[(u32, &wgpu::Buffer)],
+        buffers: &[(u32, wgpu::BufferBinding<'_>)],
         workgroups: [u32; 3],
         give_up_after: Option<Duration>,
     ) -> Result<Duration, GpuError> {
@@ -309,14 +309,10 @@ impl Gpu {
                 size: wgpu::BufferSize::new(uniform.len() as u64),
             }),
         }];
-        entries.extend(
-            buffers
-                .iter()
-                .map(|(binding, buffer)| wgpu::BindGroupEntry {
-                    binding: *binding,
-                    resource: buffer.as_entire_binding(),
-                }),
-        );
+        entries.extend(buffers.iter().map(|(binding, range)| wgpu::BindGroupEntry {
+            binding: *binding,
+            resource: wgpu::BindingResource::Buffer(range.clone()),
+        }));
         let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("tuning"),
             layout: &compiled.pipeline.get_bind_group_layout(0),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::steps::BufferRange;
 use super::GraphError;
 use crate::gpu::{CompiledEntry, Gpu, KernelChoice, TunedKernel};
 use crate::ops::{Alternatives, Candidate, Dispatch, KernelCaps, Slot};
@@ -19,7 +20,7 @@ pub(crate) fn choose(
     gpu: &Gpu,
     label: &str,
     dispatch: &Dispatch,
-    resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
+    resolve: &dyn Fn(Slot) -> Option<BufferRange>,
 ) -> Result<(Dispatch, Option<&'static str>), GraphError> {
     let limits = gpu.limits();
     let caps = KernelCaps {
@@ -58,7 +59,7 @@ fn measure<'a>(
     gpu: &Gpu,
     label: &str,
     alternatives: &'a Alternatives,
-    resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
+    resolve: &dyn Fn(Slot) -> Option<BufferRange>,
 ) -> Result<&'a Candidate, GraphError> {
     let start = Instant::now();
     // One scratch buffer per written binding, shared by the candidates.
@@ -69,16 +70,20 @@ fn measure<'a>(
         let dispatch = &candidate.dispatch;
         let compiled = gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let mut buffers = bind(label, dispatch, &compiled, resolve)?;
-        for (binding, buffer) in &mut buffers {
+        for (binding, range) in &mut buffers {
             if compiled.writable.contains(binding) {
-                let size = buffer.size();
-                *buffer = scratch
+                let size = range.bytes();
+                let buffer = scratch
                     .entry(*binding)
                     .or_insert_with(|| scratch_buffer(gpu, size))
                     .clone();
+                *range = buffer.into();
             }
         }
-        let refs: Vec<(u32, &wgpu::Buffer)> = buffers.iter().map(|(b, buf)| (*b, buf)).collect();
+        let refs: Vec<(u32, wgpu::BufferBinding)> = buffers
+            .iter()
+            .map(|(b, range)| (*b, range.binding()))
+            .collect();
         let give_up = best.map(|(time, _)| time * HOPELESS);
         let time = gpu.time_dispatch(
             &compiled,
@@ -123,8 +128,8 @@ pub(crate) fn bind(
     label: &str,
     dispatch: &Dispatch,
     compiled: &CompiledEntry,
-    resolve: &dyn Fn(Slot) -> Option<wgpu::Buffer>,
-) -> Result<Vec<(u32, wgpu::Buffer)>, GraphError> {
+    resolve: &dyn Fn(Slot) -> Option<BufferRange>,
+) -> Result<Vec<(u32, BufferRange)>, GraphError> {
     compiled
         .bindings
         .iter()

@@ -1,6 +1,7 @@
 //! The graph builder: tensors as ids with shapes, ops added by name, shapes checked as the
 //! graph is built. `compile` turns it into a `Plan` that runs on the GPU.
 
+mod chunks;
 mod kernel_choice;
 mod param_buffers;
 mod params;
@@ -79,14 +80,28 @@ pub enum GraphError {
     NoOutputs,
     #[error(
         "tensor {tensor:?} {shape:?} needs {bytes} bytes, more than this adapter's \
-         max_storage_buffer_binding_size of {limit} bytes; the largest batch that fits is {max_batch}"
+         {limit_name} of {limit} bytes; the largest batch that fits is {max_batch}"
     )]
     TooLarge {
         tensor: String,
         shape: Vec<usize>,
         bytes: u64,
         limit: u64,
+        /// Which of the adapter's limits: max_storage_buffer_binding_size for tensors an op
+        /// binds whole (training), max_buffer_size for those it may bind in chunks.
+        limit_name: &'static str,
         max_batch: usize,
+    },
+    #[error(
+        "op {op:?}: {samples} sample(s), the fewest a chunk of its batch may hold, need \
+         {bytes} bytes in one binding, more than this adapter's {limit}; lower the resolution \
+         or width"
+    )]
+    ChunkTooLarge {
+        op: String,
+        samples: usize,
+        bytes: u64,
+        limit: u64,
     },
     #[error("no parameter named {0:?} in this graph")]
     UnknownParam(String),

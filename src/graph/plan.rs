@@ -1,9 +1,10 @@
 //! A compiled inference graph: every buffer planned once, bind groups built once, and a
 //! dispatch list that runs a whole batch in one command buffer and one submit.
 
+use super::chunks::{batch_chunks, BatchChunks};
 use super::param_buffers::ParamBuffers;
 use super::steps::{
-    encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
+    encode, profile_steps, staging_buffer, tensor_bytes, BufferRange, PassTimer, Step, StepBuilder,
 };
 use super::{GraphBuilder, GraphError, ParamStore, TensorId};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
@@ -160,10 +161,16 @@ pub(crate) fn check_binding_limit(
     batch: usize,
     buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
 ) -> Result<(), GraphError> {
-    let limits = gpu.limits();
-    let limit = limits
-        .max_storage_buffer_binding_size
-        .min(limits.max_buffer_size);
+    let limit = (gpu.binding_limit(), "max_storage_buffer_binding_size");
+    check_tensor_limit(batch, buffers, limit)
+}
+
+/// Refuses tensors larger than `limit` bytes, naming the largest batch that would fit.
+fn check_tensor_limit(
+    batch: usize,
+    buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
+    (limit, limit_name): (u64, &'static str),
+) -> Result<(), GraphError> {
     for (name, shape, bytes) in buffers {
         if bytes > limit {
             let per_sample = (bytes / batch.max(1) as u64).max(1);
@@ -172,11 +179,55 @@ pub(crate) fn check_binding_limit(
                 shape,
                 bytes,
                 limit,
+                limit_name,
                 max_batch: (limit / per_sample) as usize,
             });
         }
     }
     Ok(())
+}
+
+/// `shape` with another batch size.
+fn with_batch(shape: &[usize], batch: usize) -> Vec<usize> {
+    let mut shape = shape.to_vec();
+    shape[0] = batch;
+    shape
+}
+
+/// How each op of an inference graph splits the batch (see `chunks`), and the workspace
+/// the largest chunk needs.
+fn plan_chunks(gpu: &Gpu, graph: &GraphBuilder) -> Result<(Vec<BatchChunks>, u64), GraphError> {
+    let batch = graph.tensors[graph.inputs[0].0].shape[0];
+    let limit = gpu.binding_limit();
+    let alignment = gpu.limits().min_storage_buffer_offset_alignment as u64;
+    let mut workspace = 4;
+    let mut all = Vec::new();
+    for node in &graph.nodes {
+        let (input, output) = (
+            graph.tensors[node.input.0].shape.as_slice(),
+            graph.tensors[node.output.0].shape.as_slice(),
+        );
+        let (one_in, one_out) = (with_batch(input, 1), with_batch(output, 1));
+        let workspace_per_sample = node.kind.workspace(&one_in, &one_out) as u64 * 4;
+        let per_sample = [
+            tensor_bytes(&one_in),
+            tensor_bytes(&one_out),
+            workspace_per_sample,
+        ];
+        let chunks =
+            batch_chunks(batch, &per_sample, limit, alignment).map_err(|(samples, bytes)| {
+                GraphError::ChunkTooLarge {
+                    op: node.name.clone(),
+                    samples,
+                    bytes,
+                    limit,
+                }
+            })?;
+        let largest = chunks.ranges.iter().map(|r| r.len()).max().unwrap_or(0);
+        workspace = workspace.max(largest as u64 * workspace_per_sample);
+        all.push(chunks);
+    }
+    Ok((all, workspace))
 }
 
 impl Plan {
@@ -199,15 +250,17 @@ impl Plan {
         }
         params.check_matches(graph)?;
         let batch = graph.tensors[graph.inputs[0].0].shape[0];
-        let workspace_bytes = workspace_bytes(graph, &graph.nodes);
-        check_binding_limit(
-            gpu,
+        // Ops bind their tensors in chunks where one binding cannot hold them, so the batch
+        // is bounded by the largest buffer the adapter allocates.
+        let (chunks, workspace_bytes) = plan_chunks(gpu, graph)?;
+        check_tensor_limit(
             batch,
             graph
                 .tensors
                 .iter()
                 .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape)))
                 .chain(std::iter::once(workspace_entry(workspace_bytes))),
+            (gpu.limits().max_buffer_size, "max_buffer_size"),
         )?;
         let device = gpu.device().clone();
         let memory_plan = plan_memory(graph);
@@ -221,18 +274,37 @@ impl Plan {
         let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
 
         let mut builder = StepBuilder::new(gpu);
-        for node in &graph.nodes {
+        let limit = gpu.binding_limit();
+        for (node, chunks) in graph.nodes.iter().zip(&chunks) {
             let input = &graph.tensors[node.input.0].shape;
             let output = &graph.tensors[node.output.0].shape;
-            for dispatch in node.kind.forward(input, output) {
-                builder.add(&node.name, &dispatch, |slot| match slot {
-                    Slot::Input => Some(activations[memory_plan.buffer_of[node.input.0]].clone()),
-                    Slot::Output => Some(activations[memory_plan.buffer_of[node.output.0]].clone()),
-                    Slot::Param(i) => params.buffer(&graph.params[node.params[i]].name).cloned(),
-                    Slot::Unused => Some(unused.clone()),
-                    Slot::Workspace => Some(workspace.clone()),
-                    _ => None,
-                })?;
+            let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
+            let act = |t: TensorId| &activations[memory_plan.buffer_of[t.0]];
+            for range in &chunks.ranges {
+                let part = |t: TensorId, shape: &[usize]| {
+                    chunks.bind(act(t), range, per_sample(shape), limit)
+                };
+                let (input_part, output_part) = (
+                    with_batch(input, range.len()),
+                    with_batch(output, range.len()),
+                );
+                let label = if chunks.is_chunked() {
+                    format!("{}[{}..{}]", node.name, range.start, range.end)
+                } else {
+                    node.name.clone()
+                };
+                for dispatch in node.kind.forward(&input_part, &output_part) {
+                    builder.add(&label, &dispatch, |slot| match slot {
+                        Slot::Input => Some(part(node.input, input)),
+                        Slot::Output => Some(part(node.output, output)),
+                        Slot::Param(i) => params
+                            .buffer(&graph.params[node.params[i]].name)
+                            .map(|b| BufferRange::from(b.clone())),
+                        Slot::Unused => Some(unused.clone().into()),
+                        Slot::Workspace => Some(workspace.clone().into()),
+                        _ => None,
+                    })?;
+                }
             }
         }
         let (steps, uniform_bytes) = builder.finish()?;

@@ -14,12 +14,46 @@ pub(crate) struct Step {
     workgroups: [u32; 3],
 }
 
+/// A buffer, or the part of one that a chunk of the batch occupies, as bound to a shader.
+#[derive(Clone, Debug)]
+pub(crate) struct BufferRange {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    /// `None`: to the end of the buffer.
+    pub size: Option<u64>,
+}
+
+impl From<wgpu::Buffer> for BufferRange {
+    fn from(buffer: wgpu::Buffer) -> Self {
+        BufferRange {
+            buffer,
+            offset: 0,
+            size: None,
+        }
+    }
+}
+
+impl BufferRange {
+    /// Bytes the shader sees.
+    pub fn bytes(&self) -> u64 {
+        self.size.unwrap_or(self.buffer.size() - self.offset)
+    }
+
+    pub fn binding(&self) -> wgpu::BufferBinding<'_> {
+        wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: self.size.and_then(wgpu::BufferSize::new),
+        }
+    }
+}
+
 struct Pending {
     label: String,
     compiled: CompiledEntry,
     uniform_offset: u64,
     uniform_size: u64,
-    buffers: Vec<(u32, wgpu::Buffer)>,
+    buffers: Vec<(u32, BufferRange)>,
     workgroups: [u32; 3],
 }
 
@@ -45,13 +79,15 @@ impl<'a> StepBuilder<'a> {
         self.pending.len()
     }
 
-    /// Adds one dispatch; `resolve` maps each slot the shader reads to a buffer.
-    pub fn add(
+    /// Adds one dispatch; `resolve` maps each slot the shader reads to a buffer (or a
+    /// `BufferRange` of one).
+    pub fn add<R: Into<BufferRange>>(
         &mut self,
         label: &str,
         dispatch: &Dispatch,
-        resolve: impl Fn(Slot) -> Option<wgpu::Buffer>,
+        resolve: impl Fn(Slot) -> Option<R>,
     ) -> Result<(), GraphError> {
+        let resolve = |slot| resolve(slot).map(Into::into);
         let (dispatch, kernel) = super::kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let buffers = super::kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
@@ -91,36 +127,38 @@ impl<'a> StepBuilder<'a> {
             .queue()
             .write_buffer(&uniform, 0, &self.uniform_bytes);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let steps: Vec<Step> =
-            self.pending
-                .iter()
-                .map(|p| {
-                    let mut entries = vec![wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &uniform,
-                            offset: p.uniform_offset,
-                            size: wgpu::BufferSize::new(p.uniform_size),
-                        }),
-                    }];
-                    entries.extend(p.buffers.iter().map(|(binding, buffer)| {
-                        wgpu::BindGroupEntry {
+        let steps: Vec<Step> = self
+            .pending
+            .iter()
+            .map(|p| {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &uniform,
+                        offset: p.uniform_offset,
+                        size: wgpu::BufferSize::new(p.uniform_size),
+                    }),
+                }];
+                entries.extend(
+                    p.buffers
+                        .iter()
+                        .map(|(binding, range)| wgpu::BindGroupEntry {
                             binding: *binding,
-                            resource: buffer.as_entire_binding(),
-                        }
-                    }));
-                    Step {
-                        label: p.label.clone(),
-                        pipeline: p.compiled.pipeline.clone(),
-                        bind_group: device.create_bind_group(&wgpu::BindGroupDescriptor {
-                            label: Some(&p.label),
-                            layout: &p.compiled.pipeline.get_bind_group_layout(0),
-                            entries: &entries,
+                            resource: wgpu::BindingResource::Buffer(range.binding()),
                         }),
-                        workgroups: p.workgroups,
-                    }
-                })
-                .collect();
+                );
+                Step {
+                    label: p.label.clone(),
+                    pipeline: p.compiled.pipeline.clone(),
+                    bind_group: device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(&p.label),
+                        layout: &p.compiled.pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    }),
+                    workgroups: p.workgroups,
+                }
+            })
+            .collect();
         if let Some(error) = pollster::block_on(scope.pop()) {
             return Err(GraphError::Gpu(crate::gpu::GpuError::Pipeline {
                 pipeline: "bind groups".into(),

@@ -1,0 +1,187 @@
+//! Inference over tensors larger than one storage binding: ops run over chunks of the batch
+//! bound at offsets. A device with a small binding limit (`Gpu::with_binding_limit`) makes
+//! small plans chunk; their results must equal the unchunked plan's bit for bit, since
+//! every inference op works sample by sample.
+
+mod common;
+
+use mobilenet_wgpu::gpu::KernelChoice;
+use mobilenet_wgpu::graph::{GraphBuilder, GraphError, ParamStore};
+use mobilenet_wgpu::ops::{
+    Activation, BatchNorm, Conv2d, Dense, Depthwise, GlobalAvgPool, OpKind, Padding, Pointwise,
+    Softmax,
+};
+use mobilenet_wgpu::{Gpu, MobileNetV1Config, Preset};
+
+/// The adapter with storage bindings held to `bytes`, default kernels.
+fn small_bindings(bytes: u64) -> Gpu {
+    Gpu::new()
+        .unwrap_or_else(|e| {
+            panic!("{e}\nOn Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers")
+        })
+        .with_tuning(KernelChoice::Defaults, None)
+        .with_binding_limit(bytes)
+}
+
+const LIMIT: u64 = 16 << 10;
+const BATCH: usize = 10;
+
+/// Runs the graph on the whole-binding device and on `chunked`; returns the outputs and
+/// the dispatch counts.
+fn run_both(g: &GraphBuilder, chunked: &Gpu, seed: u64) -> [(Vec<Vec<f32>>, usize); 2] {
+    let params = common::random_params(g, seed);
+    let mut r = common::rng(seed);
+    let shape = g.shape(g.inputs()[0]).expect("input").to_vec();
+    let input = common::uniform(&mut r, shape.iter().product(), -2.0, 2.0);
+    [common::gpu(), chunked].map(|device| {
+        let plan = g.compile(device).expect("compile");
+        plan.load_params(&params).expect("params");
+        (plan.run(&input).expect("run"), plan.dispatch_count())
+    })
+}
+
+fn single_op(kind: OpKind, input: &[usize]) -> GraphBuilder {
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", input);
+    let y = g.add("op", kind, x).expect("valid shape");
+    g.output(y).expect("output");
+    g
+}
+
+#[test]
+fn every_op_run_in_chunks_equals_the_whole_batch() {
+    let chunked = small_bindings(LIMIT);
+    let bn = BatchNorm {
+        eps: 1e-5,
+        activation: Activation::Relu6,
+    };
+    // Per-sample bytes of every batch tensor are multiples of 256 (the usual offset
+    // alignment), 2-7 KiB: 16 KiB bindings hold 2-4 samples of the batch of 10.
+    let cases: Vec<(&str, OpKind, [usize; 4])> = vec![
+        (
+            "conv2d (im2col + GEMM)",
+            OpKind::Conv2d(Conv2d {
+                out_channels: 16,
+                kernel: 3,
+                stride: 2,
+                padding: Padding::Symmetric,
+                fused: Some(Activation::Relu),
+            }),
+            [BATCH, 16, 16, 3],
+        ),
+        (
+            "depthwise s1",
+            OpKind::Depthwise(Depthwise {
+                kernel: 3,
+                stride: 1,
+                padding: Padding::Symmetric,
+                fused: None,
+            }),
+            [BATCH, 8, 8, 16],
+        ),
+        (
+            "depthwise s2 same",
+            OpKind::Depthwise(Depthwise {
+                kernel: 3,
+                stride: 2,
+                padding: Padding::Same,
+                fused: Some(Activation::Relu6),
+            }),
+            [BATCH, 8, 8, 16],
+        ),
+        (
+            "pointwise",
+            OpKind::Pointwise(Pointwise {
+                out_channels: 24,
+                fused: None,
+            }),
+            [BATCH, 8, 8, 16],
+        ),
+        (
+            "batch norm (running statistics)",
+            OpKind::BatchNorm(bn),
+            [BATCH, 8, 8, 16],
+        ),
+        (
+            "global average pool",
+            OpKind::GlobalAvgPool(GlobalAvgPool),
+            [BATCH, 8, 8, 16],
+        ),
+    ];
+    for (seed, (what, kind, shape)) in cases.into_iter().enumerate() {
+        let [(whole, whole_steps), (parts, chunked_steps)] =
+            run_both(&single_op(kind, &shape), &chunked, seed as u64);
+        println!("{what}: {whole_steps} dispatches whole, {chunked_steps} in chunks");
+        assert!(
+            chunked_steps > whole_steps,
+            "{what}: the small binding limit did not chunk it"
+        );
+        assert_eq!(whole, parts, "{what}: chunked results differ");
+    }
+    // Row-wise ops over [batch, features], chunked when one binding holds 64 rows or fewer.
+    let tiny = small_bindings(2048);
+    for (seed, (what, kind)) in [
+        ("dense", OpKind::Dense(Dense { out_features: 64 })),
+        ("softmax", OpKind::Softmax(Softmax)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let [(whole, whole_steps), (parts, chunked_steps)] =
+            run_both(&single_op(kind, &[256, 64]), &tiny, 40 + seed as u64);
+        assert!(chunked_steps > whole_steps, "{what}: not chunked");
+        assert_eq!(whole, parts, "{what}: chunked results differ");
+    }
+}
+
+#[test]
+fn whole_networks_run_in_chunks_equal_the_whole_batch() {
+    let chunked = small_bindings(64 << 10);
+    for preset in [Preset::Paper, Preset::Keras] {
+        let config = MobileNetV1Config {
+            alpha: 0.25,
+            resolution: 32,
+            classes: 10,
+            ..MobileNetV1Config::preset(preset)
+        };
+        // Unfolded (evaluation during training) and folded (predict, eval, bench) graphs.
+        let model = config.build(BATCH).expect("build");
+        let [(whole, whole_steps), (parts, chunked_steps)] = run_both(&model.graph, &chunked, 7);
+        println!("{preset}: {whole_steps} dispatches whole, {chunked_steps} in chunks");
+        assert!(chunked_steps > whole_steps);
+        assert_eq!(whole, parts, "{preset}: chunked logits differ");
+
+        let params = ParamStore::initialize(&config.build(1).expect("build").graph, 3);
+        let input = common::uniform(&mut common::rng(9), BATCH * 32 * 32 * 3, -1.0, 1.0);
+        let [whole, parts] = [common::gpu(), &chunked].map(|device| {
+            let plan = config
+                .inference_plan(device, &params, BATCH)
+                .expect("folded plan");
+            plan.run(&input).expect("run")
+        });
+        assert_eq!(whole, parts, "{preset}: chunked folded inference differs");
+    }
+}
+
+#[test]
+fn a_sample_larger_than_a_binding_is_refused_naming_the_op() {
+    let gpu = small_bindings(1024);
+    let g = single_op(
+        OpKind::Pointwise(Pointwise {
+            out_channels: 16,
+            fused: None,
+        }),
+        &[4, 8, 8, 16],
+    );
+    match g.compile(&gpu) {
+        Err(error @ GraphError::ChunkTooLarge { .. }) => {
+            let message = error.to_string();
+            assert!(
+                message.contains("\"op\"") && message.contains("4096"),
+                "{message}"
+            );
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a 4096-byte sample cannot fit a 1024-byte binding"),
+    }
+}
