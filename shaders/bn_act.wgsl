@@ -16,7 +16,10 @@ fn activate_elem(x: Elem, act: u32) -> Elem {
 
 struct BnParams {
     rows: u32, channels: u32, act: u32, eps: f32,
-    rows_per_chunk: u32, chunks: u32, momentum: f32, _unused: u32,
+    rows_per_chunk: u32, chunks: u32, momentum: f32,
+    // The rows the batch statistics cover, when a plan runs this pass on a chunk of them
+    // (0: `rows`).
+    batch_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
@@ -56,6 +59,14 @@ fn groups() -> u32 {
     return p.channels / CHANNELS_PER_ELEM;
 }
 
+// Where chunk `chunk`'s first partial of channel group `c` lies: each chunk keeps its two
+// partials (mean and M2, or the two gradient sums) side by side, [chunk][2][groups], so a
+// run of chunks is one contiguous range (a plan that splits the batch binds it at an
+// offset).
+fn partial_at(chunk: u32, c: u32) -> u32 {
+    return 2u * chunk * groups() + c;
+}
+
 fn chunk_rows(chunk: u32) -> vec2<u32> {
     let first = chunk * p.rows_per_chunk;
     return vec2<u32>(first, min(first + p.rows_per_chunk, p.rows));
@@ -82,8 +93,9 @@ fn stats_partial(@builtin(global_invocation_id) gid: vec3<u32>,
         let d = input[r * groups() + c] - mean;
         m2 += d * d;
     }
-    partials[index] = mean;
-    partials[p.chunks * groups() + index] = m2;
+    let at = partial_at(index / groups(), c);
+    partials[at] = mean;
+    partials[at + groups()] = m2;
 }
 
 // Training stage 2: merge the chunks in order (Chan et al.'s pairwise update), store
@@ -103,8 +115,8 @@ fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
     for (var s = 0u; s < p.chunks; s++) {
         let range = chunk_rows(s);
         let n_b = f32(range.y - range.x);
-        let mean_b = partials[s * groups() + c];
-        let m2_b = partials[(p.chunks + s) * groups() + c];
+        let mean_b = partials[partial_at(s, c)];
+        let m2_b = partials[partial_at(s, c) + groups()];
         let total = count + n_b;
         let delta = mean_b - mean;
         mean += delta * n_b / total;
@@ -192,8 +204,9 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
         sum_dz_xhat += dz * (x - mean);
     }
     sum_dz_xhat *= inv_std;
-    partials[index] = sum_dz;
-    partials[p.chunks * groups() + index] = sum_dz_xhat;
+    let at = partial_at(index / groups(), c);
+    partials[at] = sum_dz;
+    partials[at + groups()] = sum_dz_xhat;
 }
 
 // Backward stage 2: dbeta = sum dz, dgamma = sum dz * xhat, summed over chunks in order.
@@ -207,8 +220,8 @@ fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
     var sum_dz = Elem(0.0);
     var sum_dz_xhat = Elem(0.0);
     for (var s = 0u; s < p.chunks; s++) {
-        sum_dz += partials[s * groups() + c];
-        sum_dz_xhat += partials[(p.chunks + s) * groups() + c];
+        sum_dz += partials[partial_at(s, c)];
+        sum_dz_xhat += partials[partial_at(s, c) + groups()];
     }
     stats[2u * groups() + c] = sum_dz;
     stats[3u * groups() + c] = sum_dz_xhat;
@@ -229,7 +242,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let inv_std = stats[groups() + c];
     let sum_dz = stats[2u * groups() + c];
     let sum_dz_xhat = stats[3u * groups() + c];
-    let m = f32(p.rows);
+    let m = f32(select(p.rows, p.batch_rows, p.batch_rows != 0u));
     let grad_scale = gamma[c] * inv_std / m;
     let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {

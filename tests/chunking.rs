@@ -1,7 +1,8 @@
-//! Inference over tensors larger than one storage binding: ops run over chunks of the batch
-//! bound at offsets. A device with a small binding limit (`Gpu::with_binding_limit`) makes
-//! small plans chunk; their results must equal the unchunked plan's bit for bit, since
-//! every inference op works sample by sample.
+//! Tensors larger than one storage binding: ops run over chunks of the batch bound at
+//! offsets. A device with a small binding limit (`Gpu::with_binding_limit`) makes small
+//! plans chunk. Inference must equal the unchunked plan bit for bit, since every inference
+//! op works sample by sample; a training step within the GPU-against-reference tolerance,
+//! since weight gradients add the chunks' shares in another order.
 
 mod common;
 
@@ -184,4 +185,152 @@ fn a_sample_larger_than_a_binding_is_refused_naming_the_op() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a 4096-byte sample cannot fit a 1024-byte binding"),
     }
+}
+
+/// One training step's loss, logits and parameter gradients, and the parameters (running
+/// statistics included) after it, on `device`.
+fn train_step(
+    device: &Gpu,
+    g: &GraphBuilder,
+    params: &ParamStore,
+    images: &[f32],
+    labels: &[u32],
+) -> (Vec<f32>, ParamStore, ParamStore, usize) {
+    use mobilenet_wgpu::graph::{ParamBuffers, TrainConfig, TrainPlan};
+    let buffers = std::sync::Arc::new(ParamBuffers::new(device, g).expect("buffers"));
+    buffers.load(params).expect("load");
+    let plan = TrainPlan::compile(g, device, buffers.clone(), &TrainConfig::default())
+        .expect("compile training");
+    let (output, grads) = plan.loss_gradients(images, labels).expect("step");
+    let after = buffers.read().expect("read params");
+    let outputs = [output.loss, output.logits].concat();
+    (outputs, grads, after, plan.dispatch_count())
+}
+
+/// Chunked training equals the whole batch within the GPU-against-reference tolerance:
+/// weight gradients add the chunks' shares in another order, the rest is the same sums.
+fn assert_training_chunks_match(what: &str, g: &GraphBuilder, chunked: &Gpu, classes: usize) {
+    let params = common::random_params(g, 5);
+    let shape = g.shape(g.inputs()[0]).expect("input").to_vec();
+    let mut r = common::rng(6);
+    let images = common::uniform(&mut r, shape.iter().product(), -1.0, 1.0);
+    let labels: Vec<u32> = (0..shape[0]).map(|i| (i % classes) as u32).collect();
+    let (whole, whole_grads, whole_after, whole_steps) =
+        train_step(common::gpu(), g, &params, &images, &labels);
+    let (parts, part_grads, part_after, chunked_steps) =
+        train_step(chunked, g, &params, &images, &labels);
+    println!("{what}: {whole_steps} dispatches whole, {chunked_steps} in chunks");
+    assert!(chunked_steps > whole_steps, "{what}: not chunked");
+    common::assert_close(
+        &format!("{what} loss and logits"),
+        &parts,
+        &whole,
+        common::OP_RTOL,
+    );
+    for (name, _, values) in whole_grads.iter() {
+        let got = part_grads.get(name).expect("a gradient per parameter");
+        common::assert_close(&format!("{what} d{name}"), got, values, common::OP_RTOL);
+    }
+    // Running statistics, updated from the batch statistics.
+    for (name, _, values) in whole_after.iter() {
+        let got = part_after.get(name).expect("every parameter");
+        common::assert_close(
+            &format!("{what} {name} after"),
+            got,
+            values,
+            common::OP_RTOL,
+        );
+    }
+}
+
+#[test]
+fn training_steps_run_in_chunks_match_the_whole_batch() {
+    // Stem, batch norm, depthwise, pointwise, pool, classifier; per-sample tensors of 1-9
+    // KiB at multiples of 256 bytes, batch norm over 64 rows per sample.
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", &[24, 8, 8, 4]);
+    let bn = BatchNorm {
+        eps: 1e-3,
+        activation: Activation::Relu6,
+    };
+    let y = g
+        .conv2d(
+            "stem",
+            x,
+            Conv2d {
+                out_channels: 16,
+                kernel: 3,
+                stride: 1,
+                padding: Padding::Symmetric,
+                fused: None,
+            },
+        )
+        .unwrap();
+    let y = g.batch_norm("stem_bn", y, bn.clone()).unwrap();
+    let dw = Depthwise {
+        kernel: 3,
+        stride: 1,
+        padding: Padding::Symmetric,
+        fused: None,
+    };
+    let y = g.depthwise("dw", y, dw).unwrap();
+    let y = g.batch_norm("dw_bn", y, bn.clone()).unwrap();
+    let pw = Pointwise {
+        out_channels: 32,
+        fused: None,
+    };
+    let y = g.pointwise("pw", y, pw).unwrap();
+    let y = g.batch_norm("pw_bn", y, bn).unwrap();
+    let y = g.global_avg_pool("pool", y).unwrap();
+    let y = g.dense("fc", y, Dense { out_features: 10 }).unwrap();
+    g.output(y).unwrap();
+    // 80 KiB bindings: the stem's im2col rows (9 KiB per sample) in chunks of 8.
+    assert_training_chunks_match("small network", &g, &small_bindings(80 << 10), 10);
+
+    let config = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        classes: 10,
+        activation: Activation::None,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    };
+    let model = config.build(BATCH).expect("build");
+    assert_training_chunks_match(
+        "MobileNet 0.25/32",
+        &model.graph,
+        &small_bindings(64 << 10),
+        10,
+    );
+}
+
+#[test]
+fn sync_bn_over_chunks_is_refused_with_what_to_do() {
+    use mobilenet_wgpu::graph::{ParamBuffers, TrainConfig, TrainPlan};
+    use mobilenet_wgpu::ops::TrainSettings;
+    let gpu = small_bindings(64 << 10);
+    let model = MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 32,
+        classes: 10,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    }
+    .build(BATCH)
+    .expect("build");
+    let params = std::sync::Arc::new(ParamBuffers::new(&gpu, &model.graph).expect("params"));
+    let config = TrainConfig {
+        settings: TrainSettings {
+            synced_replicas: 2,
+            ..Default::default()
+        },
+        gradient_bucket_bytes: Some(1 << 20),
+        ..Default::default()
+    };
+    let error = TrainPlan::compile(&model.graph, &gpu, params, &config)
+        .err()
+        .expect("sync-BN over chunks is refused")
+        .to_string();
+    assert!(
+        error.contains("--batch-size") && error.contains("--sync-bn"),
+        "{error}"
+    );
 }

@@ -86,24 +86,33 @@ fn past_the_binding_limit() -> (MobileNetV1Config, usize) {
 }
 
 #[test]
-fn training_past_the_binding_limit_is_refused_with_the_largest_batch() {
+fn training_past_the_binding_limit_compiles_in_chunks_up_to_the_buffer_limit() {
     let gpu = common::gpu();
     let (config, batch) = past_the_binding_limit();
-    let model = config.build(batch).unwrap();
-    let params = std::sync::Arc::new(ParamBuffers::new(gpu, &model.graph).unwrap());
-    match TrainPlan::compile(&model.graph, gpu, params, &TrainConfig::default()) {
+    let compile = |batch: usize| {
+        let model = config.build(batch).unwrap();
+        let params = std::sync::Arc::new(ParamBuffers::new(gpu, &model.graph).unwrap());
+        TrainPlan::compile(&model.graph, gpu, params, &TrainConfig::default())
+    };
+    let plan = compile(batch).expect("chunked training plan");
+    assert!(plan
+        .kernels()
+        .iter()
+        .any(|step| step.starts_with(&format!("blocks.1.pw[0..{}]", batch - 1))));
+    let max_buffer = gpu.limits().max_buffer_size;
+    let per_image = 112 * 112 * 16 * 4;
+    let too_many = (max_buffer / per_image + 1) as usize;
+    match compile(too_many) {
         Err(GraphError::TooLarge {
-            limit,
             limit_name,
             max_batch,
             ..
         }) => {
-            assert_eq!(max_batch, batch - 1);
-            assert_eq!(limit, gpu.binding_limit());
-            assert_eq!(limit_name, "max_storage_buffer_binding_size");
+            assert_eq!(limit_name, "max_buffer_size");
+            assert_eq!(max_batch, too_many - 1);
         }
         Err(e) => panic!("unexpected error {e}"),
-        Ok(_) => panic!("batch {batch} should exceed the binding limit in training"),
+        Ok(_) => panic!("batch {too_many} should exceed max_buffer_size"),
     }
 }
 

@@ -5,7 +5,10 @@
 
 use std::ops::Range;
 
-use super::steps::BufferRange;
+use super::plan::with_batch;
+use super::steps::{tensor_bytes, BufferRange};
+use super::{GraphBuilder, GraphError, Node};
+use crate::gpu::Gpu;
 
 /// How one op splits the batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -15,12 +18,14 @@ pub(crate) struct BatchChunks {
 
 /// The chunks of `batch` samples such that none of the op's batch tensors (`per_sample`:
 /// bytes per sample of each) exceeds `limit` bytes in one binding, every chunk starting at
-/// an offset that is a multiple of `alignment` in each of them. `Err` carries the fewest
-/// samples a chunk may hold and their bytes in the largest tensor, when even those exceed
-/// the limit.
+/// an offset that is a multiple of `alignment` in each of them, and at a multiple of
+/// `modulus` in every `(count per sample, modulus)` of `steps` (rows that a reduction
+/// groups, say). `Err` carries the fewest samples a chunk may hold and their bytes in the
+/// largest tensor, when even those exceed the limit.
 pub(crate) fn batch_chunks(
     batch: usize,
     per_sample: &[u64],
+    steps: &[(u64, u64)],
     limit: u64,
     alignment: u64,
 ) -> Result<BatchChunks, (usize, u64)> {
@@ -34,8 +39,10 @@ pub(crate) fn batch_chunks(
     // for every tensor at once.
     let unit = per_sample
         .iter()
-        .filter(|&&bytes| bytes > 0)
-        .map(|&bytes| alignment / gcd(bytes, alignment))
+        .map(|&bytes| (bytes, alignment))
+        .chain(steps.iter().copied())
+        .filter(|&(count, _)| count > 0)
+        .map(|(count, modulus)| modulus / gcd(count, modulus))
         .fold(1, lcm);
     let per_chunk = (limit / largest) / unit * unit;
     if per_chunk == 0 {
@@ -81,6 +88,57 @@ impl BatchChunks {
     }
 }
 
+/// How each of `nodes` splits the batch so that no binding exceeds the device's limit, and
+/// the workspace the largest chunk needs. In training (`batch_norm_partials`), batch
+/// norm's chunks start where its partial sums (one per 256 rows) start, at aligned
+/// offsets of its partials buffer.
+pub(crate) fn node_chunks(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    nodes: &[Node],
+    batch_norm_partials: bool,
+) -> Result<(Vec<BatchChunks>, u64), GraphError> {
+    let limit = gpu.binding_limit();
+    let alignment = gpu.limits().min_storage_buffer_offset_alignment as u64;
+    let mut workspace = 4;
+    let mut all = Vec::new();
+    for node in nodes {
+        let (input, output) = (
+            graph.tensors[node.input.0].shape.as_slice(),
+            graph.tensors[node.output.0].shape.as_slice(),
+        );
+        let (one_in, one_out) = (with_batch(input, 1), with_batch(output, 1));
+        let workspace_per_sample = node.kind.workspace(&one_in, &one_out) as u64 * 4;
+        let per_sample = [
+            tensor_bytes(&one_in),
+            tensor_bytes(&one_out),
+            workspace_per_sample,
+        ];
+        let mut steps = Vec::new();
+        if let Some(partials) = node
+            .kind
+            .bn_partials(&one_in)
+            .filter(|_| batch_norm_partials)
+        {
+            let entry = 2 * partials.channels as u64 * 4;
+            let rows = partials.rows_per_chunk as u64 * (alignment / gcd(entry, alignment));
+            steps.push((partials.rows as u64, rows));
+        }
+        let chunks = batch_chunks(input[0], &per_sample, &steps, limit, alignment).map_err(
+            |(samples, bytes)| GraphError::ChunkTooLarge {
+                op: node.name.clone(),
+                samples,
+                bytes,
+                limit,
+            },
+        )?;
+        let largest = chunks.ranges.iter().map(|r| r.len()).max().unwrap_or(0);
+        workspace = workspace.max(largest as u64 * workspace_per_sample);
+        all.push(chunks);
+    }
+    Ok((all, workspace))
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
@@ -99,7 +157,7 @@ mod tests {
 
     #[test]
     fn small_batches_are_one_chunk() {
-        let chunks = batch_chunks(8, &[1000, 4000], 1 << 20, 256).expect("fits");
+        let chunks = batch_chunks(8, &[1000, 4000], &[], 1 << 20, 256).expect("fits");
         assert_eq!(chunks.ranges.len(), 1);
         assert_eq!(chunks.ranges[0], 0..8);
         assert!(!chunks.is_chunked());
@@ -110,7 +168,7 @@ mod tests {
         // 3136 bytes per sample (28x28 floats) and 1600 (20x20): steps of 4 samples keep
         // both at multiples of 256 bytes.
         let per_sample = [3136, 1600];
-        let chunks = batch_chunks(50, &per_sample, 40_000, 256).expect("chunks");
+        let chunks = batch_chunks(50, &per_sample, &[], 40_000, 256).expect("chunks");
         assert!(chunks.is_chunked());
         assert_eq!(chunks.ranges.first(), Some(&(0..12)));
         assert_eq!(chunks.ranges.last(), Some(&(48..50)));
@@ -125,9 +183,17 @@ mod tests {
     }
 
     #[test]
+    fn steps_of_rows_set_where_chunks_may_start() {
+        // 196 rows per sample, grouped by 256: chunks start every 64 samples.
+        let chunks = batch_chunks(200, &[784], &[(196, 256)], 60_000, 256).expect("chunks");
+        assert!(chunks.ranges.iter().all(|r| r.start * 196 % 256 == 0));
+        assert_eq!(chunks.ranges[0], 0..64);
+    }
+
+    #[test]
     fn a_sample_beyond_the_limit_is_refused_with_its_size() {
         // 5000 bytes: 32 samples make the first multiple of 256.
-        assert_eq!(batch_chunks(4, &[5000], 4096, 256), Err((32, 160_000)));
-        assert_eq!(batch_chunks(4, &[8192], 4096, 256), Err((1, 8192)));
+        assert_eq!(batch_chunks(4, &[5000], &[], 4096, 256), Err((32, 160_000)));
+        assert_eq!(batch_chunks(4, &[8192], &[], 4096, 256), Err((1, 8192)));
     }
 }

@@ -1,6 +1,7 @@
 //! The graph builder: tensors as ids with shapes, ops added by name, shapes checked as the
 //! graph is built. `compile` turns it into a `Plan` that runs on the GPU.
 
+mod chunked_steps;
 mod chunks;
 mod kernel_choice;
 mod param_buffers;
@@ -103,6 +104,8 @@ pub enum GraphError {
         bytes: u64,
         limit: u64,
     },
+    #[error("op {op:?} cannot run over chunks of the batch: {reason}")]
+    Chunking { op: String, reason: String },
     #[error("no parameter named {0:?} in this graph")]
     UnknownParam(String),
     #[error("parameter problems: {}", .0.join("; "))]

@@ -1,7 +1,7 @@
 //! A compiled inference graph: every buffer planned once, bind groups built once, and a
 //! dispatch list that runs a whole batch in one command buffer and one submit.
 
-use super::chunks::{batch_chunks, BatchChunks};
+use super::chunks::node_chunks;
 use super::param_buffers::ParamBuffers;
 use super::steps::{
     encode, profile_steps, staging_buffer, tensor_bytes, BufferRange, PassTimer, Step, StepBuilder,
@@ -132,19 +132,6 @@ fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     }
 }
 
-/// Bytes of the forward workspace (`Slot::Workspace`): the most any of `nodes` needs.
-pub(crate) fn workspace_bytes(graph: &GraphBuilder, nodes: &[super::Node]) -> u64 {
-    nodes
-        .iter()
-        .map(|n| {
-            let shape = |t: super::TensorId| graph.tensors[t.0].shape.as_slice();
-            n.kind.workspace(shape(n.input), shape(n.output)) as u64 * 4
-        })
-        .max()
-        .unwrap_or(0)
-        .max(4)
-}
-
 /// The workspace as a `check_binding_limit` entry.
 pub(crate) fn workspace_entry(bytes: u64) -> (String, Vec<usize>, u64) {
     (
@@ -162,6 +149,17 @@ pub(crate) fn check_binding_limit(
     buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
 ) -> Result<(), GraphError> {
     let limit = (gpu.binding_limit(), "max_storage_buffer_binding_size");
+    check_tensor_limit(batch, buffers, limit)
+}
+
+/// Refuses tensors larger than the adapter's largest buffer, naming the largest batch that
+/// would fit: the bound for tensors that ops may bind in chunks.
+pub(crate) fn check_buffer_limit(
+    gpu: &Gpu,
+    batch: usize,
+    buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
+) -> Result<(), GraphError> {
+    let limit = (gpu.limits().max_buffer_size, "max_buffer_size");
     check_tensor_limit(batch, buffers, limit)
 }
 
@@ -188,46 +186,10 @@ fn check_tensor_limit(
 }
 
 /// `shape` with another batch size.
-fn with_batch(shape: &[usize], batch: usize) -> Vec<usize> {
+pub(crate) fn with_batch(shape: &[usize], batch: usize) -> Vec<usize> {
     let mut shape = shape.to_vec();
     shape[0] = batch;
     shape
-}
-
-/// How each op of an inference graph splits the batch (see `chunks`), and the workspace
-/// the largest chunk needs.
-fn plan_chunks(gpu: &Gpu, graph: &GraphBuilder) -> Result<(Vec<BatchChunks>, u64), GraphError> {
-    let batch = graph.tensors[graph.inputs[0].0].shape[0];
-    let limit = gpu.binding_limit();
-    let alignment = gpu.limits().min_storage_buffer_offset_alignment as u64;
-    let mut workspace = 4;
-    let mut all = Vec::new();
-    for node in &graph.nodes {
-        let (input, output) = (
-            graph.tensors[node.input.0].shape.as_slice(),
-            graph.tensors[node.output.0].shape.as_slice(),
-        );
-        let (one_in, one_out) = (with_batch(input, 1), with_batch(output, 1));
-        let workspace_per_sample = node.kind.workspace(&one_in, &one_out) as u64 * 4;
-        let per_sample = [
-            tensor_bytes(&one_in),
-            tensor_bytes(&one_out),
-            workspace_per_sample,
-        ];
-        let chunks =
-            batch_chunks(batch, &per_sample, limit, alignment).map_err(|(samples, bytes)| {
-                GraphError::ChunkTooLarge {
-                    op: node.name.clone(),
-                    samples,
-                    bytes,
-                    limit,
-                }
-            })?;
-        let largest = chunks.ranges.iter().map(|r| r.len()).max().unwrap_or(0);
-        workspace = workspace.max(largest as u64 * workspace_per_sample);
-        all.push(chunks);
-    }
-    Ok((all, workspace))
 }
 
 impl Plan {
@@ -252,15 +214,15 @@ impl Plan {
         let batch = graph.tensors[graph.inputs[0].0].shape[0];
         // Ops bind their tensors in chunks where one binding cannot hold them, so the batch
         // is bounded by the largest buffer the adapter allocates.
-        let (chunks, workspace_bytes) = plan_chunks(gpu, graph)?;
-        check_tensor_limit(
+        let (chunks, workspace_bytes) = node_chunks(gpu, graph, &graph.nodes, false)?;
+        check_buffer_limit(
+            gpu,
             batch,
             graph
                 .tensors
                 .iter()
                 .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape)))
                 .chain(std::iter::once(workspace_entry(workspace_bytes))),
-            (gpu.limits().max_buffer_size, "max_buffer_size"),
         )?;
         let device = gpu.device().clone();
         let memory_plan = plan_memory(graph);

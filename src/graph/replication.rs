@@ -394,8 +394,8 @@ fn pool_statistics(
             let n = (first + layout.rows_per_chunk).min(layout.rows) - first;
             let part = (
                 n as f64,
-                local[s * c + ch] as f64,
-                local[(chunks + s) * c + ch] as f64,
+                local[2 * s * c + ch] as f64,
+                local[(2 * s + 1) * c + ch] as f64,
             );
             acc = merge(acc, part);
         }
@@ -428,8 +428,8 @@ fn pool_gradient_sums(
     let mut mine = vec![0.0; 2 * c];
     for s in 0..chunks {
         for ch in 0..c {
-            mine[ch] += local[s * c + ch] as f64;
-            mine[c + ch] += local[(chunks + s) * c + ch] as f64;
+            mine[ch] += local[2 * s * c + ch] as f64;
+            mine[c + ch] += local[(2 * s + 1) * c + ch] as f64;
         }
     }
     let total = replicas.sum(&mine)?;

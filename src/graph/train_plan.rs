@@ -4,19 +4,19 @@
 //! Every forward activation is kept for the backward pass; activation gradients live in
 //! two ping-pong buffers (the graph is a chain, so only two are alive at a time).
 
+use super::chunked_steps::ChunkedNode;
+use super::chunks::{node_chunks, BatchChunks};
 use super::param_buffers::{read_named, ParamBuffers};
 use super::plan::{
-    check_binding_limit, check_input_len, workspace_bytes, workspace_entry, MemoryReport, Plan,
+    check_binding_limit, check_buffer_limit, check_input_len, workspace_entry, MemoryReport, Plan,
 };
 use super::replication::{BnPass, Replication};
 use super::steps::{
-    encode, profile_steps, staging_buffer, tensor_bytes, PassTimer, Step, StepBuilder,
+    encode, profile_steps, staging_buffer, tensor_bytes, BufferRange, PassTimer, Step, StepBuilder,
 };
 use super::{GraphBuilder, GraphError, Node, ParamStore, Replicas, StepTiming, TensorId};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu, GpuError};
-use crate::ops::{
-    accumulate_metrics, cross_entropy, BatchNorm, ScratchSpec, Slot, TrainSettings, UpdateRule,
-};
+use crate::ops::{accumulate_metrics, cross_entropy, ScratchSpec, Slot, TrainSettings, UpdateRule};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::Arc;
@@ -214,10 +214,12 @@ pub(super) struct Layout<'g> {
     /// Parameters with gradients, in node order.
     pub(super) trainable: Vec<usize>,
     pub(super) workspace_bytes: u64,
+    /// How each node splits the batch (one chunk where its tensors fit one binding).
+    pub(super) chunks: Vec<BatchChunks>,
 }
 
 impl<'g> Layout<'g> {
-    fn new(graph: &'g GraphBuilder) -> Result<Layout<'g>, GraphError> {
+    fn new(graph: &'g GraphBuilder, gpu: &Gpu) -> Result<Layout<'g>, GraphError> {
         let (node_count, output_id) = training_chain(graph)?;
         let nodes = &graph.nodes[..node_count];
         let input_id = graph.inputs[0];
@@ -254,6 +256,7 @@ impl<'g> Layout<'g> {
             .flat_map(|n| n.params.iter().copied())
             .filter(|&p| graph.params[p].role.trainable())
             .collect();
+        let (chunks, workspace_bytes) = node_chunks(gpu, graph, nodes, true)?;
         Ok(Layout {
             nodes,
             input_id,
@@ -266,7 +269,8 @@ impl<'g> Layout<'g> {
             scratch_specs,
             shared_bytes,
             trainable,
-            workspace_bytes: workspace_bytes(graph, nodes),
+            workspace_bytes,
+            chunks,
         })
     }
 
@@ -274,10 +278,10 @@ impl<'g> Layout<'g> {
         self.input_shape[0]
     }
 
-    /// Every buffer that scales with the batch, as `check_binding_limit` wants them.
-    fn batch_buffers(&self, graph: &GraphBuilder) -> Vec<(String, Vec<usize>, u64)> {
-        let mut sizes: Vec<_> = self
-            .tensors
+    /// The activation and gradient tensors, which ops may bind in chunks: each must fit
+    /// one buffer.
+    fn tensor_buffers(&self, graph: &GraphBuilder) -> Vec<(String, Vec<usize>, u64)> {
+        self.tensors
             .iter()
             .map(|&t| {
                 let info = &graph.tensors[t.0];
@@ -287,7 +291,13 @@ impl<'g> Layout<'g> {
                     tensor_bytes(&info.shape),
                 )
             })
-            .collect();
+            .collect()
+    }
+
+    /// The buffers ops bind whole, which must fit one binding: reduction scratch and the
+    /// workspace (sized for the largest chunk).
+    fn scratch_buffers(&self) -> Vec<(String, Vec<usize>, u64)> {
+        let mut sizes = Vec::new();
         for (i, &bytes) in self.shared_bytes.iter().enumerate() {
             sizes.push((
                 format!("reduction scratch {i}"),
@@ -483,6 +493,26 @@ pub(super) struct Phases {
     pub(super) backward_done: Vec<usize>,
 }
 
+/// Node `i` with its chunks and buffers, for emitting its dispatches.
+fn chunked_node<'a>(
+    graph: &'a GraphBuilder,
+    layout: &'a Layout,
+    i: usize,
+    limit: u64,
+    slot: &'a dyn Fn(Slot) -> Option<wgpu::Buffer>,
+) -> ChunkedNode<'a> {
+    let node = &layout.nodes[i];
+    ChunkedNode {
+        name: &node.name,
+        kind: &node.kind,
+        input: &graph.tensors[node.input.0].shape,
+        output: &graph.tensors[node.output.0].shape,
+        chunks: &layout.chunks[i],
+        limit,
+        slot,
+    }
+}
+
 fn build_phases(
     gpu: &Gpu,
     graph: &GraphBuilder,
@@ -496,26 +526,32 @@ fn build_phases(
     let mut bn_exchanges = Vec::new();
     let mut builder = StepBuilder::new(gpu);
     let node_slot = |i: usize, slot| buffers.node_slot(layout, params, graph, i, slot);
+    let limit = gpu.binding_limit();
     for (i, node) in layout.nodes.iter().enumerate() {
-        let (x, y) = (shape_of(node.input), shape_of(node.output));
-        let first = builder.len();
-        for dispatch in node.kind.forward_train(x, y, &config.settings) {
-            builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
-        }
-        if synced_bn && node.kind.bn_partials(x).is_some() {
-            bn_exchanges.push((first + BatchNorm::SYNC_AFTER, i, BnPass::Forward));
+        let slot = |slot| node_slot(i, slot);
+        let partials_done =
+            chunked_node(graph, layout, i, limit, &slot).forward(&mut builder, &config.settings)?;
+        if synced_bn && node.kind.bn_partials(shape_of(node.input)).is_some() {
+            bn_exchanges.push((partials_done, i, BnPass::Forward));
         }
     }
     let forward = 0..builder.len();
 
     let (output_id, output_shape) = (layout.output_id, &layout.output_shape);
     if output_shape.len() == 2 {
+        // The logits' gradient lives in a buffer sized for the largest tensor, which may
+        // exceed one binding: bind the logits' part.
+        let logits_grad = BufferRange {
+            buffer: buffers.grads[layout.grad_of[&output_id]].clone(),
+            offset: 0,
+            size: Some(tensor_bytes(output_shape).next_multiple_of(16)),
+        };
         let loss_slot = |slot| match slot {
-            Slot::Input => buffers.acts.get(&output_id).cloned(),
-            Slot::Labels => Some(buffers.labels.clone()),
-            Slot::Loss => Some(buffers.loss.clone()),
-            Slot::GradInput => Some(buffers.grads[layout.grad_of[&output_id]].clone()),
-            Slot::Metrics => Some(buffers.metrics.clone()),
+            Slot::Input => buffers.acts.get(&output_id).cloned().map(BufferRange::from),
+            Slot::Labels => Some(buffers.labels.clone().into()),
+            Slot::Loss => Some(buffers.loss.clone().into()),
+            Slot::GradInput => Some(logits_grad.clone()),
+            Slot::Metrics => Some(buffers.metrics.clone().into()),
             _ => None,
         };
         let (rows, cols) = (output_shape[0], output_shape[1]);
@@ -527,14 +563,15 @@ fn build_phases(
 
     let mut backward_done = vec![0; layout.nodes.len()];
     for (i, node) in layout.nodes.iter().enumerate().rev() {
-        let (x, y) = (shape_of(node.input), shape_of(node.output));
         let input_grad = i > 0 || config.input_grad;
-        let first = builder.len();
-        for dispatch in node.kind.backward(x, y, input_grad, &config.settings) {
-            builder.add(&node.name, &dispatch, |slot| node_slot(i, slot))?;
-        }
-        if synced_bn && node.kind.bn_partials(x).is_some() {
-            bn_exchanges.push((first + BatchNorm::SYNC_AFTER, i, BnPass::Backward));
+        let slot = |slot| node_slot(i, slot);
+        let partials_done = chunked_node(graph, layout, i, limit, &slot).backward(
+            &mut builder,
+            input_grad,
+            &config.settings,
+        )?;
+        if synced_bn && node.kind.bn_partials(shape_of(node.input)).is_some() {
+            bn_exchanges.push((partials_done, i, BnPass::Backward));
         }
         backward_done[i] = builder.len();
     }
@@ -586,8 +623,20 @@ impl TrainPlan {
             return Err(GraphError::InputCount(graph.inputs.len()));
         }
         params.check_matches(graph)?;
-        let layout = Layout::new(graph)?;
-        check_binding_limit(gpu, layout.batch(), layout.batch_buffers(graph).into_iter())?;
+        let layout = Layout::new(graph, gpu)?;
+        check_buffer_limit(
+            gpu,
+            layout.batch(),
+            layout.tensor_buffers(graph).into_iter(),
+        )?;
+        check_binding_limit(gpu, layout.batch(), layout.scratch_buffers().into_iter())?;
+        if config.settings.synced_replicas > 1 && layout.chunks.iter().any(|c| c.is_chunked()) {
+            return Err(GraphError::Replicas(
+                "sync-BN with a batch whose tensors exceed one storage binding is not \
+                 supported; lower --batch-size or train without --sync-bn"
+                    .into(),
+            ));
+        }
         let buffers = Buffers::allocate(gpu, graph, &layout, config);
         let phases = build_phases(gpu, graph, &layout, &buffers, &params, config)?;
         let replication = match config.gradient_bucket_bytes {

@@ -6,10 +6,10 @@ use super::{
 };
 use crate::gpu::Shader;
 
-/// The layout of batch norm's per-chunk partial sums: two planes of `chunks x channels`
-/// floats (chunk-major). The forward pass leaves each chunk's mean and sum of squared
-/// deviations, the backward pass its sums of dz and dz * xhat; chunk `s` covers rows
-/// `s * rows_per_chunk ..` up to `rows`.
+/// The layout of batch norm's per-chunk partial sums: `chunks x 2 x channels` floats, each
+/// chunk's two partials side by side. The forward pass leaves each chunk's mean and sum of
+/// squared deviations, the backward pass its sums of dz and dz * xhat; chunk `s` covers
+/// rows `s * rows_per_chunk ..` up to `rows`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BnPartials {
     pub channels: usize,
@@ -140,6 +140,18 @@ impl BatchNorm {
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         let total = input.iter().product();
         vec![self.dispatch("forward_inference", input, 0.0, total)]
+    }
+
+    /// A per-element pass run on a chunk of the batch, told how many rows the batch
+    /// statistics cover (the input gradient divides by them).
+    #[doc(hidden)]
+    pub fn over_batch_rows(dispatch: &Dispatch, batch_rows: usize) -> Dispatch {
+        let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+        words[7] = batch_rows as u32;
+        Dispatch {
+            uniform: uniform_words(&words),
+            ..dispatch.clone()
+        }
     }
 
     /// Under sync-BN the replicas exchange the partial sums that the first dispatch of the

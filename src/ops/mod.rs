@@ -295,6 +295,24 @@ fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) -> Dispatch
     }
 }
 
+/// The same dispatch adding to its output instead of overwriting it, for the dispatches
+/// that write parameter gradients (the GEMM, `sum_partials`): a plan that splits the batch
+/// adds each later chunk's share. `None` for any other dispatch.
+#[doc(hidden)]
+pub fn accumulating(dispatch: &Dispatch) -> Option<Dispatch> {
+    let word = match (dispatch.shader, dispatch.entry) {
+        (Shader::Gemm | Shader::GemmVec4, _) => 9,
+        (Shader::Reduce, "sum_partials") => 4,
+        _ => return None,
+    };
+    let mut words: Vec<u32> = bytemuck::try_cast_slice(&dispatch.uniform).ok()?.to_vec();
+    *words.get_mut(word)? = 1;
+    Some(Dispatch {
+        uniform: uniform_words(&words),
+        ..dispatch.clone()
+    })
+}
+
 /// Column sums of a [rows, cols] tensor into `out`, through `partials` (two stages).
 fn column_sum(input: Slot, partials: Slot, out: Slot, rows: usize, cols: usize) -> [Dispatch; 2] {
     let parts = chunks(rows);

@@ -1,0 +1,169 @@
+//! A training node's dispatches over the chunks of the batch its tensors are split into
+//! (see `chunks`). Per-sample passes run once per chunk on that chunk's part of each
+//! tensor. Batch norm's statistics and gradient sums are partial sums per 256 rows: each
+//! chunk writes its own partials where the whole batch would, and the stage that merges
+//! them runs once. Weight gradients are computed per chunk, later chunks adding theirs.
+
+use std::ops::Range;
+
+use super::chunks::BatchChunks;
+use super::plan::with_batch;
+use super::steps::{tensor_bytes, BufferRange, StepBuilder};
+use super::GraphError;
+use crate::ops::{accumulating, BatchNorm, Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK};
+
+/// One node as the emitters see it.
+pub(crate) struct ChunkedNode<'a> {
+    pub name: &'a str,
+    pub kind: &'a OpKind,
+    pub input: &'a [usize],
+    pub output: &'a [usize],
+    pub chunks: &'a BatchChunks,
+    pub limit: u64,
+    /// The node's buffers for the whole batch.
+    pub slot: &'a dyn Fn(Slot) -> Option<wgpu::Buffer>,
+}
+
+/// Which part of a batch-norm pass: the partial sums per chunk, the merge once, the
+/// per-element pass per chunk.
+const PARTIAL: usize = 0;
+const MERGE: usize = 1;
+const ELEMENTWISE: usize = 2;
+
+impl ChunkedNode<'_> {
+    fn batch(&self) -> usize {
+        self.input[0]
+    }
+
+    /// The input and output shapes of samples `range`.
+    fn part_shapes(&self, range: &Range<usize>) -> (Vec<usize>, Vec<usize>) {
+        (
+            with_batch(self.input, range.len()),
+            with_batch(self.output, range.len()),
+        )
+    }
+
+    /// What `slot` binds for the samples `range`.
+    fn bind(&self, range: &Range<usize>, slot: Slot) -> Option<BufferRange> {
+        let whole = (self.slot)(slot)?;
+        let per_sample = |shape: &[usize]| tensor_bytes(shape) / self.batch().max(1) as u64;
+        Some(match slot {
+            Slot::Input | Slot::GradInput => {
+                self.chunks
+                    .bind(&whole, range, per_sample(self.input), self.limit)
+            }
+            Slot::Output | Slot::GradOutput => {
+                self.chunks
+                    .bind(&whole, range, per_sample(self.output), self.limit)
+            }
+            Slot::Scratch(1) if self.is_chunked_bn() => {
+                // Batch norm's partials, [chunk][2][channels]: this range's chunks.
+                let rows_per_sample = self.input[1] * self.input[2];
+                let entry = 2 * self.input[3] as u64 * 4;
+                let first = (range.start * rows_per_sample / REDUCE_CHUNK) as u64;
+                let count = (range.len() * rows_per_sample).div_ceil(REDUCE_CHUNK) as u64;
+                BufferRange {
+                    buffer: whole,
+                    offset: first * entry,
+                    size: Some(count * entry),
+                }
+            }
+            _ => whole.into(),
+        })
+    }
+
+    fn is_chunked_bn(&self) -> bool {
+        self.chunks.is_chunked() && matches!(self.kind, OpKind::BatchNorm(_))
+    }
+
+    fn add(
+        &self,
+        builder: &mut StepBuilder,
+        range: &Range<usize>,
+        dispatch: &Dispatch,
+    ) -> Result<(), GraphError> {
+        let label = if self.chunks.is_chunked() {
+            format!("{}[{}..{}]", self.name, range.start, range.end)
+        } else {
+            self.name.to_string()
+        };
+        builder.add(&label, dispatch, |slot| self.bind(range, slot))
+    }
+
+    /// Adds the node's forward dispatches; returns the index, among the builder's steps,
+    /// after which batch norm's partial sums are complete.
+    pub fn forward(
+        &self,
+        builder: &mut StepBuilder,
+        settings: &TrainSettings,
+    ) -> Result<usize, GraphError> {
+        let pass = |range: &Range<usize>| {
+            let (x, y) = self.part_shapes(range);
+            self.kind.forward_train(&x, &y, settings)
+        };
+        self.run(builder, pass, BatchNorm::SYNC_AFTER)
+    }
+
+    /// Adds the node's backward dispatches (see `forward`).
+    pub fn backward(
+        &self,
+        builder: &mut StepBuilder,
+        input_grad: bool,
+        settings: &TrainSettings,
+    ) -> Result<usize, GraphError> {
+        let pass = |range: &Range<usize>| {
+            let (x, y) = self.part_shapes(range);
+            self.kind.backward(&x, &y, input_grad, settings)
+        };
+        self.run(builder, pass, BatchNorm::SYNC_AFTER)
+    }
+
+    fn run(
+        &self,
+        builder: &mut StepBuilder,
+        pass: impl Fn(&Range<usize>) -> Vec<Dispatch>,
+        sync_after: usize,
+    ) -> Result<usize, GraphError> {
+        let first = builder.len();
+        let ranges = &self.chunks.ranges;
+        if !self.chunks.is_chunked() {
+            for dispatch in pass(&ranges[0]) {
+                self.add(builder, &ranges[0], &dispatch)?;
+            }
+            return Ok(first + sync_after);
+        }
+        if matches!(self.kind, OpKind::BatchNorm(_)) {
+            for range in ranges {
+                self.add(builder, range, &pass(range)[PARTIAL])?;
+            }
+            let merged_after = builder.len();
+            let whole = 0..self.batch();
+            self.add(builder, &whole, &pass(&whole)[MERGE])?;
+            let batch_rows = self.batch() * self.input[1] * self.input[2];
+            for range in ranges {
+                if let Some(dispatch) = pass(range).get(ELEMENTWISE) {
+                    let dispatch = BatchNorm::over_batch_rows(dispatch, batch_rows);
+                    self.add(builder, range, &dispatch)?;
+                }
+            }
+            return Ok(merged_after);
+        }
+        for (i, range) in ranges.iter().enumerate() {
+            for dispatch in pass(range) {
+                let writes_param_grad = dispatch
+                    .bindings
+                    .iter()
+                    .any(|(_, slot)| matches!(slot, Slot::ParamGrad(_)));
+                let dispatch = match (i, writes_param_grad) {
+                    (0, _) | (_, false) => dispatch,
+                    _ => accumulating(&dispatch).ok_or_else(|| GraphError::Chunking {
+                        op: self.name.to_string(),
+                        reason: format!("{} cannot add into a parameter gradient", dispatch.entry),
+                    })?,
+                };
+                self.add(builder, range, &dispatch)?;
+            }
+        }
+        Ok(first + sync_after)
+    }
+}
