@@ -16,12 +16,7 @@ use mobilenet_wgpu::{Gpu, MobileNetV1Config, Preset};
 
 /// The adapter with storage bindings held to `bytes`, default kernels.
 fn small_bindings(bytes: u64) -> Gpu {
-    Gpu::new()
-        .unwrap_or_else(|e| {
-            panic!("{e}\nOn Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers")
-        })
-        .with_tuning(KernelChoice::Defaults, None)
-        .with_binding_limit(bytes)
+    common::open_gpu(KernelChoice::Defaults, None).with_binding_limit(bytes)
 }
 
 const LIMIT: u64 = 16 << 10;

@@ -13,14 +13,6 @@ use mobilenet_wgpu::graph::{ParamBuffers, TrainConfig, TrainPlan};
 use mobilenet_wgpu::ops::ACCESS_KERNELS;
 use mobilenet_wgpu::{Gpu, MobileNetV1Config};
 
-fn open(choice: KernelChoice, cache: Option<std::path::PathBuf>) -> Gpu {
-    Gpu::new()
-        .unwrap_or_else(|e| {
-            panic!("{e}\nOn Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers")
-        })
-        .with_tuning(choice, cache)
-}
-
 /// The kernel names in brackets of a plan's steps of one shader family ("gemm",
 /// "depthwise", "bn_act"), e.g. "tiled-64x64".
 fn chosen(kernels: &[String], family: &str) -> Vec<String> {
@@ -85,7 +77,7 @@ fn forced_kernels_are_the_ones_that_run() {
 fn measured_choices_are_cached_and_reused_without_timing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("kernels.json");
-    let first = open(KernelChoice::Measure, Some(path.clone()));
+    let first = common::open_gpu(KernelChoice::Measure, Some(path.clone()));
     let kernels = train_kernels(&first);
     let stats = first.tuning_stats();
     println!("first compile: {stats:?}");
@@ -131,7 +123,7 @@ fn measured_choices_are_cached_and_reused_without_timing() {
         .iter()
         .all(|k| winners.contains(&k.as_str())));
 
-    let second = open(KernelChoice::Measure, Some(path.clone()));
+    let second = common::open_gpu(KernelChoice::Measure, Some(path.clone()));
     let again = train_kernels(&second);
     let stats = second.tuning_stats();
     println!("second compile: {stats:?}");
@@ -148,7 +140,7 @@ fn a_damaged_cache_is_measured_again_and_replaced() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("kernels.json");
     std::fs::write(&path, b"{ not json").expect("write");
-    let gpu = open(KernelChoice::Measure, Some(path.clone()));
+    let gpu = common::open_gpu(KernelChoice::Measure, Some(path.clone()));
     train_kernels(&gpu);
     assert!(gpu.tuning_stats().timed > 0);
     assert_eq!(read_cache(&path).len(), gpu.tuning_stats().timed);
@@ -158,7 +150,7 @@ fn a_damaged_cache_is_measured_again_and_replaced() {
 fn tuning_off_keeps_the_defaults_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("kernels.json");
-    let gpu = open(KernelChoice::Defaults, Some(path.clone()));
+    let gpu = common::open_gpu(KernelChoice::Defaults, Some(path.clone()));
     let kernels = train_kernels(&gpu);
     let names = chosen(&kernels, "gemm");
     let default = common::gemm_kernels(&gpu)[0];

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::steps::BufferRange;
 use super::GraphError;
-use crate::gpu::{CompiledEntry, Gpu, KernelChoice, TunedKernel};
+use crate::gpu::{storage_buffer, CompiledEntry, Gpu, KernelChoice, TunedKernel};
 use crate::ops::{Alternatives, Candidate, Dispatch, KernelCaps, Slot};
 
 /// A candidate taking this many times the best so far is not timed further.
@@ -75,7 +75,7 @@ fn measure<'a>(
                 let size = range.bytes();
                 let buffer = scratch
                     .entry(*binding)
-                    .or_insert_with(|| scratch_buffer(gpu, size))
+                    .or_insert_with(|| storage_buffer(gpu, "tuning scratch", size))
                     .clone();
                 *range = buffer.into();
             }
@@ -112,15 +112,6 @@ fn measure<'a>(
     gpu.tuner()
         .record(&alternatives.key, tuned, start.elapsed());
     Ok(winner)
-}
-
-fn scratch_buffer(gpu: &Gpu, size: u64) -> wgpu::Buffer {
-    gpu.device().create_buffer(&wgpu::BufferDescriptor {
-        label: Some("tuning scratch"),
-        size,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    })
 }
 
 /// The buffer of every binding the compiled entry point reads, besides the uniform block.

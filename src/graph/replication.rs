@@ -392,12 +392,8 @@ fn pool_statistics(
         for s in 0..chunks {
             let first = s * layout.rows_per_chunk;
             let n = (first + layout.rows_per_chunk).min(layout.rows) - first;
-            let part = (
-                n as f64,
-                local[2 * s * c + ch] as f64,
-                local[(2 * s + 1) * c + ch] as f64,
-            );
-            acc = merge(acc, part);
+            let (mean, m2) = layout.pair(local, s, ch);
+            acc = merge(acc, (n as f64, mean as f64, m2 as f64));
         }
         mine[ch] = acc.1;
         mine[c + ch] = acc.2;
@@ -428,8 +424,9 @@ fn pool_gradient_sums(
     let mut mine = vec![0.0; 2 * c];
     for s in 0..chunks {
         for ch in 0..c {
-            mine[ch] += local[2 * s * c + ch] as f64;
-            mine[c + ch] += local[(2 * s + 1) * c + ch] as f64;
+            let (sum_dz, sum_dz_xhat) = layout.pair(local, s, ch);
+            mine[ch] += sum_dz as f64;
+            mine[c + ch] += sum_dz_xhat as f64;
         }
     }
     let total = replicas.sum(&mine)?;

@@ -18,6 +18,15 @@ pub struct BnPartials {
     pub chunks: usize,
 }
 
+impl BnPartials {
+    /// Chunk `chunk`'s two partials of channel `channel` in `values`, laid out as this
+    /// describes.
+    pub fn pair(&self, values: &[f32], chunk: usize, channel: usize) -> (f32, f32) {
+        let at = 2 * chunk * self.channels + channel;
+        (values[at], values[at + self.channels])
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct BatchNorm {
     pub eps: f32,

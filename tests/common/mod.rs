@@ -13,11 +13,11 @@ use std::sync::OnceLock;
 /// Relative tolerance for single ops: |gpu - ref| <= RTOL * (|ref| + rms(ref)).
 pub const OP_RTOL: f64 = 1e-4;
 
-/// Opens the adapter, failing loudly with the install command: a GPU test never passes by
-/// skipping.
-fn open_gpu(choice: KernelChoice) -> Gpu {
+/// Opens the adapter (a device of its own, choosing kernels as told, its choices cached in
+/// `cache`), failing loudly with the install command: a GPU test never passes by skipping.
+pub fn open_gpu(choice: KernelChoice, cache: Option<std::path::PathBuf>) -> Gpu {
     match Gpu::new() {
-        Ok(gpu) => gpu.with_tuning(choice, None),
+        Ok(gpu) => gpu.with_tuning(choice, cache),
         Err(e) => panic!(
             "GPU tests need a wgpu adapter and none could be opened: {e}\n\
              On Debian/Ubuntu without a GPU: apt-get install libvulkan1 mesa-vulkan-drivers"
@@ -29,7 +29,7 @@ fn open_gpu(choice: KernelChoice) -> Gpu {
 /// make results depend on the machine's load (tests/tuning.rs tests the tuner itself).
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
-    GPU.get_or_init(|| open_gpu(KernelChoice::Defaults))
+    GPU.get_or_init(|| open_gpu(KernelChoice::Defaults, None))
 }
 
 /// One device per kernel this adapter offers, each forced to run it where it applies (the
@@ -43,7 +43,7 @@ pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
             gemm_kernels(gpu())
                 .into_iter()
                 .chain([ACCESS_KERNELS[1]])
-                .map(|name| (open_gpu(KernelChoice::Force(name.to_string())), name))
+                .map(|name| (open_gpu(KernelChoice::Force(name.to_string()), None), name))
                 .collect()
         })
         .iter()
