@@ -177,10 +177,11 @@ fn accumulate_block(at: vec3<u32>, b_transposed: bool) -> Tile {
 }
 
 fn store_block(at: vec3<u32>, t: Tile) {
-    let split = at.x;
-    let row0 = at.y;
-    let lo = at.z;
-    let hi = at.z + 4u;
+    store_rows8(at.x, at.y, at.z, at.z + 4u, t);
+}
+
+// 8 rows of C from row0 on, at columns lo .. lo + 3 (r0-r7) and hi .. hi + 3 (r8-r15).
+fn store_rows8(split: u32, row0: u32, lo: u32, hi: u32, t: Tile) {
     let bias_lo = tile_bias(lo);
     let bias_hi = tile_bias(hi);
     store_row(split, row0, lo, bias_lo, t.r0);

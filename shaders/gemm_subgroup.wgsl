@@ -53,9 +53,13 @@ struct TileOrigin {
 }
 
 fn tile_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> TileOrigin {
+    return tile_origin_of(wg, nwg, lane, TILE_ROWS, TILE_COLS);
+}
+
+// The same for tiles of `rows` x `cols` (gemm_subgroup_wide.wgsl's too).
+fn tile_origin_of(wg: vec3<u32>, nwg: vec3<u32>, lane: u32, rows: u32, cols: u32) -> TileOrigin {
     let split = wg.z % p.splits;
-    return TileOrigin(split, (wg.x + (wg.z / p.splits) * nwg.x) * TILE_ROWS,
-                      wg.y * TILE_COLS + 4u * lane);
+    return TileOrigin(split, (wg.x + (wg.z / p.splits) * nwg.x) * rows, wg.y * cols + 4u * lane);
 }
 
 // The lane's 16x4 block of C before the epilogue.

@@ -59,7 +59,8 @@ pub enum Shader {
     GemmVec4,
     /// The GEMM for 8-lane subgroups (see `Gpu::subgroup_gemm`).
     GemmSubgroup,
-    /// gemm_subgroup.wgsl with whole-vec4 accesses, plus its kernel for transposed A.
+    /// gemm_subgroup.wgsl with whole-vec4 accesses, plus its kernel for transposed A and
+    /// its wide tile (gemm_subgroup_at.wgsl, gemm_subgroup_wide.wgsl).
     GemmSubgroupVec4,
     /// gemm_tiled.wgsl with 64x64 tiles (4x4 per invocation), scalar accesses.
     GemmTiled64,
@@ -135,8 +136,9 @@ impl Shader {
             Shader::GemmVec4 => return Cow::Owned(splice_access(GEMM, GEMM_VEC4)),
             Shader::GemmSubgroupVec4 => {
                 let at = include_str!("../../shaders/gemm_subgroup_at.wgsl");
+                let wide = include_str!("../../shaders/gemm_subgroup_wide.wgsl");
                 return Cow::Owned(format!(
-                    "{}{GEMM_SUBGROUP}{at}",
+                    "{}{GEMM_SUBGROUP}{at}{wide}",
                     splice_access(GEMM, GEMM_VEC4)
                 ));
             }

@@ -281,6 +281,9 @@ fn load(path: &Path, adapter: &AdapterSummary, warn: bool) -> BTreeMap<String, T
 /// `give_up_after` are not repeated: they have lost already.
 const MEASURE_TARGET: Duration = Duration::from_millis(20);
 const MAX_REPEATS: u32 = 20;
+/// How far past the give-up limit a single dispatch may be and still be timed in a batch.
+const SECOND_CHANCE: u32 = 4;
+const SECOND_CHANCE_BATCH: u32 = 4;
 
 impl Gpu {
     /// Times one dispatch of `compiled` with these uniform bytes and buffers.
@@ -343,7 +346,13 @@ impl Gpu {
                 reason: error.to_string(),
             });
         }
-        let alone = run(1)?;
+        let mut alone = run(1)?;
+        // A dispatch alone in its submission can pay a fixed cost that vanishes among
+        // others (lavapipe: about 6 ms for subgroup-32x64, which takes 1-2 ms in a plan). A
+        // candidate not far past the limit gets a second chance in a batch of dispatches.
+        if give_up_after.is_some_and(|limit| alone > limit && alone < limit * SECOND_CHANCE) {
+            alone = alone.min(run(SECOND_CHANCE_BATCH)?);
+        }
         if give_up_after.is_some_and(|limit| alone > limit) {
             return Ok(alone);
         }

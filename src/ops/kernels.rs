@@ -3,7 +3,9 @@
 //! instead of vec4 accesses), for the tuner to time on the adapter (see
 //! `graph::kernel_choice`).
 
-use super::pointwise::{subgroup_gemm_dispatch, tiled_gemm_dispatch, TileRows};
+use super::pointwise::{
+    subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
+};
 use super::{linear_grid, Dispatch};
 use crate::gpu::Shader;
 
@@ -18,8 +20,9 @@ pub struct KernelCaps {
 
 /// The GEMM kernels by the names the tuner, its cache, `MOBILENET_TUNE` and the reports
 /// use; the first that applies on an adapter is its default.
-pub const GEMM_KERNELS: [&str; 4] = [
+pub const GEMM_KERNELS: [&str; 5] = [
     "subgroup-16x32",
+    "subgroup-32x64",
     "blocked-8x8",
     "tiled-64x64",
     "tiled-128x64",
@@ -30,11 +33,12 @@ pub const GEMM_KERNELS: [&str; 4] = [
 pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 6] = [
+pub const KERNELS: [&str; 7] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
     GEMM_KERNELS[3],
+    GEMM_KERNELS[4],
     ACCESS_KERNELS[0],
     ACCESS_KERNELS[1],
 ];
@@ -117,6 +121,7 @@ fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
         .filter_map(|&name| {
             let dispatch = match name {
                 "subgroup-16x32" if caps.subgroup_gemm => subgroup_gemm_dispatch(dispatch)?,
+                "subgroup-32x64" if caps.subgroup_gemm => wide_subgroup_gemm_dispatch(dispatch)?,
                 "blocked-8x8" => dispatch.clone(),
                 "tiled-64x64" if tiled_fits => tiled_gemm_dispatch(dispatch, TileRows::R64)?,
                 "tiled-128x64" if tiled_fits => tiled_gemm_dispatch(dispatch, TileRows::R128)?,

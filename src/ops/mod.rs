@@ -22,7 +22,9 @@ pub use kernels::{
 pub use optim::UpdateRule;
 pub use pointwise::Pointwise;
 #[doc(hidden)]
-pub use pointwise::{subgroup_gemm_dispatch, tiled_gemm_dispatch, TileRows};
+pub use pointwise::{
+    subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
+};
 pub use pool::GlobalAvgPool;
 pub use softmax::Softmax;
 #[doc(hidden)]

@@ -153,12 +153,7 @@ impl OperandLayout {
 /// The same GEMM dispatch for gemm_subgroup.wgsl, which reads the same uniform block and
 /// bindings but tiles C differently; `None` for dispatches that are not GEMMs.
 pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
-    if !matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4) {
-        return None;
-    }
-    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
-    let layout = OperandLayout::of(words);
+    let (size, layout) = gemm_shape(dispatch)?;
     let entry = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
         (true, true, false) => "forward_subgroup_at",
         (true, false, true) => "forward_subgroup_bt",
@@ -170,9 +165,6 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     } else {
         (SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS)
     };
-    let row_groups = m.div_ceil(tile_rows).max(1);
-    let y = row_groups.min(MAX_GROUPS_PER_DIM);
-    let z = row_groups.div_ceil(y) * splits.max(1);
     Some(Dispatch {
         shader: if layout.vec4 {
             Shader::GemmSubgroupVec4
@@ -180,11 +172,54 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
             Shader::GemmSubgroup
         },
         entry,
-        // Row tiles vary fastest, so the tiles that share a strip of B run one after
-        // another and find it in cache.
-        workgroups: [y as u32, n.div_ceil(tile_cols).max(1) as u32, z as u32],
+        workgroups: subgroup_grid(size, [tile_rows, tile_cols]),
         ..dispatch.clone()
     })
+}
+
+/// Rows and columns of C per workgroup of gemm_subgroup_wide.wgsl.
+const WIDE_TILE_ROWS: usize = 32;
+const WIDE_TILE_COLS: usize = 64;
+
+/// The same GEMM dispatch for the wide tile of gemm_subgroup_wide.wgsl; `None` where it has
+/// no entry point (not a GEMM, scalar accesses, or transposed A).
+pub fn wide_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+    let (size, layout) = gemm_shape(dispatch)?;
+    if !layout.vec4 || layout.a_transposed {
+        return None;
+    }
+    let entry = if layout.b_transposed {
+        "forward_subgroup_wide_bt"
+    } else {
+        "forward_subgroup_wide"
+    };
+    Some(Dispatch {
+        shader: Shader::GemmSubgroupVec4,
+        entry,
+        workgroups: subgroup_grid(size, [WIDE_TILE_ROWS, WIDE_TILE_COLS]),
+        ..dispatch.clone()
+    })
+}
+
+/// A GEMM dispatch's [m, n, splits] and operand layout, from its uniform words; `None` for
+/// dispatches that are not GEMMs.
+fn gemm_shape(dispatch: &Dispatch) -> Option<([usize; 3], OperandLayout)> {
+    if !matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4) {
+        return None;
+    }
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let size = [words[0] as usize, words[1] as usize, words[10] as usize];
+    Some((size, OperandLayout::of(words)))
+}
+
+/// The workgroups of a subgroup GEMM over [m, n] in `splits` K chunks. Row tiles vary
+/// fastest, so the tiles that share a strip of B run one after another and find it in
+/// cache; rows past the cap of x continue in z, after the splits.
+fn subgroup_grid([m, n, splits]: [usize; 3], [tile_rows, tile_cols]: [usize; 2]) -> [u32; 3] {
+    let row_groups = m.div_ceil(tile_rows).max(1);
+    let x = row_groups.min(MAX_GROUPS_PER_DIM);
+    let z = row_groups.div_ceil(x) * splits.max(1);
+    [x as u32, n.div_ceil(tile_cols).max(1) as u32, z as u32]
 }
 
 /// Height of a tile of gemm_tiled.wgsl (its width is always TILED_TILE_COLS).
@@ -201,14 +236,8 @@ const TILED_TILE_COLS: usize = 64;
 /// The same GEMM dispatch for gemm_tiled.wgsl (workgroup-memory tiles); `None` for
 /// dispatches that are not GEMMs.
 pub fn tiled_gemm_dispatch(dispatch: &Dispatch, rows: TileRows) -> Option<Dispatch> {
-    let vec4 = match dispatch.shader {
-        Shader::Gemm => false,
-        Shader::GemmVec4 => true,
-        _ => return None,
-    };
-    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (m, n, splits) = (words[0] as usize, words[1] as usize, words[10] as usize);
-    let layout = OperandLayout::of(words);
+    let ([m, n, splits], layout) = gemm_shape(dispatch)?;
+    let vec4 = dispatch.shader == Shader::GemmVec4;
     let (shader, tile_rows) = match (rows, vec4) {
         (TileRows::R64, false) => (Shader::GemmTiled64, 64),
         (TileRows::R64, true) => (Shader::GemmTiled64Vec4, 64),
@@ -453,5 +482,35 @@ mod tests {
         let at = subgroup_gemm_dispatch(&weight_grad[0]).expect("a GEMM dispatch");
         // 32-row by 16-column tiles of the [64, 128] gradient, 4 splits of the 4096 rows.
         assert_eq!(at.workgroups, [2, 8, 4]);
+    }
+
+    #[test]
+    fn wide_tiles_cover_the_output_for_plain_and_transposed_b() {
+        let plain = Gemm::plain(100, 72, 64).dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            Slot::Unused,
+            Slot::Output,
+        );
+        let wide = wide_subgroup_gemm_dispatch(&plain).expect("a vec4 GEMM");
+        assert_eq!(
+            (wide.shader, wide.entry),
+            (Shader::GemmSubgroupVec4, "forward_subgroup_wide")
+        );
+        // 32-row by 64-column tiles of [100, 72].
+        assert_eq!(wide.workgroups, [4, 2, 1]);
+        let input_grad = input_gradient(100, 64, 128);
+        let wide = wide_subgroup_gemm_dispatch(&input_grad).expect("a vec4 GEMM");
+        assert_eq!(wide.entry, "forward_subgroup_wide_bt");
+        // No entry for transposed A (dW) or for scalar accesses.
+        let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
+        assert!(wide_subgroup_gemm_dispatch(&weight_grad[0]).is_none());
+        let scalar = Gemm::plain(49, 24, 13).dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            Slot::Unused,
+            Slot::Output,
+        );
+        assert!(wide_subgroup_gemm_dispatch(&scalar).is_none());
     }
 }

@@ -51,14 +51,40 @@ pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
         .collect()
 }
 
-/// The GEMM kernels this adapter can run: those offered for a GEMM of every layout.
-pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
+fn kernel_caps(device: &Gpu) -> KernelCaps {
     let limits = device.limits();
-    let caps = KernelCaps {
+    KernelCaps {
         subgroup_gemm: device.subgroup_gemm(),
         max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+    }
+}
+
+/// The GEMM kernels offered for the shape a tuning-cache key names ("gemm ENTRY WORDS"):
+/// the candidates depend on the operands' layout, which the uniform words give.
+pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
+    let words: Vec<u32> = key
+        .split(' ')
+        .nth(2)
+        .expect("a GEMM key ends with its uniform words")
+        .split(',')
+        .map(|w| w.parse().expect("a uniform word"))
+        .collect();
+    let dispatch = mobilenet_wgpu::ops::Dispatch {
+        shader: mobilenet_wgpu::gpu::Shader::Gemm,
+        entry: "forward",
+        uniform: bytemuck::cast_slice(&words).to_vec(),
+        bindings: Vec::new(),
+        workgroups: [1, 1, 1],
     };
+    let offered = alternatives(&dispatch, &kernel_caps(device)).expect("a GEMM");
+    offered.candidates.iter().map(|c| c.name).collect()
+}
+
+/// The GEMM kernels this adapter can run, the default first: those offered for a
+/// pointwise convolution (every kernel has an entry for it).
+pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
+    let caps = kernel_caps(device);
     let dispatch = mobilenet_wgpu::ops::Pointwise {
         out_channels: 8,
         fused: None,
