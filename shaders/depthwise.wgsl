@@ -45,15 +45,20 @@ fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
                   mask);
 }
 
+// The fused bias of channels c0..c0+3, zero without one: loaded once per invocation, not
+// once per stored pixel.
+fn load_bias(c0: u32, mask: vec4<bool>) -> vec4<f32> {
+    if p.has_bias == 0u {
+        return vec4<f32>(0.0);
+    }
+    return select(vec4<f32>(0.0), vec4<f32>(bias[c0], bias[c0 + 1u], bias[c0 + 2u], bias[c0 + 3u]), mask);
+}
+
 // Output channels c0..c0+3 at element `base`, after the fused bias and activation.
-fn store_output(base: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
+fn store_output(base: u32, shift: vec4<f32>, sum: vec4<f32>, mask: vec4<bool>) {
     for (var j = 0u; j < 4u; j++) {
         if mask[j] {
-            var value = sum[j];
-            if p.has_bias != 0u {
-                value += bias[c0 + j];
-            }
-            output[base + j] = activate(value, p.act);
+            output[base + j] = activate(sum[j] + shift[j], p.act);
         }
     }
 }
@@ -100,7 +105,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             acc += x * load_weight((ky * p.kernel + kx) * p.channels + c0, mask);
         }
     }
-    store_output(((n * p.out_h + o[1]) * p.out_w + o[2]) * p.channels + c0, c0, acc, mask);
+    store_output(((n * p.out_h + o[1]) * p.out_w + o[2]) * p.channels + c0, load_bias(c0, mask),
+                 acc, mask);
 }
 
 // Input pixel (row, ix) of channels c0..c0+3, zero in the padding; `row` is the index of
@@ -113,11 +119,12 @@ fn load_pixel(row: u32, ix: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
 }
 
 // Writes 4 channels of one output pixel with the fused epilogue, if the pixel exists.
-fn store_pixel(n: u32, oy: u32, ox: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
+fn store_pixel(n: u32, oy: u32, ox: u32, c0: u32, shift: vec4<f32>, sum: vec4<f32>,
+               mask: vec4<bool>) {
     if ox >= p.out_w {
         return;
     }
-    store_output(((n * p.out_h + oy) * p.out_w + ox) * p.channels + c0, c0, sum, mask);
+    store_output(((n * p.out_h + oy) * p.out_w + ox) * p.channels + c0, shift, sum, mask);
 }
 
 // The 3x3 kernels give each invocation 4 adjacent pixels along x of one row, 4 channels
@@ -135,63 +142,131 @@ fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
                      (rest % x_groups) * 4u, (index % groups) * 4u);
 }
 
-// The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes 4 adjacent
-// output pixels of 4 channels, so the filter taps are loaded once for 4 pixels and the
-// input columns the 4 windows share are loaded once (6 columns per row at stride 1, 9 at
-// stride 2, instead of 12).
+// The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes two rows of 4
+// adjacent output pixels of 4 channels, so the 9 filter taps are loaded once for 8 pixels
+// and the input pixels the 8 windows share are loaded once: 4 input rows of 6 columns at
+// stride 1, 5 of 9 at stride 2, where one row of 4 pixels took 3 of 6 or 3 of 9. Loads,
+// not multiply-adds, bound this kernel on lavapipe.
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row_pairs = (p.out_h + 1u) / 2u;
     let index = linear_index(gid, nwg);
-    if index >= quad_count(p.out_h, p.out_w) {
+    if index >= quad_count(row_pairs, p.out_w) {
         return;
     }
-    let at = quad_origin(index, p.out_h, p.out_w);
+    let at = quad_origin(index, row_pairs, p.out_w);
     let n = at.x;
-    let oy = at.y;
+    let oy = 2u * at.y;
     let ox0 = at.z;
     let c0 = at.w;
     let mask = lane_mask(c0);
     let s2 = p.stride == 2u;
     let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
+    let iy0 = i32(oy * p.stride) - i32(p.pad_top);
+    let w = filter_taps(c0, mask);
 
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var ky = 0u; ky < 3u; ky++) {
-        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
-        if iy < 0 {
-            continue;
-        }
-        let row = (n * p.in_h + u32(iy)) * p.in_w;
-        let w0 = load_weight((ky * 3u) * p.channels + c0, mask);
-        let w1 = load_weight((ky * 3u + 1u) * p.channels + c0, mask);
-        let w2 = load_weight((ky * 3u + 2u) * p.channels + c0, mask);
-        let x0 = load_pixel(row, ix0, c0, mask);
-        let x1 = load_pixel(row, ix0 + 1, c0, mask);
-        let x2 = load_pixel(row, ix0 + 2, c0, mask);
-        let x3 = load_pixel(row, ix0 + 3, c0, mask);
-        let x4 = load_pixel(row, ix0 + 4, c0, mask);
-        let x5 = load_pixel(row, ix0 + 5, c0, mask);
-        var x6 = vec4<f32>(0.0);
-        var x7 = vec4<f32>(0.0);
-        var x8 = vec4<f32>(0.0);
-        if s2 {
-            x6 = load_pixel(row, ix0 + 6, c0, mask);
-            x7 = load_pixel(row, ix0 + 7, c0, mask);
-            x8 = load_pixel(row, ix0 + 8, c0, mask);
-        }
-        // Output j reads columns j * stride + (0, 1, 2).
-        acc0 += x0 * w0 + x1 * w1 + x2 * w2;
-        acc1 += select(x1, x2, s2) * w0 + select(x2, x3, s2) * w1 + select(x3, x4, s2) * w2;
-        acc2 += select(x2, x4, s2) * w0 + select(x3, x5, s2) * w1 + select(x4, x6, s2) * w2;
-        acc3 += select(x3, x6, s2) * w0 + select(x4, x7, s2) * w1 + select(x5, x8, s2) * w2;
+    // Input row r feeds the top output row through kernel row r and the bottom one through
+    // kernel row r - stride.
+    let r0 = input_row(n, iy0, ix0, c0, mask, s2);
+    var top = window_row(Quad(), r0, w.t0, s2);
+    let r1 = input_row(n, iy0 + 1, ix0, c0, mask, s2);
+    top = window_row(top, r1, w.t1, s2);
+    var bottom = Quad();
+    if !s2 {
+        bottom = window_row(bottom, r1, w.t0, s2);
     }
-    store_pixel(n, oy, ox0, c0, acc0, mask);
-    store_pixel(n, oy, ox0 + 1u, c0, acc1, mask);
-    store_pixel(n, oy, ox0 + 2u, c0, acc2, mask);
-    store_pixel(n, oy, ox0 + 3u, c0, acc3, mask);
+    let r2 = input_row(n, iy0 + 2, ix0, c0, mask, s2);
+    top = window_row(top, r2, w.t2, s2);
+    bottom = window_row(bottom, r2, pick_taps(w.t1, w.t0, s2), s2);
+    let r3 = input_row(n, iy0 + 3, ix0, c0, mask, s2);
+    bottom = window_row(bottom, r3, pick_taps(w.t2, w.t1, s2), s2);
+    if s2 {
+        bottom = window_row(bottom, input_row(n, iy0 + 4, ix0, c0, mask, s2), w.t2, s2);
+    }
+    let shift = load_bias(c0, mask);
+    store_quad(n, oy, ox0, c0, shift, top, mask);
+    if oy + 1u < p.out_h {
+        store_quad(n, oy + 1u, ox0, c0, shift, bottom, mask);
+    }
+}
+
+// 4 channels of 4 adjacent output pixels.
+struct Quad {
+    a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>,
+}
+
+// One kernel row's 3 taps, 4 channels each.
+struct TapRow {
+    k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>,
+}
+
+struct FilterTaps {
+    t0: TapRow, t1: TapRow, t2: TapRow,
+}
+
+fn filter_taps(c0: u32, mask: vec4<bool>) -> FilterTaps {
+    return FilterTaps(tap_row(0u, c0, mask), tap_row(1u, c0, mask), tap_row(2u, c0, mask));
+}
+
+// `at_stride_2` if s2, else `at_stride_1`.
+fn pick_taps(at_stride_1: TapRow, at_stride_2: TapRow, s2: bool) -> TapRow {
+    return TapRow(select(at_stride_1.k0, at_stride_2.k0, s2),
+                  select(at_stride_1.k1, at_stride_2.k1, s2),
+                  select(at_stride_1.k2, at_stride_2.k2, s2));
+}
+
+fn tap_row(ky: u32, c0: u32, mask: vec4<bool>) -> TapRow {
+    return TapRow(load_weight((ky * 3u) * p.channels + c0, mask),
+                  load_weight((ky * 3u + 1u) * p.channels + c0, mask),
+                  load_weight((ky * 3u + 2u) * p.channels + c0, mask));
+}
+
+// The input pixels a quad's windows read on one input row: columns ix0 .. ix0 + 5 at
+// stride 1, ix0 .. ix0 + 8 at stride 2; zero in the padding.
+struct InputRow {
+    x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>,
+    x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>, x8: vec4<f32>,
+}
+
+fn input_row(n: u32, iy: i32, ix0: i32, c0: u32, mask: vec4<bool>, s2: bool) -> InputRow {
+    var x = InputRow();
+    if iy < 0 || iy >= i32(p.in_h) {
+        return x;
+    }
+    let row = (n * p.in_h + u32(iy)) * p.in_w;
+    x.x0 = load_pixel(row, ix0, c0, mask);
+    x.x1 = load_pixel(row, ix0 + 1, c0, mask);
+    x.x2 = load_pixel(row, ix0 + 2, c0, mask);
+    x.x3 = load_pixel(row, ix0 + 3, c0, mask);
+    x.x4 = load_pixel(row, ix0 + 4, c0, mask);
+    x.x5 = load_pixel(row, ix0 + 5, c0, mask);
+    if s2 {
+        x.x6 = load_pixel(row, ix0 + 6, c0, mask);
+        x.x7 = load_pixel(row, ix0 + 7, c0, mask);
+        x.x8 = load_pixel(row, ix0 + 8, c0, mask);
+    }
+    return x;
+}
+
+// acc + one kernel row applied to the quad's 4 windows: output j reads columns
+// j * stride + (0, 1, 2) of the input row.
+fn window_row(acc: Quad, x: InputRow, k: TapRow, s2: bool) -> Quad {
+    return Quad(
+        acc.a0 + x.x0 * k.k0 + x.x1 * k.k1 + x.x2 * k.k2,
+        acc.a1 + select(x.x1, x.x2, s2) * k.k0 + select(x.x2, x.x3, s2) * k.k1
+            + select(x.x3, x.x4, s2) * k.k2,
+        acc.a2 + select(x.x2, x.x4, s2) * k.k0 + select(x.x3, x.x5, s2) * k.k1
+            + select(x.x4, x.x6, s2) * k.k2,
+        acc.a3 + select(x.x3, x.x6, s2) * k.k0 + select(x.x4, x.x7, s2) * k.k1
+            + select(x.x5, x.x8, s2) * k.k2);
+}
+
+fn store_quad(n: u32, oy: u32, ox0: u32, c0: u32, shift: vec4<f32>, q: Quad, mask: vec4<bool>) {
+    store_pixel(n, oy, ox0, c0, shift, q.a0, mask);
+    store_pixel(n, oy, ox0 + 1u, c0, shift, q.a1, mask);
+    store_pixel(n, oy, ox0 + 2u, c0, shift, q.a2, mask);
+    store_pixel(n, oy, ox0 + 3u, c0, shift, q.a3, mask);
 }
 
 // dY of output column `ox` of the output row starting at pixel `row`, zero outside.

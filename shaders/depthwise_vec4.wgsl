@@ -27,13 +27,16 @@ fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return grad_output4[i / 4u];
 }
 
-// Output channels c0..c0+3 at element `base`, after the fused bias and activation.
-fn store_output(base: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
-    var value = sum;
-    if p.has_bias != 0u {
-        value += bias4[c0 / 4u];
+fn load_bias(c0: u32, mask: vec4<bool>) -> vec4<f32> {
+    if p.has_bias == 0u {
+        return vec4<f32>(0.0);
     }
-    output4[base / 4u] = activate4(value, p.act);
+    return bias4[c0 / 4u];
+}
+
+// Output channels c0..c0+3 at element `base`, after the fused bias and activation.
+fn store_output(base: u32, shift: vec4<f32>, sum: vec4<f32>, mask: vec4<bool>) {
+    output4[base / 4u] = activate4(sum + shift, p.act);
 }
 
 fn store_grad_input(base: u32, sum: vec4<f32>, mask: vec4<bool>) {

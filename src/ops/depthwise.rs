@@ -121,7 +121,8 @@ impl Depthwise {
     #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         if self.is_3x3() {
-            let threads = output[0] * output[1] * four_pixel_groups(output);
+            // Two output rows per invocation.
+            let threads = output[0] * output[1].div_ceil(2) * four_pixel_groups(output);
             return vec![self.dispatch("forward_3x3", input, output, threads)];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
