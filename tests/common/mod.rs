@@ -60,8 +60,8 @@ fn kernel_caps(device: &Gpu) -> KernelCaps {
     }
 }
 
-/// The GEMM kernels offered for the shape a tuning-cache key names ("gemm ENTRY WORDS"):
-/// the candidates depend on the operands' layout, which the uniform words give.
+/// The GEMM kernels the tuner times for the shape a tuning-cache key names ("gemm ENTRY
+/// WORDS"): the candidates depend on the operands' layout, which the uniform words give.
 pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
     let words: Vec<u32> = key
         .split(' ')
@@ -78,7 +78,12 @@ pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
         workgroups: [1, 1, 1],
     };
     let offered = alternatives(&dispatch, &kernel_caps(device)).expect("a GEMM");
-    offered.candidates.iter().map(|c| c.name).collect()
+    offered
+        .candidates
+        .iter()
+        .filter(|c| c.timed)
+        .map(|c| c.name)
+        .collect()
 }
 
 /// The GEMM kernels this adapter can run, the default first: those offered for a
