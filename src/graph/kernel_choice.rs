@@ -40,9 +40,7 @@ pub(crate) fn choose(
             let known = gpu.tuner().lookup(&alternatives.key);
             known.as_deref().and_then(named).unwrap_or(default)
         }
-        KernelChoice::Measure if alternatives.candidates.iter().filter(|c| c.timed).count() < 2 => {
-            default
-        }
+        KernelChoice::Measure if alternatives.timed().count() < 2 => default,
         KernelChoice::Measure => {
             let known = gpu.tuner().lookup(&alternatives.key);
             match known.as_deref().and_then(named) {
@@ -68,7 +66,7 @@ fn measure<'a>(
     let mut scratch: BTreeMap<u32, wgpu::Buffer> = BTreeMap::new();
     let mut micros = BTreeMap::new();
     let mut best: Option<(Duration, &Candidate)> = None;
-    for candidate in alternatives.candidates.iter().filter(|c| c.timed) {
+    for candidate in alternatives.timed() {
         let dispatch = &candidate.dispatch;
         let compiled = gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let mut buffers = bind(label, dispatch, &compiled, resolve)?;

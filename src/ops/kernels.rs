@@ -67,6 +67,13 @@ pub struct Alternatives {
     pub candidates: Vec<Candidate>,
 }
 
+impl Alternatives {
+    /// The candidates the tuner times on this adapter, the default first.
+    pub fn timed(&self) -> impl Iterator<Item = &Candidate> {
+        self.candidates.iter().filter(|c| c.timed)
+    }
+}
+
 /// The alternatives for a dispatch, or `None` where there is only one kernel.
 pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternatives> {
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
@@ -180,12 +187,7 @@ mod tests {
     fn cpu_adapters_do_not_time_the_workgroup_memory_tiles() {
         let timed = |caps: &KernelCaps| -> Vec<&'static str> {
             let offered = alternatives(&gemm(100, 64, 32), caps).expect("a GEMM");
-            offered
-                .candidates
-                .iter()
-                .filter(|c| c.timed)
-                .map(|c| c.name)
-                .collect()
+            offered.timed().map(|c| c.name).collect()
         };
         assert_eq!(
             timed(&caps(true)),

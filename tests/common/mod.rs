@@ -78,12 +78,7 @@ pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
         workgroups: [1, 1, 1],
     };
     let offered = alternatives(&dispatch, &kernel_caps(device)).expect("a GEMM");
-    offered
-        .candidates
-        .iter()
-        .filter(|c| c.timed)
-        .map(|c| c.name)
-        .collect()
+    offered.timed().map(|c| c.name).collect()
 }
 
 /// The GEMM kernels this adapter can run, the default first: those offered for a
