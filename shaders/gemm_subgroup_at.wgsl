@@ -24,6 +24,12 @@ fn b_columns(bv: vec4<f32>, h: u32) -> mat4x4<f32> {
                                  subgroupShuffle(bv, 4u + h), subgroupShuffle(bv, 6u + h)));
 }
 
+// 4 rows of the transposed A (one vec4, at vec4 index `at`) over 4 steps of K, `step`
+// vec4s apart.
+fn a_steps4(at: u32, step: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(a4[at], a4[at + step], a4[at + 2u * step], a4[at + 3u * step]);
+}
+
 // acc (4 rows of one column) + 4 steps of K: A's rows (a vec4 per step) times B's column.
 fn fma_col4(acc: vec4<f32>, a: mat4x4<f32>, b: vec4<f32>) -> vec4<f32> {
     return acc + a[0] * b.x + a[1] * b.y + a[2] * b.z + a[3] * b.w;
@@ -42,9 +48,7 @@ fn accumulate_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> Tile {
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = Tile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        let a_at = kk * a_step + a_col;
-        let a = mat4x4<f32>(a4[a_at], a4[a_at + a_step], a4[a_at + 2u * a_step],
-                            a4[a_at + 3u * a_step]);
+        let a = a_steps4(kk * a_step + a_col, a_step);
         let b_at = (kk + lane / 2u) * b_step;
         let bv_lo = b4[b_at + b_lo];
         let bv_hi = b4[b_at + b_hi];

@@ -92,3 +92,81 @@ fn store_wide_tile(at: TileOrigin, t: WideTile) {
     store_rows8(at.split, at.row0 + 16u, at.col, at.col + 32u, t.g2);
     store_rows8(at.split, at.row0 + 24u, at.col, at.col + 32u, t.g3);
 }
+
+// dW = X^T dY on a 64x32 tile (gemm_subgroup_at.wgsl's 32x16 doubled both ways): lane j
+// owns rows 4j .. 4j + 3 and 32 + 4j .. 32 + 4j + 3 (one vec4 of the transposed A per step
+// of K for each), and the 32 columns of B reach every lane by shuffles: lane L loads B's
+// row k + L / 2 at columns 16 (L % 2) .. + 15. Again 12 loads per 1024 multiply-adds.
+const WIDE_AT_TILE_ROWS: u32 = 64u;
+const WIDE_AT_TILE_COLS: u32 = 32u;
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_wide_at(@builtin(workgroup_id) wg: vec3<u32>,
+                            @builtin(subgroup_invocation_id) lane: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let split = wg.z % p.splits;
+    let row0 = (wg.x + (wg.z / p.splits) * nwg.x) * WIDE_AT_TILE_ROWS + 4u * lane;
+    let col0 = wg.y * WIDE_AT_TILE_COLS;
+    let t = accumulate_wide_tile_at(split, row0, col0, lane);
+    store_tile_at(split, row0, col0, t.g0);
+    store_tile_at(split, row0, col0 + 16u, t.g1);
+    store_tile_at(split, row0 + 32u, col0, t.g2);
+    store_tile_at(split, row0 + 32u, col0 + 16u, t.g3);
+}
+
+// 16 columns of B over 4 steps of K, as 4 blocks from b_columns: those of the vec4s
+// bv0 .. bv3 that the lanes with L % 2 == h loaded.
+struct Columns16 {
+    q0: mat4x4<f32>, q1: mat4x4<f32>, q2: mat4x4<f32>, q3: mat4x4<f32>,
+}
+
+fn columns16(bv0: vec4<f32>, bv1: vec4<f32>, bv2: vec4<f32>, bv3: vec4<f32>,
+             h: u32) -> Columns16 {
+    return Columns16(b_columns(bv0, h), b_columns(bv1, h), b_columns(bv2, h),
+                     b_columns(bv3, h));
+}
+
+// The lane's 4 rows `a` times 16 columns.
+fn fma_cols16(t: Tile, a: mat4x4<f32>, c: Columns16) -> Tile {
+    return Tile(fma_col4(t.r0, a, c.q0[0]), fma_col4(t.r1, a, c.q0[1]),
+                fma_col4(t.r2, a, c.q0[2]), fma_col4(t.r3, a, c.q0[3]),
+                fma_col4(t.r4, a, c.q1[0]), fma_col4(t.r5, a, c.q1[1]),
+                fma_col4(t.r6, a, c.q1[2]), fma_col4(t.r7, a, c.q1[3]),
+                fma_col4(t.r8, a, c.q2[0]), fma_col4(t.r9, a, c.q2[1]),
+                fma_col4(t.r10, a, c.q2[2]), fma_col4(t.r11, a, c.q2[3]),
+                fma_col4(t.r12, a, c.q3[0]), fma_col4(t.r13, a, c.q3[1]),
+                fma_col4(t.r14, a, c.q3[2]), fma_col4(t.r15, a, c.q3[3]));
+}
+
+// g0, g1: rows 4j .. 4j + 3 at columns col0 .. + 15 and col0 + 16 .. + 31; g2, g3: the
+// same columns of rows 32 + 4j .. 32 + 4j + 3. Rows past M read the last vec4 of A's rows
+// and columns past N the last vec4 of B's, and are not stored.
+fn accumulate_wide_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> WideTile {
+    let last_vec4 = (p.m - 1u) & ~3u;
+    let a_lo = min(row, last_vec4) / 4u;
+    let a_hi = min(row + 32u, last_vec4) / 4u;
+    let a_step = p.a_col_stride / 4u;
+    let b_col = col0 + 16u * (lane % 2u);
+    let b_cols = min(vec4<u32>(b_col) + vec4<u32>(0u, 4u, 8u, 12u), vec4<u32>(p.n - 4u)) / 4u;
+    let b_step = p.b_row_stride / 4u;
+    let k_first = split * p.k_chunk;
+    let k_last = min(k_first + p.k_chunk, p.k);
+    var t = WideTile();
+    for (var kk = k_first; kk < k_last; kk += 4u) {
+        let lo = a_steps4(kk * a_step + a_lo, a_step);
+        let hi = a_steps4(kk * a_step + a_hi, a_step);
+        let b_at = (kk + lane / 2u) * b_step;
+        let bv0 = b4[b_at + b_cols.x];
+        let bv1 = b4[b_at + b_cols.y];
+        let bv2 = b4[b_at + b_cols.z];
+        let bv3 = b4[b_at + b_cols.w];
+        // Columns col0 + 4q .. + 3 (loaded by even lanes), then col0 + 16 + 4q .. (odd).
+        let even = columns16(bv0, bv1, bv2, bv3, 0u);
+        t.g0 = fma_cols16(t.g0, lo, even);
+        t.g2 = fma_cols16(t.g2, hi, even);
+        let odd = columns16(bv0, bv1, bv2, bv3, 1u);
+        t.g1 = fma_cols16(t.g1, lo, odd);
+        t.g3 = fma_cols16(t.g3, hi, odd);
+    }
+    return t;
+}

@@ -65,15 +65,13 @@ fn forced_kernels_are_the_ones_that_run() {
             );
         }
         // A forced kernel runs wherever it is a candidate: everywhere, except that the wide
-        // subgroup tile has entries for vec4 operands only and none for transposed A (the
-        // weight-gradient GEMMs); those steps run the default.
+        // subgroup tiles have entries for vec4 operands only; other steps run the default.
         for label in kernels
             .iter()
             .filter(|l| l.contains(&format!(" {}", forced[0])))
         {
             let ran = chosen(std::slice::from_ref(label), forced[0]);
-            let lacks_entry = name == "subgroup-32x64"
-                && (label.contains("_at [") || !label.contains("gemm_vec4"));
+            let lacks_entry = name == "subgroup-32x64" && !label.contains("gemm_vec4");
             let expected = if lacks_entry {
                 common::gemm_kernels(device)[0]
             } else {

@@ -177,26 +177,25 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     })
 }
 
-/// Rows and columns of C per workgroup of gemm_subgroup_wide.wgsl.
+/// Rows and columns of C per workgroup of gemm_subgroup_wide.wgsl (WIDE_TILE_ROWS and
+/// WIDE_TILE_COLS; WIDE_AT_TILE_ROWS and WIDE_AT_TILE_COLS are the same, swapped).
 const WIDE_TILE_ROWS: usize = 32;
 const WIDE_TILE_COLS: usize = 64;
 
-/// The same GEMM dispatch for the wide tile of gemm_subgroup_wide.wgsl; `None` where it has
-/// no entry point (not a GEMM, scalar accesses, or transposed A).
+/// The same GEMM dispatch for the wide tiles of gemm_subgroup_wide.wgsl; `None` where it
+/// has no entry point (not a GEMM, or scalar accesses).
 pub fn wide_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
-    if !layout.vec4 || layout.a_transposed {
-        return None;
-    }
-    let entry = if layout.b_transposed {
-        "forward_subgroup_wide_bt"
-    } else {
-        "forward_subgroup_wide"
+    let (entry, tile) = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
+        (false, _, _) | (true, true, true) => return None,
+        (true, true, false) => ("forward_subgroup_wide_at", [WIDE_TILE_COLS, WIDE_TILE_ROWS]),
+        (true, false, true) => ("forward_subgroup_wide_bt", [WIDE_TILE_ROWS, WIDE_TILE_COLS]),
+        (true, false, false) => ("forward_subgroup_wide", [WIDE_TILE_ROWS, WIDE_TILE_COLS]),
     };
     Some(Dispatch {
         shader: Shader::GemmSubgroupVec4,
         entry,
-        workgroups: subgroup_grid(size, [WIDE_TILE_ROWS, WIDE_TILE_COLS]),
+        workgroups: subgroup_grid(size, tile),
         ..dispatch.clone()
     })
 }
@@ -485,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn wide_tiles_cover_the_output_for_plain_and_transposed_b() {
+    fn wide_tiles_cover_the_output_for_every_vec4_layout() {
         let plain = Gemm::plain(100, 72, 64).dispatch(
             Slot::Input,
             Slot::Param(0),
@@ -502,9 +501,12 @@ mod tests {
         let input_grad = input_gradient(100, 64, 128);
         let wide = wide_subgroup_gemm_dispatch(&input_grad).expect("a vec4 GEMM");
         assert_eq!(wide.entry, "forward_subgroup_wide_bt");
-        // No entry for transposed A (dW) or for scalar accesses.
+        // dW = X^T dY: 64-row by 32-column tiles of the [64, 128] gradient, 4 splits.
         let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
-        assert!(wide_subgroup_gemm_dispatch(&weight_grad[0]).is_none());
+        let wide = wide_subgroup_gemm_dispatch(&weight_grad[0]).expect("a vec4 GEMM");
+        assert_eq!(wide.entry, "forward_subgroup_wide_at");
+        assert_eq!(wide.workgroups, [1, 4, 4]);
+        // No entry for scalar accesses.
         let scalar = Gemm::plain(49, 24, 13).dispatch(
             Slot::Input,
             Slot::Param(0),
