@@ -251,15 +251,17 @@ fn input_row(n: u32, iy: i32, ix0: i32, c0: u32, mask: vec4<bool>, s2: bool) -> 
 
 // acc + one kernel row applied to the quad's 4 windows: output j reads columns
 // j * stride + (0, 1, 2) of the input row.
+// The row's three products are summed before they join the accumulator, as the one-row
+// kernel did: results stay bit-identical to it.
 fn window_row(acc: Quad, x: InputRow, k: TapRow, s2: bool) -> Quad {
     return Quad(
-        acc.a0 + x.x0 * k.k0 + x.x1 * k.k1 + x.x2 * k.k2,
-        acc.a1 + select(x.x1, x.x2, s2) * k.k0 + select(x.x2, x.x3, s2) * k.k1
-            + select(x.x3, x.x4, s2) * k.k2,
-        acc.a2 + select(x.x2, x.x4, s2) * k.k0 + select(x.x3, x.x5, s2) * k.k1
-            + select(x.x4, x.x6, s2) * k.k2,
-        acc.a3 + select(x.x3, x.x6, s2) * k.k0 + select(x.x4, x.x7, s2) * k.k1
-            + select(x.x5, x.x8, s2) * k.k2);
+        acc.a0 + (x.x0 * k.k0 + x.x1 * k.k1 + x.x2 * k.k2),
+        acc.a1 + (select(x.x1, x.x2, s2) * k.k0 + select(x.x2, x.x3, s2) * k.k1
+            + select(x.x3, x.x4, s2) * k.k2),
+        acc.a2 + (select(x.x2, x.x4, s2) * k.k0 + select(x.x3, x.x5, s2) * k.k1
+            + select(x.x4, x.x6, s2) * k.k2),
+        acc.a3 + (select(x.x3, x.x6, s2) * k.k0 + select(x.x4, x.x7, s2) * k.k1
+            + select(x.x5, x.x8, s2) * k.k2));
 }
 
 fn store_quad(n: u32, oy: u32, ox0: u32, c0: u32, shift: vec4<f32>, q: Quad, mask: vec4<bool>) {
