@@ -90,5 +90,5 @@ echo "adapter: ${adapter:-unknown}; peer: ${peer:+PyTorch CUDA}${peer:-none (no 
 printf '| %-5s | %5s | %3s | %10s | %9s | %10s | %9s | %9s |\n' mode batch res "ours ms" "img/s" "peer ms" "img/s" "ours/peer"
 printf '|%s|\n' "-------|-------|-----|------------|-----------|------------|-----------|-----------"
 printf '%s\n' "${table[@]}"
-if [[ ${#tuning[@]} -gt 0 ]]; then echo "tuning: $(IFS=';'; echo "${tuning[*]}")"; fi
+if [[ ${#tuning[@]} -gt 0 ]]; then printf "tuning: %s\n" "$(printf "%s; " "${tuning[@]}" | sed "s/; $//")"; fi
 echo "JSON of every run: $RESULTS"
