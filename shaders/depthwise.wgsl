@@ -150,8 +150,20 @@ fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_rows(linear_index(gid, nwg), false);
+}
+
+// Stride 2 has an entry point of its own: with the stride a literal, the compiler drops the
+// other stride's loads. (On lavapipe a load under a condition false for every lane still
+// runs its loop over the lanes.)
+@compute @workgroup_size(WG_SIZE)
+fn forward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_rows(linear_index(gid, nwg), true);
+}
+
+fn forward_3x3_rows(index: u32, s2: bool) {
     let row_pairs = (p.out_h + 1u) / 2u;
-    let index = linear_index(gid, nwg);
     if index >= quad_count(row_pairs, p.out_w) {
         return;
     }
@@ -161,7 +173,6 @@ fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
     let ox0 = at.z;
     let c0 = at.w;
     let mask = lane_mask(c0);
-    let s2 = p.stride == 2u;
     let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
     let iy0 = i32(oy * p.stride) - i32(p.pad_top);
     let w = filter_taps(c0, mask);

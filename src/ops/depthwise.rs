@@ -123,7 +123,12 @@ impl Depthwise {
         if self.is_3x3() {
             // Two output rows per invocation.
             let threads = output[0] * output[1].div_ceil(2) * four_pixel_groups(output);
-            return vec![self.dispatch("forward_3x3", input, output, threads)];
+            let entry = if self.stride == 2 {
+                "forward_3x3_s2"
+            } else {
+                "forward_3x3"
+            };
+            return vec![self.dispatch(entry, input, output, threads)];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
     }
