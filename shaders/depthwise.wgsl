@@ -301,10 +301,20 @@ fn store_grad_pixel(n: u32, iy: u32, ix: u32, c0: u32, sum: vec4<f32>, mask: vec
 // dX for 3x3 filters, stride 1 or 2: 4 adjacent input pixels of 4 channels per invocation,
 // sharing the filter taps and the output-gradient columns their windows reach. Input column
 // ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly.
+// One entry point per stride, as for forward_3x3.
 @compute @workgroup_size(WG_SIZE)
 fn backward_input_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                       @builtin(num_workgroups) nwg: vec3<u32>) {
-    let index = linear_index(gid, nwg);
+    backward_input_3x3_quad(linear_index(gid, nwg), false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn backward_input_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_input_3x3_quad(linear_index(gid, nwg), true);
+}
+
+fn backward_input_3x3_quad(index: u32, s2: bool) {
     if index >= quad_count(p.in_h, p.in_w) {
         return;
     }
@@ -316,7 +326,6 @@ fn backward_input_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
     let mask = lane_mask(c0);
     // Position of the first of the 4 pixels in padded coordinates.
     let q = i32(ix0 + p.pad_left);
-    let s2 = p.stride == 2u;
 
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);

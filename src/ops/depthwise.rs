@@ -45,6 +45,16 @@ impl Depthwise {
         self.kernel == 3 && (1..=2).contains(&self.stride)
     }
 
+    /// The 3x3 kernels have an entry point per stride (the stride a literal in each, so a
+    /// kernel carries no loads of the other stride's path).
+    fn per_stride(&self, stride_1: &'static str, stride_2: &'static str) -> &'static str {
+        if self.stride == 2 {
+            stride_2
+        } else {
+            stride_1
+        }
+    }
+
     pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>, String> {
         let [n, _, _, c] = nhwc(input)?;
         if self.kernel == 0 || self.stride == 0 {
@@ -123,11 +133,7 @@ impl Depthwise {
         if self.is_3x3() {
             // Two output rows per invocation.
             let threads = output[0] * output[1].div_ceil(2) * four_pixel_groups(output);
-            let entry = if self.stride == 2 {
-                "forward_3x3_s2"
-            } else {
-                "forward_3x3"
-            };
+            let entry = self.per_stride("forward_3x3", "forward_3x3_s2");
             return vec![self.dispatch(entry, input, output, threads)];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
@@ -150,7 +156,8 @@ impl Depthwise {
         if input_grad {
             dispatches.push(if self.is_3x3() {
                 let threads = input[0] * input[1] * four_pixel_groups(input);
-                self.dispatch("backward_input_3x3", input, output, threads)
+                let entry = self.per_stride("backward_input_3x3", "backward_input_3x3_s2");
+                self.dispatch(entry, input, output, threads)
             } else {
                 self.dispatch("backward_input", input, output, vec4_threads(input))
             });
