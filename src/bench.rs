@@ -249,65 +249,34 @@ fn time_plan(
 /// the device's GEMM rate on MobileNet's shapes, the ceiling for `--mode infer`; `profile`
 /// lists each shape.
 pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchReport> {
-    use crate::graph::GraphBuilder;
-    use crate::ops::{OpKind, Pointwise};
     anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
-    let config = options.config();
-    let model = config.build(options.batch)?;
-    // (input shape, output channels) -> how many layers have it.
-    let mut shapes: Vec<((Vec<usize>, usize), usize)> = Vec::new();
-    for node in model.graph.nodes() {
-        if let OpKind::Pointwise(op) = &node.kind {
-            let key = (model.graph.shape(node.input)?.to_vec(), op.out_channels);
-            match shapes.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, count)) => *count += 1,
-                None => shapes.push((key, 1)),
-            }
-        }
-    }
+    let model = options.config().build(options.batch)?;
+    let shapes = pointwise_shapes(&model.graph)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let before = gpu.tuning_stats();
     let mut kernels = Vec::new();
     let (mut wall_total, mut device_total) = (0.0, Some(0.0));
     let (mut mult_adds, mut memory, mut profile) = (0u64, MemoryReport::default(), Vec::new());
     for ((input_shape, out_channels), count) in &shapes {
-        let mut g = GraphBuilder::new();
-        let x = g.input("x", input_shape);
-        let op = Pointwise {
-            out_channels: *out_channels,
-            fused: None,
-        };
-        let y = g.pointwise("pw", x, op)?;
-        g.output(y)?;
-        let plan = g.compile(gpu)?;
-        kernels.extend(plan.kernels());
-        plan.load_params(&ParamStore::initialize(&g, 1))?;
-        let input = random_input(&mut rng, input_shape);
-        let (wall, device) = time_plan(&plan, &input, options)?;
-        let gpu_ms = (device.len() == options.iters)
-            .then(|| median(device))
-            .filter(|&t| t > 0.0);
-        let [n, h, w, k] = [
-            input_shape[0],
-            input_shape[1],
-            input_shape[2],
-            input_shape[3],
-        ];
-        let layer_mult_adds = (n * h * w * k * out_channels) as u64;
-        let layer_ms = gpu_ms.unwrap_or(median(wall.clone()));
+        let timed = time_pointwise(gpu, options, &mut rng, input_shape, *out_channels)?;
+        kernels.extend(timed.kernels);
+        let ms = timed.gpu_ms.unwrap_or(timed.wall_ms);
+        let [n, h, w, k] = [0, 1, 2, 3].map(|d| input_shape[d]);
         profile.push(ProfileRow {
             step: format!(
                 "{}x{k} . {k}x{out_channels} (x{count}): {:.2} GFLOP/s",
                 n * h * w,
-                2.0 * layer_mult_adds as f64 / (layer_ms / 1e3) / 1e9
+                2.0 * timed.mult_adds as f64 / (ms / 1e3) / 1e9
             ),
-            ms: layer_ms,
+            ms,
         });
-        wall_total += median(wall) * *count as f64;
-        device_total = device_total.zip(gpu_ms).map(|(t, g)| t + g * *count as f64);
-        mult_adds += layer_mult_adds * *count as u64;
-        if plan.memory().total() > memory.total() {
-            memory = plan.memory();
+        wall_total += timed.wall_ms * *count as f64;
+        device_total = device_total
+            .zip(timed.gpu_ms)
+            .map(|(t, g)| t + g * *count as f64);
+        mult_adds += timed.mult_adds * *count as u64;
+        if timed.memory.total() > memory.total() {
+            memory = timed.memory;
         }
     }
     let summary = crate::model::Summary {
@@ -333,6 +302,69 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
     report.dispatches = shapes.iter().map(|(_, count)| count).sum();
     report.profile = profile;
     Ok(report)
+}
+
+/// A pointwise layer's (input shape, output channels).
+type GemmShape = (Vec<usize>, usize);
+
+/// The network's distinct pointwise shapes, each with how many layers have it, in network
+/// order.
+fn pointwise_shapes(graph: &crate::graph::GraphBuilder) -> anyhow::Result<Vec<(GemmShape, usize)>> {
+    use crate::ops::OpKind;
+    let mut shapes: Vec<(GemmShape, usize)> = Vec::new();
+    for node in graph.nodes() {
+        if let OpKind::Pointwise(op) = &node.kind {
+            let key = (graph.shape(node.input)?.to_vec(), op.out_channels);
+            match shapes.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, count)) => *count += 1,
+                None => shapes.push((key, 1)),
+            }
+        }
+    }
+    Ok(shapes)
+}
+
+/// One pointwise shape timed alone in a single-op plan.
+struct TimedGemm {
+    wall_ms: f64,
+    /// None without timestamps for every iteration.
+    gpu_ms: Option<f64>,
+    mult_adds: u64,
+    memory: MemoryReport,
+    kernels: Vec<String>,
+}
+
+fn time_pointwise(
+    gpu: &Gpu,
+    options: &BenchOptions,
+    rng: &mut rand::rngs::StdRng,
+    input_shape: &[usize],
+    out_channels: usize,
+) -> anyhow::Result<TimedGemm> {
+    use crate::graph::GraphBuilder;
+    use crate::ops::Pointwise;
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", input_shape);
+    let op = Pointwise {
+        out_channels,
+        fused: None,
+    };
+    let y = g.pointwise("pw", x, op)?;
+    g.output(y)?;
+    let plan = g.compile(gpu)?;
+    plan.load_params(&ParamStore::initialize(&g, 1))?;
+    let input = random_input(rng, input_shape);
+    let (wall, device) = time_plan(&plan, &input, options)?;
+    let gpu_ms = (device.len() == options.iters)
+        .then(|| median(device))
+        .filter(|&t| t > 0.0);
+    Ok(TimedGemm {
+        wall_ms: median(wall),
+        gpu_ms,
+        mult_adds: (input_shape.iter().product::<usize>() * out_channels) as u64,
+        memory: plan.memory(),
+        kernels: plan.kernels(),
+    })
 }
 
 /// Medians and derived rates; `passes` is the work per image in forward passes.
@@ -400,9 +432,7 @@ pub fn bench_train(
     data: Option<(crate::data::DataSource, crate::data::LoaderOptions)>,
     (replicas, bucket_bytes): (&dyn crate::graph::Replicas, u64),
 ) -> anyhow::Result<BenchReport> {
-    use crate::graph::{ParamBuffers, StepTiming, TrainConfig, TrainPlan};
-    use crate::ops::UpdateRule;
-    use std::sync::Arc;
+    use crate::graph::StepTiming;
     anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
     let config = MobileNetV1Config {
         stem_stride,
@@ -410,19 +440,8 @@ pub fn bench_train(
         ..options.config()
     };
     let model = config.build(options.batch)?;
-    let summary = model.summary();
-    let params = Arc::new(ParamBuffers::new(gpu, &model.graph)?);
-    let train = TrainConfig {
-        update: Some(UpdateRule::RmspropTf {
-            decay: 0.9,
-            momentum: 0.9,
-            eps: 1.0,
-        }),
-        gradient_bucket_bytes: (replicas.count() > 1).then_some(bucket_bytes),
-        ..Default::default()
-    };
     let before = gpu.tuning_stats();
-    let plan = TrainPlan::compile(&model.graph, gpu, params, &train)?;
+    let plan = bench_train_plan(gpu, &model.graph, replicas.count(), bucket_bytes)?;
     let tuning = TuningReport::since(gpu, before);
     let step = |images: &[f32], labels: &[u32]| -> anyhow::Result<Option<StepTiming>> {
         Ok(match replicas.count() {
@@ -430,56 +449,18 @@ pub fn bench_train(
             _ => Some(plan.step_replicated(images, labels, 1e-3, replicas)?),
         })
     };
-    let mut exchanged = StepTiming::default();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let input = random_input(&mut rng, plan.input_shape());
-    let labels: Vec<u32> = (0..options.batch)
-        .map(|_| rng.random_range(0..options.classes as u32))
-        .collect();
-    let loader_used = data.is_some();
-    let mut loader = match data {
-        Some((source, loader_options)) => {
-            Some(crate::data::BatchLoader::new(source, loader_options, 0)?)
-        }
-        None => None,
-    };
-    let mut waited = Duration::ZERO;
-    // The loader's next batch, timing the wait; `None` steps on the fixed random batch,
-    // borrowed rather than copied every step.
-    let mut next_batch = |waited: &mut Duration| -> anyhow::Result<Option<crate::data::Batch>> {
-        let Some(loader) = loader.as_mut() else {
-            return Ok(None);
-        };
-        let start = Instant::now();
-        let batch = loader.next().context(
-            "the data ran out before the timed steps did; lower --iters or use more images",
-        )??;
-        *waited += start.elapsed();
-        Ok(Some(batch))
-    };
-    fn inputs<'a>(
-        batch: &'a Option<crate::data::Batch>,
-        random: (&'a [f32], &'a [u32]),
-    ) -> (&'a [f32], &'a [u32]) {
-        match batch {
-            Some(batch) => (&batch.images, &batch.labels),
-            None => random,
-        }
-    }
-    let random = (input.as_slice(), labels.as_slice());
+    let mut feed = BatchFeed::new(plan.input_shape(), options, data)?;
     for _ in 0..options.warmup {
-        let batch = next_batch(&mut waited)?;
-        let (images, labels) = inputs(&batch, random);
-        step(images, labels)?;
+        let batch = feed.next()?;
+        step(feed.images(&batch), feed.labels(&batch))?;
     }
-    waited = Duration::ZERO;
-    let mut wall = Vec::new();
-    let mut device = Vec::new();
+    feed.waited = Duration::ZERO;
+    let (mut wall, mut device) = (Vec::new(), Vec::new());
+    let mut exchanged = StepTiming::default();
     for _ in 0..options.iters {
-        let batch = next_batch(&mut waited)?;
-        let (images, labels) = inputs(&batch, random);
+        let batch = feed.next()?;
         let start = std::time::Instant::now();
-        if let Some(timing) = step(images, labels)? {
+        if let Some(timing) = step(feed.images(&batch), feed.labels(&batch))? {
             exchanged += timing;
         }
         wall.push(ms(start.elapsed()));
@@ -488,28 +469,103 @@ pub fn bench_train(
         }
     }
     // A training step costs about three forward passes (forward, input and weight gradients).
+    let kernels = (plan.kernels(), tuning);
+    let memory = plan.memory();
+    let summary = model.summary();
     let mut report = report(
-        "train",
-        options,
-        &summary,
-        3.0,
-        wall,
-        device,
-        plan.memory(),
-        gpu,
-        (plan.kernels(), tuning),
+        "train", options, &summary, 3.0, wall, device, memory, gpu, kernels,
     );
     if options.profile {
-        report.profile = profile_rows(plan.profile(gpu, &input, &labels, 1e-3)?);
+        let (input, labels) = (&feed.random_images, &feed.random_labels);
+        report.profile = profile_rows(plan.profile(gpu, input, labels, 1e-3)?);
     }
-    if loader_used {
-        report.data_wait_ms_per_batch = Some(ms(waited) / options.iters as f64);
+    if feed.loader.is_some() {
+        report.data_wait_ms_per_batch = Some(ms(feed.waited) / options.iters as f64);
     }
     if replicas.count() > 1 {
         let dp = DataParallelReport::new(replicas, bucket_bytes, exchanged, options.iters);
         report.data_parallel = Some(dp);
     }
     Ok(report)
+}
+
+/// The training plan the benchmark steps: RMSProp as the paper trains, gradients averaged
+/// in buckets when there are several replicas.
+fn bench_train_plan(
+    gpu: &Gpu,
+    graph: &crate::graph::GraphBuilder,
+    replicas: usize,
+    bucket_bytes: u64,
+) -> anyhow::Result<crate::graph::TrainPlan> {
+    use crate::graph::{ParamBuffers, TrainConfig, TrainPlan};
+    use crate::ops::UpdateRule;
+    let params = std::sync::Arc::new(ParamBuffers::new(gpu, graph)?);
+    let train = TrainConfig {
+        update: Some(UpdateRule::RmspropTf {
+            decay: 0.9,
+            momentum: 0.9,
+            eps: 1.0,
+        }),
+        gradient_bucket_bytes: (replicas > 1).then_some(bucket_bytes),
+        ..Default::default()
+    };
+    Ok(TrainPlan::compile(graph, gpu, params, &train)?)
+}
+
+/// Where the benchmark's batches come from: the loader, timing each wait for a batch, or
+/// one fixed random batch, borrowed rather than copied every step.
+struct BatchFeed {
+    loader: Option<crate::data::BatchLoader>,
+    waited: Duration,
+    random_images: Vec<f32>,
+    random_labels: Vec<u32>,
+}
+
+impl BatchFeed {
+    fn new(
+        input_shape: &[usize],
+        options: &BenchOptions,
+        data: Option<(crate::data::DataSource, crate::data::LoaderOptions)>,
+    ) -> anyhow::Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let random_images = random_input(&mut rng, input_shape);
+        let random_labels = (0..options.batch)
+            .map(|_| rng.random_range(0..options.classes as u32))
+            .collect();
+        let loader = match data {
+            Some((source, loader_options)) => {
+                Some(crate::data::BatchLoader::new(source, loader_options, 0)?)
+            }
+            None => None,
+        };
+        Ok(BatchFeed {
+            loader,
+            waited: Duration::ZERO,
+            random_images,
+            random_labels,
+        })
+    }
+
+    /// The loader's next batch, timing the wait; `None` steps on the random batch.
+    fn next(&mut self) -> anyhow::Result<Option<crate::data::Batch>> {
+        let Some(loader) = self.loader.as_mut() else {
+            return Ok(None);
+        };
+        let start = Instant::now();
+        let batch = loader.next().context(
+            "the data ran out before the timed steps did; lower --iters or use more images",
+        )??;
+        self.waited += start.elapsed();
+        Ok(Some(batch))
+    }
+
+    fn images<'a>(&'a self, batch: &'a Option<crate::data::Batch>) -> &'a [f32] {
+        batch.as_ref().map_or(&self.random_images, |b| &b.images)
+    }
+
+    fn labels<'a>(&'a self, batch: &'a Option<crate::data::Batch>) -> &'a [u32] {
+        batch.as_ref().map_or(&self.random_labels, |b| &b.labels)
+    }
 }
 
 /// `bench --mode data`: the loader alone (read, decode, transform, normalise into batches).

@@ -13,6 +13,7 @@
 //! The repository's `examples/` folder has a complete program for each
 //! (`cargo run --release --example classify -- WEIGHTS IMAGE...`).
 
+pub mod atomic_file;
 pub mod bench;
 pub mod data;
 pub mod gpu;

@@ -118,7 +118,9 @@ mod turbo {
 
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
 
-    use super::Pixels;
+    // The full path, not `super::Pixels`: the import checker reads a `use super::X` here as
+    // decode.rs re-exporting X from data/mod.rs, a cycle that is not there.
+    use crate::data::decode::Pixels;
 
     thread_local! {
         /// One decompressor per decoding thread, reused for every image.

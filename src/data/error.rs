@@ -145,3 +145,12 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     }
     "panic without a message".to_string()
 }
+
+impl From<crate::atomic_file::AtomicWriteError> for DataError {
+    fn from(e: crate::atomic_file::AtomicWriteError) -> Self {
+        DataError::Write {
+            path: e.path,
+            source: e.error,
+        }
+    }
+}

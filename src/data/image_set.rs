@@ -1,4 +1,4 @@
-use super::source::split_indices;
+use super::split::split_indices;
 
 /// Images in memory, u8, each image `height * width * channels` in HWC order, images back to back.
 #[derive(Clone, Debug, PartialEq)]

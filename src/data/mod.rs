@@ -25,6 +25,7 @@ mod loader;
 mod preprocess;
 mod shards;
 mod source;
+mod split;
 mod transform;
 
 pub use cifar10::{load_cifar10, CIFAR10_CLASSES};

@@ -4,14 +4,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-
 use super::decode::{decode_image, Pixels};
 use super::error::{BadSample, DataError};
 use super::image_set::ImageSet;
 use super::shards::ShardSet;
+use super::split::split_indices;
 
 /// Image files and their labels; pixels are read only when a batch needs them, so memory does
 /// not grow with the number of files.
@@ -205,21 +202,4 @@ impl DataSource {
             DataSource::Shards(_) => unreachable!("shards are streamed, never fetched by index"),
         }
     }
-}
-
-/// (train, validation) indices: `round(len * fraction)` for validation by a permutation seeded
-/// with `seed`; `fraction` is clamped to `0..=1` (NaN counts as 0); both parts sorted.
-pub(crate) fn split_indices(len: usize, fraction: f32, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let fraction = if fraction.is_nan() {
-        0.0
-    } else {
-        fraction.clamp(0.0, 1.0)
-    };
-    let validation_len = ((len as f64) * f64::from(fraction)).round() as usize;
-    let mut order: Vec<usize> = (0..len).collect();
-    order.shuffle(&mut StdRng::seed_from_u64(seed));
-    let (validation, train) = order.split_at_mut(validation_len.min(len));
-    validation.sort_unstable();
-    train.sort_unstable();
-    (train.to_vec(), validation.to_vec())
 }

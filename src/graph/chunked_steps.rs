@@ -6,10 +6,11 @@
 
 use std::ops::Range;
 
+use super::buffer_range::BufferRange;
 use super::chunks::BatchChunks;
-use super::plan::with_batch;
-use super::steps::{tensor_bytes, BufferRange, StepBuilder};
-use super::GraphError;
+use super::error::GraphError;
+use super::shapes::{tensor_bytes, with_batch};
+use super::steps::StepBuilder;
 use crate::ops::{accumulating, BatchNorm, Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK};
 
 /// One node as the emitters see it.

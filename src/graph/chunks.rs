@@ -5,9 +5,11 @@
 
 use std::ops::Range;
 
-use super::plan::with_batch;
-use super::steps::{tensor_bytes, BufferRange};
-use super::{GraphBuilder, GraphError, Node};
+use super::buffer_range::BufferRange;
+use super::builder::GraphBuilder;
+use super::error::GraphError;
+use super::node::Node;
+use super::shapes::{tensor_bytes, with_batch};
 use crate::gpu::Gpu;
 
 /// How one op splits the batch.

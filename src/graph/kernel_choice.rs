@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::steps::BufferRange;
-use super::GraphError;
+use super::buffer_range::BufferRange;
+use super::error::GraphError;
 use crate::gpu::{storage_buffer, CompiledEntry, Gpu, KernelChoice, TunedKernel};
 use crate::ops::{Alternatives, Candidate, Dispatch, KernelCaps, Slot};
 

@@ -1,8 +1,11 @@
 //! Parameters on the GPU: one storage buffer per tensor, shared by the inference and
 //! training plans of a graph so both always see the same weights.
 
-use super::steps::{staging_buffer, tensor_bytes};
-use super::{GraphBuilder, GraphError, ParamStore};
+use super::builder::GraphBuilder;
+use super::error::GraphError;
+use super::params::ParamStore;
+use super::shapes::tensor_bytes;
+use super::steps::staging_buffer;
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
 use std::collections::HashMap;
 

@@ -1,7 +1,8 @@
 //! Named parameter tensors held on the CPU: initialisation, loading into and reading out
 //! of a plan, and (later) checkpoints.
 
-use super::{GraphBuilder, ParamInfo};
+use super::builder::GraphBuilder;
+use super::node::ParamInfo;
 use crate::ops::ParamRole;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};

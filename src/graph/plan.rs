@@ -1,39 +1,21 @@
 //! A compiled inference graph: every buffer planned once, bind groups built once, and a
 //! dispatch list that runs a whole batch in one command buffer and one submit.
 
-use super::chunks::node_chunks;
+use super::buffer_range::BufferRange;
+use super::builder::GraphBuilder;
+use super::chunks::{node_chunks, BatchChunks};
+use super::error::GraphError;
+use super::limits::{check_buffer_limit, workspace_entry};
+use super::memory::{plan_memory, MemoryPlan, MemoryReport};
+use super::node::{Node, TensorId};
 use super::param_buffers::ParamBuffers;
-use super::steps::{
-    encode, profile_steps, staging_buffer, tensor_bytes, BufferRange, PassTimer, Step, StepBuilder,
-};
-use super::{GraphBuilder, GraphError, ParamStore, TensorId};
+use super::params::ParamStore;
+use super::shapes::{check_input_len, tensor_bytes, with_batch};
+use super::steps::{encode, profile_steps, staging_buffer, PassTimer, Step, StepBuilder};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
 use crate::ops::Slot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Bytes the plan allocated on the GPU, by purpose.
-#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
-pub struct MemoryReport {
-    /// Activation buffers after reuse of dead tensors (includes the input and outputs).
-    pub activations: u64,
-    /// What activations would take with one buffer per tensor (no reuse).
-    pub activations_unshared: u64,
-    /// The largest set of activations alive at once (an op's input and output plus
-    /// everything still to be read): the least any reuse scheme could allocate.
-    pub activations_live_peak: u64,
-    pub params: u64,
-    /// Gradients, optimizer state and reduction scratch (training plans only).
-    pub training: u64,
-    /// Uniform blocks, staging and timestamp buffers.
-    pub other: u64,
-}
-
-impl MemoryReport {
-    pub fn total(&self) -> u64 {
-        self.activations + self.params + self.training + self.other
-    }
-}
 
 /// How long one run took.
 #[derive(Clone, Copy, Debug)]
@@ -64,136 +46,117 @@ pub struct Plan {
     memory: MemoryReport,
 }
 
-/// Which buffer each tensor lives in, reusing buffers of tensors no longer needed.
-struct MemoryPlan {
-    buffer_of: Vec<usize>,
-    buffer_bytes: Vec<u64>,
-    live_peak: u64,
+/// The buffers forward dispatches bind besides the parameters.
+struct ForwardBuffers<'a> {
+    memory_plan: &'a MemoryPlan,
+    activations: &'a [wgpu::Buffer],
+    unused: &'a wgpu::Buffer,
+    workspace: &'a wgpu::Buffer,
 }
 
-fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
-    let tensor_count = graph.tensors.len();
-    // Position of the last op that reads each tensor; outputs and the input live forever.
-    let mut last_use = vec![None; tensor_count];
-    for (i, node) in graph.nodes.iter().enumerate() {
-        last_use[node.input.0] = Some(i);
+impl ForwardBuffers<'_> {
+    fn activation(&self, t: TensorId) -> &wgpu::Buffer {
+        &self.activations[self.memory_plan.buffer_of[t.0]]
     }
-    let pinned = |t: TensorId| graph.outputs.contains(&t) || graph.inputs.contains(&t);
+}
 
-    let mut buffer_of = vec![usize::MAX; tensor_count];
-    let mut buffer_bytes: Vec<u64> = Vec::new();
-    let mut free: Vec<usize> = Vec::new();
-    let (mut live, mut live_peak) = (0u64, 0u64);
-    for &input in &graph.inputs {
-        buffer_bytes.push(tensor_bytes(&graph.tensors[input.0].shape));
-        buffer_of[input.0] = buffer_bytes.len() - 1;
-        live += tensor_bytes(&graph.tensors[input.0].shape);
+impl GraphBuilder {
+    /// Plans buffers, builds bind groups and the dispatch list on `gpu`.
+    pub fn compile(&self, gpu: &Gpu) -> Result<Plan, GraphError> {
+        Plan::compile(self, gpu)
     }
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let need = tensor_bytes(&graph.tensors[node.output.0].shape);
-        // Best fit among free buffers; otherwise grow the largest free one; otherwise a new one.
-        let best = free
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| buffer_bytes[b] >= need)
-            .min_by_key(|(_, &b)| buffer_bytes[b])
-            .or_else(|| {
-                free.iter()
-                    .enumerate()
-                    .max_by_key(|(_, &b)| buffer_bytes[b])
-            })
-            .map(|(slot, _)| slot);
-        let buffer = match best {
-            Some(slot) => free.swap_remove(slot),
-            None => {
-                buffer_bytes.push(0);
-                buffer_bytes.len() - 1
+}
+
+/// Refuses graphs an inference plan cannot run: one input, at least one output, and
+/// parameter buffers that match.
+fn check_graph(graph: &GraphBuilder, params: &ParamBuffers) -> Result<(), GraphError> {
+    if graph.inputs.len() != 1 {
+        return Err(GraphError::InputCount(graph.inputs.len()));
+    }
+    if graph.outputs.is_empty() {
+        return Err(GraphError::NoOutputs);
+    }
+    params.check_matches(graph)
+}
+
+/// Adds every node's forward dispatches, one set per chunk of the batch.
+fn add_forward_steps(
+    builder: &mut StepBuilder,
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    params: &ParamBuffers,
+    chunks: &[BatchChunks],
+    buffers: &ForwardBuffers,
+) -> Result<(), GraphError> {
+    let batch = graph.tensors[graph.inputs[0].0].shape[0];
+    let limit = gpu.binding_limit();
+    for (node, chunks) in graph.nodes.iter().zip(chunks) {
+        let input = &graph.tensors[node.input.0].shape;
+        let output = &graph.tensors[node.output.0].shape;
+        let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
+        for range in &chunks.ranges {
+            let part = |t: TensorId, shape: &[usize]| {
+                chunks.bind(buffers.activation(t), range, per_sample(shape), limit)
+            };
+            let (input_part, output_part) = (
+                with_batch(input, range.len()),
+                with_batch(output, range.len()),
+            );
+            let label = if chunks.is_chunked() {
+                format!("{}[{}..{}]", node.name, range.start, range.end)
+            } else {
+                node.name.clone()
+            };
+            for dispatch in node.kind.forward(&input_part, &output_part) {
+                builder.add(&label, &dispatch, |slot| match slot {
+                    Slot::Input => Some(part(node.input, input)),
+                    Slot::Output => Some(part(node.output, output)),
+                    Slot::Param(i) => param_range(graph, params, node, i),
+                    Slot::Unused => Some(buffers.unused.clone().into()),
+                    Slot::Workspace => Some(buffers.workspace.clone().into()),
+                    _ => None,
+                })?;
             }
-        };
-        buffer_bytes[buffer] = buffer_bytes[buffer].max(need);
-        buffer_of[node.output.0] = buffer;
-        live += need;
-        live_peak = live_peak.max(live);
-        // Free the input only after the output is placed: an op never reads and writes
-        // the same buffer.
-        if last_use[node.input.0] == Some(i) && !pinned(node.input) {
-            free.push(buffer_of[node.input.0]);
-            live -= tensor_bytes(&graph.tensors[node.input.0].shape);
-        }
-        if last_use[node.output.0].is_none() && !pinned(node.output) {
-            free.push(buffer);
-            live -= need;
-        }
-    }
-    MemoryPlan {
-        buffer_of,
-        buffer_bytes,
-        live_peak,
-    }
-}
-
-/// The workspace as a `check_binding_limit` entry.
-pub(crate) fn workspace_entry(bytes: u64) -> (String, Vec<usize>, u64) {
-    (
-        "forward workspace".into(),
-        vec![(bytes / 4) as usize],
-        bytes,
-    )
-}
-
-/// Refuses tensors larger than one storage binding may be, naming the largest batch
-/// that would fit.
-pub(crate) fn check_binding_limit(
-    gpu: &Gpu,
-    batch: usize,
-    buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
-) -> Result<(), GraphError> {
-    let limit = (gpu.binding_limit(), "max_storage_buffer_binding_size");
-    check_tensor_limit(batch, buffers, limit)
-}
-
-/// Refuses tensors larger than the adapter's largest buffer, naming the largest batch that
-/// would fit: the bound for tensors that ops may bind in chunks.
-pub(crate) fn check_buffer_limit(
-    gpu: &Gpu,
-    batch: usize,
-    buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
-) -> Result<(), GraphError> {
-    let limit = (gpu.limits().max_buffer_size, "max_buffer_size");
-    check_tensor_limit(batch, buffers, limit)
-}
-
-/// Refuses tensors larger than `limit` bytes, naming the largest batch that would fit.
-fn check_tensor_limit(
-    batch: usize,
-    buffers: impl Iterator<Item = (String, Vec<usize>, u64)>,
-    (limit, limit_name): (u64, &'static str),
-) -> Result<(), GraphError> {
-    for (name, shape, bytes) in buffers {
-        if bytes > limit {
-            let per_sample = (bytes / batch.max(1) as u64).max(1);
-            return Err(GraphError::TooLarge {
-                tensor: name,
-                shape,
-                bytes,
-                limit,
-                limit_name,
-                max_batch: (limit / per_sample) as usize,
-            });
         }
     }
     Ok(())
 }
 
-/// `shape` with another batch size.
-pub(crate) fn with_batch(shape: &[usize], batch: usize) -> Vec<usize> {
-    let mut shape = shape.to_vec();
-    shape[0] = batch;
-    shape
+/// The buffer of `node`'s `i`th parameter.
+fn param_range(
+    graph: &GraphBuilder,
+    params: &ParamBuffers,
+    node: &Node,
+    i: usize,
+) -> Option<BufferRange> {
+    params
+        .buffer(&graph.params[node.params[i]].name)
+        .map(|b| BufferRange::from(b.clone()))
+}
+
+/// Where each graph output is read from and where it lands in the staging buffer; and the
+/// staging buffer's size.
+fn plan_outputs(graph: &GraphBuilder, memory_plan: &MemoryPlan) -> (Vec<PlannedOutput>, u64) {
+    let mut staging_bytes = 0u64;
+    let outputs = graph
+        .outputs
+        .iter()
+        .map(|&t| {
+            let len = graph.tensors[t.0].shape.iter().product::<usize>();
+            let planned = PlannedOutput {
+                buffer: memory_plan.buffer_of[t.0],
+                len,
+                staging_offset: staging_bytes,
+            };
+            staging_bytes += (len as u64 * 4).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+            planned
+        })
+        .collect();
+    (outputs, staging_bytes)
 }
 
 impl Plan {
-    pub(super) fn compile(graph: &GraphBuilder, gpu: &Gpu) -> Result<Plan, GraphError> {
+    fn compile(graph: &GraphBuilder, gpu: &Gpu) -> Result<Plan, GraphError> {
         Self::compile_with(graph, gpu, Arc::new(ParamBuffers::new(gpu, graph)?))
     }
 
@@ -204,13 +167,7 @@ impl Plan {
         gpu: &Gpu,
         params: Arc<ParamBuffers>,
     ) -> Result<Plan, GraphError> {
-        if graph.inputs.len() != 1 {
-            return Err(GraphError::InputCount(graph.inputs.len()));
-        }
-        if graph.outputs.is_empty() {
-            return Err(GraphError::NoOutputs);
-        }
-        params.check_matches(graph)?;
+        check_graph(graph, &params)?;
         let batch = graph.tensors[graph.inputs[0].0].shape[0];
         // Ops bind their tensors in chunks where one binding cannot hold them, so the batch
         // is bounded by the largest buffer the adapter allocates.
@@ -232,60 +189,17 @@ impl Plan {
             .enumerate()
             .map(|(i, &bytes)| storage_buffer(gpu, &format!("activation {i}"), bytes))
             .collect();
-        let unused = storage_buffer(gpu, "unused binding", 16);
-        let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
-
+        let buffers = ForwardBuffers {
+            memory_plan: &memory_plan,
+            activations: &activations,
+            unused: &storage_buffer(gpu, "unused binding", 16),
+            workspace: &storage_buffer(gpu, "workspace", workspace_bytes),
+        };
         let mut builder = StepBuilder::new(gpu);
-        let limit = gpu.binding_limit();
-        for (node, chunks) in graph.nodes.iter().zip(&chunks) {
-            let input = &graph.tensors[node.input.0].shape;
-            let output = &graph.tensors[node.output.0].shape;
-            let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
-            let act = |t: TensorId| &activations[memory_plan.buffer_of[t.0]];
-            for range in &chunks.ranges {
-                let part = |t: TensorId, shape: &[usize]| {
-                    chunks.bind(act(t), range, per_sample(shape), limit)
-                };
-                let (input_part, output_part) = (
-                    with_batch(input, range.len()),
-                    with_batch(output, range.len()),
-                );
-                let label = if chunks.is_chunked() {
-                    format!("{}[{}..{}]", node.name, range.start, range.end)
-                } else {
-                    node.name.clone()
-                };
-                for dispatch in node.kind.forward(&input_part, &output_part) {
-                    builder.add(&label, &dispatch, |slot| match slot {
-                        Slot::Input => Some(part(node.input, input)),
-                        Slot::Output => Some(part(node.output, output)),
-                        Slot::Param(i) => params
-                            .buffer(&graph.params[node.params[i]].name)
-                            .map(|b| BufferRange::from(b.clone())),
-                        Slot::Unused => Some(unused.clone().into()),
-                        Slot::Workspace => Some(workspace.clone().into()),
-                        _ => None,
-                    })?;
-                }
-            }
-        }
+        add_forward_steps(&mut builder, gpu, graph, &params, &chunks, &buffers)?;
         let (steps, uniform_bytes) = builder.finish()?;
 
-        let mut staging_bytes = 0u64;
-        let outputs: Vec<PlannedOutput> = graph
-            .outputs
-            .iter()
-            .map(|&t| {
-                let len = graph.tensors[t.0].shape.iter().product::<usize>();
-                let planned = PlannedOutput {
-                    buffer: memory_plan.buffer_of[t.0],
-                    len,
-                    staging_offset: staging_bytes,
-                };
-                staging_bytes += (len as u64 * 4).next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-                planned
-            })
-            .collect();
+        let (outputs, staging_bytes) = plan_outputs(graph, &memory_plan);
         let staging = staging_buffer(&device, "output staging", staging_bytes);
         let timer = PassTimer::new(gpu);
         let memory = MemoryReport {
@@ -443,19 +357,5 @@ impl Plan {
                 gpu,
             },
         ))
-    }
-}
-
-/// The error for an input of the wrong length.
-pub(crate) fn check_input_len(got: usize, shape: &[usize]) -> Result<(), GraphError> {
-    let expected = shape.iter().product::<usize>();
-    if got == expected {
-        Ok(())
-    } else {
-        Err(GraphError::InputLength {
-            got,
-            expected,
-            shape: shape.to_vec(),
-        })
     }
 }

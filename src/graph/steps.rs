@@ -1,7 +1,9 @@
 //! Turning op dispatches into ready-to-encode steps: uniform blocks packed into one
 //! buffer, pipelines from the cache, bind groups built once.
 
-use super::GraphError;
+use super::buffer_range::BufferRange;
+use super::error::GraphError;
+use super::kernel_choice;
 use crate::gpu::{CompiledEntry, Gpu};
 use crate::ops::{Dispatch, Slot};
 
@@ -12,40 +14,6 @@ pub(crate) struct Step {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
-}
-
-/// A buffer, or the part of one that a chunk of the batch occupies, as bound to a shader.
-#[derive(Clone, Debug)]
-pub(crate) struct BufferRange {
-    pub buffer: wgpu::Buffer,
-    pub offset: u64,
-    /// `None`: to the end of the buffer.
-    pub size: Option<u64>,
-}
-
-impl From<wgpu::Buffer> for BufferRange {
-    fn from(buffer: wgpu::Buffer) -> Self {
-        BufferRange {
-            buffer,
-            offset: 0,
-            size: None,
-        }
-    }
-}
-
-impl BufferRange {
-    /// Bytes the shader sees.
-    pub fn bytes(&self) -> u64 {
-        self.size.unwrap_or(self.buffer.size() - self.offset)
-    }
-
-    pub fn binding(&self) -> wgpu::BufferBinding<'_> {
-        wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: self.offset,
-            size: self.size.and_then(wgpu::BufferSize::new),
-        }
-    }
 }
 
 struct Pending {
@@ -88,9 +56,9 @@ impl<'a> StepBuilder<'a> {
         resolve: impl Fn(Slot) -> Option<R>,
     ) -> Result<(), GraphError> {
         let resolve = |slot| resolve(slot).map(Into::into);
-        let (dispatch, kernel) = super::kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
+        let (dispatch, kernel) = kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
-        let buffers = super::kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
+        let buffers = kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
         let alignment = self.gpu.limits().min_uniform_buffer_offset_alignment as u64;
         let offset = (self.uniform_bytes.len() as u64).next_multiple_of(alignment);
         self.uniform_bytes.resize(offset as usize, 0);
@@ -306,11 +274,6 @@ impl PassTimer {
         let ns = tick(1).saturating_sub(tick(0)) as f64 * self.period_ns as f64;
         Ok(std::time::Duration::from_nanos(ns as u64))
     }
-}
-
-/// Bytes of an f32 tensor.
-pub(crate) fn tensor_bytes(shape: &[usize]) -> u64 {
-    shape.iter().product::<usize>() as u64 * 4
 }
 
 /// A MAP_READ buffer to copy results into.

@@ -7,7 +7,7 @@ use super::pointwise::{
     subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
 use super::{linear_grid, Dispatch};
-use crate::gpu::Shader;
+use crate::gpu::{Shader, ACCESS_KERNELS, GEMM_KERNELS};
 
 /// What the adapter can run, as far as the choice of kernels goes.
 #[derive(Clone, Copy, Debug)]
@@ -17,31 +17,6 @@ pub struct KernelCaps {
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage_bytes: u32,
 }
-
-/// The GEMM kernels by the names the tuner, its cache, `MOBILENET_TUNE` and the reports
-/// use; the first that applies on an adapter is its default.
-pub const GEMM_KERNELS: [&str; 5] = [
-    "subgroup-16x32",
-    "subgroup-32x64",
-    "blocked-8x8",
-    "tiled-64x64",
-    "tiled-128x64",
-];
-
-/// The forms of depthwise and batch-norm passes on channel counts divisible by 4: whole
-/// vec4 accesses (the default) or the scalar kernel they were spliced from.
-pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
-
-/// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 7] = [
-    GEMM_KERNELS[0],
-    GEMM_KERNELS[1],
-    GEMM_KERNELS[2],
-    GEMM_KERNELS[3],
-    GEMM_KERNELS[4],
-    ACCESS_KERNELS[0],
-    ACCESS_KERNELS[1],
-];
 
 /// Invocations and workgroup memory gemm_tiled.wgsl needs (the 128-row tile's two slabs).
 const TILED_INVOCATIONS: u32 = 256;

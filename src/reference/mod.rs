@@ -6,6 +6,7 @@ mod backward;
 mod forward;
 mod graph;
 mod optim;
+mod tensor;
 mod train;
 
 pub use backward::{
@@ -18,30 +19,5 @@ pub use forward::{
 };
 pub use graph::run_graph;
 pub use optim::apply_update;
+pub use tensor::Tensor;
 pub use train::{data_parallel_step, loss_gradients, train_step};
-
-/// A dense f32 tensor with its shape (NHWC for images).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Tensor {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-impl Tensor {
-    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Self {
-        assert_eq!(
-            shape.iter().product::<usize>(),
-            data.len(),
-            "tensor data does not match its shape {shape:?}"
-        );
-        Tensor { shape, data }
-    }
-
-    pub fn zeros(shape: Vec<usize>) -> Self {
-        let len = shape.iter().product();
-        Tensor {
-            shape,
-            data: vec![0.0; len],
-        }
-    }
-}

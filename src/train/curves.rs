@@ -11,7 +11,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::train::metrics::EpochMetrics;
+use super::epoch_metrics::EpochMetrics;
 use crate::weights::{write_atomic, WeightsError};
 
 /// Image size in pixels: two panels side by side.

@@ -193,6 +193,12 @@ impl TrainData {
     }
 }
 
+/// Input normalisation used for training: x/127.5 - 1 (mean = std = 0.5), as timm's and
+/// Keras' MobileNets expect.
+pub fn default_normalize(channels: usize) -> Normalize {
+    Normalize::symmetric(channels)
+}
+
 /// Loader options of the training view: shuffled, augmented, full batches.
 pub fn train_loader_options(
     batch_size: usize,

@@ -1,5 +1,5 @@
-//! Per-epoch training metrics: `metrics.jsonl` (one JSON object per line) and the one-line
-//! epoch report.
+//! A run's `metrics.jsonl`: one `EpochMetrics` per line, appended, read back and truncated
+//! so that a killed run resumes with a readable file.
 
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
@@ -7,48 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::weights::{write_atomic, WeightsError};
 
-/// What one epoch measured. Accuracies are fractions in `[0, 1]` (printed and plotted as %).
-/// Losses may be NaN or infinite when training diverges; they are stored as the strings
-/// `"NaN"`, `"inf"`, `"-inf"` because JSON has no such numbers.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochMetrics {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Learning rate used during the epoch (at its end, for schedules that change within it).
-    #[serde(with = "json_float")]
-    pub lr: f64,
-    #[serde(with = "json_float")]
-    pub train_loss: f64,
-    #[serde(with = "json_float")]
-    pub train_acc: f64,
-    #[serde(default, with = "json_float::option")]
-    pub val_loss: Option<f64>,
-    #[serde(default, with = "json_float::option")]
-    pub val_acc: Option<f64>,
-    #[serde(default, with = "json_float::option")]
-    pub test_loss: Option<f64>,
-    #[serde(default, with = "json_float::option")]
-    pub test_acc: Option<f64>,
-    /// Wall-clock time of the epoch, evaluation included.
-    #[serde(with = "json_float")]
-    pub seconds: f64,
-    /// Training throughput.
-    #[serde(with = "json_float")]
-    pub images_per_sec: f64,
-    /// Training images that could not be decoded this epoch (skipped; reported by path).
-    #[serde(default)]
-    pub bad_files: usize,
-    /// Images per optimizer step over all data-parallel ranks.
-    #[serde(default)]
-    pub global_batch: usize,
-    /// Data-parallel ranks that trained the epoch.
-    #[serde(default = "one_rank")]
-    pub ranks: usize,
-}
-
-fn one_rank() -> usize {
-    1
-}
+/// The record and the epoch line were defined here once; kept reachable at their old paths.
+pub use super::epoch_line::format_epoch_line;
+pub use super::epoch_metrics::EpochMetrics;
 
 /// Why a metrics file could not be read or written; messages name the file (and line).
 #[derive(Debug, thiserror::Error)]
@@ -150,55 +111,6 @@ pub fn truncate_metrics(path: &Path, last_epoch: usize) -> Result<(), MetricsErr
     Ok(write_atomic(path, &kept)?)
 }
 
-/// The one-line epoch report printed after each epoch, Lightning-style, e.g.
-/// "epoch 3/10  lr 0.0450  train loss 0.4123 acc 85.12%  val loss 0.3977 acc 86.00%  test loss 0.4011 acc 85.70%  41.2 s  1456 img/s"
-///
-/// Missing validation or test values are left out.
-pub fn format_epoch_line(m: &EpochMetrics, total_epochs: usize) -> String {
-    let mut line = format!("epoch {}/{}  lr {}", m.epoch, total_epochs, format_lr(m.lr));
-    for (split, loss, acc) in [
-        ("train", Some(m.train_loss), Some(m.train_acc)),
-        ("val", m.val_loss, m.val_acc),
-        ("test", m.test_loss, m.test_acc),
-    ] {
-        if loss.is_none() && acc.is_none() {
-            continue;
-        }
-        line.push_str("  ");
-        line.push_str(split);
-        if let Some(loss) = loss {
-            line.push_str(&format!(" loss {loss:.4}"));
-        }
-        if let Some(acc) = acc {
-            line.push_str(&format!(" acc {:.2}%", acc * 100.0));
-        }
-    }
-    line.push_str(&format!(
-        "  {:.1} s  {:.0} img/s",
-        m.seconds, m.images_per_sec
-    ));
-    if m.ranks > 1 {
-        line.push_str(&format!(
-            "  global batch {} ({} ranks)",
-            m.global_batch, m.ranks
-        ));
-    }
-    if m.bad_files > 0 {
-        line.push_str(&format!("  {} bad files skipped", m.bad_files));
-    }
-    line
-}
-
-/// Four decimals hide small learning rates (1e-5 would print as 0.0000), so those go
-/// scientific.
-fn format_lr(lr: f64) -> String {
-    if lr == 0.0 || lr.abs() >= 1e-3 {
-        format!("{lr:.4}")
-    } else {
-        format!("{lr:.2e}")
-    }
-}
-
 fn io_err<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(io::Error) -> MetricsError + 'a {
     move |error| MetricsError::Io {
         path: path.to_path_buf(),
@@ -238,66 +150,4 @@ fn parse_lines<'a>(
 
 fn parse_record(line: &[u8]) -> Result<EpochMetrics, serde_json::Error> {
     serde_json::from_slice(line)
-}
-
-/// serde_json writes NaN and infinities as `null`, which does not read back as f64; a diverged
-/// run must still be readable, so non-finite values are stored as strings.
-mod json_float {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Number(f64),
-        Text(String),
-    }
-
-    impl Repr {
-        fn value<E: serde::de::Error>(self) -> Result<f64, E> {
-            match self {
-                Repr::Number(v) => Ok(v),
-                Repr::Text(t) => match t.as_str() {
-                    "NaN" => Ok(f64::NAN),
-                    "inf" => Ok(f64::INFINITY),
-                    "-inf" => Ok(f64::NEG_INFINITY),
-                    _ => Err(E::custom(format!(
-                        "expected a number, \"NaN\", \"inf\" or \"-inf\", found \"{t}\""
-                    ))),
-                },
-            }
-        }
-    }
-
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else if v.is_nan() {
-            s.serialize_str("NaN")
-        } else if *v > 0.0 {
-            s.serialize_str("inf")
-        } else {
-            s.serialize_str("-inf")
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-        Repr::deserialize(d)?.value()
-    }
-
-    pub mod option {
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(v) => super::serialize(v, s),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-            Option::<super::Repr>::deserialize(d)?
-                .map(super::Repr::value)
-                .transpose()
-        }
-    }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::trainer::{Finetune, TrainOptions};
+use super::options::{Finetune, TrainOptions};
 use crate::gpu::Gpu;
 use crate::graph::{ParamBuffers, ParamStore, Plan, Replicas, StepTiming, TrainConfig, TrainPlan};
 use crate::model::{Form, MobileNetV1Config, CLASSIFIER, STAGES};

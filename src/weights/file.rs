@@ -13,7 +13,32 @@ use safetensors::tensor::TensorInfo;
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde_json::{json, Map, Value};
 
-use super::{write_atomic, LoadedFile, NamedTensor, WeightsError};
+use super::WeightsError;
+
+/// One tensor as the model uses it: row-major f32 values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Everything usable in a safetensors file, tensors in file (data offset) order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadedFile {
+    pub tensors: Vec<NamedTensor>,
+    /// The header's `__metadata__` map (empty when the file has none).
+    pub metadata: BTreeMap<String, String>,
+    /// Integer (or bool) tensors that are not weights, e.g. PyTorch's `num_batches_tracked` (I64): (name, dtype as text).
+    pub skipped: Vec<(String, String)>,
+}
+
+/// [`crate::atomic_file::write_atomic`], failing with this module's error (which adds a
+/// next step to the common I/O failures).
+#[doc(hidden)]
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WeightsError> {
+    Ok(crate::atomic_file::write_atomic(path, bytes)?)
+}
 
 /// The header key that holds string metadata instead of a tensor.
 const METADATA_KEY: &str = "__metadata__";

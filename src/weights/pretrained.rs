@@ -6,9 +6,9 @@
 
 use super::{load_safetensors, save_safetensors, LoadedFile, WeightsError};
 use crate::data::{Normalize, Preprocess};
-use crate::graph::ParamStore;
+use crate::graph::{GraphBuilder, ParamStore};
 use crate::model::{MobileNetV1Config, Preset, BLOCKS, STEM_CHANNELS};
-use crate::train::checkpoint::{Checkpoint, CheckpointError, FORMAT};
+use crate::weights::checkpoint::{Checkpoint, CheckpointError, FORMAT};
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -258,19 +258,7 @@ pub fn load_pretrained(path: &Path) -> Result<Pretrained, PretrainedError> {
             .collect(),
     })?;
     if naming == Naming::Ours {
-        let checkpoint = Checkpoint::load(path)?;
-        let preprocess = Preprocess {
-            resolution: checkpoint.config.resolution,
-            crop_pct: checkpoint.crop_pct,
-            normalize: checkpoint.normalize.clone(),
-        };
-        return Ok(Pretrained {
-            naming,
-            config: checkpoint.config,
-            params: checkpoint.params,
-            preprocess,
-            class_names: checkpoint.class_names,
-        });
+        return own_checkpoint(path, naming);
     }
     let config = foreign_config(naming, &file);
     let mismatch = |problems: Vec<String>| PretrainedError::Mismatch {
@@ -281,75 +269,9 @@ pub fn load_pretrained(path: &Path) -> Result<Pretrained, PretrainedError> {
         problems,
     };
     let model = config.build(1).map_err(|e| mismatch(vec![e.to_string()]))?;
-    let by_name: BTreeMap<String, usize> = file
-        .tensors
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (key_in(naming, &t.name), i))
-        .collect();
-    let skipped: BTreeMap<String, &str> = file
-        .skipped
-        .iter()
-        .map(|(n, d)| (key_in(naming, n), d.as_str()))
-        .collect();
-    let mut problems = Vec::new();
-    let mut used = HashSet::new();
-    let mut params = ParamStore::new();
-    for info in model.graph.params() {
-        let kind = kind_of(&info.name, &info.shape);
-        let source = foreign_name(naming, &info.name);
-        let expected = foreign_shape(naming, kind, &info.shape);
-        let Some(&index) = by_name.get(&source) else {
-            problems.push(match skipped.get(&source) {
-                Some(dtype) => {
-                    format!("{source}: stored as {dtype}, expected a float tensor {expected:?}")
-                }
-                None => format!("{source}: missing (expected shape {expected:?})"),
-            });
-            continue;
-        };
-        used.insert(source.clone());
-        let tensor = &file.tensors[index];
-        if tensor.shape != expected {
-            problems.push(format!(
-                "{source}: shape {:?}, expected {expected:?}",
-                tensor.shape
-            ));
-            continue;
-        }
-        let values = match (naming, kind) {
-            (Naming::Timm, Kind::Conv | Kind::Depthwise | Kind::Pointwise | Kind::Dense) => {
-                torch_transpose(&tensor.values, &tensor.shape, false)
-            }
-            _ => tensor.values.clone(),
-        };
-        params.insert(&info.name, info.shape.clone(), values);
-    }
-    for name in by_name.keys() {
-        if !used.contains(name) {
-            problems.push(format!(
-                "{name}: unexpected tensor (not part of MobileNet V1)"
-            ));
-        }
-    }
-    for (name, dtype) in &skipped {
-        if !name.ends_with("num_batches_tracked")
-            && !used.contains(name)
-            && !by_name.contains_key(name)
-        {
-            let known = model
-                .graph
-                .params()
-                .iter()
-                .any(|p| foreign_name(naming, &p.name) == *name);
-            if !known {
-                problems.push(format!("{name}: unexpected {dtype} tensor"));
-            }
-        }
-    }
-    if !problems.is_empty() {
-        return Err(mismatch(problems));
-    }
+    let params = ForeignTensors::index(naming, &file)
+        .map_onto(&model.graph)
+        .map_err(mismatch)?;
     let preprocess = Preprocess {
         resolution: config.resolution,
         // timm evaluates with a 0.875 centre crop; Keras' examples resize the whole image.
@@ -363,6 +285,141 @@ pub fn load_pretrained(path: &Path) -> Result<Pretrained, PretrainedError> {
         params,
         preprocess,
     })
+}
+
+/// One of our own checkpoints: its configuration and preprocessing travel in the file.
+fn own_checkpoint(path: &Path, naming: Naming) -> Result<Pretrained, PretrainedError> {
+    let checkpoint = Checkpoint::load(path)?;
+    let preprocess = Preprocess {
+        resolution: checkpoint.config.resolution,
+        crop_pct: checkpoint.crop_pct,
+        normalize: checkpoint.normalize.clone(),
+    };
+    Ok(Pretrained {
+        naming,
+        config: checkpoint.config,
+        params: checkpoint.params,
+        preprocess,
+        class_names: checkpoint.class_names,
+    })
+}
+
+/// A foreign file's tensors by their names in our terms (Keras' keys normalised).
+struct ForeignTensors<'a> {
+    naming: Naming,
+    file: &'a LoadedFile,
+    by_name: BTreeMap<String, usize>,
+    /// Integer tensors the file holds, with their dtype.
+    skipped: BTreeMap<String, &'a str>,
+}
+
+impl<'a> ForeignTensors<'a> {
+    fn index(naming: Naming, file: &'a LoadedFile) -> Self {
+        let by_name = file
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (key_in(naming, &t.name), i))
+            .collect();
+        let skipped = file
+            .skipped
+            .iter()
+            .map(|(n, d)| (key_in(naming, n), d.as_str()))
+            .collect();
+        ForeignTensors {
+            naming,
+            file,
+            by_name,
+            skipped,
+        }
+    }
+
+    /// The graph's parameters taken from the file, converted to our layouts; or every
+    /// missing, mis-shaped and unexpected tensor.
+    fn map_onto(&self, graph: &GraphBuilder) -> Result<ParamStore, Vec<String>> {
+        let mut problems = Vec::new();
+        let mut used = HashSet::new();
+        let mut params = ParamStore::new();
+        for info in graph.params() {
+            match self.tensor_for(&info.name, &info.shape) {
+                Ok((source, values)) => {
+                    used.insert(source);
+                    params.insert(&info.name, info.shape.clone(), values);
+                }
+                Err((source, problem)) => {
+                    used.extend(source);
+                    problems.push(problem);
+                }
+            }
+        }
+        problems.extend(self.unexpected(graph, &used));
+        if problems.is_empty() {
+            Ok(params)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The values of our parameter `name`, from the file; Err names the file's tensor
+    /// (when it was there, so it is not reported as unexpected too) and the problem.
+    fn tensor_for(
+        &self,
+        name: &str,
+        shape: &[usize],
+    ) -> Result<(String, Vec<f32>), (Option<String>, String)> {
+        let naming = self.naming;
+        let kind = kind_of(name, shape);
+        let source = foreign_name(naming, name);
+        let expected = foreign_shape(naming, kind, shape);
+        let Some(&index) = self.by_name.get(&source) else {
+            let problem = match self.skipped.get(&source) {
+                Some(dtype) => {
+                    format!("{source}: stored as {dtype}, expected a float tensor {expected:?}")
+                }
+                None => format!("{source}: missing (expected shape {expected:?})"),
+            };
+            return Err((None, problem));
+        };
+        let tensor = &self.file.tensors[index];
+        if tensor.shape != expected {
+            let problem = format!("{source}: shape {:?}, expected {expected:?}", tensor.shape);
+            return Err((Some(source), problem));
+        }
+        let values = match (naming, kind) {
+            (Naming::Timm, Kind::Conv | Kind::Depthwise | Kind::Pointwise | Kind::Dense) => {
+                torch_transpose(&tensor.values, &tensor.shape, false)
+            }
+            _ => tensor.values.clone(),
+        };
+        Ok((source, values))
+    }
+
+    /// Tensors of the file that are no parameter of the network.
+    fn unexpected(&self, graph: &GraphBuilder, used: &HashSet<String>) -> Vec<String> {
+        let mut problems = Vec::new();
+        for name in self.by_name.keys() {
+            if !used.contains(name) {
+                problems.push(format!(
+                    "{name}: unexpected tensor (not part of MobileNet V1)"
+                ));
+            }
+        }
+        for (name, dtype) in &self.skipped {
+            if !name.ends_with("num_batches_tracked")
+                && !used.contains(name)
+                && !self.by_name.contains_key(name)
+            {
+                let known = graph
+                    .params()
+                    .iter()
+                    .any(|p| foreign_name(self.naming, &p.name) == *name);
+                if !known {
+                    problems.push(format!("{name}: unexpected {dtype} tensor"));
+                }
+            }
+        }
+        problems
+    }
 }
 
 fn key_in(naming: Naming, name: &str) -> String {

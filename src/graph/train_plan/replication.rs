@@ -5,22 +5,19 @@
 //! the earlier layers. Under sync-BN every batch norm also pools its partial sums with the
 //! other replicas, forward and backward, before finishing its statistics.
 
-use super::replicas::{PendingSum, Replicas, StepTiming};
-use super::steps::{encode, staging_buffer, Step};
-use super::train_plan::{Buffers, Layout, Phases};
-use super::{GraphBuilder, GraphError, ParamBuffers};
+use super::buffers::Buffers;
+use super::layout::Layout;
+use super::phases::{BnPass, Phases};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu, GpuError};
+use crate::graph::builder::GraphBuilder;
+use crate::graph::error::GraphError;
+use crate::graph::param_buffers::ParamBuffers;
+use crate::graph::replicas::{PendingSum, ReplicaError, Replicas, StepTiming};
+use crate::graph::steps::{encode, staging_buffer, Step};
 use crate::ops::{BnPartials, Slot};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Which pass a batch-norm exchange belongs to.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum BnPass {
-    Forward,
-    Backward,
-}
 
 /// A batch norm whose partial sums are pooled over the replicas (sync-BN).
 struct BnSync {
@@ -358,7 +355,7 @@ impl Flight {
     }
 }
 
-fn replica_error(e: super::ReplicaError) -> GraphError {
+fn replica_error(e: ReplicaError) -> GraphError {
     GraphError::Replicas(e.to_string())
 }
 
@@ -384,7 +381,7 @@ fn pool_statistics(
     local: &[f32],
     layout: &BnPartials,
     replicas: &dyn Replicas,
-) -> Result<Vec<f32>, super::ReplicaError> {
+) -> Result<Vec<f32>, ReplicaError> {
     let (c, chunks) = (layout.channels, layout.chunks);
     let mut mine = vec![0.0; 2 * c];
     for ch in 0..c {
@@ -419,7 +416,7 @@ fn pool_gradient_sums(
     local: &[f32],
     layout: &BnPartials,
     replicas: &dyn Replicas,
-) -> Result<Vec<f32>, super::ReplicaError> {
+) -> Result<Vec<f32>, ReplicaError> {
     let (c, chunks) = (layout.channels, layout.chunks);
     let mut mine = vec![0.0; 2 * c];
     for s in 0..chunks {

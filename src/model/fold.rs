@@ -1,13 +1,10 @@
 //! Batchnorm folding for inference: y = act(gamma * (conv(x) - mean) / sqrt(var + eps) + beta)
 //! becomes y = act(conv'(x) + bias) with the scale multiplied into the convolution's weights.
 
-use crate::graph::ParamStore;
-use crate::model::{conv_bn_pair, CONV_LAYERS};
-
-/// Batchnorm tensors that cannot be folded, one line per convolution.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot fold batchnorm: {}", .0.join("; "))]
-pub struct FoldError(pub Vec<String>);
+use super::layers::{conv_bn_pair, CONV_LAYERS};
+use super::{FoldError, MobileNetV1Config, ModelError};
+use crate::gpu::Gpu;
+use crate::graph::{ParamStore, Plan};
 
 /// The parameters of `MobileNetV1Config::build_folded` (or a slice of it) from those of the
 /// unfolded network: each convolution present in `params` gets its batchnorm's scale in its
@@ -72,5 +69,21 @@ pub fn fold_batchnorm(params: &ParamStore, eps: f32) -> Result<ParamStore, FoldE
         Ok(folded)
     } else {
         Err(FoldError(problems))
+    }
+}
+
+impl MobileNetV1Config {
+    /// The compiled inference form for `batch` images with unfolded `params` (as trained and
+    /// stored) folded in: what predict, eval and the inference benchmark run.
+    pub fn inference_plan(
+        &self,
+        gpu: &Gpu,
+        params: &ParamStore,
+        batch: usize,
+    ) -> Result<Plan, ModelError> {
+        let folded = fold_batchnorm(params, self.bn_eps)?;
+        let plan = self.build_folded(batch)?.graph.compile(gpu)?;
+        plan.load_params(&folded)?;
+        Ok(plan)
     }
 }

@@ -1,0 +1,84 @@
+//! `mobilenet eval`
+
+use crate::args::{override_preprocess, LoadingArgs};
+use anyhow::Context;
+use clap::Args;
+use mobilenet_wgpu::train::dataset::load_dataset;
+use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
+use mobilenet_wgpu::train::DatasetKind;
+use mobilenet_wgpu::weights::load_pretrained;
+use mobilenet_wgpu::Gpu;
+use std::path::PathBuf;
+
+/// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix, with the
+/// weights' own preprocessing (timm: bicubic resize to 224/0.875, centre crop 224).
+#[derive(Args)]
+pub struct EvalArgs {
+    /// Our checkpoints, or timm/Keras files whose classes match the data set.
+    #[arg(long)]
+    weights: PathBuf,
+    #[arg(long, default_value = "fashion-mnist")]
+    dataset: DatasetKind,
+    /// Data directory, or shards (default for fashion-mnist: the Debian package's).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Evaluate at another input size (timm's test size for mobilenetv1_100 is 256).
+    #[arg(long)]
+    resolution: Option<usize>,
+    /// Override the weights' centre-crop fraction (timm: 0.875 at 224, 0.95 at 256).
+    #[arg(long)]
+    crop_pct: Option<f32>,
+    #[command(flatten)]
+    loading: LoadingArgs,
+    /// Evaluate only the first N test images.
+    #[arg(long)]
+    limit: Option<usize>,
+    #[arg(long)]
+    json: bool,
+}
+
+impl EvalArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let mut weights_file = load_pretrained(&self.weights)?;
+        override_preprocess(&mut weights_file, self.resolution, self.crop_pct)?;
+        let (train_set, test_set) = load_dataset(self.dataset, self.data.as_deref())?;
+        // Evaluate on the test split where the data set has one.
+        let set = test_set.unwrap_or(train_set);
+        let set = match self.limit {
+            Some(n) => set.limit(n)?,
+            None => set,
+        };
+        let gpu = Gpu::new()?;
+        let class_names = set.class_names().to_vec();
+        let result = evaluate_checkpoint(
+            &gpu,
+            &weights_file,
+            set,
+            self.batch_size,
+            &self.loading.options(),
+        )
+        .with_context(|| format!("evaluating {}", self.weights.display()))?;
+        if self.json {
+            println!("{}", serde_json::to_string(&result)?);
+        } else {
+            println!(
+                "{}: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
+                self.weights.display(),
+                result.loss,
+                100.0 * result.top1,
+                100.0 * result.top5,
+                result.count
+            );
+            print!("{}", format_confusion(&result, &class_names));
+        }
+        if !result.bad_files.is_empty() {
+            eprintln!(
+                "{} files could not be decoded and were left out (named above)",
+                result.bad_files.len()
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,133 @@
+//! Which adapters wgpu offers and which one a process takes (wgpu's WGPU_* variables).
+
+use super::GpuError;
+
+/// One adapter as `mobilenet devices` shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub timestamp_queries: bool,
+}
+
+impl AdapterSummary {
+    pub(super) fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        AdapterSummary {
+            name: info.name,
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+/// Makes a compute-only start on a headless machine quiet. Mesa's Vulkan device-select layer
+/// asks Wayland for a display even when nothing is drawn, and libwayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when the variable
+/// is missing: it reads like our own error and hides real ones. When the variable is unset or
+/// not a directory it is pointed at a private directory, where Wayland then finds no display,
+/// silently; real driver errors stay visible. It sets an environment variable, so call it
+/// before any thread starts (the `mobilenet` binary does, first thing).
+pub fn quiet_headless_start() {
+    let valid =
+        std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
+    if valid {
+        return;
+    }
+    let dir = std::env::temp_dir().join("mobilenet-wgpu-runtime");
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    // A directory that could not be made still silences the message: Wayland only looks for
+    // a socket inside it.
+    let _ = builder.create(&dir);
+    std::env::set_var("XDG_RUNTIME_DIR", dir);
+}
+
+pub(super) fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter the instance can see, honouring WGPU_BACKEND.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    let instance = instance();
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .iter()
+        .map(AdapterSummary::of)
+        .collect()
+}
+
+pub(super) fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter, GpuError> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+        let adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+        let needle = wanted.to_lowercase();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&needle))
+            .ok_or_else(|| GpuError::AdapterNotFound {
+                wanted,
+                available: if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                },
+            });
+    }
+    let options = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::from_env()
+            .unwrap_or(wgpu::PowerPreference::HighPerformance),
+        ..Default::default()
+    };
+    pollster::block_on(instance.request_adapter(&options)).map_err(|_| GpuError::NoAdapter {
+        backends: format!("{backends:?}"),
+    })
+}
+
+/// The adapters one machine's data-parallel ranks share out by index: those matching the
+/// WGPU_* variables, in enumeration order, keeping only GPUs when there are any (a software
+/// rasteriser beside them would be the slowest rank) and only one API per GPU (Vulkan,
+/// Metal or DX12 before OpenGL).
+pub(super) fn compute_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    let needle = std::env::var("WGPU_ADAPTER_NAME")
+        .ok()
+        .map(|n| n.to_lowercase());
+    let mut adapters: Vec<wgpu::Adapter> =
+        pollster::block_on(instance.enumerate_adapters(backends))
+            .into_iter()
+            .filter(|a| {
+                let name = a.get_info().name.to_lowercase();
+                needle.as_ref().is_none_or(|n| name.contains(n))
+            })
+            .collect();
+    let kind = |a: &wgpu::Adapter| a.get_info().device_type;
+    if adapters.iter().any(|a| kind(a) != wgpu::DeviceType::Cpu) {
+        adapters.retain(|a| kind(a) != wgpu::DeviceType::Cpu);
+    }
+    let backend = |a: &wgpu::Adapter| a.get_info().backend;
+    if adapters.iter().any(|a| backend(a) != wgpu::Backend::Gl) {
+        adapters.retain(|a| backend(a) != wgpu::Backend::Gl);
+    }
+    adapters
+}

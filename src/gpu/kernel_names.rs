@@ -1,0 +1,28 @@
+//! The kernel candidates' names, which `MOBILENET_TUNE`, the tuner's cache and the reports
+//! share. The device checks `MOBILENET_TUNE` against them when it opens; `ops` says which
+//! dispatches each name can run.
+
+/// The GEMM kernels by the names the tuner, its cache, `MOBILENET_TUNE` and the reports
+/// use; the first that applies on an adapter is its default.
+pub const GEMM_KERNELS: [&str; 5] = [
+    "subgroup-16x32",
+    "subgroup-32x64",
+    "blocked-8x8",
+    "tiled-64x64",
+    "tiled-128x64",
+];
+
+/// The forms of depthwise and batch-norm passes on channel counts divisible by 4: whole
+/// vec4 accesses (the default) or the scalar kernel they were spliced from.
+pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
+
+/// Every kernel name `MOBILENET_TUNE` may force.
+pub const KERNELS: [&str; 7] = [
+    GEMM_KERNELS[0],
+    GEMM_KERNELS[1],
+    GEMM_KERNELS[2],
+    GEMM_KERNELS[3],
+    GEMM_KERNELS[4],
+    ACCESS_KERNELS[0],
+    ACCESS_KERNELS[1],
+];

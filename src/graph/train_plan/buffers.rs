@@ -1,0 +1,230 @@
+//! Every buffer a training plan binds, allocated once from its layout: activations,
+//! the two gradient ping-pong buffers, scratch, parameter gradients, optimizer state and
+//! the small per-step buffers.
+
+use super::config::TrainConfig;
+use super::layout::Layout;
+use crate::gpu::{storage_buffer, Gpu};
+use crate::graph::builder::GraphBuilder;
+use crate::graph::node::TensorId;
+use crate::graph::param_buffers::ParamBuffers;
+use crate::graph::shapes::tensor_bytes;
+use crate::ops::{Slot, UpdateRule};
+use std::collections::{BTreeMap, HashMap};
+
+/// A GPU tensor read back (or restored) by name.
+pub(super) struct NamedBuffer {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub buffer: wgpu::Buffer,
+}
+
+/// Bytes of the running-metrics buffer: loss sum, correct, samples (f32 each), padded.
+pub(super) const METRICS_BYTES: u64 = 16;
+
+/// Every buffer the training steps bind.
+pub(super) struct Buffers {
+    pub(super) acts: HashMap<TensorId, wgpu::Buffer>,
+    pub(super) grads: [wgpu::Buffer; 2],
+    pub(super) shared: Vec<wgpu::Buffer>,
+    /// Per node, per scratch index: its own buffer when the scratch is persistent.
+    pub(super) persistent: Vec<Vec<Option<wgpu::Buffer>>>,
+    pub(super) persistent_bytes: u64,
+    /// By parameter index (so in graph order).
+    pub(super) param_grads: BTreeMap<usize, NamedBuffer>,
+    pub(super) opt_state: BTreeMap<usize, Vec<NamedBuffer>>,
+    pub(super) workspace: wgpu::Buffer,
+    pub(super) labels: wgpu::Buffer,
+    pub(super) loss: wgpu::Buffer,
+    pub(super) metrics: wgpu::Buffer,
+    pub(super) unused: wgpu::Buffer,
+    pub(super) hyper: wgpu::Buffer,
+}
+
+impl Buffers {
+    pub(super) fn allocate(
+        gpu: &Gpu,
+        graph: &GraphBuilder,
+        layout: &Layout,
+        config: &TrainConfig,
+    ) -> Buffers {
+        let acts = activations(gpu, graph, layout);
+        let (persistent, persistent_bytes) = persistent_scratch(gpu, layout);
+        let param_grads = param_grads(gpu, graph, layout);
+        let opt_state = match &config.update {
+            Some(rule) => opt_state(gpu, graph, layout, rule),
+            None => BTreeMap::new(),
+        };
+        let batch_bytes = layout.batch() as u64 * 4;
+        Buffers {
+            acts,
+            grads: [
+                storage_buffer(gpu, "gradient ping", layout.grad_bytes),
+                storage_buffer(gpu, "gradient pong", layout.grad_bytes),
+            ],
+            shared: layout
+                .shared_bytes
+                .iter()
+                .enumerate()
+                .map(|(i, &bytes)| storage_buffer(gpu, &format!("scratch {i}"), bytes))
+                .collect(),
+            persistent,
+            persistent_bytes,
+            param_grads,
+            opt_state,
+            workspace: storage_buffer(gpu, "workspace", layout.workspace_bytes),
+            labels: storage_buffer(gpu, "labels", batch_bytes),
+            loss: storage_buffer(gpu, "loss", batch_bytes),
+            metrics: storage_buffer(gpu, "running metrics", METRICS_BYTES),
+            unused: storage_buffer(gpu, "unused binding", 16),
+            hyper: gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("optimizer hyper-parameters"),
+                size: 32,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        }
+    }
+
+    /// The buffer bound to `slot` of node `index`'s dispatches.
+    pub(super) fn node_slot(
+        &self,
+        layout: &Layout,
+        params: &ParamBuffers,
+        graph: &GraphBuilder,
+        index: usize,
+        slot: Slot,
+    ) -> Option<wgpu::Buffer> {
+        let node = &layout.nodes[index];
+        match slot {
+            Slot::Input => self.acts.get(&node.input).cloned(),
+            Slot::Output => self.acts.get(&node.output).cloned(),
+            Slot::Param(i) => node
+                .params
+                .get(i)
+                .and_then(|&p| params.buffer(&graph.params[p].name).cloned()),
+            Slot::GradOutput => Some(self.grads[layout.grad_of[&node.output]].clone()),
+            Slot::GradInput => Some(self.grads[layout.grad_of[&node.input]].clone()),
+            Slot::ParamGrad(i) => node
+                .params
+                .get(i)
+                .and_then(|p| self.param_grads.get(p))
+                .map(|g| g.buffer.clone()),
+            Slot::Scratch(i) => match self.persistent[index].get(i) {
+                Some(Some(buffer)) => Some(buffer.clone()),
+                Some(None) => self.shared.get(i).cloned(),
+                None => None,
+            },
+            Slot::Unused => Some(self.unused.clone()),
+            Slot::Workspace => Some(self.workspace.clone()),
+            _ => None,
+        }
+    }
+
+    pub(super) fn training_bytes(&self, layout: &Layout) -> u64 {
+        2 * layout.grad_bytes
+            + layout.shared_bytes.iter().sum::<u64>()
+            + self.persistent_bytes
+            + self
+                .param_grads
+                .values()
+                .map(|g| g.buffer.size())
+                .sum::<u64>()
+            + self
+                .opt_state
+                .values()
+                .flatten()
+                .map(|g| g.buffer.size())
+                .sum::<u64>()
+    }
+}
+
+/// Every forward activation, kept for the backward pass.
+fn activations(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    layout: &Layout,
+) -> HashMap<TensorId, wgpu::Buffer> {
+    let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
+    layout
+        .tensors
+        .iter()
+        .map(|&t| {
+            let label = format!("activation {}", graph.tensors[t.0].name);
+            (t, storage_buffer(gpu, &label, tensor_bytes(shape_of(t))))
+        })
+        .collect()
+}
+
+/// Per node, per scratch index, a buffer of its own where the scratch outlives the
+/// dispatch; and their total bytes.
+fn persistent_scratch(gpu: &Gpu, layout: &Layout) -> (Vec<Vec<Option<wgpu::Buffer>>>, u64) {
+    let mut persistent_bytes = 0;
+    let persistent = layout
+        .scratch_specs
+        .iter()
+        .zip(layout.nodes)
+        .map(|(specs, node)| {
+            specs
+                .iter()
+                .map(|s| {
+                    s.persistent.then(|| {
+                        persistent_bytes += s.floats as u64 * 4;
+                        let label = format!("{} state", node.name);
+                        storage_buffer(gpu, &label, s.floats as u64 * 4)
+                    })
+                })
+                .collect()
+        })
+        .collect();
+    (persistent, persistent_bytes)
+}
+
+fn named_buffer(gpu: &Gpu, name: String, shape: &[usize]) -> NamedBuffer {
+    NamedBuffer {
+        buffer: storage_buffer(gpu, &name, tensor_bytes(shape)),
+        name,
+        shape: shape.to_vec(),
+    }
+}
+
+/// A gradient buffer per trainable parameter, named like the parameter.
+fn param_grads(gpu: &Gpu, graph: &GraphBuilder, layout: &Layout) -> BTreeMap<usize, NamedBuffer> {
+    layout
+        .trainable
+        .iter()
+        .map(|&p| {
+            let info = &graph.params[p];
+            let mut grad = named_buffer(gpu, format!("grad {}", info.name), &info.shape);
+            grad.name = info.name.clone();
+            (p, grad)
+        })
+        .collect()
+}
+
+/// The update rule's state per trainable parameter, each at its initial value.
+fn opt_state(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    layout: &Layout,
+    rule: &UpdateRule,
+) -> BTreeMap<usize, Vec<NamedBuffer>> {
+    let mut opt_state = BTreeMap::new();
+    for &p in &layout.trainable {
+        let info = &graph.params[p];
+        let states = rule
+            .state_names()
+            .iter()
+            .enumerate()
+            .map(|(i, state)| {
+                let state_buffer = named_buffer(gpu, format!("{}.{state}", info.name), &info.shape);
+                let init = vec![rule.state_init(i); info.len()];
+                gpu.queue()
+                    .write_buffer(&state_buffer.buffer, 0, bytemuck::cast_slice(&init));
+                state_buffer
+            })
+            .collect();
+        opt_state.insert(p, states);
+    }
+    opt_state
+}

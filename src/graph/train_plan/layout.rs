@@ -1,0 +1,157 @@
+//! The training chain's shapes and indices, worked out from the graph before any buffer
+//! exists: which tensors are kept, which gradient buffer each gradient lives in, scratch
+//! sizes and how each node splits the batch.
+
+use crate::gpu::Gpu;
+use crate::graph::builder::GraphBuilder;
+use crate::graph::chunks::{node_chunks, BatchChunks};
+use crate::graph::error::GraphError;
+use crate::graph::limits::workspace_entry;
+use crate::graph::node::{Node, TensorId};
+use crate::graph::shapes::tensor_bytes;
+use crate::ops::ScratchSpec;
+use std::collections::HashMap;
+
+/// The training nodes (those up to the one producing the loss input), checked to form a
+/// chain from the graph input.
+fn training_chain(graph: &GraphBuilder) -> Result<(usize, TensorId), GraphError> {
+    let output = *graph.outputs.first().ok_or(GraphError::NoOutputs)?;
+    let last = graph
+        .nodes
+        .iter()
+        .position(|n| n.output == output)
+        .ok_or_else(|| GraphError::NotAChain("the first output is the graph input".into()))?;
+    let mut expected = graph.inputs[0];
+    for node in &graph.nodes[..=last] {
+        if node.input != expected {
+            return Err(GraphError::NotAChain(format!(
+                "op {:?} does not read the previous op's output",
+                node.name
+            )));
+        }
+        if node.kind.fused().is_some() {
+            return Err(GraphError::NotAChain(format!(
+                "op {:?} has batchnorm folded in, which is for inference only; \
+                 train the unfolded graph",
+                node.name
+            )));
+        }
+        expected = node.output;
+    }
+    Ok((last + 1, output))
+}
+
+/// Shapes and indices of the training chain, worked out before any buffer exists.
+pub(super) struct Layout<'g> {
+    pub(super) nodes: &'g [Node],
+    pub(super) input_id: TensorId,
+    pub(super) output_id: TensorId,
+    pub(super) input_shape: Vec<usize>,
+    pub(super) output_shape: Vec<usize>,
+    /// Which of the two gradient buffers holds each tensor's gradient.
+    pub(super) grad_of: HashMap<TensorId, usize>,
+    /// The graph input and every node's output, in order.
+    pub(super) tensors: Vec<TensorId>,
+    /// The larger gradient buffer: the largest tensor.
+    pub(super) grad_bytes: u64,
+    pub(super) scratch_specs: Vec<Vec<ScratchSpec>>,
+    /// Transient scratch, shared by index across ops.
+    pub(super) shared_bytes: Vec<u64>,
+    /// Parameters with gradients, in node order.
+    pub(super) trainable: Vec<usize>,
+    pub(super) workspace_bytes: u64,
+    /// How each node splits the batch (one chunk where its tensors fit one binding).
+    pub(super) chunks: Vec<BatchChunks>,
+}
+
+impl<'g> Layout<'g> {
+    pub(super) fn new(graph: &'g GraphBuilder, gpu: &Gpu) -> Result<Layout<'g>, GraphError> {
+        let (node_count, output_id) = training_chain(graph)?;
+        let nodes = &graph.nodes[..node_count];
+        let input_id = graph.inputs[0];
+        let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
+        let mut grad_of = HashMap::new();
+        grad_of.insert(output_id, 0usize);
+        for node in nodes.iter().rev() {
+            let flip = 1 - grad_of[&node.output];
+            grad_of.insert(node.input, flip);
+        }
+        let tensors: Vec<TensorId> = std::iter::once(input_id)
+            .chain(nodes.iter().map(|n| n.output))
+            .collect();
+        let grad_bytes = tensors
+            .iter()
+            .map(|&t| tensor_bytes(shape_of(t)))
+            .max()
+            .unwrap_or(4);
+        let scratch_specs: Vec<_> = nodes
+            .iter()
+            .map(|n| n.kind.scratch(shape_of(n.input), shape_of(n.output)))
+            .collect();
+        let mut shared_bytes: Vec<u64> = Vec::new();
+        for specs in &scratch_specs {
+            for (i, spec) in specs.iter().enumerate().filter(|(_, s)| !s.persistent) {
+                if shared_bytes.len() <= i {
+                    shared_bytes.resize(i + 1, 4);
+                }
+                shared_bytes[i] = shared_bytes[i].max(spec.floats as u64 * 4);
+            }
+        }
+        let trainable = nodes
+            .iter()
+            .flat_map(|n| n.params.iter().copied())
+            .filter(|&p| graph.params[p].role.trainable())
+            .collect();
+        let (chunks, workspace_bytes) = node_chunks(gpu, graph, nodes, true)?;
+        Ok(Layout {
+            nodes,
+            input_id,
+            output_id,
+            input_shape: shape_of(input_id).to_vec(),
+            output_shape: shape_of(output_id).to_vec(),
+            grad_of,
+            tensors,
+            grad_bytes,
+            scratch_specs,
+            shared_bytes,
+            trainable,
+            workspace_bytes,
+            chunks,
+        })
+    }
+
+    pub(super) fn batch(&self) -> usize {
+        self.input_shape[0]
+    }
+
+    /// The activation and gradient tensors, which ops may bind in chunks: each must fit
+    /// one buffer.
+    pub(super) fn tensor_buffers(&self, graph: &GraphBuilder) -> Vec<(String, Vec<usize>, u64)> {
+        self.tensors
+            .iter()
+            .map(|&t| {
+                let info = &graph.tensors[t.0];
+                (
+                    info.name.clone(),
+                    info.shape.clone(),
+                    tensor_bytes(&info.shape),
+                )
+            })
+            .collect()
+    }
+
+    /// The buffers ops bind whole, which must fit one binding: reduction scratch and the
+    /// workspace (sized for the largest chunk).
+    pub(super) fn scratch_buffers(&self) -> Vec<(String, Vec<usize>, u64)> {
+        let mut sizes = Vec::new();
+        for (i, &bytes) in self.shared_bytes.iter().enumerate() {
+            sizes.push((
+                format!("reduction scratch {i}"),
+                vec![(bytes / 4) as usize],
+                bytes,
+            ));
+        }
+        sizes.push(workspace_entry(self.workspace_bytes));
+        sizes
+    }
+}

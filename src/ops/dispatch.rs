@@ -1,0 +1,175 @@
+//! How ops talk to the graph's planner: the buffers a dispatch binds (`Slot`), scratch
+//! memory, the dispatch itself, grids, and the two-stage reductions several ops share.
+
+use crate::gpu::Shader;
+
+// Slot, ScratchSpec, Dispatch and the ops' forward/backward/scratch/workspace methods are
+// how ops talk to the graph's planner: public for the crate's own modules and tests, hidden
+// from the documentation, not a stable API.
+
+/// Which buffer a shader binding receives. Op-relative slots (`Param`, `ParamGrad`,
+/// `Scratch`) are resolved by the plan against the op's own tensors.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Input,
+    Output,
+    /// The op's n-th parameter, in `params()` order.
+    Param(usize),
+    /// Gradient of the loss with respect to the output (read in the backward pass).
+    GradOutput,
+    /// Gradient with respect to the input (written in the backward pass).
+    GradInput,
+    /// Gradient of the op's n-th parameter.
+    ParamGrad(usize),
+    /// The op's n-th scratch buffer, see `ScratchSpec`.
+    Scratch(usize),
+    /// Class labels of the batch (u32), for the loss.
+    Labels,
+    /// Per-sample loss, written by the loss.
+    Loss,
+    /// Running training metrics (loss sum, correct, samples), read back when logged.
+    Metrics,
+    /// The n-th optimizer state tensor of a parameter.
+    OptState(usize),
+    /// The optimizer's per-step uniform block (learning rate and friends).
+    Hyper,
+    /// A placeholder for a binding the dispatch reads only conditionally (e.g. GEMM bias).
+    Unused,
+    /// Working memory of the forward pass (the stem's unfolded input patches), shared by
+    /// all ops and dead after each op; `OpKind::workspace` gives its size.
+    Workspace,
+}
+
+/// Working memory an op needs beyond its inputs, outputs and parameters.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScratchSpec {
+    pub floats: usize,
+    /// Persistent scratch survives from the forward to the backward pass (BN statistics);
+    /// transient scratch (reduction partials) is only used within one op's dispatches
+    /// and may be shared between ops.
+    pub persistent: bool,
+}
+
+/// One compute dispatch of an op: pipeline, uniform contents (binding 0), the buffers of
+/// the other bindings, and the grid size. `bindings` may name more bindings than the entry
+/// point uses; the plan binds only those the shader reads (found by naga reflection).
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct Dispatch {
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub uniform: Vec<u8>,
+    pub bindings: Vec<(u32, Slot)>,
+    pub workgroups: [u32; 3],
+}
+
+/// The most workgroups per grid dimension every WebGPU adapter accepts.
+const MAX_GROUPS_PER_DIM: u32 = 65535;
+/// Must match the default of WG_SIZE in common.wgsl.
+pub(super) const LINEAR_WORKGROUP: usize = 64;
+/// Rows summed by one invocation in the first stage of a two-stage reduction.
+#[doc(hidden)]
+pub const REDUCE_CHUNK: usize = 256;
+
+/// Grid for the one-output-per-invocation kernels (see `linear_index` in common.wgsl).
+pub(super) fn linear_grid(threads: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(LINEAR_WORKGROUP).max(1) as u32;
+    let x = groups.min(MAX_GROUPS_PER_DIM);
+    [x, groups.div_ceil(x), 1]
+}
+
+pub(super) fn uniform_words(words: &[u32]) -> Vec<u8> {
+    bytemuck::cast_slice(words).to_vec()
+}
+
+/// Number of REDUCE_CHUNK-row chunks covering `rows`.
+pub(super) fn chunks(rows: usize) -> usize {
+    rows.div_ceil(REDUCE_CHUNK).max(1)
+}
+
+/// reduce.wgsl's stage 2: `out[c] = sum_s partials[s, c]` over `parts` partials of `len`.
+pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) -> Dispatch {
+    let words = [parts, len, REDUCE_CHUNK, parts, 0, 0, 0, 0].map(|v| v as u32);
+    Dispatch {
+        shader: Shader::Reduce,
+        entry: "sum_partials",
+        uniform: uniform_words(&words),
+        bindings: vec![(1, partials), (2, out)],
+        workgroups: linear_grid(len),
+    }
+}
+
+/// The same dispatch adding to its output instead of overwriting it, for the dispatches
+/// that write parameter gradients (the GEMM, `sum_partials`): a plan that splits the batch
+/// adds each later chunk's share. `None` for any other dispatch.
+#[doc(hidden)]
+pub fn accumulating(dispatch: &Dispatch) -> Option<Dispatch> {
+    let word = match (dispatch.shader, dispatch.entry) {
+        (Shader::Gemm | Shader::GemmVec4, _) => 9,
+        (Shader::Reduce, "sum_partials") => 4,
+        _ => return None,
+    };
+    let mut words: Vec<u32> = bytemuck::try_cast_slice(&dispatch.uniform).ok()?.to_vec();
+    *words.get_mut(word)? = 1;
+    Some(Dispatch {
+        uniform: uniform_words(&words),
+        ..dispatch.clone()
+    })
+}
+
+/// Column sums of a [rows, cols] tensor into `out`, through `partials` (two stages).
+pub(super) fn column_sum(
+    input: Slot,
+    partials: Slot,
+    out: Slot,
+    rows: usize,
+    cols: usize,
+) -> [Dispatch; 2] {
+    let parts = chunks(rows);
+    let words = [rows, cols, REDUCE_CHUNK, parts, 0, 0, 0, 0].map(|v| v as u32);
+    [
+        Dispatch {
+            shader: Shader::Reduce,
+            entry: "column_partial",
+            uniform: uniform_words(&words),
+            bindings: vec![(1, input), (2, partials)],
+            workgroups: linear_grid(parts * cols),
+        },
+        sum_partials(partials, out, parts, cols),
+    ]
+}
+
+/// Training hyper-parameters the ops themselves need.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrainSettings {
+    /// Weight of the batch statistic in the running-statistics update (PyTorch's
+    /// convention: 0.1 there; Keras' momentum 0.99 is 0.01 here).
+    pub bn_momentum: f32,
+    /// Replicas whose batches batch norm pools its statistics over (sync-BN); 1: each
+    /// replica normalises with its own batch's. Above 1 the plan exchanges each BN's
+    /// partial sums with the other replicas between the dispatches of `BatchNorm::SYNC_AFTER`.
+    pub synced_replicas: usize,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            bn_momentum: 0.1,
+            synced_replicas: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_covers_more_than_one_dimension_allows() {
+        let grid = linear_grid(64 * 70000);
+        assert_eq!(grid[0], 65535);
+        assert!(grid[0] as usize * grid[1] as usize * 64 >= 64 * 70000);
+    }
+}
