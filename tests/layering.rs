@@ -222,7 +222,8 @@ fn without_test_code(code: &str) -> String {
 /// A `use` declaration: its line, whether it re-exports (`pub use`), and each path it
 /// brings in with the name it is known by (the alias where there is one).
 struct UseItem {
-    line: usize,
+    /// Byte offset of the `use`.
+    at: usize,
     reexport: bool,
     paths: Vec<(Vec<String>, String)>,
 }
@@ -260,7 +261,7 @@ fn use_items(code: &str) -> Vec<UseItem> {
             .replace(" as ", "@")
             .replace(' ', "");
         items.push(UseItem {
-            line: line_of(code, at),
+            at,
             reexport: visibility,
             paths: expand_use_tree(&tree),
         });
@@ -323,7 +324,7 @@ fn split_top_level(tree: &str) -> Vec<&str> {
     parts
 }
 
-/// Paths written inline in the code: `crate::a::b`, `super::x`, `self::y`, and paths that
+/// Paths written inline in the code, with their byte offsets: `crate::a::b`, `super::x`, `self::y`, and paths that
 /// start with one of `children` (modules declared in this file).
 fn inline_paths(code: &str, children: &BTreeSet<String>) -> Vec<(usize, Vec<String>)> {
     let mut found = Vec::new();
@@ -350,7 +351,7 @@ fn inline_paths(code: &str, children: &BTreeSet<String>) -> Vec<(usize, Vec<Stri
             && !text.ends_with(':')
             && (matches!(head, "crate" | "super" | "self") || children.contains(head))
         {
-            found.push((line_of(code, byte), path));
+            found.push((byte, path));
         }
         i = end;
     }
@@ -368,6 +369,58 @@ fn child_modules(code: &str) -> BTreeSet<String> {
         }
     }
     children
+}
+
+/// A module written inline (`mod name { .. }`) and the bytes its braces span.
+struct InlineModule {
+    name: String,
+    span: std::ops::Range<usize>,
+}
+
+fn inline_modules(code: &str) -> Vec<InlineModule> {
+    let mut modules = Vec::new();
+    let mut from = 0;
+    while let Some(found) = code[from..].find("mod ") {
+        let at = from + found;
+        from = at + 4;
+        if code[..at].ends_with(is_ident_char) {
+            continue;
+        }
+        let rest = code[at + 4..].trim_start();
+        let name: String = rest.chars().take_while(|&c| is_ident_char(c)).collect();
+        let after = rest[name.len()..].trim_start();
+        if name.is_empty() || !after.starts_with('{') {
+            continue;
+        }
+        let open = code.len() - after.len();
+        let mut depth = 0;
+        for (offset, c) in code[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                _ => {}
+            }
+            if depth == 0 {
+                modules.push(InlineModule {
+                    name,
+                    span: open..open + offset + 1,
+                });
+                break;
+            }
+        }
+    }
+    modules
+}
+
+/// The module a byte of a file belongs to: the file's, then the inline modules around it.
+fn module_at(file_module: &[String], inline: &[InlineModule], at: usize) -> ModPath {
+    let mut around: Vec<&InlineModule> = inline.iter().filter(|m| m.span.contains(&at)).collect();
+    around.sort_by_key(|m| m.span.start);
+    file_module
+        .iter()
+        .cloned()
+        .chain(around.into_iter().map(|m| m.name.clone()))
+        .collect()
 }
 
 impl Crate {
@@ -408,7 +461,9 @@ impl Crate {
         if hops < 8 {
             let source = &self.files[file];
             // Any `use` of a module is visible to its descendants, not only `pub use`.
-            for reexport in use_items(&source.code) {
+            let inline = inline_modules(&source.code);
+            let in_file_scope = |u: &UseItem| !inline.iter().any(|m| m.span.contains(&u.at));
+            for reexport in use_items(&source.code).into_iter().filter(in_file_scope) {
                 for (target, name) in &reexport.paths {
                     if name == item {
                         if let Some(absolute) = self.absolute(&source.module, target) {
@@ -432,14 +487,17 @@ impl Crate {
             .enumerate()
             .map(|(index, file)| {
                 let children = child_modules(&file.code);
+                let inline = inline_modules(&file.code);
                 let written = use_items(&file.code)
                     .into_iter()
-                    .flat_map(|u| u.paths.into_iter().map(move |(p, _)| (u.line, p)))
+                    .flat_map(|u| u.paths.into_iter().map(move |(p, _)| (u.at, p)))
                     .chain(inline_paths(&file.code, &children));
                 let mut edges = BTreeMap::new();
-                for (line, path) in written {
+                for (at, path) in written {
+                    let line = line_of(&file.code, at);
+                    let module = module_at(&file.module, &inline, at);
                     let target = self
-                        .absolute(&file.module, &path)
+                        .absolute(&module, &path)
                         .and_then(|absolute| self.defining_file(&absolute, 0));
                     // The crate root only re-exports; what it names is defined elsewhere.
                     let counts = |&t: &usize| t != index && !self.files[t].module.is_empty();
@@ -728,6 +786,15 @@ fn the_scanner_sees_imports_through_reexports_and_ignores_comments_and_tests() {
         "{inline:?}"
     );
     assert!(!code.contains("fake") && !code.contains("Fake") && !code.contains("test_only"));
+
+    // `super` inside an inline module names the file's own module, not its parent.
+    let nested = "mod outer { mod inner { use super::X; } }";
+    let inline = inline_modules(nested);
+    let at = use_items(nested)[0].at;
+    assert_eq!(
+        module_at(&strings(&["train", "metrics"]), &inline, at),
+        strings(&["train", "metrics", "outer", "inner"])
+    );
 
     let edges = vec![
         BTreeMap::from([(1, 1)]),

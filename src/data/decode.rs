@@ -118,9 +118,7 @@ mod turbo {
 
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat};
 
-    // The full path, not `super::Pixels`: the import checker reads a `use super::X` here as
-    // decode.rs re-exporting X from data/mod.rs, a cycle that is not there.
-    use crate::data::decode::Pixels;
+    use super::Pixels;
 
     thread_local! {
         /// One decompressor per decoding thread, reused for every image.

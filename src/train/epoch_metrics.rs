@@ -14,29 +14,13 @@ pub struct EpochMetrics {
     pub train_loss: f64,
     #[serde(with = "json_float")]
     pub train_acc: f64,
-    #[serde(
-        default,
-        serialize_with = "json_float::serialize_option",
-        deserialize_with = "json_float::deserialize_option"
-    )]
+    #[serde(default, with = "json_float::option")]
     pub val_loss: Option<f64>,
-    #[serde(
-        default,
-        serialize_with = "json_float::serialize_option",
-        deserialize_with = "json_float::deserialize_option"
-    )]
+    #[serde(default, with = "json_float::option")]
     pub val_acc: Option<f64>,
-    #[serde(
-        default,
-        serialize_with = "json_float::serialize_option",
-        deserialize_with = "json_float::deserialize_option"
-    )]
+    #[serde(default, with = "json_float::option")]
     pub test_loss: Option<f64>,
-    #[serde(
-        default,
-        serialize_with = "json_float::serialize_option",
-        deserialize_with = "json_float::deserialize_option"
-    )]
+    #[serde(default, with = "json_float::option")]
     pub test_acc: Option<f64>,
     /// Wall-clock time of the epoch, evaluation included.
     #[serde(with = "json_float")]
@@ -103,14 +87,20 @@ mod json_float {
         Repr::deserialize(d)?.value()
     }
 
-    pub fn serialize_option<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => serialize(v, s),
-            None => s.serialize_none(),
-        }
-    }
+    pub mod option {
+        use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn deserialize_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        Option::<Repr>::deserialize(d)?.map(Repr::value).transpose()
+        pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+            Option::<super::Repr>::deserialize(d)?
+                .map(super::Repr::value)
+                .transpose()
+        }
     }
 }

@@ -23,7 +23,7 @@ impl ShardSet {
     /// Opens `spec`: a directory (all `*.tar` in it, sorted by name), a single .tar file, or a
     /// pattern with brace groups such as `DIR/train-{000000..000146}.tar` or `{train,val}`.
     /// Counts and class names come from `dataset.json` beside the shards when it was written
-    /// by [`write_shards`]; otherwise every shard's tar headers are scanned once and the
+    /// by [`write_shards`](super::write_shards); otherwise every shard's tar headers are scanned once and the
     /// classes are named "0".."K-1" after the largest label found.
     pub fn open(spec: &str) -> Result<ShardSet, DataError> {
         let shards = resolve_spec(spec)?;
