@@ -3,10 +3,12 @@
 # Vulkan loader, Mesa's drivers (lavapipe runs Vulkan on the CPU when there is no GPU), the
 # Fashion-MNIST data set package, cmake and nasm, which build the libjpeg-turbo that
 # decodes JPEGs (Debian's is older than the 3.x the binding needs), and Open MPI with the
-# libclang its Rust bindings are generated with (data-parallel training, `--features mpi`).
+# libclang its Rust bindings are generated with (data-parallel training, `--features mpi`),
+# and the SPIR-V and GLSL validators (spirv-val, glslangValidator) tests/portability.rs runs
+# on every translated shader.
 set -euo pipefail
 
-packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm openmpi-bin libopenmpi-dev libclang-dev)
+packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm openmpi-bin libopenmpi-dev libclang-dev spirv-tools glslang-tools)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then

@@ -3,7 +3,7 @@
 
 use super::adapter::{compute_adapters, instance, select_adapter};
 use super::tuning::{self, default_cache_path, KernelChoice, TunedKernel, TuningStats};
-use super::{AdapterSummary, GpuError, Shader, KERNELS};
+use super::{AdapterSummary, GpuError, Shader, KERNELS, PORTABILITY};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -85,10 +85,11 @@ impl Gpu {
         let info = adapter.get_info();
         // On a CPU a subgroup is a SIMD register: shuffles are cheap and memory reads are
         // per-lane gathers, which the subgroup GEMM saves. It is only offered there: it
-        // assumes 8 lanes and has been validated on no GPU.
+        // assumes a subgroup holds its whole workgroup (8 lanes, as the portability table
+        // records) and has been validated on no GPU.
         let subgroup_gemm = features.contains(wgpu::Features::SUBGROUP)
             && info.device_type == wgpu::DeviceType::Cpu
-            && info.subgroup_min_size >= 8;
+            && info.subgroup_min_size >= PORTABILITY.subgroup_lanes();
         let choice = KernelChoice::from_env(&KERNELS)?;
         let tuner = tuning::Tuner::new(choice, default_cache_path(&summary), &summary);
         let limits = adapter.limits();

@@ -1,15 +1,19 @@
 //! The GPU context: adapter and device selection, shader modules, the pipeline cache,
 //! kernel tuning and buffer helpers. Nothing here knows about layers or models.
 //!
-//! Files, lowest first: `error`, `kernel_names` and `shaders` (no dependencies), `adapter`
-//! (which adapter), `tuning` (the kernel choice and its cache), `device` (the opened `Gpu`),
-//! `buffers` and `timing` (helpers on an open `Gpu`).
+//! Files, lowest first: `error`, `kernel_names` and `shaders` (no dependencies),
+//! `portability` and `portability_table` (what each entry point needs and which back ends
+//! run it: a table tests/portability.rs generates), `adapter` (which adapter), `tuning`
+//! (the kernel choice and its cache), `device` (the opened `Gpu`), `buffers` and `timing`
+//! (helpers on an open `Gpu`).
 
 mod adapter;
 mod buffers;
 mod device;
 mod error;
 mod kernel_names;
+mod portability;
+mod portability_table;
 mod shaders;
 mod timing;
 mod tuning;
@@ -19,6 +23,8 @@ pub(crate) use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
 pub use device::{CompiledEntry, Gpu};
 pub use error::{GpuError, INSTALL_HINT};
 pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, KERNELS};
+pub use portability::{EntryPortability, PortabilityTable, TABLE_BACKENDS};
+pub use portability_table::PORTABILITY;
 #[doc(hidden)]
 pub use shaders::{EntryBindings, Shader};
 pub use tuning::{default_cache_path, KernelChoice, TunedKernel, TuningStats};

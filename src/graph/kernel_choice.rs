@@ -22,13 +22,7 @@ pub(crate) fn choose(
     dispatch: &Dispatch,
     resolve: &dyn Fn(Slot) -> Option<BufferRange>,
 ) -> Result<(Dispatch, Option<&'static str>), GraphError> {
-    let limits = gpu.limits();
-    let caps = KernelCaps {
-        subgroup_gemm: gpu.subgroup_gemm(),
-        max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-        max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
-    };
-    let Some(alternatives) = crate::ops::alternatives(dispatch, &caps) else {
+    let Some(alternatives) = crate::ops::alternatives(dispatch, &KernelCaps::of(gpu)) else {
         return Ok((dispatch.clone(), None));
     };
     let named = |name: &str| alternatives.candidates.iter().find(|c| c.name == name);

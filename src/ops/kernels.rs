@@ -7,7 +7,7 @@ use super::pointwise::{
     subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
 use super::{linear_grid, Dispatch};
-use crate::gpu::{Shader, ACCESS_KERNELS, GEMM_KERNELS};
+use crate::gpu::{Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, PORTABILITY};
 
 /// What the adapter can run, as far as the choice of kernels goes.
 #[derive(Clone, Copy, Debug)]
@@ -16,11 +16,35 @@ pub struct KernelCaps {
     pub subgroup_gemm: bool,
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage_bytes: u32,
+    /// The adapter's API: a kernel naga cannot translate for it is never offered there
+    /// (`gpu::PORTABILITY`, which tests/portability.rs generates).
+    pub backend: wgpu::Backend,
 }
 
-/// Invocations and workgroup memory gemm_tiled.wgsl needs (the 128-row tile's two slabs).
-const TILED_INVOCATIONS: u32 = 256;
-const TILED_WORKGROUP_BYTES: u32 = 2 * 8 * (128 + 64) * 4;
+impl KernelCaps {
+    /// The capabilities of an open device.
+    pub fn of(gpu: &Gpu) -> KernelCaps {
+        let limits = gpu.limits();
+        KernelCaps {
+            subgroup_gemm: gpu.subgroup_gemm(),
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+            backend: gpu.backend(),
+        }
+    }
+
+    /// Whether a kernel can run here: its entry point translates for this back end, and
+    /// its workgroup fits the adapter's limits (both read from the portability table).
+    fn runs(&self, dispatch: &Dispatch) -> bool {
+        PORTABILITY.runs_on(dispatch.shader, dispatch.entry, self.backend)
+            && PORTABILITY
+                .entry(dispatch.shader, dispatch.entry)
+                .is_none_or(|e| {
+                    e.invocations <= self.max_invocations_per_workgroup
+                        && e.workgroup_bytes <= self.max_workgroup_storage_bytes
+                })
+    }
+}
 
 /// One way to run a dispatch.
 #[derive(Clone, Debug)]
@@ -49,36 +73,39 @@ impl Alternatives {
     }
 }
 
-/// The alternatives for a dispatch, or `None` where there is only one kernel.
+/// The alternatives for a dispatch, or `None` where there is only one kernel (or none the
+/// adapter can run).
 pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternatives> {
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let key = |family: &str| {
-        let words: Vec<String> = words.iter().map(u32::to_string).collect();
-        format!("{family} {} {}", dispatch.entry, words.join(","))
-    };
-    match dispatch.shader {
-        Shader::Gemm | Shader::GemmVec4 => Some(Alternatives {
-            key: key("gemm"),
-            candidates: gemm_candidates(dispatch, caps),
-        }),
-        Shader::DepthwiseVec4 => Some(Alternatives {
-            key: key("depthwise"),
-            // The scalar kernel takes the same grid: both handle 4 channels per invocation.
-            candidates: access_candidates(dispatch, Shader::Depthwise, dispatch.workgroups),
-        }),
+    let (family, mut candidates) = match dispatch.shader {
+        Shader::Gemm | Shader::GemmVec4 => ("gemm", gemm_candidates(dispatch, caps)),
+        // The scalar kernel takes the same grid: both handle 4 channels per invocation.
+        Shader::DepthwiseVec4 => (
+            "depthwise",
+            access_candidates(dispatch, Shader::Depthwise, dispatch.workgroups),
+        ),
         Shader::BnActVec4 => {
             // The scalar kernel takes one channel per invocation: 4 times the invocations
             // (the kernels skip those past the tensor, so covering more is harmless).
             let [x, y, _] = dispatch.workgroups;
             let invocations = x as usize * y as usize * super::LINEAR_WORKGROUP;
             let grid = linear_grid(4 * invocations);
-            Some(Alternatives {
-                key: key("batchnorm"),
-                candidates: access_candidates(dispatch, Shader::BnAct, grid),
-            })
+            (
+                "batchnorm",
+                access_candidates(dispatch, Shader::BnAct, grid),
+            )
         }
-        _ => None,
+        _ => return None,
+    };
+    candidates.retain(|c| caps.runs(&c.dispatch));
+    if candidates.is_empty() {
+        return None;
     }
+    let words: Vec<String> = words.iter().map(u32::to_string).collect();
+    Some(Alternatives {
+        key: format!("{family} {} {}", dispatch.entry, words.join(",")),
+        candidates,
+    })
 }
 
 /// The vec4 dispatch and its scalar form.
@@ -102,8 +129,6 @@ fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> V
 }
 
 fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
-    let tiled_fits = caps.max_invocations_per_workgroup >= TILED_INVOCATIONS
-        && caps.max_workgroup_storage_bytes >= TILED_WORKGROUP_BYTES;
     GEMM_KERNELS
         .iter()
         .filter_map(|&name| {
@@ -111,8 +136,9 @@ fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
                 "subgroup-16x32" if caps.subgroup_gemm => subgroup_gemm_dispatch(dispatch)?,
                 "subgroup-32x64" if caps.subgroup_gemm => wide_subgroup_gemm_dispatch(dispatch)?,
                 "blocked-8x8" => dispatch.clone(),
-                "tiled-64x64" if tiled_fits => tiled_gemm_dispatch(dispatch, TileRows::R64)?,
-                "tiled-128x64" if tiled_fits => tiled_gemm_dispatch(dispatch, TileRows::R128)?,
+                // Whether their workgroups fit the adapter is `KernelCaps::runs`'s to say.
+                "tiled-64x64" => tiled_gemm_dispatch(dispatch, TileRows::R64)?,
+                "tiled-128x64" => tiled_gemm_dispatch(dispatch, TileRows::R128)?,
                 _ => return None,
             };
             // On CPU adapters (those that run the subgroup kernels) the workgroup-memory
@@ -139,6 +165,7 @@ mod tests {
             subgroup_gemm,
             max_invocations_per_workgroup: 256,
             max_workgroup_storage_bytes: 16384,
+            backend: wgpu::Backend::Vulkan,
         }
     }
 
@@ -176,12 +203,48 @@ mod tests {
 
     #[test]
     fn small_workgroup_limits_leave_out_the_tiled_kernels() {
-        let small = KernelCaps {
-            max_workgroup_storage_bytes: 8192,
+        let with_bytes = |bytes: u32| {
+            let small = KernelCaps {
+                max_workgroup_storage_bytes: bytes,
+                ..caps(false)
+            };
+            names(&alternatives(&gemm(100, 64, 32), &small).expect("a GEMM"))
+        };
+        // The 64-row tile's two slabs of A and of B take 8 KiB, the 128-row tile's 12 KiB.
+        assert_eq!(with_bytes(8191), ["blocked-8x8"]);
+        assert_eq!(with_bytes(8192), ["blocked-8x8", "tiled-64x64"]);
+        let few_lanes = KernelCaps {
+            max_invocations_per_workgroup: 128,
             ..caps(false)
         };
-        let only = alternatives(&gemm(100, 64, 32), &small).expect("a GEMM");
+        let only = alternatives(&gemm(100, 64, 32), &few_lanes).expect("a GEMM");
         assert_eq!(names(&only), ["blocked-8x8"]);
+    }
+
+    #[test]
+    fn kernels_are_offered_only_where_they_translate() {
+        // wgpu's GL back end has no subgroup operations, so the table runs the subgroup
+        // GEMMs on the other three APIs only.
+        for backend in crate::gpu::TABLE_BACKENDS {
+            let on = KernelCaps {
+                backend,
+                ..caps(true)
+            };
+            let offered = names(&alternatives(&gemm(100, 64, 32), &on).expect("a GEMM"));
+            let subgroups = offered.iter().any(|name| name.starts_with("subgroup-"));
+            assert_eq!(
+                subgroups,
+                backend != wgpu::Backend::Gl,
+                "{backend:?}: {offered:?}"
+            );
+        }
+        // Back ends the table does not cover keep every kernel.
+        let browser = KernelCaps {
+            backend: wgpu::Backend::BrowserWebGpu,
+            ..caps(true)
+        };
+        let offered = alternatives(&gemm(100, 64, 32), &browser).expect("a GEMM");
+        assert_eq!(names(&offered), GEMM_KERNELS);
     }
 
     #[test]

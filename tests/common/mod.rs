@@ -51,15 +51,6 @@ pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
         .collect()
 }
 
-fn kernel_caps(device: &Gpu) -> KernelCaps {
-    let limits = device.limits();
-    KernelCaps {
-        subgroup_gemm: device.subgroup_gemm(),
-        max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
-        max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
-    }
-}
-
 /// The GEMM kernels the tuner times for the shape a tuning-cache key names ("gemm ENTRY
 /// WORDS"): the candidates depend on the operands' layout, which the uniform words give.
 pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
@@ -77,14 +68,14 @@ pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
         bindings: Vec::new(),
         workgroups: [1, 1, 1],
     };
-    let offered = alternatives(&dispatch, &kernel_caps(device)).expect("a GEMM");
+    let offered = alternatives(&dispatch, &KernelCaps::of(device)).expect("a GEMM");
     offered.timed().map(|c| c.name).collect()
 }
 
 /// The GEMM kernels this adapter can run, the default first: those offered for a
 /// pointwise convolution (every kernel has an entry for it).
 pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
-    let caps = kernel_caps(device);
+    let caps = KernelCaps::of(device);
     let dispatch = mobilenet_wgpu::ops::Pointwise {
         out_channels: 8,
         fused: None,
