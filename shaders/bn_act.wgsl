@@ -30,7 +30,10 @@ struct BnParams {
 @group(0) @binding(5) var<storage, read_write> running_var: array<Elem>;
 @group(0) @binding(6) var<storage, read_write> output: array<Elem>;
 // Per channel, kept from the forward to the backward pass:
-// [mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat], each `channels` long.
+// [mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat | scale | shift], each `channels` long.
+// scale and shift (the batch's normalisation and BN's parameters as one affine map) are
+// what the next layer applies as it loads this layer's raw input, when it takes the
+// normalisation and activation in its prologue instead of this layer's forward_train.
 @group(0) @binding(7) var<storage, read_write> stats: array<Elem>;
 // Two-stage reduction scratch: two [chunks, channels] planes.
 @group(0) @binding(8) var<storage, read_write> partials: array<Elem>;
@@ -126,6 +129,9 @@ fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
     let variance = m2 / count;
     stats[c] = mean;
     stats[groups() + c] = inverseSqrt(variance + p.eps);
+    let affine = batch_affine(c);
+    stats[4u * groups() + c] = affine.scale;
+    stats[5u * groups() + c] = affine.shift;
     let unbiased = select(variance, m2 / (count - 1.0), count > 1.0);
     running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
     running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;

@@ -1,10 +1,17 @@
 // Depthwise convolution, NHWC input, weights [KH, KW, C]: one filter per channel.
+//
+// In training, the input may be the raw input of the batch-norm layer before this one
+// (`prologue` != 0): every input load then applies that batch norm and its activation with
+// the scale and shift its stats_finalize left (bn_act.wgsl), so the normalised tensor is
+// never written. Padding stays zero: padded taps never reach load_input.
 
 struct DepthwiseParams {
     batch: u32, in_h: u32, in_w: u32, channels: u32,
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
     pad_top: u32, pad_left: u32, pixels_per_chunk: u32, chunks: u32,
-    has_bias: u32, act: u32, _unused0: u32, _unused1: u32,
+    has_bias: u32, act: u32,
+    // 0: the input as stored; else 1 + the activation code of its batch norm.
+    prologue: u32, _unused1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -17,6 +24,25 @@ struct DepthwiseParams {
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 // Inference with batchnorm folded in: per-channel shift, then the activation.
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
+
+// The prologue's scale and shift of the invocation's 4 channels (every entry point works on
+// one channel group), set once by begin_prologue before any input load.
+var<private> prologue_scale: vec4<f32>;
+var<private> prologue_shift: vec4<f32>;
+
+fn begin_prologue(c0: u32, mask: vec4<bool>) {
+    if p.prologue != 0u {
+        prologue_scale = load_prologue(4u * p.channels + c0, mask);
+        prologue_shift = load_prologue(5u * p.channels + c0, mask);
+    }
+}
+
+fn prologued(x: vec4<f32>) -> vec4<f32> {
+    if p.prologue == 0u {
+        return x;
+    }
+    return activate4(x * prologue_scale + prologue_shift, p.prologue - 1u);
+}
 
 // Every invocation handles a group of 4 adjacent channels (one vec4): the index
 // arithmetic and padding tests are shared by the 4 lanes, and reads along C stay
@@ -31,8 +57,19 @@ fn lane_mask(c0: u32) -> vec4<bool> {
 
 // ACCESS BEGIN: loads and stores of one 4-channel group, given the element index of its
 // first channel, for any channel count; depthwise_vec4.wgsl replaces this block.
+// Batch-norm statistics of the input's producer, [6][channels] (bn_act.wgsl's `stats`).
+@group(0) @binding(8) var<storage, read> prologue_stats: array<f32>;
+
+fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0),
+                  vec4<f32>(prologue_stats[i], prologue_stats[i + 1u], prologue_stats[i + 2u],
+                            prologue_stats[i + 3u]),
+                  mask);
+}
+
 fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
-    return select(vec4<f32>(0.0), vec4<f32>(input[i], input[i + 1u], input[i + 2u], input[i + 3u]), mask);
+    let x = vec4<f32>(input[i], input[i + 1u], input[i + 2u], input[i + 3u]);
+    return select(vec4<f32>(0.0), prologued(x), mask);
 }
 
 fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
@@ -92,6 +129,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
     let n = o[0];
     let c0 = o[3] * 4u;
     let mask = lane_mask(c0);
+    begin_prologue(c0, mask);
 
     var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kernel; ky++) {
@@ -173,6 +211,7 @@ fn forward_3x3_rows(index: u32, s2: bool) {
     let ox0 = at.z;
     let c0 = at.w;
     let mask = lane_mask(c0);
+    begin_prologue(c0, mask);
     let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
     let iy0 = i32(oy * p.stride) - i32(p.pad_top);
     let w = filter_taps(c0, mask);
@@ -420,6 +459,7 @@ fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
+    begin_prologue(c0, mask);
     let tap = (index / groups) % taps;
     let chunk = index / (groups * taps);
     let ky = tap / p.kernel;
@@ -507,6 +547,7 @@ fn weight_partial_3x3(index: u32, stride2: bool) {
     let groups = channel_groups();
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
+    begin_prologue(c0, mask);
     let chunk = index / groups;
     let first = chunk * p.pixels_per_chunk;
     let last = min(first + p.pixels_per_chunk, p.batch * p.out_h * p.out_w);

@@ -12,11 +12,16 @@
 @group(0) @binding(5) var<storage, read_write> grad_input4: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> partials4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> bias4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read> prologue4: array<vec4<f32>>;
+
+fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return prologue4[i / 4u];
+}
 
 // Loads and stores of one 4-channel group, given the element index of its first channel,
 // as whole vec4s: valid when the channel count is a multiple of 4.
 fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
-    return input4[i / 4u];
+    return prologued(input4[i / 4u]);
 }
 
 fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {

@@ -16,12 +16,20 @@
 // strides and sizes; gemm_vec4.wgsl replaces it for operands that are contiguous along K
 // (A), N or K (B) and N (C), so that whole vec4s move. gemm_subgroup.wgsl appends the
 // kernel for CPU adapters, which shares the accesses.
+//
+// In training, A may be the raw output of a batch-norm layer's input (`prologue` != 0):
+// the batch norm and its activation are applied as A is loaded, with the per-channel scale
+// and shift its stats_finalize left in the layer's statistics (bn_act.wgsl), so the
+// normalised tensor is never written. A's channel is its column (the forward GEMM) or,
+// with `prologue_rows`, its row (dW = X^T dY reads X transposed).
 
 struct GemmParams {
     m: u32, n: u32, k: u32, act: u32,
     a_row_stride: u32, a_col_stride: u32, b_row_stride: u32, b_col_stride: u32,
     has_bias: u32, accumulate: u32, splits: u32, k_chunk: u32,
-    lanes_x: u32, a_zero_padded: u32, _unused1: u32, _unused2: u32,
+    lanes_x: u32, a_zero_padded: u32,
+    // 0: A as stored; else 1 + the activation code of A's batch norm, applied on load.
+    prologue: u32, prologue_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -29,6 +37,19 @@ struct GemmParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+
+// The scale and shift of 4 channels of A's batch norm (zero where there is no prologue).
+struct Affine4 {
+    scale: vec4<f32>, shift: vec4<f32>,
+}
+
+// Values of A after the prologue's normalisation and activation, if there is one.
+fn prologued(v: vec4<f32>, affine: Affine4) -> vec4<f32> {
+    if p.prologue == 0u {
+        return v;
+    }
+    return activate4(v * affine.scale + affine.shift, p.prologue - 1u);
+}
 
 const LANES: u32 = 64u;
 const ROWS: u32 = 8u;
@@ -64,12 +85,38 @@ fn load_b4(b_off: u32, cols: vec4<u32>) -> vec4<f32> {
 }
 
 // ACCESS BEGIN
-// A[row, k .. k + 3], zero from `k_last` on.
-fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
+// Batch-norm statistics of A's producer, [6][channels] (bn_act.wgsl's `stats`).
+@group(0) @binding(5) var<storage, read> prologue_stats: array<f32>;
+
+// The prologue's scale and shift of A's columns k .. k + 3 (along K; loaded once per step
+// of K for all the rows an invocation loads).
+fn a_affine(k: u32, k_last: u32) -> Affine4 {
+    if p.prologue == 0u || p.prologue_rows != 0u {
+        return Affine4();
+    }
+    let ks = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k - 1u));
+    let scale = 4u * p.k + ks;
+    let shift = 5u * p.k + ks;
+    return Affine4(
+        vec4<f32>(prologue_stats[scale.x], prologue_stats[scale.y], prologue_stats[scale.z],
+                  prologue_stats[scale.w]),
+        vec4<f32>(prologue_stats[shift.x], prologue_stats[shift.y], prologue_stats[shift.z],
+                  prologue_stats[shift.w]));
+}
+
+// A[row, k .. k + 3] after the prologue, zero from `k_last` on. With `prologue_rows` the
+// row is the channel, whose scale and shift are loaded here.
+fn load_a4(row: u32, k: u32, k_last: u32, affine: Affine4) -> vec4<f32> {
     let ks = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u);
     let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
-    return select(vec4<f32>(0.0), vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]),
-                  ks < vec4<u32>(k_last));
+    var v = vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]);
+    if p.prologue_rows != 0u {
+        v = prologued(v, Affine4(vec4<f32>(prologue_stats[4u * p.m + row]),
+                                 vec4<f32>(prologue_stats[5u * p.m + row])));
+    } else {
+        v = prologued(v, affine);
+    }
+    return select(vec4<f32>(0.0), v, ks < vec4<u32>(k_last));
 }
 
 // B[k + t, col .. col + 3] as column t, for t = 0 .. 3, clamped into B (A is zero wherever
@@ -148,28 +195,29 @@ fn accumulate_block(at: vec3<u32>, b_transposed: bool) -> Tile {
     for (var kk = k_first; kk < k_last; kk += 4u) {
         let lo = load_b4x4(kk, k_last, col0, b_transposed);
         let hi = load_b4x4(kk, k_last, col0 + 4u, b_transposed);
-        let v0 = load_a4(row0, kk, k_last);
+        let affine = a_affine(kk, k_last);
+        let v0 = load_a4(row0, kk, k_last, affine);
         t.r0 = fma_4k(t.r0, v0, lo);
         t.r8 = fma_4k(t.r8, v0, hi);
-        let v1 = load_a4(min(row0 + 1u, last_row), kk, k_last);
+        let v1 = load_a4(min(row0 + 1u, last_row), kk, k_last, affine);
         t.r1 = fma_4k(t.r1, v1, lo);
         t.r9 = fma_4k(t.r9, v1, hi);
-        let v2 = load_a4(min(row0 + 2u, last_row), kk, k_last);
+        let v2 = load_a4(min(row0 + 2u, last_row), kk, k_last, affine);
         t.r2 = fma_4k(t.r2, v2, lo);
         t.r10 = fma_4k(t.r10, v2, hi);
-        let v3 = load_a4(min(row0 + 3u, last_row), kk, k_last);
+        let v3 = load_a4(min(row0 + 3u, last_row), kk, k_last, affine);
         t.r3 = fma_4k(t.r3, v3, lo);
         t.r11 = fma_4k(t.r11, v3, hi);
-        let v4 = load_a4(min(row0 + 4u, last_row), kk, k_last);
+        let v4 = load_a4(min(row0 + 4u, last_row), kk, k_last, affine);
         t.r4 = fma_4k(t.r4, v4, lo);
         t.r12 = fma_4k(t.r12, v4, hi);
-        let v5 = load_a4(min(row0 + 5u, last_row), kk, k_last);
+        let v5 = load_a4(min(row0 + 5u, last_row), kk, k_last, affine);
         t.r5 = fma_4k(t.r5, v5, lo);
         t.r13 = fma_4k(t.r13, v5, hi);
-        let v6 = load_a4(min(row0 + 6u, last_row), kk, k_last);
+        let v6 = load_a4(min(row0 + 6u, last_row), kk, k_last, affine);
         t.r6 = fma_4k(t.r6, v6, lo);
         t.r14 = fma_4k(t.r14, v6, hi);
-        let v7 = load_a4(min(row0 + 7u, last_row), kk, k_last);
+        let v7 = load_a4(min(row0 + 7u, last_row), kk, k_last, affine);
         t.r7 = fma_4k(t.r7, v7, lo);
         t.r15 = fma_4k(t.r15, v7, hi);
     }

@@ -73,8 +73,9 @@ fn accumulate_tile(at: TileOrigin, lane: u32, b_transposed: bool) -> Tile {
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = Tile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        let a_lo = load_a4(a_lo_row, kk, k_last);
-        let a_hi = load_a4(a_hi_row, kk, k_last);
+        let affine = a_affine(kk, k_last);
+        let a_lo = load_a4(a_lo_row, kk, k_last, affine);
+        let a_hi = load_a4(a_hi_row, kk, k_last, affine);
         let b = load_b4x4(kk, k_last, col, b_transposed);
         t.r0 = fma_row4(t.r0, a_lo, 0u, b);
         t.r1 = fma_row4(t.r1, a_lo, 1u, b);

@@ -30,6 +30,16 @@ fn a_steps4(at: u32, step: u32) -> mat4x4<f32> {
     return mat4x4<f32>(a4[at], a4[at + step], a4[at + 2u * step], a4[at + 3u * step]);
 }
 
+// The prologue applied to 4 steps of A's rows 4g .. 4g + 3, whose scale and shift (channels
+// 4g .. 4g + 3 of X) `affine` holds.
+fn prologued_steps4(a: mat4x4<f32>, affine: Affine4) -> mat4x4<f32> {
+    if p.prologue == 0u {
+        return a;
+    }
+    return mat4x4<f32>(prologued(a[0], affine), prologued(a[1], affine),
+                       prologued(a[2], affine), prologued(a[3], affine));
+}
+
 // acc (4 rows of one column) + 4 steps of K: A's rows (a vec4 per step) times B's column.
 fn fma_col4(acc: vec4<f32>, a: mat4x4<f32>, b: vec4<f32>) -> vec4<f32> {
     return acc + a[0] * b.x + a[1] * b.y + a[2] * b.z + a[3] * b.w;
@@ -39,6 +49,7 @@ fn fma_col4(acc: vec4<f32>, a: mat4x4<f32>, b: vec4<f32>) -> vec4<f32> {
 // columns col0 + 8 (L % 2) .. + 7 (two vec4s); rows past M read the last vec4 of A's rows.
 fn accumulate_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> Tile {
     let a_col = min(row, (p.m - 1u) & ~3u) / 4u;
+    let affine = row_affine(a_col);
     let a_step = p.a_col_stride / 4u;
     let b_col = col0 + 8u * (lane % 2u);
     let b_lo = min(b_col, p.n - 4u) / 4u;
@@ -48,7 +59,7 @@ fn accumulate_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> Tile {
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = Tile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        let a = a_steps4(kk * a_step + a_col, a_step);
+        let a = prologued_steps4(a_steps4(kk * a_step + a_col, a_step), affine);
         let b_at = (kk + lane / 2u) * b_step;
         let bv_lo = b4[b_at + b_lo];
         let bv_hi = b4[b_at + b_hi];

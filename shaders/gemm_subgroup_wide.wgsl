@@ -77,10 +77,11 @@ fn accumulate_wide_tile(at: TileOrigin, lane: u32, b_transposed: bool) -> WideTi
     for (var kk = k_first; kk < k_last; kk += 4u) {
         let lo = load_b4x4(kk, k_last, at.col, b_transposed);
         let hi = load_b4x4(kk, k_last, at.col + 32u, b_transposed);
-        t.g0 = fma_rows8(t.g0, load_a4(rows.x, kk, k_last), lo, hi);
-        t.g1 = fma_rows8(t.g1, load_a4(rows.y, kk, k_last), lo, hi);
-        t.g2 = fma_rows8(t.g2, load_a4(rows.z, kk, k_last), lo, hi);
-        t.g3 = fma_rows8(t.g3, load_a4(rows.w, kk, k_last), lo, hi);
+        let affine = a_affine(kk, k_last);
+        t.g0 = fma_rows8(t.g0, load_a4(rows.x, kk, k_last, affine), lo, hi);
+        t.g1 = fma_rows8(t.g1, load_a4(rows.y, kk, k_last, affine), lo, hi);
+        t.g2 = fma_rows8(t.g2, load_a4(rows.z, kk, k_last, affine), lo, hi);
+        t.g3 = fma_rows8(t.g3, load_a4(rows.w, kk, k_last, affine), lo, hi);
     }
     return t;
 }
@@ -145,6 +146,8 @@ fn accumulate_wide_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> WideTi
     let last_vec4 = (p.m - 1u) & ~3u;
     let a_lo = min(row, last_vec4) / 4u;
     let a_hi = min(row + 32u, last_vec4) / 4u;
+    let lo_affine = row_affine(a_lo);
+    let hi_affine = row_affine(a_hi);
     let a_step = p.a_col_stride / 4u;
     let b_col = col0 + 16u * (lane % 2u);
     let b_cols = min(vec4<u32>(b_col) + vec4<u32>(0u, 4u, 8u, 12u), vec4<u32>(p.n - 4u)) / 4u;
@@ -153,8 +156,8 @@ fn accumulate_wide_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> WideTi
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = WideTile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        let lo = a_steps4(kk * a_step + a_lo, a_step);
-        let hi = a_steps4(kk * a_step + a_hi, a_step);
+        let lo = prologued_steps4(a_steps4(kk * a_step + a_lo, a_step), lo_affine);
+        let hi = prologued_steps4(a_steps4(kk * a_step + a_hi, a_step), hi_affine);
         let b_at = (kk + lane / 2u) * b_step;
         let bv0 = b4[b_at + b_cols.x];
         let bv1 = b4[b_at + b_cols.y];

@@ -33,7 +33,7 @@ fn load_slab(buf: u32, row0: u32, col0: u32, k0: u32, k_last: u32, lane: u32,
         let kq = (i % 2u) * 4u;
         var v = vec4<f32>(0.0);
         if k0 + kq < k_last {
-            v = load_a4(min(row0 + r, p.m - 1u), k0 + kq, k_last);
+            v = load_a4(min(row0 + r, p.m - 1u), k0 + kq, k_last, a_affine(k0 + kq, k_last));
         }
         let at = buf * A_SLAB + (kq * TILE_M + r) / 4u;
         let lane4 = r % 4u;

@@ -12,9 +12,28 @@
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> c4: array<vec4<f32>>;
+// Batch-norm statistics of A's producer, [6][channels] (see gemm.wgsl's prologue).
+@group(0) @binding(5) var<storage, read> prologue4: array<vec4<f32>>;
 
-fn load_a4(row: u32, k: u32, k_last: u32) -> vec4<f32> {
-    return a4[(row * p.a_row_stride + k) / 4u];
+// The prologue's scale and shift of A's columns k .. k + 3: A is read along K here
+// (transposed A has kernels of its own, which use row_affine).
+fn a_affine(k: u32, k_last: u32) -> Affine4 {
+    if p.prologue == 0u {
+        return Affine4();
+    }
+    return Affine4(prologue4[p.k + k / 4u], prologue4[5u * p.k / 4u + k / 4u]);
+}
+
+// The prologue's scale and shift of A's rows 4g .. 4g + 3 (A transposed, as in dW).
+fn row_affine(g: u32) -> Affine4 {
+    if p.prologue == 0u {
+        return Affine4();
+    }
+    return Affine4(prologue4[p.m + g], prologue4[5u * p.m / 4u + g]);
+}
+
+fn load_a4(row: u32, k: u32, k_last: u32, affine: Affine4) -> vec4<f32> {
+    return prologued(a4[(row * p.a_row_stride + k) / 4u], affine);
 }
 
 // Columns past N (lanes that will not store) read the last vec4 of B's rows. B is either

@@ -83,6 +83,10 @@ pub struct BenchReport {
     /// `--mode train` under `mpirun`: this rank's share of the data-parallel steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_parallel: Option<DataParallelReport>,
+    /// `--mode train`: dispatches and bytes read and written per training step, per phase
+    /// and in all, counted from the plan's bindings (not measured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<crate::graph::TrainTraffic>,
 }
 
 /// How the kernels were chosen and what it cost.
@@ -211,6 +215,7 @@ pub(super) fn report(
         profile: Vec::new(),
         data_wait_ms_per_batch: None,
         data_parallel: None,
+        traffic: None,
     }
 }
 

@@ -65,6 +65,7 @@ pub fn bench_train(
     let mut report = report(
         "train", options, &summary, 3.0, wall, device, memory, gpu, kernels,
     );
+    report.traffic = Some(plan.traffic());
     if options.profile {
         let (input, labels) = (&feed.random_images, &feed.random_labels);
         report.profile = profile_rows(plan.profile(gpu, input, labels, 1e-3)?);

@@ -11,7 +11,10 @@ use super::chunks::BatchChunks;
 use super::error::GraphError;
 use super::shapes::{tensor_bytes, with_batch};
 use super::steps::StepBuilder;
-use crate::ops::{accumulating, BatchNorm, Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK};
+use crate::ops::{
+    accumulating, with_input_prologue, Activation, BatchNorm, Dispatch, OpKind, Slot,
+    TrainSettings, REDUCE_CHUNK,
+};
 
 /// One node as the emitters see it.
 pub(crate) struct ChunkedNode<'a> {
@@ -23,6 +26,12 @@ pub(crate) struct ChunkedNode<'a> {
     pub limit: u64,
     /// The node's buffers for the whole batch.
     pub slot: &'a dyn Fn(Slot) -> Option<wgpu::Buffer>,
+    /// The activation of the batch norm before this node, when this node applies that
+    /// batch norm as it loads its input (`Slot::Input` is then the batch norm's input).
+    pub prologue: Option<Activation>,
+    /// A batch norm whose normalisation the next node applies: its forward pass stops
+    /// after the statistics.
+    pub normalised_by_next: bool,
 }
 
 /// Which part of a batch-norm pass: the partial sums per chunk, the merge once, the
@@ -100,9 +109,29 @@ impl ChunkedNode<'_> {
     ) -> Result<usize, GraphError> {
         let pass = |range: &Range<usize>| {
             let (x, y) = self.part_shapes(range);
-            self.kind.forward_train(&x, &y, settings)
+            let mut dispatches = self.kind.forward_train(&x, &y, settings);
+            if self.normalised_by_next {
+                dispatches.truncate(ELEMENTWISE);
+            }
+            self.with_prologue(dispatches)
         };
         self.run(builder, pass, BatchNorm::SYNC_AFTER)
+    }
+
+    /// The dispatches as they read the input: through the prologue where there is one.
+    fn with_prologue(&self, dispatches: Vec<Dispatch>) -> Result<Vec<Dispatch>, GraphError> {
+        let Some(activation) = self.prologue else {
+            return Ok(dispatches);
+        };
+        dispatches
+            .iter()
+            .map(|d| {
+                with_input_prologue(d, activation).ok_or_else(|| GraphError::Chunking {
+                    op: self.name.to_string(),
+                    reason: format!("{}:{} cannot normalise its input", d.shader, d.entry),
+                })
+            })
+            .collect()
     }
 
     /// Adds the node's backward dispatches (see `forward`).
@@ -114,7 +143,7 @@ impl ChunkedNode<'_> {
     ) -> Result<usize, GraphError> {
         let pass = |range: &Range<usize>| {
             let (x, y) = self.part_shapes(range);
-            self.kind.backward(&x, &y, input_grad, settings)
+            self.with_prologue(self.kind.backward(&x, &y, input_grad, settings))
         };
         self.run(builder, pass, BatchNorm::SYNC_AFTER)
     }
@@ -122,27 +151,27 @@ impl ChunkedNode<'_> {
     fn run(
         &self,
         builder: &mut StepBuilder,
-        pass: impl Fn(&Range<usize>) -> Vec<Dispatch>,
+        pass: impl Fn(&Range<usize>) -> Result<Vec<Dispatch>, GraphError>,
         sync_after: usize,
     ) -> Result<usize, GraphError> {
         let first = builder.len();
         let ranges = &self.chunks.ranges;
         if !self.chunks.is_chunked() {
-            for dispatch in pass(&ranges[0]) {
+            for dispatch in pass(&ranges[0])? {
                 self.add(builder, &ranges[0], &dispatch)?;
             }
             return Ok(first + sync_after);
         }
         if matches!(self.kind, OpKind::BatchNorm(_)) {
             for range in ranges {
-                self.add(builder, range, &pass(range)[PARTIAL])?;
+                self.add(builder, range, &pass(range)?[PARTIAL])?;
             }
             let merged_after = builder.len();
             let whole = 0..self.batch();
-            self.add(builder, &whole, &pass(&whole)[MERGE])?;
+            self.add(builder, &whole, &pass(&whole)?[MERGE])?;
             let batch_rows = self.batch() * self.input[1] * self.input[2];
             for range in ranges {
-                if let Some(dispatch) = pass(range).get(ELEMENTWISE) {
+                if let Some(dispatch) = pass(range)?.get(ELEMENTWISE) {
                     let dispatch = BatchNorm::over_batch_rows(dispatch, batch_rows);
                     self.add(builder, range, &dispatch)?;
                 }
@@ -150,7 +179,7 @@ impl ChunkedNode<'_> {
             return Ok(merged_after);
         }
         for (i, range) in ranges.iter().enumerate() {
-            for dispatch in pass(range) {
+            for dispatch in pass(range)? {
                 let writes_param_grad = dispatch
                     .bindings
                     .iter()

@@ -3,10 +3,11 @@
 //! compiles the same graph for training.
 //!
 //! Lower files first: `node`, `error`, `shapes`, `limits` and `buffer_range` hold the
-//! shared pieces; `kernel_choice` and `steps` turn dispatches into pre-built steps;
-//! `chunks` and `chunked_steps` split ops over the batch; `params` and `param_buffers`
-//! hold weights on the CPU and GPU; `builder`, `memory` and `plan` make the inference
-//! plan, `train_plan` the training one, `replicas` what data-parallel training needs.
+//! shared pieces; `kernel_choice` and `steps` turn dispatches into pre-built steps,
+//! `traffic` counting the bytes each one reads and writes; `chunks` and `chunked_steps`
+//! split ops over the batch; `params` and `param_buffers` hold weights on the CPU and
+//! GPU; `builder`, `memory` and `plan` make the inference plan, `train_plan` the training
+//! one, `replicas` what data-parallel training needs.
 
 mod buffer_range;
 mod builder;
@@ -23,6 +24,7 @@ mod plan;
 mod replicas;
 mod shapes;
 mod steps;
+mod traffic;
 mod train_plan;
 
 pub use builder::GraphBuilder;
@@ -33,4 +35,5 @@ pub use param_buffers::ParamBuffers;
 pub use params::ParamStore;
 pub use plan::{Plan, RunTiming};
 pub use replicas::{PendingSum, ReplicaError, Replicas, Solo, StepTiming};
+pub use traffic::{Bytes, PhaseTraffic, StepTraffic, TrainTraffic};
 pub use train_plan::{argmax, Gradients, RunningMetrics, StepOutput, TrainConfig, TrainPlan};

@@ -4,6 +4,7 @@
 use super::buffer_range::BufferRange;
 use super::error::GraphError;
 use super::kernel_choice;
+use super::traffic::StepTraffic;
 use crate::gpu::{CompiledEntry, Gpu};
 use crate::ops::{Dispatch, Slot};
 
@@ -14,6 +15,8 @@ pub(crate) struct Step {
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
     workgroups: [u32; 3],
+    /// Bytes its bindings read and write, counted when it was built.
+    traffic: StepTraffic,
 }
 
 struct Pending {
@@ -23,6 +26,7 @@ struct Pending {
     uniform_size: u64,
     buffers: Vec<(u32, BufferRange)>,
     workgroups: [u32; 3],
+    traffic: StepTraffic,
 }
 
 /// Collects dispatches, then builds all of them at once (the uniform buffer has to
@@ -59,6 +63,7 @@ impl<'a> StepBuilder<'a> {
         let (dispatch, kernel) = kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let buffers = kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
+        let traffic = StepTraffic::of(&dispatch, &compiled, &buffers, &resolve);
         let alignment = self.gpu.limits().min_uniform_buffer_offset_alignment as u64;
         let offset = (self.uniform_bytes.len() as u64).next_multiple_of(alignment);
         self.uniform_bytes.resize(offset as usize, 0);
@@ -71,6 +76,7 @@ impl<'a> StepBuilder<'a> {
             uniform_size: dispatch.uniform.len() as u64,
             buffers,
             workgroups: dispatch.workgroups,
+            traffic,
         });
         Ok(())
     }
@@ -124,6 +130,7 @@ impl<'a> StepBuilder<'a> {
                         entries: &entries,
                     }),
                     workgroups: p.workgroups,
+                    traffic: p.traffic,
                 }
             })
             .collect();
@@ -142,6 +149,11 @@ impl Step {
     /// alternatives.
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// Bytes this dispatch reads and writes (see `traffic`).
+    pub fn traffic(&self) -> &StepTraffic {
+        &self.traffic
     }
 }
 

@@ -205,7 +205,7 @@ impl BatchNorm {
         let channels = input[3];
         vec![
             ScratchSpec {
-                floats: 4 * channels,
+                floats: 6 * channels,
                 persistent: true,
             },
             ScratchSpec {

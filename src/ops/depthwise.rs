@@ -123,7 +123,12 @@ impl Depthwise {
             shader,
             entry,
             uniform: uniform_words(&words),
-            bindings: [&BINDINGS[..], &[(7, fused_bias_slot(self.fused))]].concat(),
+            // Binding 8 (the input's batch norm) is bound by `with_input_prologue`.
+            bindings: [
+                &BINDINGS[..],
+                &[(7, fused_bias_slot(self.fused)), (8, Slot::Unused)],
+            ]
+            .concat(),
             workgroups: linear_grid(threads),
         }
     }

@@ -39,6 +39,9 @@ pub enum Slot {
     /// Working memory of the forward pass (the stem's unfolded input patches), shared by
     /// all ops and dead after each op; `OpKind::workspace` gives its size.
     Workspace,
+    /// The statistics of the batch norm that produced this op's input, when the op applies
+    /// that normalisation and activation as it loads the raw input (see `with_input_prologue`).
+    InputNorm,
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.

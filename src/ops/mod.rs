@@ -12,6 +12,7 @@ mod op_kind;
 mod optim;
 mod pointwise;
 mod pool;
+mod prologue;
 mod softmax;
 
 #[doc(hidden)]
@@ -37,6 +38,8 @@ pub use pointwise::{
     subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
 pub use pool::GlobalAvgPool;
+#[doc(hidden)]
+pub use prologue::with_input_prologue;
 pub use softmax::Softmax;
 #[doc(hidden)]
 pub use softmax::{accumulate_metrics, cross_entropy};

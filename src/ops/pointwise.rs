@@ -108,7 +108,8 @@ impl Gemm {
             shader,
             entry,
             uniform: bytemuck::cast_slice(&words).to_vec(),
-            bindings: vec![(1, a), (2, b), (3, bias), (4, c)],
+            // Binding 5 (A's batch norm) is bound by `with_input_prologue`.
+            bindings: vec![(1, a), (2, b), (3, bias), (4, c), (5, Slot::Unused)],
             workgroups: [col_groups as u32, y as u32, z as u32],
         }
     }

@@ -32,6 +32,8 @@ impl GlobalAvgPool {
                 (2, Slot::Output),
                 (3, Slot::GradOutput),
                 (4, Slot::GradInput),
+                // The input's batch norm, bound by `with_input_prologue`.
+                (5, Slot::Unused),
             ],
             workgroups: linear_grid(threads),
         }

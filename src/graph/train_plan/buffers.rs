@@ -96,7 +96,14 @@ impl Buffers {
         slot: Slot,
     ) -> Option<wgpu::Buffer> {
         let node = &layout.nodes[index];
+        // A node that applies the batch norm before it reads that batch norm's input, and
+        // its statistics.
+        let prologue = layout.prologues[index].is_some();
         match slot {
+            Slot::Input if prologue => self.acts.get(&layout.nodes[index - 1].input).cloned(),
+            Slot::InputNorm if prologue => {
+                self.node_slot(layout, params, graph, index - 1, Slot::Scratch(0))
+            }
             Slot::Input => self.acts.get(&node.input).cloned(),
             Slot::Output => self.acts.get(&node.output).cloned(),
             Slot::Param(i) => node

@@ -9,7 +9,7 @@ use crate::graph::error::GraphError;
 use crate::graph::limits::workspace_entry;
 use crate::graph::node::{Node, TensorId};
 use crate::graph::shapes::tensor_bytes;
-use crate::ops::ScratchSpec;
+use crate::ops::{Activation, ScratchSpec};
 use std::collections::HashMap;
 
 /// The training nodes (those up to the one producing the loss input), checked to form a
@@ -50,8 +50,12 @@ pub(super) struct Layout<'g> {
     pub(super) output_shape: Vec<usize>,
     /// Which of the two gradient buffers holds each tensor's gradient.
     pub(super) grad_of: HashMap<TensorId, usize>,
-    /// The graph input and every node's output, in order.
+    /// The tensors stored: the graph input and every node's output, in order, but for the
+    /// batch norm outputs that the next node applies in its prologue.
     pub(super) tensors: Vec<TensorId>,
+    /// Per node, the activation of the batch norm before it when the node applies that
+    /// batch norm as it loads the batch norm's input (see `prologue`).
+    pub(super) prologues: Vec<Option<Activation>>,
     /// The larger gradient buffer: the largest tensor.
     pub(super) grad_bytes: u64,
     pub(super) scratch_specs: Vec<Vec<ScratchSpec>>,
@@ -76,8 +80,15 @@ impl<'g> Layout<'g> {
             let flip = 1 - grad_of[&node.output];
             grad_of.insert(node.input, flip);
         }
+        let prologues = super::prologue::input_prologues(graph, nodes);
         let tensors: Vec<TensorId> = std::iter::once(input_id)
-            .chain(nodes.iter().map(|n| n.output))
+            .chain(
+                nodes
+                    .iter()
+                    .zip(prologues.iter().skip(1).chain([&None]))
+                    .filter(|(_, next_prologue)| next_prologue.is_none())
+                    .map(|(n, _)| n.output),
+            )
             .collect();
         let grad_bytes = tensors
             .iter()
@@ -111,6 +122,7 @@ impl<'g> Layout<'g> {
             output_shape: shape_of(output_id).to_vec(),
             grad_of,
             tensors,
+            prologues,
             grad_bytes,
             scratch_specs,
             shared_bytes,
@@ -122,6 +134,11 @@ impl<'g> Layout<'g> {
 
     pub(super) fn batch(&self) -> usize {
         self.input_shape[0]
+    }
+
+    /// Whether node `i` is a batch norm whose normalisation the next node applies.
+    pub(super) fn normalised_by_next(&self, i: usize) -> bool {
+        self.prologues.get(i + 1).is_some_and(Option::is_some)
     }
 
     /// The activation and gradient tensors, which ops may bind in chunks: each must fit

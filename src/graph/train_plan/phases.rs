@@ -106,6 +106,8 @@ impl PhaseBuilder<'_> {
             chunks: &self.layout.chunks[i],
             limit: self.limit,
             slot,
+            prologue: self.layout.prologues[i],
+            normalised_by_next: self.layout.normalised_by_next(i),
         }
     }
 

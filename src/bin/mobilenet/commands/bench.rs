@@ -237,6 +237,9 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         report.activation_live_peak_bytes as f64 / (1 << 20) as f64,
         report.dispatches
     );
+    if let Some(traffic) = &report.traffic {
+        println!("  {traffic}");
+    }
     print_kernels(report);
     print_waits(report);
     if report.mode == "gemm" {

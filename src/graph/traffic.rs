@@ -1,0 +1,267 @@
+//! What a plan's dispatches read and write, counted from their bindings when the plan is
+//! built (never measured), so that a change which merges dispatches can show what it saved.
+//!
+//! The rule, per dispatch: every storage binding its entry point uses counts once, at the
+//! size bound; one the entry point stores to counts as written, any other as read.
+//! Parameters, optimizer state and the running metrics are only ever updated in place, so
+//! a written one counts as read as well; other written bindings (outputs, gradients,
+//! partial sums, even a weight gradient that a later chunk adds into) count as written
+//! only. A gradient buffer is shared by many tensors and sized for the
+//! largest, so a gradient binding counts at the size of the tensor it is the gradient of
+//! (the same dispatch's `Input` or `Output`). Uniform blocks and placeholder bindings
+//! (`Slot::Unused`, never read) count nothing.
+
+use super::buffer_range::BufferRange;
+use crate::gpu::{CompiledEntry, Shader};
+use crate::ops::{Dispatch, Slot};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Bytes read and bytes written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Bytes {
+    pub read: u64,
+    pub written: u64,
+}
+
+impl std::ops::AddAssign for Bytes {
+    fn add_assign(&mut self, other: Bytes) {
+        self.read += other.read;
+        self.written += other.written;
+    }
+}
+
+/// What one dispatch reads and writes, by kind of buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StepTraffic {
+    /// Tensors of the batch: activations, their gradients, labels, loss and metrics.
+    pub activations: Bytes,
+    /// Scratch (reduction partials, batch-norm statistics, also where the next op reads
+    /// them to normalise its input) and the stem's workspace. Shared scratch is sized for
+    /// its largest user, so this is an upper bound.
+    pub scratch: Bytes,
+    /// Parameters (batch norm's running statistics included), their gradients and the
+    /// optimizer's state.
+    pub params: Bytes,
+}
+
+impl std::ops::AddAssign<&StepTraffic> for StepTraffic {
+    fn add_assign(&mut self, other: &StepTraffic) {
+        self.activations += other.activations;
+        self.scratch += other.scratch;
+        self.params += other.params;
+    }
+}
+
+impl StepTraffic {
+    /// The traffic of `dispatch` bound to `buffers` (binding, range), `resolve` giving the
+    /// tensors its gradients belong to.
+    pub(crate) fn of(
+        dispatch: &Dispatch,
+        compiled: &CompiledEntry,
+        buffers: &[(u32, BufferRange)],
+        resolve: &dyn Fn(Slot) -> Option<BufferRange>,
+    ) -> StepTraffic {
+        let mut traffic = StepTraffic::default();
+        let stores = stored_bindings(dispatch.shader, dispatch.entry)
+            .unwrap_or_else(|| compiled.writable.clone());
+        for (binding, range) in buffers {
+            let Some(slot) = dispatch
+                .bindings
+                .iter()
+                .find(|(b, _)| b == binding)
+                .map(|&(_, slot)| slot)
+            else {
+                continue;
+            };
+            let bytes = match slot {
+                Slot::GradInput => tensor_bytes(range, resolve(Slot::Input)),
+                Slot::GradOutput => tensor_bytes(range, resolve(Slot::Output)),
+                _ => range.bytes(),
+            };
+            let Some(class) = traffic.class(slot) else {
+                continue;
+            };
+            if stores.contains(binding) {
+                class.written += bytes;
+                if matches!(slot, Slot::Param(_) | Slot::OptState(_) | Slot::Metrics) {
+                    class.read += bytes;
+                }
+            } else {
+                class.read += bytes;
+            }
+        }
+        traffic
+    }
+
+    /// Where a binding of `slot` counts; `None` for uniform blocks and placeholders.
+    fn class(&mut self, slot: Slot) -> Option<&mut Bytes> {
+        match slot {
+            Slot::Input
+            | Slot::Output
+            | Slot::GradOutput
+            | Slot::GradInput
+            | Slot::Labels
+            | Slot::Loss
+            | Slot::Metrics => Some(&mut self.activations),
+            Slot::Scratch(_) | Slot::Workspace | Slot::InputNorm => Some(&mut self.scratch),
+            Slot::Param(_) | Slot::ParamGrad(_) | Slot::OptState(_) => Some(&mut self.params),
+            Slot::Hyper | Slot::Unused => None,
+        }
+    }
+}
+
+/// The bindings `entry` of `shader` stores to, by naga's analysis of that entry point
+/// (remembered per entry point); `None` if the shader does not parse. Not
+/// `CompiledEntry::writable`: that lists what the module declares `read_write`, and entry
+/// points share declarations (batch norm's backward reads the `output` its forward
+/// writes), so counting from it would turn reads into writes.
+fn stored_bindings(shader: Shader, entry: &'static str) -> Option<Arc<Vec<u32>>> {
+    type Cache = Mutex<HashMap<(Shader, &'static str), Option<Arc<Vec<u32>>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry((shader, entry))
+        .or_insert_with(|| analyse_stores(shader, entry).map(Arc::new))
+        .clone()
+}
+
+fn analyse_stores(shader: Shader, entry: &str) -> Option<Vec<u32>> {
+    let module = naga::front::wgsl::parse_str(&shader.source()).ok()?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::all(),
+    )
+    .validate(&module)
+    .ok()?;
+    let index = module.entry_points.iter().position(|e| e.name == entry)?;
+    let uses = info.get_entry_point(index);
+    let mut stores: Vec<u32> = module
+        .global_variables
+        .iter()
+        .filter(|(handle, _)| uses[*handle].contains(naga::valid::GlobalUse::WRITE))
+        .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
+        .collect();
+    stores.sort_unstable();
+    stores.dedup();
+    Some(stores)
+}
+
+/// A gradient binding's bytes: its tensor's where the tensor is known and smaller.
+fn tensor_bytes(gradient: &BufferRange, tensor: Option<BufferRange>) -> u64 {
+    let bound = gradient.bytes();
+    tensor.map_or(bound, |t| t.bytes().min(bound))
+}
+
+/// The dispatches of a run of steps (a phase of a training step) and what they move.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PhaseTraffic {
+    pub dispatches: usize,
+    pub activations: Bytes,
+    pub scratch: Bytes,
+    pub params: Bytes,
+}
+
+impl PhaseTraffic {
+    /// The sum over the steps' traffic.
+    pub fn total<'a>(steps: impl IntoIterator<Item = &'a StepTraffic>) -> PhaseTraffic {
+        let mut sum = StepTraffic::default();
+        let mut dispatches = 0;
+        for step in steps {
+            sum += step;
+            dispatches += 1;
+        }
+        PhaseTraffic {
+            dispatches,
+            activations: sum.activations,
+            scratch: sum.scratch,
+            params: sum.params,
+        }
+    }
+
+    fn add(&mut self, other: &PhaseTraffic) {
+        self.dispatches += other.dispatches;
+        self.activations += other.activations;
+        self.scratch += other.scratch;
+        self.params += other.params;
+    }
+}
+
+/// Dispatches and bytes of one training step, per phase and in all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TrainTraffic {
+    pub forward: PhaseTraffic,
+    /// Cross-entropy and the running metrics (none when training from an output gradient).
+    pub loss: PhaseTraffic,
+    pub backward: PhaseTraffic,
+    pub update: PhaseTraffic,
+    /// The four phases together.
+    pub step: PhaseTraffic,
+}
+
+impl TrainTraffic {
+    pub fn new(
+        forward: PhaseTraffic,
+        loss: PhaseTraffic,
+        backward: PhaseTraffic,
+        update: PhaseTraffic,
+    ) -> TrainTraffic {
+        let mut step = PhaseTraffic::default();
+        for phase in [&forward, &loss, &backward, &update] {
+            step.add(phase);
+        }
+        TrainTraffic {
+            forward,
+            loss,
+            backward,
+            update,
+            step,
+        }
+    }
+}
+
+/// One line: "per step: N dispatches (forward .., loss .., backward .., update ..),
+/// activations read .., written ..; scratch ..; parameters ..".
+impl fmt::Display for TrainTraffic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let step = &self.step;
+        write!(
+            f,
+            "per step: {} dispatches (forward {}, loss {}, backward {}, update {}), \
+             activations read {}, written {}; scratch read {}, written {}; \
+             parameters read {}, written {}",
+            step.dispatches,
+            self.forward.dispatches,
+            self.loss.dispatches,
+            self.backward.dispatches,
+            self.update.dispatches,
+            Size(step.activations.read),
+            Size(step.activations.written),
+            Size(step.scratch.read),
+            Size(step.scratch.written),
+            Size(step.params.read),
+            Size(step.params.written),
+        )
+    }
+}
+
+/// Bytes in the largest binary unit that keeps the figure at 1 or more.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.2} {}", UNITS[unit])
+    }
+}

@@ -1,0 +1,114 @@
+//! Batch norm in its consumer's prologue: in training, a depthwise, pointwise or pooling
+//! layer that reads a batch norm's output can instead read that batch norm's raw input and
+//! apply the batch's scale and shift and the activation as it loads each value. The
+//! normalised tensor is then neither written by a pass of its own nor kept for the
+//! backward pass (the weight gradients recompute it on load the same way).
+
+use super::{Activation, Dispatch, Slot};
+use crate::gpu::Shader;
+
+/// Where a shader takes the prologue: the binding of the batch norm's statistics and the
+/// uniform word that switches it on (0: off, else 1 + the activation code).
+fn prologue_site(shader: Shader) -> Option<(u32, usize)> {
+    match shader {
+        Shader::Gemm | Shader::GemmVec4 => Some((5, 14)),
+        Shader::Depthwise | Shader::DepthwiseVec4 => Some((8, 14)),
+        Shader::Pool => Some((5, 3)),
+        _ => None,
+    }
+}
+
+/// GEMM word that says A's channel is its row (A is X transposed, as in dW = X^T dY).
+const GEMM_PROLOGUE_ROWS: usize = 15;
+
+/// `dispatch` reading its input raw and applying the producer's batch norm with
+/// `activation` as it loads it. A dispatch that does not read the input is returned as it
+/// is; `None` for one that reads it through a shader without the prologue (or a GEMM that
+/// reads the input as its B operand).
+pub fn with_input_prologue(dispatch: &Dispatch, activation: Activation) -> Option<Dispatch> {
+    let input_binding = dispatch
+        .bindings
+        .iter()
+        .find(|(_, slot)| *slot == Slot::Input)
+        .map(|(binding, _)| *binding);
+    let Some(input_binding) = input_binding else {
+        return Some(dispatch.clone());
+    };
+    let (stats_binding, word) = prologue_site(dispatch.shader)?;
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+    let gemm = matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4);
+    if gemm {
+        if input_binding != 1 {
+            return None;
+        }
+        let (m, a_strides) = (words[0], [words[4], words[5]]);
+        // X is NHWC, channels contiguous: the contiguous axis of A is the channel.
+        let channel_is_row = a_strides[0] == 1 && (a_strides[1] != 1 || m == 1);
+        words[GEMM_PROLOGUE_ROWS] = channel_is_row as u32;
+    }
+    words[word] = activation.shader_code() + 1;
+    let mut bindings = dispatch.bindings.clone();
+    bindings.retain(|(binding, _)| *binding != stats_binding);
+    bindings.push((stats_binding, Slot::InputNorm));
+    Some(Dispatch {
+        uniform: bytemuck::cast_slice(&words).to_vec(),
+        bindings,
+        ..dispatch.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Depthwise, GlobalAvgPool, Padding, Pointwise};
+
+    #[test]
+    fn pointwise_forward_and_weight_gradient_take_the_prologue_along_the_channel() {
+        let op = Pointwise {
+            out_channels: 8,
+            fused: None,
+        };
+        let (input, output) = ([2, 4, 4, 12], [2, 4, 4, 8]);
+        let forward = &op.forward(&input, &output)[0];
+        let fused = with_input_prologue(forward, Activation::Relu6).expect("a GEMM");
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&fused.uniform);
+        assert_eq!((words[14], words[15]), (3, 0));
+        assert!(fused.bindings.contains(&(5, Slot::InputNorm)));
+        let backward = op.backward(&input, &output, true);
+        let d_weight = backward
+            .iter()
+            .find(|d| d.bindings.contains(&(1, Slot::Input)))
+            .expect("dW reads the input");
+        let fused = with_input_prologue(d_weight, Activation::Relu).expect("a GEMM");
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&fused.uniform);
+        assert_eq!((words[14], words[15]), (2, 1));
+        // dX reads the output gradient only: unchanged.
+        let d_input = &backward[0];
+        let unchanged = with_input_prologue(d_input, Activation::Relu).expect("unchanged");
+        assert_eq!(
+            (unchanged.uniform, unchanged.bindings),
+            (d_input.uniform.clone(), d_input.bindings.clone())
+        );
+    }
+
+    #[test]
+    fn depthwise_and_pool_take_it_and_others_refuse() {
+        let depthwise = Depthwise {
+            kernel: 3,
+            stride: 1,
+            padding: Padding::Symmetric,
+            fused: None,
+        };
+        let shape = [1, 5, 5, 8];
+        let forward = &depthwise.forward(&shape, &shape)[0];
+        let fused = with_input_prologue(forward, Activation::None).expect("depthwise");
+        assert!(fused.bindings.contains(&(8, Slot::InputNorm)));
+        let pool = &GlobalAvgPool.forward(&shape, &[1, 8])[0];
+        let fused = with_input_prologue(pool, Activation::Relu).expect("pool");
+        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&fused.uniform);
+        assert_eq!(words[3], 2);
+        let mut other = forward.clone();
+        other.shader = Shader::Conv2d;
+        assert!(with_input_prologue(&other, Activation::Relu).is_none());
+    }
+}

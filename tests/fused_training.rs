@@ -1,0 +1,200 @@
+//! Batch norm in its consumer's prologue: a training batch norm followed by a depthwise,
+//! pointwise or pooling layer is not normalised by a pass of its own; the consumer reads
+//! the batch norm's raw input and applies the batch's scale, shift and activation as it
+//! loads it, in its forward kernel and in its weight-gradient kernel. Each pair is checked
+//! against the CPU reference (forward output, input gradient, every parameter gradient) on
+//! every kernel candidate, at the tolerance the unfused ops meet (`common::OP_RTOL`), on
+//! the edges: odd channel counts (scalar kernels), batch 1, 1x1 maps (the last blocks),
+//! stride 2, both paddings, ReLU, ReLU6 and no activation.
+
+mod common;
+
+use common::{assert_close, random_params, rng, uniform, OP_RTOL};
+use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, TrainConfig, TrainPlan};
+use mobilenet_wgpu::ops::{Activation, BatchNorm, Depthwise, GlobalAvgPool, OpKind, Pointwise};
+use mobilenet_wgpu::reference::{self, Tensor};
+use mobilenet_wgpu::{Gpu, ParamStore};
+use std::sync::Arc;
+
+const ACTIVATIONS: [Activation; 3] = [Activation::Relu, Activation::Relu6, Activation::None];
+
+/// Bytes of the buffer a training plan allocates for a tensor of `shape` (whole vec4s).
+fn buffer_bytes(shape: &[usize]) -> u64 {
+    (shape.iter().product::<usize>() as u64 * 4)
+        .max(16)
+        .next_multiple_of(16)
+}
+
+/// A batch norm with `activation`, then `consumer`, on an input of `shape`.
+struct Pair {
+    what: String,
+    graph: GraphBuilder,
+    kinds: [OpKind; 2],
+    params: ParamStore,
+    input: Vec<f32>,
+    output_grad: Vec<f32>,
+}
+
+fn pair(consumer: OpKind, shape: &[usize], activation: Activation, seed: u64) -> Pair {
+    let bn = OpKind::BatchNorm(BatchNorm {
+        eps: 1e-3,
+        activation,
+    });
+    let mut graph = GraphBuilder::new();
+    let x = graph.input("x", shape);
+    let normalised = graph.add("bn", bn.clone(), x).expect("valid shape");
+    let y = graph
+        .add("consumer", consumer.clone(), normalised)
+        .expect("valid shape");
+    graph.output(y).expect("output");
+    let params = random_params(&graph, seed);
+    let mut r = rng(seed);
+    // Shifted and scaled away from zero mean and unit variance, so that the batch norm
+    // has something to undo.
+    let input = uniform(&mut r, shape.iter().product(), -1.0, 3.0);
+    let output_len = graph.shape(y).expect("shape").iter().product();
+    let output_grad = uniform(&mut r, output_len, -1.0, 1.0);
+    Pair {
+        what: format!("bn {activation} -> {} {shape:?}", consumer.type_name()),
+        graph,
+        kinds: [bn, consumer],
+        params,
+        input,
+        output_grad,
+    }
+}
+
+/// The parameters of node `prefix` in graph order.
+fn node_params<'a>(pair: &'a Pair, prefix: &str) -> Vec<&'a [f32]> {
+    pair.graph
+        .params()
+        .iter()
+        .filter(|p| p.name.starts_with(&format!("{prefix}.")))
+        .map(|p| pair.params.get(&p.name).expect("param"))
+        .collect()
+}
+
+/// The reference's forward output, input gradient and trainable parameter gradients (bn's,
+/// then the consumer's), composing the single-op reference passes.
+fn reference(pair: &Pair) -> (Tensor, Tensor, Vec<Vec<f32>>) {
+    let shape = pair.graph.shape(pair.graph.inputs()[0]).expect("shape");
+    let x = Tensor::new(shape.to_vec(), pair.input.clone());
+    let (bn_params, consumer_params) = (node_params(pair, "bn"), node_params(pair, "consumer"));
+    let normalised = reference::run_op_train(&pair.kinds[0], &x, &bn_params);
+    let y = reference::run_op_train(&pair.kinds[1], &normalised, &consumer_params);
+    let dy = Tensor::new(y.shape.clone(), pair.output_grad.clone());
+    let (d_normalised, consumer_grads) =
+        reference::run_op_backward(&pair.kinds[1], &normalised, &consumer_params, &dy);
+    let (dx, bn_grads) = reference::run_op_backward(&pair.kinds[0], &x, &bn_params, &d_normalised);
+    (y, dx, bn_grads.into_iter().chain(consumer_grads).collect())
+}
+
+/// The pair's training plan on `device`, with its parameters loaded and the input gradient.
+fn compile(device: &Gpu, pair: &Pair) -> TrainPlan {
+    let params = Arc::new(ParamBuffers::new(device, &pair.graph).expect("params"));
+    params.load(&pair.params).expect("load");
+    let config = TrainConfig {
+        input_grad: true,
+        ..Default::default()
+    };
+    TrainPlan::compile(&pair.graph, device, params, &config).expect("compile")
+}
+
+fn check_on(device: &Gpu, kernel: &str, pair: &Pair) {
+    let plan = compile(device, pair);
+    let what = format!("{} [{kernel}]", pair.what);
+    // The normalised tensor is not stored: the input and the consumer's output are.
+    let stored: u64 = [pair.graph.inputs()[0], pair.graph.outputs()[0]]
+        .iter()
+        .map(|&t| buffer_bytes(pair.graph.shape(t).expect("shape")))
+        .sum();
+    assert_eq!(
+        plan.memory().activations,
+        stored,
+        "{what}: activations stored"
+    );
+    let grads = plan
+        .gradients(&pair.input, &pair.output_grad)
+        .expect("gradients");
+    let (y, dx, dparams) = reference(pair);
+    assert_close(&format!("{what} output"), &grads.output, &y.data, OP_RTOL);
+    let dx_gpu = grads.input.as_deref().expect("dX");
+    assert_close(&format!("{what} dX"), dx_gpu, &dx.data, OP_RTOL);
+    let trainable = pair.graph.params().iter().filter(|p| p.role.trainable());
+    for (info, expected) in trainable.zip(&dparams) {
+        let got = grads.params.get(&info.name).expect("param grad");
+        assert_close(&format!("{what} d{}", info.name), got, expected, OP_RTOL);
+    }
+}
+
+fn check(pair: Pair) {
+    for (device, kernel) in common::kernel_devices() {
+        check_on(device, kernel, &pair);
+    }
+}
+
+#[test]
+fn depthwise_applies_the_batch_norm_before_it() {
+    let cases: [([usize; 4], usize); 4] = [
+        ([2, 7, 7, 13], 1),
+        ([1, 8, 8, 16], 2),
+        ([3, 6, 5, 8], 1),
+        ([2, 1, 1, 12], 1),
+    ];
+    for (i, (shape, stride)) in cases.into_iter().enumerate() {
+        let padding = common::PADDINGS[i % 2];
+        let depthwise = OpKind::Depthwise(Depthwise {
+            kernel: 3,
+            stride,
+            padding,
+            fused: None,
+        });
+        check(pair(depthwise, &shape, ACTIVATIONS[i % 3], 100 + i as u64));
+    }
+}
+
+#[test]
+fn pointwise_applies_the_batch_norm_before_it() {
+    let cases: [([usize; 4], usize); 4] = [
+        ([2, 5, 5, 13], 7),
+        ([3, 4, 4, 16], 24),
+        ([1, 6, 6, 8], 12),
+        ([4, 1, 1, 64], 32),
+    ];
+    for (i, (shape, out_channels)) in cases.into_iter().enumerate() {
+        let pointwise = OpKind::Pointwise(Pointwise {
+            out_channels,
+            fused: None,
+        });
+        check(pair(pointwise, &shape, ACTIVATIONS[i % 3], 200 + i as u64));
+    }
+}
+
+#[test]
+fn pooling_applies_the_batch_norm_before_it() {
+    let cases: [[usize; 4]; 3] = [[2, 3, 3, 16], [1, 7, 7, 13], [3, 1, 1, 8]];
+    for (i, shape) in cases.into_iter().enumerate() {
+        let pool = OpKind::GlobalAvgPool(GlobalAvgPool);
+        check(pair(pool, &shape, ACTIVATIONS[i % 3], 300 + i as u64));
+    }
+}
+
+/// A batch norm before another batch norm (or at the end) keeps its own normalise pass.
+#[test]
+fn other_consumers_keep_the_normalise_pass() {
+    let second = OpKind::BatchNorm(BatchNorm {
+        eps: 1e-5,
+        activation: Activation::None,
+    });
+    let pair = pair(second, &[2, 4, 4, 8], Activation::Relu, 400);
+    let plan = compile(common::gpu(), &pair);
+    let tensor = buffer_bytes(&[2, 4, 4, 8]);
+    assert_eq!(plan.memory().activations, 3 * tensor);
+    let grads = plan
+        .gradients(&pair.input, &pair.output_grad)
+        .expect("gradients");
+    let (y, dx, _) = reference(&pair);
+    assert_close("bn -> bn output", &grads.output, &y.data, OP_RTOL);
+    let dx_gpu = grads.input.as_deref().expect("dX");
+    assert_close("bn -> bn dX", dx_gpu, &dx.data, OP_RTOL);
+}
