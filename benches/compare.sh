@@ -8,6 +8,7 @@
 # DATA=DIR adds the data-loader table: `bench --mode data` against torchvision's ImageFolder
 # + DataLoader with the same transforms and workers (benches/peers/torchvision_loader.py) on
 # a class folder such as benches/make_imagenet_like.py writes; ONLY_DATA=1 skips the network.
+# OURS=PATH measures that binary of ours instead of building this checkout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -17,8 +18,13 @@ if ! "$PYTHON" -c "import torch" 2>/dev/null; then
     echo "compare.sh: PyTorch is missing for $PYTHON; install it (pip install torch) or set PYTHON" >&2
     exit 1
 fi
-cargo build --release --quiet
-ours=target/release/mobilenet
+# OURS=PATH runs another build of ours (say, the commit before a change) instead of this one.
+if [[ -n ${OURS:-} ]]; then
+    ours=$OURS
+else
+    cargo build --release --quiet
+    ours=target/release/mobilenet
+fi
 field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 # The JSON report (one per line on stdin) with the median images/s.
 median_round() {

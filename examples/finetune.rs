@@ -4,7 +4,8 @@
 //! `train::train` with `TrainOptions::finetune` set: the architecture and the backbone's
 //! weights come from the pretrained file, the classifier is new and sized to the folder's
 //! classes, a fifth of the images is held out for validation, and the run directory
-//! receives `metrics.jsonl`, `last.safetensors`, `best.safetensors` and `curves.png`.
+//! receives `metrics.jsonl`, `last.safetensors`, `best.safetensors`, `curves.png`,
+//! `confusion.png` and TensorBoard event files.
 //! `last.safetensors` loads like any checkpoint (`mobilenet predict --weights ...`).
 //!
 //! Run it with:
@@ -74,6 +75,8 @@ fn main() -> anyhow::Result<()> {
         out_dir: PathBuf::from(&args[2]),
         resume: false,
         progress: false,
+        progress_bar: false,
+        log_every: mobilenet_wgpu::train::DEFAULT_LOG_EVERY,
         finetune: Some(Finetune {
             weights: PathBuf::from(&args[0]),
             // Some(0): only the new classifier trains; Some(k) also the last k blocks,

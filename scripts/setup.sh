@@ -7,6 +7,8 @@
 # and the SPIR-V and GLSL validators (spirv-val, glslangValidator) tests/portability.rs runs
 # on every translated shader. On Debian 12 lavapipe comes from bookworm-backports (Mesa 25
 # instead of 22.3: training steps about 1.5x faster on the same CPU, docs/performance.md).
+# Last, TensorBoard in a virtual environment (target/tb-venv, python3-venv makes it):
+# tests/tensorboard.rs reads the event files a run writes with TensorBoard's own reader.
 set -euo pipefail
 
 sudo=()
@@ -36,7 +38,7 @@ backports_mesa() {
         -t bookworm-backports mesa-vulkan-drivers
 }
 
-packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm openmpi-bin libopenmpi-dev libclang-dev spirv-tools glslang-tools)
+packages=(libvulkan1 mesa-vulkan-drivers dataset-fashion-mnist cmake nasm openmpi-bin libopenmpi-dev libclang-dev spirv-tools glslang-tools python3-venv)
 missing=()
 for package in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
@@ -52,6 +54,16 @@ else
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}"
 fi
 backports_mesa
+
+# Skipped when the environment already imports tensorboard; a broken one is made anew.
+venv="$(cd "$(dirname "$0")/.." && pwd)/target/tb-venv"
+if "$venv/bin/python" -c 'import tensorboard' >/dev/null 2>&1; then
+    echo "setup: tensorboard already installed in $venv"
+else
+    echo "setup: installing tensorboard into $venv (for tests/tensorboard.rs)"
+    python3 -m venv --clear "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check 'tensorboard>=2.12,<3'
+fi
 
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found; install Rust (https://rustup.rs) and run this again" >&2

@@ -140,6 +140,12 @@ fn finetune_trains_a_head_on_a_folder_and_the_result_classifies() {
             .find(|line| line.starts_with(&format!("epoch {epoch}: train loss ")))
             .unwrap_or_else(|| panic!("no line for epoch {epoch}: {out}"));
         assert!(line.contains("val loss"), "no validation figures: {line}");
+        // `progress: false`: the trainer prints nothing, so each epoch is reported once.
+        let trainer_line = format!("epoch {epoch}/2 ");
+        assert!(
+            !out.lines().any(|line| line.starts_with(&trainer_line)),
+            "the trainer printed its own epoch line: {out}"
+        );
     }
     let tuned = out_dir.join("last.safetensors");
     assert!(

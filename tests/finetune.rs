@@ -73,6 +73,8 @@ fn options(data: &Path, out: &Path, trainable_blocks: Option<usize>) -> TrainOpt
         out_dir: out.to_path_buf(),
         resume: false,
         progress: false,
+        progress_bar: false,
+        log_every: mobilenet_wgpu::train::DEFAULT_LOG_EVERY,
         finetune: Some(Finetune {
             weights: pretrained_fixture(),
             trainable_blocks,

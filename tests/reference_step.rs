@@ -16,7 +16,7 @@
 
 mod common;
 
-use mobilenet_wgpu::data::load_fashion_mnist;
+use mobilenet_wgpu::data::{load_fashion_mnist, FASHION_MNIST_DIR};
 use mobilenet_wgpu::graph::{ParamBuffers, ParamStore, TrainConfig, TrainPlan};
 use mobilenet_wgpu::model::MobileNetV1Config;
 use mobilenet_wgpu::ops::TrainSettings;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 const FIXTURE: &str = "tests/fixtures/reference_step_grads.safetensors";
 const SCRIPT: &str = "tests/fixtures/make_reference_step_fixture.py";
-const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
 const BATCH: usize = 32;
 const SEED: u64 = 0;
 /// Our median per-tensor error may be at most this many times PyTorch float32's with its own
@@ -49,7 +49,7 @@ fn default_config() -> MobileNetV1Config {
 
 /// The first `BATCH` training images, NHWC in [-1, 1], and their labels.
 fn first_images() -> (Vec<f32>, Vec<u32>) {
-    let (train, _) = load_fashion_mnist(Path::new(FASHION_MNIST)).unwrap_or_else(|e| {
+    let (train, _) = load_fashion_mnist(Path::new(FASHION_MNIST_DIR)).unwrap_or_else(|e| {
         panic!("{e}\nInstall the data set: apt-get install dataset-fashion-mnist")
     });
     let pixels = train.height * train.width * train.channels;

@@ -10,7 +10,7 @@ use std::process::Command;
 use image::{ImageBuffer, Rgb};
 use mobilenet_wgpu::data::*;
 use mobilenet_wgpu::train::checkpoint::Checkpoint;
-use mobilenet_wgpu::train::trainer::LAST;
+use mobilenet_wgpu::train::trainer::{BEST, LAST};
 use mobilenet_wgpu::train::{
     train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, TrainOptions,
 };
@@ -400,6 +400,8 @@ fn folder_run(data: &Path, out: &Path, epochs: usize, workers: usize) -> TrainOp
         out_dir: out.to_path_buf(),
         resume: false,
         progress: false,
+        progress_bar: false,
+        log_every: mobilenet_wgpu::train::DEFAULT_LOG_EVERY,
         finetune: None,
         parallel: Default::default(),
     }
@@ -715,6 +717,132 @@ fn shard_command_then_train_and_eval_on_shards() {
     );
 }
 
+/// The final "done in ...; FILES in DIR" line names only files that exist.
+fn assert_done_names_only_written_files(text: &str, run: &Path) {
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("done in "))
+        .unwrap_or_else(|| panic!("no done line: {text}"));
+    let files = line
+        .split("; ")
+        .nth(1)
+        .and_then(|rest| rest.rsplit_once(" in "))
+        .map(|(files, _)| files)
+        .unwrap_or_else(|| panic!("unexpected done line {line:?}"));
+    for file in files.split(", ") {
+        assert!(
+            run.join(file).is_file(),
+            "{line:?} names {file}, which is not there"
+        );
+    }
+}
+
+/// `classes` x `per_class` JPEGs in `dir/folder`, as shards of 5 in `dir/shards`.
+fn small_shards(dir: &Path, classes: usize, per_class: usize) -> PathBuf {
+    let folder = dir.join("folder");
+    write_jpeg_folder(&folder, classes, per_class);
+    let shards = dir.join("shards");
+    shard_folder(&folder, &shards, 5);
+    shards
+}
+
+/// `mobilenet train FLAGS`, then each `--FLAG PATH` pair; its output, which must be a success.
+fn train_cli(flags: &str, paths: &[(&str, &Path)]) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mobilenet"));
+    command.arg("train").args(flags.split_whitespace());
+    for (flag, path) in paths {
+        command.arg(flag).arg(path);
+    }
+    succeeded(&command.output().expect("run mobilenet train"))
+}
+
+/// The line printed after epoch `epoch` of `epochs`.
+fn epoch_line(text: &str, epoch: usize, epochs: usize) -> &str {
+    text.lines()
+        .find(|line| line.starts_with(&format!("epoch {epoch}/{epochs} ")))
+        .unwrap_or_else(|| panic!("no line for epoch {epoch}: {text}"))
+}
+
+#[test]
+fn shards_without_val_data_train_without_a_validation_split_and_say_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = small_shards(dir.path(), 3, 8);
+    let run = dir.path().join("run");
+    let text = train_cli(
+        "--dataset shards --resolution 32 --batch-size 8 --epochs 2 --workers 2 --no-progress",
+        &[("--data", &shards), ("--out", &run)],
+    );
+    let note = "training without a validation split";
+    assert_eq!(text.matches(note).count(), 1, "{text}");
+    assert!(text.contains("best.safetensors is not written"), "{text}");
+    for epoch in 1..=2 {
+        let line = epoch_line(&text, epoch, 2);
+        assert!(!line.contains("val loss"), "{line}");
+    }
+    assert!(run.join(LAST).is_file());
+    assert!(
+        !run.join(BEST).exists(),
+        "best.safetensors without validation"
+    );
+    assert_done_names_only_written_files(&text, &run);
+}
+
+#[test]
+fn limit_takes_the_first_samples_of_each_epoch_of_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = small_shards(dir.path(), 3, 8);
+    let set = ShardSet::open(&shards.display().to_string()).unwrap();
+    let limited = DataSource::from(set).limit(10).expect("--limit on shards");
+    assert_eq!(limited.len(), 10);
+    for epoch in 0..2 {
+        let batches = collect(&limited, &train_view(5, 16), epoch);
+        assert_eq!(batches.len(), 2, "epoch {epoch}");
+        assert_eq!(batches.iter().map(|b| b.count).sum::<usize>(), 10);
+    }
+    let run = dir.path().join("run");
+    let text = train_cli(
+        "--dataset shards --limit 16 --resolution 32 --batch-size 8 --epochs 1 --workers 2 \
+         --no-progress",
+        &[
+            ("--data", &shards),
+            ("--val-data", &shards),
+            ("--out", &run),
+        ],
+    );
+    assert!(epoch_line(&text, 1, 1).contains("val loss"), "{text}");
+    let last = Checkpoint::load(&run.join(LAST)).unwrap();
+    assert_eq!(
+        (last.epoch, last.step),
+        (1, 2),
+        "16 samples in batches of 8"
+    );
+}
+
+#[test]
+fn bad_files_are_named_once_per_run_and_counted_every_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let messy = dir.path().join("messy");
+    let (_, bad) = write_messy_folder(&messy);
+    let run = dir.path().join("run");
+    // Training and validation both read the folder, so each bad file is met four times.
+    let text = train_cli(
+        "--dataset folder --max-bad-fraction 0.2 --resolution 32 --batch-size 7 --epochs 2 \
+         --workers 2 --no-progress",
+        &[("--data", &messy), ("--val-data", &messy), ("--out", &run)],
+    );
+    for file in &bad {
+        let name = file.display().to_string();
+        let named = text
+            .lines()
+            .filter(|line| line.starts_with("warning: skipped") && line.contains(&name))
+            .count();
+        assert_eq!(named, 1, "{name} named {named} times: {text}");
+    }
+    for epoch in 1..=2 {
+        let line = epoch_line(&text, epoch, 2);
+        assert!(line.contains("2 bad files skipped"), "{line}");
+    }
+}
 /// `bench --mode data` over a folder of `count` small JPEGs: its report.
 fn data_bench(dir: &Path, count: usize) -> serde_json::Value {
     let bytes: Vec<Vec<u8>> = (0..4).map(|i| jpeg_bytes(&photo(64, 48, i))).collect();

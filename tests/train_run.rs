@@ -5,62 +5,20 @@
 
 mod common;
 
-use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::train::checkpoint::Checkpoint;
+use mobilenet_wgpu::train::confusion::CONFUSION;
 use mobilenet_wgpu::train::metrics::read_metrics;
+use mobilenet_wgpu::train::steps::{read_steps, STEPS};
 use mobilenet_wgpu::train::trainer::{BEST, CURVES, LAST, METRICS};
-use mobilenet_wgpu::train::{
-    train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
-    TrainOptions,
-};
-use mobilenet_wgpu::{MobileNetV1Config, Preset};
+use mobilenet_wgpu::train::{train, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn small_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
-    TrainOptions {
-        dataset: DatasetKind::FashionMnist,
-        data_dir: None,
-        val_dir: None,
-        data: DataOptions::default(),
-        model: MobileNetV1Config {
-            alpha: 0.25,
-            resolution: 28,
-            in_channels: 1,
-            stem_stride: 2,
-            classes: 10,
-            ..MobileNetV1Config::preset(Preset::Paper)
-        },
-        epochs,
-        batch_size: 32,
-        optimizer: OptimizerConfig {
-            weight_decay: 4e-5,
-            ..OptimizerConfig::new(OptimizerKind::Rmsprop)
-        },
-        schedule: Schedule::paper(),
-        bn_momentum: 0.1,
-        seed: 3,
-        limit: Some(limit),
-        test_limit: Some(200),
-        val_fraction: 0.1,
-        augment: Augment {
-            pad_crop: 2,
-            hflip: true,
-            ..Augment::default()
-        },
-        out_dir: out.to_path_buf(),
-        resume: false,
-        progress: false,
-        finetune: None,
-        parallel: Default::default(),
-    }
-}
-
 #[test]
 fn loss_falls_and_the_run_directory_is_complete() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = small_run(dir.path(), 4, 2000);
+    let mut options = common::small_fashion_run(dir.path(), 4, 2000);
     options.test_limit = Some(500);
     let summary = train(common::gpu(), &options).expect("train");
     let losses: Vec<f64> = summary.epochs.iter().map(|m| m.train_loss).collect();
@@ -86,6 +44,21 @@ fn loss_falls_and_the_run_directory_is_complete() {
     for file in [LAST, BEST, CURVES] {
         assert!(dir.path().join(file).exists(), "{file} missing");
     }
+    // The confusion matrix of the last test evaluation, and the per-step log the curves
+    // draw: read-backs within each epoch and one at its end (epoch 1.0, 2.0, ...).
+    assert!(dir.path().join(CONFUSION).exists(), "{CONFUSION} missing");
+    let steps = read_steps(&dir.path().join(STEPS));
+    assert!(
+        steps
+            .windows(2)
+            .all(|w| w[0].step < w[1].step && w[0].epoch < w[1].epoch),
+        "{steps:?}"
+    );
+    for epoch in 1..=4 {
+        let end = steps.iter().find(|s| s.epoch == epoch as f64);
+        assert_eq!(end.map(|s| s.step), Some(epoch * (1800 / 32)), "{steps:?}");
+    }
+    assert!(steps.iter().all(|s| s.loss.is_finite() && s.lr > 0.0));
     let last = Checkpoint::load(&dir.path().join(LAST)).unwrap();
     assert_eq!((last.epoch, last.step), (4, 4 * (1800 / 32)));
     assert!(!last.optimizer_state.is_empty());
@@ -95,14 +68,14 @@ fn loss_falls_and_the_run_directory_is_complete() {
 #[test]
 fn an_existing_run_is_not_overwritten_without_resume() {
     let dir = tempfile::tempdir().unwrap();
-    train(common::gpu(), &small_run(dir.path(), 1, 96)).expect("first run");
+    train(common::gpu(), &common::small_fashion_run(dir.path(), 1, 96)).expect("first run");
     let before = std::fs::read(dir.path().join(LAST)).unwrap();
-    let err = train(common::gpu(), &small_run(dir.path(), 1, 96))
+    let err = train(common::gpu(), &common::small_fashion_run(dir.path(), 1, 96))
         .unwrap_err()
         .to_string();
     assert!(err.contains("--resume"), "{err}");
     assert_eq!(std::fs::read(dir.path().join(LAST)).unwrap(), before);
-    let mut other = small_run(dir.path(), 2, 96);
+    let mut other = common::small_fashion_run(dir.path(), 2, 96);
     other.resume = true;
     other.seed = 4;
     let err = train(common::gpu(), &other).unwrap_err().to_string();
@@ -113,50 +86,19 @@ fn an_existing_run_is_not_overwritten_without_resume() {
 fn a_killed_run_resumes_to_the_uninterrupted_result() {
     let epochs = 3;
     let straight = tempfile::tempdir().unwrap();
-    train(common::gpu(), &small_run(straight.path(), epochs, 320)).expect("uninterrupted run");
+    train(
+        common::gpu(),
+        &common::small_fashion_run(straight.path(), epochs, 320),
+    )
+    .expect("uninterrupted run");
 
     // The same run through the CLI, killed with SIGKILL once its first epoch is saved.
     let killed = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
-        .args([
-            "train",
-            "--epochs",
-            "3",
-            "--limit",
-            "320",
-            "--test-limit",
-            "200",
-            "--batch-size",
-            "32",
-        ])
+        .arg("train")
         // Everything small_run sets, so the options match whatever the CLI defaults are.
-        .args([
-            "--alpha",
-            "0.25",
-            "--stem-stride",
-            "2",
-            "--optimizer",
-            "rmsprop",
-            "--lr",
-            "0.045",
-            "--schedule",
-            "step",
-            "--weight-decay",
-            "4e-5",
-            "--bn-momentum",
-            "0.1",
-            "--val-fraction",
-            "0.1",
-        ])
-        .args([
-            "--seed",
-            "3",
-            "--pad-crop",
-            "2",
-            "--flip",
-            "--no-progress",
-            "--out",
-        ])
+        .args(common::small_fashion_run_flags(3, 320))
+        .args(["--pad-crop", "2", "--flip", "--no-progress", "--out"])
         .arg(killed.path())
         // The library runs compared with it use the default kernels (common::gpu()); kernels
         // timed by this process could differ, and the comparison is bit for bit.
@@ -173,7 +115,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     child.kill().expect("kill the run");
     let _ = child.wait();
 
-    let mut resume = small_run(killed.path(), epochs, 320);
+    let mut resume = common::small_fashion_run(killed.path(), epochs, 320);
     resume.resume = true;
     train(common::gpu(), &resume).expect("resumed run");
 
@@ -195,7 +137,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
 #[test]
 fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = small_run(dir.path(), 3, 96);
+    let mut options = common::small_fashion_run(dir.path(), 3, 96);
     // A sane first epoch, then a learning rate 1e30 times larger: weights overflow f32.
     options.schedule = Schedule {
         kind: ScheduleKind::StepDecay {
@@ -228,9 +170,62 @@ fn divergence_stops_training_and_keeps_the_last_good_checkpoint() {
 }
 
 #[test]
+fn divergence_in_the_first_epoch_says_no_checkpoint_was_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = common::small_fashion_run(dir.path(), 2, 96);
+    options.schedule = Schedule {
+        kind: ScheduleKind::Constant,
+        base_lr: 1e35,
+        warmup_epochs: 0.0,
+    };
+    options.optimizer = OptimizerConfig::new(OptimizerKind::Sgd);
+    let err = train(common::gpu(), &options).unwrap_err().to_string();
+    assert!(err.contains("epoch 1"), "{err}");
+    assert!(
+        err.contains("before any checkpoint was written") && !err.contains("was kept"),
+        "{err}"
+    );
+    assert!(!dir.path().join(LAST).exists());
+}
+
+/// `mobilenet train` on 96 Fashion-MNIST images for `epochs`, then `extra` flags; its
+/// output.
+fn train_cli(out: &Path, epochs: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(["train", "--epochs", epochs])
+        .args(["--limit", "96", "--test-limit", "50"])
+        .args(["--alpha", "0.25", "--stem-stride", "2", "--no-progress"])
+        .args(extra)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run mobilenet train")
+}
+
+#[test]
+fn resume_without_a_checkpoint_says_a_new_run_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a run killed in its first epoch leaves: a lock, perhaps metrics, no checkpoint.
+    std::fs::write(dir.path().join(METRICS), "").unwrap();
+    let output = train_cli(dir.path(), "1", &["--resume"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("holds no checkpoint") && text.contains("a new run starts"),
+        "{text}"
+    );
+    assert!(text.contains("epoch 1/1"), "{text}");
+    assert!(dir.path().join(LAST).is_file());
+}
+
+#[test]
 fn missing_data_and_bad_checkpoints_are_reported() {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = small_run(dir.path(), 1, 96);
+    let mut options = common::small_fashion_run(dir.path(), 1, 96);
     options.data_dir = Some(dir.path().join("no-such-dir"));
     let err = format!("{:#}", train(common::gpu(), &options).unwrap_err());
     assert!(
@@ -280,7 +275,7 @@ fn a_run_directory_is_locked_while_a_run_lives_and_freed_when_it_is_killed() {
         assert!(Instant::now() < deadline, "the run never took its lock");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let mut second = small_run(dir.path(), 1, 64);
+    let mut second = common::small_fashion_run(dir.path(), 1, 64);
     second.resume = true;
     let error = train(common::gpu(), &second).expect_err("a second run on a locked directory");
     let message = format!("{error:#}");

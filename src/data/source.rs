@@ -124,8 +124,9 @@ impl DataSource {
         })
     }
 
-    /// At most `n` samples: the first `n` of an in-memory set, or `n` files spread evenly over
-    /// a folder's index (so every class keeps some).
+    /// At most `n` samples: the first `n` of an in-memory set, `n` files spread evenly over
+    /// a folder's index (so every class keeps some), or the first `n` of each epoch's stream
+    /// of shards.
     pub fn limit(&self, n: usize) -> Result<DataSource, DataError> {
         Ok(match self {
             DataSource::Memory(set) => set.take(n).into(),
@@ -135,11 +136,13 @@ impl DataSource {
                 let picked: Vec<usize> = (0..keep).map(|i| i * len / keep.max(1)).collect();
                 index.subset(&picked).into()
             }
-            DataSource::Shards(_) => {
-                return Err(DataError::Argument(
-                    "--limit needs random access; with shards, point --data at fewer shards"
-                        .to_string(),
-                ))
+            DataSource::Shards(set) => {
+                let limit = set.limit.map_or(n, |limit| limit.min(n));
+                ShardSet {
+                    limit: Some(limit),
+                    ..(**set).clone()
+                }
+                .into()
             }
         })
     }

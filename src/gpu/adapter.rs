@@ -43,9 +43,18 @@ impl AdapterSummary {
 /// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice when the variable
 /// is missing: it reads like our own error and hides real ones. When the variable is unset or
 /// not a directory it is pointed at a private directory, where Wayland then finds no display,
-/// silently; real driver errors stay visible. It sets an environment variable, so call it
-/// before any thread starts (the `mobilenet` binary does, first thing).
+/// silently; real driver errors stay visible. A valid setting is left alone.
+///
+/// Every `Gpu` (and `list_adapters`) does this before creating its wgpu instance, once per
+/// process, so library users need not call it. It sets an environment variable, which is
+/// only safe while no other thread reads the environment: a program that starts threads
+/// before its first `Gpu` calls it first thing (the `mobilenet` binary does).
 pub fn quiet_headless_start() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(private_runtime_dir);
+}
+
+fn private_runtime_dir() {
     let valid =
         std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|dir| std::path::Path::new(&dir).is_dir());
     if valid {
@@ -63,6 +72,7 @@ pub fn quiet_headless_start() {
 }
 
 pub(super) fn instance() -> wgpu::Instance {
+    quiet_headless_start();
     wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
 }
 

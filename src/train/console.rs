@@ -1,12 +1,17 @@
 //! What a run prints besides the epoch line: the progress bar and its running figures,
-//! skipped files, the data-parallel banner and rank 0's step timing.
+//! skipped files, notes before the first epoch (no validation split, the data-parallel
+//! banner) and rank 0's step timing. With `TrainOptions::progress` off only warnings are
+//! printed (on stderr).
 
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::dataset::DatasetKind;
 use super::run::Run;
-use crate::data::Batch;
+use super::run_files::{BEST, LAST};
+use crate::data::BadSample;
 use crate::graph::{RunningMetrics, StepTiming};
 
 /// The epoch's progress bar; hidden unless `enabled`.
@@ -34,18 +39,33 @@ pub(super) fn show_running(bar: &ProgressBar, metrics: &RunningMetrics, epoch_st
     ));
 }
 
-/// Bad files are named as they are met, above the progress bar.
-pub(super) fn report_bad_files(batch: &Batch, bar: &ProgressBar) {
-    for bad in &batch.bad {
-        bar.suspend(|| eprintln!("warning: skipped {bad}"));
-    }
-}
-
 impl Run<'_> {
-    /// Rank 0 says how the run is spread before the first epoch.
+    /// Names each bad file above the progress bar the first time this run meets it, in
+    /// training or evaluation; later epochs only count it (the epoch line's "bad files
+    /// skipped"), or a bad file in every epoch would bury the run's output.
+    pub(super) fn report_bad_files(&self, bad: &[BadSample], bar: &ProgressBar) {
+        let mut named = self
+            .named_bad
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for sample in bad {
+            if named.insert(sample.origin.clone()) {
+                bar.suspend(|| eprintln!("warning: skipped {sample} (named once per run)"));
+            }
+        }
+    }
+
+    /// Rank 0 says, before the first epoch, what runs without a validation split and how
+    /// the run is spread.
     pub(super) fn announce(&self) {
+        if !self.options.progress || !self.files.writer() {
+            return;
+        }
+        if let Some(note) = self.no_validation_note() {
+            println!("note: {note}");
+        }
         let ranks = self.replicas.count();
-        if ranks > 1 && self.files.writer() {
+        if ranks > 1 {
             println!(
                 "data parallel: {ranks} ranks x batch {} = global batch {}, batch norm {}",
                 self.options.batch_size,
@@ -59,10 +79,35 @@ impl Run<'_> {
         }
     }
 
+    /// Why there is no validation split, and what that means for the checkpoints.
+    fn no_validation_note(&self) -> Option<String> {
+        if self.data.val.is_some() {
+            return None;
+        }
+        let options = self.options;
+        let why = if options.val_fraction == 0.0 {
+            "--val-fraction 0".to_string()
+        } else if options.dataset == DatasetKind::Shards {
+            "shards are not split by --val-fraction, as that would read them twice; pass \
+             --val-data with validation shards or a folder for one"
+                .to_string()
+        } else {
+            format!(
+                "--val-fraction {} of {} images is none; raise it or pass --val-data",
+                options.val_fraction,
+                self.data.train.len()
+            )
+        };
+        Some(format!(
+            "training without a validation split ({why}); {BEST} is not written, as it \
+             follows validation accuracy: {LAST} holds the latest epoch"
+        ))
+    }
+
     /// Rank 0's share of a data-parallel epoch: compute, gradient sums and how much of
     /// them the backward pass hid, over the `steps` that `timing` sums.
     pub(super) fn report_timing(&self, timing: &StepTiming, steps: usize) {
-        if steps == 0 || !self.files.writer() {
+        if steps == 0 || !self.files.writer() || !self.options.progress {
             return;
         }
         let per_step = |d: Duration| 1e3 * d.as_secs_f64() / steps as f64;

@@ -83,7 +83,8 @@ impl Default for DataOptions {
 }
 
 /// Opens a data set of `kind`. Fashion-MNIST and CIFAR-10 come with a test split; folders and
-/// shards are one split each (point `--val-data` at another for validation).
+/// shards are one split each (point `--val-data` at another for validation; folders can
+/// also hold out `--val-fraction`, shards cannot).
 pub fn load_dataset(
     kind: DatasetKind,
     location: Option<&Path>,
@@ -178,7 +179,9 @@ impl TrainData {
                 );
                 (train, Some(val))
             }
-            None if splits.val_fraction > 0.0 => {
+            // Shards cannot be split without reading them twice: they train without a
+            // validation split (the run says so; see `Run::announce`).
+            None if splits.val_fraction > 0.0 && !matches!(train, DataSource::Shards(_)) => {
                 let (train, val) = train.split_validation(splits.val_fraction, splits.seed)?;
                 (train, (!val.is_empty()).then_some(val))
             }

@@ -8,7 +8,7 @@ use anyhow::bail;
 use crate::graph::ParamStore;
 
 /// The error that stops a run whose loss became `loss`; `diverged` names the ranks it
-/// came from (of `ranks`), `at` is (epoch, step), `last` the checkpoint that is kept.
+/// came from (of `ranks`), `at` is (epoch from 1, step), `last` the checkpoint that is kept.
 pub(super) fn diverged_loss(
     loss: f64,
     diverged: &[usize],
@@ -23,9 +23,22 @@ pub(super) fn diverged_loss(
     };
     anyhow::anyhow!(
         "the loss became {loss}{ranks} at epoch {epoch} by step {step} (learning rate {lr:.4}); \
-         training stopped and the last good checkpoint {} was kept; lower --lr or check the data",
-        last.display()
+         {}; lower --lr or check the data",
+        what_is_kept(epoch, last)
     )
+}
+
+/// What a run stopped in `epoch` (from 1) leaves: every finished epoch wrote `last`, so
+/// there is a checkpoint unless the run stopped in its first epoch.
+fn what_is_kept(epoch: usize, last: &Path) -> String {
+    match epoch {
+        0 | 1 => "training stopped in the first epoch, before any checkpoint was written".into(),
+        _ => format!(
+            "training stopped and the last good checkpoint {} (epoch {}) was kept",
+            last.display(),
+            epoch - 1
+        ),
+    }
 }
 
 /// Batch norm can keep the loss finite while the weights have already overflowed.
@@ -41,8 +54,8 @@ pub(super) fn check_finite(
     {
         bail!(
             "the weights became non-finite in epoch {epoch} (first: {name}; learning rate {lr:.4}); \
-             training stopped and the last good checkpoint {} was kept; lower --lr or check the data",
-            last.display()
+             {}; lower --lr or check the data",
+            what_is_kept(epoch, last)
         );
     }
     Ok(())

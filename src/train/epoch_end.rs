@@ -1,8 +1,10 @@
 //! From a trained epoch to its figures: the weights settled over the replicas and checked
 //! (finite, identical on every rank), then a split evaluated, sharded over the replicas.
 
+use indicatif::ProgressBar;
+
 use super::divergence::check_finite;
-use super::evaluate::{evaluate, EvalResult};
+use super::evaluate::{evaluate_reporting, EvalResult};
 use super::replicas::{check_replicas_agree, pooled_eval};
 use super::run::Run;
 use crate::data::DataSource;
@@ -28,7 +30,13 @@ impl Run<'_> {
         let Some(source) = split else {
             return Ok(None);
         };
-        let local = evaluate(&self.network.eval, source.clone(), self.eval_loader.clone())?;
+        let hidden = ProgressBar::hidden();
+        let local = evaluate_reporting(
+            &self.network.eval,
+            source.clone(),
+            self.eval_loader.clone(),
+            &mut |bad| self.report_bad_files(std::slice::from_ref(bad), &hidden),
+        )?;
         Ok(Some(pooled_eval(self.replicas, local)?))
     }
 }

@@ -18,10 +18,15 @@ pub struct EpochMetrics {
     pub val_loss: Option<f64>,
     #[serde(default, with = "json_float::option")]
     pub val_acc: Option<f64>,
+    /// Top-5 accuracy; `val_acc` and `test_acc` are top-1.
+    #[serde(default, with = "json_float::option")]
+    pub val_top5: Option<f64>,
     #[serde(default, with = "json_float::option")]
     pub test_loss: Option<f64>,
     #[serde(default, with = "json_float::option")]
     pub test_acc: Option<f64>,
+    #[serde(default, with = "json_float::option")]
+    pub test_top5: Option<f64>,
     /// Wall-clock time of the epoch, evaluation included.
     #[serde(with = "json_float")]
     pub seconds: f64,

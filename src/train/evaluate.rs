@@ -1,6 +1,6 @@
 //! Loss, top-1/top-5 accuracy and the confusion matrix of a model on a data set.
 
-use crate::data::{BatchLoader, DataSource, LoaderOptions};
+use crate::data::{BadSample, BatchLoader, DataSource, LoaderOptions};
 use crate::graph::Plan;
 use std::fmt::Write;
 
@@ -33,12 +33,25 @@ pub fn in_top_k(logits: &[f32], label: usize, k: usize) -> bool {
     logits.iter().filter(|&&v| v > target).count() < k
 }
 
-/// Runs `plan` (an inference plan whose first output is the logits) over `source`.
-/// `options` should neither shuffle, augment nor drop the last batch.
+/// Runs `plan` (an inference plan whose first output is the logits) over `source`, naming
+/// each bad file on stderr. `options` should neither shuffle, augment nor drop the last
+/// batch.
 pub fn evaluate(
     plan: &Plan,
     source: DataSource,
     options: LoaderOptions,
+) -> anyhow::Result<EvalResult> {
+    evaluate_reporting(plan, source, options, &mut |bad| {
+        eprintln!("warning: skipped {bad}")
+    })
+}
+
+/// `evaluate`, with `report` told of each bad file (a trainer names each once per run).
+pub fn evaluate_reporting(
+    plan: &Plan,
+    source: DataSource,
+    options: LoaderOptions,
+    report: &mut dyn FnMut(&BadSample),
 ) -> anyhow::Result<EvalResult> {
     let classes = source.class_names().len().max(1);
     let loader = BatchLoader::new(source, options, 0)?;
@@ -48,7 +61,7 @@ pub fn evaluate(
     for batch in loader {
         let batch = batch?;
         for bad in &batch.bad {
-            eprintln!("warning: skipped {bad}");
+            report(bad);
             bad_files.push(bad.origin.clone());
         }
         let outputs = plan.run(&batch.images)?;

@@ -2,10 +2,13 @@
 //! so that a killed run resumes with a readable file.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::weights::{write_atomic, WeightsError};
+
+/// How much of a file's end is read to find its last line: far more than one record.
+const TAIL_BYTES: u64 = 64 * 1024;
 
 /// The record and the epoch line were defined here once; kept reachable at their old paths.
 pub use super::epoch_line::format_epoch_line;
@@ -45,33 +48,45 @@ pub enum MetricsError {
 /// can at worst leave this one line torn. A torn last line left by an earlier kill is cut off
 /// first, so the new record starts on a line of its own.
 pub fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<(), MetricsError> {
-    let mut line = serde_json::to_vec(m).map_err(|error| MetricsError::Encode {
+    let line = serde_json::to_vec(m).map_err(|error| MetricsError::Encode {
         epoch: m.epoch,
         error,
     })?;
-    line.push(b'\n');
+    append_line(path, line, |tail| parse_record(tail).is_ok())
+}
 
+/// Appends `line` and a newline to a JSON-lines file, as [`append_metrics`] describes;
+/// `is_record` tells a complete last line that only lacks its newline from a torn one.
+pub(super) fn append_line(
+    path: &Path,
+    mut line: Vec<u8>,
+    is_record: impl Fn(&[u8]) -> bool,
+) -> Result<(), MetricsError> {
+    line.push(b'\n');
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
         .open(path)
         .map_err(io_err(path, "open"))?;
-    // The file holds one short line per epoch, so reading it all is cheap.
+    // Lines are short, so the end of the file holds the whole last line; the steps file
+    // grows long enough over a run that reading all of it at every append would show.
+    let length = file.metadata().map_err(io_err(path, "read"))?.len();
+    let start = length.saturating_sub(TAIL_BYTES);
     let mut content = Vec::new();
-    file.read_to_end(&mut content)
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_to_end(&mut content))
         .map_err(io_err(path, "read"))?;
-    let tail_start = content
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |i| i + 1);
+    let newline = content.iter().rposition(|&b| b == b'\n');
+    let tail_start = newline.map_or(0, |i| i + 1);
     let tail = &content[tail_start..];
     if !tail.is_empty() {
-        if parse_record(tail).is_ok() {
+        // A last line longer than the window is none of ours: keep it rather than cut it.
+        if is_record(tail) || (newline.is_none() && start > 0) {
             // A complete record that only lacks its newline (e.g. edited by hand): keep it.
             line.insert(0, b'\n');
         } else {
-            file.set_len(tail_start as u64)
+            file.set_len(start + tail_start as u64)
                 .map_err(io_err(path, "repair the torn last line of"))?;
         }
     }

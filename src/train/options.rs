@@ -38,13 +38,37 @@ pub struct TrainOptions {
     pub augment: Augment,
     pub out_dir: PathBuf,
     pub resume: bool,
-    /// Draw a progress bar (on a terminal).
+    /// Print the run's progress: a line per epoch and notes on stdout. `false`: the trainer
+    /// prints nothing but warnings (stderr); read the returned `TrainSummary` instead.
     pub progress: bool,
+    /// With `progress`, also draw a progress bar on a terminal (the CLI's `--no-progress`
+    /// keeps the epoch lines and drops the bar).
+    #[serde(skip)]
+    pub progress_bar: bool,
+    /// Training steps between TensorBoard points (and read-backs of loss and accuracy).
+    /// At its default it is left out of the options' JSON, so runs checkpointed before it
+    /// existed still resume.
+    #[serde(
+        default = "default_log_every",
+        skip_serializing_if = "is_default_log_every"
+    )]
+    pub log_every: usize,
     /// Start from pretrained weights with a new classifier (`mobilenet finetune`).
     pub finetune: Option<Finetune>,
     /// Data-parallel settings (used when several ranks train together).
     #[serde(default)]
     pub parallel: ParallelOptions,
+}
+
+/// `--log-every`'s default: a TensorBoard point every 50 steps.
+pub const DEFAULT_LOG_EVERY: usize = 50;
+
+fn default_log_every() -> usize {
+    DEFAULT_LOG_EVERY
+}
+
+fn is_default_log_every(n: &usize) -> bool {
+    *n == DEFAULT_LOG_EVERY
 }
 
 /// Transfer learning: a pretrained network, a new classifier for the data set's classes,
@@ -82,6 +106,7 @@ impl TrainOptions {
         same.epochs = 0;
         same.resume = false;
         same.progress = false;
+        same.log_every = DEFAULT_LOG_EVERY;
         same.data.workers = 0;
         same.out_dir = PathBuf::new();
         // Taken from the data set, whatever the caller put there.
@@ -89,10 +114,27 @@ impl TrainOptions {
         serde_json::to_string(&same).unwrap_or_default()
     }
 
-    /// Refuses options no run can start with.
-    pub(super) fn check(&self) -> anyhow::Result<()> {
+    /// `--epochs` is the run's total, so 0 trains nothing, resumed or not.
+    fn check_epochs(&self) -> anyhow::Result<()> {
+        match (self.epochs, self.resume) {
+            (0, false) => anyhow::bail!(
+                "--epochs 0 trains nothing and writes nothing; pass --epochs 1 or more"
+            ),
+            (0, true) => anyhow::bail!(
+                "--epochs 0 with --resume: nothing to do; --epochs counts the run's epochs from \
+                 its start, so pass the total it should reach (more than its checkpoint holds)"
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses options no run can start with (`train` checks them first; a caller may
+    /// check before it opens an adapter).
+    pub fn check(&self) -> anyhow::Result<()> {
         self.model.validate()?;
         anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        self.check_epochs()?;
+        anyhow::ensure!(self.log_every > 0, "--log-every must be at least 1");
         anyhow::ensure!(
             (0.0..1.0).contains(&self.val_fraction),
             "--val-fraction must be in [0, 1)"

@@ -1,9 +1,11 @@
-//! What a finished epoch leaves behind: its `EpochMetrics`, printed as the epoch line and
-//! appended to `metrics.jsonl`, the checkpoints (`last`, and `best` when validation
-//! improved) and the redrawn curves. Only rank 0 writes.
+//! What a finished epoch leaves behind: its `EpochMetrics`, printed as the epoch line,
+//! appended to `metrics.jsonl` and logged to TensorBoard, the checkpoints (`last`, and
+//! `best` when validation improved), the redrawn curves and the confusion matrix of the
+//! epoch's evaluation. Only rank 0 writes.
 
 use std::time::Instant;
 
+use super::confusion::plot_confusion;
 use super::curves::plot_curves;
 use super::epoch::EpochTally;
 use super::epoch_line::format_epoch_line;
@@ -11,7 +13,8 @@ use super::epoch_metrics::EpochMetrics;
 use super::evaluate::EvalResult;
 use super::metrics::append_metrics;
 use super::run::{Progress, Run};
-use super::run_files::CURVES;
+use super::run_files::{CONFUSION, CURVES, STEPS};
+use super::steps::read_steps;
 use crate::graph::ParamStore;
 use crate::weights::checkpoint::Checkpoint;
 
@@ -31,8 +34,10 @@ impl Run<'_> {
             train_acc: tally.metrics.accuracy(),
             val_loss: val.map(|v| v.loss),
             val_acc: val.map(|v| v.top1),
+            val_top5: val.map(|v| v.top5),
             test_loss: test.map(|t| t.loss),
             test_acc: test.map(|t| t.top1),
+            test_top5: test.map(|t| t.top5),
             seconds: epoch_start.elapsed().as_secs_f64(),
             images_per_sec: tally.metrics.samples as f64 / tally.seconds.max(1e-9),
             bad_files: tally.bad_files,
@@ -54,19 +59,23 @@ impl Run<'_> {
         if !self.files.writer() {
             return Ok(());
         }
-        println!("{}", format_epoch_line(&metrics, self.options.epochs));
+        if self.options.progress {
+            println!("{}", format_epoch_line(&metrics, self.options.epochs));
+        }
         // Metrics first, checkpoint second: a kill in between leaves a metrics line past
         // the checkpoint, which --resume truncates before redoing the epoch.
         append_metrics(&self.files.metrics, &metrics)?;
+        self.tensorboard_epoch(&metrics)?;
         history.push(metrics);
         let checkpoint = self.checkpoint(weights, progress)?;
-        self.files
-            .save(&checkpoint, improved || self.data.val.is_none())?;
+        // Without validation nothing says which epoch is best: only `last` is written.
+        self.files.save(&checkpoint, improved)?;
         let title = format!(
             "MobileNet V1 {} on {} ({} epochs)",
             self.config.alpha, self.options.dataset, self.options.epochs
         );
-        plot_curves(&self.options.out_dir.join(CURVES), history, &title)?;
+        let steps = read_steps(&self.options.out_dir.join(STEPS));
+        plot_curves(&self.options.out_dir.join(CURVES), history, &steps, &title)?;
         Ok(())
     }
 
@@ -85,6 +94,27 @@ impl Run<'_> {
             class_names: self.data.class_names.clone(),
             train_options: Some(self.fingerprint.clone()),
         })
+    }
+
+    /// Redraws confusion.png from the epoch's test evaluation, else its validation
+    /// (rank 0); nothing without either.
+    pub(super) fn draw_confusion(
+        &self,
+        epoch: usize,
+        test: Option<&EvalResult>,
+        val: Option<&EvalResult>,
+    ) -> anyhow::Result<()> {
+        let split = test.map(|t| ("test", t)).or(val.map(|v| ("validation", v)));
+        let Some((name, result)) = split.filter(|_| self.files.writer()) else {
+            return Ok(());
+        };
+        let title = format!(
+            "Confusion matrix: {name} split after epoch {epoch} ({} images, % of each true class)",
+            result.count
+        );
+        let path = self.options.out_dir.join(CONFUSION);
+        plot_confusion(&path, &result.confusion, &self.data.class_names, &title)?;
+        Ok(())
     }
 }
 

@@ -3,9 +3,11 @@
 
 use anyhow::bail;
 
+use super::launch::say;
 use super::metrics::truncate_metrics;
 use super::replicas::{from_rank0, share_state};
 use super::run::{Progress, Run};
+use super::run_files::LAST;
 use crate::weights::checkpoint::Checkpoint;
 
 impl Run<'_> {
@@ -34,6 +36,16 @@ impl Run<'_> {
     fn load_checkpoint(&self, checkpoint: Option<Checkpoint>) -> anyhow::Result<Progress> {
         let files = &self.files;
         let Some(checkpoint) = checkpoint else {
+            if files.writer() && self.options.resume {
+                // A run killed in its first epoch leaves no checkpoint: say so, or a user
+                // would believe the run continued.
+                say(&format!(
+                    "warning: --resume: {} holds no checkpoint ({}) to resume from; a new run \
+                     starts at epoch 1",
+                    self.options.out_dir.display(),
+                    LAST
+                ));
+            }
             if files.writer() && files.metrics.exists() {
                 truncate_metrics(&files.metrics, 0)?;
             }
@@ -45,19 +57,28 @@ impl Run<'_> {
         };
         if checkpoint.train_options.as_deref() != Some(self.fingerprint.as_str()) {
             bail!(
-                "{} was written by a run with other options; resume with the same options (only --epochs, --workers and the number of ranks may change)",
+                "{} was written by a run with other options; resume with the same options (only --epochs, --workers, --log-every and the number of ranks may change)",
                 files.last.display()
             );
         }
         self.network
             .restore(&checkpoint.params, &checkpoint.optimizer_state)?;
         truncate_metrics(&files.metrics, checkpoint.epoch)?;
-        println!(
-            "resuming {} at epoch {} (step {})",
-            self.options.out_dir.display(),
-            checkpoint.epoch,
-            checkpoint.step
-        );
+        if self.options.progress {
+            let done = match checkpoint.epoch >= self.options.epochs {
+                true => format!(
+                    "; --epochs {} is reached, so nothing is left to train",
+                    self.options.epochs
+                ),
+                false => String::new(),
+            };
+            println!(
+                "resuming {} at epoch {} (step {}){done}",
+                self.options.out_dir.display(),
+                checkpoint.epoch,
+                checkpoint.step
+            );
+        }
         Ok(Progress {
             epoch: checkpoint.epoch,
             step: checkpoint.step,

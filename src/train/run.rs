@@ -5,6 +5,9 @@
 //! `epoch` (training an epoch), `epoch_end` (settling and evaluating), `record` (metrics,
 //! checkpoints, curves) and `console` (what is printed besides the epoch line).
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
 use anyhow::Context;
 
 use super::dataset::{
@@ -33,6 +36,8 @@ pub(super) struct Run<'a> {
     pub fingerprint: String,
     pub train_loader: LoaderOptions,
     pub eval_loader: LoaderOptions,
+    /// Bad files already named, so each is named once per run (`console`).
+    pub named_bad: Mutex<HashSet<String>>,
 }
 
 /// Progress that a checkpoint carries across a resume.
@@ -78,6 +83,7 @@ impl<'a> Run<'a> {
             normalize,
             train_loader,
             eval_loader,
+            named_bad: Mutex::default(),
         };
         Ok((run, resume_from))
     }

@@ -1,22 +1,32 @@
 //! The files a run keeps in its directory (`--out`): the last and best checkpoints, the
-//! metrics and the curves. Only the writer (rank 0) locks the directory and writes.
+//! metrics, the curves and the TensorBoard events. Only the writer (rank 0) locks the
+//! directory and writes.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 
 use super::run_lock::RunLock;
+use super::tensorboard::EventFile;
 use crate::weights::checkpoint::Checkpoint;
 
 pub const LAST: &str = "last.safetensors";
 pub const BEST: &str = "best.safetensors";
 pub const METRICS: &str = "metrics.jsonl";
 pub const CURVES: &str = "curves.png";
+/// Training loss, accuracy and learning rate at every read-back (see `steps`).
+pub const STEPS: &str = "steps.jsonl";
+/// The last evaluation's confusion matrix (the test split, else validation).
+pub const CONFUSION: &str = "confusion.png";
 
 /// Where a run keeps its files. Only the writer (rank 0) holds the lock and writes.
 pub(super) struct RunFiles {
     pub last: PathBuf,
     pub metrics: PathBuf,
+    /// This process's TensorBoard event file (`events.out.tfevents.*`), opened by rank 0
+    /// when its first epoch starts (`run_events`).
+    pub events: OnceCell<EventFile>,
     /// Held while the run lives; None on ranks other than 0.
     lock: Option<RunLock>,
 }
@@ -38,6 +48,7 @@ impl RunFiles {
             lock,
             last: out_dir.join(LAST),
             metrics: out_dir.join(METRICS),
+            events: OnceCell::new(),
         })
     }
 

@@ -15,7 +15,7 @@ use crate::graph::{Replicas, Solo};
 /// These were defined here once; kept reachable at their old paths.
 pub use super::dataset::default_normalize;
 pub use super::options::{Finetune, TrainOptions};
-pub use super::run_files::{BEST, CURVES, LAST, METRICS};
+pub use super::run_files::{BEST, CONFUSION, CURVES, LAST, METRICS, STEPS};
 
 /// What a finished run reports.
 #[derive(Clone, Debug)]
@@ -74,6 +74,8 @@ pub struct TrainSummary {
 ///     out_dir: PathBuf::from("runs/fashion-mnist"),
 ///     resume: false,
 ///     progress: true,
+///     progress_bar: true,
+///     log_every: 50, // TensorBoard points (RUN_DIR/events.out.tfevents.*)
 ///     finetune: None,
 ///     parallel: Default::default(),
 /// };
@@ -123,6 +125,7 @@ pub fn train_replicated(
             epoch_start,
         );
         run.record(metrics, &mut history, &mut progress, weights, val.as_ref())?;
+        run.draw_confusion(progress.epoch, test.as_ref(), val.as_ref())?;
         run.report_timing(&tally.timing, tally.timed_steps);
         test_result = test;
     }

@@ -1,13 +1,20 @@
 //! Shared test harness: the GPU (never skipped), seeded data, tolerance checks.
 #![allow(dead_code)]
 
+use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::gpu::KernelChoice;
 use mobilenet_wgpu::graph::{GraphBuilder, ParamStore};
 use mobilenet_wgpu::ops::{alternatives, KernelCaps, ACCESS_KERNELS};
 use mobilenet_wgpu::ops::{OpKind, Padding, ParamRole};
 use mobilenet_wgpu::reference::{self, Tensor};
+use mobilenet_wgpu::train::{
+    DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, TrainOptions,
+    DEFAULT_LOG_EVERY,
+};
 use mobilenet_wgpu::Gpu;
+use mobilenet_wgpu::{MobileNetV1Config, Preset};
 use rand::{Rng, SeedableRng};
+use std::path::Path;
 use std::sync::OnceLock;
 
 /// Relative tolerance for single ops: |gpu - ref| <= RTOL * (|ref| + rms(ref)).
@@ -364,4 +371,78 @@ pub fn small_net(batch: usize) -> GraphBuilder {
         .unwrap();
     g.output(y).unwrap();
     g
+}
+
+/// The small network the training tests use: width 0.25 at Fashion-MNIST's 28x28x1, the
+/// paper's stride-2 stem.
+pub fn small_fashion_model() -> MobileNetV1Config {
+    MobileNetV1Config {
+        alpha: 0.25,
+        resolution: 28,
+        in_channels: 1,
+        stem_stride: 2,
+        classes: 10,
+        ..MobileNetV1Config::preset(Preset::Paper)
+    }
+}
+
+/// A short Fashion-MNIST run of the first `limit` training images (10% held out) and 200
+/// test images into `out`: the width-0.25 network at 28x28 with the stride-2 stem.
+pub fn small_fashion_run(out: &Path, epochs: usize, limit: usize) -> TrainOptions {
+    TrainOptions {
+        dataset: DatasetKind::FashionMnist,
+        data_dir: None,
+        val_dir: None,
+        data: DataOptions::default(),
+        model: small_fashion_model(),
+        epochs,
+        batch_size: 32,
+        optimizer: OptimizerConfig {
+            weight_decay: 4e-5,
+            ..OptimizerConfig::new(OptimizerKind::Rmsprop)
+        },
+        schedule: Schedule::paper(),
+        bn_momentum: 0.1,
+        seed: 3,
+        limit: Some(limit),
+        test_limit: Some(200),
+        val_fraction: 0.1,
+        augment: Augment {
+            pad_crop: 2,
+            hflip: true,
+            ..Augment::default()
+        },
+        out_dir: out.to_path_buf(),
+        resume: false,
+        progress: false,
+        progress_bar: false,
+        log_every: DEFAULT_LOG_EVERY,
+        finetune: None,
+        parallel: Default::default(),
+    }
+}
+
+/// The `mobilenet train` flags that make its options those of `small_fashion_run` with
+/// `limit` images (the augmentation and `--log-every` aside), so that a library run can
+/// resume a command-line one.
+pub fn small_fashion_run_flags(epochs: usize, limit: usize) -> Vec<String> {
+    let flags = [
+        ("--epochs", epochs.to_string()),
+        ("--limit", limit.to_string()),
+        ("--test-limit", "200".into()),
+        ("--batch-size", "32".into()),
+        ("--alpha", "0.25".into()),
+        ("--stem-stride", "2".into()),
+        ("--optimizer", "rmsprop".into()),
+        ("--lr", "0.045".into()),
+        ("--schedule", "step".into()),
+        ("--weight-decay", "4e-5".into()),
+        ("--bn-momentum", "0.1".into()),
+        ("--val-fraction", "0.1".into()),
+        ("--seed", "3".into()),
+    ];
+    flags
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
 }

@@ -26,6 +26,7 @@ struct Cli {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Every Gpu does this too; here it happens before MPI or the loader start threads.
     mobilenet_wgpu::gpu::quiet_headless_start();
     let Cli { command } = Cli::parse();
     commands::run(command, Cli::command)

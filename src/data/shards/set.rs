@@ -17,6 +17,9 @@ pub struct ShardSet {
     pub counts: Vec<usize>,
     /// Class names in label order.
     pub class_names: Vec<String>,
+    /// Read only the first N samples of each epoch's stream (`--limit`, smoke runs); the
+    /// shards are not cut, since where a sample lies is only known by reading.
+    pub limit: Option<usize>,
 }
 
 impl ShardSet {
@@ -40,6 +43,7 @@ impl ShardSet {
                 counts: counts_from_manifest(&path, &listed, &shards)?,
                 class_names: classes,
                 shards,
+                limit: None,
             },
             Manifest::Absent | Manifest::Foreign => scan_set(shards)?,
         };
@@ -57,9 +61,10 @@ impl ShardSet {
         Ok(set)
     }
 
-    /// Total samples in all shards.
+    /// Samples an epoch reads: all the shards hold, or `limit` if fewer.
     pub fn len(&self) -> usize {
-        self.counts.iter().sum()
+        let total = self.counts.iter().sum();
+        self.limit.map_or(total, |limit| limit.min(total))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -86,6 +91,7 @@ fn scan_set(shards: Vec<PathBuf>) -> Result<ShardSet, DataError> {
         counts: scans.iter().map(|scan| scan.samples).collect(),
         class_names: (0..classes).map(|class| class.to_string()).collect(),
         shards,
+        limit: None,
     })
 }
 

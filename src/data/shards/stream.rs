@@ -64,6 +64,8 @@ pub struct ShardStream {
     source: Option<Interleave>,
     buffer: ShuffleBuffer,
     samples: usize,
+    /// Samples still to yield under the set's `limit`.
+    remaining: Option<usize>,
 }
 
 impl ShardStream {
@@ -92,7 +94,9 @@ impl ShardStream {
         read: ReadFn,
     ) -> Result<Self, DataError> {
         let jobs = epoch_jobs(set, mix_seed(seed, epoch, SHARD_ORDER), shuffle, part)?;
-        let samples = jobs.iter().map(|job| job.expected).sum();
+        let remaining = set.limit.map(|limit| part_of(limit, part));
+        let all: usize = jobs.iter().map(|job| job.expected).sum();
+        let samples = remaining.map_or(all, |remaining| remaining.min(all));
         Ok(ShardStream {
             source: Some(Interleave::start(jobs, read)?),
             buffer: ShuffleBuffer {
@@ -101,6 +105,7 @@ impl ShardStream {
                 rng: StdRng::seed_from_u64(mix_seed(seed, epoch, SAMPLE_ORDER)),
             },
             samples,
+            remaining,
         })
     }
 
@@ -114,7 +119,15 @@ impl Iterator for ShardStream {
     type Item = Result<EncodedSample, DataError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == Some(0) {
+            self.source = None;
+            self.buffer.items = Vec::new();
+            return None;
+        }
         let item = self.buffer.next(self.source.as_mut()?);
+        if let (Some(Ok(_)), Some(remaining)) = (&item, &mut self.remaining) {
+            *remaining -= 1;
+        }
         if !matches!(item, Some(Ok(_))) {
             // The end, or an error that ends the epoch: release the readers and the buffer now.
             self.source = None;
@@ -122,6 +135,13 @@ impl Iterator for ShardStream {
         }
         item
     }
+}
+
+/// Rank `part.0`'s share of `total` samples split over `part.1` ranks, the remainder going
+/// to the first ranks, so the shares add up to `total`.
+fn part_of(total: usize, (rank, ranks): (usize, usize)) -> usize {
+    let ranks = ranks.max(1);
+    total / ranks + usize::from(rank < total % ranks)
 }
 
 /// This epoch's shards, in reading order, for rank `part.0` of `part.1`.
@@ -324,6 +344,33 @@ mod tests {
         let error = stream.next().unwrap().unwrap_err().to_string();
         assert!(error.contains("crashed: boom"), "{error}");
         assert!(stream.next().is_none());
+    }
+
+    #[test]
+    fn a_limit_yields_the_first_samples_of_each_epoch_split_over_the_ranks() {
+        let root = tempfile::tempdir().unwrap();
+        let (_, out) = dataset(root.path(), 30, 5);
+        let mut set = open(&out);
+        let whole = origins(&set, 2, 1, 8);
+        set.limit = Some(7);
+        assert_eq!(set.len(), 7);
+        let stream = ShardStream::new(&set, 2, 1, true, 8, (0, 1)).unwrap();
+        assert_eq!(stream.expected_len(), 7);
+        assert_eq!(read_all(stream).len(), 7);
+        assert_eq!(
+            origins(&set, 2, 1, 8),
+            whole[..7],
+            "the stream's first samples"
+        );
+        let shares: Vec<usize> = (0..3)
+            .map(|rank| {
+                let stream = ShardStream::new(&set, 2, 1, true, 8, (rank, 3)).unwrap();
+                let expected = stream.expected_len();
+                assert_eq!(read_all(stream).len(), expected);
+                expected
+            })
+            .collect();
+        assert_eq!(shares, [3, 2, 2]);
     }
 
     #[test]

@@ -88,5 +88,6 @@ pub(super) fn hand_set(dir: &Path, bytes: &[u8], expected: usize, classes: usize
         shards: vec![shard],
         counts: vec![expected],
         class_names: (0..classes).map(|c| c.to_string()).collect(),
+        limit: None,
     }
 }

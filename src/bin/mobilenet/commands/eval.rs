@@ -3,15 +3,17 @@
 use crate::args::{override_preprocess, LoadingArgs};
 use anyhow::Context;
 use clap::Args;
+use mobilenet_wgpu::train::confusion::{plot_confusion, CONFUSION};
 use mobilenet_wgpu::train::dataset::load_dataset;
-use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion};
+use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion, EvalResult};
 use mobilenet_wgpu::train::DatasetKind;
 use mobilenet_wgpu::weights::load_pretrained;
 use mobilenet_wgpu::Gpu;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix, with the
-/// weights' own preprocessing (timm: bicubic resize to 224/0.875, centre crop 224).
+/// Evaluate weights on a data set: loss, top-1, top-5 and the confusion matrix (printed, and
+/// drawn into confusion.png), with the weights' own preprocessing (timm: bicubic resize to
+/// 224/0.875, centre crop 224).
 #[derive(Args)]
 pub struct EvalArgs {
     /// Our checkpoints, or timm/Keras files whose classes match the data set.
@@ -37,6 +39,10 @@ pub struct EvalArgs {
     limit: Option<usize>,
     #[arg(long)]
     json: bool,
+    /// Directory for confusion.png (default: the weights file's, which for a checkpoint of
+    /// `train` is its run directory).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 impl EvalArgs {
@@ -73,11 +79,39 @@ impl EvalArgs {
             );
             print!("{}", format_confusion(&result, &class_names));
         }
+        self.draw_confusion(&result, &class_names)?;
         if !result.bad_files.is_empty() {
             eprintln!(
                 "{} files could not be decoded and were left out (named above)",
                 result.bad_files.len()
             );
+        }
+        Ok(())
+    }
+
+    /// Writes confusion.png into --out, or beside the weights. Beside the weights it may
+    /// not be writable (a shared model directory): the figures are printed already, so
+    /// that is a warning there and an error only for a directory the user named.
+    fn draw_confusion(&self, result: &EvalResult, class_names: &[String]) -> anyhow::Result<()> {
+        let dir = match (&self.out, self.weights.parent()) {
+            (Some(dir), _) => dir.as_path(),
+            (None, Some(parent)) if !parent.as_os_str().is_empty() => parent,
+            (None, _) => Path::new("."),
+        };
+        let path = dir.join(CONFUSION);
+        let name = self.weights.file_name().unwrap_or(self.weights.as_os_str());
+        let title = format!(
+            "Confusion matrix: {} ({} images, % of each true class)",
+            name.to_string_lossy(),
+            result.count
+        );
+        match plot_confusion(&path, &result.confusion, class_names, &title) {
+            Ok(()) if !self.json => println!("confusion matrix drawn in {}", path.display()),
+            Ok(()) => {}
+            Err(e) if self.out.is_none() => {
+                eprintln!("warning: {e}; pass --out DIR to write it elsewhere")
+            }
+            Err(e) => return Err(e.into()),
         }
         Ok(())
     }

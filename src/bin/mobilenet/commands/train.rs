@@ -5,10 +5,13 @@ use clap::{Args, ValueEnum};
 use mobilenet_wgpu::data::{Augment, RandomResizedCrop, DEFAULT_SHUFFLE_BUFFER};
 use mobilenet_wgpu::train::evaluate::format_confusion;
 use mobilenet_wgpu::train::launch::say;
-use mobilenet_wgpu::train::trainer::{Finetune, TrainOptions, BEST, CURVES, LAST, METRICS};
+use mobilenet_wgpu::train::trainer::{
+    Finetune, TrainOptions, BEST, CONFUSION, CURVES, LAST, METRICS, STEPS,
+};
 use mobilenet_wgpu::train::{train_replicated, Launch};
 use mobilenet_wgpu::train::{
     DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
+    DEFAULT_LOG_EVERY,
 };
 use mobilenet_wgpu::{Gpu, MobileNetV1Config, Preset};
 use std::path::PathBuf;
@@ -125,8 +128,13 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    /// No progress bar; the line per epoch stays.
     #[arg(long)]
     no_progress: bool,
+    /// Training steps between points of the TensorBoard log (RUN_DIR/events.out.tfevents.*)
+    /// and updates of the progress bar's loss.
+    #[arg(long, value_name = "STEPS", default_value_t = DEFAULT_LOG_EVERY)]
+    log_every: usize,
     #[command(flatten)]
     parallel: ParallelArgs,
 }
@@ -213,7 +221,9 @@ impl TrainArgs {
             augment: self.augment(),
             out_dir: self.out.clone(),
             resume: self.resume,
-            progress: !self.no_progress,
+            progress: true,
+            progress_bar: !self.no_progress,
+            log_every: self.log_every,
             finetune: None,
             parallel: self.parallel.options(),
         }
@@ -317,6 +327,8 @@ fn run_training(
     options: &TrainOptions,
     adapter_index: Option<usize>,
 ) -> anyhow::Result<()> {
+    // Refused before the adapter opens and the start line claims a run.
+    options.check()?;
     let replicas = launch.replicas();
     let gpu = launch.gpu(adapter_index)?;
     if replicas.count() > 1 {
@@ -347,10 +359,25 @@ fn run_training(
         );
         print!("{}", format_confusion(test, &summary.class_names));
     }
+    // Only what is there: best.safetensors, for one, needs a validation split.
+    let mut written: Vec<&str> = [LAST, BEST, METRICS, STEPS, CURVES, CONFUSION]
+        .into_iter()
+        .filter(|file| options.out_dir.join(file).is_file())
+        .collect();
+    let has_events = std::fs::read_dir(&options.out_dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("events.out.tfevents.")
+        })
+    });
+    if has_events {
+        written.push("events.out.tfevents.* (TensorBoard)");
+    }
     println!(
         "done in {:.1} s; {} in {}",
         summary.seconds,
-        [LAST, BEST, METRICS, CURVES].join(", "),
+        written.join(", "),
         options.out_dir.display()
     );
     Ok(())
