@@ -360,20 +360,21 @@ fn run_training(
         print!("{}", format_confusion(test, &summary.class_names));
     }
     // Only what is there: best.safetensors, for one, needs a validation split.
-    let mut written: Vec<&str> = [LAST, BEST, METRICS, STEPS, CURVES, CONFUSION]
+    let mut written: Vec<String> = [LAST, BEST, METRICS, STEPS, CURVES, CONFUSION]
         .into_iter()
         .filter(|file| options.out_dir.join(file).is_file())
+        .map(String::from)
         .collect();
-    let has_events = std::fs::read_dir(&options.out_dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("events.out.tfevents.")
-        })
-    });
-    if has_events {
-        written.push("events.out.tfevents.* (TensorBoard)");
-    }
+    // The TensorBoard event files, by name (a resumed run may have several).
+    let mut events: Vec<String> = std::fs::read_dir(&options.out_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("events.out.tfevents."))
+        .collect();
+    events.sort();
+    written.extend(events);
     println!(
         "done in {:.1} s; {} in {}",
         summary.seconds,
