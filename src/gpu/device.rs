@@ -51,6 +51,8 @@ pub struct CompiledEntry {
     pub bindings: Arc<Vec<u32>>,
     /// The bindings the entry point may write.
     pub writable: Arc<Vec<u32>>,
+    /// The bindings the entry point stores to (`EntryBindings::stored`).
+    pub stored: Arc<Vec<u32>>,
 }
 
 impl Gpu {
@@ -280,6 +282,7 @@ impl Gpu {
             pipeline: Arc::new(pipeline),
             bindings: Arc::new(reflected.bindings),
             writable: Arc::new(reflected.writable),
+            stored: Arc::new(reflected.stored),
         };
         pipelines.insert(key, compiled.clone());
         Ok(compiled)

@@ -45,6 +45,9 @@ pub struct EntryBindings {
     pub bindings: Vec<u32>,
     /// Those of them it may write (read_write storage).
     pub writable: Vec<u32>,
+    /// Those of them it does store to: entry points of one module share declarations, so
+    /// a `read_write` binding may be only read by this one.
+    pub stored: Vec<u32>,
 }
 
 /// One WGSL file per layer type (the GEMM file serves both pointwise and dense).
@@ -199,11 +202,15 @@ impl Shader {
                     .filter(|(handle, _)| !uses[*handle].is_empty());
                 let mut bindings = Vec::new();
                 let mut writable = Vec::new();
-                for (_, var) in used {
+                let mut stored = Vec::new();
+                for (handle, var) in used {
                     let Some(binding) = var.binding.as_ref().map(|b| b.binding) else {
                         continue;
                     };
                     bindings.push(binding);
+                    if uses[handle].contains(naga::valid::GlobalUse::WRITE) {
+                        stored.push(binding);
+                    }
                     if let naga::AddressSpace::Storage { access } = var.space {
                         if access.contains(naga::StorageAccess::STORE) {
                             writable.push(binding);
@@ -211,7 +218,7 @@ impl Shader {
                     }
                 }
                 // A binding may be declared twice, as scalars and as vec4s.
-                for list in [&mut bindings, &mut writable] {
+                for list in [&mut bindings, &mut writable, &mut stored] {
                     list.sort_unstable();
                     list.dedup();
                 }
@@ -219,6 +226,7 @@ impl Shader {
                     entry: ep.name.clone(),
                     bindings,
                     writable,
+                    stored,
                 }
             })
             .collect())

@@ -12,11 +12,9 @@
 //! (`Slot::Unused`, never read) count nothing.
 
 use super::buffer_range::BufferRange;
-use crate::gpu::{CompiledEntry, Shader};
+use crate::gpu::CompiledEntry;
 use crate::ops::{Dispatch, Slot};
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
 
 /// Bytes read and bytes written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -64,8 +62,9 @@ impl StepTraffic {
         resolve: &dyn Fn(Slot) -> Option<BufferRange>,
     ) -> StepTraffic {
         let mut traffic = StepTraffic::default();
-        let stores = stored_bindings(dispatch.shader, dispatch.entry)
-            .unwrap_or_else(|| compiled.writable.clone());
+        // What this entry point stores to, not what its module declares `read_write`:
+        // batch norm's backward only reads the `output` its forward writes.
+        let stores = &compiled.stored;
         for (binding, range) in buffers {
             let Some(slot) = dispatch
                 .bindings
@@ -110,43 +109,6 @@ impl StepTraffic {
             Slot::Hyper | Slot::Unused => None,
         }
     }
-}
-
-/// The bindings `entry` of `shader` stores to, by naga's analysis of that entry point
-/// (remembered per entry point); `None` if the shader does not parse. Not
-/// `CompiledEntry::writable`: that lists what the module declares `read_write`, and entry
-/// points share declarations (batch norm's backward reads the `output` its forward
-/// writes), so counting from it would turn reads into writes.
-fn stored_bindings(shader: Shader, entry: &'static str) -> Option<Arc<Vec<u32>>> {
-    type Cache = Mutex<HashMap<(Shader, &'static str), Option<Arc<Vec<u32>>>>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-    cache
-        .entry((shader, entry))
-        .or_insert_with(|| analyse_stores(shader, entry).map(Arc::new))
-        .clone()
-}
-
-fn analyse_stores(shader: Shader, entry: &str) -> Option<Vec<u32>> {
-    let module = naga::front::wgsl::parse_str(&shader.source()).ok()?;
-    let info = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::all(),
-    )
-    .validate(&module)
-    .ok()?;
-    let index = module.entry_points.iter().position(|e| e.name == entry)?;
-    let uses = info.get_entry_point(index);
-    let mut stores: Vec<u32> = module
-        .global_variables
-        .iter()
-        .filter(|(handle, _)| uses[*handle].contains(naga::valid::GlobalUse::WRITE))
-        .filter_map(|(_, var)| var.binding.as_ref().map(|b| b.binding))
-        .collect();
-    stores.sort_unstable();
-    stores.dedup();
-    Some(stores)
 }
 
 /// A gradient binding's bytes: its tensor's where the tensor is known and smaller.
