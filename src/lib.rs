@@ -21,6 +21,7 @@ pub mod graph;
 pub mod model;
 pub mod ops;
 pub mod predict;
+pub mod quant;
 pub mod reference;
 pub mod train;
 pub mod weights;

@@ -24,7 +24,7 @@ const FLOORS: &[&[&str]] = &[
     &["graph"],
     &["model", "reference"],
     &["weights"],
-    &["train", "predict"],
+    &["train", "predict", "quant"],
     &["bench"],
 ];
 

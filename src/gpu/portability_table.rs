@@ -87,5 +87,12 @@ pub const PORTABILITY: PortabilityTable = PortabilityTable {
         EntryPortability { shader: Shader::Optim, entry: "sgd", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Optim, entry: "rmsprop_tf", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Optim, entry: "rmsprop_torch", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::GemmInt8, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: true, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::GemmInt8, entry: "logits_f32", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: true, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::DepthwiseInt8, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::DepthwiseInt8, entry: "forward_3x3", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::DepthwiseInt8, entry: "forward_3x3_s2", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::PoolInt8, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
     ],
 };

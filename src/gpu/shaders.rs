@@ -12,6 +12,8 @@ const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const GEMM_VEC4: &str = include_str!("../../shaders/gemm_vec4.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+/// Prepended (after COMMON) to the int8 shaders: exact conversion and requantization.
+const INT8_COMMON: &str = include_str!("../../shaders/int8_common.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
 const ACCESS_END: &str = "// ACCESS END";
 
@@ -35,6 +37,11 @@ fn tiled_gemm(base: &str, tile_rows: u32, thread_rows: u32) -> String {
     format!(
         "{base}\nconst TILE_M: u32 = {tile_rows}u;\nconst THREAD_ROWS: u32 = {thread_rows}u;\n{GEMM_TILED}"
     )
+}
+
+/// An int8 shader file after the int8 prelude.
+fn int8(body: &str) -> Cow<'static, str> {
+    Cow::Owned(format!("{INT8_COMMON}\n{body}"))
 }
 
 /// What one compute entry point binds.
@@ -80,10 +87,18 @@ pub enum Shader {
     Softmax,
     Reduce,
     Optim,
+    /// The int8 GEMM (pointwise, dense, the stem after im2col; logits for the classifier).
+    GemmInt8,
+    /// Int8 depthwise convolution.
+    DepthwiseInt8,
+    /// Int8 global average pooling.
+    PoolInt8,
+    /// The int8 stem's im2col.
+    Conv2dInt8,
 }
 
 impl Shader {
-    pub const ALL: [Shader; 17] = [
+    pub const ALL: [Shader; 21] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
@@ -101,6 +116,10 @@ impl Shader {
         Shader::Softmax,
         Shader::Reduce,
         Shader::Optim,
+        Shader::GemmInt8,
+        Shader::DepthwiseInt8,
+        Shader::PoolInt8,
+        Shader::Conv2dInt8,
     ];
 
     pub fn file_name(self) -> &'static str {
@@ -123,6 +142,10 @@ impl Shader {
             Shader::Softmax => "softmax_xent.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::GemmInt8 => "gemm_int8.wgsl",
+            Shader::DepthwiseInt8 => "depthwise_int8.wgsl",
+            Shader::PoolInt8 => "pool_int8.wgsl",
+            Shader::Conv2dInt8 => "conv2d_int8.wgsl",
         }
     }
 
@@ -162,6 +185,12 @@ impl Shader {
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::GemmInt8 => return int8(include_str!("../../shaders/gemm_int8.wgsl")),
+            Shader::DepthwiseInt8 => {
+                return int8(include_str!("../../shaders/depthwise_int8.wgsl"))
+            }
+            Shader::PoolInt8 => return int8(include_str!("../../shaders/pool_int8.wgsl")),
+            Shader::Conv2dInt8 => return int8(include_str!("../../shaders/conv2d_int8.wgsl")),
         })
     }
 

@@ -70,6 +70,13 @@ pub enum GraphError {
     Labels(String),
     #[error("data-parallel training: {0}")]
     Replicas(String),
+    /// A `DispatchPlan`'s layers name a tensor it does not have.
+    #[error("layer {layer:?} names tensor {tensor}; the plan has {count}")]
+    UnknownPlanTensor {
+        layer: String,
+        tensor: usize,
+        count: usize,
+    },
     #[error(transparent)]
     Gpu(#[from] GpuError),
 }

@@ -7,12 +7,16 @@
 //! `traffic` counting the bytes each one reads and writes; `chunks` and `chunked_steps`
 //! split ops over the batch; `params` and `param_buffers` hold weights on the CPU and
 //! GPU; `builder`, `memory` and `plan` make the inference plan, `train_plan` the training
-//! one, `replicas` what data-parallel training needs.
+//! one, `replicas` what data-parallel training needs; `dispatch_run` runs a few dispatches
+//! on buffers of the caller's own, outside any graph (kernel tests), and `dispatch_plan`
+//! compiles a chain of layers given by their dispatches (the int8 network).
 
 mod buffer_range;
 mod builder;
 mod chunked_steps;
 mod chunks;
+mod dispatch_plan;
+mod dispatch_run;
 mod error;
 mod kernel_choice;
 mod limits;
@@ -28,6 +32,9 @@ mod traffic;
 mod train_plan;
 
 pub use builder::GraphBuilder;
+pub use dispatch_plan::{DispatchPlan, PlannedLayer};
+#[doc(hidden)]
+pub use dispatch_run::{run_dispatches, SlotData};
 pub use error::GraphError;
 pub use memory::MemoryReport;
 pub use node::{Node, ParamInfo, TensorId, TensorInfo};

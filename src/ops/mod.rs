@@ -1,11 +1,15 @@
 //! One module per layer type: shape rules, parameters, cost, and how the layer dispatches
 //! its shaders. Ops describe buffers by role (`Slot`); the graph decides which buffers.
+//! The int8 layers (issue 21) are `int8` (the scheme's packing, bias fold, multipliers and
+//! bounds) and `int8_ops` (their dispatches).
 
 mod batchnorm;
 mod conv2d;
 mod dense;
 mod depthwise;
 mod dispatch;
+pub mod int8;
+mod int8_ops;
 mod kernels;
 mod layer;
 mod op_kind;
@@ -26,6 +30,8 @@ pub use dispatch::TrainSettings;
 pub use dispatch::{accumulating, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
 // For the ops' own files: the helpers they share.
 use dispatch::{chunks, column_sum, linear_grid, sum_partials, uniform_words, LINEAR_WORKGROUP};
+pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};
+pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window};
 #[doc(hidden)]
 pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps};
 use layer::{fused_bias, fused_bias_slot, fused_words, matrix, nhwc};

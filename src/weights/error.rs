@@ -37,6 +37,12 @@ pub enum WeightsError {
         tensor: String,
         dtype: String,
     },
+    /// An int8 file of `mobilenet quantize` where float weights are needed.
+    #[error(
+        "`{}` is an int8 file written by `mobilenet quantize`; {INT8_FILE_USE}",
+        path.display()
+    )]
+    Int8File { path: PathBuf },
     /// A tensor handed to `save_safetensors` cannot be written as given.
     #[error("cannot save `{}`: tensor `{tensor}` {problem}", path.display())]
     InvalidTensor {
@@ -55,6 +61,12 @@ impl From<AtomicWriteError> for WeightsError {
         }
     }
 }
+
+/// What to do with an int8 file offered where float weights are needed. Kept in one place
+/// so that it changes once when more commands take int8 files.
+const INT8_FILE_USE: &str = "this command needs float weights (train, finetune, eval, \
+     predict, export and preprocess read float files only, as int8 inference is not in this \
+     build yet): pass the float checkpoint it was quantized from";
 
 /// A next step for the common I/O failures.
 fn io_hint(error: &io::Error) -> &'static str {

@@ -33,6 +33,28 @@ pub struct LoadedFile {
     pub skipped: Vec<(String, String)>,
 }
 
+/// One tensor as stored: its dtype and its values' little-endian bytes, row-major.
+#[doc(hidden)]
+#[derive(Clone, Debug, PartialEq)]
+pub struct RawTensor {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+/// A safetensors file as stored: tensors in file order and the header's metadata.
+#[doc(hidden)]
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RawFile {
+    pub tensors: Vec<RawTensor>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The `format` metadata of the int8 files `mobilenet quantize` writes; float loaders
+/// refuse files that carry it.
+pub const INT8_FORMAT: &str = "mobilenet-wgpu-int8";
+
 /// [`crate::atomic_file::write_atomic`], failing with this module's error (which adds a
 /// next step to the common I/O failures).
 #[doc(hidden)]
@@ -68,6 +90,35 @@ fn encode(
     tensors: &[(&str, &[usize], &[f32])],
     metadata: &BTreeMap<String, String>,
 ) -> Result<Vec<u8>, WeightsError> {
+    let raw: Vec<RawTensor> = tensors
+        .iter()
+        .map(|&(name, shape, values)| RawTensor {
+            name: name.to_string(),
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+            bytes: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
+        .collect();
+    encode_raw(path, &raw, metadata)
+}
+
+/// [`save_safetensors`] for tensors of any dtype, already encoded little-endian (the int8
+/// file of `quant` holds I8, I32 and F32 tensors). Same order, checks and atomic write.
+#[doc(hidden)]
+pub fn save_safetensors_raw(
+    path: &Path,
+    tensors: &[RawTensor],
+    metadata: &BTreeMap<String, String>,
+) -> Result<(), WeightsError> {
+    let bytes = encode_raw(path, tensors, metadata)?;
+    write_atomic(path, &bytes)
+}
+
+fn encode_raw(
+    path: &Path,
+    tensors: &[RawTensor],
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>, WeightsError> {
     let invalid = |tensor: &str, problem: String| WeightsError::InvalidTensor {
         path: path.to_path_buf(),
         tensor: tensor.to_string(),
@@ -79,7 +130,8 @@ fn encode(
         header.insert(METADATA_KEY.to_string(), json!(metadata));
     }
     let mut offset = 0usize;
-    for &(name, shape, values) in tensors {
+    for tensor in tensors {
+        let (name, shape) = (tensor.name.as_str(), &tensor.shape);
         if name == METADATA_KEY {
             return Err(invalid(
                 name,
@@ -87,19 +139,23 @@ fn encode(
             ));
         }
         let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        if count != Some(values.len()) {
+        let element = tensor.dtype.bitsize() / 8;
+        if count.and_then(|c| c.checked_mul(element)) != Some(tensor.bytes.len()) {
             let expected = count.map_or_else(|| "too many".to_string(), |c| c.to_string());
             return Err(invalid(
                 name,
                 format!(
                     "has shape {shape:?} ({expected} values) but {} values were given",
-                    values.len()
+                    tensor.bytes.len() / element.max(1)
                 ),
             ));
         }
-        // Cannot overflow: all the values exist in memory, 4 bytes each.
-        let end = offset + size_of_val(values);
-        let info = json!({ "dtype": "F32", "shape": shape, "data_offsets": [offset, end] });
+        let end = offset + tensor.bytes.len();
+        let info = json!({
+            "dtype": tensor.dtype.to_string(),
+            "shape": shape,
+            "data_offsets": [offset, end],
+        });
         if header.insert(name.to_string(), info).is_some() {
             return Err(invalid(
                 name,
@@ -116,10 +172,8 @@ fn encode(
     let mut out = Vec::with_capacity(HEADER_SIZE_LEN + header_bytes.len() + offset);
     out.extend_from_slice(&(header_bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(&header_bytes);
-    for &(_, _, values) in tensors {
-        for v in values {
-            out.extend_from_slice(&v.to_le_bytes());
-        }
+    for tensor in tensors {
+        out.extend_from_slice(&tensor.bytes);
     }
     Ok(out)
 }
@@ -128,9 +182,48 @@ fn encode(
 /// other dtypes: error naming the tensor.
 ///
 /// 8-bit integers (U8, I8) are errors rather than skipped: in checkpoints they are quantised
-/// weights, and silently dropping them would hide that the file cannot be used. Tensors come
-/// back in file order (by data offset).
+/// weights, and silently dropping them would hide that the file cannot be used. The int8
+/// files `mobilenet quantize` writes are refused here, by their metadata, with a message
+/// saying so: this is where every float weight file is read. Tensors come back in file
+/// order (by data offset).
 pub fn load_safetensors(path: &Path) -> Result<LoadedFile, WeightsError> {
+    let raw = load_safetensors_raw(path)?;
+    if raw.metadata.get("format").map(String::as_str) == Some(INT8_FORMAT) {
+        return Err(WeightsError::Int8File {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut loaded = LoadedFile {
+        metadata: raw.metadata,
+        ..LoadedFile::default()
+    };
+    for tensor in raw.tensors {
+        match to_f32(tensor.dtype, &tensor.bytes) {
+            Some(values) => loaded.tensors.push(NamedTensor {
+                name: tensor.name,
+                shape: tensor.shape,
+                values,
+            }),
+            None if is_skippable(tensor.dtype) => {
+                loaded.skipped.push((tensor.name, tensor.dtype.to_string()));
+            }
+            None => {
+                return Err(WeightsError::UnsupportedDtype {
+                    path: path.to_path_buf(),
+                    tensor: tensor.name,
+                    dtype: tensor.dtype.to_string(),
+                })
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+/// Every tensor of a safetensors file as stored (dtype and little-endian bytes), in file
+/// order, with the header's metadata: for readers of files that are not float weights (the
+/// int8 file). Checks the file's structure only.
+#[doc(hidden)]
+pub fn load_safetensors_raw(path: &Path) -> Result<RawFile, WeightsError> {
     let bytes = fs::read(path).map_err(|error| WeightsError::Io {
         path: path.to_path_buf(),
         action: "read",
@@ -150,37 +243,26 @@ pub fn load_safetensors(path: &Path) -> Result<LoadedFile, WeightsError> {
     // Zero-size tensors share an offset with their neighbour; the name keeps the order stable.
     infos.sort_by(|(an, a), (bn, b)| a.data_offsets.cmp(&b.data_offsets).then(an.cmp(bn)));
 
-    let mut loaded = LoadedFile::default();
+    let mut raw = RawFile::default();
     if let Some(metadata) = header.metadata() {
-        loaded.metadata = metadata
+        raw.metadata = metadata
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
     }
     for (name, info) in infos {
         let (start, end) = info.data_offsets;
-        let raw = data.get(start..end).ok_or_else(|| {
+        let bytes = data.get(start..end).ok_or_else(|| {
             not_safetensors(format!("the data of tensor `{name}` lies outside the file"))
         })?;
-        match to_f32(info.dtype, raw) {
-            Some(values) => loaded.tensors.push(NamedTensor {
-                name,
-                shape: info.shape.clone(),
-                values,
-            }),
-            None if is_skippable(info.dtype) => {
-                loaded.skipped.push((name, info.dtype.to_string()));
-            }
-            None => {
-                return Err(WeightsError::UnsupportedDtype {
-                    path: path.to_path_buf(),
-                    tensor: name,
-                    dtype: info.dtype.to_string(),
-                })
-            }
-        }
+        raw.tensors.push(RawTensor {
+            name,
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            bytes: bytes.to_vec(),
+        });
     }
-    Ok(loaded)
+    Ok(raw)
 }
 
 /// Little-endian floats to f32; `None` for non-float dtypes and floats this loader does not

@@ -9,12 +9,16 @@
 //! explicit `pads`; TF SAME padding becomes asymmetric pads computed for the configured
 //! resolution, so the spatial size is fixed and only the batch dimension is dynamic.
 //!
+//! The int8 exporter (`quant::onnx`) writes its QDQ graph with the same pieces
+//! (`GraphWriter`, `conv_attributes`, `finish_model`, ...), which are crate-visible for it.
+//!
 //! The protobuf messages below are the subset of the public `onnx.proto` (proto2) this
 //! exporter writes, with its field numbers; `prost` encodes them. Repeated scalars are
 //! written unpacked, as proto2 declares them, except where onnx.proto asks for packing.
 
 use super::pretrained::{foreign_shape, kind_of, torch_transpose, Kind};
 use super::{fold_batchnorm, write_atomic, FoldError, Naming, Pretrained, WeightsError};
+use crate::data::Preprocess;
 use crate::model::{conv_bn_pair, MobileNetV1Config, Preset, BLOCKS, CONV_LAYERS};
 use crate::ops::{Activation, Padding};
 use prost::Message;
@@ -29,6 +33,10 @@ pub const ONNX_OPSET: i64 = 13;
 const IR_VERSION: i64 = 7;
 /// TensorProto.DataType.FLOAT.
 const FLOAT: i32 = 1;
+/// TensorProto.DataType.INT8: the int8 model's weights and zero points.
+pub(crate) const INT8: i32 = 3;
+/// TensorProto.DataType.INT32: the int8 model's biases and their zero points.
+pub(crate) const INT32: i32 = 6;
 
 /// The layout of the exported model's `input`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -141,6 +149,34 @@ pub fn encode_onnx(
         (x, size) = conv_layer(&mut graph, config, options, layer, (x, size));
     }
     let output = classifier_head(&mut graph, &x, options.softmax);
+    let model = ModelParts {
+        config,
+        layout: options.input_layout,
+        input_dims,
+        output,
+        description: "MobileNet V1",
+        metadata: metadata(weights, options),
+    };
+    Ok(finish_model(graph, model))
+}
+
+/// What `finish_model` needs besides the nodes: the graph's input and output and the
+/// file's metadata.
+pub(crate) struct ModelParts<'a> {
+    pub config: &'a MobileNetV1Config,
+    pub layout: InputLayout,
+    pub input_dims: [i64; 4],
+    /// `logits` or `probabilities`.
+    pub output: &'static str,
+    /// How the graph's and model's doc strings name the network.
+    pub description: &'static str,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The ModelProto around `graph`'s nodes and initializers, encoded, with its summary: one
+/// place that writes the opset, the dynamic batch and the doc strings for every exporter.
+pub(crate) fn finish_model(graph: GraphWriter, parts: ModelParts) -> (Vec<u8>, OnnxSummary) {
+    let ModelParts { config, output, .. } = parts;
     let nodes = graph.nodes.len();
     let parameters = graph.parameters;
     let graph = GraphProto {
@@ -148,10 +184,10 @@ pub fn encode_onnx(
         name: "mobilenet_v1".into(),
         initializer: graph.initializers,
         doc_string: format!(
-            "MobileNet V1 alpha {} at {}x{}, {} classes, exported by mobilenet-wgpu",
-            config.alpha, config.resolution, config.resolution, config.classes
+            "{} alpha {} at {}x{}, {} classes, exported by mobilenet-wgpu",
+            parts.description, config.alpha, config.resolution, config.resolution, config.classes
         ),
-        input: vec![value_info("input", &input_dims)],
+        input: vec![value_info("input", &parts.input_dims)],
         output: vec![value_info(output, &[0, config.classes as i64])],
     };
     let model = ModelProto {
@@ -166,10 +202,11 @@ pub fn encode_onnx(
         doc_string: format!(
             "input: {} float, (pixel / 255 - mean) / std per channel (see metadata_props); \
              output: {output} [batch, {}]",
-            options.input_layout, config.classes
+            parts.layout, config.classes
         ),
         graph: Some(graph),
-        metadata_props: metadata(weights, options)
+        metadata_props: parts
+            .metadata
             .into_iter()
             .map(|(key, value)| StringStringEntryProto { key, value })
             .collect(),
@@ -181,11 +218,11 @@ pub fn encode_onnx(
         parameters,
         output,
     };
-    Ok((bytes, summary))
+    (bytes, summary)
 }
 
 /// The graph input and the name of the NCHW tensor it becomes (a Transpose for NHWC).
-fn input_node(
+pub(crate) fn input_node(
     graph: &mut GraphWriter,
     config: &MobileNetV1Config,
     layout: InputLayout,
@@ -217,39 +254,22 @@ fn conv_layer(
     (x, size): (String, usize),
 ) -> (String, usize) {
     let [conv, norm] = conv_bn_pair(layer);
-    let (stride, group) = match layer {
-        0 => (config.stem_stride, 1),
-        l if l % 2 == 1 => {
-            let channels = graph
-                .params
-                .shape(&format!("{conv}.weight"))
-                .and_then(|s| s.last().copied())
-                .unwrap_or(1);
-            (BLOCKS[l.div_ceil(2) - 1].1, channels)
-        }
-        _ => (1, 1),
+    // Depthwise layers (odd) have one group per channel.
+    let group = match layer % 2 {
+        1 => graph
+            .params
+            .shape(&format!("{conv}.weight"))
+            .and_then(|s| s.last().copied())
+            .unwrap_or(1),
+        _ => 1,
     };
-    let kernel = if layer == 0 || layer % 2 == 1 { 3 } else { 1 };
-    let (out, before) = config.padding.resolve(size, kernel, stride);
-    // TF SAME pads the remainder after; symmetric padding is the same on both sides.
-    let after = match config.padding {
-        Padding::Symmetric => kernel / 2,
-        Padding::Same => ((out - 1) * stride + kernel).saturating_sub(size) - before,
-    };
+    let (attributes, out) = conv_attributes(config, layer, size, group);
     let weight = graph.param(&format!("{conv}.weight"));
     let mut inputs = vec![x.as_str(), weight.as_str()];
     let bias = (!options.keep_bn).then(|| graph.param(&format!("{conv}.bias")));
     if let Some(bias) = &bias {
         inputs.push(bias);
     }
-    let (b, a) = (before as i64, after as i64);
-    let attributes = vec![
-        ints("kernel_shape", &[kernel as i64, kernel as i64]),
-        ints("strides", &[stride as i64, stride as i64]),
-        ints("pads", &[b, b, a, a]),
-        ints("dilations", &[1, 1]),
-        int("group", group as i64),
-    ];
     let mut x = graph.node("Conv", &conv, &inputs, attributes);
     if options.keep_bn {
         let stats: Vec<String> = ["gamma", "beta", "running_mean", "running_var"]
@@ -266,16 +286,57 @@ fn conv_layer(
         );
     }
     let act = format!("{}.act", if options.keep_bn { &norm } else { &conv });
-    let x = match config.activation {
+    (activation_node(graph, config.activation, &act, x), out)
+}
+
+/// `activation` applied to `x` by a node named `name` (`Relu`, or `Clip` 0..6 for ReLU6;
+/// none is no node): the name of its result.
+pub(crate) fn activation_node(
+    graph: &mut GraphWriter,
+    activation: Activation,
+    name: &str,
+    x: String,
+) -> String {
+    match activation {
         Activation::None => x,
-        Activation::Relu => graph.node("Relu", &act, &[&x], vec![]),
+        Activation::Relu => graph.node("Relu", name, &[&x], vec![]),
         Activation::Relu6 => {
             graph.scalar("relu6.min", 0.0);
             graph.scalar("relu6.max", 6.0);
-            graph.node("Clip", &act, &[&x, "relu6.min", "relu6.max"], vec![])
+            graph.node("Clip", name, &[&x, "relu6.min", "relu6.max"], vec![])
         }
+    }
+}
+
+/// The `Conv` attributes of convolution `layer` (stem, then depthwise and pointwise in turn)
+/// with `group` groups on an input of spatial `size`, and its output size.
+pub(crate) fn conv_attributes(
+    config: &MobileNetV1Config,
+    layer: usize,
+    size: usize,
+    group: usize,
+) -> (Vec<AttributeProto>, usize) {
+    let stride = match layer {
+        0 => config.stem_stride,
+        l if l % 2 == 1 => BLOCKS[l.div_ceil(2) - 1].1,
+        _ => 1,
     };
-    (x, out)
+    let kernel = if layer == 0 || layer % 2 == 1 { 3 } else { 1 };
+    let (out, before) = config.padding.resolve(size, kernel, stride);
+    // TF SAME pads the remainder after; symmetric padding is the same on both sides.
+    let after = match config.padding {
+        Padding::Symmetric => kernel / 2,
+        Padding::Same => ((out - 1) * stride + kernel).saturating_sub(size) - before,
+    };
+    let (b, a) = (before as i64, after as i64);
+    let attributes = vec![
+        ints("kernel_shape", &[kernel as i64, kernel as i64]),
+        ints("strides", &[stride as i64, stride as i64]),
+        ints("pads", &[b, b, a, a]),
+        ints("dilations", &[1, 1]),
+        int("group", group as i64),
+    ];
+    (attributes, out)
 }
 
 /// Pool, flatten and the classifier (plus a softmax when asked): the graph output's name.
@@ -350,17 +411,41 @@ fn preset_name(config: &MobileNetV1Config) -> String {
 
 /// The model's `metadata_props`: what a user needs to feed the network and read its output.
 fn metadata(weights: &Pretrained, options: &OnnxOptions) -> BTreeMap<String, String> {
-    let config = &weights.config;
+    let mut entries = common_metadata(
+        &weights.config,
+        &weights.preprocess,
+        &weights.class_names,
+        options,
+    );
+    let kept = if options.keep_bn { "kept" } else { "folded" };
+    entries.insert("batchnorm".into(), kept.into());
+    entries.insert("source_naming".into(), weights.naming.to_string());
+    entries
+}
+
+/// The metadata every exported model carries, float or int8: the network, its input and
+/// its output.
+pub(crate) fn common_metadata(
+    config: &MobileNetV1Config,
+    preprocess: &Preprocess,
+    class_names: &[String],
+    options: &OnnxOptions,
+) -> BTreeMap<String, String> {
     let json = |v: serde_json::Value| v.to_string();
-    let normalize = &weights.preprocess.normalize;
+    let normalize = &preprocess.normalize;
+    let output = if options.softmax {
+        "probabilities"
+    } else {
+        "logits"
+    };
     let entries = [
-        ("class_names", json(serde_json::json!(weights.class_names))),
+        ("class_names", json(serde_json::json!(class_names))),
         (
             "normalization",
             json(serde_json::json!({ "mean": normalize.mean, "std": normalize.std })),
         ),
         ("resolution", config.resolution.to_string()),
-        ("crop_pct", weights.preprocess.crop_pct.to_string()),
+        ("crop_pct", preprocess.crop_pct.to_string()),
         ("input_layout", options.input_layout.to_string()),
         ("in_channels", config.in_channels.to_string()),
         ("classes", config.classes.to_string()),
@@ -370,20 +455,7 @@ fn metadata(weights: &Pretrained, options: &OnnxOptions) -> BTreeMap<String, Str
         ("padding", config.padding.to_string()),
         ("stem_stride", config.stem_stride.to_string()),
         ("bn_eps", config.bn_eps.to_string()),
-        (
-            "batchnorm",
-            if options.keep_bn { "kept" } else { "folded" }.to_string(),
-        ),
-        (
-            "output",
-            if options.softmax {
-                "probabilities"
-            } else {
-                "logits"
-            }
-            .to_string(),
-        ),
-        ("source_naming", weights.naming.to_string()),
+        ("output", output.to_string()),
         (
             "mobilenet_wgpu_config",
             serde_json::to_string(config).unwrap_or_default(),
@@ -396,16 +468,19 @@ fn metadata(weights: &Pretrained, options: &OnnxOptions) -> BTreeMap<String, Str
 }
 
 /// Collects nodes and initializers; value names are the node names.
-struct GraphWriter<'a> {
+pub(crate) struct GraphWriter<'a> {
     params: &'a crate::graph::ParamStore,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
     names: std::collections::HashSet<String>,
-    parameters: usize,
+    /// Weight values stored in the initializers, for the summary.
+    pub parameters: usize,
 }
 
 impl<'a> GraphWriter<'a> {
-    fn new(params: &'a crate::graph::ParamStore) -> Self {
+    /// A writer whose `param` reads `params` (the int8 exporter, which has none, passes an
+    /// empty store and writes its tensors with `typed_initializer`).
+    pub(crate) fn new(params: &'a crate::graph::ParamStore) -> Self {
         GraphWriter {
             params,
             nodes: Vec::new(),
@@ -416,7 +491,7 @@ impl<'a> GraphWriter<'a> {
     }
 
     /// A node whose single output is named after the node; returns that name.
-    fn node(
+    pub(crate) fn node(
         &mut self,
         op: &str,
         name: &str,
@@ -427,7 +502,7 @@ impl<'a> GraphWriter<'a> {
         name.to_string()
     }
 
-    fn node_named(
+    pub(crate) fn node_named(
         &mut self,
         op: &str,
         name: &str,
@@ -451,33 +526,53 @@ impl<'a> GraphWriter<'a> {
         let (Some(shape), Some(values)) = (self.params.shape(name), self.params.get(name)) else {
             unreachable!("check_params verified {name}");
         };
-        let kind = kind_of(name, shape);
-        let onnx_shape = foreign_shape(Naming::Timm, kind, shape);
-        let values = match kind {
-            Kind::Vector => values.to_vec(),
-            _ => torch_transpose(values, &onnx_shape, true),
-        };
+        let (onnx_shape, values) = onnx_layout(name, shape, values);
         self.parameters += values.len();
         self.initializer(name, &onnx_shape, &values);
         name.to_string()
     }
 
     /// A scalar constant shared by every node that reads it.
-    fn scalar(&mut self, name: &str, value: f32) {
+    pub(crate) fn scalar(&mut self, name: &str, value: f32) {
         if !self.names.contains(name) {
             self.initializer(name, &[], &[value]);
         }
     }
 
-    fn initializer(&mut self, name: &str, shape: &[usize], values: &[f32]) {
+    pub(crate) fn initializer(&mut self, name: &str, shape: &[usize], values: &[f32]) {
+        let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.typed_initializer(name, shape, FLOAT, bytes);
+    }
+
+    /// An initializer of any TensorProto.DataType (`INT8`, `INT32`, ...), its values
+    /// little-endian in `raw_data`.
+    pub(crate) fn typed_initializer(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        data_type: i32,
+        raw_data: Vec<u8>,
+    ) {
         self.names.insert(name.to_string());
         self.initializers.push(TensorProto {
             dims: shape.iter().map(|&d| d as i64).collect(),
-            data_type: FLOAT,
+            data_type,
             name: name.to_string(),
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            raw_data,
         });
     }
+}
+
+/// Parameter `name` of our `shape` in ONNX's layout (convolutions OIHW, the classifier
+/// `[out, in]` for `transB = 1`, vectors as they are): the shape and the values moved.
+pub(crate) fn onnx_layout(name: &str, shape: &[usize], values: &[f32]) -> (Vec<usize>, Vec<f32>) {
+    let kind = kind_of(name, shape);
+    let onnx_shape = foreign_shape(Naming::Timm, kind, shape);
+    let values = match kind {
+        Kind::Vector => values.to_vec(),
+        _ => torch_transpose(values, &onnx_shape, true),
+    };
+    (onnx_shape, values)
 }
 
 /// A float tensor's type with its dimensions; 0 is the dynamic `batch` dimension.
@@ -511,7 +606,7 @@ fn attribute(name: &str, kind: AttributeType) -> AttributeProto {
     }
 }
 
-fn int(name: &str, value: i64) -> AttributeProto {
+pub(crate) fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto {
         i: Some(value),
         ..attribute(name, AttributeType::Int)
@@ -610,7 +705,7 @@ enum AttributeType {
 }
 
 #[derive(Clone, PartialEq, Message)]
-struct AttributeProto {
+pub(crate) struct AttributeProto {
     #[prost(string, tag = "1")]
     name: String,
     /// An `AttributeType`.

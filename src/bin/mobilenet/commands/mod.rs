@@ -7,6 +7,7 @@ mod eval;
 mod export;
 mod predict;
 mod preprocess;
+mod quantize;
 mod shard;
 mod summary;
 mod train;
@@ -27,6 +28,7 @@ pub enum Command {
     Export(export::ExportArgs),
     Finetune(Box<train::FinetuneArgs>),
     Eval(eval::EvalArgs),
+    Quantize(quantize::QuantizeArgs),
     Preprocess(preprocess::PreprocessArgs),
     Shard(shard::ShardArgs),
     Completions(completions::CompletionsArgs),
@@ -45,6 +47,7 @@ pub fn run(command: Command, cli: fn() -> clap::Command) -> anyhow::Result<()> {
         Command::Export(args) => args.run(),
         Command::Finetune(args) => args.run(),
         Command::Eval(args) => args.run(),
+        Command::Quantize(args) => args.run(),
         Command::Preprocess(args) => args.run(),
         Command::Shard(args) => args.run(),
         Command::Completions(args) => args.run(&mut cli()),

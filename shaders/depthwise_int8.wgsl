@@ -1,0 +1,176 @@
+// Int8 depthwise convolution, NHWC packed four channels a word: input [N, H, W, words],
+// weights [KH*KW][words] packed along channels (padded channels weigh zero), output
+// [N, OH, OW, words]. Per channel:
+//   acc = bias_eff[c] + sum_taps q_x * q_w      (i32; padded taps read the input's zero
+//                                                point, which bias_eff accounts for)
+//   y   = requantize(acc, scale[c], zero_point, lo, hi)
+// There is no reduction across channels, so no dot4I8Packed: each tap unpacks four
+// channels and multiplies them lane by lane.
+//
+// One invocation computes 4 adjacent output pixels of one word of channels, sharing the
+// weight loads of every tap: `forward` for any square filter and stride, `forward_3x3`
+// and `forward_3x3_s2` (below) for MobileNet's, sharing the input loads as well.
+
+struct DepthwiseInt8Params {
+    batch: u32, in_h: u32, in_w: u32, words: u32,
+    out_h: u32, out_w: u32, kernel: u32, stride: u32,
+    pad_top: u32, pad_left: u32, channels: u32, input_zero: i32,
+    zero_point: i32, lo: i32, hi: i32, _unused: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: DepthwiseInt8Params;
+@group(0) @binding(1) var<storage, read> input: array<u32>;
+@group(0) @binding(2) var<storage, read> weight: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<i32>;
+@group(0) @binding(4) var<storage, read> scale: array<f32>;
+@group(0) @binding(5) var<storage, read_write> output: array<u32>;
+
+const PIXELS: u32 = 4u;
+
+// The 4 accumulators of a quad of output pixels.
+struct Quad {
+    a0: vec4<i32>, a1: vec4<i32>, a2: vec4<i32>, a3: vec4<i32>,
+}
+
+// Input column ix of the row starting at pixel `row`, word w, unpacked; the zero point in
+// the padding.
+fn load_x(row: i32, ix: i32, w: u32) -> vec4<i32> {
+    if row < 0 || ix < 0 || ix >= i32(p.in_w) {
+        return vec4<i32>(p.input_zero);
+    }
+    return unpack4xI8(input[(u32(row) + u32(ix)) * p.words + w]);
+}
+
+// acc + the products of one tap for the quad: pixel j reads column ix0 + j * stride.
+fn tap(acc: Quad, row: i32, ix0: i32, w: u32, q_w: vec4<i32>) -> Quad {
+    let s = i32(p.stride);
+    return Quad(acc.a0 + load_x(row, ix0, w) * q_w,
+                acc.a1 + load_x(row, ix0 + s, w) * q_w,
+                acc.a2 + load_x(row, ix0 + 2 * s, w) * q_w,
+                acc.a3 + load_x(row, ix0 + 3 * s, w) * q_w);
+}
+
+// Requantizes and stores output pixel ox of row `row` (if it exists), word w.
+fn store_pixel(row: u32, ox: u32, w: u32, acc: vec4<i32>) {
+    if ox >= p.out_w {
+        return;
+    }
+    let c0 = w * 4u;
+    let cs = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.channels - 1u));
+    let bias4 = vec4<i32>(bias[cs.x], bias[cs.y], bias[cs.z], bias[cs.w]);
+    let scale4 = vec4<f32>(scale[cs.x], scale[cs.y], scale[cs.z], scale[cs.w]);
+    let y = requantize4(acc + bias4, scale4, p.zero_point, p.lo, p.hi);
+    let exists = vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.channels);
+    output[(row + ox) * p.words + w] = pack4xI8(keep_or(y, exists, p.zero_point));
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let quads_w = (p.out_w + PIXELS - 1u) / PIXELS;
+    let index = linear_index(gid, nwg);
+    if index >= p.batch * p.out_h * quads_w * p.words {
+        return;
+    }
+    let at = nhwc_coords(index, p.out_h, quads_w, p.words);
+    let n = at.x;
+    let oy = at.y;
+    let ox0 = at.z * PIXELS;
+    let w = at.w;
+    let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
+    var acc = Quad();
+    for (var ky = 0u; ky < p.kernel; ky++) {
+        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
+        // The first pixel of input row iy, or -1 in the padding.
+        let row = select(-1, i32((n * p.in_h + u32(iy)) * p.in_w), iy >= 0);
+        for (var kx = 0u; kx < p.kernel; kx++) {
+            let q_w = unpack4xI8(weight[(ky * p.kernel + kx) * p.words + w]);
+            acc = tap(acc, row, ix0 + i32(kx), w, q_w);
+        }
+    }
+    let out_row = (n * p.out_h + oy) * p.out_w;
+    store_pixel(out_row, ox0, w, acc.a0);
+    store_pixel(out_row, ox0 + 1u, w, acc.a1);
+    store_pixel(out_row, ox0 + 2u, w, acc.a2);
+    store_pixel(out_row, ox0 + 3u, w, acc.a3);
+}
+
+// 3x3 filters, stride 1 or 2 (every depthwise layer of MobileNet): the quad's windows
+// overlap, so each input row's columns are loaded and unpacked once for the four pixels
+// (6 columns at stride 1, 9 at stride 2, instead of 12).
+struct InputRow {
+    x0: vec4<i32>, x1: vec4<i32>, x2: vec4<i32>, x3: vec4<i32>, x4: vec4<i32>,
+    x5: vec4<i32>, x6: vec4<i32>, x7: vec4<i32>, x8: vec4<i32>,
+}
+
+// Columns ix0 .. ix0 + 5 (+ 8 at stride 2) of the input row starting at pixel `row`.
+fn load_row(row: i32, ix0: i32, w: u32, s2: bool) -> InputRow {
+    var x = InputRow();
+    x.x0 = load_x(row, ix0, w);
+    x.x1 = load_x(row, ix0 + 1, w);
+    x.x2 = load_x(row, ix0 + 2, w);
+    x.x3 = load_x(row, ix0 + 3, w);
+    x.x4 = load_x(row, ix0 + 4, w);
+    x.x5 = load_x(row, ix0 + 5, w);
+    if s2 {
+        x.x6 = load_x(row, ix0 + 6, w);
+        x.x7 = load_x(row, ix0 + 7, w);
+        x.x8 = load_x(row, ix0 + 8, w);
+    }
+    return x;
+}
+
+// acc + one filter row (taps k0, k1, k2) applied to the quad: pixel j reads columns
+// j * stride + (0, 1, 2). `s2` is a literal at each call, so one branch remains.
+fn row_taps(acc: Quad, x: InputRow, k0: vec4<i32>, k1: vec4<i32>, k2: vec4<i32>,
+            s2: bool) -> Quad {
+    if s2 {
+        return Quad(acc.a0 + x.x0 * k0 + x.x1 * k1 + x.x2 * k2,
+                    acc.a1 + x.x2 * k0 + x.x3 * k1 + x.x4 * k2,
+                    acc.a2 + x.x4 * k0 + x.x5 * k1 + x.x6 * k2,
+                    acc.a3 + x.x6 * k0 + x.x7 * k1 + x.x8 * k2);
+    }
+    return Quad(acc.a0 + x.x0 * k0 + x.x1 * k1 + x.x2 * k2,
+                acc.a1 + x.x1 * k0 + x.x2 * k1 + x.x3 * k2,
+                acc.a2 + x.x2 * k0 + x.x3 * k1 + x.x4 * k2,
+                acc.a3 + x.x3 * k0 + x.x4 * k1 + x.x5 * k2);
+}
+
+fn forward_3x3_quad(index: u32, s2: bool) {
+    let quads_w = (p.out_w + PIXELS - 1u) / PIXELS;
+    if index >= p.batch * p.out_h * quads_w * p.words {
+        return;
+    }
+    let at = nhwc_coords(index, p.out_h, quads_w, p.words);
+    let n = at.x;
+    let oy = at.y;
+    let ox0 = at.z * PIXELS;
+    let w = at.w;
+    let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
+    var acc = Quad();
+    for (var ky = 0u; ky < 3u; ky++) {
+        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
+        let row = select(-1, i32((n * p.in_h + u32(iy)) * p.in_w), iy >= 0);
+        let k0 = unpack4xI8(weight[(ky * 3u) * p.words + w]);
+        let k1 = unpack4xI8(weight[(ky * 3u + 1u) * p.words + w]);
+        let k2 = unpack4xI8(weight[(ky * 3u + 2u) * p.words + w]);
+        acc = row_taps(acc, load_row(row, ix0, w, s2), k0, k1, k2, s2);
+    }
+    let out_row = (n * p.out_h + oy) * p.out_w;
+    store_pixel(out_row, ox0, w, acc.a0);
+    store_pixel(out_row, ox0 + 1u, w, acc.a1);
+    store_pixel(out_row, ox0 + 2u, w, acc.a2);
+    store_pixel(out_row, ox0 + 3u, w, acc.a3);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_quad(linear_index(gid, nwg), false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn forward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_quad(linear_index(gid, nwg), true);
+}

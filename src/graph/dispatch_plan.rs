@@ -1,0 +1,185 @@
+//! A compiled plan for a chain of layers described by their dispatches alone, outside
+//! `GraphBuilder`: every tensor and parameter in a buffer of its own, all bind groups built
+//! once, a batch run as one command buffer and one submit. The int8 network (issue 21) is
+//! such a chain: its layers' dispatches come from `ops::int8_ops`, its parameters are
+//! packed on the CPU (`ops::int8`), and its tensors are packed int8 (bytes, not floats), so
+//! it does not go through the float graph's shapes, memory plan or parameter store.
+
+use super::error::GraphError;
+use super::steps::{encode, profile_steps, staging_buffer, Step, StepBuilder};
+use crate::gpu::{read_buffer_bytes, storage_buffer, Gpu};
+use crate::ops::{Dispatch, Slot};
+
+/// One layer of a `DispatchPlan`: its dispatches (binding `Slot::Input`, `Slot::Output`,
+/// `Slot::Param(i)` and `Slot::Workspace`), the tensors it reads and writes, by index into
+/// the plan's tensors, and the bytes of its parameters, `Slot::Param(i)` being `params[i]`.
+#[derive(Clone, Debug)]
+pub struct PlannedLayer {
+    pub name: String,
+    pub dispatches: Vec<Dispatch>,
+    pub input: usize,
+    pub output: usize,
+    pub params: Vec<Vec<u8>>,
+    /// Working memory its dispatches share through `Slot::Workspace` (one buffer serves
+    /// every layer: it is dead after each).
+    pub workspace_bytes: u64,
+}
+
+/// A storage buffer holding `bytes` (zero-padded to whole words, as writes must be).
+fn upload(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let buffer = storage_buffer(gpu, label, bytes.len() as u64);
+    let mut padded = bytes.to_vec();
+    padded.resize(bytes.len().next_multiple_of(4), 0);
+    gpu.queue().write_buffer(&buffer, 0, &padded);
+    buffer
+}
+
+pub struct DispatchPlan {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    tensors: Vec<wgpu::Buffer>,
+    tensor_bytes: Vec<u64>,
+    /// Held so that the bind groups' buffers live as long as the plan.
+    _params: Vec<wgpu::Buffer>,
+    steps: Vec<Step>,
+    input: usize,
+    /// The tensors `run` reads back, and where each lands in the staging buffer.
+    outputs: Vec<(usize, u64)>,
+    staging: wgpu::Buffer,
+}
+
+impl DispatchPlan {
+    /// Allocates `tensor_bytes.len()` tensors of those sizes, uploads every layer's
+    /// parameters and builds its dispatches in order; `input` is the tensor `run` fills and
+    /// `outputs` those it reads back.
+    pub fn compile(
+        gpu: &Gpu,
+        tensor_bytes: &[u64],
+        layers: &[PlannedLayer],
+        input: usize,
+        outputs: &[usize],
+    ) -> Result<DispatchPlan, GraphError> {
+        let missing = |layer: &str, tensor: usize| GraphError::UnknownPlanTensor {
+            layer: layer.to_string(),
+            tensor,
+            count: tensor_bytes.len(),
+        };
+        let tensors: Vec<wgpu::Buffer> = tensor_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| storage_buffer(gpu, &format!("tensor {i}"), bytes))
+            .collect();
+        let workspace_bytes = layers.iter().map(|l| l.workspace_bytes).max().unwrap_or(0);
+        let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
+        let mut params = Vec::new();
+        let mut builder = StepBuilder::new(gpu);
+        for layer in layers {
+            let tensor = |index: usize| {
+                tensors
+                    .get(index)
+                    .ok_or_else(|| missing(&layer.name, index))
+            };
+            let (input, output) = (tensor(layer.input)?.clone(), tensor(layer.output)?.clone());
+            let first = params.len();
+            for (i, bytes) in layer.params.iter().enumerate() {
+                params.push(upload(gpu, &format!("{} param {i}", layer.name), bytes));
+            }
+            let resolve = |slot: Slot| match slot {
+                Slot::Input => Some(input.clone()),
+                Slot::Output => Some(output.clone()),
+                Slot::Workspace => Some(workspace.clone()),
+                Slot::Param(i) if i < layer.params.len() => Some(params[first + i].clone()),
+                _ => None,
+            };
+            for dispatch in &layer.dispatches {
+                builder.add(&layer.name, dispatch, resolve)?;
+            }
+        }
+        let (steps, _) = builder.finish()?;
+        tensor_bytes
+            .get(input)
+            .ok_or_else(|| missing("input", input))?;
+        let mut staged = Vec::new();
+        let mut staging_bytes = 0;
+        for &output in outputs {
+            let bytes = tensor_bytes
+                .get(output)
+                .ok_or_else(|| missing("output", output))?;
+            staged.push((output, staging_bytes));
+            staging_bytes += bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+        }
+        let staging = staging_buffer(gpu.device(), "output staging", staging_bytes);
+        Ok(DispatchPlan {
+            device: gpu.device().clone(),
+            queue: gpu.queue().clone(),
+            tensors,
+            tensor_bytes: tensor_bytes.to_vec(),
+            _params: params,
+            steps,
+            input,
+            outputs: staged,
+            staging,
+        })
+    }
+
+    /// Dispatches, in the order they run.
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Each dispatch timed on its own with GPU timestamps, labelled "<layer> <shader>:<entry>"
+    /// (as `Plan::profile`), for finding the expensive ones.
+    pub fn profile(
+        &self,
+        gpu: &Gpu,
+        input: &[u8],
+    ) -> Result<Vec<(String, std::time::Duration)>, GraphError> {
+        self.upload_input(input)?;
+        let steps: Vec<&Step> = self.steps.iter().collect();
+        profile_steps(gpu, &steps)
+    }
+
+    fn upload_input(&self, input: &[u8]) -> Result<(), GraphError> {
+        let expected = self.tensor_bytes[self.input] as usize;
+        if input.len() != expected {
+            return Err(GraphError::InputLength {
+                got: input.len(),
+                expected,
+                shape: vec![expected],
+            });
+        }
+        let mut padded = input.to_vec();
+        padded.resize(input.len().next_multiple_of(4), 0);
+        self.queue
+            .write_buffer(&self.tensors[self.input], 0, &padded);
+        Ok(())
+    }
+
+    /// Uploads `input` (the input tensor's bytes), runs every layer in one submit and
+    /// returns the bytes of each output tensor, in the order `compile` was given them.
+    pub fn run(&self, input: &[u8]) -> Result<Vec<Vec<u8>>, GraphError> {
+        self.upload_input(input)?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("dispatch plan"),
+                timestamp_writes: None,
+            });
+            encode(&mut pass, &self.steps);
+        }
+        for &(tensor, offset) in &self.outputs {
+            let copy = self.tensor_bytes[tensor].next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+            encoder.copy_buffer_to_buffer(&self.tensors[tensor], 0, &self.staging, offset, copy);
+        }
+        self.queue.submit([encoder.finish()]);
+        let all = read_buffer_bytes(&self.device, &self.staging, self.staging.size())?;
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&(tensor, offset)| {
+                let start = offset as usize;
+                all[start..start + self.tensor_bytes[tensor] as usize].to_vec()
+            })
+            .collect())
+    }
+}

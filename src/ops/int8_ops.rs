@@ -1,0 +1,299 @@
+//! The dispatches of the int8 layers (issue 21): the stem (im2col, then the GEMM),
+//! depthwise, pointwise and dense (the GEMM), global average pooling, and the classifier's
+//! GEMM with f32 logits. Shapes are NHWC with real channel counts; tensors are int8 packed
+//! four channels a `u32` (`int8::pack_rows`).
+//!
+//! Every layer binds its tensors by role, as the float ops do: `Slot::Input`,
+//! `Slot::Output`, the stem's patches in `Slot::Workspace`, and its parameters as
+//! `Slot::Param(0)` (weights, packed as `int8::pack_gemm_weights` or
+//! `pack_depthwise_weights`), `Slot::Param(1)` (`bias_eff`, i32, `int8::fold_bias`) and
+//! `Slot::Param(2)` (per output channel, f32: the requantization multipliers, or the
+//! classifier's dequantization scales). Zero points and clamp bounds travel in the uniform.
+
+use super::int8::{words_for, Int8Output};
+use super::{linear_grid, nhwc, uniform_words, Dispatch, Padding, Slot, Window};
+use crate::gpu::Shader;
+
+/// Rows and columns of the block one GEMM invocation computes (gemm_int8.wgsl).
+const GEMM_BLOCK: [usize; 2] = [8, 8];
+/// Output pixels one depthwise invocation computes (depthwise_int8.wgsl's PIXELS).
+const DEPTHWISE_PIXELS: usize = 4;
+
+/// The parameter bindings every int8 layer with weights shares.
+const PARAMS: [(u32, Slot); 3] = [
+    (2, Slot::Param(0)),
+    (3, Slot::Param(1)),
+    (4, Slot::Param(2)),
+];
+
+/// Words of a u32 uniform block: signed values as their two's-complement bits.
+fn words(values: &[i64]) -> Vec<u8> {
+    uniform_words(&values.iter().map(|&v| v as u32).collect::<Vec<u32>>())
+}
+
+/// `[rows, k] x [k, n]` on int8: pointwise convolution (rows = N*H*W, k = Cin), dense
+/// (rows = N) and the stem after im2col (k = KH*KW*Cin).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Gemm {
+    pub rows: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl Int8Gemm {
+    fn dispatch(&self, entry: &'static str, output: Int8Output, a: Slot, out: Slot) -> Dispatch {
+        let col_blocks = self.n.div_ceil(GEMM_BLOCK[1]);
+        let blocks = self.rows.div_ceil(GEMM_BLOCK[0]) * col_blocks;
+        let uniform = words(&[
+            self.rows as i64,
+            self.n as i64,
+            words_for(self.k) as i64,
+            words_for(self.n) as i64,
+            col_blocks as i64,
+            output.zero_point as i64,
+            output.lo as i64,
+            output.hi as i64,
+        ]);
+        let out_binding = if entry == "forward" { 5 } else { 6 };
+        let mut bindings = vec![(1, a), (out_binding, out)];
+        bindings.extend(PARAMS);
+        Dispatch {
+            shader: Shader::GemmInt8,
+            entry,
+            uniform,
+            bindings,
+            workgroups: linear_grid(blocks),
+        }
+    }
+
+    /// Requantized int8 output `[rows][words_for(n)]`, reading `a` (`[rows][words_for(k)]`).
+    pub fn forward(&self, output: Int8Output, a: Slot, out: Slot) -> Dispatch {
+        self.dispatch("forward", output, a, out)
+    }
+
+    /// The classifier: f32 logits `[rows][n]`, `f32(acc) * Param(2)[c]`.
+    pub fn logits(&self, a: Slot, out: Slot) -> Dispatch {
+        self.dispatch("logits_f32", Int8Output::linear(0), a, out)
+    }
+}
+
+/// An int8 pointwise convolution on an NHWC input: the GEMM over its pixels.
+pub fn int8_pointwise(input: &[usize], out_channels: usize, output: Int8Output) -> Dispatch {
+    let pixels = input[..3].iter().product();
+    Int8Gemm {
+        rows: pixels,
+        k: input[3],
+        n: out_channels,
+    }
+    .forward(output, Slot::Input, Slot::Output)
+}
+
+/// A convolution's window over an int8 input, whose padding reads the input's zero point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Window {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: Padding,
+    /// The input's zero point: what padded taps read (real 0).
+    pub input_zero: i32,
+}
+
+impl Int8Window {
+    /// `[N, OH, OW]` of the output and the window, for an NHWC input.
+    fn resolve(&self, input: &[usize]) -> Result<([usize; 3], Window), String> {
+        let [n, _, _, _] = nhwc(input)?;
+        if self.kernel == 0 || self.stride == 0 {
+            return Err("kernel and stride must be positive".into());
+        }
+        let window = Window::of(input, self.kernel, self.stride, self.padding);
+        Ok(([n, window.out_h, window.out_w], window))
+    }
+
+    /// The output shape `[N, OH, OW, channels]`.
+    pub fn output_shape(&self, input: &[usize], channels: usize) -> Result<Vec<usize>, String> {
+        let ([n, h, w], _) = self.resolve(input)?;
+        Ok(vec![n, h, w, channels])
+    }
+}
+
+/// Int8 depthwise convolution: 3x3 at stride 1 or 2 (MobileNet's) on kernels of their own,
+/// any other square filter and stride on the general one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Depthwise {
+    pub window: Int8Window,
+    pub output: Int8Output,
+}
+
+impl Int8Depthwise {
+    pub fn forward(&self, input: &[usize]) -> Result<Dispatch, String> {
+        let ([n, out_h, out_w], window) = self.window.resolve(input)?;
+        let channels = input[3];
+        let channel_words = words_for(channels);
+        let uniform = words(&[
+            n as i64,
+            input[1] as i64,
+            input[2] as i64,
+            channel_words as i64,
+            out_h as i64,
+            out_w as i64,
+            self.window.kernel as i64,
+            self.window.stride as i64,
+            window.pad_top as i64,
+            window.pad_left as i64,
+            channels as i64,
+            self.window.input_zero as i64,
+            self.output.zero_point as i64,
+            self.output.lo as i64,
+            self.output.hi as i64,
+            0,
+        ]);
+        let quads = n * out_h * out_w.div_ceil(DEPTHWISE_PIXELS) * channel_words;
+        let mut bindings = vec![(1, Slot::Input), (5, Slot::Output)];
+        bindings.extend(PARAMS);
+        // The 3x3 kernels share each input column among the four pixels they compute.
+        let entry = match (self.window.kernel, self.window.stride) {
+            (3, 1) => "forward_3x3",
+            (3, 2) => "forward_3x3_s2",
+            _ => "forward",
+        };
+        Ok(Dispatch {
+            shader: Shader::DepthwiseInt8,
+            entry,
+            uniform,
+            bindings,
+            workgroups: linear_grid(quads),
+        })
+    }
+}
+
+/// The int8 stem: a standard convolution as im2col into the workspace, then the GEMM
+/// (weights `[Cout][KH*KW*Cin]` packed along the reduction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Stem {
+    pub out_channels: usize,
+    pub window: Int8Window,
+    pub output: Int8Output,
+}
+
+impl Int8Stem {
+    fn patch(&self, input: &[usize]) -> usize {
+        self.window.kernel * self.window.kernel * input[3]
+    }
+
+    /// Words of the unfolded patches: one row of `words_for(KH*KW*Cin)` per output pixel.
+    pub fn workspace_words(&self, input: &[usize]) -> Result<usize, String> {
+        let ([n, h, w], _) = self.window.resolve(input)?;
+        Ok(n * h * w * words_for(self.patch(input)))
+    }
+
+    pub fn forward(&self, input: &[usize]) -> Result<[Dispatch; 2], String> {
+        let ([n, out_h, out_w], window) = self.window.resolve(input)?;
+        let patch_words = words_for(self.patch(input));
+        let pixels = n * out_h * out_w;
+        let uniform = words(&[
+            n as i64,
+            input[1] as i64,
+            input[2] as i64,
+            words_for(input[3]) as i64,
+            out_h as i64,
+            out_w as i64,
+            self.window.kernel as i64,
+            self.window.stride as i64,
+            window.pad_top as i64,
+            window.pad_left as i64,
+            input[3] as i64,
+            patch_words as i64,
+            self.window.input_zero as i64,
+            0,
+            0,
+            0,
+        ]);
+        let im2col = Dispatch {
+            shader: Shader::Conv2dInt8,
+            entry: "im2col",
+            uniform,
+            bindings: vec![(1, Slot::Input), (2, Slot::Workspace)],
+            workgroups: linear_grid(pixels * patch_words),
+        };
+        let gemm = Int8Gemm {
+            rows: pixels,
+            k: self.patch(input),
+            n: self.out_channels,
+        };
+        Ok([
+            im2col,
+            gemm.forward(self.output, Slot::Workspace, Slot::Output),
+        ])
+    }
+}
+
+/// Int8 global average pooling, `[N, H, W, C] -> [N, C]`, with its own output scale.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Int8Pool {
+    pub input_zero: i32,
+    pub output_zero: i32,
+    /// `s_in / (s_out * H*W)` (`int8::pool_multiplier`).
+    pub multiplier: f32,
+}
+
+impl Int8Pool {
+    pub fn forward(&self, input: &[usize]) -> Result<Dispatch, String> {
+        let [n, h, w, c] = nhwc(input)?;
+        let channel_words = words_for(c);
+        let mut uniform = words(&[
+            n as i64,
+            (h * w) as i64,
+            channel_words as i64,
+            c as i64,
+            self.input_zero as i64,
+            self.output_zero as i64,
+        ]);
+        uniform.extend_from_slice(&self.multiplier.to_le_bytes());
+        uniform.extend_from_slice(&[0; 4]);
+        Ok(Dispatch {
+            shader: Shader::PoolInt8,
+            entry: "forward",
+            uniform,
+            bindings: vec![(1, Slot::Input), (2, Slot::Output)],
+            workgroups: linear_grid(n * channel_words),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_uniform_carries_signed_zero_points() {
+        let output = Int8Output {
+            zero_point: -128,
+            lo: -128,
+            hi: 5,
+        };
+        let d = Int8Gemm {
+            rows: 9,
+            k: 5,
+            n: 10,
+        }
+        .forward(output, Slot::Input, Slot::Output);
+        let w: &[u32] = bytemuck::cast_slice(&d.uniform);
+        assert_eq!(w, &[9, 10, 2, 3, 2, (-128i32) as u32, (-128i32) as u32, 5]);
+        // 2 row blocks by 2 column blocks.
+        assert_eq!(d.workgroups, [1, 1, 1]);
+    }
+
+    #[test]
+    fn every_int8_shader_validates() {
+        for shader in [
+            Shader::GemmInt8,
+            Shader::DepthwiseInt8,
+            Shader::PoolInt8,
+            Shader::Conv2dInt8,
+        ] {
+            shader
+                .validate()
+                .unwrap_or_else(|e| panic!("{shader} failed naga validation:\n{e}"));
+        }
+    }
+}

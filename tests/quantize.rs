@@ -1,0 +1,370 @@
+//! Post-training int8 quantization (issue 21 item 1): calibration on the GPU plan, the
+//! scheme of INT8.md, the int8 file and its refusal where float weights are expected, and
+//! `mobilenet quantize` end to end.
+
+mod common;
+
+use common::{random_params, small_fashion_model};
+use mobilenet_wgpu::data::{BatchLoader, DataSource, ImageSet, Normalize, FASHION_MNIST_CLASSES};
+use mobilenet_wgpu::graph::ParamStore;
+use mobilenet_wgpu::model::fold_batchnorm;
+use mobilenet_wgpu::quant::{
+    activation_tensors, calibrate, quantize, quantize_with_ranges, CalibrationInfo,
+    CalibrationOptions, Method, QuantizedModel, WEIGHT_Q_MAX,
+};
+use mobilenet_wgpu::reference::run_graph;
+use mobilenet_wgpu::train::checkpoint::Checkpoint;
+use mobilenet_wgpu::weights::{
+    load_pretrained, load_safetensors_raw, save_safetensors_raw, Pretrained,
+};
+use mobilenet_wgpu::{MobileNetV1Config, Preset};
+use rand::Rng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const INT8_REFUSAL: &str = "is an int8 file written by `mobilenet quantize`";
+
+/// A float checkpoint of `config` with random weights and batch-norm statistics, written
+/// as `train` writes one (weights only), and read back as every command reads it.
+fn float_checkpoint(dir: &Path, config: &MobileNetV1Config, seed: u64) -> (PathBuf, Pretrained) {
+    let graph = config.build(1).expect("a valid configuration").graph;
+    let checkpoint = Checkpoint {
+        config: config.clone(),
+        params: random_params(&graph, seed),
+        optimizer_state: ParamStore::new(),
+        epoch: 1,
+        step: 1,
+        best_val_acc: None,
+        normalize: Normalize::symmetric(config.in_channels),
+        crop_pct: 1.0,
+        class_names: (0..config.classes).map(|c| format!("class {c}")).collect(),
+        train_options: None,
+    };
+    let path = dir.join("float.safetensors");
+    checkpoint.save(&path).expect("save the float checkpoint");
+    let pretrained = load_pretrained(&path).expect("load the float checkpoint");
+    (path, pretrained)
+}
+
+/// `count` random 28x28 grey images in memory.
+fn random_images(count: usize, seed: u64) -> DataSource {
+    let mut rng = common::rng(seed);
+    ImageSet {
+        height: 28,
+        width: 28,
+        channels: 1,
+        pixels: (0..count * 28 * 28).map(|_| rng.random::<u8>()).collect(),
+        labels: (0..count as u32).map(|i| i % 10).collect(),
+        class_names: FASHION_MNIST_CLASSES.map(String::from).to_vec(),
+    }
+    .into()
+}
+
+/// A quantized small network, calibrated on 20 random images, and its float weights.
+fn small_quantized(dir: &Path, method: Method) -> (PathBuf, Pretrained, QuantizedModel) {
+    let (path, float) = float_checkpoint(dir, &small_fashion_model(), 5);
+    let options = CalibrationOptions {
+        images: 20,
+        batch_size: 8,
+        ..CalibrationOptions::default()
+    };
+    let calibration =
+        calibrate(common::gpu(), &float, random_images(20, 1), &options).expect("calibrate");
+    assert_eq!(calibration.images, 20);
+    let model = quantize(&float, &calibration, method).expect("quantize");
+    (path, float, model)
+}
+
+#[test]
+fn minmax_ranges_are_the_float_activations_extremes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, float) = float_checkpoint(dir.path(), &small_fashion_model(), 5);
+    let images = 20;
+    // Batches of 8 leave a short last batch: its padding must not count.
+    let options = CalibrationOptions {
+        images,
+        batch_size: 8,
+        ..CalibrationOptions::default()
+    };
+    let calibration = calibrate(common::gpu(), &float, random_images(images, 1), &options).unwrap();
+    // The CPU reference on the same preprocessed images, every quantized tensor kept.
+    let batch = BatchLoader::new(
+        random_images(images, 1),
+        float.preprocess.loader_options(images),
+        0,
+    )
+    .unwrap()
+    .next()
+    .unwrap()
+    .unwrap();
+    let mut model = float.config.build_folded(images).unwrap();
+    let tensors = activation_tensors(&model.graph).unwrap();
+    for t in &tensors[1..] {
+        model.graph.output(t.id).unwrap();
+    }
+    let folded = fold_batchnorm(&float.params, float.config.bn_eps).unwrap();
+    let outputs = run_graph(&model.graph, &folded, &batch.images).unwrap();
+    let extremes = |v: &[f32]| {
+        v.iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &x| {
+                (lo.min(x), hi.max(x))
+            })
+    };
+    assert_eq!(calibration.tensors.len(), tensors.len());
+    for (i, (name, stats)) in calibration.tensors.iter().enumerate() {
+        assert_eq!(*name, tensors[i].name);
+        let (lo, hi) = match i {
+            0 => extremes(&batch.images),
+            // Outputs: logits and probabilities first, then the marked tensors.
+            _ => extremes(&outputs[i + 1].data),
+        };
+        let tolerance = 1e-4 * (hi.abs().max(lo.abs()) as f64 + 1e-3);
+        assert_eq!(
+            stats.count as usize,
+            tensors[i].shape.iter().product::<usize>()
+        );
+        for (got, want, side) in [(stats.min, lo, "min"), (stats.max, hi, "max")] {
+            assert!(
+                (got as f64 - want as f64).abs() <= tolerance,
+                "{name}: calibrated {side} {got}, the float network's is {want}"
+            );
+        }
+        let (range_lo, range_hi) = Method::MinMax.range(stats);
+        assert_eq!((range_lo, range_hi), (stats.min as f64, stats.max as f64));
+        if i == 0 {
+            assert_eq!((stats.min, stats.max), (lo, hi), "the input is exact");
+        }
+    }
+}
+
+#[test]
+fn the_int8_file_round_trips_and_obeys_the_scheme() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, float, model) = small_quantized(dir.path(), Method::Percentile { percentile: 99.9 });
+    let path = dir.path().join("int8.safetensors");
+    model.save(&path).unwrap();
+    let loaded = QuantizedModel::load(&path).unwrap();
+    assert_eq!(loaded, model);
+    assert_eq!(
+        loaded.calibration,
+        CalibrationInfo {
+            method: Method::Percentile { percentile: 99.9 },
+            images: 20
+        }
+    );
+
+    // ReLU outputs (everything after a convolution, and the pool) sit on z = -128.
+    for (name, params) in &loaded.activations {
+        assert!(params.scale > 0.0 && params.scale.is_finite(), "{name}");
+        if name != "image" {
+            assert_eq!(params.zero_point, -128, "{name} follows a ReLU");
+        }
+    }
+    let folded = fold_batchnorm(&float.params, float.config.bn_eps).unwrap();
+    for layer in &loaded.layers {
+        assert!(layer
+            .weight_q
+            .iter()
+            .all(|&q| (q as i32).abs() <= WEIGHT_Q_MAX));
+        let weights = folded.get(&format!("{}.weight", layer.name)).unwrap();
+        let channels = layer.weight_scale.len();
+        for (i, (&w, &d)) in weights.iter().zip(&layer.dequantized()).enumerate() {
+            let s = layer.weight_scale[i % channels];
+            assert!(
+                (w - d).abs() <= s / 2.0 * 1.0001,
+                "{}[{i}]: {w} -> {d}",
+                layer.name
+            );
+        }
+        // Every channel's largest weight maps to +-127.
+        for c in 0..channels {
+            let peak = layer
+                .weight_q
+                .iter()
+                .skip(c)
+                .step_by(channels)
+                .map(|q| q.abs())
+                .max();
+            assert_eq!(peak, Some(127), "{} channel {c}", layer.name);
+        }
+        let input = loaded.activation(&activation_input(&layer.name)).unwrap();
+        let bias = folded.get(&format!("{}.bias", layer.name)).unwrap();
+        for (c, (&b, &q)) in bias.iter().zip(&layer.bias_q).enumerate() {
+            let s_b = input.scale as f64 * layer.weight_scale[c] as f64;
+            assert!((b as f64 - q as f64 * s_b).abs() <= s_b / 2.0 * 1.0001);
+        }
+    }
+
+    // The file holds exactly INT8.md's tensors and metadata.
+    let raw = load_safetensors_raw(&path).unwrap();
+    assert_eq!(raw.metadata["format"], "mobilenet-wgpu-int8");
+    assert_eq!(raw.metadata["scheme"], "int8-v1");
+    assert!(raw.metadata["calibration"].contains("\"percentile\""));
+    let dtype = |name: &str| {
+        let t = raw.tensors.iter().find(|t| t.name == name).unwrap();
+        (t.dtype.to_string(), t.shape.clone())
+    };
+    assert_eq!(dtype("stem.conv.weight_q"), ("I8".into(), vec![3, 3, 1, 8]));
+    assert_eq!(dtype("stem.conv.weight_scale"), ("F32".into(), vec![8]));
+    assert_eq!(dtype("classifier.bias_q"), ("I32".into(), vec![10]));
+    assert_eq!(dtype("image.act_scale"), ("F32".into(), vec![1]));
+    assert_eq!(dtype("pool.act_zero_point"), ("I32".into(), vec![1]));
+}
+
+/// The activation tensor each layer reads, by the network's order: the input for the stem,
+/// the previous op's output otherwise.
+fn activation_input(layer: &str) -> String {
+    let graph = small_fashion_model().build_folded(1).unwrap().graph;
+    let node = graph.nodes().iter().find(|n| n.name == layer).unwrap();
+    graph.tensor(node.input).unwrap().name.clone()
+}
+
+#[test]
+fn float_loaders_refuse_the_int8_file_and_the_int8_loader_refuses_float_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (float_path, _, model) = small_quantized(dir.path(), Method::MinMax);
+    let path = dir.path().join("int8.safetensors");
+    model.save(&path).unwrap();
+    let refusal = load_pretrained(&path).unwrap_err().to_string();
+    assert!(refusal.contains(INT8_REFUSAL), "{refusal}");
+    assert!(
+        refusal.contains("float checkpoint it was quantized from"),
+        "{refusal}"
+    );
+    let refusal = Checkpoint::load(&path).unwrap_err().to_string();
+    assert!(refusal.contains(INT8_REFUSAL), "{refusal}");
+
+    let refusal = QuantizedModel::load(&float_path).unwrap_err().to_string();
+    assert!(
+        refusal.contains("float checkpoint") && refusal.contains("mobilenet quantize --weights"),
+        "{refusal}"
+    );
+
+    // A damaged file: one tensor gone, one of another dtype, one too many.
+    let mut raw = load_safetensors_raw(&path).unwrap();
+    raw.tensors.retain(|t| t.name != "blocks.3.pw.bias_q");
+    let scale = raw
+        .tensors
+        .iter_mut()
+        .find(|t| t.name == "pool.act_zero_point")
+        .unwrap();
+    scale.dtype = safetensors::Dtype::F32;
+    let mut extra = raw.tensors[0].clone();
+    extra.name = "stray.weight_q".into();
+    raw.tensors.push(extra);
+    let damaged = dir.path().join("damaged.safetensors");
+    save_safetensors_raw(&damaged, &raw.tensors, &raw.metadata).unwrap();
+    let problems = QuantizedModel::load(&damaged).unwrap_err().to_string();
+    for expected in [
+        "`blocks.3.pw.bias_q` (I32 [",
+        "`pool.act_zero_point` is F32 [1], expected I32 [1]",
+        "`stray.weight_q`: not a tensor of this model",
+        "mobilenet quantize",
+    ] {
+        assert!(
+            problems.contains(expected),
+            "{expected:?} not in: {problems}"
+        );
+    }
+}
+
+#[test]
+fn the_int8_file_is_at_most_30_percent_of_the_float_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = MobileNetV1Config::preset(Preset::Paper);
+    let (float_path, float) = float_checkpoint(dir.path(), &config, 2);
+    // The size does not depend on the ranges: any will do, without a 224 calibration run.
+    let graph = config.build_folded(1).unwrap().graph;
+    let ranges: Vec<(String, (f64, f64))> = activation_tensors(&graph)
+        .unwrap()
+        .into_iter()
+        .map(|t| (t.name, (-1.0, 6.0)))
+        .collect();
+    let info = CalibrationInfo {
+        method: Method::MinMax,
+        images: 0,
+    };
+    let model = quantize_with_ranges(&float, &ranges, info).unwrap();
+    let path = dir.path().join("int8.safetensors");
+    model.save(&path).unwrap();
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len() as f64;
+    let ratio = size(&path) / size(&float_path);
+    assert!(
+        ratio <= 0.30,
+        "the int8 file is {:.1}% of the float one",
+        100.0 * ratio
+    );
+    assert_eq!(QuantizedModel::load(&path).unwrap(), model);
+}
+
+fn mobilenet(args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(args)
+        .output()
+        .expect("run mobilenet");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn mobilenet_quantize_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (float_path, _) = float_checkpoint(dir.path(), &small_fashion_model(), 7);
+    let out = dir.path().join("int8.safetensors");
+    let (float_arg, out_arg) = (float_path.to_str().unwrap(), out.to_str().unwrap());
+    let (ok, stdout, stderr) = mobilenet(&[
+        "quantize",
+        "--weights",
+        float_arg,
+        "--dataset",
+        "fashion-mnist",
+        "--calibration",
+        "64",
+        "--out",
+        out_arg,
+    ]);
+    assert!(ok, "{stderr}");
+    for expected in ["minmax", "64 calibration images", "% of the float file"] {
+        assert!(stdout.contains(expected), "{expected:?} not in: {stdout}");
+    }
+    let model = QuantizedModel::load(&out).unwrap();
+    assert_eq!(
+        (model.calibration.images, model.calibration.method),
+        (64, Method::MinMax)
+    );
+
+    // A folder of images (as `predict --data` reads one), the MSE choice.
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let mut rng = common::rng(4);
+    for i in 0..5 {
+        let pixels: Vec<u8> = (0..32 * 32).map(|_| rng.random()).collect();
+        image::GrayImage::from_raw(32, 32, pixels)
+            .unwrap()
+            .save(images.join(format!("{i}.png")))
+            .unwrap();
+    }
+    let (ok, stdout, stderr) = mobilenet(&[
+        "quantize",
+        "--weights",
+        float_arg,
+        "--data",
+        images.to_str().unwrap(),
+        "--method",
+        "mse",
+        "--out",
+        out_arg,
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("mse ranges from 5 calibration images"),
+        "{stdout}"
+    );
+
+    // Float commands refuse the int8 file and say what it is.
+    let (ok, _, stderr) = mobilenet(&["eval", "--weights", out_arg, "--limit", "10"]);
+    assert!(!ok && stderr.contains(INT8_REFUSAL), "{stderr}");
+}
