@@ -9,6 +9,9 @@
 # + DataLoader with the same transforms and workers (benches/peers/torchvision_loader.py) on
 # a class folder such as benches/make_imagenet_like.py writes; ONLY_DATA=1 skips the network.
 # OURS=PATH measures that binary of ours instead of building this checkout.
+# INT8=1 adds the int8 inference table: ours int8 (bench --mode infer --int8) against ours
+# f32, PyTorch f32 and onnxruntime int8 (quantize_static, benches/peers/onnxruntime_mobilenet.py;
+# needs `pip install onnx onnxruntime` for $PYTHON) at 224 batch 1 and 8 and 32 batch 32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -55,6 +58,34 @@ data_table() {
     echo "data: $DATA ($(find "$DATA" -type f | wc -l) files, $(du -sh "$DATA" | cut -f1)), batch 64, 224x224"
 }
 
+int8_table() {
+    if ! "$PYTHON" -c "import onnxruntime, onnx" 2>/dev/null; then
+        echo "compare.sh: INT8 needs onnx and onnxruntime for $PYTHON (pip install onnx onnxruntime)" >&2
+        return 1
+    fi
+    echo
+    printf '| %-9s | %14s | %14s | %14s | %14s | %9s | %9s |\n' batch/res "ours f32 ms" "ours int8 ms" "PyTorch f32 ms" "ort int8 ms" "int8/f32" "int8/ort"
+    printf '|%s|\n' "-----------|----------------|----------------|----------------|----------------|-----------|-----------"
+    for row in "1 224" "8 224" "32 32"; do
+        read -r batch res <<<"$row"
+        common=(--batch "$batch" --resolution "$res" --warmup 3 --iters "$ITERS")
+        # Alternate the four within each round, as the float table does.
+        a_runs="" b_runs="" c_runs="" d_runs=""
+        for _ in $(seq "$ROUNDS"); do
+            a_runs+=$("$ours" bench --mode infer --alpha 1.0 "${common[@]}" --json)$'\n'
+            b_runs+=$("$ours" bench --mode infer --int8 --alpha 1.0 "${common[@]}" --json)$'\n'
+            c_runs+=$("$PYTHON" benches/peers/pytorch_mobilenet.py --mode infer "${common[@]}")$'\n'
+            d_runs+=$("$PYTHON" benches/peers/onnxruntime_mobilenet.py --precision int8 "${common[@]}")$'\n'
+        done
+        a=$(field "$(median_round <<<"$a_runs")" ms_per_batch)
+        b=$(field "$(median_round <<<"$b_runs")" ms_per_batch)
+        c=$(field "$(median_round <<<"$c_runs")" ms_per_batch)
+        d=$(field "$(median_round <<<"$d_runs")" ms_per_batch)
+        "$PYTHON" -c "a,b,c,d=$a,$b,$c,$d; print(f'| {\"$batch/$res\":9} | {a:14.1f} | {b:14.1f} | {c:14.1f} | {d:14.1f} | {a/b:8.2f}x | {d/b:8.2f}x |')"
+    done
+    echo "int8/f32: ours int8 images/s over ours f32; int8/ort: over onnxruntime int8 (above 1: ours is faster)"
+}
+
 if [[ -n ${ONLY_DATA:-} ]]; then
     if [[ -z ${DATA:-} ]]; then echo "compare.sh: ONLY_DATA needs DATA=DIR" >&2; exit 1; fi
     data_table
@@ -85,5 +116,6 @@ for row in "infer 32 32" "infer 8 224" "train 32 32" "train 8 224"; do
         "$(field "$b" ms_per_batch)" "$(field "$b" images_per_sec)" "$(field "$b" gflops)" "$ratio"
 done
 if [[ -n ${DATA:-} ]]; then data_table; fi
+if [[ -n ${INT8:-} ]]; then int8_table; fi
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(date -u +%F)"

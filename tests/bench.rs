@@ -104,3 +104,51 @@ fn gemm_mode_times_every_pointwise_shape_of_the_network() {
     assert_eq!(report.mult_adds_per_image, pointwise);
     assert!(report.gflops > 0.0 && report.ms_per_batch > 0.0);
 }
+
+#[test]
+fn int8_inference_is_benchmarked_and_says_so() {
+    let output = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args([
+            "bench",
+            "--mode",
+            "infer",
+            "--int8",
+            "--batch",
+            "2",
+            "--resolution",
+            "32",
+            "--alpha",
+            "0.25",
+            "--classes",
+            "10",
+            "--warmup",
+            "1",
+            "--iters",
+            "2",
+            "--json",
+        ])
+        .env("MOBILENET_TUNE", "off")
+        .output()
+        .expect("run the mobilenet binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    assert_eq!(report["mode"], "infer-int8");
+    assert_eq!(
+        (report["batch"].as_u64(), report["classes"].as_u64()),
+        (Some(2), Some(10))
+    );
+    assert!(report["ms_per_batch"].as_f64().unwrap() > 0.0);
+    assert!(report["memory_bytes"].as_u64().unwrap() > 0);
+    let kernels = report["kernels"].as_array().expect("kernels");
+    assert_eq!(kernels.len() as u64, report["dispatches"].as_u64().unwrap());
+    assert!(kernels.iter().all(|k| k == "int8"), "{kernels:?}");
+    // --int8 is an inference option.
+    let train = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .args(["bench", "--mode", "train", "--int8"])
+        .output()
+        .expect("run the mobilenet binary");
+    assert!(!train.status.success());
+    assert!(String::from_utf8_lossy(&train.stderr).contains("--mode infer only"));
+}

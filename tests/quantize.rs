@@ -364,7 +364,24 @@ fn mobilenet_quantize_runs_end_to_end() {
         "{stdout}"
     );
 
-    // Float commands refuse the int8 file and say what it is.
-    let (ok, _, stderr) = mobilenet(&["eval", "--weights", out_arg, "--limit", "10"]);
+    // eval runs the int8 file on the int8 kernels and says so.
+    let (ok, stdout, stderr) = mobilenet(&["eval", "--weights", out_arg, "--limit", "10"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(" (int8): loss "), "{stdout}");
+    assert!(stdout.contains("(10 images)"), "{stdout}");
+
+    // Float-only commands refuse the int8 file and say what it is.
+    let timm = dir.path().join("timm.safetensors");
+    let timm_arg = timm.to_str().unwrap();
+    let export = [
+        "export",
+        "--weights",
+        out_arg,
+        "--format",
+        "timm",
+        "--out",
+        timm_arg,
+    ];
+    let (ok, _, stderr) = mobilenet(&export);
     assert!(!ok && stderr.contains(INT8_REFUSAL), "{stderr}");
 }

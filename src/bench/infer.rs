@@ -2,9 +2,16 @@
 
 use super::report::{report, BenchOptions, BenchReport, TuningReport};
 use super::timing::{profile_rows, random_input, time_plan};
+use crate::data::{Normalize, Preprocess};
 use crate::gpu::Gpu;
 use crate::graph::ParamStore;
+use crate::model::Int8Plan;
+use crate::quant::{
+    activation_tensors, quantize_with_ranges, CalibrationInfo, Method, QuantizedModel,
+};
+use crate::weights::{Naming, Pretrained};
 use rand::SeedableRng;
+use std::time::Instant;
 
 /// Benchmarks inference of a randomly initialised MobileNet V1.
 pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchReport> {
@@ -36,4 +43,85 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
         report.profile = profile_rows(plan.profile(gpu, &input)?);
     }
     Ok(report)
+}
+
+/// Benchmarks the int8 network of a file written by `mobilenet quantize` (its own width,
+/// resolution and classes; `options` gives the batch and the repetitions) on random
+/// images. Wall-clock time per batch: quantizing the input on the CPU, upload, the int8
+/// dispatches in one submit and the logits' readback.
+pub fn bench_infer_int8(
+    gpu: &Gpu,
+    model: &QuantizedModel,
+    options: &BenchOptions,
+) -> anyhow::Result<BenchReport> {
+    anyhow::ensure!(options.iters > 0, "--iters must be at least 1");
+    let config = &model.config;
+    let summary = config.build(1)?.summary();
+    let graph = config.build_folded(options.batch)?.graph;
+    let plan = Int8Plan::compile(gpu, &graph, model)?;
+    let shape = graph.shape(graph.inputs()[0])?.to_vec();
+    let input = random_input(&mut rand::rngs::StdRng::seed_from_u64(7), &shape);
+    for _ in 0..options.warmup {
+        plan.run(&input)?;
+    }
+    let mut wall = Vec::with_capacity(options.iters);
+    for _ in 0..options.iters {
+        let start = Instant::now();
+        plan.run(&input)?;
+        wall.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let options = BenchOptions {
+        resolution: config.resolution,
+        alpha: config.alpha,
+        classes: config.classes,
+        ..options.clone()
+    };
+    // One int8 kernel per dispatch so far: nothing to choose or tune.
+    let kernels = vec!["int8".to_string(); plan.dispatch_count()];
+    let tuning = TuningReport::since(gpu, gpu.tuning_stats());
+    let memory = plan.memory();
+    let mut report = report(
+        "infer-int8",
+        &options,
+        &summary,
+        1.0,
+        wall,
+        Vec::new(),
+        memory,
+        gpu,
+        (kernels, tuning),
+    );
+    if options.profile {
+        report.profile = profile_rows(plan.profile(gpu, &input)?);
+    }
+    Ok(report)
+}
+
+/// The random network of `options` in int8 for `bench --mode infer --int8`: its activation
+/// ranges are fixed ([-1, 1] for the input, [0, 6] after each layer) instead of
+/// calibrated, since the kernels' speed does not depend on them.
+pub fn random_int8_model(options: &BenchOptions) -> anyhow::Result<QuantizedModel> {
+    let config = options.config();
+    let graph = config.build_folded(1)?.graph;
+    let float = Pretrained {
+        naming: Naming::Ours,
+        params: ParamStore::initialize(&config.build(1)?.graph, 1),
+        preprocess: Preprocess {
+            resolution: config.resolution,
+            crop_pct: 1.0,
+            normalize: Normalize::symmetric(config.in_channels),
+        },
+        class_names: (0..config.classes).map(|c| c.to_string()).collect(),
+        config,
+    };
+    let ranges: Vec<(String, (f64, f64))> = activation_tensors(&graph)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| (t.name, if i == 0 { (-1.0, 1.0) } else { (0.0, 6.0) }))
+        .collect();
+    let calibration = CalibrationInfo {
+        method: Method::MinMax,
+        images: 0,
+    };
+    Ok(quantize_with_ranges(&float, &ranges, calibration)?)
 }

@@ -14,7 +14,7 @@ mod tune;
 
 pub use data::{bench_data, DataBenchReport};
 pub use gemm::bench_gemm;
-pub use infer::bench_infer;
+pub use infer::{bench_infer, bench_infer_int8, random_int8_model};
 pub use report::{BenchOptions, BenchReport, DataParallelReport, ProfileRow, TuningReport};
 pub use train::bench_train;
 pub use tune::{tune, TunePlans, TuneReport, TunedPlan};

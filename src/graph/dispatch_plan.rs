@@ -6,6 +6,7 @@
 //! it does not go through the float graph's shapes, memory plan or parameter store.
 
 use super::error::GraphError;
+use super::memory::MemoryReport;
 use super::steps::{encode, profile_steps, staging_buffer, Step, StepBuilder};
 use crate::gpu::{read_buffer_bytes, storage_buffer, Gpu};
 use crate::ops::{Dispatch, Slot};
@@ -40,7 +41,8 @@ pub struct DispatchPlan {
     tensors: Vec<wgpu::Buffer>,
     tensor_bytes: Vec<u64>,
     /// Held so that the bind groups' buffers live as long as the plan.
-    _params: Vec<wgpu::Buffer>,
+    params: Vec<wgpu::Buffer>,
+    workspace_bytes: u64,
     steps: Vec<Step>,
     input: usize,
     /// The tensors `run` reads back, and where each lands in the staging buffer.
@@ -114,7 +116,8 @@ impl DispatchPlan {
             queue: gpu.queue().clone(),
             tensors,
             tensor_bytes: tensor_bytes.to_vec(),
-            _params: params,
+            params,
+            workspace_bytes,
             steps,
             input,
             outputs: staged,
@@ -122,12 +125,26 @@ impl DispatchPlan {
         })
     }
 
+    /// The device memory it holds: one buffer per tensor (no reuse), the parameters, and
+    /// the workspace and output staging as `other`.
+    pub fn memory(&self) -> MemoryReport {
+        let activations = self.tensor_bytes.iter().sum();
+        MemoryReport {
+            activations,
+            activations_unshared: activations,
+            activations_live_peak: activations,
+            params: self.params.iter().map(wgpu::Buffer::size).sum(),
+            training: 0,
+            other: self.workspace_bytes + self.staging.size(),
+        }
+    }
+
     /// Dispatches, in the order they run.
     pub fn dispatch_count(&self) -> usize {
         self.steps.len()
     }
 
-    /// Each dispatch timed on its own with GPU timestamps, labelled "<layer> <shader>:<entry>"
+    /// Each dispatch timed on its own with GPU timestamps, labelled `"<layer> <shader>:<entry>"`
     /// (as `Plan::profile`), for finding the expensive ones.
     pub fn profile(
         &self,

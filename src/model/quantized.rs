@@ -107,6 +107,11 @@ impl Int8Plan {
         self.input
     }
 
+    /// The device memory the plan holds.
+    pub fn memory(&self) -> crate::graph::MemoryReport {
+        self.plan.memory()
+    }
+
     /// Dispatches per batch.
     pub fn dispatch_count(&self) -> usize {
         self.plan.dispatch_count()

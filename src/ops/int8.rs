@@ -157,10 +157,12 @@ pub struct Int8Activation {
 }
 
 impl Int8Activation {
-    /// `r` as int8: `clamp(round_half_even(r / s) + z, -128, 127)`, the quotient in f64
-    /// (how the network input is quantized on the CPU before upload).
+    /// `r` as int8: `clamp(round_half_even(r / s) + z, -128, 127)` (how the network input
+    /// is quantized on the CPU before upload). The quotient is f32, as ONNX's QuantizeLinear
+    /// computes it: normalised 8-bit pixels over a [-1, 1] range land exactly on ties, and an
+    /// f64 quotient rounded 15% of them the other way from onnxruntime and tract.
     pub fn quantize(&self, r: f32) -> i8 {
-        let q = (r as f64 / self.scale as f64).round_ties_even() + self.zero_point as f64;
+        let q = (r / self.scale).round_ties_even() as f64 + self.zero_point as f64;
         q.clamp(-128.0, 127.0) as i8
     }
 }

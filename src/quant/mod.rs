@@ -1,12 +1,12 @@
 //! Post-training int8 quantization (issue 21; the arithmetic is fixed in INT8.md).
 //!
 //! Lower files first: `scheme` is the arithmetic (weight, activation and bias
-//! quantization, the requantization multipliers); `histogram` what calibration keeps of a
+//! quantization); `histogram` what calibration keeps of a
 //! tensor and `range` how a method (min/max, percentile, MSE) turns that into a range;
 //! `tensors` which tensors of the folded network are quantized and their names in the
 //! file; `error` what goes wrong; `calibrate` runs the float network on the GPU over the
 //! user's images; `model` is the quantized network and `quantize`; `file` its safetensors
-//! file.
+//! file; `onnx` writes it as a QDQ ONNX model.
 
 mod calibrate;
 mod error;
@@ -28,7 +28,7 @@ pub use histogram::{ActivationStats, HISTOGRAM_BINS};
 pub use model::{quantize, quantize_with_ranges, CalibrationInfo, QuantizedLayer, QuantizedModel};
 pub use range::{Method, DEFAULT_PERCENTILE};
 pub use scheme::{
-    logit_scales, pool_multiplier, quantize_bias, quantize_weights, requant_multipliers,
-    QuantParams, QuantizedWeights, ACT_Q_MAX, ACT_Q_MIN, WEIGHT_Q_MAX,
+    quantize_bias, quantize_weights, QuantParams, QuantizedWeights, ACT_Q_MAX, ACT_Q_MIN,
+    WEIGHT_Q_MAX,
 };
 pub use tensors::{activation_tensors, weight_layers, ActivationTensor, WeightLayer};

@@ -11,6 +11,7 @@ use super::tensors::{activation_tensors, weight_layers};
 use crate::data::Preprocess;
 use crate::graph::ParamStore;
 use crate::model::{fold_batchnorm, MobileNetV1Config};
+use crate::ops::{Int8Activation, Int8LayerParams, Int8Numbers};
 use crate::weights::Pretrained;
 
 /// One layer's int8 weights (in our float layout, output channels last), their scales
@@ -69,6 +70,24 @@ impl QuantizedModel {
             .iter()
             .find(|(name, _)| name == tensor)
             .map(|&(_, params)| params)
+    }
+}
+
+/// The plan and the CPU reference read the int8 file's numbers by the folded graph's names.
+impl Int8Numbers for QuantizedModel {
+    fn layer(&self, name: &str) -> Option<Int8LayerParams<'_>> {
+        QuantizedModel::layer(self, name).map(|l| Int8LayerParams {
+            weight_q: &l.weight_q,
+            weight_scale: &l.weight_scale,
+            bias_q: &l.bias_q,
+        })
+    }
+
+    fn activation(&self, tensor: &str) -> Option<Int8Activation> {
+        QuantizedModel::activation(self, tensor).map(|p| Int8Activation {
+            scale: p.scale,
+            zero_point: p.zero_point,
+        })
     }
 }
 

@@ -16,10 +16,11 @@
 
 use super::file::SCHEME;
 use super::model::{QuantizedLayer, QuantizedModel};
-use super::scheme::{logit_scales, QuantParams, ACT_Q_MAX, ACT_Q_MIN};
+use super::scheme::{QuantParams, ACT_Q_MAX, ACT_Q_MIN};
 use super::tensors::{activation_tensors, weight_layers};
 use crate::graph::{GraphBuilder, ParamStore};
 use crate::model::{conv_bn_pair, CLASSIFIER, CONV_LAYERS};
+use crate::ops::int8::logit_scale;
 use crate::ops::{Int8Output, OpKind};
 use crate::weights::{
     activation_node, common_metadata, conv_attributes, finish_model, input_node, int, onnx_layout,
@@ -273,7 +274,11 @@ impl Int8Writer<'_> {
         let layer = self.layer(name)?;
         let channels = layer.bias_q.len();
         // f32(s_x * s_w[c]) from f64, as the scheme scales the bias (and the logits).
-        let scales = logit_scales(input_scale, &layer.weight_scale);
+        let scales: Vec<f32> = layer
+            .weight_scale
+            .iter()
+            .map(|&s_w| logit_scale(input_scale, s_w))
+            .collect();
         let bytes = layer.bias_q.iter().flat_map(|b| b.to_le_bytes()).collect();
         let (q, scale, zero) = (
             format!("{name}.bias_q"),

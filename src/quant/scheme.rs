@@ -1,6 +1,6 @@
 //! The int8 arithmetic of INT8.md (scheme `int8-v1`): symmetric per-channel weights,
-//! asymmetric per-tensor activations, int32 biases and the requantization multipliers.
-//! Everything is computed in f64 and rounded once to what is stored, so the kernels, the
+//! asymmetric per-tensor activations and int32 biases (the requantization multipliers are
+//! computed where the kernels' numbers are packed, `ops::int8`). Everything is computed in f64 and rounded once to what is stored, so the kernels, the
 //! CPU reference and the file agree on every value.
 
 /// Weights are int8 in [-127, 127]: -128 is left out so that the range is symmetric.
@@ -96,29 +96,6 @@ pub fn quantize_bias(bias: &[f32], input_scale: f32, weight_scales: &[f32]) -> V
         .collect()
 }
 
-/// The requantization multipliers of a convolution or dense layer,
-/// `M[c] = f32(s_x * s_w[c] / s_y)`: the accumulator times M is the output in units of s_y.
-pub fn requant_multipliers(input_scale: f32, weight_scales: &[f32], output_scale: f32) -> Vec<f32> {
-    weight_scales
-        .iter()
-        .map(|&s_w| (input_scale as f64 * s_w as f64 / output_scale as f64) as f32)
-        .collect()
-}
-
-/// The global average pool's multiplier over `pixels` (H * W) inputs per channel,
-/// `M = f32(s_in / (s_out * HW))`.
-pub fn pool_multiplier(input_scale: f32, output_scale: f32, pixels: usize) -> f32 {
-    (input_scale as f64 / (output_scale as f64 * pixels.max(1) as f64)) as f32
-}
-
-/// The classifier's dequantization factors: `logit[c] = f32(acc[c]) * f32(s_x * s_w[c])`.
-pub fn logit_scales(input_scale: f32, weight_scales: &[f32]) -> Vec<f32> {
-    weight_scales
-        .iter()
-        .map(|&s_w| (input_scale as f64 * s_w as f64) as f32)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,10 +134,8 @@ mod tests {
     }
 
     #[test]
-    fn biases_and_multipliers_follow_the_scales() {
+    fn biases_follow_the_scales() {
         assert_eq!(quantize_bias(&[1.0, -1.0], 0.5, &[0.25, 0.5]), vec![8, -4]);
         assert_eq!(quantize_bias(&[1e30], 1e-3, &[1e-3]), vec![i32::MAX]);
-        assert_eq!(requant_multipliers(0.5, &[0.25], 0.125), vec![1.0]);
-        assert_eq!(pool_multiplier(0.5, 0.25, 4), 0.5);
     }
 }

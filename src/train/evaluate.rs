@@ -53,6 +53,19 @@ pub fn evaluate_reporting(
     options: LoaderOptions,
     report: &mut dyn FnMut(&BadSample),
 ) -> anyhow::Result<EvalResult> {
+    let logits =
+        |images: &[f32]| -> anyhow::Result<Vec<f32>> { Ok(plan.run(images)?.swap_remove(0)) };
+    evaluate_with(&logits, source, options, report)
+}
+
+/// The figures of any network that maps a batch of images to its logits (the float plan,
+/// or the int8 one `eval` runs for an int8 file).
+pub fn evaluate_with(
+    logits_of: &dyn Fn(&[f32]) -> anyhow::Result<Vec<f32>>,
+    source: DataSource,
+    options: LoaderOptions,
+    report: &mut dyn FnMut(&BadSample),
+) -> anyhow::Result<EvalResult> {
     let classes = source.class_names().len().max(1);
     let loader = BatchLoader::new(source, options, 0)?;
     let mut bad_files = Vec::new();
@@ -64,8 +77,7 @@ pub fn evaluate_reporting(
             report(bad);
             bad_files.push(bad.origin.clone());
         }
-        let outputs = plan.run(&batch.images)?;
-        let logits = &outputs[0];
+        let logits = &logits_of(&batch.images)?;
         let width = logits.len() / batch.labels.len().max(1);
         for (row, &label) in logits.chunks(width).zip(&batch.labels).take(batch.count) {
             let label = label as usize;

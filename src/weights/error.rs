@@ -64,9 +64,10 @@ impl From<AtomicWriteError> for WeightsError {
 
 /// What to do with an int8 file offered where float weights are needed. Kept in one place
 /// so that it changes once when more commands take int8 files.
-const INT8_FILE_USE: &str = "this command needs float weights (train, finetune, eval, \
-     predict, export and preprocess read float files only, as int8 inference is not in this \
-     build yet): pass the float checkpoint it was quantized from";
+const INT8_FILE_USE: &str = "this command needs float weights (eval, bench --mode infer \
+     --weights and export --format onnx take int8 files; train, finetune, predict, export \
+     --format timm and preprocess read float files only): pass the float checkpoint it was \
+     quantized from";
 
 /// A next step for the common I/O failures.
 fn io_hint(error: &io::Error) -> &'static str {

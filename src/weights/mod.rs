@@ -19,13 +19,13 @@ pub use file::{
     load_safetensors, load_safetensors_raw, save_safetensors, save_safetensors_raw, write_atomic,
     LoadedFile, NamedTensor, RawFile, RawTensor, INT8_FORMAT,
 };
-pub use onnx::{
-    encode_onnx, export_onnx, InputLayout, OnnxError, OnnxOptions, OnnxSummary, ONNX_OPSET,
-};
 /// The ONNX writer's pieces, for the int8 exporter in `quant`.
 pub(crate) use onnx::{
     activation_node, common_metadata, conv_attributes, finish_model, input_node, int, onnx_layout,
     GraphWriter, ModelParts, INT32, INT8,
+};
+pub use onnx::{
+    encode_onnx, export_onnx, InputLayout, OnnxError, OnnxOptions, OnnxSummary, ONNX_OPSET,
 };
 pub use pretrained::{
     default_class_names, export_timm, load_pretrained, Naming, Pretrained, PretrainedError,

@@ -4,10 +4,11 @@ use crate::args::{open_data, ModelArgs};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use mobilenet_wgpu::bench::{
-    bench_data, bench_gemm, bench_infer, bench_train, tune, BenchOptions, BenchReport,
-    DataBenchReport, TunePlans, TuneReport,
+    bench_data, bench_gemm, bench_infer, bench_infer_int8, bench_train, random_int8_model, tune,
+    BenchOptions, BenchReport, DataBenchReport, TunePlans, TuneReport,
 };
 use mobilenet_wgpu::data::{Augment, DataSource, LoaderOptions, Normalize, RandomResizedCrop};
+use mobilenet_wgpu::quant::QuantizedModel;
 use mobilenet_wgpu::train::dataset::eval_loader_options;
 use mobilenet_wgpu::train::{DataOptions, DatasetKind, Launch, DEFAULT_BUCKET_BYTES};
 use mobilenet_wgpu::Gpu;
@@ -48,6 +49,14 @@ pub struct BenchArgs {
     /// --mode data: centre-crop fraction of the evaluation transform.
     #[arg(long, default_value_t = 0.875)]
     crop_pct: f32,
+    /// --mode infer: an int8 file written by `mobilenet quantize`; its int8 network is
+    /// measured (at the file's width, resolution and classes) instead of a float one.
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// --mode infer: the same random network on the int8 kernels (activation ranges fixed,
+    /// not calibrated: they do not change the speed).
+    #[arg(long, conflicts_with = "weights")]
+    int8: bool,
     /// --mode train under mpirun: gradient bucket size in MiB.
     #[arg(long, default_value_t = (DEFAULT_BUCKET_BYTES >> 20) as f64)]
     bucket_mb: f64,
@@ -96,6 +105,9 @@ impl BenchArgs {
         if let BenchMode::Data = self.mode {
             return self.run_data();
         }
+        if (self.weights.is_some() || self.int8) && !matches!(self.mode, BenchMode::Infer) {
+            anyhow::bail!("--weights (an int8 file) and --int8 are for --mode infer only");
+        }
         // Under mpirun every rank benchmarks its own adapter (train: with the others).
         let launch = Launch::join()?;
         let gpu = launch.gpu(None)?;
@@ -111,7 +123,13 @@ impl BenchArgs {
             profile: self.profile,
         };
         let report = match self.mode {
-            BenchMode::Infer => bench_infer(&gpu, &options),
+            BenchMode::Infer => match &self.weights {
+                Some(path) => bench_infer_int8(&gpu, &QuantizedModel::load(path)?, &options),
+                None if self.int8 => {
+                    bench_infer_int8(&gpu, &random_int8_model(&options)?, &options)
+                }
+                None => bench_infer(&gpu, &options),
+            },
             BenchMode::Train => {
                 let buckets = (
                     launch.replicas(),

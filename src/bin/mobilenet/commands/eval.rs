@@ -3,11 +3,16 @@
 use crate::args::{override_preprocess, LoadingArgs};
 use anyhow::Context;
 use clap::Args;
+use mobilenet_wgpu::data::{DataSource, LoaderOptions};
+use mobilenet_wgpu::model::Int8Plan;
+use mobilenet_wgpu::quant::QuantizedModel;
 use mobilenet_wgpu::train::confusion::{plot_confusion, CONFUSION};
 use mobilenet_wgpu::train::dataset::load_dataset;
-use mobilenet_wgpu::train::evaluate::{evaluate_checkpoint, format_confusion, EvalResult};
+use mobilenet_wgpu::train::evaluate::{
+    evaluate_checkpoint, evaluate_with, format_confusion, EvalResult,
+};
 use mobilenet_wgpu::train::DatasetKind;
-use mobilenet_wgpu::weights::load_pretrained;
+use mobilenet_wgpu::weights::{load_pretrained, PretrainedError, WeightsError};
 use mobilenet_wgpu::Gpu;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +21,8 @@ use std::path::{Path, PathBuf};
 /// 224/0.875, centre crop 224).
 #[derive(Args)]
 pub struct EvalArgs {
-    /// Our checkpoints, or timm/Keras files whose classes match the data set.
+    /// Our checkpoints, timm/Keras files whose classes match the data set, or an int8 file
+    /// written by `mobilenet quantize` (run on the int8 kernels).
     #[arg(long)]
     weights: PathBuf,
     #[arg(long, default_value = "fashion-mnist")]
@@ -47,30 +53,27 @@ pub struct EvalArgs {
 
 impl EvalArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let mut weights_file = load_pretrained(&self.weights)?;
-        override_preprocess(&mut weights_file, self.resolution, self.crop_pct)?;
-        let (train_set, test_set) = load_dataset(self.dataset, self.data.as_deref())?;
-        // Evaluate on the test split where the data set has one.
-        let set = test_set.unwrap_or(train_set);
-        let set = match self.limit {
-            Some(n) => set.limit(n)?,
-            None => set,
-        };
+        let set = self.test_set()?;
         let gpu = Gpu::new()?;
         let class_names = set.class_names().to_vec();
-        let result = evaluate_checkpoint(
-            &gpu,
-            &weights_file,
-            set,
-            self.batch_size,
-            &self.loading.options(),
-        )
-        .with_context(|| format!("evaluating {}", self.weights.display()))?;
+        let (result, precision) = match load_pretrained(&self.weights) {
+            Err(PretrainedError::File(WeightsError::Int8File { .. })) => {
+                (self.evaluate_int8(&gpu, set)?, " (int8)")
+            }
+            weights => {
+                let mut weights_file = weights?;
+                override_preprocess(&mut weights_file, self.resolution, self.crop_pct)?;
+                let loading = self.loading.options();
+                let result =
+                    evaluate_checkpoint(&gpu, &weights_file, set, self.batch_size, &loading);
+                (result.with_context(|| self.evaluating())?, "")
+            }
+        };
         if self.json {
             println!("{}", serde_json::to_string(&result)?);
         } else {
             println!(
-                "{}: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
+                "{}{precision}: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
                 self.weights.display(),
                 result.loss,
                 100.0 * result.top1,
@@ -87,6 +90,51 @@ impl EvalArgs {
             );
         }
         Ok(())
+    }
+
+    /// The test split where the data set has one, else its training split; --limit applied.
+    fn test_set(&self) -> anyhow::Result<DataSource> {
+        let (train_set, test_set) = load_dataset(self.dataset, self.data.as_deref())?;
+        let set = test_set.unwrap_or(train_set);
+        Ok(match self.limit {
+            Some(n) => set.limit(n)?,
+            None => set,
+        })
+    }
+
+    fn evaluating(&self) -> String {
+        format!("evaluating {}", self.weights.display())
+    }
+
+    /// An int8 file (`mobilenet quantize`) on its int8 kernels, with the float weights'
+    /// preprocessing it carries. Its activation ranges were calibrated at its resolution.
+    fn evaluate_int8(&self, gpu: &Gpu, set: DataSource) -> anyhow::Result<EvalResult> {
+        anyhow::ensure!(
+            self.resolution.is_none() && self.crop_pct.is_none(),
+            "--resolution and --crop-pct do not apply to an int8 file: its ranges were \
+             calibrated with its own preprocessing; quantize the float weights again instead"
+        );
+        anyhow::ensure!(self.batch_size > 0, "the batch size must be at least 1");
+        let model = QuantizedModel::load(&self.weights)?;
+        anyhow::ensure!(
+            set.class_names().len() == model.config.classes,
+            "the int8 model has {} classes but the data set has {}",
+            model.config.classes,
+            set.class_names().len()
+        );
+        let graph = model.config.build_folded(self.batch_size)?.graph;
+        let plan = Int8Plan::compile(gpu, &graph, &model)?;
+        let loading = self.loading.options();
+        let options = LoaderOptions {
+            workers: loading.workers,
+            max_bad_fraction: loading.max_bad_fraction,
+            ..model.preprocess.loader_options(self.batch_size)
+        };
+        let logits = |images: &[f32]| -> anyhow::Result<Vec<f32>> { Ok(plan.run(images)?.logits) };
+        evaluate_with(&logits, set, options, &mut |bad| {
+            eprintln!("warning: skipped {bad}")
+        })
+        .with_context(|| self.evaluating())
     }
 
     /// Writes confusion.png into --out, or beside the weights. Beside the weights it may
