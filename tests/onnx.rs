@@ -8,6 +8,7 @@
 //! (`random_params`) at small resolutions keep the whole file CI-sized.
 
 mod common;
+mod tract_support;
 
 use common::{gpu, random_params, relative_error, rng, uniform, OP_RTOL};
 use mobilenet_wgpu::data::{Normalize, Preprocess};
@@ -20,6 +21,7 @@ use mobilenet_wgpu::weights::{
 use mobilenet_wgpu::{Activation, MobileNetV1Config, Preset};
 use std::path::Path;
 use tract_onnx::prelude::*;
+use tract_support::{run_tract, softmax_rows, to_nchw, TypedRunnableModel};
 
 /// Random weights for `config` as `load_pretrained` would return them.
 fn pretrained(config: MobileNetV1Config, seed: u64) -> Pretrained {
@@ -58,46 +60,6 @@ fn tract_model(path: &Path) -> (TypedRunnableModel, InferenceModel) {
         .and_then(|m| m.into_runnable())
         .unwrap_or_else(|e| panic!("tract cannot prepare {}: {e:?}", path.display()));
     (runnable, inference)
-}
-
-type TypedRunnableModel = std::sync::Arc<TypedSimplePlan>;
-
-fn run_tract(model: &TypedRunnableModel, shape: &[usize], input: &[f32]) -> Vec<f32> {
-    let tensor = Tensor::from_shape(shape, input).expect("input tensor");
-    let outputs = model.run(tvec!(tensor.into())).expect("tract run");
-    outputs[0]
-        .to_plain_array_view::<f32>()
-        .expect("f32 output")
-        .iter()
-        .copied()
-        .collect()
-}
-
-/// NHWC to NCHW.
-fn to_nchw(nhwc: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; nhwc.len()];
-    for b in 0..n {
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..c {
-                    out[((b * c + ch) * h + y) * w + x] = nhwc[((b * h + y) * w + x) * c + ch];
-                }
-            }
-        }
-    }
-    out
-}
-
-fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
-    logits
-        .chunks(classes)
-        .flat_map(|row| {
-            let max = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
-            let exp: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
-            let sum: f64 = exp.iter().sum();
-            exp.into_iter().map(move |e| (e / sum) as f32)
-        })
-        .collect()
 }
 
 fn property(model: &InferenceModel, key: &str) -> String {

@@ -14,6 +14,7 @@
 //! measured.
 
 mod common;
+mod tract_support;
 
 use common::random_params;
 use mobilenet_wgpu::data::{BatchLoader, DataSource, ImageSet, Normalize, Preprocess};
@@ -36,6 +37,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::path::Path;
 use tract_onnx::prelude::*;
+use tract_support::{run_tract, softmax_rows, to_nchw, TypedRunnableModel};
 
 /// The share of one layer's int8 outputs that tract may put one level from ours when both
 /// start from the same int8 input. A level flips only where `f32(acc) * M` lies within
@@ -128,46 +130,6 @@ fn tract_model(path: &Path) -> TypedRunnableModel {
         .and_then(|m| m.into_optimized())
         .and_then(|m| m.into_runnable())
         .unwrap_or_else(|e| panic!("tract cannot run {}: {e:?}", path.display()))
-}
-
-type TypedRunnableModel = std::sync::Arc<TypedSimplePlan>;
-
-fn run_tract(model: &TypedRunnableModel, shape: &[usize], input: &[f32]) -> Vec<f32> {
-    let tensor = Tensor::from_shape(shape, input).expect("input tensor");
-    let outputs = model.run(tvec!(tensor.into())).expect("tract run");
-    outputs[0]
-        .to_plain_array_view::<f32>()
-        .expect("f32 output")
-        .iter()
-        .copied()
-        .collect()
-}
-
-/// NHWC to NCHW.
-fn to_nchw(nhwc: &[f32], [n, h, w, c]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0.0; nhwc.len()];
-    for b in 0..n {
-        for y in 0..h {
-            for x in 0..w {
-                for ch in 0..c {
-                    out[((b * c + ch) * h + y) * w + x] = nhwc[((b * h + y) * w + x) * c + ch];
-                }
-            }
-        }
-    }
-    out
-}
-
-fn softmax_rows(logits: &[f32], classes: usize) -> Vec<f32> {
-    logits
-        .chunks(classes)
-        .flat_map(|row| {
-            let max = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
-            let exp: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
-            let sum: f64 = exp.iter().sum();
-            exp.into_iter().map(move |e| (e / sum) as f32)
-        })
-        .collect()
 }
 
 fn argmax(row: &[f32]) -> usize {

@@ -15,7 +15,9 @@ use super::tensors::{
 };
 use crate::data::{Normalize, Preprocess};
 use crate::model::MobileNetV1Config;
-use crate::weights::{load_safetensors_raw, save_safetensors_raw, RawTensor, INT8_FORMAT};
+use crate::weights::{
+    load_safetensors_raw, parse_metadata, save_safetensors_raw, RawTensor, INT8_FORMAT,
+};
 use safetensors::Dtype;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -168,30 +170,21 @@ struct Header {
 
 impl Header {
     fn parse(meta: &BTreeMap<String, String>) -> Result<Header, String> {
-        fn parse<T: serde::de::DeserializeOwned>(
-            meta: &BTreeMap<String, String>,
-            key: &str,
-        ) -> Result<T, String> {
-            let text = meta
-                .get(key)
-                .ok_or_else(|| format!("metadata `{key}` is missing"))?;
-            serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is unreadable: {e}"))
-        }
-        let config: MobileNetV1Config = parse(meta, "config")?;
+        let config: MobileNetV1Config = parse_metadata(meta, "config")?;
         config
             .validate()
             .map_err(|e| format!("metadata `config`: {e}"))?;
         let preprocess = Preprocess {
             resolution: config.resolution,
-            crop_pct: parse(meta, "crop_pct")?,
+            crop_pct: parse_metadata(meta, "crop_pct")?,
             normalize: Normalize {
-                mean: parse(meta, "normalize_mean")?,
-                std: parse(meta, "normalize_std")?,
+                mean: parse_metadata(meta, "normalize_mean")?,
+                std: parse_metadata(meta, "normalize_std")?,
             },
         };
         Ok(Header {
-            calibration: parse(meta, "calibration")?,
-            class_names: parse(meta, "class_names")?,
+            calibration: parse_metadata(meta, "calibration")?,
+            class_names: parse_metadata(meta, "class_names")?,
             config,
             preprocess,
         })

@@ -4,7 +4,7 @@
 use crate::data::Normalize;
 use crate::graph::ParamStore;
 use crate::model::MobileNetV1Config;
-use crate::weights::{load_safetensors, save_safetensors, WeightsError};
+use crate::weights::{load_safetensors, parse_metadata, save_safetensors, WeightsError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -92,27 +92,18 @@ impl Checkpoint {
                 ))
             }
         }
-        fn parse<T: serde::de::DeserializeOwned>(
-            meta: &BTreeMap<String, String>,
-            key: &str,
-        ) -> Result<T, String> {
-            let text = meta
-                .get(key)
-                .ok_or_else(|| format!("metadata `{key}` is missing"))?;
-            serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is unreadable: {e}"))
-        }
-        let config: MobileNetV1Config = parse(meta, "config").map_err(problem)?;
-        let epoch: usize = parse(meta, "epoch").map_err(problem)?;
-        let step: usize = parse(meta, "step").map_err(problem)?;
+        let config: MobileNetV1Config = parse_metadata(meta, "config").map_err(problem)?;
+        let epoch: usize = parse_metadata(meta, "epoch").map_err(problem)?;
+        let step: usize = parse_metadata(meta, "step").map_err(problem)?;
         let best_val_acc: Option<f64> = meta.get("best_val_acc").and_then(|v| v.parse().ok());
         let normalize = Normalize {
-            mean: parse(meta, "normalize_mean").map_err(problem)?,
-            std: parse(meta, "normalize_std").map_err(problem)?,
+            mean: parse_metadata(meta, "normalize_mean").map_err(problem)?,
+            std: parse_metadata(meta, "normalize_std").map_err(problem)?,
         };
-        let class_names: Vec<String> = parse(meta, "class_names").map_err(problem)?;
+        let class_names: Vec<String> = parse_metadata(meta, "class_names").map_err(problem)?;
         // Written since streaming data sets; older checkpoints resized the whole image.
         let crop_pct: f32 = match meta.get("crop_pct") {
-            Some(_) => parse(meta, "crop_pct").map_err(problem)?,
+            Some(_) => parse_metadata(meta, "crop_pct").map_err(problem)?,
             None => 1.0,
         };
         let mut params = ParamStore::new();

@@ -55,6 +55,18 @@ pub struct RawFile {
 /// refuse files that carry it.
 pub const INT8_FORMAT: &str = "mobilenet-wgpu-int8";
 
+/// A JSON value of a safetensors file's metadata (checkpoints and int8 files keep their
+/// configuration this way), or what is wrong with it.
+pub fn parse_metadata<T: serde::de::DeserializeOwned>(
+    meta: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<T, String> {
+    let text = meta
+        .get(key)
+        .ok_or_else(|| format!("metadata `{key}` is missing"))?;
+    serde_json::from_str(text).map_err(|e| format!("metadata `{key}` is unreadable: {e}"))
+}
+
 /// [`crate::atomic_file::write_atomic`], failing with this module's error (which adds a
 /// next step to the common I/O failures).
 #[doc(hidden)]

@@ -16,8 +16,8 @@ mod pretrained;
 pub use crate::model::{fold_batchnorm, FoldError};
 pub use error::WeightsError;
 pub use file::{
-    load_safetensors, load_safetensors_raw, save_safetensors, save_safetensors_raw, write_atomic,
-    LoadedFile, NamedTensor, RawFile, RawTensor, INT8_FORMAT,
+    load_safetensors, load_safetensors_raw, parse_metadata, save_safetensors, save_safetensors_raw,
+    write_atomic, LoadedFile, NamedTensor, RawFile, RawTensor, INT8_FORMAT,
 };
 /// The ONNX writer's pieces, for the int8 exporter in `quant`.
 pub(crate) use onnx::{
