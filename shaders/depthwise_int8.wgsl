@@ -50,18 +50,36 @@ fn tap(acc: Quad, row: i32, ix0: i32, w: u32, q_w: vec4<i32>) -> Quad {
                 acc.a3 + load_x(row, ix0 + 3 * s, w) * q_w);
 }
 
-// Requantizes and stores output pixel ox of row `row` (if it exists), word w.
-fn store_pixel(row: u32, ox: u32, w: u32, acc: vec4<i32>) {
+// What the epilogue needs of word w's channels: loaded once for the quad's four pixels (on
+// a CPU adapter each of these loads is a gather).
+struct Channels {
+    bias: vec4<i32>, scale: vec4<f32>, exists: vec4<bool>, w: u32,
+}
+
+fn channels_of(w: u32) -> Channels {
+    let c0 = w * 4u;
+    let cs = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.channels - 1u));
+    return Channels(vec4<i32>(bias[cs.x], bias[cs.y], bias[cs.z], bias[cs.w]),
+                    vec4<f32>(scale[cs.x], scale[cs.y], scale[cs.z], scale[cs.w]),
+                    vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.channels), w);
+}
+
+// Requantizes and stores output pixel ox of row `row` (if it exists).
+fn store_pixel(row: u32, ox: u32, ch: Channels, acc: vec4<i32>) {
     if ox >= p.out_w {
         return;
     }
-    let c0 = w * 4u;
-    let cs = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.channels - 1u));
-    let bias4 = vec4<i32>(bias[cs.x], bias[cs.y], bias[cs.z], bias[cs.w]);
-    let scale4 = vec4<f32>(scale[cs.x], scale[cs.y], scale[cs.z], scale[cs.w]);
-    let y = requantize4(acc + bias4, scale4, p.zero_point, p.lo, p.hi);
-    let exists = vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.channels);
-    output[(row + ox) * p.words + w] = pack4xI8(keep_or(y, exists, p.zero_point));
+    let y = requantize4(acc + ch.bias, ch.scale, p.zero_point, p.lo, p.hi);
+    output[(row + ox) * p.words + ch.w] = pack4xI8(keep_or(y, ch.exists, p.zero_point));
+}
+
+// The quad's four pixels, from ox0 on.
+fn store_quad(row: u32, ox0: u32, w: u32, acc: Quad) {
+    let ch = channels_of(w);
+    store_pixel(row, ox0, ch, acc.a0);
+    store_pixel(row, ox0 + 1u, ch, acc.a1);
+    store_pixel(row, ox0 + 2u, ch, acc.a2);
+    store_pixel(row, ox0 + 3u, ch, acc.a3);
 }
 
 @compute @workgroup_size(WG_SIZE)
@@ -88,11 +106,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             acc = tap(acc, row, ix0 + i32(kx), w, q_w);
         }
     }
-    let out_row = (n * p.out_h + oy) * p.out_w;
-    store_pixel(out_row, ox0, w, acc.a0);
-    store_pixel(out_row, ox0 + 1u, w, acc.a1);
-    store_pixel(out_row, ox0 + 2u, w, acc.a2);
-    store_pixel(out_row, ox0 + 3u, w, acc.a3);
+    store_quad((n * p.out_h + oy) * p.out_w, ox0, w, acc);
 }
 
 // 3x3 filters, stride 1 or 2 (every depthwise layer of MobileNet): the quad's windows
@@ -156,11 +170,7 @@ fn forward_3x3_quad(index: u32, s2: bool) {
         let k2 = unpack4xI8(weight[(ky * 3u + 2u) * p.words + w]);
         acc = row_taps(acc, load_row(row, ix0, w, s2), k0, k1, k2, s2);
     }
-    let out_row = (n * p.out_h + oy) * p.out_w;
-    store_pixel(out_row, ox0, w, acc.a0);
-    store_pixel(out_row, ox0 + 1u, w, acc.a1);
-    store_pixel(out_row, ox0 + 2u, w, acc.a2);
-    store_pixel(out_row, ox0 + 3u, w, acc.a3);
+    store_quad((n * p.out_h + oy) * p.out_w, ox0, w, acc);
 }
 
 @compute @workgroup_size(WG_SIZE)

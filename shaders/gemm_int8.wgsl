@@ -96,47 +96,46 @@ fn accumulate(row0: u32, col0: u32) -> Block {
     return t;
 }
 
-// Columns col .. col + 3 that exist.
-fn col_mask(col: u32) -> vec4<bool> {
-    return vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
+// What the epilogue needs of output columns col .. col + 3: loaded once per invocation,
+// not once per row (on a CPU adapter each of these loads is a gather).
+struct Columns {
+    bias: vec4<i32>, scale: vec4<f32>, exists: vec4<bool>, col: u32,
 }
 
-fn bias4(col: u32) -> vec4<i32> {
+fn columns(col: u32) -> Columns {
     let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
-    return vec4<i32>(bias[cols.x], bias[cols.y], bias[cols.z], bias[cols.w]);
+    return Columns(vec4<i32>(bias[cols.x], bias[cols.y], bias[cols.z], bias[cols.w]),
+                   vec4<f32>(scale[cols.x], scale[cols.y], scale[cols.z], scale[cols.w]),
+                   vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n), col);
 }
 
-fn scale4(col: u32) -> vec4<f32> {
-    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
-    return vec4<f32>(scale[cols.x], scale[cols.y], scale[cols.z], scale[cols.w]);
-}
-
-// One output word: columns col .. col + 3 of `row`, requantized, missing columns holding
-// the zero point.
-fn store_word(row: u32, col: u32, acc: vec4<i32>) {
-    if row >= p.m || col / 4u >= p.out_words {
+// One output word: the columns of `row`, requantized, missing columns holding the zero
+// point.
+fn store_word(row: u32, at: Columns, acc: vec4<i32>) {
+    if row >= p.m || at.col / 4u >= p.out_words {
         return;
     }
-    let y = requantize4(acc + bias4(col), scale4(col), p.zero_point, p.lo, p.hi);
-    let q = keep_or(y, col_mask(col), p.zero_point);
-    c[row * p.out_words + col / 4u] = pack4xI8(q);
+    let y = requantize4(acc + at.bias, at.scale, p.zero_point, p.lo, p.hi);
+    c[row * p.out_words + at.col / 4u] = pack4xI8(keep_or(y, at.exists, p.zero_point));
 }
 
-fn store_logits(row: u32, col: u32, acc: vec4<i32>) {
+fn store_logits(row: u32, at: Columns, acc: vec4<i32>) {
     if row >= p.m {
         return;
     }
-    let sum = acc + bias4(col);
-    let s = scale4(col);
+    let sum = acc + at.bias;
+    let s = at.scale;
     let values = vec4<f32>(exact_f32(sum.x) * s.x, exact_f32(sum.y) * s.y,
                            exact_f32(sum.z) * s.z, exact_f32(sum.w) * s.w);
     for (var j = 0u; j < 4u; j++) {
-        if col + j < p.n {
-            logits[row * p.n + col + j] = values[j];
+        if at.exists[j] {
+            logits[row * p.n + at.col + j] = values[j];
         }
     }
 }
 
+// The two entry points store through different bindings (each binds only the one it
+// uses), so their epilogues are written out apiece.
 @compute @workgroup_size(WG_SIZE)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -145,22 +144,24 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let t = accumulate(at.x, at.y);
-    store_word(at.x, at.y, t.r0lo);
-    store_word(at.x, at.y + 4u, t.r0hi);
-    store_word(at.x + 1u, at.y, t.r1lo);
-    store_word(at.x + 1u, at.y + 4u, t.r1hi);
-    store_word(at.x + 2u, at.y, t.r2lo);
-    store_word(at.x + 2u, at.y + 4u, t.r2hi);
-    store_word(at.x + 3u, at.y, t.r3lo);
-    store_word(at.x + 3u, at.y + 4u, t.r3hi);
-    store_word(at.x + 4u, at.y, t.r4lo);
-    store_word(at.x + 4u, at.y + 4u, t.r4hi);
-    store_word(at.x + 5u, at.y, t.r5lo);
-    store_word(at.x + 5u, at.y + 4u, t.r5hi);
-    store_word(at.x + 6u, at.y, t.r6lo);
-    store_word(at.x + 6u, at.y + 4u, t.r6hi);
-    store_word(at.x + 7u, at.y, t.r7lo);
-    store_word(at.x + 7u, at.y + 4u, t.r7hi);
+    let lo = columns(at.y);
+    let hi = columns(at.y + 4u);
+    store_word(at.x, lo, t.r0lo);
+    store_word(at.x, hi, t.r0hi);
+    store_word(at.x + 1u, lo, t.r1lo);
+    store_word(at.x + 1u, hi, t.r1hi);
+    store_word(at.x + 2u, lo, t.r2lo);
+    store_word(at.x + 2u, hi, t.r2hi);
+    store_word(at.x + 3u, lo, t.r3lo);
+    store_word(at.x + 3u, hi, t.r3hi);
+    store_word(at.x + 4u, lo, t.r4lo);
+    store_word(at.x + 4u, hi, t.r4hi);
+    store_word(at.x + 5u, lo, t.r5lo);
+    store_word(at.x + 5u, hi, t.r5hi);
+    store_word(at.x + 6u, lo, t.r6lo);
+    store_word(at.x + 6u, hi, t.r6hi);
+    store_word(at.x + 7u, lo, t.r7lo);
+    store_word(at.x + 7u, hi, t.r7hi);
 }
 
 // The classifier: the same products, dequantized to f32 logits [M][N].
@@ -172,20 +173,22 @@ fn logits_f32(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let t = accumulate(at.x, at.y);
-    store_logits(at.x, at.y, t.r0lo);
-    store_logits(at.x, at.y + 4u, t.r0hi);
-    store_logits(at.x + 1u, at.y, t.r1lo);
-    store_logits(at.x + 1u, at.y + 4u, t.r1hi);
-    store_logits(at.x + 2u, at.y, t.r2lo);
-    store_logits(at.x + 2u, at.y + 4u, t.r2hi);
-    store_logits(at.x + 3u, at.y, t.r3lo);
-    store_logits(at.x + 3u, at.y + 4u, t.r3hi);
-    store_logits(at.x + 4u, at.y, t.r4lo);
-    store_logits(at.x + 4u, at.y + 4u, t.r4hi);
-    store_logits(at.x + 5u, at.y, t.r5lo);
-    store_logits(at.x + 5u, at.y + 4u, t.r5hi);
-    store_logits(at.x + 6u, at.y, t.r6lo);
-    store_logits(at.x + 6u, at.y + 4u, t.r6hi);
-    store_logits(at.x + 7u, at.y, t.r7lo);
-    store_logits(at.x + 7u, at.y + 4u, t.r7hi);
+    let lo = columns(at.y);
+    let hi = columns(at.y + 4u);
+    store_logits(at.x, lo, t.r0lo);
+    store_logits(at.x, hi, t.r0hi);
+    store_logits(at.x + 1u, lo, t.r1lo);
+    store_logits(at.x + 1u, hi, t.r1hi);
+    store_logits(at.x + 2u, lo, t.r2lo);
+    store_logits(at.x + 2u, hi, t.r2hi);
+    store_logits(at.x + 3u, lo, t.r3lo);
+    store_logits(at.x + 3u, hi, t.r3hi);
+    store_logits(at.x + 4u, lo, t.r4lo);
+    store_logits(at.x + 4u, hi, t.r4hi);
+    store_logits(at.x + 5u, lo, t.r5lo);
+    store_logits(at.x + 5u, hi, t.r5hi);
+    store_logits(at.x + 6u, lo, t.r6lo);
+    store_logits(at.x + 6u, hi, t.r6hi);
+    store_logits(at.x + 7u, lo, t.r7lo);
+    store_logits(at.x + 7u, hi, t.r7hi);
 }

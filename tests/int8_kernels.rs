@@ -5,15 +5,15 @@
 //! sizes, stride 1 and 2, both paddings, every activation, zero points -128 and others,
 //! accumulators beyond 2^24.
 //!
-//! Each int8 layer has one kernel (no alternatives for the tuner yet), so the tests run on
-//! the default device; a kernel candidate added later belongs in `devices` below.
+//! Every check runs on each int8 GEMM kernel this adapter offers (`devices`): the other
+//! int8 layers have one kernel each, which every device runs.
 
 mod common;
 
 use mobilenet_wgpu::graph::{run_dispatches, DispatchPlan, PlannedLayer, SlotData};
 use mobilenet_wgpu::ops::{
     int8_pointwise, Activation, Dispatch, Int8Depthwise, Int8Gemm, Int8Output, Int8Pool, Int8Stem,
-    Int8Window, Padding, Slot,
+    Int8Window, Padding, Slot, EXACT_F32_K,
 };
 use mobilenet_wgpu::reference::int8 as reference;
 use mobilenet_wgpu::Gpu;
@@ -23,7 +23,7 @@ use rand::Rng;
 const SENTINEL: u32 = 0xa5a5_a5a5;
 
 fn devices() -> Vec<&'static Gpu> {
-    vec![common::gpu()]
+    common::int8_kernel_devices()
 }
 
 fn random_i8(rng: &mut impl Rng, len: usize, lo: i8, hi: i8) -> Vec<i8> {
@@ -198,6 +198,8 @@ fn pointwise_matches_the_integer_reference() {
         check_pointwise([2, 3, 5, 7], 5, -128, mode, 3);
         check_pointwise([1, 7, 9, 13], 17, 37, mode, 4);
         check_pointwise([3, 2, 2, 32], 12, -7, mode, 5);
+        // Past EXACT_F32_K the f32-widened kernel is not offered: its device runs the default.
+        check_pointwise([1, 3, 7, EXACT_F32_K + 5], 9, -128, mode, 7);
     }
 }
 

@@ -10,7 +10,7 @@ mod translation;
 
 use mobilenet_wgpu::gpu::{Shader, KERNELS, TABLE_BACKENDS};
 use mobilenet_wgpu::ops::{alternatives, Activation, BatchNorm, Depthwise, Dispatch, KernelCaps};
-use mobilenet_wgpu::ops::{OpKind, Padding, Pointwise, TrainSettings};
+use mobilenet_wgpu::ops::{int8_pointwise, Int8Output, OpKind, Padding, Pointwise, TrainSettings};
 use mobilenet_wgpu::{MobileNetV1Config, Preset};
 use std::collections::HashSet;
 use std::path::Path;
@@ -132,6 +132,8 @@ fn dispatches() -> Vec<Dispatch> {
     for op in &ops {
         all.extend(op_dispatches(op, &odd, &odd));
     }
+    // The int8 pointwise GEMM, the one int8 dispatch with alternatives.
+    all.push(int8_pointwise(&odd, 13, Int8Output::linear(0)));
     all
 }
 

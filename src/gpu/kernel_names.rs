@@ -12,12 +12,21 @@ pub const GEMM_KERNELS: [&str; 5] = [
     "tiled-128x64",
 ];
 
+/// The int8 GEMM kernels (pointwise, the stem), the first that applies the default: on
+/// 8-lane subgroups the bytes widened to f32 (exact up to K = 1032) or multiplied by
+/// dot4I8Packed, elsewhere 8x8 blocks per invocation.
+pub const INT8_GEMM_KERNELS: [&str; 3] = [
+    "subgroup-16x32-widened",
+    "subgroup-16x32-dot4",
+    GEMM_KERNELS[2],
+];
+
 /// The forms of depthwise and batch-norm passes on channel counts divisible by 4: whole
 /// vec4 accesses (the default) or the scalar kernel they were spliced from.
 pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 7] = [
+pub const KERNELS: [&str; 9] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
@@ -25,4 +34,6 @@ pub const KERNELS: [&str; 7] = [
     GEMM_KERNELS[4],
     ACCESS_KERNELS[0],
     ACCESS_KERNELS[1],
+    INT8_GEMM_KERNELS[0],
+    INT8_GEMM_KERNELS[1],
 ];

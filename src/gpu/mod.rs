@@ -22,7 +22,7 @@ pub use adapter::{list_adapters, quiet_headless_start, AdapterSummary};
 pub(crate) use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
 pub use device::{CompiledEntry, Gpu};
 pub use error::{GpuError, INSTALL_HINT};
-pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, KERNELS};
+pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
 pub use portability::{EntryPortability, PortabilityTable, TABLE_BACKENDS};
 pub use portability_table::PORTABILITY;
 #[doc(hidden)]

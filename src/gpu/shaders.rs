@@ -14,6 +14,7 @@ const GEMM_VEC4: &str = include_str!("../../shaders/gemm_vec4.wgsl");
 const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 /// Prepended (after COMMON) to the int8 shaders: exact conversion and requantization.
 const INT8_COMMON: &str = include_str!("../../shaders/int8_common.wgsl");
+const GEMM_INT8: &str = include_str!("../../shaders/gemm_int8.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
 const ACCESS_END: &str = "// ACCESS END";
 
@@ -89,6 +90,8 @@ pub enum Shader {
     Optim,
     /// The int8 GEMM (pointwise, dense, the stem after im2col; logits for the classifier).
     GemmInt8,
+    /// The int8 GEMM for 8-lane subgroups (gemm_int8_subgroup.wgsl after gemm_int8.wgsl).
+    GemmInt8Subgroup,
     /// Int8 depthwise convolution.
     DepthwiseInt8,
     /// Int8 global average pooling.
@@ -98,7 +101,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 21] = [
+    pub const ALL: [Shader; 22] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
@@ -117,6 +120,7 @@ impl Shader {
         Shader::Reduce,
         Shader::Optim,
         Shader::GemmInt8,
+        Shader::GemmInt8Subgroup,
         Shader::DepthwiseInt8,
         Shader::PoolInt8,
         Shader::Conv2dInt8,
@@ -143,6 +147,7 @@ impl Shader {
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
             Shader::GemmInt8 => "gemm_int8.wgsl",
+            Shader::GemmInt8Subgroup => "gemm_int8.wgsl+gemm_int8_subgroup.wgsl",
             Shader::DepthwiseInt8 => "depthwise_int8.wgsl",
             Shader::PoolInt8 => "pool_int8.wgsl",
             Shader::Conv2dInt8 => "conv2d_int8.wgsl",
@@ -185,7 +190,13 @@ impl Shader {
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
-            Shader::GemmInt8 => return int8(include_str!("../../shaders/gemm_int8.wgsl")),
+            Shader::GemmInt8 => return int8(GEMM_INT8),
+            Shader::GemmInt8Subgroup => {
+                return int8(&format!(
+                    "{GEMM_INT8}{}",
+                    include_str!("../../shaders/gemm_int8_subgroup.wgsl")
+                ))
+            }
             Shader::DepthwiseInt8 => {
                 return int8(include_str!("../../shaders/depthwise_int8.wgsl"))
             }
@@ -201,7 +212,10 @@ impl Shader {
 
     /// Whether the shader needs `wgpu::Features::SUBGROUP`.
     pub fn needs_subgroups(self) -> bool {
-        matches!(self, Shader::GemmSubgroup | Shader::GemmSubgroupVec4)
+        matches!(
+            self,
+            Shader::GemmSubgroup | Shader::GemmSubgroupVec4 | Shader::GemmInt8Subgroup
+        )
     }
 
     /// Parses and validates the source with naga, returning each compute entry point with

@@ -11,11 +11,17 @@
 //! classifier's dequantization scales). Zero points and clamp bounds travel in the uniform.
 
 use super::int8::{words_for, Int8Output};
+use super::pointwise::subgroup_grid;
 use super::{linear_grid, nhwc, uniform_words, Dispatch, Padding, Slot, Window};
 use crate::gpu::Shader;
 
 /// Rows and columns of the block one GEMM invocation computes (gemm_int8.wgsl).
 const GEMM_BLOCK: [usize; 2] = [8, 8];
+/// Rows and columns of C per workgroup of gemm_int8_subgroup.wgsl.
+const SUBGROUP_TILE: [usize; 2] = [16, 32];
+/// The longest reduction whose int8 products sum exactly in f32: |q_x q_w| <= 128 * 127, and
+/// 1032 of those stay below 2^24.
+pub const EXACT_F32_K: usize = (1 << 24) / (128 * 127);
 /// Output pixels one depthwise invocation computes (depthwise_int8.wgsl's PIXELS).
 const DEPTHWISE_PIXELS: usize = 4;
 
@@ -75,6 +81,26 @@ impl Int8Gemm {
     pub fn logits(&self, a: Slot, out: Slot) -> Dispatch {
         self.dispatch("logits_f32", Int8Output::linear(0), a, out)
     }
+}
+
+/// The same int8 GEMM (`forward`) on gemm_int8_subgroup.wgsl's `entry`; `None` where that
+/// kernel does not apply (the classifier's logits, or K past `EXACT_F32_K` for the f32 one).
+pub fn subgroup_int8_gemm_dispatch(dispatch: &Dispatch, entry: &'static str) -> Option<Dispatch> {
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let (rows, n, k_words) = (*words.first()?, *words.get(1)?, *words.get(2)?);
+    let exact = 4 * k_words as usize <= EXACT_F32_K;
+    if dispatch.shader != Shader::GemmInt8
+        || dispatch.entry != "forward"
+        || (entry == "forward_subgroup_f32" && !exact)
+    {
+        return None;
+    }
+    Some(Dispatch {
+        shader: Shader::GemmInt8Subgroup,
+        entry,
+        workgroups: subgroup_grid([rows as usize, n as usize, 1], SUBGROUP_TILE),
+        ..dispatch.clone()
+    })
 }
 
 /// An int8 pointwise convolution on an NHWC input: the GEMM over its pixels.

@@ -3,11 +3,12 @@
 //! instead of vec4 accesses), for the tuner to time on the adapter (see
 //! `graph::kernel_choice`).
 
+use super::int8_ops::subgroup_int8_gemm_dispatch;
 use super::pointwise::{
     subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
 use super::{linear_grid, Dispatch};
-use crate::gpu::{Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, PORTABILITY};
+use crate::gpu::{Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, PORTABILITY};
 
 /// What the adapter can run, as far as the choice of kernels goes.
 #[derive(Clone, Copy, Debug)]
@@ -79,6 +80,9 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
     let (family, mut candidates) = match dispatch.shader {
         Shader::Gemm | Shader::GemmVec4 => ("gemm", gemm_candidates(dispatch, caps)),
+        Shader::GemmInt8 if dispatch.entry == "forward" => {
+            ("gemm-int8", int8_gemm_candidates(dispatch, caps))
+        }
         // The scalar kernel takes the same grid: both handle 4 channels per invocation.
         Shader::DepthwiseVec4 => (
             "depthwise",
@@ -149,6 +153,29 @@ fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
                 name,
                 dispatch,
                 timed,
+            })
+        })
+        .collect()
+}
+
+fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
+    INT8_GEMM_KERNELS
+        .iter()
+        .filter_map(|&name| {
+            let dispatch = match name {
+                "subgroup-16x32-widened" if caps.subgroup_gemm => {
+                    subgroup_int8_gemm_dispatch(dispatch, "forward_subgroup_f32")?
+                }
+                "subgroup-16x32-dot4" if caps.subgroup_gemm => {
+                    subgroup_int8_gemm_dispatch(dispatch, "forward_subgroup_dot4")?
+                }
+                "blocked-8x8" => dispatch.clone(),
+                _ => return None,
+            };
+            Some(Candidate {
+                name,
+                dispatch,
+                timed: true,
             })
         })
         .collect()
@@ -286,6 +313,29 @@ mod tests {
         assert_eq!(scalar.shader, Shader::BnAct);
         // 2 x 8 x 8 x 16 elements, one per scalar invocation: 32 workgroups of 64.
         assert!(scalar.workgroups[0] * scalar.workgroups[1] * 64 >= 2 * 8 * 8 * 16);
+    }
+
+    #[test]
+    fn int8_gemms_widen_to_f32_only_where_the_sums_are_exact() {
+        use crate::ops::{int8_pointwise, Int8Output, EXACT_F32_K};
+        let offered = |k: usize, caps: &KernelCaps| {
+            let dispatch = int8_pointwise(&[1, 3, 3, k], 10, Int8Output::linear(0));
+            names(&alternatives(&dispatch, caps).expect("an int8 GEMM"))
+        };
+        assert_eq!(offered(EXACT_F32_K, &caps(true)), INT8_GEMM_KERNELS);
+        assert_eq!(
+            offered(EXACT_F32_K + 1, &caps(true)),
+            ["subgroup-16x32-dot4", "blocked-8x8"]
+        );
+        assert_eq!(offered(64, &caps(false)), ["blocked-8x8"]);
+        // The classifier's logits have one kernel.
+        let logits = crate::ops::Int8Gemm {
+            rows: 2,
+            k: 64,
+            n: 10,
+        }
+        .logits(Slot::Input, Slot::Output);
+        assert!(alternatives(&logits, &caps(true)).is_none());
     }
 
     #[test]

@@ -20,7 +20,7 @@ mod prologue;
 mod softmax;
 
 #[doc(hidden)]
-pub use crate::gpu::{ACCESS_KERNELS, GEMM_KERNELS, KERNELS};
+pub use crate::gpu::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
 pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
@@ -31,7 +31,9 @@ pub use dispatch::{accumulating, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
 // For the ops' own files: the helpers they share.
 use dispatch::{chunks, column_sum, linear_grid, sum_partials, uniform_words, LINEAR_WORKGROUP};
 pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};
-pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window};
+pub use int8_ops::{
+    int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window, EXACT_F32_K,
+};
 #[doc(hidden)]
 pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps};
 use layer::{fused_bias, fused_bias_slot, fused_words, matrix, nhwc};

@@ -215,7 +215,10 @@ fn gemm_shape(dispatch: &Dispatch) -> Option<([usize; 3], OperandLayout)> {
 /// The workgroups of a subgroup GEMM over [m, n] in `splits` K chunks. Row tiles vary
 /// fastest, so the tiles that share a strip of B run one after another and find it in
 /// cache; rows past the cap of x continue in z, after the splits.
-fn subgroup_grid([m, n, splits]: [usize; 3], [tile_rows, tile_cols]: [usize; 2]) -> [u32; 3] {
+pub(super) fn subgroup_grid(
+    [m, n, splits]: [usize; 3],
+    [tile_rows, tile_cols]: [usize; 2],
+) -> [u32; 3] {
     let row_groups = m.div_ceil(tile_rows).max(1);
     let x = row_groups.min(MAX_GROUPS_PER_DIM);
     let z = row_groups.div_ceil(x) * splits.max(1);

@@ -58,6 +58,29 @@ pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
         .collect()
 }
 
+/// One device per int8 GEMM kernel this adapter offers, each forced to run it (see
+/// `kernel_devices`).
+pub fn int8_kernel_devices() -> Vec<&'static Gpu> {
+    static DEVICES: OnceLock<Vec<Gpu>> = OnceLock::new();
+    DEVICES
+        .get_or_init(|| {
+            let dispatch = mobilenet_wgpu::ops::int8_pointwise(
+                &[1, 2, 2, 8],
+                8,
+                mobilenet_wgpu::ops::Int8Output::linear(0),
+            );
+            let offered = alternatives(&dispatch, &KernelCaps::of(gpu()))
+                .expect("the int8 pointwise GEMM has alternatives");
+            offered
+                .candidates
+                .iter()
+                .map(|c| open_gpu(KernelChoice::Force(c.name.to_string()), None))
+                .collect()
+        })
+        .iter()
+        .collect()
+}
+
 /// The GEMM kernels the tuner times for the shape a tuning-cache key names ("gemm ENTRY
 /// WORDS"): the candidates depend on the operands' layout, which the uniform words give.
 pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {

@@ -1,0 +1,177 @@
+// The int8 GEMM of gemm_int8.wgsl for adapters whose subgroups are 8 lanes wide and cheap
+// to shuffle (software Vulkan on a CPU, where every memory access is a loop over the lanes,
+// so what costs is the number of loads). A workgroup is one subgroup and computes a 16x32
+// block of C: lane j loads rows j and 8 + j of A and owns columns 4j .. 4j + 3 (one output
+// word); rows reach every lane by shuffles. Per word of K a lane loads 2 words of A and 4
+// of B (16 loads of f32 in gemm_subgroup.wgsl for the same 256 products).
+//
+// Two ways to multiply, for the tuner to choose:
+// - `forward_subgroup_f32`: the bytes widened to f32 and multiplied there. Exact: every
+//   product is an integer of magnitude at most 128 * 127 = 16256, so every partial sum of up
+//   to 1032 of them stays below 2^24, where f32 holds integers exactly; the host offers this
+//   kernel only for K <= 1032 (ops::int8_ops). On a CPU the f32 products are plain vector
+//   multiply-adds, where dot4I8Packed is emulated byte by byte.
+// - `forward_subgroup_dot4`: the packed words shuffled and multiplied by dot4I8Packed in
+//   i32, for adapters with integer dot-product hardware.
+//
+// Appended to gemm_int8.wgsl (its parameters, bindings and epilogue), in a module of its
+// own because subgroup operations need a device feature the base kernels must not depend on.
+
+const SUBGROUP_LANES: u32 = 8u;
+const TILE_ROWS: u32 = 16u;
+
+struct TileF32 {
+    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
+    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
+    r8: vec4<f32>, r9: vec4<f32>, r10: vec4<f32>, r11: vec4<f32>,
+    r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
+}
+
+struct TileI32 {
+    r0: vec4<i32>, r1: vec4<i32>, r2: vec4<i32>, r3: vec4<i32>,
+    r4: vec4<i32>, r5: vec4<i32>, r6: vec4<i32>, r7: vec4<i32>,
+    r8: vec4<i32>, r9: vec4<i32>, r10: vec4<i32>, r11: vec4<i32>,
+    r12: vec4<i32>, r13: vec4<i32>, r14: vec4<i32>, r15: vec4<i32>,
+}
+
+// Where a lane's part of the tile lies: the two rows it loads and its first column. Row
+// tiles past the 65535-workgroup cap of x continue in z.
+struct LaneOrigin {
+    row0: u32, col: u32, a_lo: u32, a_hi: u32,
+}
+
+fn lane_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> LaneOrigin {
+    let row0 = (wg.x + wg.z * nwg.x) * TILE_ROWS;
+    let last_row = p.m - 1u;
+    // Out-of-range rows read a clamped, valid row and are simply not stored.
+    return LaneOrigin(row0, wg.y * 4u * SUBGROUP_LANES + 4u * lane,
+                      min(row0 + lane, last_row) * p.k_words,
+                      min(row0 + SUBGROUP_LANES + lane, last_row) * p.k_words);
+}
+
+// The lane's four columns of B, clamped like the rows: where each column's words start.
+fn lane_columns(col: u32) -> vec4<u32> {
+    return min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) * p.k_words;
+}
+
+fn widen(word: u32) -> vec4<f32> {
+    return vec4<f32>(unpack4xI8(word));
+}
+
+// acc + 4 steps of K: row `a` (held by lane `src`) times the lane's columns, `b[k]` holding
+// step k of the four columns.
+fn mac_row(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32> {
+    let x = subgroupShuffle(a, src);
+    return acc + x.x * b[0] + x.y * b[1] + x.z * b[2] + x.w * b[3];
+}
+
+fn accumulate_f32(at: LaneOrigin) -> TileF32 {
+    let cols = lane_columns(at.col);
+    var t = TileF32();
+    for (var k = 0u; k < p.k_words; k++) {
+        let a_lo = widen(a[at.a_lo + k]);
+        let a_hi = widen(a[at.a_hi + k]);
+        // Column j's four steps of K, transposed to four steps of the four columns.
+        let w = transpose(mat4x4<f32>(widen(b[cols.x + k]), widen(b[cols.y + k]),
+                                      widen(b[cols.z + k]), widen(b[cols.w + k])));
+        t.r0 = mac_row(t.r0, a_lo, 0u, w);
+        t.r1 = mac_row(t.r1, a_lo, 1u, w);
+        t.r2 = mac_row(t.r2, a_lo, 2u, w);
+        t.r3 = mac_row(t.r3, a_lo, 3u, w);
+        t.r4 = mac_row(t.r4, a_lo, 4u, w);
+        t.r5 = mac_row(t.r5, a_lo, 5u, w);
+        t.r6 = mac_row(t.r6, a_lo, 6u, w);
+        t.r7 = mac_row(t.r7, a_lo, 7u, w);
+        t.r8 = mac_row(t.r8, a_hi, 0u, w);
+        t.r9 = mac_row(t.r9, a_hi, 1u, w);
+        t.r10 = mac_row(t.r10, a_hi, 2u, w);
+        t.r11 = mac_row(t.r11, a_hi, 3u, w);
+        t.r12 = mac_row(t.r12, a_hi, 4u, w);
+        t.r13 = mac_row(t.r13, a_hi, 5u, w);
+        t.r14 = mac_row(t.r14, a_hi, 6u, w);
+        t.r15 = mac_row(t.r15, a_hi, 7u, w);
+    }
+    return t;
+}
+
+// acc + one word of K: row `a` (packed, held by lane `src`) times the lane's columns.
+fn dot_row(acc: vec4<i32>, a: u32, src: u32, b: vec4<u32>) -> vec4<i32> {
+    return acc + dot4x(subgroupShuffle(a, src), b);
+}
+
+fn accumulate_dot4(at: LaneOrigin) -> TileI32 {
+    let cols = lane_columns(at.col);
+    var t = TileI32();
+    for (var k = 0u; k < p.k_words; k++) {
+        let a_lo = a[at.a_lo + k];
+        let a_hi = a[at.a_hi + k];
+        let w = vec4<u32>(b[cols.x + k], b[cols.y + k], b[cols.z + k], b[cols.w + k]);
+        t.r0 = dot_row(t.r0, a_lo, 0u, w);
+        t.r1 = dot_row(t.r1, a_lo, 1u, w);
+        t.r2 = dot_row(t.r2, a_lo, 2u, w);
+        t.r3 = dot_row(t.r3, a_lo, 3u, w);
+        t.r4 = dot_row(t.r4, a_lo, 4u, w);
+        t.r5 = dot_row(t.r5, a_lo, 5u, w);
+        t.r6 = dot_row(t.r6, a_lo, 6u, w);
+        t.r7 = dot_row(t.r7, a_lo, 7u, w);
+        t.r8 = dot_row(t.r8, a_hi, 0u, w);
+        t.r9 = dot_row(t.r9, a_hi, 1u, w);
+        t.r10 = dot_row(t.r10, a_hi, 2u, w);
+        t.r11 = dot_row(t.r11, a_hi, 3u, w);
+        t.r12 = dot_row(t.r12, a_hi, 4u, w);
+        t.r13 = dot_row(t.r13, a_hi, 5u, w);
+        t.r14 = dot_row(t.r14, a_hi, 6u, w);
+        t.r15 = dot_row(t.r15, a_hi, 7u, w);
+    }
+    return t;
+}
+
+// The f32 sums are exact integers below 2^24, so the conversion is exact.
+fn exact_i32(t: TileF32) -> TileI32 {
+    return TileI32(vec4<i32>(t.r0), vec4<i32>(t.r1), vec4<i32>(t.r2), vec4<i32>(t.r3),
+                   vec4<i32>(t.r4), vec4<i32>(t.r5), vec4<i32>(t.r6), vec4<i32>(t.r7),
+                   vec4<i32>(t.r8), vec4<i32>(t.r9), vec4<i32>(t.r10), vec4<i32>(t.r11),
+                   vec4<i32>(t.r12), vec4<i32>(t.r13), vec4<i32>(t.r14), vec4<i32>(t.r15));
+}
+
+// The lane's output word in each of the tile's 16 rows (store_word skips what lies past C).
+fn store_lane(at: LaneOrigin, t: TileI32) {
+    let r = at.row0;
+    let c = columns(at.col);
+    store_word(r, c, t.r0);
+    store_word(r + 1u, c, t.r1);
+    store_word(r + 2u, c, t.r2);
+    store_word(r + 3u, c, t.r3);
+    store_word(r + 4u, c, t.r4);
+    store_word(r + 5u, c, t.r5);
+    store_word(r + 6u, c, t.r6);
+    store_word(r + 7u, c, t.r7);
+    store_word(r + 8u, c, t.r8);
+    store_word(r + 9u, c, t.r9);
+    store_word(r + 10u, c, t.r10);
+    store_word(r + 11u, c, t.r11);
+    store_word(r + 12u, c, t.r12);
+    store_word(r + 13u, c, t.r13);
+    store_word(r + 14u, c, t.r14);
+    store_word(r + 15u, c, t.r15);
+}
+
+// The row test returns early for the whole subgroup (the shuffles need every lane); lanes
+// past the last column compute clamped copies that store_word drops.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_f32(@builtin(workgroup_id) wg: vec3<u32>,
+                        @builtin(subgroup_invocation_id) lane: u32,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = lane_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    store_lane(at, exact_i32(accumulate_f32(at)));
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_dot4(@builtin(workgroup_id) wg: vec3<u32>,
+                         @builtin(subgroup_invocation_id) lane: u32,
+                         @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = lane_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    store_lane(at, accumulate_dot4(at));
+}
