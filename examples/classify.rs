@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
     // Batch norm is folded into the convolutions; up to 8 images per GPU submit, at the
     // weights' own resolution.
     let classifier = Classifier::new(&gpu, &weights, images.len().min(8), None)?;
-    for prediction in classifier.classify_files(&weights, &images, 3)? {
+    for prediction in classifier.classify_files(&images, 3)? {
         println!("{}", prediction.image.display());
         for ranked in &prediction.top {
             println!("  {:6.2}%  {}", 100.0 * ranked.probability, ranked.name);

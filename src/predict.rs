@@ -1,15 +1,19 @@
 //! Inference on loaded weights: `mobilenet predict` on image files or on a raw NHWC tensor.
 //! Batchnorm is folded into the convolutions, so a batch runs one pass per convolution.
+//! Float weights run on the f32 plan, an int8 file (`mobilenet quantize`) on the int8 one;
+//! everything else (batching, preprocessing, ranking, the output) is one path for both.
 
-use crate::data::{load_image, BatchLoader, DataSource, LoaderOptions};
+use crate::data::{load_image, BatchLoader, DataSource, LoaderOptions, Preprocess};
 use crate::gpu::Gpu;
 use crate::graph::Plan;
+use crate::model::{Int8Plan, MobileNetV1Config};
+use crate::ops::Int8Numbers;
 use crate::weights::Pretrained;
 use anyhow::Context;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// A compiled inference plan for one batch size.
+/// A compiled inference plan for one batch size, float or int8.
 ///
 /// ```
 /// use mobilenet_wgpu::predict::Classifier;
@@ -32,7 +36,7 @@ use std::path::{Path, PathBuf};
 /// let weights = load_pretrained(weights_path)?;
 /// // Up to 4 images per submit, at the weights' own resolution.
 /// let classifier = Classifier::new(&gpu, &weights, 4, None)?;
-/// let predictions = classifier.classify_files(&weights, &[PathBuf::from(image)], 5)?;
+/// let predictions = classifier.classify_files(&[PathBuf::from(image)], 5)?;
 /// for ranked in &predictions[0].top {
 ///     println!("{:5.1}%  {}", 100.0 * ranked.probability, ranked.name);
 /// }
@@ -40,10 +44,67 @@ use std::path::{Path, PathBuf};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Classifier {
-    plan: Plan,
+    network: Network,
     batch: usize,
     classes: usize,
     image_len: usize,
+    /// The weights' preprocessing at the plan's resolution.
+    preprocess: Preprocess,
+    in_channels: usize,
+    class_names: Vec<String>,
+}
+
+/// The numbers a classifier computes with; every prediction says which.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Float32,
+    Int8,
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Float32 => "float32",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
+/// An int8 network's numbers (`quant::QuantizedModel`, read from an int8 file) with what
+/// predictions need besides them.
+pub struct Int8Weights<'a> {
+    pub numbers: &'a dyn Int8Numbers,
+    pub config: &'a MobileNetV1Config,
+    pub preprocess: &'a Preprocess,
+    pub class_names: &'a [String],
+}
+
+/// The compiled network: how a batch's logits and probabilities come out is all that
+/// differs between float and int8.
+enum Network {
+    Float(Plan),
+    Int8(Int8Plan),
+}
+
+impl Network {
+    /// (logits, probabilities) of one full batch.
+    fn run(&self, batch: &[f32]) -> anyhow::Result<(Vec<f32>, Vec<f32>)> {
+        match self {
+            Network::Float(plan) => {
+                let mut outputs = plan.run(batch)?.into_iter();
+                let mut next = || outputs.next().context("the plan gave no probabilities");
+                Ok((next()?, next()?))
+            }
+            Network::Int8(plan) => {
+                let outputs = plan.run(batch)?;
+                let probs = outputs
+                    .probabilities
+                    .context("the int8 plan gave no probabilities")?;
+                Ok((outputs.logits, probs))
+            }
+        }
+    }
 }
 
 /// One class of a top-k list.
@@ -58,6 +119,8 @@ pub struct Ranked {
 pub struct Prediction {
     pub image: PathBuf,
     pub top: Vec<Ranked>,
+    /// The weights' numbers: `float32`, or `int8` for an int8 file.
+    pub precision: Precision,
 }
 
 impl Classifier {
@@ -70,16 +133,75 @@ impl Classifier {
         resolution: Option<usize>,
     ) -> anyhow::Result<Classifier> {
         anyhow::ensure!(batch > 0, "the batch size must be at least 1");
-        let config = crate::model::MobileNetV1Config {
+        let config = MobileNetV1Config {
             resolution: resolution.unwrap_or(weights.config.resolution),
             ..weights.config.clone()
         };
-        Ok(Classifier {
-            plan: config.inference_plan(gpu, &weights.params, batch)?,
+        let plan = config.inference_plan(gpu, &weights.params, batch)?;
+        Ok(Classifier::around(
+            Network::Float(plan),
+            (&config, &weights.preprocess, &weights.class_names),
+            batch,
+        ))
+    }
+
+    /// The int8 network (`mobilenet quantize`'s file) on the int8 kernels. Its activation
+    /// ranges were calibrated at its own resolution, so `resolution` may only repeat it.
+    pub fn int8(
+        gpu: &Gpu,
+        weights: &Int8Weights<'_>,
+        batch: usize,
+        resolution: Option<usize>,
+    ) -> anyhow::Result<Classifier> {
+        anyhow::ensure!(batch > 0, "the batch size must be at least 1");
+        let config = weights.config;
+        let own = config.resolution;
+        anyhow::ensure!(
+            resolution.is_none_or(|r| r == own),
+            "the int8 weights take {own}x{own} inputs (their ranges were calibrated there), \
+             not {r}x{r}; quantize the float weights at that resolution instead",
+            r = resolution.unwrap_or(own)
+        );
+        let graph = config.build_folded(batch)?.graph;
+        let plan = Int8Plan::compile(gpu, &graph, weights.numbers)?;
+        Ok(Classifier::around(
+            Network::Int8(plan),
+            (config, weights.preprocess, weights.class_names),
+            batch,
+        ))
+    }
+
+    fn around(
+        network: Network,
+        (config, preprocess, class_names): (&MobileNetV1Config, &Preprocess, &[String]),
+        batch: usize,
+    ) -> Classifier {
+        Classifier {
+            network,
             batch,
             classes: config.classes,
             image_len: config.resolution * config.resolution * config.in_channels,
-        })
+            preprocess: Preprocess {
+                resolution: config.resolution,
+                ..preprocess.clone()
+            },
+            in_channels: config.in_channels,
+            class_names: class_names.to_vec(),
+        }
+    }
+
+    /// Float32, or int8 for an int8 file.
+    pub fn precision(&self) -> Precision {
+        match self.network {
+            Network::Float(_) => Precision::Float32,
+            Network::Int8(_) => Precision::Int8,
+        }
+    }
+
+    /// How the loader should prepare a data set for this network (no shuffling or
+    /// augmentation; the network's batch and resolution).
+    pub fn loader_options(&self) -> LoaderOptions {
+        self.preprocess.loader_options(self.batch)
     }
 
     /// Logits [n, classes] of n images given as NHWC values, run `batch` images per submit
@@ -104,26 +226,19 @@ impl Classifier {
             let images = chunk.len() / self.image_len;
             padded[..chunk.len()].copy_from_slice(chunk);
             padded[chunk.len()..].fill(0.0);
-            let outputs = self.plan.run(&padded)?;
-            logits.extend_from_slice(&outputs[0][..images * self.classes]);
-            probs.extend_from_slice(&outputs[1][..images * self.classes]);
+            let (batch_logits, batch_probs) = self.network.run(&padded)?;
+            logits.extend_from_slice(&batch_logits[..images * self.classes]);
+            probs.extend_from_slice(&batch_probs[..images * self.classes]);
         }
         Ok((logits, probs))
     }
 
     /// The `k` most probable classes of each image file, decoded and preprocessed as the
     /// weights expect.
-    pub fn classify_files(
-        &self,
-        weights: &Pretrained,
-        files: &[PathBuf],
-        k: usize,
-    ) -> anyhow::Result<Vec<Prediction>> {
-        let mut preprocess = weights.preprocess.clone();
-        preprocess.resolution = (self.image_len / weights.config.in_channels).isqrt();
+    pub fn classify_files(&self, files: &[PathBuf], k: usize) -> anyhow::Result<Vec<Prediction>> {
         let mut inputs = Vec::with_capacity(files.len() * self.image_len);
         for file in files {
-            inputs.extend(load_image(file, &preprocess)?);
+            inputs.extend(load_image(file, &self.preprocess)?);
         }
         let (_, probs) = self.run(&inputs)?;
         Ok(files
@@ -131,7 +246,8 @@ impl Classifier {
             .zip(probs.chunks(self.classes))
             .map(|(file, row)| Prediction {
                 image: file.clone(),
-                top: top_k(row, k, &weights.class_names),
+                top: top_k(row, k, &self.class_names),
+                precision: self.precision(),
             })
             .collect())
     }
@@ -156,10 +272,10 @@ pub fn top_k(row: &[f32], k: usize, names: &[String]) -> Vec<Ranked> {
 }
 
 /// `--tensor IN --logits-out OUT`: IN holds one f32 tensor `input` [N, H, W, C] (NHWC,
-/// already normalised, H = W); OUT receives `logits` [N, classes].
+/// already normalised, H = W); OUT receives `logits` [N, classes]. `classifier_for(batch,
+/// side)` compiles the network for the tensor's images.
 pub fn logits_for_tensor(
-    gpu: &Gpu,
-    weights: &Pretrained,
+    classifier_for: &dyn Fn(usize, usize) -> anyhow::Result<Classifier>,
     input_path: &Path,
     output_path: &Path,
     batch: usize,
@@ -188,15 +304,15 @@ pub fn logits_for_tensor(
         "{}: `input` is {h}x{w}; the network takes square inputs",
         input_path.display()
     );
+    let classifier = classifier_for(batch.min(n).max(1), h)?;
     anyhow::ensure!(
-        c == weights.config.in_channels,
+        c == classifier.in_channels,
         "{}: `input` has {c} channels but the weights expect {} (NHWC: channels last)",
         input_path.display(),
-        weights.config.in_channels
+        classifier.in_channels
     );
-    let classifier = Classifier::new(gpu, weights, batch.min(n).max(1), Some(h))?;
     let logits = classifier.logits(&input.values)?;
-    let classes = weights.config.classes;
+    let classes = classifier.classes;
     crate::weights::save_safetensors(
         output_path,
         &[("logits", &[n, classes], &logits)],
@@ -210,6 +326,7 @@ pub fn logits_for_tensor(
 struct PredictionLine<'a> {
     path: &'a str,
     top: Vec<Ranked>,
+    precision: Precision,
 }
 
 /// What `predict_to_jsonl` did.
@@ -220,19 +337,18 @@ pub struct PredictSummary {
     pub seconds: f64,
 }
 
-/// Streams `source` through the loader (the weights' evaluation view) and the network,
-/// writing one JSON line per image to `out`: memory stays bounded by the loader's batches,
-/// and the file appears under its name only once complete.
+/// Streams `source` through the loader (`options`: the classifier's `loader_options`, the
+/// decoding threads and bad-file tolerance the user chose) and the network, writing one
+/// JSON line per image to `out`: memory stays bounded by the loader's batches, and the file
+/// appears under its name only once complete.
 pub fn predict_to_jsonl(
-    gpu: &Gpu,
-    weights: &Pretrained,
+    classifier: &Classifier,
     source: DataSource,
     options: LoaderOptions,
     k: usize,
     out: &Path,
 ) -> anyhow::Result<PredictSummary> {
     let started = std::time::Instant::now();
-    let classifier = Classifier::new(gpu, weights, options.batch_size, Some(options.resolution))?;
     let partial = partial_path(out);
     let file = std::fs::File::create(&partial).with_context(|| {
         format!(
@@ -257,7 +373,8 @@ pub fn predict_to_jsonl(
             for (origin, row) in batch.origins.iter().zip(probs.chunks(classifier.classes)) {
                 let line = PredictionLine {
                     path: origin,
-                    top: top_k(row, k, &weights.class_names),
+                    top: top_k(row, k, &classifier.class_names),
+                    precision: classifier.precision(),
                 };
                 serde_json::to_writer(&mut writer, &line)?;
                 writer.write_all(b"\n")?;

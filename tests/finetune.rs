@@ -143,7 +143,7 @@ fn frozen_backbone_trains_the_head_only() {
     // predict runs the result on an image file.
     let classifier = Classifier::new(common::gpu(), &tuned, 1, None).unwrap();
     let image = data.join("columns/000.png");
-    let predictions = classifier.classify_files(&tuned, &[image], 3).unwrap();
+    let predictions = classifier.classify_files(&[image], 3).unwrap();
     assert_eq!(predictions[0].top.len(), 3);
 }
 

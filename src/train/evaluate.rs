@@ -16,6 +16,10 @@ pub struct EvalResult {
     pub confusion: Vec<Vec<u64>>,
     /// Files that could not be decoded and were left out of the figures.
     pub bad_files: Vec<String>,
+    /// The top-1 class of each image, in the loader's order (`top1_agreement` compares two
+    /// networks' on the same images). Not in the JSON: one number per image.
+    #[serde(skip)]
+    pub predictions: Vec<u32>,
 }
 
 /// Cross-entropy of one row of logits against its label, in f64.
@@ -70,6 +74,7 @@ pub fn evaluate_with(
     let loader = BatchLoader::new(source, options, 0)?;
     let mut bad_files = Vec::new();
     let mut confusion = vec![vec![0u64; classes]; classes];
+    let mut predictions = Vec::new();
     let (mut loss, mut top1, mut top5, mut count) = (0.0f64, 0usize, 0usize, 0usize);
     for batch in loader {
         let batch = batch?;
@@ -89,6 +94,7 @@ pub fn evaluate_with(
             top1 += in_top_k(row, label, 1) as usize;
             top5 += in_top_k(row, label, 5) as usize;
             let predicted = crate::graph::argmax(row);
+            predictions.push(predicted as u32);
             if label < classes && predicted < classes {
                 confusion[label][predicted] += 1;
             }
@@ -103,7 +109,29 @@ pub fn evaluate_with(
         count,
         confusion,
         bad_files,
+        predictions,
     })
+}
+
+/// How often two networks evaluated on the same images (the same data set and
+/// preprocessing, so the loader gives the same images in the same order) pick the same
+/// top-1 class: (images agreeing, images).
+pub fn top1_agreement(a: &EvalResult, b: &EvalResult) -> anyhow::Result<(usize, usize)> {
+    anyhow::ensure!(
+        a.predictions.len() == b.predictions.len() && a.bad_files == b.bad_files,
+        "the two evaluations did not see the same images ({} and {} predictions, {} and {} \
+         files left out)",
+        a.predictions.len(),
+        b.predictions.len(),
+        a.bad_files.len(),
+        b.bad_files.len()
+    );
+    let agreeing = a
+        .predictions
+        .iter()
+        .zip(&b.predictions)
+        .filter(|(x, y)| x == y);
+    Ok((agreeing.count(), a.predictions.len()))
 }
 
 /// The confusion matrix as a table: rows are true classes, columns predictions.

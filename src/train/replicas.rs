@@ -139,6 +139,8 @@ pub(crate) fn pooled_eval(
             .take(classes)
             .collect(),
         bad_files: local.bad_files,
+        // Per-image predictions stay on their rank: the pooled figures have none.
+        predictions: Vec::new(),
     })
 }
 

@@ -64,8 +64,8 @@ impl From<AtomicWriteError> for WeightsError {
 
 /// What to do with an int8 file offered where float weights are needed. Kept in one place
 /// so that it changes once when more commands take int8 files.
-const INT8_FILE_USE: &str = "this command needs float weights (eval, bench --mode infer \
-     --weights and export --format onnx take int8 files; train, finetune, predict, export \
+const INT8_FILE_USE: &str = "this command needs float weights (eval, predict, bench --mode \
+     infer --weights and export --format onnx take int8 files; train, finetune, export \
      --format timm and preprocess read float files only): pass the float checkpoint it was \
      quantized from";
 

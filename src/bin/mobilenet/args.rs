@@ -2,9 +2,12 @@
 
 use clap::Args;
 use mobilenet_wgpu::data::{DataSource, DEFAULT_MAX_BAD_FRACTION};
+use mobilenet_wgpu::predict::{Classifier, Int8Weights};
+use mobilenet_wgpu::quant::QuantizedModel;
 use mobilenet_wgpu::train::dataset::{default_source_kind, load_dataset};
 use mobilenet_wgpu::train::{DataOptions, DatasetKind, ParallelOptions, DEFAULT_BUCKET_BYTES};
-use mobilenet_wgpu::weights::Pretrained;
+use mobilenet_wgpu::weights::{load_pretrained, Pretrained, PretrainedError, WeightsError};
+use mobilenet_wgpu::Gpu;
 use mobilenet_wgpu::{Activation, MobileNetV1Config, Padding, Preset};
 use std::path::Path;
 
@@ -124,4 +127,43 @@ pub fn override_preprocess(
 pub fn open_data(kind: Option<DatasetKind>, data: &Path) -> anyhow::Result<DataSource> {
     let kind = kind.unwrap_or_else(|| default_source_kind(data));
     Ok(load_dataset(kind, Some(data))?.0)
+}
+
+/// A weights file as the inference commands take it: float weights, or an int8 file written
+/// by `mobilenet quantize`, recognised by its metadata (never by its name).
+pub enum InferenceWeights {
+    Float(Pretrained),
+    Int8(QuantizedModel),
+}
+
+impl InferenceWeights {
+    pub fn load(path: &Path) -> anyhow::Result<InferenceWeights> {
+        match load_pretrained(path) {
+            Err(PretrainedError::File(WeightsError::Int8File { .. })) => {
+                Ok(InferenceWeights::Int8(QuantizedModel::load(path)?))
+            }
+            weights => Ok(InferenceWeights::Float(weights?)),
+        }
+    }
+
+    /// The network compiled for `batch` images per submit, float or int8.
+    pub fn classifier(
+        &self,
+        gpu: &Gpu,
+        batch: usize,
+        resolution: Option<usize>,
+    ) -> anyhow::Result<Classifier> {
+        match self {
+            InferenceWeights::Float(weights) => Classifier::new(gpu, weights, batch, resolution),
+            InferenceWeights::Int8(model) => {
+                let weights = Int8Weights {
+                    numbers: model,
+                    config: &model.config,
+                    preprocess: &model.preprocess,
+                    class_names: &model.class_names,
+                };
+                Classifier::int8(gpu, &weights, batch, resolution)
+            }
+        }
+    }
 }

@@ -1,12 +1,11 @@
 //! `mobilenet predict`
 
-use crate::args::{open_data, LoadingArgs};
+use crate::args::{open_data, InferenceWeights, LoadingArgs};
 use clap::Args;
 use mobilenet_wgpu::data::{index_images, LoaderOptions};
-use mobilenet_wgpu::predict::{logits_for_tensor, predict_to_jsonl, Classifier};
+use mobilenet_wgpu::predict::{logits_for_tensor, predict_to_jsonl, Precision};
 use mobilenet_wgpu::train::dataset::default_source_kind;
 use mobilenet_wgpu::train::{DataOptions, DatasetKind};
-use mobilenet_wgpu::weights::{load_pretrained, Pretrained};
 use mobilenet_wgpu::Gpu;
 use std::path::{Path, PathBuf};
 
@@ -14,7 +13,8 @@ use std::path::{Path, PathBuf};
 /// probabilities. Or, with --tensor, turn an NHWC tensor into logits.
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A safetensors file: timm's mobilenetv1_100, Keras-named, or one of ours.
+    /// A safetensors file: timm's mobilenetv1_100, Keras-named, one of ours, or an int8
+    /// file written by `mobilenet quantize` (run on the int8 kernels).
     #[arg(long)]
     weights: PathBuf,
     images: Vec<PathBuf>,
@@ -49,12 +49,11 @@ pub struct PredictArgs {
 
 impl PredictArgs {
     pub fn run(self) -> anyhow::Result<()> {
-        let pretrained = load_pretrained(&self.weights)?;
+        let weights = InferenceWeights::load(&self.weights)?;
         let gpu = Gpu::new()?;
         if let (Some(data), Some(out)) = (&self.data, &self.out) {
             return predict_data_set(
-                &gpu,
-                &pretrained,
+                (&gpu, &weights),
                 (data, out),
                 (self.batch, self.top),
                 &self.loading.options(),
@@ -62,26 +61,33 @@ impl PredictArgs {
             );
         }
         if let (Some(input), Some(output)) = (&self.tensor, &self.logits_out) {
-            let [n, classes] = logits_for_tensor(&gpu, &pretrained, input, output, self.batch)?;
+            let classifier_for = |batch, side| weights.classifier(&gpu, batch, Some(side));
+            let [n, classes] = logits_for_tensor(&classifier_for, input, output, self.batch)?;
             println!("wrote logits [{n}, {classes}] to {}", output.display());
             return Ok(());
         }
-        self.classify_images(&gpu, &pretrained)
+        self.classify_images(&gpu, &weights)
     }
 
     /// The images named on the command line, printed as top classes.
-    fn classify_images(&self, gpu: &Gpu, pretrained: &Pretrained) -> anyhow::Result<()> {
+    fn classify_images(&self, gpu: &Gpu, weights: &InferenceWeights) -> anyhow::Result<()> {
         let images = &self.images;
         anyhow::ensure!(
             !images.is_empty(),
             "no images given; usage: mobilenet predict --weights FILE IMAGE..."
         );
         let batch = self.batch.min(images.len());
-        let classifier = Classifier::new(gpu, pretrained, batch, self.resolution)?;
-        let predictions = classifier.classify_files(pretrained, images, self.top)?;
+        let classifier = weights.classifier(gpu, batch, self.resolution)?;
+        let predictions = classifier.classify_files(images, self.top)?;
         if self.json {
             println!("{}", serde_json::to_string(&predictions)?);
             return Ok(());
+        }
+        if classifier.precision() == Precision::Int8 {
+            println!(
+                "int8 weights ({}), on the int8 kernels",
+                self.weights.display()
+            );
         }
         for p in &predictions {
             println!("{}", p.image.display());
@@ -95,8 +101,7 @@ impl PredictArgs {
 
 /// `predict --data D --out F`: every image of a data set, one JSON line each.
 fn predict_data_set(
-    gpu: &Gpu,
-    pretrained: &Pretrained,
+    (gpu, weights): (&Gpu, &InferenceWeights),
     (data, out): (&Path, &Path),
     (batch, top): (usize, usize),
     loading: &DataOptions,
@@ -106,17 +111,17 @@ fn predict_data_set(
         DatasetKind::Shards => open_data(Some(DatasetKind::Shards), data)?,
         _ => index_images(data)?.into(),
     };
-    let mut preprocess = pretrained.preprocess.clone();
-    preprocess.resolution = resolution.unwrap_or(preprocess.resolution);
+    let classifier = weights.classifier(gpu, batch.max(1), resolution)?;
     let options = LoaderOptions {
         workers: loading.workers,
         max_bad_fraction: loading.max_bad_fraction,
-        ..preprocess.loader_options(batch.max(1))
+        ..classifier.loader_options()
     };
-    let summary = predict_to_jsonl(gpu, pretrained, source, options, top, out)?;
+    let summary = predict_to_jsonl(&classifier, source, options, top, out)?;
     println!(
-        "wrote {} predictions to {} in {:.1} s ({:.1} images/s){}",
+        "wrote {} predictions ({} weights) to {} in {:.1} s ({:.1} images/s){}",
         summary.images,
+        classifier.precision(),
         out.display(),
         summary.seconds,
         summary.images as f64 / summary.seconds.max(1e-9),
