@@ -6,7 +6,7 @@
 //! it does not go through the float graph's shapes, memory plan or parameter store.
 
 use super::error::GraphError;
-use super::memory::MemoryReport;
+use super::memory::{pack_tensors, MemoryPlan, MemoryReport};
 use super::steps::{encode, profile_steps, staging_buffer, Step, StepBuilder};
 use crate::gpu::{read_buffer_bytes, storage_buffer, Gpu};
 use crate::ops::{Dispatch, Slot};
@@ -26,6 +26,61 @@ pub struct PlannedLayer {
     pub workspace_bytes: u64,
 }
 
+/// Each tensor's buffer (see `shared_tensors`), after checking that every tensor the layers,
+/// the input and the outputs name exists.
+fn tensor_buffers(
+    gpu: &Gpu,
+    tensor_bytes: &[u64],
+    layers: &[PlannedLayer],
+    input: usize,
+    outputs: &[usize],
+) -> Result<(Vec<wgpu::Buffer>, MemoryPlan), GraphError> {
+    let named = layers
+        .iter()
+        .flat_map(|l| [(&*l.name, l.input), (&*l.name, l.output)]);
+    let ends = std::iter::once(("input", input)).chain(outputs.iter().map(|&o| ("output", o)));
+    if let Some((name, tensor)) = named.chain(ends).find(|(_, i)| *i >= tensor_bytes.len()) {
+        return Err(GraphError::UnknownPlanTensor {
+            layer: name.to_string(),
+            tensor,
+            count: tensor_bytes.len(),
+        });
+    }
+    let memory = shared_tensors(tensor_bytes, layers, input, outputs);
+    let buffers: Vec<wgpu::Buffer> = memory
+        .buffer_bytes
+        .iter()
+        .enumerate()
+        .map(|(i, &bytes)| storage_buffer(gpu, &format!("tensors {i}"), bytes))
+        .collect();
+    let tensors = memory
+        .buffer_of
+        .iter()
+        .map(|&b| buffers[b].clone())
+        .collect();
+    Ok((tensors, memory))
+}
+
+/// Where each tensor lives: the layers run in order, each reading its input and writing
+/// its output; the input and the outputs are pinned. A tensor no layer touches gets a
+/// buffer of its own.
+fn shared_tensors(
+    tensor_bytes: &[u64],
+    layers: &[PlannedLayer],
+    input: usize,
+    outputs: &[usize],
+) -> MemoryPlan {
+    let steps: Vec<[usize; 2]> = layers.iter().map(|l| [l.input, l.output]).collect();
+    let mut memory = pack_tensors(tensor_bytes, &steps, &[input], outputs);
+    for (tensor, &bytes) in tensor_bytes.iter().enumerate() {
+        if memory.buffer_of[tensor] == usize::MAX {
+            memory.buffer_bytes.push(bytes);
+            memory.buffer_of[tensor] = memory.buffer_bytes.len() - 1;
+        }
+    }
+    memory
+}
+
 /// A storage buffer holding `bytes` (zero-padded to whole words, as writes must be).
 fn upload(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
     let buffer = storage_buffer(gpu, label, bytes.len() as u64);
@@ -38,8 +93,11 @@ fn upload(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
 pub struct DispatchPlan {
     device: wgpu::Device,
     queue: wgpu::Queue,
+    /// Each tensor's buffer: tensors whose lifetimes do not overlap share one.
     tensors: Vec<wgpu::Buffer>,
     tensor_bytes: Vec<u64>,
+    activation_bytes: u64,
+    live_peak: u64,
     /// Held so that the bind groups' buffers live as long as the plan.
     params: Vec<wgpu::Buffer>,
     workspace_bytes: u64,
@@ -61,27 +119,13 @@ impl DispatchPlan {
         input: usize,
         outputs: &[usize],
     ) -> Result<DispatchPlan, GraphError> {
-        let missing = |layer: &str, tensor: usize| GraphError::UnknownPlanTensor {
-            layer: layer.to_string(),
-            tensor,
-            count: tensor_bytes.len(),
-        };
-        let tensors: Vec<wgpu::Buffer> = tensor_bytes
-            .iter()
-            .enumerate()
-            .map(|(i, &bytes)| storage_buffer(gpu, &format!("tensor {i}"), bytes))
-            .collect();
+        let (tensors, memory) = tensor_buffers(gpu, tensor_bytes, layers, input, outputs)?;
         let workspace_bytes = layers.iter().map(|l| l.workspace_bytes).max().unwrap_or(0);
         let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
         let mut params = Vec::new();
         let mut builder = StepBuilder::new(gpu);
         for layer in layers {
-            let tensor = |index: usize| {
-                tensors
-                    .get(index)
-                    .ok_or_else(|| missing(&layer.name, index))
-            };
-            let (input, output) = (tensor(layer.input)?.clone(), tensor(layer.output)?.clone());
+            let (input, output) = (tensors[layer.input].clone(), tensors[layer.output].clone());
             let first = params.len();
             for (i, bytes) in layer.params.iter().enumerate() {
                 params.push(upload(gpu, &format!("{} param {i}", layer.name), bytes));
@@ -98,17 +142,11 @@ impl DispatchPlan {
             }
         }
         let (steps, _) = builder.finish()?;
-        tensor_bytes
-            .get(input)
-            .ok_or_else(|| missing("input", input))?;
         let mut staged = Vec::new();
         let mut staging_bytes = 0;
         for &output in outputs {
-            let bytes = tensor_bytes
-                .get(output)
-                .ok_or_else(|| missing("output", output))?;
             staged.push((output, staging_bytes));
-            staging_bytes += bytes.next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+            staging_bytes += tensor_bytes[output].next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
         }
         let staging = staging_buffer(gpu.device(), "output staging", staging_bytes);
         Ok(DispatchPlan {
@@ -116,6 +154,8 @@ impl DispatchPlan {
             queue: gpu.queue().clone(),
             tensors,
             tensor_bytes: tensor_bytes.to_vec(),
+            activation_bytes: memory.buffer_bytes.iter().sum(),
+            live_peak: memory.live_peak,
             params,
             workspace_bytes,
             steps,
@@ -125,14 +165,13 @@ impl DispatchPlan {
         })
     }
 
-    /// The device memory it holds: one buffer per tensor (no reuse), the parameters, and
-    /// the workspace and output staging as `other`.
+    /// The device memory it holds: the tensors' buffers (shared where their lifetimes
+    /// allow), the parameters, and the workspace and output staging as `other`.
     pub fn memory(&self) -> MemoryReport {
-        let activations = self.tensor_bytes.iter().sum();
         MemoryReport {
-            activations,
-            activations_unshared: activations,
-            activations_live_peak: activations,
+            activations: self.activation_bytes,
+            activations_unshared: self.tensor_bytes.iter().sum(),
+            activations_live_peak: self.live_peak,
             params: self.params.iter().map(wgpu::Buffer::size).sum(),
             training: 0,
             other: self.workspace_bytes + self.staging.size(),

@@ -2,7 +2,6 @@
 //! activations into as few buffers as tensors alive at once allow.
 
 use super::builder::GraphBuilder;
-use super::node::TensorId;
 use super::shapes::tensor_bytes;
 
 /// Bytes the plan allocated on the GPU, by purpose.
@@ -36,25 +35,49 @@ pub(super) struct MemoryPlan {
 }
 
 pub(super) fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
-    let tensor_count = graph.tensors.len();
-    // Position of the last op that reads each tensor; outputs and the input live forever.
-    let mut last_use = vec![None; tensor_count];
-    for (i, node) in graph.nodes.iter().enumerate() {
-        last_use[node.input.0] = Some(i);
-    }
-    let pinned = |t: TensorId| graph.outputs.contains(&t) || graph.inputs.contains(&t);
+    let bytes: Vec<u64> = graph
+        .tensors
+        .iter()
+        .map(|t| tensor_bytes(&t.shape))
+        .collect();
+    let chain: Vec<[usize; 2]> = graph
+        .nodes
+        .iter()
+        .map(|n| [n.input.0, n.output.0])
+        .collect();
+    let inputs: Vec<usize> = graph.inputs.iter().map(|t| t.0).collect();
+    let outputs: Vec<usize> = graph.outputs.iter().map(|t| t.0).collect();
+    pack_tensors(&bytes, &chain, &inputs, &outputs)
+}
 
-    let mut buffer_of = vec![usize::MAX; tensor_count];
+/// The buffers for tensors of `tensor_bytes` bytes that `steps` (`[input, output]`, in the
+/// order they run) read and write: a tensor's buffer is reused once its last reader has
+/// run. `inputs` (filled before the first step) and `outputs` (read after the last) live
+/// throughout.
+pub(super) fn pack_tensors(
+    tensor_bytes: &[u64],
+    steps: &[[usize; 2]],
+    inputs: &[usize],
+    outputs: &[usize],
+) -> MemoryPlan {
+    // Position of the last step that reads each tensor.
+    let mut last_use = vec![None; tensor_bytes.len()];
+    for (i, [input, _]) in steps.iter().enumerate() {
+        last_use[*input] = Some(i);
+    }
+    let pinned = |t: usize| outputs.contains(&t) || inputs.contains(&t);
+
+    let mut buffer_of = vec![usize::MAX; tensor_bytes.len()];
     let mut buffer_bytes: Vec<u64> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     let (mut live, mut live_peak) = (0u64, 0u64);
-    for &input in &graph.inputs {
-        buffer_bytes.push(tensor_bytes(&graph.tensors[input.0].shape));
-        buffer_of[input.0] = buffer_bytes.len() - 1;
-        live += tensor_bytes(&graph.tensors[input.0].shape);
+    for &input in inputs {
+        buffer_bytes.push(tensor_bytes[input]);
+        buffer_of[input] = buffer_bytes.len() - 1;
+        live += tensor_bytes[input];
     }
-    for (i, node) in graph.nodes.iter().enumerate() {
-        let need = tensor_bytes(&graph.tensors[node.output.0].shape);
+    for (i, &[input, output]) in steps.iter().enumerate() {
+        let need = tensor_bytes[output];
         // Best fit among free buffers; otherwise grow the largest free one; otherwise a new one.
         let best = free
             .iter()
@@ -75,16 +98,16 @@ pub(super) fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
             }
         };
         buffer_bytes[buffer] = buffer_bytes[buffer].max(need);
-        buffer_of[node.output.0] = buffer;
+        buffer_of[output] = buffer;
         live += need;
         live_peak = live_peak.max(live);
-        // Free the input only after the output is placed: an op never reads and writes
+        // Free the input only after the output is placed: a step never reads and writes
         // the same buffer.
-        if last_use[node.input.0] == Some(i) && !pinned(node.input) {
-            free.push(buffer_of[node.input.0]);
-            live -= tensor_bytes(&graph.tensors[node.input.0].shape);
+        if last_use[input] == Some(i) && !pinned(input) {
+            free.push(buffer_of[input]);
+            live -= tensor_bytes[input];
         }
-        if last_use[node.output.0].is_none() && !pinned(node.output) {
+        if last_use[output].is_none() && !pinned(output) {
             free.push(buffer);
             live -= need;
         }
