@@ -156,6 +156,28 @@ fn store_lane(at: LaneOrigin, t: TileI32) {
     store_word(r + 15u, c, t.r15);
 }
 
+// The classifier's f32 logits, the lane's four columns in each of the tile's rows.
+fn store_lane_logits(at: LaneOrigin, t: TileI32) {
+    let r = at.row0;
+    let c = columns(at.col);
+    store_logits(r, c, t.r0);
+    store_logits(r + 1u, c, t.r1);
+    store_logits(r + 2u, c, t.r2);
+    store_logits(r + 3u, c, t.r3);
+    store_logits(r + 4u, c, t.r4);
+    store_logits(r + 5u, c, t.r5);
+    store_logits(r + 6u, c, t.r6);
+    store_logits(r + 7u, c, t.r7);
+    store_logits(r + 8u, c, t.r8);
+    store_logits(r + 9u, c, t.r9);
+    store_logits(r + 10u, c, t.r10);
+    store_logits(r + 11u, c, t.r11);
+    store_logits(r + 12u, c, t.r12);
+    store_logits(r + 13u, c, t.r13);
+    store_logits(r + 14u, c, t.r14);
+    store_logits(r + 15u, c, t.r15);
+}
+
 // The row test returns early for the whole subgroup (the shuffles need every lane); lanes
 // past the last column compute clamped copies that store_word drops.
 @compute @workgroup_size(SUBGROUP_LANES)
@@ -174,4 +196,24 @@ fn forward_subgroup_dot4(@builtin(workgroup_id) wg: vec3<u32>,
     let at = lane_origin(wg, nwg, lane);
     if at.row0 >= p.m { return; }
     store_lane(at, accumulate_dot4(at));
+}
+
+// The classifier: the same products, dequantized to f32 logits (gemm_int8.wgsl's
+// logits_f32).
+@compute @workgroup_size(SUBGROUP_LANES)
+fn logits_subgroup_f32(@builtin(workgroup_id) wg: vec3<u32>,
+                       @builtin(subgroup_invocation_id) lane: u32,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = lane_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    store_lane_logits(at, exact_i32(accumulate_f32(at)));
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn logits_subgroup_dot4(@builtin(workgroup_id) wg: vec3<u32>,
+                        @builtin(subgroup_invocation_id) lane: u32,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = lane_origin(wg, nwg, lane);
+    if at.row0 >= p.m { return; }
+    store_lane_logits(at, accumulate_dot4(at));
 }

@@ -10,7 +10,8 @@ mod translation;
 
 use mobilenet_wgpu::gpu::{Shader, KERNELS, TABLE_BACKENDS};
 use mobilenet_wgpu::ops::{alternatives, Activation, BatchNorm, Depthwise, Dispatch, KernelCaps};
-use mobilenet_wgpu::ops::{int8_pointwise, Int8Output, OpKind, Padding, Pointwise, TrainSettings};
+use mobilenet_wgpu::ops::{int8_pointwise, Int8Gemm, Int8Output, OpKind, Padding, Pointwise};
+use mobilenet_wgpu::ops::{Slot, TrainSettings};
 use mobilenet_wgpu::{MobileNetV1Config, Preset};
 use std::collections::HashSet;
 use std::path::Path;
@@ -132,8 +133,16 @@ fn dispatches() -> Vec<Dispatch> {
     for op in &ops {
         all.extend(op_dispatches(op, &odd, &odd));
     }
-    // The int8 pointwise GEMM, the one int8 dispatch with alternatives.
+    // The int8 GEMMs, the int8 dispatches with alternatives: pointwise and the classifier.
     all.push(int8_pointwise(&odd, 13, Int8Output::linear(0)));
+    all.push(
+        Int8Gemm {
+            rows: 2,
+            k: 64,
+            n: 10,
+        }
+        .logits(Slot::Input, Slot::Output),
+    );
     all
 }
 

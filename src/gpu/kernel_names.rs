@@ -12,7 +12,7 @@ pub const GEMM_KERNELS: [&str; 5] = [
     "tiled-128x64",
 ];
 
-/// The int8 GEMM kernels (pointwise, the stem), the first that applies the default: on
+/// The int8 GEMM kernels (pointwise, the stem, the classifier), the first that applies the default: on
 /// 8-lane subgroups the bytes widened to f32 (exact up to K = 1032) or multiplied by
 /// dot4I8Packed, elsewhere 8x8 blocks per invocation.
 pub const INT8_GEMM_KERNELS: [&str; 3] = [

@@ -83,16 +83,31 @@ impl Int8Gemm {
     }
 }
 
-/// The same int8 GEMM (`forward`) on gemm_int8_subgroup.wgsl's `entry`; `None` where that
-/// kernel does not apply (the classifier's logits, or K past `EXACT_F32_K` for the f32 one).
-pub fn subgroup_int8_gemm_dispatch(dispatch: &Dispatch, entry: &'static str) -> Option<Dispatch> {
+/// How gemm_int8_subgroup.wgsl multiplies: bytes widened to f32, or `dot4I8Packed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Int8Multiply {
+    Widened,
+    Dot4,
+}
+
+/// The same int8 GEMM (requantized `forward` or the classifier's `logits_f32`) on
+/// gemm_int8_subgroup.wgsl; `None` where that kernel does not apply (for the widened one,
+/// K past `EXACT_F32_K`).
+pub fn subgroup_int8_gemm_dispatch(
+    dispatch: &Dispatch,
+    multiply: Int8Multiply,
+) -> Option<Dispatch> {
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
     let (rows, n, k_words) = (*words.first()?, *words.get(1)?, *words.get(2)?);
     let exact = 4 * k_words as usize <= EXACT_F32_K;
-    if dispatch.shader != Shader::GemmInt8
-        || dispatch.entry != "forward"
-        || (entry == "forward_subgroup_f32" && !exact)
-    {
+    let entry = match (dispatch.entry, multiply) {
+        ("forward", Int8Multiply::Widened) if exact => "forward_subgroup_f32",
+        ("forward", Int8Multiply::Dot4) => "forward_subgroup_dot4",
+        ("logits_f32", Int8Multiply::Widened) if exact => "logits_subgroup_f32",
+        ("logits_f32", Int8Multiply::Dot4) => "logits_subgroup_dot4",
+        _ => return None,
+    };
+    if dispatch.shader != Shader::GemmInt8 {
         return None;
     }
     Some(Dispatch {

@@ -3,7 +3,7 @@
 //! instead of vec4 accesses), for the tuner to time on the adapter (see
 //! `graph::kernel_choice`).
 
-use super::int8_ops::subgroup_int8_gemm_dispatch;
+use super::int8_ops::{subgroup_int8_gemm_dispatch, Int8Multiply};
 use super::pointwise::{
     subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
@@ -80,9 +80,7 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
     let (family, mut candidates) = match dispatch.shader {
         Shader::Gemm | Shader::GemmVec4 => ("gemm", gemm_candidates(dispatch, caps)),
-        Shader::GemmInt8 if dispatch.entry == "forward" => {
-            ("gemm-int8", int8_gemm_candidates(dispatch, caps))
-        }
+        Shader::GemmInt8 => ("gemm-int8", int8_gemm_candidates(dispatch, caps)),
         // The scalar kernel takes the same grid: both handle 4 channels per invocation.
         Shader::DepthwiseVec4 => (
             "depthwise",
@@ -164,10 +162,10 @@ fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate
         .filter_map(|&name| {
             let dispatch = match name {
                 "subgroup-16x32-widened" if caps.subgroup_gemm => {
-                    subgroup_int8_gemm_dispatch(dispatch, "forward_subgroup_f32")?
+                    subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Widened)?
                 }
                 "subgroup-16x32-dot4" if caps.subgroup_gemm => {
-                    subgroup_int8_gemm_dispatch(dispatch, "forward_subgroup_dot4")?
+                    subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Dot4)?
                 }
                 "blocked-8x8" => dispatch.clone(),
                 _ => return None,
@@ -328,14 +326,23 @@ mod tests {
             ["subgroup-16x32-dot4", "blocked-8x8"]
         );
         assert_eq!(offered(64, &caps(false)), ["blocked-8x8"]);
-        // The classifier's logits have one kernel.
+        // The classifier's logits have the same candidates, on entry points of their own.
         let logits = crate::ops::Int8Gemm {
             rows: 2,
             k: 64,
             n: 10,
         }
         .logits(Slot::Input, Slot::Output);
-        assert!(alternatives(&logits, &caps(true)).is_none());
+        let offered = alternatives(&logits, &caps(true)).expect("an int8 GEMM");
+        let entries: Vec<&str> = offered
+            .candidates
+            .iter()
+            .map(|c| c.dispatch.entry)
+            .collect();
+        assert_eq!(
+            entries,
+            ["logits_subgroup_f32", "logits_subgroup_dot4", "logits_f32"]
+        );
     }
 
     #[test]
