@@ -30,7 +30,9 @@ struct BnParams {
 @group(0) @binding(5) var<storage, read_write> running_var: array<Elem>;
 @group(0) @binding(6) var<storage, read_write> output: array<Elem>;
 // Per channel, kept from the forward to the backward pass:
-// [mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat | scale | shift], each `channels` long.
+// [scale | shift | mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat], each `channels` long.
+// scale and shift come first so that a GEMM can bind their planes as a uniform block of
+// fixed size (gemm_vec4.wgsl) whatever the channel count.
 // scale and shift (the batch's normalisation and BN's parameters as one affine map) are
 // what the next layer applies as it loads this layer's raw input, when it takes the
 // normalisation and activation in its prologue instead of this layer's forward_train.
@@ -127,11 +129,11 @@ fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
         count = total;
     }
     let variance = m2 / count;
-    stats[c] = mean;
-    stats[groups() + c] = inverseSqrt(variance + p.eps);
+    stats[2u * groups() + c] = mean;
+    stats[3u * groups() + c] = inverseSqrt(variance + p.eps);
     let affine = batch_affine(c);
-    stats[4u * groups() + c] = affine.scale;
-    stats[5u * groups() + c] = affine.shift;
+    stats[c] = affine.scale;
+    stats[groups() + c] = affine.shift;
     let unbiased = select(variance, m2 / (count - 1.0), count > 1.0);
     running_mean[c] = (1.0 - p.momentum) * running_mean[c] + p.momentum * mean;
     running_var[c] = (1.0 - p.momentum) * running_var[c] + p.momentum * unbiased;
@@ -171,8 +173,8 @@ struct Affine {
 }
 
 fn batch_affine(c: u32) -> Affine {
-    let scale = gamma[c] * stats[groups() + c];
-    return Affine(scale, beta[c] - stats[c] * scale);
+    let scale = gamma[c] * stats[3u * groups() + c];
+    return Affine(scale, beta[c] - stats[2u * groups() + c] * scale);
 }
 
 // Gradient through the activation at pre-activation z = x * scale + shift: ReLU passes
@@ -197,8 +199,8 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     let c = index % groups();
     let range = chunk_rows(index / groups());
-    let mean = stats[c];
-    let inv_std = stats[groups() + c];
+    let mean = stats[2u * groups() + c];
+    let inv_std = stats[3u * groups() + c];
     let affine = batch_affine(c);
     var sum_dz = Elem(0.0);
     var sum_dz_xhat = Elem(0.0);
@@ -229,8 +231,8 @@ fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
         sum_dz += partials[partial_at(s, c)];
         sum_dz_xhat += partials[partial_at(s, c) + groups()];
     }
-    stats[2u * groups() + c] = sum_dz;
-    stats[3u * groups() + c] = sum_dz_xhat;
+    stats[4u * groups() + c] = sum_dz;
+    stats[5u * groups() + c] = sum_dz_xhat;
     grad_beta[c] = sum_dz;
     grad_gamma[c] = sum_dz_xhat;
 }
@@ -244,10 +246,10 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     if block.y >= p.rows {
         return;
     }
-    let mean = stats[c];
-    let inv_std = stats[groups() + c];
-    let sum_dz = stats[2u * groups() + c];
-    let sum_dz_xhat = stats[3u * groups() + c];
+    let mean = stats[2u * groups() + c];
+    let inv_std = stats[3u * groups() + c];
+    let sum_dz = stats[4u * groups() + c];
+    let sum_dz_xhat = stats[5u * groups() + c];
     let m = f32(select(p.rows, p.batch_rows, p.batch_rows != 0u));
     let grad_scale = gamma[c] * inv_std / m;
     let affine = batch_affine(c);

@@ -32,8 +32,8 @@ var<private> prologue_shift: vec4<f32>;
 
 fn begin_prologue(c0: u32, mask: vec4<bool>) {
     if p.prologue != 0u {
-        prologue_scale = load_prologue(4u * p.channels + c0, mask);
-        prologue_shift = load_prologue(5u * p.channels + c0, mask);
+        prologue_scale = load_prologue(c0, mask);
+        prologue_shift = load_prologue(p.channels + c0, mask);
     }
 }
 

@@ -95,8 +95,8 @@ fn a_affine(k: u32, k_last: u32) -> Affine4 {
         return Affine4();
     }
     let ks = min(vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.k - 1u));
-    let scale = 4u * p.k + ks;
-    let shift = 5u * p.k + ks;
+    let scale = ks;
+    let shift = p.k + ks;
     return Affine4(
         vec4<f32>(prologue_stats[scale.x], prologue_stats[scale.y], prologue_stats[scale.z],
                   prologue_stats[scale.w]),
@@ -111,8 +111,8 @@ fn load_a4(row: u32, k: u32, k_last: u32, affine: Affine4) -> vec4<f32> {
     let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
     var v = vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]);
     if p.prologue_rows != 0u {
-        v = prologued(v, Affine4(vec4<f32>(prologue_stats[4u * p.m + row]),
-                                 vec4<f32>(prologue_stats[5u * p.m + row])));
+        v = prologued(v, Affine4(vec4<f32>(prologue_stats[row]),
+                                 vec4<f32>(prologue_stats[p.m + row])));
     } else {
         v = prologued(v, affine);
     }

@@ -33,8 +33,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
             sum += input[(n * p.pixels + i) * p.channels + c];
         }
     } else {
-        let scale = prologue_stats[4u * p.channels + c];
-        let shift = prologue_stats[5u * p.channels + c];
+        let scale = prologue_stats[c];
+        let shift = prologue_stats[p.channels + c];
         for (var i = 0u; i < p.pixels; i++) {
             let x = input[(n * p.pixels + i) * p.channels + c];
             sum += activate(x * scale + shift, p.prologue - 1u);

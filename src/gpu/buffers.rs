@@ -4,6 +4,23 @@ use super::{Gpu, GpuError};
 
 /// A storage buffer that can also be written from the CPU and copied out for read-back.
 pub fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
+    buffer_for(gpu, label, bytes, wgpu::BufferUsages::empty())
+}
+
+/// Bytes of the uniform block through which the vec4 GEMMs read the scale and shift of the
+/// batch norm in their prologue (`PROLOGUE_VEC4S` vec4s in gemm_vec4.wgsl): the first two
+/// `[channels]` planes of that batch norm's statistics, so up to 2048 channels.
+pub const GEMM_PROLOGUE_UNIFORM_BYTES: u64 = 16 * 1024;
+
+/// A storage buffer that shaders may also bind as that uniform block (batch-norm
+/// statistics, and the placeholder bound where a GEMM has no prologue): at least
+/// `GEMM_PROLOGUE_UNIFORM_BYTES`, since a uniform array of fixed size must be bound whole.
+pub fn uniform_storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
+    let bytes = bytes.max(GEMM_PROLOGUE_UNIFORM_BYTES);
+    buffer_for(gpu, label, bytes, wgpu::BufferUsages::UNIFORM)
+}
+
+fn buffer_for(gpu: &Gpu, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {
     gpu.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
         // Whole vec4s (16 bytes), so kernels that move vec4s reach every element; this also
@@ -11,7 +28,8 @@ pub fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
         size: bytes.max(16).next_multiple_of(16),
         usage: wgpu::BufferUsages::STORAGE
             | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
+            | wgpu::BufferUsages::COPY_SRC
+            | extra,
         mapped_at_creation: false,
     })
 }
@@ -52,4 +70,17 @@ pub fn read_buffer_f32(
 ) -> Result<Vec<f32>, GpuError> {
     let bytes = read_buffer_bytes(device, staging, len as u64 * 4)?;
     Ok(bytemuck::pod_collect_to_vec(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GEMM_PROLOGUE_UNIFORM_BYTES;
+    use crate::gpu::Shader;
+
+    #[test]
+    fn the_vec4_gemm_declares_the_uniform_block_the_buffers_are_sized_for() {
+        let vec4s = GEMM_PROLOGUE_UNIFORM_BYTES / 16;
+        let declaration = format!("const PROLOGUE_VEC4S: u32 = {vec4s}u;");
+        assert!(Shader::GemmVec4.source().contains(&declaration));
+    }
 }

@@ -19,7 +19,10 @@ mod timing;
 mod tuning;
 
 pub use adapter::{list_adapters, quiet_headless_start, AdapterSummary};
-pub(crate) use buffers::{read_buffer_bytes, read_buffer_f32, storage_buffer};
+pub use buffers::GEMM_PROLOGUE_UNIFORM_BYTES;
+pub(crate) use buffers::{
+    read_buffer_bytes, read_buffer_f32, storage_buffer, uniform_storage_buffer,
+};
 pub use device::{CompiledEntry, Gpu};
 pub use error::{GpuError, INSTALL_HINT};
 pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};

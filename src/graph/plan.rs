@@ -12,7 +12,7 @@ use super::param_buffers::ParamBuffers;
 use super::params::ParamStore;
 use super::shapes::{check_input_len, tensor_bytes, with_batch};
 use super::steps::{encode, profile_steps, staging_buffer, PassTimer, Step, StepBuilder};
-use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
+use crate::gpu::{read_buffer_f32, storage_buffer, uniform_storage_buffer, Gpu};
 use crate::ops::Slot;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -192,7 +192,7 @@ impl Plan {
         let buffers = ForwardBuffers {
             memory_plan: &memory_plan,
             activations: &activations,
-            unused: &storage_buffer(gpu, "unused binding", 16),
+            unused: &uniform_storage_buffer(gpu, "unused binding", 16),
             workspace: &storage_buffer(gpu, "workspace", workspace_bytes),
         };
         let mut builder = StepBuilder::new(gpu);

@@ -51,7 +51,8 @@ pub struct ScratchSpec {
     pub floats: usize,
     /// Persistent scratch survives from the forward to the backward pass (BN statistics);
     /// transient scratch (reduction partials) is only used within one op's dispatches
-    /// and may be shared between ops.
+    /// and may be shared between ops. Persistent scratch may also be bound as a uniform
+    /// block (`gpu::GEMM_PROLOGUE_UNIFORM_BYTES`), as the vec4 GEMMs bind the statistics.
     pub persistent: bool,
 }
 

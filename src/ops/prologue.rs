@@ -5,7 +5,7 @@
 //! backward pass (the weight gradients recompute it on load the same way).
 
 use super::{Activation, Dispatch, Slot};
-use crate::gpu::Shader;
+use crate::gpu::{Shader, GEMM_PROLOGUE_UNIFORM_BYTES};
 
 /// Where a shader takes the prologue: the binding of the batch norm's statistics and the
 /// uniform word that switches it on (0: off, else 1 + the activation code).
@@ -45,6 +45,11 @@ pub fn with_input_prologue(dispatch: &Dispatch, activation: Activation) -> Optio
         // X is NHWC, channels contiguous: the contiguous axis of A is the channel.
         let channel_is_row = a_strides[0] == 1 && (a_strides[1] != 1 || m == 1);
         words[GEMM_PROLOGUE_ROWS] = channel_is_row as u32;
+        // The vec4 kernels read scale and shift as a uniform block of fixed size.
+        let channels = if channel_is_row { m } else { words[2] } as u64;
+        if dispatch.shader == Shader::GemmVec4 && 2 * 4 * channels > GEMM_PROLOGUE_UNIFORM_BYTES {
+            return None;
+        }
     }
     words[word] = activation.shader_code() + 1;
     let mut bindings = dispatch.bindings.clone();
@@ -89,6 +94,24 @@ mod tests {
             (unchanged.uniform, unchanged.bindings),
             (d_input.uniform.clone(), d_input.bindings.clone())
         );
+    }
+
+    #[test]
+    fn a_vec4_gemm_takes_it_up_to_the_channels_its_uniform_block_holds() {
+        let takes = |channels: usize| {
+            let op = Pointwise {
+                out_channels: 8,
+                fused: None,
+            };
+            let (input, output) = ([1, 2, 2, channels], [1, 2, 2, 8]);
+            let forward = &op.forward(&input, &output)[0];
+            assert_eq!(forward.shader, Shader::GemmVec4);
+            with_input_prologue(forward, Activation::Relu).is_some()
+        };
+        let most = (GEMM_PROLOGUE_UNIFORM_BYTES / 8) as usize;
+        assert!(takes(most));
+        // Past it the batch norm keeps its own normalise pass.
+        assert!(!takes(most + 4));
     }
 
     #[test]

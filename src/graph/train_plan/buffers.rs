@@ -4,7 +4,7 @@
 
 use super::config::TrainConfig;
 use super::layout::Layout;
-use crate::gpu::{storage_buffer, Gpu};
+use crate::gpu::{storage_buffer, uniform_storage_buffer, Gpu};
 use crate::graph::builder::GraphBuilder;
 use crate::graph::node::TensorId;
 use crate::graph::param_buffers::ParamBuffers;
@@ -76,7 +76,7 @@ impl Buffers {
             labels: storage_buffer(gpu, "labels", batch_bytes),
             loss: storage_buffer(gpu, "loss", batch_bytes),
             metrics: storage_buffer(gpu, "running metrics", METRICS_BYTES),
-            unused: storage_buffer(gpu, "unused binding", 16),
+            unused: uniform_storage_buffer(gpu, "unused binding", 16),
             hyper: gpu.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("optimizer hyper-parameters"),
                 size: 32,
@@ -176,9 +176,11 @@ fn persistent_scratch(gpu: &Gpu, layout: &Layout) -> (Vec<Vec<Option<wgpu::Buffe
                 .iter()
                 .map(|s| {
                     s.persistent.then(|| {
-                        persistent_bytes += s.floats as u64 * 4;
                         let label = format!("{} state", node.name);
-                        storage_buffer(gpu, &label, s.floats as u64 * 4)
+                        // Batch-norm statistics, which a GEMM's prologue binds as a uniform.
+                        let buffer = uniform_storage_buffer(gpu, &label, s.floats as u64 * 4);
+                        persistent_bytes += buffer.size();
+                        buffer
                     })
                 })
                 .collect()
