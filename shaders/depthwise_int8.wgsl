@@ -19,11 +19,65 @@ struct DepthwiseInt8Params {
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseInt8Params;
+
+// depthwise_int8_x16.wgsl replaces this block (the kernels for channel counts that are
+// multiples of 16, which load 16 channels at a time).
+// ACCESS BEGIN
 @group(0) @binding(1) var<storage, read> input: array<u32>;
 @group(0) @binding(2) var<storage, read> weight: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<i32>;
 @group(0) @binding(4) var<storage, read> scale: array<f32>;
 @group(0) @binding(5) var<storage, read_write> output: array<u32>;
+
+// Word `i` of the input and of the weights, channel c's bias and multiplier, output word i.
+fn input_word(i: u32) -> u32 {
+    return input[i];
+}
+
+fn weight_word(i: u32) -> u32 {
+    return weight[i];
+}
+
+fn bias_of(c: u32) -> i32 {
+    return bias[c];
+}
+
+fn scale_of(c: u32) -> f32 {
+    return scale[c];
+}
+
+fn store_word(i: u32, word: u32) {
+    output[i] = word;
+}
+
+// What the 3x3 kernels move per access (`Packed`): here one word, 4 channels.
+const WORDS_PER_ACCESS: u32 = 1u;
+alias Packed = u32;
+
+fn input_packed(i: u32) -> Packed {
+    return input[i];
+}
+
+fn weight_packed(i: u32) -> Packed {
+    return weight[i];
+}
+
+// The quad's accumulators for one access's channels.
+alias QuadAcc = Quad;
+
+// acc + one filter row (packed taps k0, k1, k2) applied to the quad.
+fn row_taps_packed(acc: QuadAcc, x: PackedRow, k0: Packed, k1: Packed, k2: Packed,
+                   s2: bool) -> QuadAcc {
+    let unpacked = InputRow(unpack4xI8(x[0]), unpack4xI8(x[1]), unpack4xI8(x[2]),
+                            unpack4xI8(x[3]), unpack4xI8(x[4]), unpack4xI8(x[5]),
+                            unpack4xI8(x[6]), unpack4xI8(x[7]), unpack4xI8(x[8]));
+    return row_taps(acc, unpacked, unpack4xI8(k0), unpack4xI8(k1), unpack4xI8(k2), s2);
+}
+
+fn store_quad_packed(row: u32, ox0: u32, w: u32, acc: QuadAcc) {
+    store_quad(row, ox0, w, acc);
+}
+// ACCESS END
 
 const PIXELS: u32 = 4u;
 
@@ -38,7 +92,7 @@ fn load_x(row: i32, ix: i32, w: u32) -> vec4<i32> {
     if row < 0 || ix < 0 || ix >= i32(p.in_w) {
         return vec4<i32>(p.input_zero);
     }
-    return unpack4xI8(input[(u32(row) + u32(ix)) * p.words + w]);
+    return unpack4xI8(input_word((u32(row) + u32(ix)) * p.words + w));
 }
 
 // acc + the products of one tap for the quad: pixel j reads column ix0 + j * stride.
@@ -59,8 +113,8 @@ struct Channels {
 fn channels_of(w: u32) -> Channels {
     let c0 = w * 4u;
     let cs = min(vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.channels - 1u));
-    return Channels(vec4<i32>(bias[cs.x], bias[cs.y], bias[cs.z], bias[cs.w]),
-                    vec4<f32>(scale[cs.x], scale[cs.y], scale[cs.z], scale[cs.w]),
+    return Channels(vec4<i32>(bias_of(cs.x), bias_of(cs.y), bias_of(cs.z), bias_of(cs.w)),
+                    vec4<f32>(scale_of(cs.x), scale_of(cs.y), scale_of(cs.z), scale_of(cs.w)),
                     vec4<u32>(c0) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.channels), w);
 }
 
@@ -70,7 +124,7 @@ fn store_pixel(row: u32, ox: u32, ch: Channels, acc: vec4<i32>) {
         return;
     }
     let y = requantize4(acc + ch.bias, ch.scale, p.zero_point, p.lo, p.hi);
-    output[(row + ox) * p.words + ch.w] = pack4xI8(keep_or(y, ch.exists, p.zero_point));
+    store_word((row + ox) * p.words + ch.w, pack4xI8(keep_or(y, ch.exists, p.zero_point)));
 }
 
 // The quad's four pixels, from ox0 on.
@@ -102,7 +156,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>,
         // The first pixel of input row iy, or -1 in the padding.
         let row = select(-1, i32((n * p.in_h + u32(iy)) * p.in_w), iy >= 0);
         for (var kx = 0u; kx < p.kernel; kx++) {
-            let q_w = unpack4xI8(weight[(ky * p.kernel + kx) * p.words + w]);
+            let q_w = unpack4xI8(weight_word((ky * p.kernel + kx) * p.words + w));
             acc = tap(acc, row, ix0 + i32(kx), w, q_w);
         }
     }
@@ -117,19 +171,30 @@ struct InputRow {
     x5: vec4<i32>, x6: vec4<i32>, x7: vec4<i32>, x8: vec4<i32>,
 }
 
-// Columns ix0 .. ix0 + 5 (+ 8 at stride 2) of the input row starting at pixel `row`.
-fn load_row(row: i32, ix0: i32, w: u32, s2: bool) -> InputRow {
-    var x = InputRow();
-    x.x0 = load_x(row, ix0, w);
-    x.x1 = load_x(row, ix0 + 1, w);
-    x.x2 = load_x(row, ix0 + 2, w);
-    x.x3 = load_x(row, ix0 + 3, w);
-    x.x4 = load_x(row, ix0 + 4, w);
-    x.x5 = load_x(row, ix0 + 5, w);
-    if s2 {
-        x.x6 = load_x(row, ix0 + 6, w);
-        x.x7 = load_x(row, ix0 + 7, w);
-        x.x8 = load_x(row, ix0 + 8, w);
+// Accesses (of WORDS_PER_ACCESS words) per pixel.
+fn accesses() -> u32 {
+    return p.words / WORDS_PER_ACCESS;
+}
+
+// Input column ix of the row starting at pixel `row`, access a; the zero point in the
+// padding.
+fn load_packed(row: i32, ix: i32, a: u32) -> Packed {
+    if row < 0 || ix < 0 || ix >= i32(p.in_w) {
+        return Packed(splat_i8(p.input_zero));
+    }
+    return input_packed((u32(row) + u32(ix)) * accesses() + a);
+}
+
+// Columns ix0 .. ix0 + 5 (+ 8 at stride 2) of the input row starting at pixel `row`,
+// packed.
+alias PackedRow = array<Packed, 9>;
+
+fn load_row(row: i32, ix0: i32, a: u32, s2: bool) -> PackedRow {
+    var x = PackedRow();
+    // `s2` is a literal at each call, so the compiler unrolls a fixed count.
+    let columns = select(6, 9, s2);
+    for (var i = 0; i < columns; i++) {
+        x[i] = load_packed(row, ix0 + i, a);
     }
     return x;
 }
@@ -150,27 +215,28 @@ fn row_taps(acc: Quad, x: InputRow, k0: vec4<i32>, k1: vec4<i32>, k2: vec4<i32>,
                 acc.a3 + x.x3 * k0 + x.x4 * k1 + x.x5 * k2);
 }
 
+// One quad of output pixels for one access's channels (4 here, 16 in the x16 module).
 fn forward_3x3_quad(index: u32, s2: bool) {
     let quads_w = (p.out_w + PIXELS - 1u) / PIXELS;
-    if index >= p.batch * p.out_h * quads_w * p.words {
+    if index >= p.batch * p.out_h * quads_w * accesses() {
         return;
     }
-    let at = nhwc_coords(index, p.out_h, quads_w, p.words);
+    let at = nhwc_coords(index, p.out_h, quads_w, accesses());
     let n = at.x;
     let oy = at.y;
     let ox0 = at.z * PIXELS;
-    let w = at.w;
+    let a = at.w;
     let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
-    var acc = Quad();
+    var acc = QuadAcc();
     for (var ky = 0u; ky < 3u; ky++) {
         let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
         let row = select(-1, i32((n * p.in_h + u32(iy)) * p.in_w), iy >= 0);
-        let k0 = unpack4xI8(weight[(ky * 3u) * p.words + w]);
-        let k1 = unpack4xI8(weight[(ky * 3u + 1u) * p.words + w]);
-        let k2 = unpack4xI8(weight[(ky * 3u + 2u) * p.words + w]);
-        acc = row_taps(acc, load_row(row, ix0, w, s2), k0, k1, k2, s2);
+        let k0 = weight_packed((ky * 3u) * accesses() + a);
+        let k1 = weight_packed((ky * 3u + 1u) * accesses() + a);
+        let k2 = weight_packed((ky * 3u + 2u) * accesses() + a);
+        acc = row_taps_packed(acc, load_row(row, ix0, a, s2), k0, k1, k2, s2);
     }
-    store_quad((n * p.out_h + oy) * p.out_w, ox0, w, acc);
+    store_quad_packed((n * p.out_h + oy) * p.out_w, ox0, a, acc);
 }
 
 @compute @workgroup_size(WG_SIZE)

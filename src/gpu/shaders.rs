@@ -15,6 +15,7 @@ const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 /// Prepended (after COMMON) to the int8 shaders: exact conversion and requantization.
 const INT8_COMMON: &str = include_str!("../../shaders/int8_common.wgsl");
 const GEMM_INT8: &str = include_str!("../../shaders/gemm_int8.wgsl");
+const DEPTHWISE_INT8: &str = include_str!("../../shaders/depthwise_int8.wgsl");
 const ACCESS_BEGIN: &str = "// ACCESS BEGIN";
 const ACCESS_END: &str = "// ACCESS END";
 
@@ -94,6 +95,9 @@ pub enum Shader {
     GemmInt8Subgroup,
     /// Int8 depthwise convolution.
     DepthwiseInt8,
+    /// depthwise_int8.wgsl loading 16 channels at a time, for channel counts divisible by
+    /// 16 (depthwise_int8_x16.wgsl in its access block).
+    DepthwiseInt8X16,
     /// Int8 global average pooling.
     PoolInt8,
     /// The int8 stem's im2col.
@@ -101,7 +105,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 22] = [
+    pub const ALL: [Shader; 23] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
@@ -122,6 +126,7 @@ impl Shader {
         Shader::GemmInt8,
         Shader::GemmInt8Subgroup,
         Shader::DepthwiseInt8,
+        Shader::DepthwiseInt8X16,
         Shader::PoolInt8,
         Shader::Conv2dInt8,
     ];
@@ -149,6 +154,7 @@ impl Shader {
             Shader::GemmInt8 => "gemm_int8.wgsl",
             Shader::GemmInt8Subgroup => "gemm_int8.wgsl+gemm_int8_subgroup.wgsl",
             Shader::DepthwiseInt8 => "depthwise_int8.wgsl",
+            Shader::DepthwiseInt8X16 => "depthwise_int8.wgsl+depthwise_int8_x16.wgsl",
             Shader::PoolInt8 => "pool_int8.wgsl",
             Shader::Conv2dInt8 => "conv2d_int8.wgsl",
         }
@@ -197,8 +203,10 @@ impl Shader {
                     include_str!("../../shaders/gemm_int8_subgroup.wgsl")
                 ))
             }
-            Shader::DepthwiseInt8 => {
-                return int8(include_str!("../../shaders/depthwise_int8.wgsl"))
+            Shader::DepthwiseInt8 => return int8(DEPTHWISE_INT8),
+            Shader::DepthwiseInt8X16 => {
+                let access = include_str!("../../shaders/depthwise_int8_x16.wgsl");
+                return int8(&splice_access(DEPTHWISE_INT8, access));
             }
             Shader::PoolInt8 => return int8(include_str!("../../shaders/pool_int8.wgsl")),
             Shader::Conv2dInt8 => return int8(include_str!("../../shaders/conv2d_int8.wgsl")),

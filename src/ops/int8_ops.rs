@@ -207,6 +207,30 @@ impl Int8Depthwise {
     }
 }
 
+/// The same 3x3 int8 depthwise dispatch on depthwise_int8_x16.wgsl, 16 channels per
+/// invocation; `None` where that kernel does not apply (another filter, or a channel count
+/// that is not a multiple of 16).
+pub fn x16_int8_depthwise_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+    let is_3x3 = matches!(dispatch.entry, "forward_3x3" | "forward_3x3_s2");
+    if dispatch.shader != Shader::DepthwiseInt8 || !is_3x3 {
+        return None;
+    }
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let (n, channel_words, out_h, out_w) = (words[0], words[3], words[4], words[5]);
+    if channel_words % 4 != 0 {
+        return None;
+    }
+    let quads = n as usize
+        * out_h as usize
+        * (out_w as usize).div_ceil(DEPTHWISE_PIXELS)
+        * (channel_words / 4) as usize;
+    Some(Dispatch {
+        shader: Shader::DepthwiseInt8X16,
+        workgroups: linear_grid(quads),
+        ..dispatch.clone()
+    })
+}
+
 /// The int8 stem: a standard convolution as im2col into the workspace, then the GEMM
 /// (weights `[Cout][KH*KW*Cin]` packed along the reduction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -329,6 +353,7 @@ mod tests {
         for shader in [
             Shader::GemmInt8,
             Shader::DepthwiseInt8,
+            Shader::DepthwiseInt8X16,
             Shader::PoolInt8,
             Shader::Conv2dInt8,
         ] {

@@ -3,7 +3,7 @@
 //! instead of vec4 accesses), for the tuner to time on the adapter (see
 //! `graph::kernel_choice`).
 
-use super::int8_ops::{subgroup_int8_gemm_dispatch, Int8Multiply};
+use super::int8_ops::{subgroup_int8_gemm_dispatch, x16_int8_depthwise_dispatch, Int8Multiply};
 use super::pointwise::{
     subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
@@ -81,6 +81,8 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
     let (family, mut candidates) = match dispatch.shader {
         Shader::Gemm | Shader::GemmVec4 => ("gemm", gemm_candidates(dispatch, caps)),
         Shader::GemmInt8 => ("gemm-int8", int8_gemm_candidates(dispatch, caps)),
+        // 16 channels per invocation (vec4s of packed words) or the base kernel's 4.
+        Shader::DepthwiseInt8 => ("depthwise-int8", int8_depthwise_candidates(dispatch)?),
         // The scalar kernel takes the same grid: both handle 4 channels per invocation.
         Shader::DepthwiseVec4 => (
             "depthwise",
@@ -154,6 +156,26 @@ fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
             })
         })
         .collect()
+}
+
+/// The 16-channel int8 depthwise kernel (the default: vec4s of packed words) and the base
+/// kernel's 4 channels (one word) per invocation.
+fn int8_depthwise_candidates(dispatch: &Dispatch) -> Option<Vec<Candidate>> {
+    let x16 = x16_int8_depthwise_dispatch(dispatch)?;
+    let forms = [
+        (ACCESS_KERNELS[0], x16),
+        (ACCESS_KERNELS[1], dispatch.clone()),
+    ];
+    Some(
+        forms
+            .into_iter()
+            .map(|(name, dispatch)| Candidate {
+                name,
+                dispatch,
+                timed: true,
+            })
+            .collect(),
+    )
 }
 
 fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
@@ -311,6 +333,37 @@ mod tests {
         assert_eq!(scalar.shader, Shader::BnAct);
         // 2 x 8 x 8 x 16 elements, one per scalar invocation: 32 workgroups of 64.
         assert!(scalar.workgroups[0] * scalar.workgroups[1] * 64 >= 2 * 8 * 8 * 16);
+    }
+
+    #[test]
+    fn int8_depthwise_loads_16_channels_where_the_count_allows() {
+        use crate::ops::{Int8Depthwise, Int8Output, Int8Window, Padding};
+        let dispatch = |channels: usize, kernel: usize, stride: usize| {
+            let window = Int8Window {
+                kernel,
+                stride,
+                padding: Padding::Symmetric,
+                input_zero: 0,
+            };
+            let output = Int8Output::linear(0);
+            Int8Depthwise { window, output }
+                .forward(&[2, 7, 9, channels])
+                .expect("a valid shape")
+        };
+        for (stride, entry) in [(1, "forward_3x3"), (2, "forward_3x3_s2")] {
+            let offered = alternatives(&dispatch(32, 3, stride), &caps(false)).expect("3x3");
+            assert_eq!(names(&offered), ACCESS_KERNELS);
+            let x16 = &offered.candidates[0].dispatch;
+            assert_eq!((x16.shader, x16.entry), (Shader::DepthwiseInt8X16, entry));
+            // A quarter of the invocations: 16 channels each instead of 4.
+            let base = &offered.candidates[1].dispatch;
+            let invocations = |d: &Dispatch| d.workgroups.iter().product::<u32>();
+            assert!(
+                invocations(x16) * 4 >= invocations(base) && invocations(x16) < invocations(base)
+            );
+        }
+        assert!(alternatives(&dispatch(24, 3, 1), &caps(false)).is_none());
+        assert!(alternatives(&dispatch(32, 5, 1), &caps(false)).is_none());
     }
 
     #[test]

@@ -59,7 +59,8 @@ pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
 }
 
 /// One device per int8 GEMM kernel this adapter offers, each forced to run it (see
-/// `kernel_devices`).
+/// `kernel_devices`), where depthwise runs its default (16 channels at a time where the
+/// channel count allows); and one forcing the 4-channel depthwise kernel.
 pub fn int8_kernel_devices() -> Vec<&'static Gpu> {
     static DEVICES: OnceLock<Vec<Gpu>> = OnceLock::new();
     DEVICES
@@ -74,7 +75,9 @@ pub fn int8_kernel_devices() -> Vec<&'static Gpu> {
             offered
                 .candidates
                 .iter()
-                .map(|c| open_gpu(KernelChoice::Force(c.name.to_string()), None))
+                .map(|c| c.name)
+                .chain([ACCESS_KERNELS[1]])
+                .map(|name| open_gpu(KernelChoice::Force(name.to_string()), None))
                 .collect()
         })
         .iter()
