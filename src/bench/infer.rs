@@ -58,7 +58,9 @@ pub fn bench_infer_int8(
     let config = &model.config;
     let summary = config.build(1)?.summary();
     let graph = config.build_folded(options.batch)?.graph;
+    let before = gpu.tuning_stats();
     let plan = Int8Plan::compile(gpu, &graph, model)?;
+    let tuning = TuningReport::since(gpu, before);
     let shape = graph.shape(graph.inputs()[0])?.to_vec();
     let input = random_input(&mut rand::rngs::StdRng::seed_from_u64(7), &shape);
     for _ in 0..options.warmup {
@@ -76,9 +78,6 @@ pub fn bench_infer_int8(
         classes: config.classes,
         ..options.clone()
     };
-    // One int8 kernel per dispatch so far: nothing to choose or tune.
-    let kernels = vec!["int8".to_string(); plan.dispatch_count()];
-    let tuning = TuningReport::since(gpu, gpu.tuning_stats());
     let memory = plan.memory();
     let mut report = report(
         "infer-int8",
@@ -89,7 +88,7 @@ pub fn bench_infer_int8(
         Vec::new(),
         memory,
         gpu,
-        (kernels, tuning),
+        (plan.kernels(), tuning),
     );
     if options.profile {
         report.profile = profile_rows(plan.profile(gpu, &input)?);

@@ -183,6 +183,12 @@ impl DispatchPlan {
         self.steps.len()
     }
 
+    /// Every dispatch in execution order, labelled as `Plan::kernels` labels them (the
+    /// kernel chosen among alternatives in brackets).
+    pub fn kernels(&self) -> Vec<String> {
+        self.steps.iter().map(|s| s.label().to_string()).collect()
+    }
+
     /// Each dispatch timed on its own with GPU timestamps, labelled `"<layer> <shader>:<entry>"`
     /// (as `Plan::profile`), for finding the expensive ones.
     pub fn profile(

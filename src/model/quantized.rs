@@ -117,6 +117,11 @@ impl Int8Plan {
         self.plan.dispatch_count()
     }
 
+    /// Every dispatch with the kernel it runs (`DispatchPlan::kernels`).
+    pub fn kernels(&self) -> Vec<String> {
+        self.plan.kernels()
+    }
+
     /// `images` (preprocessed NHWC f32, the graph's input shape) quantized and packed.
     fn quantize_input(&self, images: &[f32]) -> Result<Vec<u32>, GraphError> {
         let expected: usize = self.input_shape.iter().product();
