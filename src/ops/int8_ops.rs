@@ -25,6 +25,16 @@ pub const EXACT_F32_K: usize = (1 << 24) / (128 * 127);
 /// Output pixels one depthwise invocation computes (depthwise_int8.wgsl's PIXELS).
 const DEPTHWISE_PIXELS: usize = 4;
 
+/// Invocations of a depthwise dispatch: one per quad of output pixels and access of
+/// `words_per_access` channel words (1 in depthwise_int8.wgsl, 4 in its x16 form).
+fn depthwise_invocations(
+    [n, out_h, out_w]: [usize; 3],
+    channel_words: usize,
+    words_per_access: usize,
+) -> usize {
+    n * out_h * out_w.div_ceil(DEPTHWISE_PIXELS) * (channel_words / words_per_access)
+}
+
 /// The parameter bindings every int8 layer with weights shares.
 const PARAMS: [(u32, Slot); 3] = [
     (2, Slot::Param(0)),
@@ -188,7 +198,7 @@ impl Int8Depthwise {
             self.output.hi as i64,
             0,
         ]);
-        let quads = n * out_h * out_w.div_ceil(DEPTHWISE_PIXELS) * channel_words;
+        let quads = depthwise_invocations([n, out_h, out_w], channel_words, 1);
         let mut bindings = vec![(1, Slot::Input), (5, Slot::Output)];
         bindings.extend(PARAMS);
         // The 3x3 kernels share each input column among the four pixels they compute.
@@ -220,10 +230,8 @@ pub fn x16_int8_depthwise_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     if channel_words % 4 != 0 {
         return None;
     }
-    let quads = n as usize
-        * out_h as usize
-        * (out_w as usize).div_ceil(DEPTHWISE_PIXELS)
-        * (channel_words / 4) as usize;
+    let pixels = [n, out_h, out_w].map(|d| d as usize);
+    let quads = depthwise_invocations(pixels, channel_words as usize, 4);
     Some(Dispatch {
         shader: Shader::DepthwiseInt8X16,
         workgroups: linear_grid(quads),
