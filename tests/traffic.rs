@@ -100,6 +100,7 @@ fn a_dense_head_moves_what_its_loss_and_gradients_bind() {
     let plan = compile(&g, false);
     let (x, logits) = (batch * features * F, batch * classes * F);
     let (w, b) = (features * classes * F, classes * F);
+    let span = w.next_multiple_of(256) + b;
     // Labels, per-sample loss, running metrics (3 floats in a 16-byte buffer).
     let (labels, loss, metrics) = (batch * F, batch * F, 16);
     // The bias gradient's column sums: one partial per 256 rows.
@@ -127,7 +128,9 @@ fn a_dense_head_moves_what_its_loss_and_gradients_bind() {
             [partials, partials],
             [0, w + b],
         ),
-        phase(2, none, none, [4 * (w + b), 3 * (w + b)]),
+        // One update for both tensors, binding the span of the flat buffers that holds
+        // them: the weight, padding to the next 256-byte boundary, then the bias.
+        phase(1, none, none, [4 * span, 3 * span]),
     );
     check(&plan, expected);
 }

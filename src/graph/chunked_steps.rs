@@ -24,8 +24,9 @@ pub(crate) struct ChunkedNode<'a> {
     pub output: &'a [usize],
     pub chunks: &'a BatchChunks,
     pub limit: u64,
-    /// The node's buffers for the whole batch.
-    pub slot: &'a dyn Fn(Slot) -> Option<wgpu::Buffer>,
+    /// The node's bindings for the whole batch (batch tensors are whole buffers;
+    /// parameters and their gradients are parts of flat ones).
+    pub slot: &'a dyn Fn(Slot) -> Option<BufferRange>,
     /// The activation of the batch norm before this node, when this node applies that
     /// batch norm as it loads its input (`Slot::Input` is then the batch norm's input).
     pub prologue: Option<Activation>,
@@ -60,11 +61,11 @@ impl ChunkedNode<'_> {
         Some(match slot {
             Slot::Input | Slot::GradInput => {
                 self.chunks
-                    .bind(&whole, range, per_sample(self.input), self.limit)
+                    .bind(&whole.buffer, range, per_sample(self.input), self.limit)
             }
             Slot::Output | Slot::GradOutput => {
                 self.chunks
-                    .bind(&whole, range, per_sample(self.output), self.limit)
+                    .bind(&whole.buffer, range, per_sample(self.output), self.limit)
             }
             Slot::Scratch(1) if self.is_chunked_bn() => {
                 // Batch norm's partials, [chunk][2][channels]: this range's chunks.
@@ -73,12 +74,12 @@ impl ChunkedNode<'_> {
                 let first = (range.start * rows_per_sample / REDUCE_CHUNK) as u64;
                 let count = (range.len() * rows_per_sample).div_ceil(REDUCE_CHUNK) as u64;
                 BufferRange {
-                    buffer: whole,
+                    buffer: whole.buffer,
                     offset: first * entry,
                     size: Some(count * entry),
                 }
             }
-            _ => whole.into(),
+            _ => whole,
         })
     }
 

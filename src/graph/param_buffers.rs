@@ -1,8 +1,13 @@
-//! Parameters on the GPU: one storage buffer per tensor, shared by the inference and
-//! training plans of a graph so both always see the same weights.
+//! Parameters on the GPU, shared by the inference and training plans of a graph so both
+//! always see the same weights. They live in two flat buffers, each tensor at an aligned
+//! offset (see `flat`): the trainable tensors in one, so the optimizer updates them all in
+//! one dispatch, and batch norm's running statistics in the other, because kernels write
+//! those while reading the trainable ones and wgpu tracks usage per buffer, not per range.
 
+use super::buffer_range::BufferRange;
 use super::builder::GraphBuilder;
 use super::error::GraphError;
+use super::flat::FlatLayout;
 use super::params::ParamStore;
 use super::shapes::tensor_bytes;
 use super::steps::staging_buffer;
@@ -12,29 +17,62 @@ use std::collections::HashMap;
 pub struct ParamBuffers {
     device: wgpu::Device,
     queue: wgpu::Queue,
-    entries: Vec<(String, Vec<usize>, wgpu::Buffer)>,
+    /// Every trainable-role tensor (weights, biases, gamma, beta), in graph order.
+    weights: wgpu::Buffer,
+    weights_layout: FlatLayout,
+    /// Bytes of both flat buffers.
+    bytes: u64,
+    /// In graph order.
+    entries: Vec<ParamEntry>,
     index: HashMap<String, usize>,
+}
+
+struct ParamEntry {
+    name: String,
+    shape: Vec<usize>,
+    range: BufferRange,
+    /// Its index in `weights_layout`; `None` for running statistics.
+    weight_index: Option<usize>,
 }
 
 impl ParamBuffers {
     /// Allocates every parameter of `graph` and uploads a seeded initialisation.
     pub fn new(gpu: &Gpu, graph: &GraphBuilder) -> Result<ParamBuffers, GraphError> {
-        let entries: Vec<_> = graph
-            .params()
-            .iter()
-            .map(|p| {
-                let buffer = storage_buffer(gpu, &p.name, tensor_bytes(&p.shape));
-                (p.name.clone(), p.shape.clone(), buffer)
-            })
-            .collect();
+        let params = graph.params();
+        let (weights, statistics): (Vec<usize>, Vec<usize>) =
+            (0..params.len()).partition(|&p| params[p].role.trainable());
+        let layout_of = |ids: &[usize]| FlatLayout::new(ids.iter().map(|&p| params[p].len()));
+        let (weights_layout, statistics_layout) = (layout_of(&weights), layout_of(&statistics));
+        let weights_buffer = storage_buffer(gpu, "parameters", weights_layout.bytes());
+        let statistics_buffer =
+            storage_buffer(gpu, "running statistics", statistics_layout.bytes());
+        let mut entries: Vec<Option<ParamEntry>> = (0..params.len()).map(|_| None).collect();
+        let groups = [
+            (&weights, &weights_layout, &weights_buffer, true),
+            (&statistics, &statistics_layout, &statistics_buffer, false),
+        ];
+        for (ids, layout, buffer, trainable) in groups {
+            for (i, &p) in ids.iter().enumerate() {
+                entries[p] = Some(ParamEntry {
+                    name: params[p].name.clone(),
+                    shape: params[p].shape.clone(),
+                    range: layout.range(buffer, i),
+                    weight_index: trainable.then_some(i),
+                });
+            }
+        }
+        let entries: Vec<ParamEntry> = entries.into_iter().flatten().collect();
         let index = entries
             .iter()
             .enumerate()
-            .map(|(i, (name, _, _))| (name.clone(), i))
+            .map(|(i, e)| (e.name.clone(), i))
             .collect();
         let buffers = ParamBuffers {
             device: gpu.device().clone(),
             queue: gpu.queue().clone(),
+            bytes: weights_buffer.size() + statistics_buffer.size(),
+            weights: weights_buffer,
+            weights_layout,
             entries,
             index,
         };
@@ -42,16 +80,30 @@ impl ParamBuffers {
         Ok(buffers)
     }
 
-    pub fn buffer(&self, name: &str) -> Option<&wgpu::Buffer> {
-        self.index.get(name).map(|&i| &self.entries[i].2)
+    /// Where parameter `name` is bound from.
+    pub(crate) fn range(&self, name: &str) -> Option<BufferRange> {
+        let &i = self.index.get(name)?;
+        Some(self.entries[i].range.clone())
+    }
+
+    /// The buffer of every trainable-role tensor and its layout (the optimizer binds it).
+    pub(crate) fn flat(&self) -> (&wgpu::Buffer, &FlatLayout) {
+        (&self.weights, &self.weights_layout)
+    }
+
+    /// Index of trainable-role parameter `name` in `flat`'s layout.
+    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
+        self.entries[*self.index.get(name)?].weight_index
     }
 
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.index.get(name).map(|&i| self.entries[i].1.as_slice())
+        self.index
+            .get(name)
+            .map(|&i| self.entries[i].shape.as_slice())
     }
 
     pub fn bytes(&self) -> u64 {
-        self.entries.iter().map(|(_, s, _)| tensor_bytes(s)).sum()
+        self.bytes
     }
 
     /// Checks that a graph's parameters are exactly these (names and shapes).
@@ -78,7 +130,7 @@ impl ParamBuffers {
     /// may be; all problems are reported together.
     pub fn load(&self, store: &ParamStore) -> Result<(), GraphError> {
         let mut problems = Vec::new();
-        for (name, shape, _) in &self.entries {
+        for ParamEntry { name, shape, .. } in &self.entries {
             match (store.shape(name), store.get(name)) {
                 (Some(got), Some(values)) => {
                     if got != shape.as_slice() || values.len() != shape.iter().product::<usize>() {
@@ -99,10 +151,11 @@ impl ParamBuffers {
         if !problems.is_empty() {
             return Err(GraphError::Params(problems));
         }
-        for (name, _, buffer) in &self.entries {
-            if let Some(values) = store.get(name) {
+        for entry in &self.entries {
+            if let Some(values) = store.get(&entry.name) {
+                let (buffer, offset) = (&entry.range.buffer, entry.range.offset);
                 self.queue
-                    .write_buffer(buffer, 0, bytemuck::cast_slice(values));
+                    .write_buffer(buffer, offset, bytemuck::cast_slice(values));
             }
         }
         Ok(())
@@ -115,26 +168,27 @@ impl ParamBuffers {
             &self.queue,
             self.entries
                 .iter()
-                .map(|(n, s, b)| (n.as_str(), s.as_slice(), b)),
+                .map(|e| (e.name.as_str(), e.shape.as_slice(), e.range.clone())),
         )
     }
 }
 
-/// Copies named GPU tensors into one staging buffer and reads them back together.
+/// Copies named GPU tensors (each where its range starts) into one staging buffer and
+/// reads them back together.
 pub(crate) fn read_named<'a>(
     device: &wgpu::Device,
     queue: &wgpu::Queue,
-    tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a wgpu::Buffer)>,
+    tensors: impl Iterator<Item = (&'a str, &'a [usize], BufferRange)>,
 ) -> Result<ParamStore, GraphError> {
     let tensors: Vec<_> = tensors.collect();
     let total: u64 = tensors.iter().map(|(_, s, _)| tensor_bytes(s)).sum();
     let staging = staging_buffer(device, "tensor readback", total);
     let mut encoder = device.create_command_encoder(&Default::default());
     let mut offset = 0;
-    for (_, shape, buffer) in &tensors {
+    for (_, shape, range) in &tensors {
         let bytes = tensor_bytes(shape);
         if bytes > 0 {
-            encoder.copy_buffer_to_buffer(buffer, 0, &staging, offset, bytes);
+            encoder.copy_buffer_to_buffer(&range.buffer, range.offset, &staging, offset, bytes);
         }
         offset += bytes;
     }

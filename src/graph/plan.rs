@@ -129,9 +129,7 @@ fn param_range(
     node: &Node,
     i: usize,
 ) -> Option<BufferRange> {
-    params
-        .buffer(&graph.params[node.params[i]].name)
-        .map(|b| BufferRange::from(b.clone()))
+    params.range(&graph.params[node.params[i]].name)
 }
 
 /// Where each graph output is read from and where it lands in the staging buffer; and the

@@ -39,7 +39,7 @@ pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps};
 use layer::{fused_bias, fused_bias_slot, fused_words, matrix, nhwc};
 pub use layer::{Activation, Fused, Padding, ParamRole, ParamSpec, Window};
 pub use op_kind::OpKind;
-pub use optim::UpdateRule;
+pub use optim::{UpdateRule, UpdateTensor, UPDATE_TABLE_TENSORS};
 pub use pointwise::Pointwise;
 #[doc(hidden)]
 pub use pointwise::{

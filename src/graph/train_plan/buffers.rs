@@ -1,22 +1,26 @@
 //! Every buffer a training plan binds, allocated once from its layout: activations,
 //! the two gradient ping-pong buffers, scratch, parameter gradients, optimizer state and
-//! the small per-step buffers.
+//! the small per-step buffers. Parameter gradients and each optimizer state are flat
+//! buffers in one layout over the trainable parameters (`FlatLayout`), so the update is
+//! one dispatch.
 
 use super::config::TrainConfig;
 use super::layout::Layout;
 use crate::gpu::{storage_buffer, uniform_storage_buffer, Gpu};
+use crate::graph::buffer_range::BufferRange;
 use crate::graph::builder::GraphBuilder;
+use crate::graph::flat::FlatLayout;
 use crate::graph::node::TensorId;
 use crate::graph::param_buffers::ParamBuffers;
 use crate::graph::shapes::tensor_bytes;
 use crate::ops::{Slot, UpdateRule};
 use std::collections::{BTreeMap, HashMap};
 
-/// A GPU tensor read back (or restored) by name.
+/// A GPU tensor read back (or restored) by name: its part of a flat buffer.
 pub(super) struct NamedBuffer {
     pub name: String,
     pub shape: Vec<usize>,
-    pub buffer: wgpu::Buffer,
+    pub range: BufferRange,
 }
 
 /// Bytes of the running-metrics buffer: loss sum, correct, samples (f32 each), padded.
@@ -30,6 +34,12 @@ pub(super) struct Buffers {
     /// Per node, per scratch index: its own buffer when the scratch is persistent.
     pub(super) persistent: Vec<Vec<Option<wgpu::Buffer>>>,
     pub(super) persistent_bytes: u64,
+    /// Where each trainable parameter's gradient and state sit in `grad_flat` and
+    /// `state_flat`, in `layout.trainable` order.
+    pub(super) trainable_layout: FlatLayout,
+    pub(super) grad_flat: wgpu::Buffer,
+    /// One flat buffer per state tensor of the update rule.
+    pub(super) state_flat: Vec<wgpu::Buffer>,
     /// By parameter index (so in graph order).
     pub(super) param_grads: BTreeMap<usize, NamedBuffer>,
     pub(super) opt_state: BTreeMap<usize, Vec<NamedBuffer>>,
@@ -50,9 +60,20 @@ impl Buffers {
     ) -> Buffers {
         let acts = activations(gpu, graph, layout);
         let (persistent, persistent_bytes) = persistent_scratch(gpu, layout);
-        let param_grads = param_grads(gpu, graph, layout);
+        let trainable_layout =
+            FlatLayout::new(layout.trainable.iter().map(|&p| graph.params[p].len()));
+        let grad_flat = storage_buffer(gpu, "parameter gradients", trainable_layout.bytes());
+        let param_grads = param_grads(graph, layout, &trainable_layout, &grad_flat);
+        let state_names = config.update.map_or(&[][..], |rule| rule.state_names());
+        let state_flat: Vec<_> = state_names
+            .iter()
+            .map(|state| {
+                let label = format!("optimizer state {state}");
+                storage_buffer(gpu, &label, trainable_layout.bytes())
+            })
+            .collect();
         let opt_state = match &config.update {
-            Some(rule) => opt_state(gpu, graph, layout, rule),
+            Some(rule) => opt_state(gpu, graph, layout, rule, &trainable_layout, &state_flat),
             None => BTreeMap::new(),
         };
         let batch_bytes = layout.batch() as u64 * 4;
@@ -70,6 +91,9 @@ impl Buffers {
                 .collect(),
             persistent,
             persistent_bytes,
+            trainable_layout,
+            grad_flat,
+            state_flat,
             param_grads,
             opt_state,
             workspace: storage_buffer(gpu, "workspace", layout.workspace_bytes),
@@ -86,7 +110,7 @@ impl Buffers {
         }
     }
 
-    /// The buffer bound to `slot` of node `index`'s dispatches.
+    /// What `slot` of node `index`'s dispatches binds.
     pub(super) fn node_slot(
         &self,
         layout: &Layout,
@@ -94,29 +118,35 @@ impl Buffers {
         graph: &GraphBuilder,
         index: usize,
         slot: Slot,
-    ) -> Option<wgpu::Buffer> {
+    ) -> Option<BufferRange> {
+        let node = &layout.nodes[index];
+        match slot {
+            Slot::Param(i) => node
+                .params
+                .get(i)
+                .and_then(|&p| params.range(&graph.params[p].name)),
+            Slot::ParamGrad(i) => node
+                .params
+                .get(i)
+                .and_then(|p| self.param_grads.get(p))
+                .map(|g| g.range.clone()),
+            _ => self.node_buffer(layout, index, slot).map(BufferRange::from),
+        }
+    }
+
+    /// The whole buffer bound to a slot that is not a parameter's.
+    fn node_buffer(&self, layout: &Layout, index: usize, slot: Slot) -> Option<wgpu::Buffer> {
         let node = &layout.nodes[index];
         // A node that applies the batch norm before it reads that batch norm's input, and
         // its statistics.
         let prologue = layout.prologues[index].is_some();
         match slot {
             Slot::Input if prologue => self.acts.get(&layout.nodes[index - 1].input).cloned(),
-            Slot::InputNorm if prologue => {
-                self.node_slot(layout, params, graph, index - 1, Slot::Scratch(0))
-            }
+            Slot::InputNorm if prologue => self.node_buffer(layout, index - 1, Slot::Scratch(0)),
             Slot::Input => self.acts.get(&node.input).cloned(),
             Slot::Output => self.acts.get(&node.output).cloned(),
-            Slot::Param(i) => node
-                .params
-                .get(i)
-                .and_then(|&p| params.buffer(&graph.params[p].name).cloned()),
             Slot::GradOutput => Some(self.grads[layout.grad_of[&node.output]].clone()),
             Slot::GradInput => Some(self.grads[layout.grad_of[&node.input]].clone()),
-            Slot::ParamGrad(i) => node
-                .params
-                .get(i)
-                .and_then(|p| self.param_grads.get(p))
-                .map(|g| g.buffer.clone()),
             Slot::Scratch(i) => match self.persistent[index].get(i) {
                 Some(Some(buffer)) => Some(buffer.clone()),
                 Some(None) => self.shared.get(i).cloned(),
@@ -132,17 +162,8 @@ impl Buffers {
         2 * layout.grad_bytes
             + layout.shared_bytes.iter().sum::<u64>()
             + self.persistent_bytes
-            + self
-                .param_grads
-                .values()
-                .map(|g| g.buffer.size())
-                .sum::<u64>()
-            + self
-                .opt_state
-                .values()
-                .flatten()
-                .map(|g| g.buffer.size())
-                .sum::<u64>()
+            + self.grad_flat.size()
+            + self.state_flat.iter().map(wgpu::Buffer::size).sum::<u64>()
     }
 }
 
@@ -189,48 +210,57 @@ fn persistent_scratch(gpu: &Gpu, layout: &Layout) -> (Vec<Vec<Option<wgpu::Buffe
     (persistent, persistent_bytes)
 }
 
-fn named_buffer(gpu: &Gpu, name: String, shape: &[usize]) -> NamedBuffer {
-    NamedBuffer {
-        buffer: storage_buffer(gpu, &name, tensor_bytes(shape)),
-        name,
-        shape: shape.to_vec(),
-    }
-}
-
-/// A gradient buffer per trainable parameter, named like the parameter.
-fn param_grads(gpu: &Gpu, graph: &GraphBuilder, layout: &Layout) -> BTreeMap<usize, NamedBuffer> {
+/// A gradient per trainable parameter, named like the parameter.
+fn param_grads(
+    graph: &GraphBuilder,
+    layout: &Layout,
+    flat: &FlatLayout,
+    grad_flat: &wgpu::Buffer,
+) -> BTreeMap<usize, NamedBuffer> {
     layout
         .trainable
         .iter()
-        .map(|&p| {
+        .enumerate()
+        .map(|(i, &p)| {
             let info = &graph.params[p];
-            let mut grad = named_buffer(gpu, format!("grad {}", info.name), &info.shape);
-            grad.name = info.name.clone();
+            let grad = NamedBuffer {
+                name: info.name.clone(),
+                shape: info.shape.clone(),
+                range: flat.range(grad_flat, i),
+            };
             (p, grad)
         })
         .collect()
 }
 
-/// The update rule's state per trainable parameter, each at its initial value.
+/// The update rule's state per trainable parameter, named `<parameter>.<state>`, each at
+/// its initial value.
 fn opt_state(
     gpu: &Gpu,
     graph: &GraphBuilder,
     layout: &Layout,
     rule: &UpdateRule,
+    flat: &FlatLayout,
+    state_flat: &[wgpu::Buffer],
 ) -> BTreeMap<usize, Vec<NamedBuffer>> {
     let mut opt_state = BTreeMap::new();
-    for &p in &layout.trainable {
+    for (i, &p) in layout.trainable.iter().enumerate() {
         let info = &graph.params[p];
         let states = rule
             .state_names()
             .iter()
+            .zip(state_flat)
             .enumerate()
-            .map(|(i, state)| {
-                let state_buffer = named_buffer(gpu, format!("{}.{state}", info.name), &info.shape);
-                let init = vec![rule.state_init(i); info.len()];
+            .map(|(s, (state, buffer))| {
+                let range = flat.range(buffer, i);
+                let init = vec![rule.state_init(s); info.len()];
                 gpu.queue()
-                    .write_buffer(&state_buffer.buffer, 0, bytemuck::cast_slice(&init));
-                state_buffer
+                    .write_buffer(buffer, range.offset, bytemuck::cast_slice(&init));
+                NamedBuffer {
+                    name: format!("{}.{state}", info.name),
+                    shape: info.shape.clone(),
+                    range,
+                }
             })
             .collect();
         opt_state.insert(p, states);

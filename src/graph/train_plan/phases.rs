@@ -12,7 +12,7 @@ use crate::graph::error::GraphError;
 use crate::graph::param_buffers::ParamBuffers;
 use crate::graph::shapes::tensor_bytes;
 use crate::graph::steps::{Step, StepBuilder};
-use crate::ops::{accumulate_metrics, cross_entropy, Slot};
+use crate::ops::{accumulate_metrics, cross_entropy, Slot, UpdateTensor, UPDATE_TABLE_TENSORS};
 use std::ops::Range;
 
 /// Which pass a batch-norm exchange belongs to.
@@ -86,7 +86,7 @@ struct PhaseBuilder<'a> {
 }
 
 impl PhaseBuilder<'_> {
-    fn node_slot(&self, i: usize, slot: Slot) -> Option<wgpu::Buffer> {
+    fn node_slot(&self, i: usize, slot: Slot) -> Option<BufferRange> {
         let (layout, params, graph) = (self.layout, self.params, self.graph);
         self.buffers.node_slot(layout, params, graph, i, slot)
     }
@@ -95,7 +95,7 @@ impl PhaseBuilder<'_> {
     fn chunked_node<'a>(
         &'a self,
         i: usize,
-        slot: &'a dyn Fn(Slot) -> Option<wgpu::Buffer>,
+        slot: &'a dyn Fn(Slot) -> Option<BufferRange>,
     ) -> ChunkedNode<'a> {
         let node = &self.layout.nodes[i];
         ChunkedNode {
@@ -186,32 +186,166 @@ impl PhaseBuilder<'_> {
         Ok(backward_done)
     }
 
+    /// The optimizer update: every trainable tensor in as few dispatches as the table
+    /// size and the binding limit allow (one for MobileNet).
     fn add_update(&self, builder: &mut StepBuilder) -> Result<(), GraphError> {
         let Some(rule) = &self.config.update else {
             return Ok(());
         };
-        let buffers = self.buffers;
-        for &p in &self.layout.trainable {
-            let info = &self.graph.params[p];
-            let decay = self
-                .config
-                .weight_decay
-                .get(&info.name)
-                .copied()
-                .unwrap_or(0.0);
-            let states = &buffers.opt_state[&p];
-            builder.add(
-                &format!("update {}", info.name),
-                &rule.dispatch(info.len(), decay),
-                |slot| match slot {
-                    Slot::Hyper => Some(buffers.hyper.clone()),
-                    Slot::Param(0) => self.params.buffer(&info.name).cloned(),
-                    Slot::ParamGrad(0) => Some(buffers.param_grads[&p].buffer.clone()),
-                    Slot::OptState(s) => states.get(s).map(|b| b.buffer.clone()),
-                    _ => None,
-                },
-            )?;
+        let entries = self.update_entries();
+        let groups = update_groups(&entries, self.limit);
+        for (g, group) in groups.iter().enumerate() {
+            let label = match groups.len() {
+                1 => format!("update ({} tensors)", group.len()),
+                n => format!("update {}/{n} ({} tensors)", g + 1, group.len()),
+            };
+            let group = &entries[group.clone()];
+            let (tensors, param, grad) = update_table(group);
+            let buffers = self.buffers;
+            let (param_flat, _) = self.params.flat();
+            let bound = |buffer: &wgpu::Buffer, span: &Range<u64>| BufferRange {
+                buffer: buffer.clone(),
+                offset: span.start,
+                size: Some(span.end - span.start),
+            };
+            builder.add(&label, &rule.dispatch(&tensors), |slot| match slot {
+                Slot::Hyper => Some(buffers.hyper.clone().into()),
+                Slot::Param(0) => Some(bound(param_flat, &param)),
+                Slot::ParamGrad(0) => Some(bound(&buffers.grad_flat, &grad)),
+                // One shader serves every rule: a rule with one state tensor (SGD) binds
+                // the placeholder as the second, which it never touches.
+                Slot::OptState(s) => Some(match buffers.state_flat.get(s) {
+                    Some(state) => bound(state, &grad),
+                    None => buffers.unused.clone().into(),
+                }),
+                _ => None,
+            })?;
         }
         Ok(())
+    }
+
+    /// Every trainable tensor's place in the flat parameter and gradient buffers.
+    fn update_entries(&self) -> Vec<UpdateEntry> {
+        let (param_flat, param_layout) = self.params.flat();
+        let buffers = self.buffers;
+        self.layout
+            .trainable
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                let info = &self.graph.params[p];
+                let param = self
+                    .params
+                    .index_of(&info.name)
+                    .map(|index| param_layout.range(param_flat, index))
+                    .expect("the training plan checked its parameters against the buffers");
+                let grad = buffers.trainable_layout.range(&buffers.grad_flat, i);
+                let span = |r: &BufferRange| r.offset..r.offset + r.bytes();
+                UpdateEntry {
+                    param: span(&param),
+                    grad: span(&grad),
+                    len: info.len(),
+                    weight_decay: self
+                        .config
+                        .weight_decay
+                        .get(&info.name)
+                        .copied()
+                        .unwrap_or(0.0),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A trainable tensor as the update sees it: its bytes in the flat parameter and gradient
+/// buffers.
+struct UpdateEntry {
+    param: Range<u64>,
+    grad: Range<u64>,
+    len: usize,
+    weight_decay: f32,
+}
+
+/// Consecutive runs of `entries` that one update dispatch can take: at most a table's
+/// worth of tensors, and parameter and gradient spans within one binding.
+fn update_groups(entries: &[UpdateEntry], limit: u64) -> Vec<Range<usize>> {
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let fits = groups.last().is_some_and(|group| {
+            let first = &entries[group.start];
+            group.len() < UPDATE_TABLE_TENSORS
+                && entry.param.end.saturating_sub(first.param.start) <= limit
+                && entry.grad.end.saturating_sub(first.grad.start) <= limit
+        });
+        match groups.last_mut() {
+            Some(group) if fits => group.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    groups
+}
+
+/// The table of one update dispatch and the parameter and gradient spans it binds.
+fn update_table(group: &[UpdateEntry]) -> (Vec<UpdateTensor>, Range<u64>, Range<u64>) {
+    let span = |of: fn(&UpdateEntry) -> &Range<u64>| {
+        let start = group.iter().map(|e| of(e).start).min().unwrap_or(0);
+        let end = group.iter().map(|e| of(e).end).max().unwrap_or(start);
+        start..end
+    };
+    let (param, grad) = (span(|e| &e.param), span(|e| &e.grad));
+    let tensors = group
+        .iter()
+        .map(|e| UpdateTensor {
+            param_vec4: ((e.param.start - param.start) / 16) as u32,
+            grad_vec4: ((e.grad.start - grad.start) / 16) as u32,
+            len: e.len as u32,
+            weight_decay: e.weight_decay,
+        })
+        .collect();
+    (tensors, param, grad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `count` tensors of `len` floats, back to back at 256-byte steps in both buffers.
+    fn entries(count: usize, len: usize) -> Vec<UpdateEntry> {
+        (0..count as u64)
+            .map(|i| UpdateEntry {
+                param: 4096 + 256 * i..4096 + 256 * i + len as u64 * 4,
+                grad: 256 * i..256 * i + len as u64 * 4,
+                len,
+                weight_decay: i as f32,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_table_takes_at_most_its_size_and_spans_stay_within_a_binding() {
+        let many = entries(UPDATE_TABLE_TENSORS + 44, 16);
+        assert_eq!(
+            update_groups(&many, u64::MAX),
+            [
+                0..UPDATE_TABLE_TENSORS,
+                UPDATE_TABLE_TENSORS..UPDATE_TABLE_TENSORS + 44
+            ]
+        );
+        // 1 KiB spans: four 256-byte slots, the last tensor's 64 bytes ending inside.
+        assert_eq!(update_groups(&entries(9, 16), 1024), [0..4, 4..8, 8..9]);
+    }
+
+    #[test]
+    fn tensors_are_placed_from_the_start_of_their_group_binding() {
+        let group = &entries(6, 16)[2..5];
+        let (tensors, param, grad) = update_table(group);
+        assert_eq!(param, 4096 + 512..4096 + 1024 + 64);
+        assert_eq!(grad, 512..1024 + 64);
+        let starts: Vec<_> = tensors
+            .iter()
+            .map(|t| (t.param_vec4, t.grad_vec4))
+            .collect();
+        assert_eq!(starts, [(0, 0), (16, 16), (32, 32)]);
+        assert_eq!(tensors[1].weight_decay, 3.0);
     }
 }

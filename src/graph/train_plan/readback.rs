@@ -5,6 +5,7 @@ use super::buffers::METRICS_BYTES;
 use super::build::TrainPlan;
 use super::results::{Gradients, RunningMetrics, StepOutput};
 use crate::gpu::read_buffer_f32;
+use crate::graph::buffer_range::BufferRange;
 use crate::graph::error::GraphError;
 use crate::graph::param_buffers::read_named;
 use crate::graph::params::ParamStore;
@@ -48,9 +49,17 @@ impl TrainPlan {
     /// The forward output, the input gradient (where the plan computes it) and every
     /// parameter gradient of the step just run.
     pub(super) fn read_gradients(&self) -> Result<Gradients, GraphError> {
-        let mut tensors = vec![("output", self.output_shape.as_slice(), &self.output)];
+        let mut tensors = vec![(
+            "output",
+            self.output_shape.as_slice(),
+            BufferRange::from(self.output.clone()),
+        )];
         if let Some(input_grad) = &self.input_grad {
-            tensors.push(("input", self.input_shape.as_slice(), input_grad));
+            tensors.push((
+                "input",
+                self.input_shape.as_slice(),
+                input_grad.clone().into(),
+            ));
         }
         let mut read = read_named(&self.device, &self.queue, tensors.into_iter())?;
         let input = read.get_mut("input").map(std::mem::take);
@@ -69,7 +78,7 @@ impl TrainPlan {
         let tensors = self
             .param_grads
             .iter()
-            .map(|g| (g.name.as_str(), g.shape.as_slice(), &g.buffer));
+            .map(|g| (g.name.as_str(), g.shape.as_slice(), g.range.clone()));
         read_named(&self.device, &self.queue, tensors)
     }
 
@@ -78,7 +87,7 @@ impl TrainPlan {
         let tensors = self
             .opt_state
             .iter()
-            .map(|s| (s.name.as_str(), s.shape.as_slice(), &s.buffer));
+            .map(|s| (s.name.as_str(), s.shape.as_slice(), s.range.clone()));
         read_named(&self.device, &self.queue, tensors)
     }
 
@@ -88,8 +97,9 @@ impl TrainPlan {
         for state in &self.opt_state {
             match (store.shape(&state.name), store.get(&state.name)) {
                 (Some(shape), Some(values)) if shape == state.shape.as_slice() => {
+                    let (buffer, offset) = (&state.range.buffer, state.range.offset);
                     self.queue
-                        .write_buffer(&state.buffer, 0, bytemuck::cast_slice(values));
+                        .write_buffer(buffer, offset, bytemuck::cast_slice(values));
                 }
                 (Some(shape), _) => problems.push(format!(
                     "{}: expected shape {:?}, got {shape:?}",

@@ -9,6 +9,7 @@ use super::buffers::Buffers;
 use super::layout::Layout;
 use super::phases::{BnPass, Phases};
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu, GpuError};
+use crate::graph::buffer_range::BufferRange;
 use crate::graph::builder::GraphBuilder;
 use crate::graph::error::GraphError;
 use crate::graph::param_buffers::ParamBuffers;
@@ -33,8 +34,9 @@ struct BnSync {
 struct Bucket {
     /// The step after which all of them are final.
     after: usize,
-    /// Each gradient buffer and its size, laid out back to back from `offset`.
-    grads: Vec<(wgpu::Buffer, u64)>,
+    /// Each gradient (its part of the flat gradient buffer) and its size, laid out back to
+    /// back from `offset`.
+    grads: Vec<(BufferRange, u64)>,
     /// Byte offset in the flat upload buffer.
     offset: u64,
     bytes: u64,
@@ -73,9 +75,9 @@ impl Replication {
         bucket_bytes: u64,
     ) -> Replication {
         let mut buckets: Vec<Bucket> = Vec::new();
-        let mut open: Vec<(wgpu::Buffer, u64)> = Vec::new();
+        let mut open: Vec<(BufferRange, u64)> = Vec::new();
         let mut offset = 0;
-        let mut close = |open: &mut Vec<(wgpu::Buffer, u64)>, after: usize, offset: &mut u64| {
+        let mut close = |open: &mut Vec<(BufferRange, u64)>, after: usize, offset: &mut u64| {
             let bytes: u64 = open.iter().map(|(_, b)| b).sum();
             buckets.push(Bucket {
                 after,
@@ -93,7 +95,7 @@ impl Replication {
                 .filter_map(|p| buffers.param_grads.get(p))
             {
                 let bytes = grad.shape.iter().product::<usize>() as u64 * 4;
-                open.push((grad.buffer.clone(), bytes));
+                open.push((grad.range.clone(), bytes));
             }
             let open_bytes: u64 = open.iter().map(|(_, b)| b).sum();
             if open_bytes >= bucket_bytes || (i == 0 && !open.is_empty()) {
@@ -109,7 +111,9 @@ impl Replication {
                 Some(BnSync {
                     after,
                     pass,
-                    partials: buffers.node_slot(layout, params, graph, node, Slot::Scratch(1))?,
+                    partials: buffers
+                        .node_slot(layout, params, graph, node, Slot::Scratch(1))?
+                        .buffer,
                     layout: n.kind.bn_partials(input)?,
                 })
             })
@@ -174,7 +178,8 @@ impl Replication {
                     let bucket = &self.buckets[b];
                     let mut at = 0;
                     for (grad, bytes) in &bucket.grads {
-                        encoder.copy_buffer_to_buffer(grad, 0, &bucket.staging, at, *bytes);
+                        let (buffer, from) = (&grad.buffer, grad.offset);
+                        encoder.copy_buffer_to_buffer(buffer, from, &bucket.staging, at, *bytes);
                         at += bytes;
                     }
                     queue.submit([encoder.finish()]);
@@ -219,7 +224,8 @@ impl Replication {
         for bucket in &self.buckets {
             let mut at = bucket.offset;
             for (grad, bytes) in &bucket.grads {
-                encoder.copy_buffer_to_buffer(&self.upload, at, grad, 0, *bytes);
+                let (buffer, to) = (&grad.buffer, grad.offset);
+                encoder.copy_buffer_to_buffer(&self.upload, at, buffer, to, *bytes);
                 at += bytes;
             }
         }
