@@ -340,19 +340,7 @@ fn store_grad_pixel(n: u32, iy: u32, ix: u32, c0: u32, sum: vec4<f32>, mask: vec
 // dX for 3x3 filters, stride 1 or 2: 4 adjacent input pixels of 4 channels per invocation,
 // sharing the filter taps and the output-gradient columns their windows reach. Input column
 // ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly.
-// One entry point per stride, as for forward_3x3.
-@compute @workgroup_size(WG_SIZE)
-fn backward_input_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
-                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    backward_input_3x3_quad(linear_index(gid, nwg), false);
-}
-
-@compute @workgroup_size(WG_SIZE)
-fn backward_input_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
-                         @builtin(num_workgroups) nwg: vec3<u32>) {
-    backward_input_3x3_quad(linear_index(gid, nwg), true);
-}
-
+// It runs in backward_3x3, beside dW's first stage.
 fn backward_input_3x3_quad(index: u32, s2: bool) {
     if index >= quad_count(p.in_h, p.in_w) {
         return;
@@ -505,6 +493,33 @@ fn backward_weight_partial_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     weight_partial_3x3(index, true);
+}
+
+// dX and dW's first stage of a 3x3 layer in one dispatch (horizontal fusion): the first
+// workgroups take dX's quads, the rest dW's partials, each workgroup one half only. The
+// halves both read dY and write different buffers, so they need no order between them;
+// one dispatch instead of two saves a launch and lets a GPU run a small layer's halves
+// side by side. The host sizes the grid as dX's invocations rounded up to whole
+// workgroups, plus dW's.
+@compute @workgroup_size(WG_SIZE)
+fn backward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_input_and_weight_3x3(linear_index(gid, nwg), false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn backward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_input_and_weight_3x3(linear_index(gid, nwg), true);
+}
+
+fn backward_input_and_weight_3x3(index: u32, s2: bool) {
+    let input_half = (quad_count(p.in_h, p.in_w) + WG_SIZE - 1u) / WG_SIZE * WG_SIZE;
+    if index < input_half {
+        backward_input_3x3_quad(index, s2);
+    } else if index - input_half < p.chunks * channel_groups() {
+        weight_partial_3x3(index - input_half, s2);
+    }
 }
 
 // dW sums of the 9 taps, by filter row (y) and column (x).

@@ -4,9 +4,23 @@
 use super::{
     chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
     uniform_words, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
-    REDUCE_CHUNK,
+    LINEAR_WORKGROUP, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
+
+/// Times `dispatch` reads the tensor bound to `slot` whole: the fused 3x3 backward reads
+/// dY in each of its halves (dX's and dW's), every other binding of every dispatch once.
+/// Traffic counts use it so that fusing the two dispatches does not look like a saving of
+/// reads that still happen.
+pub fn whole_reads(dispatch: &Dispatch, slot: Slot) -> u64 {
+    let fused_backward = matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4)
+        && matches!(dispatch.entry, "backward_3x3" | "backward_3x3_s2");
+    if fused_backward && slot == Slot::GradOutput {
+        2
+    } else {
+        1
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Depthwise {
@@ -157,33 +171,40 @@ impl Depthwise {
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let parts = chunks(output[0] * output[1] * output[2]);
         let weights = self.kernel * self.kernel * input[3];
-        let mut dispatches = Vec::new();
-        if input_grad {
-            dispatches.push(if self.is_3x3() {
-                let threads = input[0] * input[1] * four_pixel_groups(input);
-                let entry = self.per_stride("backward_input_3x3", "backward_input_3x3_s2");
-                self.dispatch(entry, input, output, threads)
-            } else {
-                self.dispatch("backward_input", input, output, vec4_threads(input))
-            });
-        }
         let groups = input[3].div_ceil(CHANNELS_PER_THREAD);
-        dispatches.push(match (self.is_3x3(), self.stride) {
-            // All 9 taps per invocation, over sliding input windows.
-            (true, 1) => {
-                self.dispatch("backward_weight_partial_3x3", input, output, parts * groups)
-            }
-            (true, _) => self.dispatch(
+        // dW's first stage: per chunk of output pixels, partial sums of every tap; the 3x3
+        // kernels take all 9 taps per invocation, over sliding input windows.
+        let (weight_entry, weight_threads) = if self.is_3x3() {
+            let entry = self.per_stride(
+                "backward_weight_partial_3x3",
                 "backward_weight_partial_3x3_s2",
-                input,
-                output,
-                parts * groups,
-            ),
-            _ => {
-                let threads = parts * self.kernel * self.kernel * groups;
-                self.dispatch("backward_weight_partial", input, output, threads)
+            );
+            (entry, parts * groups)
+        } else {
+            (
+                "backward_weight_partial",
+                parts * self.kernel * self.kernel * groups,
+            )
+        };
+        let mut dispatches = Vec::new();
+        match (input_grad, self.is_3x3()) {
+            // dX and dW's first stage in one dispatch (depthwise.wgsl's backward_3x3):
+            // dX's invocations in whole workgroups, then dW's.
+            (true, true) => {
+                let input_half = input[0] * input[1] * four_pixel_groups(input);
+                let threads = input_half.next_multiple_of(LINEAR_WORKGROUP) + weight_threads;
+                let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
+                dispatches.push(self.dispatch(entry, input, output, threads));
             }
-        });
+            (true, false) => {
+                let threads = vec4_threads(input);
+                dispatches.push(self.dispatch("backward_input", input, output, threads));
+                dispatches.push(self.dispatch(weight_entry, input, output, weight_threads));
+            }
+            (false, _) => {
+                dispatches.push(self.dispatch(weight_entry, input, output, weight_threads));
+            }
+        }
         dispatches.push(sum_partials(
             Slot::Scratch(0),
             Slot::ParamGrad(0),
@@ -191,5 +212,48 @@ impl Depthwise {
             weights,
         ));
         dispatches
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depthwise(kernel: usize, stride: usize) -> Depthwise {
+        Depthwise {
+            kernel,
+            stride,
+            padding: Padding::Symmetric,
+            fused: None,
+        }
+    }
+
+    #[test]
+    fn the_3x3_backward_is_one_dispatch_that_reads_dy_twice() {
+        let (input, output) = ([2, 9, 9, 12], [2, 9, 9, 12]);
+        let dispatches = depthwise(3, 1).backward(&input, &output, true);
+        let entries: Vec<_> = dispatches.iter().map(|d| d.entry).collect();
+        assert_eq!(entries, ["backward_3x3", "sum_partials"]);
+        let fused = &dispatches[0];
+        assert_eq!(whole_reads(fused, Slot::GradOutput), 2);
+        assert_eq!(whole_reads(fused, Slot::Input), 1);
+        // dX's invocations in whole workgroups, then one per chunk and 4-channel group.
+        let input_half = (2 * 9 * 3 * 3usize).next_multiple_of(LINEAR_WORKGROUP);
+        let invocations: usize = fused.workgroups.iter().map(|&w| w as usize).product();
+        let weight_half = chunks(2 * 9 * 9) * 3;
+        assert_eq!(
+            invocations * LINEAR_WORKGROUP,
+            (input_half + weight_half).next_multiple_of(LINEAR_WORKGROUP)
+        );
+        // Without an input gradient, or with another filter size, the passes stay apart.
+        let alone = depthwise(3, 2).backward(&input, &[2, 5, 5, 12], false);
+        assert_eq!(alone[0].entry, "backward_weight_partial_3x3_s2");
+        let five = depthwise(5, 1).backward(&input, &output, true);
+        let entries: Vec<_> = five.iter().map(|d| d.entry).collect();
+        assert_eq!(
+            entries,
+            ["backward_input", "backward_weight_partial", "sum_partials"]
+        );
+        assert_eq!(whole_reads(&five[0], Slot::GradOutput), 1);
     }
 }
