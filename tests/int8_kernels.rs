@@ -198,6 +198,8 @@ fn pointwise_matches_the_integer_reference() {
         check_pointwise([2, 3, 5, 7], 5, -128, mode, 3);
         check_pointwise([1, 7, 9, 13], 17, 37, mode, 4);
         check_pointwise([3, 2, 2, 32], 12, -7, mode, 5);
+        // Several tiles across (the last one partly past N) and down.
+        check_pointwise([1, 6, 7, 20], 70, 3, mode, 8);
         // Past EXACT_F32_K the f32-widened kernel is not offered: its device runs the default.
         check_pointwise([1, 3, 7, EXACT_F32_K + 5], 9, -128, mode, 7);
     }
