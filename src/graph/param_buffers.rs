@@ -19,7 +19,6 @@ pub struct ParamBuffers {
     queue: wgpu::Queue,
     /// Every trainable-role tensor (weights, biases, gamma, beta), in graph order.
     weights: wgpu::Buffer,
-    weights_layout: FlatLayout,
     /// Bytes of both flat buffers.
     bytes: u64,
     /// In graph order.
@@ -31,8 +30,6 @@ struct ParamEntry {
     name: String,
     shape: Vec<usize>,
     range: BufferRange,
-    /// Its index in `weights_layout`; `None` for running statistics.
-    weight_index: Option<usize>,
 }
 
 impl ParamBuffers {
@@ -48,16 +45,15 @@ impl ParamBuffers {
             storage_buffer(gpu, "running statistics", statistics_layout.bytes());
         let mut entries: Vec<Option<ParamEntry>> = (0..params.len()).map(|_| None).collect();
         let groups = [
-            (&weights, &weights_layout, &weights_buffer, true),
-            (&statistics, &statistics_layout, &statistics_buffer, false),
+            (&weights, &weights_layout, &weights_buffer),
+            (&statistics, &statistics_layout, &statistics_buffer),
         ];
-        for (ids, layout, buffer, trainable) in groups {
+        for (ids, layout, buffer) in groups {
             for (i, &p) in ids.iter().enumerate() {
                 entries[p] = Some(ParamEntry {
                     name: params[p].name.clone(),
                     shape: params[p].shape.clone(),
                     range: layout.range(buffer, i),
-                    weight_index: trainable.then_some(i),
                 });
             }
         }
@@ -72,7 +68,6 @@ impl ParamBuffers {
             queue: gpu.queue().clone(),
             bytes: weights_buffer.size() + statistics_buffer.size(),
             weights: weights_buffer,
-            weights_layout,
             entries,
             index,
         };
@@ -86,14 +81,10 @@ impl ParamBuffers {
         Some(self.entries[i].range.clone())
     }
 
-    /// The buffer of every trainable-role tensor and its layout (the optimizer binds it).
-    pub(crate) fn flat(&self) -> (&wgpu::Buffer, &FlatLayout) {
-        (&self.weights, &self.weights_layout)
-    }
-
-    /// Index of trainable-role parameter `name` in `flat`'s layout.
-    pub(crate) fn index_of(&self, name: &str) -> Option<usize> {
-        self.entries[*self.index.get(name)?].weight_index
+    /// The flat buffer that holds every trainable-role tensor, each at its `range` (the
+    /// optimizer binds spans of it).
+    pub(crate) fn weights(&self) -> &wgpu::Buffer {
+        &self.weights
     }
 
     pub fn shape(&self, name: &str) -> Option<&[usize]> {

@@ -34,11 +34,9 @@ pub(super) struct Buffers {
     /// Per node, per scratch index: its own buffer when the scratch is persistent.
     pub(super) persistent: Vec<Vec<Option<wgpu::Buffer>>>,
     pub(super) persistent_bytes: u64,
-    /// Where each trainable parameter's gradient and state sit in `grad_flat` and
-    /// `state_flat`, in `layout.trainable` order.
-    pub(super) trainable_layout: FlatLayout,
+    /// Every trainable parameter's gradient, at the offsets of `param_grads`.
     pub(super) grad_flat: wgpu::Buffer,
-    /// One flat buffer per state tensor of the update rule.
+    /// One flat buffer per state tensor of the update rule, laid out as `grad_flat`.
     pub(super) state_flat: Vec<wgpu::Buffer>,
     /// By parameter index (so in graph order).
     pub(super) param_grads: BTreeMap<usize, NamedBuffer>,
@@ -91,7 +89,6 @@ impl Buffers {
                 .collect(),
             persistent,
             persistent_bytes,
-            trainable_layout,
             grad_flat,
             state_flat,
             param_grads,

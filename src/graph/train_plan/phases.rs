@@ -202,7 +202,7 @@ impl PhaseBuilder<'_> {
             let group = &entries[group.clone()];
             let (tensors, param, grad) = update_table(group);
             let buffers = self.buffers;
-            let (param_flat, _) = self.params.flat();
+            let param_flat = self.params.weights();
             let bound = |buffer: &wgpu::Buffer, span: &Range<u64>| BufferRange {
                 buffer: buffer.clone(),
                 offset: span.start,
@@ -226,24 +226,19 @@ impl PhaseBuilder<'_> {
 
     /// Every trainable tensor's place in the flat parameter and gradient buffers.
     fn update_entries(&self) -> Vec<UpdateEntry> {
-        let (param_flat, param_layout) = self.params.flat();
-        let buffers = self.buffers;
+        let span = |r: &BufferRange| r.offset..r.offset + r.bytes();
         self.layout
             .trainable
             .iter()
-            .enumerate()
-            .map(|(i, &p)| {
+            .map(|&p| {
                 let info = &self.graph.params[p];
                 let param = self
                     .params
-                    .index_of(&info.name)
-                    .map(|index| param_layout.range(param_flat, index))
+                    .range(&info.name)
                     .expect("the training plan checked its parameters against the buffers");
-                let grad = buffers.trainable_layout.range(&buffers.grad_flat, i);
-                let span = |r: &BufferRange| r.offset..r.offset + r.bytes();
                 UpdateEntry {
                     param: span(&param),
-                    grad: span(&grad),
+                    grad: span(&self.buffers.param_grads[&p].range),
                     len: info.len(),
                     weight_decay: self
                         .config
