@@ -23,6 +23,16 @@ fn activate4(x: vec4<f32>, act: u32) -> vec4<f32> {
     }
 }
 
+// dy through the activation `act` at pre-activation z: ReLU passes where z > 0, ReLU6
+// where 0 < z < 6.
+fn activation_grad4(dy: vec4<f32>, z: vec4<f32>, act: u32) -> vec4<f32> {
+    switch act {
+        case 1u: { return select(vec4<f32>(0.0), dy, z > vec4<f32>(0.0)); }
+        case 2u: { return select(vec4<f32>(0.0), dy, (z > vec4<f32>(0.0)) & (z < vec4<f32>(6.0))); }
+        default: { return dy; }
+    }
+}
+
 // Element-wise kernels are dispatched as a 2D grid because one dimension is capped at
 // 65535 workgroups; this folds the grid back into one linear index.
 fn linear_index(gid: vec3<u32>, num_workgroups: vec3<u32>) -> u32 {

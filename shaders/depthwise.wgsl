@@ -11,7 +11,10 @@ struct DepthwiseParams {
     pad_top: u32, pad_left: u32, pixels_per_chunk: u32, chunks: u32,
     has_bias: u32, act: u32,
     // 0: the input as stored; else 1 + the activation code of its batch norm.
-    prologue: u32, _unused1: u32,
+    prologue: u32,
+    // 1: the 3x3 backward also sums that batch norm's backward partials over the input
+    // gradient it computes (input_grad_chunk), in place of bn_act.wgsl's backward_partial.
+    input_sums: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -22,6 +25,9 @@ struct DepthwiseParams {
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
 // dW partials: [chunks, KH * KW, C], summed by reduce.wgsl.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
+// With input_sums, the input batch norm's backward partials: [chunks][2][C], chunks of
+// pixels_per_chunk input pixels, as bn_act.wgsl's partials. Otherwise the host binds the
+// dW partials here again, and nothing is stored to it.
 // Inference with batchnorm folded in: per-channel shift, then the activation.
 @group(0) @binding(7) var<storage, read> bias: array<f32>;
 
@@ -67,9 +73,13 @@ fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
                   mask);
 }
 
-fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
+fn load_raw_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
     let x = vec4<f32>(input[i], input[i + 1u], input[i + 2u], input[i + 3u]);
-    return select(vec4<f32>(0.0), prologued(x), mask);
+    return select(vec4<f32>(0.0), x, mask);
+}
+
+fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return select(vec4<f32>(0.0), prologued(load_raw_input(i, mask)), mask);
 }
 
 fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
@@ -112,6 +122,16 @@ fn store_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
     for (var j = 0u; j < 4u; j++) {
         if mask[j] {
             partials[base + j] = sum[j];
+        }
+    }
+}
+
+@group(0) @binding(9) var<storage, read_write> input_partials: array<f32>;
+
+fn store_input_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            input_partials[base + j] = sum[j];
         }
     }
 }
@@ -329,81 +349,132 @@ fn load_grad_pixel(row: u32, ox: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
     return load_grad_output((row + u32(ox)) * p.channels + c0, mask);
 }
 
-// Writes 4 channels of one input-gradient pixel, if the pixel exists.
-fn store_grad_pixel(n: u32, iy: u32, ix: u32, c0: u32, sum: vec4<f32>, mask: vec4<bool>) {
-    if ix >= p.in_w {
-        return;
-    }
-    store_grad_input(((n * p.in_h + iy) * p.in_w + ix) * p.channels + c0, sum, mask);
+// dX for 3x3 filters, stride 1 or 2, of 4 adjacent input pixels from (n, iy, ix0), 4
+// channels each: they share the output-gradient columns their windows reach. Input column
+// ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly.
+fn input_grad_quad(n: u32, iy: u32, ix0: u32, c0: u32, w: FilterTaps, mask: vec4<bool>,
+                   s2: bool) -> Quad {
+    var acc = input_grad_row(Quad(), n, iy, ix0, 0u, c0, w.t0, mask, s2);
+    acc = input_grad_row(acc, n, iy, ix0, 1u, c0, w.t1, mask, s2);
+    return input_grad_row(acc, n, iy, ix0, 2u, c0, w.t2, mask, s2);
 }
 
-// dX for 3x3 filters, stride 1 or 2: 4 adjacent input pixels of 4 channels per invocation,
-// sharing the filter taps and the output-gradient columns their windows reach. Input column
-// ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly.
-// It runs in backward_3x3, beside dW's first stage.
-fn backward_input_3x3_quad(index: u32, s2: bool) {
-    if index >= quad_count(p.in_h, p.in_w) {
-        return;
+// acc + what filter row ky (taps k) carries back from the output row it reaches, if any.
+fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: TapRow,
+                  mask: vec4<bool>, s2: bool) -> Quad {
+    let oy = output_coord(iy, ky, p.stride, p.pad_top, p.out_h);
+    if oy < 0 {
+        return acc;
     }
-    let at = quad_origin(index, p.in_h, p.in_w);
-    let n = at.x;
-    let iy = at.y;
-    let ix0 = at.z;
-    let c0 = at.w;
-    let mask = lane_mask(c0);
+    let row = (n * p.out_h + u32(oy)) * p.out_w;
     // Position of the first of the 4 pixels in padded coordinates.
     let q = i32(ix0 + p.pad_left);
-
-    var acc0 = vec4<f32>(0.0);
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
-    for (var ky = 0u; ky < 3u; ky++) {
-        let oy = output_coord(iy, ky, p.stride, p.pad_top, p.out_h);
-        if oy < 0 {
-            continue;
-        }
-        let row = (n * p.out_h + u32(oy)) * p.out_w;
-        let w0 = load_weight((ky * 3u) * p.channels + c0, mask);
-        let w1 = load_weight((ky * 3u + 1u) * p.channels + c0, mask);
-        let w2 = load_weight((ky * 3u + 2u) * p.channels + c0, mask);
-        if s2 {
-            // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even)
-            // or q + 1, q + 3 (when odd) and for 1 tap of the others; they reach 3 output
-            // columns from floor((q - 1) / 2).
-            let e0 = (q - 1) >> 1u;
-            let d0 = load_grad_pixel(row, e0, c0, mask);
-            let d1 = load_grad_pixel(row, e0 + 1, c0, mask);
-            let d2 = load_grad_pixel(row, e0 + 2, c0, mask);
-            if (q & 1) == 1 {
-                acc0 += d0 * w1;
-                acc1 += d1 * w0 + d0 * w2;
-                acc2 += d1 * w1;
-                acc3 += d2 * w0 + d1 * w2;
-            } else {
-                acc0 += d1 * w0 + d0 * w2;
-                acc1 += d1 * w1;
-                acc2 += d2 * w0 + d1 * w2;
-                acc3 += d2 * w1;
-            }
+    var sum = acc;
+    if s2 {
+        // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even)
+        // or q + 1, q + 3 (when odd) and for 1 tap of the others; they reach 3 output
+        // columns from floor((q - 1) / 2).
+        let e0 = (q - 1) >> 1u;
+        let d0 = load_grad_pixel(row, e0, c0, mask);
+        let d1 = load_grad_pixel(row, e0 + 1, c0, mask);
+        let d2 = load_grad_pixel(row, e0 + 2, c0, mask);
+        if (q & 1) == 1 {
+            sum.a0 += d0 * k.k1;
+            sum.a1 += d1 * k.k0 + d0 * k.k2;
+            sum.a2 += d1 * k.k1;
+            sum.a3 += d2 * k.k0 + d1 * k.k2;
         } else {
-            // Pixel j reads output columns q + j - 2 .. q + j.
-            let d0 = load_grad_pixel(row, q - 2, c0, mask);
-            let d1 = load_grad_pixel(row, q - 1, c0, mask);
-            let d2 = load_grad_pixel(row, q, c0, mask);
-            let d3 = load_grad_pixel(row, q + 1, c0, mask);
-            let d4 = load_grad_pixel(row, q + 2, c0, mask);
-            let d5 = load_grad_pixel(row, q + 3, c0, mask);
-            acc0 += d2 * w0 + d1 * w1 + d0 * w2;
-            acc1 += d3 * w0 + d2 * w1 + d1 * w2;
-            acc2 += d4 * w0 + d3 * w1 + d2 * w2;
-            acc3 += d5 * w0 + d4 * w1 + d3 * w2;
+            sum.a0 += d1 * k.k0 + d0 * k.k2;
+            sum.a1 += d1 * k.k1;
+            sum.a2 += d2 * k.k0 + d1 * k.k2;
+            sum.a3 += d2 * k.k1;
         }
+    } else {
+        // Pixel j reads output columns q + j - 2 .. q + j.
+        let d0 = load_grad_pixel(row, q - 2, c0, mask);
+        let d1 = load_grad_pixel(row, q - 1, c0, mask);
+        let d2 = load_grad_pixel(row, q, c0, mask);
+        let d3 = load_grad_pixel(row, q + 1, c0, mask);
+        let d4 = load_grad_pixel(row, q + 2, c0, mask);
+        let d5 = load_grad_pixel(row, q + 3, c0, mask);
+        sum.a0 += d2 * k.k0 + d1 * k.k1 + d0 * k.k2;
+        sum.a1 += d3 * k.k0 + d2 * k.k1 + d1 * k.k2;
+        sum.a2 += d4 * k.k0 + d3 * k.k1 + d2 * k.k2;
+        sum.a3 += d5 * k.k0 + d4 * k.k1 + d3 * k.k2;
     }
-    store_grad_pixel(n, iy, ix0, c0, acc0, mask);
-    store_grad_pixel(n, iy, ix0 + 1u, c0, acc1, mask);
-    store_grad_pixel(n, iy, ix0 + 2u, c0, acc2, mask);
-    store_grad_pixel(n, iy, ix0 + 3u, c0, acc3, mask);
+    return sum;
+}
+
+// Batch norm's backward sums over input pixels: sum dz and sum dz * (x - mean), dz the
+// gradient before its activation (bn_act.wgsl's backward_partial, term for term).
+struct BnSums {
+    dz: vec4<f32>, dz_centred: vec4<f32>,
+}
+
+fn add_bn_sums(sums: BnSums, dy: vec4<f32>, at: u32, mean: vec4<f32>, mask: vec4<bool>) -> BnSums {
+    let x = load_raw_input(at, mask);
+    let z = x * prologue_scale + prologue_shift;
+    let dz = activation_grad4(dy, z, p.prologue - 1u);
+    return BnSums(sums.dz + dz, sums.dz_centred + dz * (x - mean));
+}
+
+// dX of one chunk of pixels_per_chunk input pixels (NHW order) for one 4-channel group, in
+// runs along image rows, 4 pixels at a time, the filter taps loaded once for the chunk.
+// With input_sums, also the chunk's backward partials of the batch norm whose raw output
+// is this layer's input, at the place its backward_partial would have left them: dz is in
+// registers here, so only x is loaded again.
+fn input_grad_chunk(index: u32, s2: bool) {
+    let groups = channel_groups();
+    let chunk = index / groups;
+    let c0 = (index % groups) * 4u;
+    let mask = lane_mask(c0);
+    let first = chunk * p.pixels_per_chunk;
+    let last = min(first + p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
+    let w = filter_taps(c0, mask);
+    let sums_wanted = p.input_sums != 0u;
+    var mean = vec4<f32>(0.0);
+    if sums_wanted {
+        begin_prologue(c0, mask);
+        mean = load_prologue(2u * p.channels + c0, mask);
+    }
+    var sums = BnSums();
+    for (var pixel = first; pixel < last;) {
+        let ix0 = pixel % p.in_w;
+        let iy = (pixel / p.in_w) % p.in_h;
+        let n = pixel / (p.in_w * p.in_h);
+        let count = min(4u, min(last - pixel, p.in_w - ix0));
+        let dx = input_grad_quad(n, iy, ix0, c0, w, mask, s2);
+        let at = pixel * p.channels + c0;
+        store_grad_input(at, dx.a0, mask);
+        if sums_wanted {
+            sums = add_bn_sums(sums, dx.a0, at, mean, mask);
+        }
+        if count > 1u {
+            store_grad_input(at + p.channels, dx.a1, mask);
+            if sums_wanted {
+                sums = add_bn_sums(sums, dx.a1, at + p.channels, mean, mask);
+            }
+        }
+        if count > 2u {
+            store_grad_input(at + 2u * p.channels, dx.a2, mask);
+            if sums_wanted {
+                sums = add_bn_sums(sums, dx.a2, at + 2u * p.channels, mean, mask);
+            }
+        }
+        if count > 3u {
+            store_grad_input(at + 3u * p.channels, dx.a3, mask);
+            if sums_wanted {
+                sums = add_bn_sums(sums, dx.a3, at + 3u * p.channels, mean, mask);
+            }
+        }
+        pixel += count;
+    }
+    if sums_wanted {
+        let inv_std = load_prologue(3u * p.channels + c0, mask);
+        let at = 2u * chunk * p.channels + c0;
+        store_input_partial(at, sums.dz, mask);
+        store_input_partial(at + p.channels, sums.dz_centred * inv_std, mask);
+    }
 }
 
 // dX as a gather: each input element sums the output gradients of the windows that read
@@ -496,7 +567,7 @@ fn backward_weight_partial_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // dX and dW's first stage of a 3x3 layer in one dispatch (horizontal fusion): the first
-// workgroups take dX's quads, the rest dW's partials, each workgroup one half only. The
+// workgroups take dX's chunks, the rest dW's partials, each workgroup one half only. The
 // halves both read dY and write different buffers, so they need no order between them;
 // one dispatch instead of two saves a launch and lets a GPU run a small layer's halves
 // side by side. The host sizes the grid as dX's invocations rounded up to whole
@@ -514,9 +585,13 @@ fn backward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 fn backward_input_and_weight_3x3(index: u32, s2: bool) {
-    let input_half = (quad_count(p.in_h, p.in_w) + WG_SIZE - 1u) / WG_SIZE * WG_SIZE;
+    let input_chunks = (p.batch * p.in_h * p.in_w + p.pixels_per_chunk - 1u) / p.pixels_per_chunk;
+    let input_invocations = input_chunks * channel_groups();
+    let input_half = (input_invocations + WG_SIZE - 1u) / WG_SIZE * WG_SIZE;
     if index < input_half {
-        backward_input_3x3_quad(index, s2);
+        if index < input_invocations {
+            input_grad_chunk(index, s2);
+        }
     } else if index - input_half < p.chunks * channel_groups() {
         weight_partial_3x3(index - input_half, s2);
     }

@@ -13,6 +13,7 @@
 @group(0) @binding(6) var<storage, read_write> partials4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> bias4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> prologue4: array<vec4<f32>>;
+@group(0) @binding(9) var<storage, read_write> input_partials4: array<vec4<f32>>;
 
 fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return prologue4[i / 4u];
@@ -20,6 +21,10 @@ fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
 
 // Loads and stores of one 4-channel group, given the element index of its first channel,
 // as whole vec4s: valid when the channel count is a multiple of 4.
+fn load_raw_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return input4[i / 4u];
+}
+
 fn load_input(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return prologued(input4[i / 4u]);
 }
@@ -50,4 +55,8 @@ fn store_grad_input(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
 
 fn store_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
     partials4[base / 4u] = sum;
+}
+
+fn store_input_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
+    input_partials4[base / 4u] = sum;
 }

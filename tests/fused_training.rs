@@ -5,7 +5,9 @@
 //! against the CPU reference (forward output, input gradient, every parameter gradient) on
 //! every kernel candidate, at the tolerance the unfused ops meet (`common::OP_RTOL`), on
 //! the edges: odd channel counts (scalar kernels), batch 1, 1x1 maps (the last blocks),
-//! stride 2, both paddings, ReLU, ReLU6 and no activation.
+//! stride 2, both paddings, ReLU, ReLU6 and no activation. A 3x3 depthwise consumer also
+//! sums the batch norm's backward partials over the input gradient it writes, so the
+//! batch norm's gradients check that too, over several chunks of pixels.
 
 mod common;
 
@@ -113,6 +115,19 @@ fn check_on(device: &Gpu, kernel: &str, pair: &Pair) {
         stored,
         "{what}: activations stored"
     );
+    // A 3x3 depthwise consumer sums the batch norm's backward partials as it writes dX.
+    let partial_passes = plan
+        .kernels()
+        .iter()
+        .filter(|k| k.contains("backward_partial"))
+        .count();
+    let sums_in_consumer = matches!(&pair.kinds[1], OpKind::Depthwise(d) if d.kernel == 3);
+    assert_eq!(
+        partial_passes,
+        usize::from(!sums_in_consumer),
+        "{what}: batch norm backward_partial passes in {:?}",
+        plan.kernels()
+    );
     let grads = plan
         .gradients(&pair.input, &pair.output_grad)
         .expect("gradients");
@@ -135,11 +150,15 @@ fn check(pair: Pair) {
 
 #[test]
 fn depthwise_applies_the_batch_norm_before_it() {
-    let cases: [([usize; 4], usize); 4] = [
+    // The last two span several chunks of 256 input pixels, a chunk boundary inside a row
+    // (the 3x3 backward sums the batch norm's backward partials per chunk).
+    let cases: [([usize; 4], usize); 6] = [
         ([2, 7, 7, 13], 1),
         ([1, 8, 8, 16], 2),
         ([3, 6, 5, 8], 1),
         ([2, 1, 1, 12], 1),
+        ([2, 15, 19, 8], 1),
+        ([1, 21, 18, 7], 2),
     ];
     for (i, (shape, stride)) in cases.into_iter().enumerate() {
         let padding = common::PADDINGS[i % 2];

@@ -12,8 +12,8 @@ use super::error::GraphError;
 use super::shapes::{tensor_bytes, with_batch};
 use super::steps::StepBuilder;
 use crate::ops::{
-    accumulating, with_input_prologue, Activation, BatchNorm, Dispatch, OpKind, Slot,
-    TrainSettings, REDUCE_CHUNK,
+    accumulating, with_input_prologue, with_input_sums, Activation, BatchNorm, Dispatch, OpKind,
+    Slot, TrainSettings, REDUCE_CHUNK,
 };
 
 /// One node as the emitters see it.
@@ -23,7 +23,6 @@ pub(crate) struct ChunkedNode<'a> {
     pub input: &'a [usize],
     pub output: &'a [usize],
     pub chunks: &'a BatchChunks,
-    pub limit: u64,
     /// The node's bindings for the whole batch (batch tensors are whole buffers;
     /// parameters and their gradients are parts of flat ones).
     pub slot: &'a dyn Fn(Slot) -> Option<BufferRange>,
@@ -33,6 +32,12 @@ pub(crate) struct ChunkedNode<'a> {
     /// A batch norm whose normalisation the next node applies: its forward pass stops
     /// after the statistics.
     pub normalised_by_next: bool,
+    /// Its backward also sums the backward partials of the batch norm before it
+    /// (`ops::with_input_sums`).
+    pub input_sums: bool,
+    /// A batch norm whose backward partial sums the next node's backward computes: its
+    /// backward pass starts at the merge.
+    pub summed_by_next: bool,
 }
 
 /// Which part of a batch-norm pass: the partial sums per chunk, the merge once, the
@@ -61,11 +66,11 @@ impl ChunkedNode<'_> {
         Some(match slot {
             Slot::Input | Slot::GradInput => {
                 self.chunks
-                    .bind(&whole.buffer, range, per_sample(self.input), self.limit)
+                    .bind(&whole.buffer, range, per_sample(self.input))
             }
             Slot::Output | Slot::GradOutput => {
                 self.chunks
-                    .bind(&whole.buffer, range, per_sample(self.output), self.limit)
+                    .bind(&whole.buffer, range, per_sample(self.output))
             }
             Slot::Scratch(1) if self.is_chunked_bn() => {
                 // Batch norm's partials, [chunk][2][channels]: this range's chunks.
@@ -144,9 +149,25 @@ impl ChunkedNode<'_> {
     ) -> Result<usize, GraphError> {
         let pass = |range: &Range<usize>| {
             let (x, y) = self.part_shapes(range);
-            self.with_prologue(self.kind.backward(&x, &y, input_grad, settings))
+            let mut dispatches = self.kind.backward(&x, &y, input_grad, settings);
+            if self.summed_by_next {
+                dispatches.remove(PARTIAL);
+            }
+            let dispatches = self.with_prologue(dispatches)?;
+            Ok(match self.input_sums {
+                true => dispatches
+                    .iter()
+                    .map(|d| with_input_sums(d).unwrap_or_else(|| d.clone()))
+                    .collect(),
+                false => dispatches,
+            })
         };
-        self.run(builder, pass, BatchNorm::SYNC_AFTER)
+        // Partials the next node summed are complete before this node's first dispatch.
+        let sync_after = match self.summed_by_next {
+            true => 0,
+            false => BatchNorm::SYNC_AFTER,
+        };
+        self.run(builder, pass, sync_after)
     }
 
     fn run(

@@ -65,18 +65,15 @@ impl BatchChunks {
     }
 
     /// The part of `buffer` that holds samples `range` of a tensor of `per_sample` bytes
-    /// per sample; the whole buffer when the op is not chunked and the buffer fits in one
-    /// binding (a buffer shared by several tensors can be larger than this one).
+    /// per sample. Never the whole of a buffer that several tensors share (gradients,
+    /// sized for the largest): the binding says which bytes the dispatch touches, and the
+    /// plan's traffic counts are read off it.
     pub fn bind(
         &self,
         buffer: &wgpu::Buffer,
         range: &Range<usize>,
         per_sample: u64,
-        limit: u64,
     ) -> BufferRange {
-        if !self.is_chunked() && buffer.size() <= limit {
-            return buffer.clone().into();
-        }
         let offset = range.start as u64 * per_sample;
         // Whole vec4s, as the buffers are allocated (vec4 kernels read the last one whole).
         let size = (range.len() as u64 * per_sample)

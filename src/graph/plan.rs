@@ -82,21 +82,19 @@ fn check_graph(graph: &GraphBuilder, params: &ParamBuffers) -> Result<(), GraphE
 /// Adds every node's forward dispatches, one set per chunk of the batch.
 fn add_forward_steps(
     builder: &mut StepBuilder,
-    gpu: &Gpu,
     graph: &GraphBuilder,
     params: &ParamBuffers,
     chunks: &[BatchChunks],
     buffers: &ForwardBuffers,
 ) -> Result<(), GraphError> {
     let batch = graph.tensors[graph.inputs[0].0].shape[0];
-    let limit = gpu.binding_limit();
     for (node, chunks) in graph.nodes.iter().zip(chunks) {
         let input = &graph.tensors[node.input.0].shape;
         let output = &graph.tensors[node.output.0].shape;
         let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
         for range in &chunks.ranges {
             let part = |t: TensorId, shape: &[usize]| {
-                chunks.bind(buffers.activation(t), range, per_sample(shape), limit)
+                chunks.bind(buffers.activation(t), range, per_sample(shape))
             };
             let (input_part, output_part) = (
                 with_batch(input, range.len()),
@@ -194,7 +192,7 @@ impl Plan {
             workspace: &storage_buffer(gpu, "workspace", workspace_bytes),
         };
         let mut builder = StepBuilder::new(gpu);
-        add_forward_steps(&mut builder, gpu, graph, &params, &chunks, &buffers)?;
+        add_forward_steps(&mut builder, graph, &params, &chunks, &buffers)?;
         let (steps, uniform_bytes) = builder.finish()?;
 
         let (outputs, staging_bytes) = plan_outputs(graph, &memory_plan);

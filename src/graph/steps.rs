@@ -63,7 +63,7 @@ impl<'a> StepBuilder<'a> {
         let (dispatch, kernel) = kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let buffers = kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
-        let traffic = StepTraffic::of(&dispatch, &compiled, &buffers, &resolve);
+        let traffic = StepTraffic::of(&dispatch, &compiled, &buffers);
         let alignment = self.gpu.limits().min_uniform_buffer_offset_alignment as u64;
         let offset = (self.uniform_bytes.len() as u64).next_multiple_of(alignment);
         self.uniform_bytes.resize(offset as usize, 0);

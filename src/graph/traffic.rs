@@ -7,10 +7,9 @@
 //! Parameters, optimizer state and the running metrics are only ever updated in place, so
 //! a written one counts as read as well; other written bindings (outputs, gradients,
 //! partial sums, even a weight gradient that a later chunk adds into) count as written
-//! only. A gradient buffer is shared by many tensors and sized for the
-//! largest, so a gradient binding counts at the size of the tensor it is the gradient of
-//! (the same dispatch's `Input` or `Output`). Uniform blocks and placeholder bindings
-//! (`Slot::Unused`, never read) count nothing.
+//! only. Batch tensors are bound at their own size even where their buffer is shared and
+//! larger (gradients: `Chunks::bind`), so the bound size is the tensor's. Uniform blocks
+//! and placeholder bindings (`Slot::Unused`, never read) count nothing.
 
 use super::buffer_range::BufferRange;
 use crate::gpu::CompiledEntry;
@@ -54,18 +53,17 @@ impl std::ops::AddAssign<&StepTraffic> for StepTraffic {
 }
 
 impl StepTraffic {
-    /// The traffic of `dispatch` bound to `buffers` (binding, range), `resolve` giving the
-    /// tensors its gradients belong to.
+    /// The traffic of `dispatch` bound to `buffers` (binding, range).
     pub(crate) fn of(
         dispatch: &Dispatch,
         compiled: &CompiledEntry,
         buffers: &[(u32, BufferRange)],
-        resolve: &dyn Fn(Slot) -> Option<BufferRange>,
     ) -> StepTraffic {
         let mut traffic = StepTraffic::default();
         // What this entry point stores to, not what its module declares `read_write`:
         // batch norm's backward only reads the `output` its forward writes.
         let stores = &compiled.stored;
+        let mut counted = Vec::new();
         for (binding, range) in buffers {
             let Some(slot) = dispatch
                 .bindings
@@ -75,11 +73,12 @@ impl StepTraffic {
             else {
                 continue;
             };
-            let bytes = match slot {
-                Slot::GradInput => tensor_bytes(range, resolve(Slot::Input)),
-                Slot::GradOutput => tensor_bytes(range, resolve(Slot::Output)),
-                _ => range.bytes(),
-            };
+            // A buffer bound twice (a placeholder aliasing another binding) moves once.
+            if counted.contains(&slot) {
+                continue;
+            }
+            counted.push(slot);
+            let bytes = range.bytes();
             let Some(class) = traffic.class(slot) else {
                 continue;
             };
@@ -105,17 +104,13 @@ impl StepTraffic {
             | Slot::Labels
             | Slot::Loss
             | Slot::Metrics => Some(&mut self.activations),
-            Slot::Scratch(_) | Slot::Workspace | Slot::InputNorm => Some(&mut self.scratch),
+            Slot::Scratch(_) | Slot::Workspace | Slot::InputNorm | Slot::InputPartials => {
+                Some(&mut self.scratch)
+            }
             Slot::Param(_) | Slot::ParamGrad(_) | Slot::OptState(_) => Some(&mut self.params),
             Slot::Hyper | Slot::Unused => None,
         }
     }
-}
-
-/// A gradient binding's bytes: its tensor's where the tensor is known and smaller.
-fn tensor_bytes(gradient: &BufferRange, tensor: Option<BufferRange>) -> u64 {
-    let bound = gradient.bytes();
-    tensor.map_or(bound, |t| t.bytes().min(bound))
 }
 
 /// The dispatches of a run of steps (a phase of a training step) and what they move.

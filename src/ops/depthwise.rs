@@ -13,14 +13,50 @@ use crate::gpu::Shader;
 /// Traffic counts use it so that fusing the two dispatches does not look like a saving of
 /// reads that still happen.
 pub fn whole_reads(dispatch: &Dispatch, slot: Slot) -> u64 {
-    let fused_backward = matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4)
-        && matches!(dispatch.entry, "backward_3x3" | "backward_3x3_s2");
-    if fused_backward && slot == Slot::GradOutput {
-        2
-    } else {
-        1
+    let fused_backward = is_fused_backward(dispatch);
+    // With the input batch norm's sums, dX's half loads the input again where it stores.
+    let input_sums = fused_backward && dispatch.uniform_word(INPUT_SUMS_WORD) != 0;
+    match slot {
+        Slot::GradOutput if fused_backward => 2,
+        Slot::Input if input_sums => 2,
+        _ => 1,
     }
 }
+
+/// depthwise.wgsl's uniform word that makes the 3x3 backward sum its input batch norm's
+/// backward partials (`input_sums`).
+const INPUT_SUMS_WORD: usize = 15;
+
+fn is_fused_backward(dispatch: &Dispatch) -> bool {
+    matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4)
+        && matches!(dispatch.entry, "backward_3x3" | "backward_3x3_s2")
+}
+
+/// `dispatch` (a 3x3 backward that runs dX) also summing the backward partials of the
+/// batch norm whose raw output is its input, into `Slot::InputPartials`, laid out as that
+/// batch norm's own `backward_partial` leaves them (`BatchNorm::partials`); that pass is
+/// then not needed. It needs the input prologue's statistics, so apply
+/// `with_input_prologue` first. `None` for any other dispatch.
+pub fn with_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
+    if !is_fused_backward(dispatch) || !dispatch.bindings.contains(&(8, Slot::InputNorm)) {
+        return None;
+    }
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+    words[INPUT_SUMS_WORD] = 1;
+    let mut bindings = dispatch.bindings.clone();
+    bindings.retain(|&(binding, _)| binding != INPUT_PARTIALS_BINDING);
+    bindings.push((INPUT_PARTIALS_BINDING, Slot::InputPartials));
+    Some(Dispatch {
+        uniform: uniform_words(&words),
+        bindings,
+        ..dispatch.clone()
+    })
+}
+
+/// Where the 3x3 backward writes its input batch norm's partials. Without them it aliases
+/// the dW partials (`Slot::Scratch(0)`), which it never stores to through this binding: a
+/// placeholder there would be bound for reading and writing at once.
+const INPUT_PARTIALS_BINDING: u32 = 9;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Depthwise {
@@ -140,7 +176,11 @@ impl Depthwise {
             // Binding 8 (the input's batch norm) is bound by `with_input_prologue`.
             bindings: [
                 &BINDINGS[..],
-                &[(7, fused_bias_slot(self.fused)), (8, Slot::Unused)],
+                &[
+                    (7, fused_bias_slot(self.fused)),
+                    (8, Slot::Unused),
+                    (INPUT_PARTIALS_BINDING, Slot::Scratch(0)),
+                ],
             ]
             .concat(),
             workgroups: linear_grid(threads),
@@ -189,9 +229,10 @@ impl Depthwise {
         let mut dispatches = Vec::new();
         match (input_grad, self.is_3x3()) {
             // dX and dW's first stage in one dispatch (depthwise.wgsl's backward_3x3):
-            // dX's invocations in whole workgroups, then dW's.
+            // dX's invocations (one per chunk of input pixels and channel group, the
+            // chunks of the input batch norm's partials) in whole workgroups, then dW's.
             (true, true) => {
-                let input_half = input[0] * input[1] * four_pixel_groups(input);
+                let input_half = chunks(input[0] * input[1] * input[2]) * groups;
                 let threads = input_half.next_multiple_of(LINEAR_WORKGROUP) + weight_threads;
                 let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
                 dispatches.push(self.dispatch(entry, input, output, threads));
@@ -218,6 +259,7 @@ impl Depthwise {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::Activation;
 
     fn depthwise(kernel: usize, stride: usize) -> Depthwise {
         Depthwise {
@@ -237,8 +279,9 @@ mod tests {
         let fused = &dispatches[0];
         assert_eq!(whole_reads(fused, Slot::GradOutput), 2);
         assert_eq!(whole_reads(fused, Slot::Input), 1);
-        // dX's invocations in whole workgroups, then one per chunk and 4-channel group.
-        let input_half = (2 * 9 * 3 * 3usize).next_multiple_of(LINEAR_WORKGROUP);
+        // dX's invocations, one per chunk of input pixels and 4-channel group, in whole
+        // workgroups; then dW's, one per chunk of output pixels and group.
+        let input_half = (chunks(2 * 9 * 9) * 3).next_multiple_of(LINEAR_WORKGROUP);
         let invocations: usize = fused.workgroups.iter().map(|&w| w as usize).product();
         let weight_half = chunks(2 * 9 * 9) * 3;
         assert_eq!(
@@ -255,5 +298,25 @@ mod tests {
             ["backward_input", "backward_weight_partial", "sum_partials"]
         );
         assert_eq!(whole_reads(&five[0], Slot::GradOutput), 1);
+    }
+
+    #[test]
+    fn the_3x3_backward_takes_its_input_batch_norms_sums_only_after_its_prologue() {
+        let (input, output) = ([2, 9, 9, 12], [2, 9, 9, 12]);
+        let backward = &depthwise(3, 1).backward(&input, &output, true)[0];
+        assert!(with_input_sums(backward).is_none(), "needs the statistics");
+        let normalised = crate::ops::with_input_prologue(backward, Activation::Relu).unwrap();
+        assert_eq!(whole_reads(&normalised, Slot::Input), 1);
+        let summing = with_input_sums(&normalised).expect("a 3x3 backward with dX");
+        assert_eq!(summing.uniform_word(INPUT_SUMS_WORD), 1);
+        assert!(summing
+            .bindings
+            .contains(&(INPUT_PARTIALS_BINDING, Slot::InputPartials)));
+        // dX's half reads the input again as it sums; dW's half read it already.
+        assert_eq!(whole_reads(&summing, Slot::Input), 2);
+        // dW alone (no input gradient) has no dX to sum over.
+        let weight_only = &depthwise(3, 1).backward(&input, &output, false)[0];
+        let normalised = crate::ops::with_input_prologue(weight_only, Activation::Relu).unwrap();
+        assert!(with_input_sums(&normalised).is_none());
     }
 }

@@ -42,6 +42,9 @@ pub enum Slot {
     /// The statistics of the batch norm that produced this op's input, when the op applies
     /// that normalisation and activation as it loads the raw input (see `with_input_prologue`).
     InputNorm,
+    /// The backward partial sums of that batch norm, when the op's backward computes them
+    /// over the input gradient it writes (see `with_input_sums`).
+    InputPartials,
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.
@@ -67,6 +70,13 @@ pub struct Dispatch {
     pub uniform: Vec<u8>,
     pub bindings: Vec<(u32, Slot)>,
     pub workgroups: [u32; 3],
+}
+
+impl Dispatch {
+    /// Word `i` of the uniform block.
+    pub fn uniform_word(&self, i: usize) -> u32 {
+        bytemuck::pod_read_unaligned(&self.uniform[4 * i..4 * i + 4])
+    }
 }
 
 /// The most workgroups per grid dimension every WebGPU adapter accepts.

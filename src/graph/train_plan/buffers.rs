@@ -140,6 +140,9 @@ impl Buffers {
         match slot {
             Slot::Input if prologue => self.acts.get(&layout.nodes[index - 1].input).cloned(),
             Slot::InputNorm if prologue => self.node_buffer(layout, index - 1, Slot::Scratch(0)),
+            Slot::InputPartials if prologue => {
+                self.node_buffer(layout, index - 1, Slot::Scratch(1))
+            }
             Slot::Input => self.acts.get(&node.input).cloned(),
             Slot::Output => self.acts.get(&node.output).cloned(),
             Slot::GradOutput => Some(self.grads[layout.grad_of[&node.output]].clone()),

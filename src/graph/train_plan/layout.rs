@@ -56,6 +56,9 @@ pub(super) struct Layout<'g> {
     /// Per node, the activation of the batch norm before it when the node applies that
     /// batch norm as it loads the batch norm's input (see `prologue`).
     pub(super) prologues: Vec<Option<Activation>>,
+    /// Per node, whether its backward sums the backward partials of the batch norm before
+    /// it, in place of that batch norm's own first backward pass (see `prologue`).
+    pub(super) input_sums: Vec<bool>,
     /// The larger gradient buffer: the largest tensor.
     pub(super) grad_bytes: u64,
     pub(super) scratch_specs: Vec<Vec<ScratchSpec>>,
@@ -114,6 +117,7 @@ impl<'g> Layout<'g> {
             .filter(|&p| graph.params[p].role.trainable())
             .collect();
         let (chunks, workspace_bytes) = node_chunks(gpu, graph, nodes, true)?;
+        let input_sums = super::prologue::input_sums(graph, nodes, &prologues, &chunks);
         Ok(Layout {
             nodes,
             input_id,
@@ -123,6 +127,7 @@ impl<'g> Layout<'g> {
             grad_of,
             tensors,
             prologues,
+            input_sums,
             grad_bytes,
             scratch_specs,
             shared_bytes,
@@ -139,6 +144,12 @@ impl<'g> Layout<'g> {
     /// Whether node `i` is a batch norm whose normalisation the next node applies.
     pub(super) fn normalised_by_next(&self, i: usize) -> bool {
         self.prologues.get(i + 1).is_some_and(Option::is_some)
+    }
+
+    /// Whether node `i` is a batch norm whose backward partial sums the next node's
+    /// backward computes.
+    pub(super) fn summed_by_next(&self, i: usize) -> bool {
+        self.input_sums.get(i + 1).copied().unwrap_or(false)
     }
 
     /// The activation and gradient tensors, which ops may bind in chunks: each must fit

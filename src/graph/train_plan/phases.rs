@@ -104,10 +104,11 @@ impl PhaseBuilder<'_> {
             input: &self.graph.tensors[node.input.0].shape,
             output: &self.graph.tensors[node.output.0].shape,
             chunks: &self.layout.chunks[i],
-            limit: self.limit,
             slot,
             prologue: self.layout.prologues[i],
             normalised_by_next: self.layout.normalised_by_next(i),
+            input_sums: self.layout.input_sums[i],
+            summed_by_next: self.layout.summed_by_next(i),
         }
     }
 
