@@ -135,6 +135,19 @@ fn store_input_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
         }
     }
 }
+
+// The *_stats entry points' statistics of their output for the batch norm after them:
+// [chunks][2][C], mean and sum of squared deviations per chunk of pixels_per_chunk output
+// pixels, as bn_act.wgsl's stats_partial leaves them.
+@group(0) @binding(10) var<storage, read_write> output_partials: array<f32>;
+
+fn store_output_partial(base: u32, value: vec4<f32>, mask: vec4<bool>) {
+    for (var j = 0u; j < 4u; j++) {
+        if mask[j] {
+            output_partials[base + j] = value[j];
+        }
+    }
+}
 // ACCESS END
 
 @compute @workgroup_size(WG_SIZE)
@@ -259,6 +272,128 @@ fn forward_3x3_rows(index: u32, s2: bool) {
     if oy + 1u < p.out_h {
         store_quad(n, oy + 1u, ox0, c0, shift, bottom, mask);
     }
+}
+
+// Training's forward for a 3x3 layer whose batch norm comes next: one invocation per chunk
+// of pixels_per_chunk output pixels (NHW order) and 4-channel group, 4 pixels at a time
+// along each row, the filter taps loaded once per chunk and the input columns that
+// consecutive quads share loaded once. It also leaves the chunk's mean and sum of squared
+// deviations of what it stores, accumulated pixel by pixel in order by Welford's update as
+// the batch norm's stats_partial would, which that pass then need not run.
+@compute @workgroup_size(WG_SIZE)
+fn forward_3x3_stats(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_chunk(linear_index(gid, nwg), false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn forward_3x3_s2_stats(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_chunk(linear_index(gid, nwg), true);
+}
+
+// Running mean and sum of squared deviations of 4 channels.
+struct Welford {
+    mean: vec4<f32>, m2: vec4<f32>,
+}
+
+// `s` after its `count`th value, y (stats_partial's update, term for term).
+fn welford_add(s: Welford, y: vec4<f32>, count: u32) -> Welford {
+    let d = y - s.mean;
+    let mean = s.mean + d * (1.0 / f32(count));
+    return Welford(mean, s.m2 + d * (y - mean));
+}
+
+fn forward_3x3_chunk(index: u32, s2: bool) {
+    let groups = channel_groups();
+    if index >= p.chunks * groups {
+        return;
+    }
+    let chunk = index / groups;
+    let c0 = (index % groups) * 4u;
+    let mask = lane_mask(c0);
+    begin_prologue(c0, mask);
+    let w = filter_taps(c0, mask);
+    let shift = load_bias(c0, mask);
+    let first = chunk * p.pixels_per_chunk;
+    let last = min(first + p.pixels_per_chunk, p.batch * p.out_h * p.out_w);
+    var stats = Welford();
+    for (var pixel = first; pixel < last;) {
+        let ox0 = pixel % p.out_w;
+        let oy = (pixel / p.out_w) % p.out_h;
+        let n = pixel / (p.out_w * p.out_h);
+        let run = min(last - pixel, p.out_w - ox0);
+        let iy0 = i32(oy * p.stride) - i32(p.pad_top);
+        var ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
+        var r0 = input_row(n, iy0, ix0, c0, mask, s2);
+        var r1 = input_row(n, iy0 + 1, ix0, c0, mask, s2);
+        var r2 = input_row(n, iy0 + 2, ix0, c0, mask, s2);
+        for (var j = 0u; j < run; j += 4u) {
+            if j > 0u {
+                ix0 += 4 * i32(p.stride);
+                r0 = next_input_row(r0, n, iy0, ix0, c0, mask, s2);
+                r1 = next_input_row(r1, n, iy0 + 1, ix0, c0, mask, s2);
+                r2 = next_input_row(r2, n, iy0 + 2, ix0, c0, mask, s2);
+            }
+            var q = window_row(Quad(), r0, w.t0, s2);
+            q = window_row(q, r1, w.t1, s2);
+            q = window_row(q, r2, w.t2, s2);
+            let at = (pixel + j) * p.channels + c0;
+            let done = pixel + j - first;
+            stats = store_and_count(stats, at, shift, q.a0, done + 1u, mask);
+            if j + 1u < run {
+                stats = store_and_count(stats, at + p.channels, shift, q.a1, done + 2u, mask);
+            }
+            if j + 2u < run {
+                stats = store_and_count(stats, at + 2u * p.channels, shift, q.a2, done + 3u, mask);
+            }
+            if j + 3u < run {
+                stats = store_and_count(stats, at + 3u * p.channels, shift, q.a3, done + 4u, mask);
+            }
+        }
+        pixel += run;
+    }
+    let at = 2u * chunk * p.channels + c0;
+    store_output_partial(at, stats.mean, mask);
+    store_output_partial(at + p.channels, stats.m2, mask);
+}
+
+// Stores one output pixel and adds it, as stored, to the statistics as their `count`th.
+fn store_and_count(stats: Welford, at: u32, shift: vec4<f32>, sum: vec4<f32>, count: u32,
+                   mask: vec4<bool>) -> Welford {
+    store_output(at, shift, sum, mask);
+    return welford_add(stats, activate4(sum + shift, p.act), count);
+}
+
+// The input row of the quad 4 output pixels on from the one `prev` served, whose first
+// column is ix0: at stride 1 its first 2 columns are `prev`'s last 2, at stride 2 its
+// first is `prev`'s last.
+fn next_input_row(prev: InputRow, n: u32, iy: i32, ix0: i32, c0: u32, mask: vec4<bool>,
+                  s2: bool) -> InputRow {
+    var x = InputRow();
+    if iy < 0 || iy >= i32(p.in_h) {
+        return x;
+    }
+    let row = (n * p.in_h + u32(iy)) * p.in_w;
+    if s2 {
+        x.x0 = prev.x8;
+        x.x1 = load_pixel(row, ix0 + 1, c0, mask);
+        x.x2 = load_pixel(row, ix0 + 2, c0, mask);
+        x.x3 = load_pixel(row, ix0 + 3, c0, mask);
+        x.x4 = load_pixel(row, ix0 + 4, c0, mask);
+        x.x5 = load_pixel(row, ix0 + 5, c0, mask);
+        x.x6 = load_pixel(row, ix0 + 6, c0, mask);
+        x.x7 = load_pixel(row, ix0 + 7, c0, mask);
+        x.x8 = load_pixel(row, ix0 + 8, c0, mask);
+    } else {
+        x.x0 = prev.x4;
+        x.x1 = prev.x5;
+        x.x2 = load_pixel(row, ix0 + 2, c0, mask);
+        x.x3 = load_pixel(row, ix0 + 3, c0, mask);
+        x.x4 = load_pixel(row, ix0 + 4, c0, mask);
+        x.x5 = load_pixel(row, ix0 + 5, c0, mask);
+    }
+    return x;
 }
 
 // 4 channels of 4 adjacent output pixels.

@@ -14,6 +14,7 @@
 @group(0) @binding(7) var<storage, read> bias4: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read> prologue4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> input_partials4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read_write> output_partials4: array<vec4<f32>>;
 
 fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return prologue4[i / 4u];
@@ -59,4 +60,8 @@ fn store_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
 
 fn store_input_partial(base: u32, sum: vec4<f32>, mask: vec4<bool>) {
     input_partials4[base / 4u] = sum;
+}
+
+fn store_output_partial(base: u32, value: vec4<f32>, mask: vec4<bool>) {
+    output_partials4[base / 4u] = value;
 }

@@ -7,7 +7,8 @@
 //! the edges: odd channel counts (scalar kernels), batch 1, 1x1 maps (the last blocks),
 //! stride 2, both paddings, ReLU, ReLU6 and no activation. A 3x3 depthwise consumer also
 //! sums the batch norm's backward partials over the input gradient it writes, so the
-//! batch norm's gradients check that too, over several chunks of pixels.
+//! batch norm's gradients check that too, over several chunks of pixels; and a 3x3
+//! depthwise producer leaves the statistics of the batch norm after it.
 
 mod common;
 
@@ -27,26 +28,52 @@ fn buffer_bytes(shape: &[usize]) -> u64 {
         .next_multiple_of(16)
 }
 
-/// A batch norm with `activation`, then `consumer`, on an input of `shape`.
+/// Two nodes, named `names`, on an input of `shape`: a batch norm and its consumer, or a
+/// producer and the batch norm after it.
 struct Pair {
     what: String,
     graph: GraphBuilder,
+    names: [&'static str; 2],
     kinds: [OpKind; 2],
     params: ParamStore,
     input: Vec<f32>,
     output_grad: Vec<f32>,
 }
 
-fn pair(consumer: OpKind, shape: &[usize], activation: Activation, seed: u64) -> Pair {
-    let bn = OpKind::BatchNorm(BatchNorm {
+fn batch_norm(activation: Activation) -> OpKind {
+    OpKind::BatchNorm(BatchNorm {
         eps: 1e-3,
         activation,
-    });
+    })
+}
+
+/// A batch norm with `activation`, then `consumer`.
+fn pair(consumer: OpKind, shape: &[usize], activation: Activation, seed: u64) -> Pair {
+    let what = format!("bn {activation} -> {}", consumer.type_name());
+    let nodes = [("bn", batch_norm(activation)), ("consumer", consumer)];
+    two_nodes(what, nodes, shape, seed)
+}
+
+/// `producer`, then a batch norm with `activation`.
+fn producer_pair(producer: OpKind, shape: &[usize], activation: Activation, seed: u64) -> Pair {
+    let what = format!("{} -> bn {activation}", producer.type_name());
+    let nodes = [("producer", producer), ("bn", batch_norm(activation))];
+    two_nodes(what, nodes, shape, seed)
+}
+
+fn two_nodes(
+    what: String,
+    [(first, first_kind), (second, second_kind)]: [(&'static str, OpKind); 2],
+    shape: &[usize],
+    seed: u64,
+) -> Pair {
     let mut graph = GraphBuilder::new();
     let x = graph.input("x", shape);
-    let normalised = graph.add("bn", bn.clone(), x).expect("valid shape");
+    let between = graph
+        .add(first, first_kind.clone(), x)
+        .expect("valid shape");
     let y = graph
-        .add("consumer", consumer.clone(), normalised)
+        .add(second, second_kind.clone(), between)
         .expect("valid shape");
     graph.output(y).expect("output");
     let params = random_params(&graph, seed);
@@ -57,9 +84,10 @@ fn pair(consumer: OpKind, shape: &[usize], activation: Activation, seed: u64) ->
     let output_len = graph.shape(y).expect("shape").iter().product();
     let output_grad = uniform(&mut r, output_len, -1.0, 1.0);
     Pair {
-        what: format!("bn {activation} -> {} {shape:?}", consumer.type_name()),
+        what: format!("{what} {shape:?}"),
         graph,
-        kinds: [bn, consumer],
+        names: [first, second],
+        kinds: [first_kind, second_kind],
         params,
         input,
         output_grad,
@@ -76,19 +104,19 @@ fn node_params<'a>(pair: &'a Pair, prefix: &str) -> Vec<&'a [f32]> {
         .collect()
 }
 
-/// The reference's forward output, input gradient and trainable parameter gradients (bn's,
-/// then the consumer's), composing the single-op reference passes.
+/// The reference's forward output, input gradient and trainable parameter gradients (the
+/// first node's, then the second's), composing the single-op reference passes.
 fn reference(pair: &Pair) -> (Tensor, Tensor, Vec<Vec<f32>>) {
     let shape = pair.graph.shape(pair.graph.inputs()[0]).expect("shape");
     let x = Tensor::new(shape.to_vec(), pair.input.clone());
-    let (bn_params, consumer_params) = (node_params(pair, "bn"), node_params(pair, "consumer"));
-    let normalised = reference::run_op_train(&pair.kinds[0], &x, &bn_params);
-    let y = reference::run_op_train(&pair.kinds[1], &normalised, &consumer_params);
+    let [first, second] = pair.names.map(|name| node_params(pair, name));
+    let between = reference::run_op_train(&pair.kinds[0], &x, &first);
+    let y = reference::run_op_train(&pair.kinds[1], &between, &second);
     let dy = Tensor::new(y.shape.clone(), pair.output_grad.clone());
-    let (d_normalised, consumer_grads) =
-        reference::run_op_backward(&pair.kinds[1], &normalised, &consumer_params, &dy);
-    let (dx, bn_grads) = reference::run_op_backward(&pair.kinds[0], &x, &bn_params, &d_normalised);
-    (y, dx, bn_grads.into_iter().chain(consumer_grads).collect())
+    let (d_between, second_grads) =
+        reference::run_op_backward(&pair.kinds[1], &between, &second, &dy);
+    let (dx, first_grads) = reference::run_op_backward(&pair.kinds[0], &x, &first, &d_between);
+    (y, dx, first_grads.into_iter().chain(second_grads).collect())
 }
 
 /// The pair's training plan on `device`, with its parameters loaded and the input gradient.
@@ -116,11 +144,7 @@ fn check_on(device: &Gpu, kernel: &str, pair: &Pair) {
         "{what}: activations stored"
     );
     // A 3x3 depthwise consumer sums the batch norm's backward partials as it writes dX.
-    let partial_passes = plan
-        .kernels()
-        .iter()
-        .filter(|k| k.contains("backward_partial"))
-        .count();
+    let partial_passes = passes(&plan, "backward_partial");
     let sums_in_consumer = matches!(&pair.kinds[1], OpKind::Depthwise(d) if d.kernel == 3);
     assert_eq!(
         partial_passes,
@@ -128,6 +152,11 @@ fn check_on(device: &Gpu, kernel: &str, pair: &Pair) {
         "{what}: batch norm backward_partial passes in {:?}",
         plan.kernels()
     );
+    check_gradients(&plan, pair, &what);
+}
+
+/// The plan's output, input gradient and parameter gradients against the reference's.
+fn check_gradients(plan: &TrainPlan, pair: &Pair, what: &str) {
     let grads = plan
         .gradients(&pair.input, &pair.output_grad)
         .expect("gradients");
@@ -145,6 +174,53 @@ fn check_on(device: &Gpu, kernel: &str, pair: &Pair) {
 fn check(pair: Pair) {
     for (device, kernel) in common::kernel_devices() {
         check_on(device, kernel, &pair);
+    }
+}
+
+/// How many of the plan's dispatches run `entry`.
+fn passes(plan: &TrainPlan, entry: &str) -> usize {
+    let suffix = format!(":{entry}");
+    plan.kernels()
+        .iter()
+        .filter(|k| {
+            k.split_whitespace()
+                .nth(1)
+                .is_some_and(|e| e.ends_with(&suffix))
+        })
+        .count()
+}
+
+/// A 3x3 depthwise layer before a batch norm leaves the batch statistics' partials as it
+/// stores its output, so the batch norm runs no statistics pass of its own; the batch
+/// norm's outputs and gradients (which use those statistics) match the reference, on the
+/// same edges, and over several chunks of 256 output pixels with boundaries inside rows.
+#[test]
+fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
+    let cases: [([usize; 4], usize); 6] = [
+        ([2, 7, 7, 13], 1),
+        ([1, 8, 8, 16], 2),
+        ([2, 1, 1, 12], 1),
+        ([3, 6, 5, 8], 2),
+        ([2, 15, 19, 8], 1),
+        ([1, 37, 30, 7], 2),
+    ];
+    for (i, (shape, stride)) in cases.into_iter().enumerate() {
+        let depthwise = OpKind::Depthwise(Depthwise {
+            kernel: 3,
+            stride,
+            padding: common::PADDINGS[i % 2],
+            fused: None,
+        });
+        let pair = producer_pair(depthwise, &shape, ACTIVATIONS[i % 3], 500 + i as u64);
+        for (device, kernel) in common::kernel_devices() {
+            let plan = compile(device, &pair);
+            let what = format!("{} [{kernel}]", pair.what);
+            let kernels = plan.kernels();
+            assert_eq!(passes(&plan, "stats_partial"), 0, "{what}: {kernels:?}");
+            let stats_entry = ["forward_3x3_stats", "forward_3x3_s2_stats"][stride - 1];
+            assert_eq!(passes(&plan, stats_entry), 1, "{what}: {kernels:?}");
+            check_gradients(&plan, &pair, &what);
+        }
     }
 }
 

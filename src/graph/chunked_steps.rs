@@ -12,8 +12,8 @@ use super::error::GraphError;
 use super::shapes::{tensor_bytes, with_batch};
 use super::steps::StepBuilder;
 use crate::ops::{
-    accumulating, with_input_prologue, with_input_sums, Activation, BatchNorm, Dispatch, OpKind,
-    Slot, TrainSettings, REDUCE_CHUNK,
+    accumulating, with_input_prologue, with_input_sums, with_output_stats, Activation, BatchNorm,
+    Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK,
 };
 
 /// One node as the emitters see it.
@@ -38,6 +38,37 @@ pub(crate) struct ChunkedNode<'a> {
     /// A batch norm whose backward partial sums the next node's backward computes: its
     /// backward pass starts at the merge.
     pub summed_by_next: bool,
+    /// Its forward also leaves the statistics partials of the batch norm after it
+    /// (`ops::with_output_stats`).
+    pub output_stats: bool,
+    /// A batch norm whose statistics partials the node before it leaves: its forward pass
+    /// starts at the merge.
+    pub stats_by_previous: bool,
+}
+
+/// `dispatches` with `fuse` applied where it applies, when `wanted`.
+fn with_each(
+    dispatches: Vec<Dispatch>,
+    wanted: bool,
+    fuse: fn(&Dispatch) -> Option<Dispatch>,
+) -> Vec<Dispatch> {
+    if !wanted {
+        return dispatches;
+    }
+    dispatches
+        .iter()
+        .map(|d| fuse(d).unwrap_or_else(|| d.clone()))
+        .collect()
+}
+
+/// After which of a batch-norm pass's dispatches its partial sums are complete: before the
+/// first where a neighbour left them.
+fn sync_after(partials_from_neighbour: bool) -> usize {
+    if partials_from_neighbour {
+        0
+    } else {
+        BatchNorm::SYNC_AFTER
+    }
 }
 
 /// Which part of a batch-norm pass: the partial sums per chunk, the merge once, the
@@ -119,9 +150,13 @@ impl ChunkedNode<'_> {
             if self.normalised_by_next {
                 dispatches.truncate(ELEMENTWISE);
             }
-            self.with_prologue(dispatches)
+            if self.stats_by_previous {
+                dispatches.remove(PARTIAL);
+            }
+            let dispatches = self.with_prologue(dispatches)?;
+            Ok(with_each(dispatches, self.output_stats, with_output_stats))
         };
-        self.run(builder, pass, BatchNorm::SYNC_AFTER)
+        self.run(builder, pass, sync_after(self.stats_by_previous))
     }
 
     /// The dispatches as they read the input: through the prologue where there is one.
@@ -154,20 +189,9 @@ impl ChunkedNode<'_> {
                 dispatches.remove(PARTIAL);
             }
             let dispatches = self.with_prologue(dispatches)?;
-            Ok(match self.input_sums {
-                true => dispatches
-                    .iter()
-                    .map(|d| with_input_sums(d).unwrap_or_else(|| d.clone()))
-                    .collect(),
-                false => dispatches,
-            })
+            Ok(with_each(dispatches, self.input_sums, with_input_sums))
         };
-        // Partials the next node summed are complete before this node's first dispatch.
-        let sync_after = match self.summed_by_next {
-            true => 0,
-            false => BatchNorm::SYNC_AFTER,
-        };
-        self.run(builder, pass, sync_after)
+        self.run(builder, pass, sync_after(self.summed_by_next))
     }
 
     fn run(

@@ -104,9 +104,11 @@ impl StepTraffic {
             | Slot::Labels
             | Slot::Loss
             | Slot::Metrics => Some(&mut self.activations),
-            Slot::Scratch(_) | Slot::Workspace | Slot::InputNorm | Slot::InputPartials => {
-                Some(&mut self.scratch)
-            }
+            Slot::Scratch(_)
+            | Slot::Workspace
+            | Slot::InputNorm
+            | Slot::InputPartials
+            | Slot::OutputPartials => Some(&mut self.scratch),
             Slot::Param(_) | Slot::ParamGrad(_) | Slot::OptState(_) => Some(&mut self.params),
             Slot::Hyper | Slot::Unused => None,
         }

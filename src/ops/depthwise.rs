@@ -53,6 +53,31 @@ pub fn with_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
     })
 }
 
+/// `dispatch` (a 3x3 forward) as training runs it when a batch norm comes next: one
+/// invocation per chunk of output pixels and 4-channel group, leaving that chunk's mean and
+/// sum of squared deviations of the output in `Slot::OutputPartials`, laid out as the batch
+/// norm's own `stats_partial` leaves them (`BatchNorm::partials`); that pass is then not
+/// needed. `None` for any other dispatch.
+pub fn with_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
+    if !matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4) {
+        return None;
+    }
+    let entry = match dispatch.entry {
+        "forward_3x3" => "forward_3x3_stats",
+        "forward_3x3_s2" => "forward_3x3_s2_stats",
+        _ => return None,
+    };
+    let [channels, chunks] = [3, 11].map(|i| dispatch.uniform_word(i) as usize);
+    let mut bindings = dispatch.bindings.clone();
+    bindings.push((10, Slot::OutputPartials));
+    Some(Dispatch {
+        entry,
+        bindings,
+        workgroups: linear_grid(chunks * channels.div_ceil(CHANNELS_PER_THREAD)),
+        ..dispatch.clone()
+    })
+}
+
 /// Where the 3x3 backward writes its input batch norm's partials. Without them it aliases
 /// the dW partials (`Slot::Scratch(0)`), which it never stores to through this binding: a
 /// placeholder there would be bound for reading and writing at once.
@@ -318,5 +343,25 @@ mod tests {
         let weight_only = &depthwise(3, 1).backward(&input, &output, false)[0];
         let normalised = crate::ops::with_input_prologue(weight_only, Activation::Relu).unwrap();
         assert!(with_input_sums(&normalised).is_none());
+    }
+
+    #[test]
+    fn the_3x3_forward_leaves_its_batch_norms_statistics_one_invocation_per_chunk() {
+        let (input, output) = ([2, 15, 19, 12], [2, 8, 10, 12]);
+        let forward = &depthwise(3, 2).forward(&input, &output)[0];
+        let stats = with_output_stats(forward).expect("a 3x3 forward");
+        assert_eq!(stats.entry, "forward_3x3_s2_stats");
+        assert!(stats.bindings.contains(&(10, Slot::OutputPartials)));
+        // One invocation per chunk of 256 output pixels and group of 4 channels.
+        let invocations: usize = stats.workgroups.iter().map(|&w| w as usize).product();
+        assert_eq!(
+            invocations * LINEAR_WORKGROUP,
+            (chunks(2 * 8 * 10) * 3).next_multiple_of(LINEAR_WORKGROUP)
+        );
+        // The general kernel and the backward have no such form.
+        let five = &depthwise(5, 1).forward(&input, &[2, 15, 19, 12])[0];
+        assert!(with_output_stats(five).is_none());
+        let backward = &depthwise(3, 2).backward(&input, &output, true)[0];
+        assert!(with_output_stats(backward).is_none());
     }
 }

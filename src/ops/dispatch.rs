@@ -45,6 +45,9 @@ pub enum Slot {
     /// The backward partial sums of that batch norm, when the op's backward computes them
     /// over the input gradient it writes (see `with_input_sums`).
     InputPartials,
+    /// The statistics partials of the batch norm after the op, when the op's forward
+    /// leaves them as it stores its output (see `with_output_stats`).
+    OutputPartials,
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.

@@ -54,11 +54,14 @@ pub(super) struct Layout<'g> {
     /// batch norm outputs that the next node applies in its prologue.
     pub(super) tensors: Vec<TensorId>,
     /// Per node, the activation of the batch norm before it when the node applies that
-    /// batch norm as it loads the batch norm's input (see `prologue`).
+    /// batch norm as it loads the batch norm's input (see `bn_fusion`).
     pub(super) prologues: Vec<Option<Activation>>,
     /// Per node, whether its backward sums the backward partials of the batch norm before
-    /// it, in place of that batch norm's own first backward pass (see `prologue`).
+    /// it, in place of that batch norm's own first backward pass (see `bn_fusion`).
     pub(super) input_sums: Vec<bool>,
+    /// Per node, whether its forward leaves the statistics partials of the batch norm
+    /// after it, in place of that batch norm's own first forward pass.
+    pub(super) output_stats: Vec<bool>,
     /// The larger gradient buffer: the largest tensor.
     pub(super) grad_bytes: u64,
     pub(super) scratch_specs: Vec<Vec<ScratchSpec>>,
@@ -83,7 +86,7 @@ impl<'g> Layout<'g> {
             let flip = 1 - grad_of[&node.output];
             grad_of.insert(node.input, flip);
         }
-        let prologues = super::prologue::input_prologues(graph, nodes);
+        let prologues = super::bn_fusion::input_prologues(graph, nodes);
         let tensors: Vec<TensorId> = std::iter::once(input_id)
             .chain(
                 nodes
@@ -117,7 +120,8 @@ impl<'g> Layout<'g> {
             .filter(|&p| graph.params[p].role.trainable())
             .collect();
         let (chunks, workspace_bytes) = node_chunks(gpu, graph, nodes, true)?;
-        let input_sums = super::prologue::input_sums(graph, nodes, &prologues, &chunks);
+        let input_sums = super::bn_fusion::input_sums(graph, nodes, &prologues, &chunks);
+        let output_stats = super::bn_fusion::output_stats(graph, nodes, &chunks);
         Ok(Layout {
             nodes,
             input_id,
@@ -128,6 +132,7 @@ impl<'g> Layout<'g> {
             tensors,
             prologues,
             input_sums,
+            output_stats,
             grad_bytes,
             scratch_specs,
             shared_bytes,
@@ -150,6 +155,12 @@ impl<'g> Layout<'g> {
     /// backward computes.
     pub(super) fn summed_by_next(&self, i: usize) -> bool {
         self.input_sums.get(i + 1).copied().unwrap_or(false)
+    }
+
+    /// Whether node `i` is a batch norm whose statistics partials the node before it
+    /// leaves.
+    pub(super) fn stats_by_previous(&self, i: usize) -> bool {
+        i > 0 && self.output_stats[i - 1]
     }
 
     /// The activation and gradient tensors, which ops may bind in chunks: each must fit

@@ -2,7 +2,7 @@
 //! backward and optimizer update, all pre-built and run as one submit per step.
 //!
 //! Every forward activation is kept for the backward pass, except the output of a batch
-//! norm whose next node applies it as it loads the batch norm's input (`prologue`), which
+//! norm whose next node applies it as it loads the batch norm's input (`bn_fusion`), which
 //! is never written; activation gradients live in two ping-pong buffers (the graph is a
 //! chain, so only two are alive at a time).
 //!
@@ -11,12 +11,12 @@
 //! `step` runs a step, `readback` reads its results back and `traffic` counts what a step
 //! reads and writes.
 
+mod bn_fusion;
 mod buffers;
 mod build;
 mod config;
 mod layout;
 mod phases;
-mod prologue;
 mod readback;
 mod replication;
 mod results;

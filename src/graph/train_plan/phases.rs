@@ -109,6 +109,8 @@ impl PhaseBuilder<'_> {
             normalised_by_next: self.layout.normalised_by_next(i),
             input_sums: self.layout.input_sums[i],
             summed_by_next: self.layout.summed_by_next(i),
+            output_stats: self.layout.output_stats[i],
+            stats_by_previous: self.layout.stats_by_previous(i),
         }
     }
 
