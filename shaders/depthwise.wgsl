@@ -8,6 +8,9 @@
 struct DepthwiseParams {
     batch: u32, in_h: u32, in_w: u32, channels: u32,
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
+    // The chunked kernels walk pixels_per_chunk pixels per invocation (output pixels for dW
+    // and the forward's statistics, input pixels for dX): batch norm's chunk of rows.
+    // chunks: the chunks of output pixels.
     pad_top: u32, pad_left: u32, pixels_per_chunk: u32, chunks: u32,
     has_bias: u32, act: u32,
     // 0: the input as stored; else 1 + the activation code of its batch norm.
@@ -358,6 +361,16 @@ fn forward_3x3_chunk(index: u32, s2: bool) {
     store_output_partial(at + p.channels, stats.m2, mask);
 }
 
+// Stores one input-gradient pixel and, with input_sums, adds it to the batch norm's sums.
+fn store_and_sum(sums: BnSums, at: u32, dy: vec4<f32>, mean: vec4<f32>,
+                 mask: vec4<bool>) -> BnSums {
+    store_grad_input(at, dy, mask);
+    if p.input_sums == 0u {
+        return sums;
+    }
+    return add_bn_sums(sums, dy, at, mean, mask);
+}
+
 // Stores one output pixel and adds it, as stored, to the statistics as their `count`th.
 fn store_and_count(stats: Welford, at: u32, shift: vec4<f32>, sum: vec4<f32>, count: u32,
                    mask: vec4<bool>) -> Welford {
@@ -580,27 +593,15 @@ fn input_grad_chunk(index: u32, s2: bool) {
         let count = min(4u, min(last - pixel, p.in_w - ix0));
         let dx = input_grad_quad(n, iy, ix0, c0, w, mask, s2);
         let at = pixel * p.channels + c0;
-        store_grad_input(at, dx.a0, mask);
-        if sums_wanted {
-            sums = add_bn_sums(sums, dx.a0, at, mean, mask);
-        }
+        sums = store_and_sum(sums, at, dx.a0, mean, mask);
         if count > 1u {
-            store_grad_input(at + p.channels, dx.a1, mask);
-            if sums_wanted {
-                sums = add_bn_sums(sums, dx.a1, at + p.channels, mean, mask);
-            }
+            sums = store_and_sum(sums, at + p.channels, dx.a1, mean, mask);
         }
         if count > 2u {
-            store_grad_input(at + 2u * p.channels, dx.a2, mask);
-            if sums_wanted {
-                sums = add_bn_sums(sums, dx.a2, at + 2u * p.channels, mean, mask);
-            }
+            sums = store_and_sum(sums, at + 2u * p.channels, dx.a2, mean, mask);
         }
         if count > 3u {
-            store_grad_input(at + 3u * p.channels, dx.a3, mask);
-            if sums_wanted {
-                sums = add_bn_sums(sums, dx.a3, at + 3u * p.channels, mean, mask);
-            }
+            sums = store_and_sum(sums, at + 3u * p.channels, dx.a3, mean, mask);
         }
         pixel += count;
     }
