@@ -33,6 +33,40 @@ fn activation_grad4(dy: vec4<f32>, z: vec4<f32>, act: u32) -> vec4<f32> {
     }
 }
 
+// Running mean and sum of squared deviations of 4 channels: the batch-norm statistics a
+// producer (depthwise, GEMM) leaves for the batch norm after it.
+struct Welford {
+    mean: vec4<f32>, m2: vec4<f32>,
+}
+
+// `s` after its `count`th value, y (bn_act.wgsl's stats_partial update, term for term, so
+// that the partials come out the same whichever kernel computes them).
+fn welford_add(s: Welford, y: vec4<f32>, count: u32) -> Welford {
+    let d = y - s.mean;
+    let mean = s.mean + d * (1.0 / f32(count));
+    return Welford(mean, s.m2 + d * (y - mean));
+}
+
+// A batch norm's backward sums, per channel: sum dz and sum dz * (x - mean), dz the
+// gradient before its activation; what a consumer's backward leaves for the batch norm
+// before it.
+struct BnSums {
+    dz: vec4<f32>, dz_centred: vec4<f32>,
+}
+
+// A batch norm's normalisation of 4 channels: the batch's scale and shift (z = x * scale +
+// shift before the activation) and mean.
+struct BnNorm4 {
+    scale: vec4<f32>, shift: vec4<f32>, mean: vec4<f32>,
+}
+
+// `sums` after one more value: dy the gradient of the batch norm's output, x its raw input
+// (bn_act.wgsl's backward_partial, term for term).
+fn bn_sums_add(sums: BnSums, dy: vec4<f32>, x: vec4<f32>, norm: BnNorm4, act: u32) -> BnSums {
+    let dz = activation_grad4(dy, x * norm.scale + norm.shift, act);
+    return BnSums(sums.dz + dz, sums.dz_centred + dz * (x - norm.mean));
+}
+
 // Element-wise kernels are dispatched as a 2D grid because one dimension is capped at
 // 65535 workgroups; this folds the grid back into one linear index.
 fn linear_index(gid: vec3<u32>, num_workgroups: vec3<u32>) -> u32 {

@@ -295,18 +295,6 @@ fn forward_3x3_s2_stats(@builtin(global_invocation_id) gid: vec3<u32>,
     forward_3x3_chunk(linear_index(gid, nwg), true);
 }
 
-// Running mean and sum of squared deviations of 4 channels.
-struct Welford {
-    mean: vec4<f32>, m2: vec4<f32>,
-}
-
-// `s` after its `count`th value, y (stats_partial's update, term for term).
-fn welford_add(s: Welford, y: vec4<f32>, count: u32) -> Welford {
-    let d = y - s.mean;
-    let mean = s.mean + d * (1.0 / f32(count));
-    return Welford(mean, s.m2 + d * (y - mean));
-}
-
 fn forward_3x3_chunk(index: u32, s2: bool) {
     let groups = channel_groups();
     if index >= p.chunks * groups {
@@ -553,17 +541,10 @@ fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: Tap
     return sum;
 }
 
-// Batch norm's backward sums over input pixels: sum dz and sum dz * (x - mean), dz the
-// gradient before its activation (bn_act.wgsl's backward_partial, term for term).
-struct BnSums {
-    dz: vec4<f32>, dz_centred: vec4<f32>,
-}
-
+// Batch norm's backward sums over input pixels (see common.wgsl's BnSums).
 fn add_bn_sums(sums: BnSums, dy: vec4<f32>, at: u32, mean: vec4<f32>, mask: vec4<bool>) -> BnSums {
-    let x = load_raw_input(at, mask);
-    let z = x * prologue_scale + prologue_shift;
-    let dz = activation_grad4(dy, z, p.prologue - 1u);
-    return BnSums(sums.dz + dz, sums.dz_centred + dz * (x - mean));
+    let norm = BnNorm4(prologue_scale, prologue_shift, mean);
+    return bn_sums_add(sums, dy, load_raw_input(at, mask), norm, p.prologue - 1u);
 }
 
 // dX of one chunk of pixels_per_chunk input pixels (NHW order) for one 4-channel group, in

@@ -30,6 +30,10 @@ struct GemmParams {
     lanes_x: u32, a_zero_padded: u32,
     // 0: A as stored; else 1 + the activation code of A's batch norm, applied on load.
     prologue: u32, prologue_rows: u32,
+    // The *_stats entry points: rows per chunk of the next batch norm's statistics.
+    // The *_sums entry points: 1 + the activation code of the batch norm whose output's
+    // gradient C is.
+    stats_rows: u32, sums: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -37,6 +41,14 @@ struct GemmParams {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+// The *_stats entry points: per chunk of `stats_rows` rows, the mean and the sum of squared
+// deviations of each column of C, laid out as bn_act.wgsl's stats_partial leaves them
+// ([chunk][mean | m2][n]), for the batch norm that C feeds.
+@group(0) @binding(6) var<storage, read_write> output_partials: array<f32>;
+// The *_sums entry points (C = dX of a layer after a batch norm): that batch norm's
+// statistics, [6][n] (bn_act.wgsl's `stats`); its raw input is binding 8, in ACCESS. They
+// leave the batch norm's backward partials in binding 6, as its backward_partial would.
+@group(0) @binding(7) var<storage, read> sums_norm: array<f32>;
 
 // The scale and shift of 4 channels of A's batch norm (zero where there is no prologue).
 struct Affine4 {
@@ -87,6 +99,16 @@ fn load_b4(b_off: u32, cols: vec4<u32>) -> vec4<f32> {
 // ACCESS BEGIN
 // Batch-norm statistics of A's producer, [6][channels] (bn_act.wgsl's `stats`).
 @group(0) @binding(5) var<storage, read> prologue_stats: array<f32>;
+// The *_sums entry points: the raw input of the batch norm before this layer, [m][n].
+@group(0) @binding(8) var<storage, read> sums_input: array<f32>;
+
+// sums_input[row, col .. col + 3], zero past N.
+fn load_sums_input4(row: u32, col: u32) -> vec4<f32> {
+    let cols = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u);
+    let at = row * p.n + min(cols, vec4<u32>(p.n - 1u));
+    let x = vec4<f32>(sums_input[at.x], sums_input[at.y], sums_input[at.z], sums_input[at.w]);
+    return select(vec4<f32>(0.0), x, cols < vec4<u32>(p.n));
+}
 
 // The prologue's scale and shift of A's columns k .. k + 3 (along K; loaded once per step
 // of K for all the rows an invocation loads).
@@ -248,4 +270,142 @@ fn store_rows8(split: u32, row0: u32, lo: u32, hi: u32, t: Tile) {
     store_row(split, row0 + 6u, hi, bias_hi, t.r14);
     store_row(split, row0 + 7u, lo, bias_lo, t.r7);
     store_row(split, row0 + 7u, hi, bias_hi, t.r15);
+}
+
+// In training, when a batch norm comes next: each invocation walks one chunk of
+// `stats_rows` rows, 8 at a time, for its 8 columns, stores C as `forward` does, and leaves
+// the chunk's statistics of each column (Welford's update row by row, in order, as
+// stats_partial would), so that pass need not read C again. block_origin's row block is
+// the chunk here.
+@compute @workgroup_size(LANES)
+fn forward_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = block_origin(wg, nwg, lane);
+    let chunk = at.y / ROWS;
+    let first = chunk * p.stats_rows;
+    if first >= p.m || at.z >= p.n { return; }
+    let last = min(first + p.stats_rows, p.m);
+    var lo = Welford();
+    var hi = Welford();
+    for (var row0 = first; row0 < last; row0 += ROWS) {
+        let t = accumulate_block(vec3<u32>(0u, row0, at.z), false);
+        store_block(vec3<u32>(0u, row0, at.z), t);
+        lo = welford_rows8(lo, row0, first, last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
+        hi = welford_rows8(hi, row0, first, last, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14,
+                           t.r15);
+    }
+    store_stats(chunk, at.z, lo);
+    store_stats(chunk, at.z + 4u, hi);
+}
+
+// `s` after rows row0 .. row0 + 7 of 4 columns (y0 .. y7), those before `last`; the
+// chunk's rows count from `first`.
+fn welford_rows8(s: Welford, row0: u32, first: u32, last: u32, y0: vec4<f32>, y1: vec4<f32>,
+                 y2: vec4<f32>, y3: vec4<f32>, y4: vec4<f32>, y5: vec4<f32>, y6: vec4<f32>,
+                 y7: vec4<f32>) -> Welford {
+    var w = welford_row(s, row0, first, last, y0);
+    w = welford_row(w, row0 + 1u, first, last, y1);
+    w = welford_row(w, row0 + 2u, first, last, y2);
+    w = welford_row(w, row0 + 3u, first, last, y3);
+    w = welford_row(w, row0 + 4u, first, last, y4);
+    w = welford_row(w, row0 + 5u, first, last, y5);
+    w = welford_row(w, row0 + 6u, first, last, y6);
+    return welford_row(w, row0 + 7u, first, last, y7);
+}
+
+// `s` after row `row` of 4 columns, if it lies before `last`.
+fn welford_row(s: Welford, row: u32, first: u32, last: u32, y: vec4<f32>) -> Welford {
+    var w = s;
+    if row < last {
+        w = welford_add(s, y, row - first + 1u);
+    }
+    return w;
+}
+
+// Chunk `chunk`'s statistics of columns col .. col + 3.
+fn store_stats(chunk: u32, col: u32, s: Welford) {
+    store_partials(chunk, col, s.mean, s.m2);
+}
+
+// Chunk `chunk`'s two partials of columns col .. col + 3, those inside C, side by side as
+// bn_act.wgsl's partial_at lays them out.
+fn store_partials(chunk: u32, col: u32, first: vec4<f32>, second: vec4<f32>) {
+    let at = 2u * chunk * p.n + col;
+    for (var j = 0u; j < 4u; j++) {
+        if col + j < p.n {
+            output_partials[at + j] = first[j];
+            output_partials[at + p.n + j] = second[j];
+        }
+    }
+}
+
+// The dX GEMM of a layer after a batch norm, in training: like forward_stats, each
+// invocation walks one chunk of `stats_rows` rows for its 8 columns, stores dX, and sums
+// the batch norm's backward partials over the chunk as it goes (dX is the gradient of that
+// batch norm's output), so its backward_partial pass need not read dX again.
+@compute @workgroup_size(LANES)
+fn forward_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
+                   @builtin(local_invocation_index) lane: u32,
+                   @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = block_origin(wg, nwg, lane);
+    let chunk = at.y / ROWS;
+    let first = chunk * p.stats_rows;
+    if first >= p.m || at.z >= p.n { return; }
+    let last = min(first + p.stats_rows, p.m);
+    let norm_lo = sums_norm4(at.z);
+    let norm_hi = sums_norm4(at.z + 4u);
+    var lo = BnSums();
+    var hi = BnSums();
+    for (var row0 = first; row0 < last; row0 += ROWS) {
+        let t = accumulate_block(vec3<u32>(0u, row0, at.z), true);
+        store_block(vec3<u32>(0u, row0, at.z), t);
+        lo = sum_rows8(lo, row0, last, at.z, norm_lo, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
+                       t.r7);
+        hi = sum_rows8(hi, row0, last, at.z + 4u, norm_hi, t.r8, t.r9, t.r10, t.r11, t.r12,
+                       t.r13, t.r14, t.r15);
+    }
+    store_sums(chunk, at.z, lo);
+    store_sums(chunk, at.z + 4u, hi);
+}
+
+// The batch norm's normalisation of columns col .. col + 3 (clamped into C).
+fn sums_norm4(col: u32) -> BnNorm4 {
+    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    return BnNorm4(sums_norm_plane(0u, cols), sums_norm_plane(1u, cols),
+                   sums_norm_plane(2u, cols));
+}
+
+fn sums_norm_plane(plane: u32, cols: vec4<u32>) -> vec4<f32> {
+    let at = plane * p.n + cols;
+    return vec4<f32>(sums_norm[at.x], sums_norm[at.y], sums_norm[at.z], sums_norm[at.w]);
+}
+
+// `s` after rows row0 .. row0 + 7 of dX's columns col .. col + 3 (dy0 .. dy7), those
+// before `last`.
+fn sum_rows8(s: BnSums, row0: u32, last: u32, col: u32, norm: BnNorm4, dy0: vec4<f32>,
+             dy1: vec4<f32>, dy2: vec4<f32>, dy3: vec4<f32>, dy4: vec4<f32>, dy5: vec4<f32>,
+             dy6: vec4<f32>, dy7: vec4<f32>) -> BnSums {
+    var w = sum_row(s, row0, last, col, norm, dy0);
+    w = sum_row(w, row0 + 1u, last, col, norm, dy1);
+    w = sum_row(w, row0 + 2u, last, col, norm, dy2);
+    w = sum_row(w, row0 + 3u, last, col, norm, dy3);
+    w = sum_row(w, row0 + 4u, last, col, norm, dy4);
+    w = sum_row(w, row0 + 5u, last, col, norm, dy5);
+    w = sum_row(w, row0 + 6u, last, col, norm, dy6);
+    return sum_row(w, row0 + 7u, last, col, norm, dy7);
+}
+
+fn sum_row(s: BnSums, row: u32, last: u32, col: u32, norm: BnNorm4, dy: vec4<f32>) -> BnSums {
+    var w = s;
+    if row < last {
+        w = bn_sums_add(s, dy, load_sums_input4(row, col), norm, p.sums - 1u);
+    }
+    return w;
+}
+
+// Chunk `chunk`'s backward partials of columns col .. col + 3: sum dz and sum dz * xhat,
+// as backward_partial leaves them.
+fn store_sums(chunk: u32, col: u32, s: BnSums) {
+    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    store_partials(chunk, col, s.dz, s.dz_centred * sums_norm_plane(3u, cols));
 }

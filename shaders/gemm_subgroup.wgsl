@@ -45,6 +45,51 @@ fn forward_subgroup_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_i
     if at.col < p.n { store_tile(at, t); }
 }
 
+// gemm.wgsl's forward_stats with this kernel's tiles: a workgroup walks one chunk of
+// `stats_rows` rows, 16 at a time, for its 32 columns (the subgroup stays whole: every lane
+// runs the same tiles).
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_stats(@builtin(workgroup_id) wg: vec3<u32>,
+                          @builtin(subgroup_invocation_id) lane: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, TILE_COLS);
+    if chunk.row0 >= p.m { return; }
+    let last = min(chunk.row0 + p.stats_rows, p.m);
+    var s = Welford();
+    for (var row0 = chunk.row0; row0 < last; row0 += TILE_ROWS) {
+        let at = TileOrigin(0u, row0, chunk.col);
+        let t = accumulate_tile(at, lane, false);
+        store_tile(at, t);
+        s = welford_rows8(s, row0, chunk.row0, last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
+                          t.r7);
+        s = welford_rows8(s, row0 + 8u, chunk.row0, last, t.r8, t.r9, t.r10, t.r11, t.r12,
+                          t.r13, t.r14, t.r15);
+    }
+    store_stats(chunk.row0 / p.stats_rows, chunk.col, s);
+}
+
+// gemm.wgsl's forward_bt_sums with this kernel's tiles (see forward_subgroup_stats).
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
+                            @builtin(subgroup_invocation_id) lane: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, TILE_COLS);
+    if chunk.row0 >= p.m { return; }
+    let last = min(chunk.row0 + p.stats_rows, p.m);
+    let norm = sums_norm4(chunk.col);
+    var s = BnSums();
+    for (var row0 = chunk.row0; row0 < last; row0 += TILE_ROWS) {
+        let at = TileOrigin(0u, row0, chunk.col);
+        let t = accumulate_tile(at, lane, true);
+        store_tile(at, t);
+        s = sum_rows8(s, row0, last, chunk.col, norm, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
+                      t.r7);
+        s = sum_rows8(s, row0 + 8u, last, chunk.col, norm, t.r8, t.r9, t.r10, t.r11, t.r12,
+                      t.r13, t.r14, t.r15);
+    }
+    store_sums(chunk.row0 / p.stats_rows, chunk.col, s);
+}
+
 // Where a lane's part of the tile lies: its K split, the tile's first row, the lane's first
 // column. z enumerates the K splits and, beyond them, rows past the 65535-workgroup cap of x
 // (row tiles come first, so the tiles sharing a strip of B run back to back).

@@ -19,6 +19,14 @@
 // storage); GPUs serve it from their constant caches.
 const PROLOGUE_VEC4S: u32 = 1024u;
 @group(0) @binding(5) var<uniform> prologue4: array<vec4<f32>, PROLOGUE_VEC4S>;
+// The *_sums entry points: the raw input of the batch norm before this layer, [m][n].
+@group(0) @binding(8) var<storage, read> sums_input4: array<vec4<f32>>;
+
+// sums_input[row, col .. col + 3]; columns past N (lanes that store nothing) read the
+// row's last vec4.
+fn load_sums_input4(row: u32, col: u32) -> vec4<f32> {
+    return sums_input4[(row * p.n + min(col, p.n - 4u)) / 4u];
+}
 
 // The prologue's scale and shift of A's columns k .. k + 3: A is read along K here
 // (transposed A has kernels of its own, which use row_affine).

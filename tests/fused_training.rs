@@ -14,7 +14,9 @@ mod common;
 
 use common::{assert_close, random_params, rng, uniform, OP_RTOL};
 use mobilenet_wgpu::graph::{GraphBuilder, ParamBuffers, TrainConfig, TrainPlan};
-use mobilenet_wgpu::ops::{Activation, BatchNorm, Depthwise, GlobalAvgPool, OpKind, Pointwise};
+use mobilenet_wgpu::ops::{
+    Activation, BatchNorm, Conv2d, Depthwise, GlobalAvgPool, OpKind, Pointwise,
+};
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::{Gpu, ParamStore};
 use std::sync::Arc;
@@ -143,9 +145,14 @@ fn check_on(device: &Gpu, kernel: &str, pair: &Pair) {
         stored,
         "{what}: activations stored"
     );
-    // A 3x3 depthwise consumer sums the batch norm's backward partials as it writes dX.
+    // A 3x3 depthwise or pointwise consumer sums the batch norm's backward partials as it
+    // writes dX.
     let partial_passes = passes(&plan, "backward_partial");
-    let sums_in_consumer = matches!(&pair.kinds[1], OpKind::Depthwise(d) if d.kernel == 3);
+    let sums_in_consumer = match &pair.kinds[1] {
+        OpKind::Depthwise(d) => d.kernel == 3,
+        OpKind::Pointwise(_) => true,
+        _ => false,
+    };
     assert_eq!(
         partial_passes,
         usize::from(!sums_in_consumer),
@@ -224,6 +231,58 @@ fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
     }
 }
 
+/// A GEMM before a batch norm (a pointwise layer, the stem's convolution after im2col)
+/// leaves the batch statistics' partials as it stores its output, on every GEMM kernel the
+/// adapter offers: odd channel counts (scalar accesses), batch 1, 1x1 images, and several
+/// chunks of 256 rows whose last is not a whole tile.
+#[test]
+fn gemm_leaves_the_statistics_of_the_batch_norm_after_it() {
+    let pointwise = |out_channels| {
+        OpKind::Pointwise(Pointwise {
+            out_channels,
+            fused: None,
+        })
+    };
+    let stem = OpKind::Conv2d(Conv2d {
+        out_channels: 16,
+        kernel: 3,
+        stride: 2,
+        padding: common::PADDINGS[1],
+        fused: None,
+    });
+    let cases: [(OpKind, [usize; 4]); 6] = [
+        (pointwise(7), [2, 5, 5, 13]),
+        (pointwise(24), [3, 4, 4, 16]),
+        (pointwise(32), [4, 1, 1, 64]),
+        (pointwise(12), [1, 15, 19, 8]),
+        (pointwise(40), [2, 15, 19, 20]),
+        (stem, [1, 37, 30, 3]),
+    ];
+    for (i, (producer, shape)) in cases.into_iter().enumerate() {
+        let pair = producer_pair(producer, &shape, ACTIVATIONS[i % 3], 600 + i as u64);
+        for (device, kernel) in common::kernel_devices() {
+            let plan = compile(device, &pair);
+            let what = format!("{} [{kernel}]", pair.what);
+            let kernels = plan.kernels();
+            assert_eq!(passes(&plan, "stats_partial"), 0, "{what}: {kernels:?}");
+            let stats: Vec<&String> = kernels
+                .iter()
+                .filter(|k| k.contains(":forward_stats") || k.contains(":forward_subgroup_stats"))
+                .collect();
+            assert_eq!(stats.len(), 1, "{what}: {kernels:?}");
+            // The kernels with a statistics epilogue run it when forced; the others (wide
+            // and workgroup-memory tiles) leave the dispatch to the default.
+            if ["blocked-8x8", "subgroup-16x32"].contains(&kernel) {
+                assert!(
+                    stats[0].ends_with(&format!("[{kernel}]")),
+                    "{what}: {stats:?}"
+                );
+            }
+            check_gradients(&plan, &pair, &what);
+        }
+    }
+}
+
 #[test]
 fn depthwise_applies_the_batch_norm_before_it() {
     // The last two span several chunks of 256 input pixels, a chunk boundary inside a row
@@ -250,11 +309,13 @@ fn depthwise_applies_the_batch_norm_before_it() {
 
 #[test]
 fn pointwise_applies_the_batch_norm_before_it() {
-    let cases: [([usize; 4], usize); 4] = [
+    let cases: [([usize; 4], usize); 5] = [
         ([2, 5, 5, 13], 7),
         ([3, 4, 4, 16], 24),
         ([1, 6, 6, 8], 12),
         ([4, 1, 1, 64], 32),
+        // Several chunks of 256 rows, the last not a whole tile.
+        ([2, 15, 19, 20], 40),
     ];
     for (i, (shape, out_channels)) in cases.into_iter().enumerate() {
         let pointwise = OpKind::Pointwise(Pointwise {

@@ -50,7 +50,7 @@ pub(crate) struct ChunkedNode<'a> {
 fn with_each(
     dispatches: Vec<Dispatch>,
     wanted: bool,
-    fuse: fn(&Dispatch) -> Option<Dispatch>,
+    fuse: impl Fn(&Dispatch) -> Option<Dispatch>,
 ) -> Vec<Dispatch> {
     if !wanted {
         return dispatches;
@@ -189,7 +189,8 @@ impl ChunkedNode<'_> {
                 dispatches.remove(PARTIAL);
             }
             let dispatches = self.with_prologue(dispatches)?;
-            Ok(with_each(dispatches, self.input_sums, with_input_sums))
+            let sums = |d: &Dispatch| with_input_sums(d, self.prologue?);
+            Ok(with_each(dispatches, self.input_sums, sums))
         };
         self.run(builder, pass, sync_after(self.summed_by_next))
     }

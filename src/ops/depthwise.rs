@@ -37,7 +37,7 @@ fn is_fused_backward(dispatch: &Dispatch) -> bool {
 /// batch norm's own `backward_partial` leaves them (`BatchNorm::partials`); that pass is
 /// then not needed. It needs the input prologue's statistics, so apply
 /// `with_input_prologue` first. `None` for any other dispatch.
-pub fn with_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
+pub(super) fn with_depthwise_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
     if !is_fused_backward(dispatch) || !dispatch.bindings.contains(&(8, Slot::InputNorm)) {
         return None;
     }
@@ -58,7 +58,7 @@ pub fn with_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
 /// sum of squared deviations of the output in `Slot::OutputPartials`, laid out as the batch
 /// norm's own `stats_partial` leaves them (`BatchNorm::partials`); that pass is then not
 /// needed. `None` for any other dispatch.
-pub fn with_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
+pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
     if !matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4) {
         return None;
     }
@@ -329,10 +329,13 @@ mod tests {
     fn the_3x3_backward_takes_its_input_batch_norms_sums_only_after_its_prologue() {
         let (input, output) = ([2, 9, 9, 12], [2, 9, 9, 12]);
         let backward = &depthwise(3, 1).backward(&input, &output, true)[0];
-        assert!(with_input_sums(backward).is_none(), "needs the statistics");
+        assert!(
+            with_depthwise_input_sums(backward).is_none(),
+            "needs the statistics"
+        );
         let normalised = crate::ops::with_input_prologue(backward, Activation::Relu).unwrap();
         assert_eq!(whole_reads(&normalised, Slot::Input), 1);
-        let summing = with_input_sums(&normalised).expect("a 3x3 backward with dX");
+        let summing = with_depthwise_input_sums(&normalised).expect("a 3x3 backward with dX");
         assert_eq!(summing.uniform_word(INPUT_SUMS_WORD), 1);
         assert!(summing
             .bindings
@@ -342,14 +345,14 @@ mod tests {
         // dW alone (no input gradient) has no dX to sum over.
         let weight_only = &depthwise(3, 1).backward(&input, &output, false)[0];
         let normalised = crate::ops::with_input_prologue(weight_only, Activation::Relu).unwrap();
-        assert!(with_input_sums(&normalised).is_none());
+        assert!(with_depthwise_input_sums(&normalised).is_none());
     }
 
     #[test]
     fn the_3x3_forward_leaves_its_batch_norms_statistics_one_invocation_per_chunk() {
         let (input, output) = ([2, 15, 19, 12], [2, 8, 10, 12]);
         let forward = &depthwise(3, 2).forward(&input, &output)[0];
-        let stats = with_output_stats(forward).expect("a 3x3 forward");
+        let stats = with_depthwise_output_stats(forward).expect("a 3x3 forward");
         assert_eq!(stats.entry, "forward_3x3_s2_stats");
         assert!(stats.bindings.contains(&(10, Slot::OutputPartials)));
         // One invocation per chunk of 256 output pixels and group of 4 channels.
@@ -360,8 +363,8 @@ mod tests {
         );
         // The general kernel and the backward have no such form.
         let five = &depthwise(5, 1).forward(&input, &[2, 15, 19, 12])[0];
-        assert!(with_output_stats(five).is_none());
+        assert!(with_depthwise_output_stats(five).is_none());
         let backward = &depthwise(3, 2).backward(&input, &output, true)[0];
-        assert!(with_output_stats(backward).is_none());
+        assert!(with_depthwise_output_stats(backward).is_none());
     }
 }

@@ -8,6 +8,7 @@ mod conv2d;
 mod dense;
 mod depthwise;
 mod dispatch;
+mod epilogue;
 pub mod int8;
 mod int8_ops;
 mod kernels;
@@ -24,10 +25,11 @@ pub use crate::gpu::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
 pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
-pub use depthwise::{whole_reads, with_input_sums, with_output_stats, Depthwise};
+pub use depthwise::{whole_reads, Depthwise};
 pub use dispatch::TrainSettings;
 #[doc(hidden)]
 pub use dispatch::{accumulating, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
+pub use epilogue::{with_input_sums, with_output_stats};
 // For the ops' own files: the helpers they share.
 use dispatch::{chunks, column_sum, linear_grid, sum_partials, uniform_words, LINEAR_WORKGROUP};
 pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};

@@ -2,8 +2,8 @@
 //! This module also holds that GEMM, which the dense layer shares.
 
 use super::{
-    fused_bias, fused_bias_slot, nhwc, sum_partials, Activation, Dispatch, Fused, ParamRole,
-    ParamSpec, ScratchSpec, Slot,
+    chunks, fused_bias, fused_bias_slot, nhwc, sum_partials, Activation, Dispatch, Fused,
+    ParamRole, ParamSpec, ScratchSpec, Slot, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -72,7 +72,6 @@ impl Gemm {
             .div_ceil(GEMM_COLS)
             .next_power_of_two()
             .min(GEMM_LANES);
-        let lanes_y = GEMM_LANES / lanes_x;
         let words = [
             self.m,
             self.n,
@@ -90,12 +89,14 @@ impl Gemm {
             self.a_zero_padded as usize,
             0,
             0,
+            0,
+            0,
+            0,
+            0,
         ]
         .map(|v| v as u32);
-        let col_groups = self.n.div_ceil(GEMM_COLS * lanes_x).max(1);
-        let row_groups = self.m.div_ceil(GEMM_ROWS * lanes_y).max(1);
-        let y = row_groups.min(MAX_GROUPS_PER_DIM);
-        let z = row_groups.div_ceil(y) * self.splits.max(1);
+        let row_blocks = self.m.div_ceil(GEMM_ROWS);
+        let workgroups = blocked_grid(row_blocks, self.n, lanes_x, self.splits);
         // The vec4 form where the layout allows (transposed A, as in dW, is not one of its
         // entry points in this kernel).
         let layout = OperandLayout::of(&words);
@@ -110,8 +111,127 @@ impl Gemm {
             uniform: bytemuck::cast_slice(&words).to_vec(),
             // Binding 5 (A's batch norm) is bound by `with_input_prologue`.
             bindings: vec![(1, a), (2, b), (3, bias), (4, c), (5, Slot::Unused)],
-            workgroups: [col_groups as u32, y as u32, z as u32],
+            workgroups,
         }
+    }
+}
+
+/// The workgroups of gemm.wgsl's blocked kernel for `row_blocks` blocks of rows (8 rows
+/// each, or a chunk each in `forward_stats`), `lanes_x` invocations across the columns
+/// and the rest down the rows; row blocks past the cap of y continue in z, after the
+/// splits.
+fn blocked_grid(row_blocks: usize, n: usize, lanes_x: usize, splits: usize) -> [u32; 3] {
+    let lanes_y = GEMM_LANES / lanes_x;
+    let col_groups = n.div_ceil(GEMM_COLS * lanes_x).max(1);
+    let row_groups = row_blocks.div_ceil(lanes_y).max(1);
+    let y = row_groups.min(MAX_GROUPS_PER_DIM);
+    let z = row_groups.div_ceil(y) * splits.max(1);
+    [col_groups as u32, y as u32, z as u32]
+}
+
+/// gemm.wgsl's uniform words: M, N, the lanes across N, the split count, and the rows per
+/// chunk of the `*_stats` entry points.
+const M_WORD: usize = 0;
+const N_WORD: usize = 1;
+const ACT_WORD: usize = 3;
+const HAS_BIAS_WORD: usize = 8;
+const ACCUMULATE_WORD: usize = 9;
+const SPLITS_WORD: usize = 10;
+const LANES_X_WORD: usize = 12;
+const STATS_ROWS_WORD: usize = 16;
+
+/// `dispatch` (a forward GEMM whose C a batch norm normalises next) as training runs it:
+/// each invocation or subgroup walks one chunk of `REDUCE_CHUNK` rows of C and leaves that
+/// chunk's mean and sum of squared deviations of every column in `Slot::OutputPartials`,
+/// laid out as the batch norm's own `stats_partial` leaves them (`BatchNorm::partials`);
+/// that pass is then not needed. Only for C as the batch norm reads it: whole (no K
+/// splits), no bias, activation or accumulation. `None` for any other dispatch.
+pub(super) fn with_gemm_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
+    let gemm = matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4);
+    if !gemm || dispatch.entry != "forward" || !plain_output(dispatch) {
+        return None;
+    }
+    // dX of a layer with an odd channel count runs the scalar "forward" too.
+    if !dispatch.bindings.contains(&(4, Slot::Output)) {
+        return None;
+    }
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+    words[STATS_ROWS_WORD] = REDUCE_CHUNK as u32;
+    let mut bindings = dispatch.bindings.clone();
+    bindings.push((OUTPUT_PARTIALS_BINDING, Slot::OutputPartials));
+    Some(chunk_walking(dispatch, "forward_stats", words, bindings))
+}
+
+/// The wide and workgroup-memory tiles have no `*_stats` or `*_sums` entry points.
+fn is_chunk_walking(dispatch: &Dispatch) -> bool {
+    matches!(dispatch.entry, "forward_stats" | "forward_bt_sums")
+}
+
+/// Where gemm.wgsl's `*_stats` and `*_sums` entry points leave the batch norm's partials.
+const OUTPUT_PARTIALS_BINDING: u32 = 6;
+/// The `*_sums` entry points' batch-norm statistics and the batch norm's raw input.
+const SUMS_NORM_BINDING: u32 = 7;
+const SUMS_INPUT_BINDING: u32 = 8;
+/// gemm.wgsl's uniform word that holds 1 + the `*_sums` batch norm's activation code.
+const SUMS_WORD: usize = 17;
+
+/// Whether `dispatch` is a GEMM whose C is stored as computed: whole (no K splits), no bias,
+/// activation or accumulation.
+fn plain_output(dispatch: &Dispatch) -> bool {
+    [ACT_WORD, HAS_BIAS_WORD, ACCUMULATE_WORD]
+        .iter()
+        .all(|&w| dispatch.uniform_word(w) == 0)
+        && dispatch.uniform_word(SPLITS_WORD) == 1
+}
+
+/// `dispatch` (dX = dY W^T of a layer whose input is a batch norm's output, with
+/// `activation`) as training runs it: like `with_gemm_output_stats`, one chunk of
+/// `REDUCE_CHUNK` rows per invocation or subgroup, summing the batch norm's backward
+/// partials over the dX it stores (dX is the gradient of that batch norm's output) into
+/// `Slot::InputPartials`, laid out as the batch norm's own `backward_partial` leaves them;
+/// that pass is then not needed. It reads the batch norm's raw input and statistics
+/// (`Slot::Input`, `Slot::InputNorm`). `None` for any other dispatch.
+pub(super) fn with_gemm_input_sums(
+    dispatch: &Dispatch,
+    activation: Activation,
+) -> Option<Dispatch> {
+    let input_gradient = dispatch.bindings.contains(&(1, Slot::GradOutput))
+        && dispatch.bindings.contains(&(4, Slot::GradInput));
+    let entry_point = match dispatch.shader {
+        Shader::GemmVec4 => "forward_bt",
+        Shader::Gemm => "forward",
+        _ => return None,
+    };
+    if !input_gradient || dispatch.entry != entry_point || !plain_output(dispatch) {
+        return None;
+    }
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+    words[STATS_ROWS_WORD] = REDUCE_CHUNK as u32;
+    words[SUMS_WORD] = activation.shader_code() + 1;
+    let mut bindings = dispatch.bindings.clone();
+    bindings.extend([
+        (OUTPUT_PARTIALS_BINDING, Slot::InputPartials),
+        (SUMS_NORM_BINDING, Slot::InputNorm),
+        (SUMS_INPUT_BINDING, Slot::Input),
+    ]);
+    Some(chunk_walking(dispatch, "forward_bt_sums", words, bindings))
+}
+
+/// `dispatch` as an entry point that walks one chunk of `REDUCE_CHUNK` rows per
+/// invocation (gemm.wgsl's `*_stats` and `*_sums`).
+fn chunk_walking(
+    dispatch: &Dispatch,
+    entry: &'static str,
+    words: Vec<u32>,
+    bindings: Vec<(u32, Slot)>,
+) -> Dispatch {
+    let [m, n, lanes_x] = [M_WORD, N_WORD, LANES_X_WORD].map(|w| dispatch.uniform_word(w) as usize);
+    Dispatch {
+        entry,
+        uniform: bytemuck::cast_slice(&words).to_vec(),
+        bindings,
+        workgroups: blocked_grid(chunks(m), n, lanes_x, 1),
+        ..dispatch.clone()
     }
 }
 
@@ -155,6 +275,20 @@ impl OperandLayout {
 /// bindings but tiles C differently; `None` for dispatches that are not GEMMs.
 pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
+    let chunk_walking = match dispatch.entry {
+        "forward_stats" => Some("forward_subgroup_stats"),
+        "forward_bt_sums" => Some("forward_subgroup_bt_sums"),
+        _ => None,
+    };
+    if let Some(entry) = chunk_walking {
+        let rows_per_chunk = dispatch.uniform_word(STATS_ROWS_WORD) as usize;
+        return Some(Dispatch {
+            shader: subgroup_shader(&layout),
+            entry,
+            workgroups: subgroup_grid(size, [rows_per_chunk, SUBGROUP_TILE_COLS]),
+            ..dispatch.clone()
+        });
+    }
     let entry = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
         (true, true, false) => "forward_subgroup_at",
         (true, false, true) => "forward_subgroup_bt",
@@ -167,15 +301,19 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         (SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS)
     };
     Some(Dispatch {
-        shader: if layout.vec4 {
-            Shader::GemmSubgroupVec4
-        } else {
-            Shader::GemmSubgroup
-        },
+        shader: subgroup_shader(&layout),
         entry,
         workgroups: subgroup_grid(size, [tile_rows, tile_cols]),
         ..dispatch.clone()
     })
+}
+
+fn subgroup_shader(layout: &OperandLayout) -> Shader {
+    if layout.vec4 {
+        Shader::GemmSubgroupVec4
+    } else {
+        Shader::GemmSubgroup
+    }
 }
 
 /// Rows and columns of C per workgroup of gemm_subgroup_wide.wgsl (WIDE_TILE_ROWS and
@@ -187,6 +325,9 @@ const WIDE_TILE_COLS: usize = 64;
 /// has no entry point (not a GEMM, or scalar accesses).
 pub fn wide_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
+    if is_chunk_walking(dispatch) {
+        return None;
+    }
     let (entry, tile) = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
         (false, _, _) | (true, true, true) => return None,
         (true, true, false) => ("forward_subgroup_wide_at", [WIDE_TILE_COLS, WIDE_TILE_ROWS]),
@@ -240,6 +381,9 @@ const TILED_TILE_COLS: usize = 64;
 /// dispatches that are not GEMMs.
 pub fn tiled_gemm_dispatch(dispatch: &Dispatch, rows: TileRows) -> Option<Dispatch> {
     let ([m, n, splits], layout) = gemm_shape(dispatch)?;
+    if is_chunk_walking(dispatch) {
+        return None;
+    }
     let vec4 = dispatch.shader == Shader::GemmVec4;
     let (shader, tile_rows) = match (rows, vec4) {
         (TileRows::R64, false) => (Shader::GemmTiled64, 64),
@@ -485,6 +629,81 @@ mod tests {
         let at = subgroup_gemm_dispatch(&weight_grad[0]).expect("a GEMM dispatch");
         // 32-row by 16-column tiles of the [64, 128] gradient, 4 splits of the 4096 rows.
         assert_eq!(at.workgroups, [2, 8, 4]);
+    }
+
+    #[test]
+    fn the_forward_gemm_leaves_its_batch_norms_statistics_one_chunk_per_invocation() {
+        let forward = Gemm::plain(1000, 72, 64).dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            Slot::Unused,
+            Slot::Output,
+        );
+        let stats = with_gemm_output_stats(&forward).expect("a plain forward GEMM");
+        assert_eq!(
+            (stats.shader, stats.entry),
+            (Shader::GemmVec4, "forward_stats")
+        );
+        assert!(stats.bindings.contains(&(6, Slot::OutputPartials)));
+        assert_eq!(stats.uniform_word(STATS_ROWS_WORD), REDUCE_CHUNK as u32);
+        // 72 columns: 16 lanes of 8 across, 4 lanes down, each one chunk of 256 rows; the
+        // 4 chunks of 1000 rows fill one workgroup.
+        assert_eq!(stats.workgroups, [1, 1, 1]);
+        let subgroup = subgroup_gemm_dispatch(&stats).expect("a GEMM dispatch");
+        assert_eq!(subgroup.entry, "forward_subgroup_stats");
+        // A workgroup per chunk and 32 columns.
+        assert_eq!(subgroup.workgroups, [4, 3, 1]);
+        // The wide and workgroup-memory tiles have no such entry point.
+        assert!(wide_subgroup_gemm_dispatch(&stats).is_none());
+        assert!(tiled_gemm_dispatch(&stats, TileRows::R64).is_none());
+        // Only C as the batch norm reads it: not a folded layer's, not dX's, not split.
+        let folded = Gemm {
+            activation: Activation::Relu,
+            has_bias: true,
+            ..Gemm::plain(1000, 72, 64)
+        };
+        let folded = folded.dispatch(Slot::Input, Slot::Param(0), Slot::Param(1), Slot::Output);
+        assert!(with_gemm_output_stats(&folded).is_none());
+        assert!(with_gemm_output_stats(&input_gradient(1000, 64, 72)).is_none());
+        let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
+        assert!(with_gemm_output_stats(&weight_grad[0]).is_none());
+    }
+
+    #[test]
+    fn the_input_gradient_gemm_sums_its_batch_norms_backward_partials() {
+        let dx = input_gradient(1000, 64, 72);
+        let sums = with_gemm_input_sums(&dx, Activation::Relu6).expect("a dX GEMM");
+        assert_eq!(
+            (sums.shader, sums.entry),
+            (Shader::GemmVec4, "forward_bt_sums")
+        );
+        // ReLU6's code plus one.
+        assert_eq!(sums.uniform_word(SUMS_WORD), 3);
+        for binding in [
+            (6, Slot::InputPartials),
+            (7, Slot::InputNorm),
+            (8, Slot::Input),
+        ] {
+            assert!(sums.bindings.contains(&binding), "{binding:?}");
+        }
+        let subgroup = subgroup_gemm_dispatch(&sums).expect("a GEMM dispatch");
+        assert_eq!(subgroup.entry, "forward_subgroup_bt_sums");
+        // A workgroup per chunk of 256 rows and 32 of the 64 columns.
+        assert_eq!(subgroup.workgroups, [4, 2, 1]);
+        assert!(wide_subgroup_gemm_dispatch(&sums).is_none());
+        // 13 channels: the scalar kernel, B transposed through its strides.
+        let odd = with_gemm_input_sums(&input_gradient(50, 13, 8), Activation::Relu);
+        assert_eq!(odd.expect("a dX GEMM").shader, Shader::Gemm);
+        // Not the forward GEMM, nor dW.
+        let forward = Gemm::plain(1000, 72, 64).dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            Slot::Unused,
+            Slot::Output,
+        );
+        assert!(with_gemm_input_sums(&forward, Activation::Relu).is_none());
+        let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
+        assert!(with_gemm_input_sums(&weight_grad[0], Activation::Relu).is_none());
     }
 
     #[test]

@@ -4,10 +4,11 @@
 //!   loads it (`ops::with_input_prologue`), so the normalised tensor is neither written nor
 //!   stored. Other consumers (a standard convolution, a dense layer, another batch norm)
 //!   keep the batch norm's own normalise pass.
-//! - Its statistics: a 3x3 depthwise node before it leaves the per-chunk mean and squared
-//!   deviations of its output (`ops::with_output_stats`), in place of `stats_partial`.
-//! - Its backward sums: a 3x3 depthwise node after it sums them over the input gradient it
-//!   writes (`ops::with_input_sums`), in place of `backward_partial`.
+//! - Its statistics: a 3x3 depthwise node or a GEMM (pointwise, the stem's convolution)
+//!   before it leaves the per-chunk mean and squared deviations of its output
+//!   (`ops::with_output_stats`), in place of `stats_partial`.
+//! - Its backward sums: a 3x3 depthwise or pointwise node after it sums them over the input
+//!   gradient it writes (`ops::with_input_sums`), in place of `backward_partial`.
 
 use crate::graph::builder::GraphBuilder;
 use crate::graph::chunks::BatchChunks;
@@ -39,8 +40,8 @@ pub(super) fn input_prologues(graph: &GraphBuilder, nodes: &[Node]) -> Vec<Optio
 }
 
 /// Per node, whether its backward also sums the backward partials of the batch norm before
-/// it (`ops::with_input_sums`: the 3x3 depthwise backward, over the input gradient it
-/// writes), so that batch norm runs no `backward_partial` pass. Only where the node takes
+/// it (`ops::with_input_sums`: the 3x3 depthwise backward or the pointwise dX GEMM, over
+/// the input gradient it writes), so that batch norm runs no `backward_partial` pass. Only where the node takes
 /// the batch norm in its prologue and both run over the whole batch at once: a chunked
 /// batch norm merges partial sums chunk by chunk of its own.
 pub(super) fn input_sums(
@@ -60,13 +61,14 @@ pub(super) fn input_sums(
         sums[i] = backward_dispatches(graph, &nodes[i])
             .iter()
             .filter_map(|d| with_input_prologue(d, activation))
-            .any(|d| with_input_sums(&d).is_some());
+            .any(|d| with_input_sums(&d, activation).is_some());
     }
     sums
 }
 
 /// Per node, whether its forward also leaves the per-chunk statistics of its output for
-/// the batch norm after it (`ops::with_output_stats`: the 3x3 depthwise forward), so that
+/// the batch norm after it (`ops::with_output_stats`: the 3x3 depthwise forward, a forward
+/// GEMM), so that
 /// batch norm runs no `stats_partial` pass. Only where both run over the whole batch at
 /// once, as for `input_sums`.
 pub(super) fn output_stats(
