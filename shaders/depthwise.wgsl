@@ -349,14 +349,16 @@ fn forward_3x3_chunk(index: u32, s2: bool) {
     store_output_partial(at + p.channels, stats.m2, mask);
 }
 
-// Stores one input-gradient pixel and, with input_sums, adds it to the batch norm's sums.
-fn store_and_sum(sums: BnSums, at: u32, dy: vec4<f32>, mean: vec4<f32>,
+// Stores one input-gradient pixel and, with input_sums, adds it to the batch norm's sums
+// (see common.wgsl's BnSums); x is the pixel's raw input.
+fn store_and_sum(sums: BnSums, at: u32, dy: vec4<f32>, x: vec4<f32>, mean: vec4<f32>,
                  mask: vec4<bool>) -> BnSums {
     store_grad_input(at, dy, mask);
     if p.input_sums == 0u {
         return sums;
     }
-    return add_bn_sums(sums, dy, at, mean, mask);
+    let norm = BnNorm4(prologue_scale, prologue_shift, mean);
+    return bn_sums_add(sums, dy, x, norm, p.prologue - 1u);
 }
 
 // Stores one output pixel and adds it, as stored, to the statistics as their `count`th.
@@ -487,25 +489,43 @@ fn load_grad_pixel(row: u32, ox: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
 
 // dX for 3x3 filters, stride 1 or 2, of 4 adjacent input pixels from (n, iy, ix0), 4
 // channels each: they share the output-gradient columns their windows reach. Input column
-// ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly.
-fn input_grad_quad(n: u32, iy: u32, ix0: u32, c0: u32, w: FilterTaps, mask: vec4<bool>,
-                   s2: bool) -> Quad {
-    var acc = input_grad_row(Quad(), n, iy, ix0, 0u, c0, w.t0, mask, s2);
-    acc = input_grad_row(acc, n, iy, ix0, 1u, c0, w.t1, mask, s2);
-    return input_grad_row(acc, n, iy, ix0, 2u, c0, w.t2, mask, s2);
+// ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly. The
+// same products pair each of those dY with the input pixel x (the quad's inputs as the
+// forward read them, zero past the pixels the chunk holds), which is dW's sum: `dw` comes
+// back with them added.
+fn input_grad_quad(n: u32, iy: u32, ix0: u32, c0: u32, w: FilterTaps, x: Quad, dw: Taps,
+                   mask: vec4<bool>, s2: bool) -> QuadGrads {
+    let r0 = input_grad_row(Quad(), n, iy, ix0, 0u, c0, w.t0, x, mask, s2);
+    let r1 = input_grad_row(r0.dx, n, iy, ix0, 1u, c0, w.t1, x, mask, s2);
+    let r2 = input_grad_row(r1.dx, n, iy, ix0, 2u, c0, w.t2, x, mask, s2);
+    return QuadGrads(r2.dx, Taps(
+        dw.y0x0 + r0.dw.k0, dw.y0x1 + r0.dw.k1, dw.y0x2 + r0.dw.k2,
+        dw.y1x0 + r1.dw.k0, dw.y1x1 + r1.dw.k1, dw.y1x2 + r1.dw.k2,
+        dw.y2x0 + r2.dw.k0, dw.y2x1 + r2.dw.k1, dw.y2x2 + r2.dw.k2));
 }
 
-// acc + what filter row ky (taps k) carries back from the output row it reaches, if any.
-fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: TapRow,
-                  mask: vec4<bool>, s2: bool) -> Quad {
+// A quad's dX and the dW sums it adds (of all 9 taps, or of one filter row's 3).
+struct QuadGrads {
+    dx: Quad, dw: Taps,
+}
+
+struct RowGrads {
+    dx: Quad, dw: TapRow,
+}
+
+// acc + what filter row ky (taps k) carries back from the output row it reaches, if any;
+// and that row's dW sums over the quad's inputs x.
+fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: TapRow, x: Quad,
+                  mask: vec4<bool>, s2: bool) -> RowGrads {
     let oy = output_coord(iy, ky, p.stride, p.pad_top, p.out_h);
     if oy < 0 {
-        return acc;
+        return RowGrads(acc, TapRow());
     }
     let row = (n * p.out_h + u32(oy)) * p.out_w;
     // Position of the first of the 4 pixels in padded coordinates.
     let q = i32(ix0 + p.pad_left);
     var sum = acc;
+    var dw = TapRow();
     if s2 {
         // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even)
         // or q + 1, q + 3 (when odd) and for 1 tap of the others; they reach 3 output
@@ -519,11 +539,13 @@ fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: Tap
             sum.a1 += d1 * k.k0 + d0 * k.k2;
             sum.a2 += d1 * k.k1;
             sum.a3 += d2 * k.k0 + d1 * k.k2;
+            dw = TapRow(d1 * x.a1 + d2 * x.a3, d0 * x.a0 + d1 * x.a2, d0 * x.a1 + d1 * x.a3);
         } else {
             sum.a0 += d1 * k.k0 + d0 * k.k2;
             sum.a1 += d1 * k.k1;
             sum.a2 += d2 * k.k0 + d1 * k.k2;
             sum.a3 += d2 * k.k1;
+            dw = TapRow(d1 * x.a0 + d2 * x.a2, d1 * x.a1 + d2 * x.a3, d0 * x.a0 + d1 * x.a2);
         }
     } else {
         // Pixel j reads output columns q + j - 2 .. q + j.
@@ -537,56 +559,84 @@ fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: Tap
         sum.a1 += d3 * k.k0 + d2 * k.k1 + d1 * k.k2;
         sum.a2 += d4 * k.k0 + d3 * k.k1 + d2 * k.k2;
         sum.a3 += d5 * k.k0 + d4 * k.k1 + d3 * k.k2;
+        dw = TapRow(d2 * x.a0 + d3 * x.a1 + d4 * x.a2 + d5 * x.a3,
+                    d1 * x.a0 + d2 * x.a1 + d3 * x.a2 + d4 * x.a3,
+                    d0 * x.a0 + d1 * x.a1 + d2 * x.a2 + d3 * x.a3);
     }
-    return sum;
+    return RowGrads(sum, dw);
 }
 
-// Batch norm's backward sums over input pixels (see common.wgsl's BnSums).
-fn add_bn_sums(sums: BnSums, dy: vec4<f32>, at: u32, mean: vec4<f32>, mask: vec4<bool>) -> BnSums {
-    let norm = BnNorm4(prologue_scale, prologue_shift, mean);
-    return bn_sums_add(sums, dy, load_raw_input(at, mask), norm, p.prologue - 1u);
+// The chunk's raw inputs of the quad from element `at` on, zero past the first `count`.
+fn raw_quad(at: u32, count: u32, mask: vec4<bool>) -> Quad {
+    var x = Quad();
+    x.a0 = load_raw_input(at, mask);
+    if count > 1u {
+        x.a1 = load_raw_input(at + p.channels, mask);
+    }
+    if count > 2u {
+        x.a2 = load_raw_input(at + 2u * p.channels, mask);
+    }
+    if count > 3u {
+        x.a3 = load_raw_input(at + 3u * p.channels, mask);
+    }
+    return x;
+}
+
+// The quad's inputs as the forward read them (through the prologue), zero past `count`.
+fn input_quad(raw: Quad, count: u32, mask: vec4<bool>) -> Quad {
+    let zero = vec4<f32>(0.0);
+    return Quad(select(zero, prologued(raw.a0), mask),
+                select(zero, prologued(raw.a1), mask & vec4<bool>(count > 1u)),
+                select(zero, prologued(raw.a2), mask & vec4<bool>(count > 2u)),
+                select(zero, prologued(raw.a3), mask & vec4<bool>(count > 3u)));
 }
 
 // dX of one chunk of pixels_per_chunk input pixels (NHW order) for one 4-channel group, in
-// runs along image rows, 4 pixels at a time, the filter taps loaded once for the chunk.
+// runs along image rows, 4 pixels at a time, the filter taps loaded once for the chunk;
+// with it, dW's partial sums over the same products (every dY a filter tap carries to an
+// input pixel of the chunk, times that pixel), so dY and the input are read once for both.
 // With input_sums, also the chunk's backward partials of the batch norm whose raw output
-// is this layer's input, at the place its backward_partial would have left them: dz is in
-// registers here, so only x is loaded again.
+// is this layer's input, at the place its backward_partial would have left them: dz and x
+// are in registers here.
 fn input_grad_chunk(index: u32, s2: bool) {
     let groups = channel_groups();
     let chunk = index / groups;
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
+    begin_prologue(c0, mask);
     let first = chunk * p.pixels_per_chunk;
     let last = min(first + p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
     let w = filter_taps(c0, mask);
-    let sums_wanted = p.input_sums != 0u;
     var mean = vec4<f32>(0.0);
-    if sums_wanted {
-        begin_prologue(c0, mask);
+    if p.input_sums != 0u {
         mean = load_prologue(2u * p.channels + c0, mask);
     }
     var sums = BnSums();
+    var dw = Taps();
     for (var pixel = first; pixel < last;) {
         let ix0 = pixel % p.in_w;
         let iy = (pixel / p.in_w) % p.in_h;
         let n = pixel / (p.in_w * p.in_h);
         let count = min(4u, min(last - pixel, p.in_w - ix0));
-        let dx = input_grad_quad(n, iy, ix0, c0, w, mask, s2);
         let at = pixel * p.channels + c0;
-        sums = store_and_sum(sums, at, dx.a0, mean, mask);
+        let raw = raw_quad(at, count, mask);
+        let grads = input_grad_quad(n, iy, ix0, c0, w, input_quad(raw, count, mask), dw, mask,
+                                    s2);
+        dw = grads.dw;
+        sums = store_and_sum(sums, at, grads.dx.a0, raw.a0, mean, mask);
         if count > 1u {
-            sums = store_and_sum(sums, at + p.channels, dx.a1, mean, mask);
+            sums = store_and_sum(sums, at + p.channels, grads.dx.a1, raw.a1, mean, mask);
         }
         if count > 2u {
-            sums = store_and_sum(sums, at + 2u * p.channels, dx.a2, mean, mask);
+            sums = store_and_sum(sums, at + 2u * p.channels, grads.dx.a2, raw.a2, mean, mask);
         }
         if count > 3u {
-            sums = store_and_sum(sums, at + 3u * p.channels, dx.a3, mean, mask);
+            sums = store_and_sum(sums, at + 3u * p.channels, grads.dx.a3, raw.a3, mean, mask);
         }
         pixel += count;
     }
-    if sums_wanted {
+    store_taps(chunk, c0, dw, mask);
+    if p.input_sums != 0u {
         let inv_std = load_prologue(3u * p.channels + c0, mask);
         let at = 2u * chunk * p.channels + c0;
         store_input_partial(at, sums.dz, mask);
@@ -683,12 +733,9 @@ fn backward_weight_partial_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
     weight_partial_3x3(index, true);
 }
 
-// dX and dW's first stage of a 3x3 layer in one dispatch (horizontal fusion): the first
-// workgroups take dX's chunks, the rest dW's partials, each workgroup one half only. The
-// halves both read dY and write different buffers, so they need no order between them;
-// one dispatch instead of two saves a launch and lets a GPU run a small layer's halves
-// side by side. The host sizes the grid as dX's invocations rounded up to whole
-// workgroups, plus dW's.
+// dX and dW's first stage of a 3x3 layer in one pass: one invocation per chunk of
+// pixels_per_chunk input pixels and channel group (input_grad_chunk), dW's partials per
+// chunk of input pixels.
 @compute @workgroup_size(WG_SIZE)
 fn backward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                 @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -703,14 +750,8 @@ fn backward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 
 fn backward_input_and_weight_3x3(index: u32, s2: bool) {
     let input_chunks = (p.batch * p.in_h * p.in_w + p.pixels_per_chunk - 1u) / p.pixels_per_chunk;
-    let input_invocations = input_chunks * channel_groups();
-    let input_half = (input_invocations + WG_SIZE - 1u) / WG_SIZE * WG_SIZE;
-    if index < input_half {
-        if index < input_invocations {
-            input_grad_chunk(index, s2);
-        }
-    } else if index - input_half < p.chunks * channel_groups() {
-        weight_partial_3x3(index - input_half, s2);
+    if index < input_chunks * channel_groups() {
+        input_grad_chunk(index, s2);
     }
 }
 
@@ -787,7 +828,12 @@ fn weight_partial_3x3(index: u32, stride2: bool) {
         }
         pixel += run;
     }
-    // Partials are [chunks, 9, channels], as backward_weight_partial writes them.
+    store_taps(chunk, c0, t, mask);
+}
+
+// Chunk `chunk`'s dW partials of the 9 taps: [chunks, 9, channels], as
+// backward_weight_partial writes them.
+fn store_taps(chunk: u32, c0: u32, t: Taps, mask: vec4<bool>) {
     let base = chunk * 9u * p.channels + c0;
     store_partial(base, t.y0x0, mask);
     store_partial(base + p.channels, t.y0x1, mask);

@@ -2,8 +2,7 @@
 //! built (never measured), so that a change which merges dispatches can show what it saved.
 //!
 //! The rule, per dispatch: every storage binding its entry point uses counts once, at the
-//! size bound (twice where one dispatch runs two kernels that each read it whole:
-//! `ops::whole_reads`); one the entry point stores to counts as written, any other as read.
+//! size bound; one the entry point stores to counts as written, any other as read.
 //! Parameters, optimizer state and the running metrics are only ever updated in place, so
 //! a written one counts as read as well; other written bindings (outputs, gradients,
 //! partial sums, even a weight gradient that a later chunk adds into) count as written
@@ -13,7 +12,7 @@
 
 use super::buffer_range::BufferRange;
 use crate::gpu::CompiledEntry;
-use crate::ops::{whole_reads, Dispatch, Slot};
+use crate::ops::{Dispatch, Slot};
 use std::fmt;
 
 /// Bytes read and bytes written.
@@ -88,7 +87,7 @@ impl StepTraffic {
                     class.read += bytes;
                 }
             } else {
-                class.read += bytes * whole_reads(dispatch, slot);
+                class.read += bytes;
             }
         }
         traffic

@@ -4,24 +4,9 @@
 use super::{
     chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
     uniform_words, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
-    LINEAR_WORKGROUP, REDUCE_CHUNK,
+    REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
-
-/// Times `dispatch` reads the tensor bound to `slot` whole: the fused 3x3 backward reads
-/// dY in each of its halves (dX's and dW's), every other binding of every dispatch once.
-/// Traffic counts use it so that fusing the two dispatches does not look like a saving of
-/// reads that still happen.
-pub fn whole_reads(dispatch: &Dispatch, slot: Slot) -> u64 {
-    let fused_backward = is_fused_backward(dispatch);
-    // With the input batch norm's sums, dX's half loads the input again where it stores.
-    let input_sums = fused_backward && dispatch.uniform_word(INPUT_SUMS_WORD) != 0;
-    match slot {
-        Slot::GradOutput if fused_backward => 2,
-        Slot::Input if input_sums => 2,
-        _ => 1,
-    }
-}
 
 /// depthwise.wgsl's uniform word that makes the 3x3 backward sum its input batch norm's
 /// backward partials (`input_sums`).
@@ -225,7 +210,9 @@ impl Depthwise {
 
     #[doc(hidden)]
     pub fn scratch(&self, input: &[usize], output: &[usize]) -> Vec<ScratchSpec> {
-        let pixels = output[0] * output[1] * output[2];
+        // dW's partials, per chunk of output pixels, or of input pixels where the 3x3
+        // backward computes them with dX.
+        let pixels = (output[0] * output[1] * output[2]).max(input[0] * input[1] * input[2]);
         vec![ScratchSpec {
             floats: chunks(pixels) * self.kernel * self.kernel * input[3],
             persistent: false,
@@ -234,7 +221,7 @@ impl Depthwise {
 
     #[doc(hidden)]
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
-        let parts = chunks(output[0] * output[1] * output[2]);
+        let mut parts = chunks(output[0] * output[1] * output[2]);
         let weights = self.kernel * self.kernel * input[3];
         let groups = input[3].div_ceil(CHANNELS_PER_THREAD);
         // dW's first stage: per chunk of output pixels, partial sums of every tap; the 3x3
@@ -253,14 +240,13 @@ impl Depthwise {
         };
         let mut dispatches = Vec::new();
         match (input_grad, self.is_3x3()) {
-            // dX and dW's first stage in one dispatch (depthwise.wgsl's backward_3x3):
-            // dX's invocations (one per chunk of input pixels and channel group, the
-            // chunks of the input batch norm's partials) in whole workgroups, then dW's.
+            // dX and dW's first stage in one pass (depthwise.wgsl's backward_3x3): one
+            // invocation per chunk of input pixels (the chunks of the input batch norm's
+            // partials) and channel group, dW's partials per chunk of input pixels.
             (true, true) => {
-                let input_half = chunks(input[0] * input[1] * input[2]) * groups;
-                let threads = input_half.next_multiple_of(LINEAR_WORKGROUP) + weight_threads;
+                parts = chunks(input[0] * input[1] * input[2]);
                 let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
-                dispatches.push(self.dispatch(entry, input, output, threads));
+                dispatches.push(self.dispatch(entry, input, output, parts * groups));
             }
             (true, false) => {
                 let threads = vec4_threads(input);
@@ -284,7 +270,7 @@ impl Depthwise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::Activation;
+    use crate::ops::{Activation, LINEAR_WORKGROUP};
 
     fn depthwise(kernel: usize, stride: usize) -> Depthwise {
         Depthwise {
@@ -296,23 +282,26 @@ mod tests {
     }
 
     #[test]
-    fn the_3x3_backward_is_one_dispatch_that_reads_dy_twice() {
-        let (input, output) = ([2, 9, 9, 12], [2, 9, 9, 12]);
-        let dispatches = depthwise(3, 1).backward(&input, &output, true);
+    fn the_3x3_backward_is_one_pass_over_chunks_of_input_pixels() {
+        let (input, output) = ([2, 9, 9, 12], [2, 5, 5, 12]);
+        let dispatches = depthwise(3, 2).backward(&input, &output, true);
         let entries: Vec<_> = dispatches.iter().map(|d| d.entry).collect();
-        assert_eq!(entries, ["backward_3x3", "sum_partials"]);
-        let fused = &dispatches[0];
-        assert_eq!(whole_reads(fused, Slot::GradOutput), 2);
-        assert_eq!(whole_reads(fused, Slot::Input), 1);
-        // dX's invocations, one per chunk of input pixels and 4-channel group, in whole
-        // workgroups; then dW's, one per chunk of output pixels and group.
-        let input_half = (chunks(2 * 9 * 9) * 3).next_multiple_of(LINEAR_WORKGROUP);
-        let invocations: usize = fused.workgroups.iter().map(|&w| w as usize).product();
-        let weight_half = chunks(2 * 9 * 9) * 3;
+        assert_eq!(entries, ["backward_3x3_s2", "sum_partials"]);
+        // One invocation per chunk of input pixels and 4-channel group, each leaving dW's
+        // partials of its chunk, which sum_partials adds up.
+        let input_chunks = chunks(2 * 9 * 9);
+        let invocations: usize = dispatches[0]
+            .workgroups
+            .iter()
+            .map(|&w| w as usize)
+            .product();
         assert_eq!(
             invocations * LINEAR_WORKGROUP,
-            (input_half + weight_half).next_multiple_of(LINEAR_WORKGROUP)
+            (input_chunks * 3).next_multiple_of(LINEAR_WORKGROUP)
         );
+        assert_eq!(dispatches[1].uniform_word(0), input_chunks as u32);
+        let scratch = depthwise(3, 2).scratch(&input, &output);
+        assert_eq!(scratch[0].floats, input_chunks * 9 * 12);
         // Without an input gradient, or with another filter size, the passes stay apart.
         let alone = depthwise(3, 2).backward(&input, &[2, 5, 5, 12], false);
         assert_eq!(alone[0].entry, "backward_weight_partial_3x3_s2");
@@ -322,7 +311,6 @@ mod tests {
             entries,
             ["backward_input", "backward_weight_partial", "sum_partials"]
         );
-        assert_eq!(whole_reads(&five[0], Slot::GradOutput), 1);
     }
 
     #[test]
@@ -334,14 +322,11 @@ mod tests {
             "needs the statistics"
         );
         let normalised = crate::ops::with_input_prologue(backward, Activation::Relu).unwrap();
-        assert_eq!(whole_reads(&normalised, Slot::Input), 1);
         let summing = with_depthwise_input_sums(&normalised).expect("a 3x3 backward with dX");
         assert_eq!(summing.uniform_word(INPUT_SUMS_WORD), 1);
         assert!(summing
             .bindings
             .contains(&(INPUT_PARTIALS_BINDING, Slot::InputPartials)));
-        // dX's half reads the input again as it sums; dW's half read it already.
-        assert_eq!(whole_reads(&summing, Slot::Input), 2);
         // dW alone (no input gradient) has no dX to sum over.
         let weight_only = &depthwise(3, 1).backward(&input, &output, false)[0];
         let normalised = crate::ops::with_input_prologue(weight_only, Activation::Relu).unwrap();

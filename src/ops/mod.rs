@@ -25,7 +25,7 @@ pub use crate::gpu::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
 pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
-pub use depthwise::{whole_reads, Depthwise};
+pub use depthwise::Depthwise;
 pub use dispatch::TrainSettings;
 #[doc(hidden)]
 pub use dispatch::{accumulating, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
