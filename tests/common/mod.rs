@@ -87,6 +87,12 @@ pub fn int8_kernel_devices() -> Vec<&'static Gpu> {
 /// The GEMM kernels the tuner times for the shape a tuning-cache key names ("gemm ENTRY
 /// WORDS"): the candidates depend on the operands' layout, which the uniform words give.
 pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
+    // The entry point decides the candidates: only two kernels have the chunk-walking ones.
+    let entry = match key.split(' ').nth(1) {
+        Some("forward_stats") => "forward_stats",
+        Some("forward_bt_sums") => "forward_bt_sums",
+        _ => "forward",
+    };
     let words: Vec<u32> = key
         .split(' ')
         .nth(2)
@@ -96,7 +102,7 @@ pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
         .collect();
     let dispatch = mobilenet_wgpu::ops::Dispatch {
         shader: mobilenet_wgpu::gpu::Shader::Gemm,
-        entry: "forward",
+        entry,
         uniform: bytemuck::cast_slice(&words).to_vec(),
         bindings: Vec::new(),
         workgroups: [1, 1, 1],
