@@ -9,8 +9,8 @@ struct DepthwiseParams {
     batch: u32, in_h: u32, in_w: u32, channels: u32,
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
     // The chunked kernels walk pixels_per_chunk pixels per invocation (output pixels for dW
-    // and the forward's statistics, input pixels for dX): batch norm's chunk of rows.
-    // chunks: the chunks of output pixels.
+    // alone and the forward's statistics, input pixels for dX with dW): batch norm's chunk
+    // of rows. chunks: the chunks of output pixels.
     pad_top: u32, pad_left: u32, pixels_per_chunk: u32, chunks: u32,
     has_bias: u32, act: u32,
     // 0: the input as stored; else 1 + the activation code of its batch norm.
@@ -26,7 +26,8 @@ struct DepthwiseParams {
 @group(0) @binding(3) var<storage, read_write> output: array<f32>;
 @group(0) @binding(4) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(5) var<storage, read_write> grad_input: array<f32>;
-// dW partials: [chunks, KH * KW, C], summed by reduce.wgsl.
+// dW partials: [chunks, KH * KW, C], summed by reduce.wgsl; chunks of output pixels, or of
+// input pixels where the 3x3 backward computes dW with dX.
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 // With input_sums, the input batch norm's backward partials: [chunks][2][C], chunks of
 // pixels_per_chunk input pixels, as bn_act.wgsl's partials. Otherwise the host binds the

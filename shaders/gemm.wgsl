@@ -280,22 +280,33 @@ fn store_rows8(split: u32, row0: u32, lo: u32, hi: u32, t: Tile) {
 @compute @workgroup_size(LANES)
 fn forward_stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
+    let b = chunk_block(wg, nwg, lane);
+    if b.first >= p.m || b.col >= p.n { return; }
+    var lo = Welford();
+    var hi = Welford();
+    for (var row0 = b.first; row0 < b.last; row0 += ROWS) {
+        let t = accumulate_block(vec3<u32>(0u, row0, b.col), false);
+        store_block(vec3<u32>(0u, row0, b.col), t);
+        lo = welford_rows8(lo, row0, b.first, b.last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
+                           t.r7);
+        hi = welford_rows8(hi, row0, b.first, b.last, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13,
+                           t.r14, t.r15);
+    }
+    store_stats(b.chunk, b.col, lo);
+    store_stats(b.chunk, b.col + 4u, hi);
+}
+
+// The chunk an invocation of the blocked kernel's *_stats and *_sums entry points walks:
+// block_origin's row block is the chunk, its rows first .. last, its 8 columns from col.
+struct ChunkBlock {
+    chunk: u32, first: u32, last: u32, col: u32,
+}
+
+fn chunk_block(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> ChunkBlock {
     let at = block_origin(wg, nwg, lane);
     let chunk = at.y / ROWS;
     let first = chunk * p.stats_rows;
-    if first >= p.m || at.z >= p.n { return; }
-    let last = min(first + p.stats_rows, p.m);
-    var lo = Welford();
-    var hi = Welford();
-    for (var row0 = first; row0 < last; row0 += ROWS) {
-        let t = accumulate_block(vec3<u32>(0u, row0, at.z), false);
-        store_block(vec3<u32>(0u, row0, at.z), t);
-        lo = welford_rows8(lo, row0, first, last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
-        hi = welford_rows8(hi, row0, first, last, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14,
-                           t.r15);
-    }
-    store_stats(chunk, at.z, lo);
-    store_stats(chunk, at.z + 4u, hi);
+    return ChunkBlock(chunk, first, min(first + p.stats_rows, p.m), at.z);
 }
 
 // `s` after rows row0 .. row0 + 7 of 4 columns (y0 .. y7), those before `last`; the
@@ -347,25 +358,22 @@ fn store_partials(chunk: u32, col: u32, first: vec4<f32>, second: vec4<f32>) {
 fn forward_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(local_invocation_index) lane: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
-    let at = block_origin(wg, nwg, lane);
-    let chunk = at.y / ROWS;
-    let first = chunk * p.stats_rows;
-    if first >= p.m || at.z >= p.n { return; }
-    let last = min(first + p.stats_rows, p.m);
-    let norm_lo = sums_norm4(at.z);
-    let norm_hi = sums_norm4(at.z + 4u);
+    let b = chunk_block(wg, nwg, lane);
+    if b.first >= p.m || b.col >= p.n { return; }
+    let norm_lo = sums_norm4(b.col);
+    let norm_hi = sums_norm4(b.col + 4u);
     var lo = BnSums();
     var hi = BnSums();
-    for (var row0 = first; row0 < last; row0 += ROWS) {
-        let t = accumulate_block(vec3<u32>(0u, row0, at.z), true);
-        store_block(vec3<u32>(0u, row0, at.z), t);
-        lo = sum_rows8(lo, row0, last, at.z, norm_lo, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
-                       t.r7);
-        hi = sum_rows8(hi, row0, last, at.z + 4u, norm_hi, t.r8, t.r9, t.r10, t.r11, t.r12,
+    for (var row0 = b.first; row0 < b.last; row0 += ROWS) {
+        let t = accumulate_block(vec3<u32>(0u, row0, b.col), true);
+        store_block(vec3<u32>(0u, row0, b.col), t);
+        lo = sum_rows8(lo, row0, b.last, b.col, norm_lo, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5,
+                       t.r6, t.r7);
+        hi = sum_rows8(hi, row0, b.last, b.col + 4u, norm_hi, t.r8, t.r9, t.r10, t.r11, t.r12,
                        t.r13, t.r14, t.r15);
     }
-    store_sums(chunk, at.z, lo);
-    store_sums(chunk, at.z + 4u, hi);
+    store_sums(b.chunk, b.col, lo);
+    store_sums(b.chunk, b.col + 4u, hi);
 }
 
 // The batch norm's normalisation of columns col .. col + 3 (clamped into C).
