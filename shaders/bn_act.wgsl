@@ -30,12 +30,15 @@ struct BnParams {
 @group(0) @binding(5) var<storage, read_write> running_var: array<Elem>;
 @group(0) @binding(6) var<storage, read_write> output: array<Elem>;
 // Per channel, kept from the forward to the backward pass:
-// [scale | shift | mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat], each `channels` long.
+// [scale | shift | mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat | gamma/sqrt(var+eps)/M],
+// each `channels` long (M: the rows the statistics cover).
 // scale and shift come first so that a GEMM can bind their planes as a uniform block of
 // fixed size (gemm_vec4.wgsl) whatever the channel count.
 // scale and shift (the batch's normalisation and BN's parameters as one affine map) are
 // what the next layer applies as it loads this layer's raw input, when it takes the
-// normalisation and activation in its prologue instead of this layer's forward_train.
+// normalisation and activation in its prologue instead of this layer's forward_train; the
+// backward planes are what the layer before applies to the gradient it loads, when it
+// takes this layer's backward_input (depthwise.wgsl's output_grad).
 @group(0) @binding(7) var<storage, read_write> stats: array<Elem>;
 // Two-stage reduction scratch: two [chunks, channels] planes.
 @group(0) @binding(8) var<storage, read_write> partials: array<Elem>;
@@ -216,7 +219,8 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     partials[at + groups()] = sum_dz_xhat;
 }
 
-// Backward stage 2: dbeta = sum dz, dgamma = sum dz * xhat, summed over chunks in order.
+// Backward stage 2: dbeta = sum dz, dgamma = sum dz * xhat, summed over chunks in order, and
+// the scale of the input gradient (stats' last plane).
 @compute @workgroup_size(WG_SIZE)
 fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -232,6 +236,7 @@ fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
     }
     stats[4u * groups() + c] = sum_dz;
     stats[5u * groups() + c] = sum_dz_xhat;
+    stats[6u * groups() + c] = gamma[c] * stats[3u * groups() + c] / f32(p.rows);
     grad_beta[c] = sum_dz;
     grad_gamma[c] = sum_dz_xhat;
 }
@@ -250,7 +255,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let sum_dz = stats[4u * groups() + c];
     let sum_dz_xhat = stats[5u * groups() + c];
     let m = f32(select(p.rows, p.batch_rows, p.batch_rows != 0u));
-    let grad_scale = gamma[c] * inv_std / m;
+    let grad_scale = stats[6u * groups() + c];
     let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {
         let index = row * groups() + c;

@@ -4,6 +4,11 @@
 // (`prologue` != 0): every input load then applies that batch norm and its activation with
 // the scale and shift its stats_finalize left (bn_act.wgsl), so the normalised tensor is
 // never written. Padding stays zero: padded taps never reach load_input.
+//
+// In the backward, dY may likewise be the gradient of the batch norm after this layer
+// (`output_grad` != 0): every dY load then applies that batch norm's input gradient, from
+// this layer's raw output and the sums its backward_finalize left, so that gradient is
+// never written either.
 
 struct DepthwiseParams {
     batch: u32, in_h: u32, in_w: u32, channels: u32,
@@ -18,6 +23,9 @@ struct DepthwiseParams {
     // 1: the 3x3 backward also sums that batch norm's backward partials over the input
     // gradient it computes (input_grad_chunk), in place of bn_act.wgsl's backward_partial.
     input_sums: u32,
+    // 0: dY as stored; else 1 + the activation code of the batch norm after this layer,
+    // whose output's gradient dY then is.
+    output_grad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -47,6 +55,38 @@ fn begin_prologue(c0: u32, mask: vec4<bool>) {
     }
 }
 
+// The batch norm after this layer, for the backward's dY loads when output_grad != 0
+// (bn_act.wgsl's `stats` planes of the invocation's 4 channels), set once by
+// begin_output_grad before any dY load.
+struct OutputBn {
+    scale: vec4<f32>, shift: vec4<f32>, mean: vec4<f32>, inv_std: vec4<f32>,
+    sum_dz: vec4<f32>, sum_dz_xhat: vec4<f32>, grad_scale: vec4<f32>,
+}
+
+var<private> output_bn: OutputBn;
+
+fn begin_output_grad(c0: u32, mask: vec4<bool>) {
+    if p.output_grad != 0u {
+        let c = p.channels;
+        output_bn = OutputBn(load_output_norm(c0, mask), load_output_norm(c + c0, mask),
+                             load_output_norm(2u * c + c0, mask),
+                             load_output_norm(3u * c + c0, mask),
+                             load_output_norm(4u * c + c0, mask),
+                             load_output_norm(5u * c + c0, mask),
+                             load_output_norm(6u * c + c0, mask));
+    }
+}
+
+// The gradient of this layer's output z from dy, the gradient of the batch norm's output:
+// bn_act.wgsl's backward_input, term for term, so it comes out the same.
+fn output_bn_grad(dy: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
+    let b = output_bn;
+    let m = f32(p.batch * p.out_h * p.out_w);
+    let xhat = (z - b.mean) * b.inv_std;
+    let dz = activation_grad4(dy, z * b.scale + b.shift, p.output_grad - 1u);
+    return b.grad_scale * (m * dz - b.sum_dz - xhat * b.sum_dz_xhat);
+}
+
 fn prologued(x: vec4<f32>) -> vec4<f32> {
     if p.prologue == 0u {
         return x;
@@ -67,7 +107,7 @@ fn lane_mask(c0: u32) -> vec4<bool> {
 
 // ACCESS BEGIN: loads and stores of one 4-channel group, given the element index of its
 // first channel, for any channel count; depthwise_vec4.wgsl replaces this block.
-// Batch-norm statistics of the input's producer, [6][channels] (bn_act.wgsl's `stats`).
+// Batch-norm statistics of the input's producer, [7][channels] (bn_act.wgsl's `stats`).
 @group(0) @binding(8) var<storage, read> prologue_stats: array<f32>;
 
 fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
@@ -90,10 +130,26 @@ fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return select(vec4<f32>(0.0), vec4<f32>(weight[i], weight[i + 1u], weight[i + 2u], weight[i + 3u]), mask);
 }
 
-fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
+// With output_grad, this layer's raw output (what dY's batch norm read) and that batch
+// norm's statistics, [7][channels]; otherwise the host binds dY again at 11 and a
+// placeholder at 12, and neither is read.
+@group(0) @binding(11) var<storage, read> raw_output: array<f32>;
+@group(0) @binding(12) var<storage, read> output_norm: array<f32>;
+
+fn load_output_norm(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return select(vec4<f32>(0.0),
-                  vec4<f32>(grad_output[i], grad_output[i + 1u], grad_output[i + 2u], grad_output[i + 3u]),
+                  vec4<f32>(output_norm[i], output_norm[i + 1u], output_norm[i + 2u],
+                            output_norm[i + 3u]),
                   mask);
+}
+
+fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    let dy = vec4<f32>(grad_output[i], grad_output[i + 1u], grad_output[i + 2u], grad_output[i + 3u]);
+    if p.output_grad == 0u {
+        return select(vec4<f32>(0.0), dy, mask);
+    }
+    let z = vec4<f32>(raw_output[i], raw_output[i + 1u], raw_output[i + 2u], raw_output[i + 3u]);
+    return select(vec4<f32>(0.0), output_bn_grad(dy, z), mask);
 }
 
 // The fused bias of channels c0..c0+3, zero without one: loaded once per invocation, not
@@ -607,6 +663,7 @@ fn input_grad_chunk(index: u32, s2: bool) {
     begin_prologue(c0, mask);
     let first = chunk * p.pixels_per_chunk;
     let last = min(first + p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
+    begin_output_grad(c0, mask);
     let w = filter_taps(c0, mask);
     var mean = vec4<f32>(0.0);
     if p.input_sums != 0u {
@@ -659,6 +716,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let n = i[0];
     let c0 = i[3] * 4u;
     let mask = lane_mask(c0);
+    begin_output_grad(c0, mask);
     var acc = vec4<f32>(0.0);
     for (var ky = 0u; ky < p.kernel; ky++) {
         let oy = output_coord(i[1], ky, p.stride, p.pad_top, p.out_h);
@@ -687,6 +745,7 @@ fn backward_weight_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
+    begin_output_grad(c0, mask);
     let tap = (index / groups) % taps;
     let chunk = index / (groups * taps);
     let ky = tap / p.kernel;
@@ -797,6 +856,7 @@ fn weight_partial_3x3(index: u32, stride2: bool) {
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
+    begin_output_grad(c0, mask);
     let chunk = index / groups;
     let first = chunk * p.pixels_per_chunk;
     let last = min(first + p.pixels_per_chunk, p.batch * p.out_h * p.out_w);

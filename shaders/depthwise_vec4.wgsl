@@ -15,6 +15,8 @@
 @group(0) @binding(8) var<storage, read> prologue4: array<vec4<f32>>;
 @group(0) @binding(9) var<storage, read_write> input_partials4: array<vec4<f32>>;
 @group(0) @binding(10) var<storage, read_write> output_partials4: array<vec4<f32>>;
+@group(0) @binding(11) var<storage, read> raw_output4: array<vec4<f32>>;
+@group(0) @binding(12) var<storage, read> output_norm4: array<vec4<f32>>;
 
 fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return prologue4[i / 4u];
@@ -34,8 +36,16 @@ fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
     return weight4[i / 4u];
 }
 
+fn load_output_norm(i: u32, mask: vec4<bool>) -> vec4<f32> {
+    return output_norm4[i / 4u];
+}
+
 fn load_grad_output(i: u32, mask: vec4<bool>) -> vec4<f32> {
-    return grad_output4[i / 4u];
+    let dy = grad_output4[i / 4u];
+    if p.output_grad == 0u {
+        return dy;
+    }
+    return output_bn_grad(dy, raw_output4[i / 4u]);
 }
 
 fn load_bias(c0: u32, mask: vec4<bool>) -> vec4<f32> {

@@ -8,7 +8,8 @@
 //! stride 2, both paddings, ReLU, ReLU6 and no activation. A 3x3 depthwise consumer also
 //! sums the batch norm's backward partials over the input gradient it writes, so the
 //! batch norm's gradients check that too, over several chunks of pixels; and a 3x3
-//! depthwise producer leaves the statistics of the batch norm after it.
+//! depthwise producer leaves the statistics of the batch norm after it, and its backward
+//! applies that batch norm's input gradient as it loads the gradient.
 
 mod common;
 
@@ -197,6 +198,56 @@ fn passes(plan: &TrainPlan, entry: &str) -> usize {
         .count()
 }
 
+/// How many of the plan's dispatches of op `op` run `entry`.
+fn op_passes(plan: &TrainPlan, op: &str, entry: &str) -> usize {
+    let prefix = format!("{op} ");
+    plan.kernels()
+        .iter()
+        .filter(|k| k.starts_with(&prefix))
+        .filter(|k| k.contains(&format!(":{entry}")))
+        .count()
+}
+
+/// Any depthwise layer before a batch norm reads the batch norm's output gradient and
+/// applies its input gradient as it loads it, so the batch norm writes no input gradient:
+/// the general kernel (5x5, whose dX and dW are separate passes that both load dY) and the
+/// 3x3 one, on odd channel counts, batch 1 and 1x1 maps, against the reference.
+#[test]
+fn depthwise_applies_the_input_gradient_of_the_batch_norm_after_it() {
+    let cases: [([usize; 4], usize, usize); 5] = [
+        ([2, 9, 9, 13], 5, 1),
+        ([1, 11, 10, 8], 5, 2),
+        ([3, 1, 1, 12], 5, 1),
+        ([1, 9, 7, 5], 3, 2),
+        ([2, 1, 1, 4], 3, 1),
+    ];
+    for (i, (shape, kernel, stride)) in cases.into_iter().enumerate() {
+        let depthwise = OpKind::Depthwise(Depthwise {
+            kernel,
+            stride,
+            padding: common::PADDINGS[i % 2],
+            fused: None,
+        });
+        let pair = producer_pair(depthwise, &shape, ACTIVATIONS[i % 3], 600 + i as u64);
+        for (device, kernel) in common::kernel_devices() {
+            let plan = compile(device, &pair);
+            let what = format!("{} [{kernel}]", pair.what);
+            let kernels = plan.kernels();
+            assert_eq!(
+                op_passes(&plan, "bn", "backward_input"),
+                0,
+                "{what}: {kernels:?}"
+            );
+            assert_eq!(
+                op_passes(&plan, "bn", "backward_finalize"),
+                1,
+                "{what}: {kernels:?}"
+            );
+            check_gradients(&plan, &pair, &what);
+        }
+    }
+}
+
 /// A 3x3 depthwise layer before a batch norm leaves the batch statistics' partials as it
 /// stores its output, so the batch norm runs no statistics pass of its own; the batch
 /// norm's outputs and gradients (which use those statistics) match the reference, on the
@@ -226,6 +277,12 @@ fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
             assert_eq!(passes(&plan, "stats_partial"), 0, "{what}: {kernels:?}");
             let stats_entry = ["forward_3x3_stats", "forward_3x3_s2_stats"][stride - 1];
             assert_eq!(passes(&plan, stats_entry), 1, "{what}: {kernels:?}");
+            // The depthwise backward applies the batch norm's input gradient as it loads.
+            assert_eq!(
+                op_passes(&plan, "bn", "backward_input"),
+                0,
+                "{what}: {kernels:?}"
+            );
             check_gradients(&plan, &pair, &what);
         }
     }

@@ -12,8 +12,8 @@ use super::error::GraphError;
 use super::shapes::{tensor_bytes, with_batch};
 use super::steps::StepBuilder;
 use crate::ops::{
-    accumulating, with_input_prologue, with_input_sums, with_output_stats, Activation, BatchNorm,
-    Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK,
+    accumulating, with_input_prologue, with_input_sums, with_output_grad_prologue,
+    with_output_stats, Activation, BatchNorm, Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK,
 };
 
 /// One node as the emitters see it.
@@ -44,6 +44,13 @@ pub(crate) struct ChunkedNode<'a> {
     /// A batch norm whose statistics partials the node before it leaves: its forward pass
     /// starts at the merge.
     pub stats_by_previous: bool,
+    /// The activation of the batch norm after this node, when this node's backward applies
+    /// that batch norm's input gradient as it loads dY (`Slot::GradOutput` is then the
+    /// batch norm's output gradient).
+    pub output_grad: Option<Activation>,
+    /// A batch norm whose input gradient the node before it applies: its backward pass
+    /// stops after the merge.
+    pub grad_by_previous: bool,
 }
 
 /// `dispatches` with `fuse` applied where it applies, when `wanted`.
@@ -164,12 +171,37 @@ impl ChunkedNode<'_> {
         let Some(activation) = self.prologue else {
             return Ok(dispatches);
         };
+        let fuse = |d: &Dispatch| with_input_prologue(d, activation);
+        self.each_through(dispatches, fuse, "cannot normalise its input")
+    }
+
+    /// The backward dispatches as they read dY: through the next batch norm's input
+    /// gradient where this node applies it.
+    fn with_output_grad(&self, dispatches: Vec<Dispatch>) -> Result<Vec<Dispatch>, GraphError> {
+        let Some(activation) = self.output_grad else {
+            return Ok(dispatches);
+        };
+        let fuse = |d: &Dispatch| with_output_grad_prologue(d, activation);
+        self.each_through(
+            dispatches,
+            fuse,
+            "cannot apply a batch norm's input gradient",
+        )
+    }
+
+    /// Every dispatch through `fuse`; an error saying what `cannot` do for one it refuses.
+    fn each_through(
+        &self,
+        dispatches: Vec<Dispatch>,
+        fuse: impl Fn(&Dispatch) -> Option<Dispatch>,
+        cannot: &str,
+    ) -> Result<Vec<Dispatch>, GraphError> {
         dispatches
             .iter()
             .map(|d| {
-                with_input_prologue(d, activation).ok_or_else(|| GraphError::Chunking {
+                fuse(d).ok_or_else(|| GraphError::Chunking {
                     op: self.name.to_string(),
-                    reason: format!("{}:{} cannot normalise its input", d.shader, d.entry),
+                    reason: format!("{}:{} {cannot}", d.shader, d.entry),
                 })
             })
             .collect()
@@ -185,10 +217,14 @@ impl ChunkedNode<'_> {
         let pass = |range: &Range<usize>| {
             let (x, y) = self.part_shapes(range);
             let mut dispatches = self.kind.backward(&x, &y, input_grad, settings);
+            if self.grad_by_previous {
+                dispatches.truncate(ELEMENTWISE);
+            }
             if self.summed_by_next {
                 dispatches.remove(PARTIAL);
             }
             let dispatches = self.with_prologue(dispatches)?;
+            let dispatches = self.with_output_grad(dispatches)?;
             let sums = |d: &Dispatch| with_input_sums(d, self.prologue?);
             Ok(with_each(dispatches, self.input_sums, sums))
         };

@@ -107,7 +107,8 @@ impl StepTraffic {
             | Slot::Workspace
             | Slot::InputNorm
             | Slot::InputPartials
-            | Slot::OutputPartials => Some(&mut self.scratch),
+            | Slot::OutputPartials
+            | Slot::OutputNorm => Some(&mut self.scratch),
             Slot::Param(_) | Slot::ParamGrad(_) | Slot::OptState(_) => Some(&mut self.params),
             Slot::Hyper | Slot::Unused => None,
         }

@@ -205,7 +205,7 @@ impl BatchNorm {
         let channels = input[3];
         vec![
             ScratchSpec {
-                floats: 6 * channels,
+                floats: 7 * channels,
                 persistent: true,
             },
             ScratchSpec {

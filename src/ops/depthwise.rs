@@ -3,8 +3,8 @@
 
 use super::{
     chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
-    uniform_words, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,
-    REDUCE_CHUNK,
+    uniform_words, Activation, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot,
+    Window, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -59,6 +59,39 @@ pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatc
         entry,
         bindings,
         workgroups: linear_grid(chunks * channels.div_ceil(CHANNELS_PER_THREAD)),
+        ..dispatch.clone()
+    })
+}
+
+/// depthwise.wgsl's uniform word that makes the backward apply the input gradient of the
+/// batch norm after it as it loads dY (0: off, else 1 + the activation code), and the
+/// bindings of that batch norm's input (this layer's raw output) and statistics.
+const OUTPUT_GRAD_WORD: usize = 16;
+const RAW_OUTPUT_BINDING: u32 = 11;
+const OUTPUT_NORM_BINDING: u32 = 12;
+
+/// `dispatch` (a backward dispatch that reads dY) reading instead the output gradient of
+/// the batch norm after this layer, with `activation`, and applying that batch norm's
+/// input gradient as it loads each value (from this layer's raw output and the batch
+/// norm's sums), so the batch norm's `backward_input` pass is not needed. `None` for a
+/// dispatch of another shader.
+pub(super) fn with_depthwise_output_grad(
+    dispatch: &Dispatch,
+    activation: Activation,
+) -> Option<Dispatch> {
+    if !matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4) {
+        return None;
+    }
+    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+    words[OUTPUT_GRAD_WORD] = activation.shader_code() + 1;
+    let mut bindings = dispatch.bindings.clone();
+    bindings
+        .retain(|&(binding, _)| binding != RAW_OUTPUT_BINDING && binding != OUTPUT_NORM_BINDING);
+    bindings.push((RAW_OUTPUT_BINDING, Slot::Output));
+    bindings.push((OUTPUT_NORM_BINDING, Slot::OutputNorm));
+    Some(Dispatch {
+        uniform: uniform_words(&words),
+        bindings,
         ..dispatch.clone()
     })
 }
@@ -171,6 +204,7 @@ impl Depthwise {
             act,
             0,
             0,
+            0,
         ]
         .map(|v| v as u32);
         // Whole vec4 accesses when every 4-channel group is aligned (depthwise_vec4.wgsl).
@@ -183,13 +217,16 @@ impl Depthwise {
             shader,
             entry,
             uniform: uniform_words(&words),
-            // Binding 8 (the input's batch norm) is bound by `with_input_prologue`.
+            // Binding 8 (the input's batch norm) is bound by `with_input_prologue`, 11 and
+            // 12 (the output's) by `with_depthwise_output_grad`.
             bindings: [
                 &BINDINGS[..],
                 &[
                     (7, fused_bias_slot(self.fused)),
                     (8, Slot::Unused),
                     (INPUT_PARTIALS_BINDING, Slot::Scratch(0)),
+                    (RAW_OUTPUT_BINDING, Slot::GradOutput),
+                    (OUTPUT_NORM_BINDING, Slot::Unused),
                 ],
             ]
             .concat(),
@@ -331,6 +368,36 @@ mod tests {
         let weight_only = &depthwise(3, 1).backward(&input, &output, false)[0];
         let normalised = crate::ops::with_input_prologue(weight_only, Activation::Relu).unwrap();
         assert!(with_depthwise_input_sums(&normalised).is_none());
+    }
+
+    #[test]
+    fn the_backward_reads_the_output_and_statistics_of_the_batch_norm_after_it() {
+        let (input, output) = ([2, 9, 9, 12], [2, 9, 9, 12]);
+        for backward in depthwise(5, 1).backward(&input, &output, true) {
+            let applied = crate::ops::with_output_grad_prologue(&backward, Activation::Relu6)
+                .expect("every backward dispatch takes it");
+            if backward.shader == Shader::Reduce {
+                // sum_partials reads no dY: unchanged.
+                assert_eq!(applied.bindings, backward.bindings);
+                continue;
+            }
+            assert_eq!(backward.uniform_word(OUTPUT_GRAD_WORD), 0);
+            assert!(backward
+                .bindings
+                .contains(&(RAW_OUTPUT_BINDING, Slot::GradOutput)));
+            assert_eq!(applied.uniform_word(OUTPUT_GRAD_WORD), 3);
+            for pair in [
+                (RAW_OUTPUT_BINDING, Slot::Output),
+                (OUTPUT_NORM_BINDING, Slot::OutputNorm),
+            ] {
+                assert!(applied.bindings.contains(&pair), "{pair:?}");
+            }
+            let rebound = applied
+                .bindings
+                .iter()
+                .filter(|(b, _)| *b == RAW_OUTPUT_BINDING || *b == OUTPUT_NORM_BINDING);
+            assert_eq!(rebound.count(), 2);
+        }
     }
 
     #[test]

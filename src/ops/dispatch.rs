@@ -48,6 +48,10 @@ pub enum Slot {
     /// The statistics partials of the batch norm after the op, when the op's forward
     /// leaves them as it stores its output (see `with_output_stats`).
     OutputPartials,
+    /// The statistics of the batch norm after the op, when the op's backward reads that
+    /// batch norm's output gradient and applies its input gradient as it loads it (see
+    /// `with_output_grad_prologue`).
+    OutputNorm,
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.

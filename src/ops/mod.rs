@@ -49,7 +49,7 @@ pub use pointwise::{
 };
 pub use pool::GlobalAvgPool;
 #[doc(hidden)]
-pub use prologue::with_input_prologue;
+pub use prologue::{with_input_prologue, with_output_grad_prologue};
 pub use softmax::Softmax;
 #[doc(hidden)]
 pub use softmax::{accumulate_metrics, cross_entropy};

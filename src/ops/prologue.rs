@@ -3,7 +3,12 @@
 //! apply the batch's scale and shift and the activation as it loads each value. The
 //! normalised tensor is then neither written by a pass of its own nor kept for the
 //! backward pass (the weight gradients recompute it on load the same way).
+//!
+//! Backward, the same idea the other way round: a depthwise layer before a batch norm can
+//! read the batch norm's output gradient and apply the batch norm's input gradient as it
+//! loads it, so that gradient is not written by a pass of its own either.
 
+use super::depthwise::with_depthwise_output_grad;
 use super::{Activation, Dispatch, Slot};
 use crate::gpu::{Shader, GEMM_PROLOGUE_UNIFORM_BYTES};
 
@@ -60,6 +65,22 @@ pub fn with_input_prologue(dispatch: &Dispatch, activation: Activation) -> Optio
         bindings,
         ..dispatch.clone()
     })
+}
+
+/// `dispatch` (a backward dispatch) reading its dY as the output gradient of the batch
+/// norm after its op, with `activation`, and applying that batch norm's input gradient as
+/// it loads it, so the batch norm's `backward_input` pass is neither run nor written: the
+/// depthwise backward. A dispatch that does not read dY is returned as it is; `None` for
+/// one that reads it through a shader without this form.
+pub fn with_output_grad_prologue(dispatch: &Dispatch, activation: Activation) -> Option<Dispatch> {
+    if !dispatch
+        .bindings
+        .iter()
+        .any(|(_, slot)| *slot == Slot::GradOutput)
+    {
+        return Some(dispatch.clone());
+    }
+    with_depthwise_output_grad(dispatch, activation)
 }
 
 #[cfg(test)]

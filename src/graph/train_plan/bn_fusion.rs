@@ -9,13 +9,18 @@
 //!   (`ops::with_output_stats`), in place of `stats_partial`.
 //! - Its backward sums: a 3x3 depthwise or pointwise node after it sums them over the input
 //!   gradient it writes (`ops::with_input_sums`), in place of `backward_partial`.
+//! - Its input gradient: a depthwise node before it reads the batch norm's output gradient
+//!   and applies the batch norm's input gradient as it loads it
+//!   (`ops::with_output_grad_prologue`), in place of `backward_input`. The GEMMs do not:
+//!   both a pointwise layer's dX and dW GEMMs read that gradient, and a prologue on their
+//!   loads cost more than the pass it saves (as the forward prologue did on dX).
 
 use crate::graph::builder::GraphBuilder;
 use crate::graph::chunks::BatchChunks;
 use crate::graph::node::Node;
 use crate::ops::{
-    with_input_prologue, with_input_sums, with_output_stats, Activation, Dispatch, OpKind,
-    TrainSettings,
+    with_input_prologue, with_input_sums, with_output_grad_prologue, with_output_stats, Activation,
+    Dispatch, OpKind, TrainSettings,
 };
 
 /// Per node, the activation of the batch norm before it when the node applies that batch
@@ -89,6 +94,33 @@ pub(super) fn output_stats(
             .any(|d| with_output_stats(d).is_some());
     }
     stats
+}
+
+/// Per node, the activation of the batch norm after it when the node's backward applies
+/// that batch norm's input gradient as it loads dY (`ops::with_output_grad_prologue`), so
+/// the batch norm runs no `backward_input` pass; `None` elsewhere. Only where both run
+/// over the whole batch at once, as for `input_sums`.
+pub(super) fn output_grads(
+    graph: &GraphBuilder,
+    nodes: &[Node],
+    chunks: &[BatchChunks],
+) -> Vec<Option<Activation>> {
+    let mut grads = vec![None; nodes.len()];
+    for i in 0..nodes.len().saturating_sub(1) {
+        let OpKind::BatchNorm(bn) = &nodes[i + 1].kind else {
+            continue;
+        };
+        if chunks[i].is_chunked() || chunks[i + 1].is_chunked() {
+            continue;
+        }
+        let takes = backward_dispatches(graph, &nodes[i])
+            .iter()
+            .all(|d| with_output_grad_prologue(d, bn.activation).is_some());
+        if takes {
+            grads[i] = Some(bn.activation);
+        }
+    }
+    grads
 }
 
 /// The training forward dispatches of `node` over the whole batch.

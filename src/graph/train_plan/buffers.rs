@@ -145,6 +145,9 @@ impl Buffers {
             }
             // The batch norm after this node, whose statistics this node's forward leaves.
             Slot::OutputPartials => self.node_buffer(layout, index + 1, Slot::Scratch(1)),
+            // The batch norm after this node, whose input gradient this node's backward
+            // applies.
+            Slot::OutputNorm => self.node_buffer(layout, index + 1, Slot::Scratch(0)),
             Slot::Input => self.acts.get(&node.input).cloned(),
             Slot::Output => self.acts.get(&node.output).cloned(),
             Slot::GradOutput => Some(self.grads[layout.grad_of[&node.output]].clone()),

@@ -41,6 +41,25 @@ fn training_chain(graph: &GraphBuilder) -> Result<(usize, TensorId), GraphError>
     Ok((last + 1, output))
 }
 
+/// Which of the two gradient buffers holds each tensor's gradient: each node reads its
+/// output's and writes its input's into the other, but for a batch norm whose input
+/// gradient the node before it applies (`output_grads`): no pass writes that gradient, so
+/// it shares the buffer of the batch norm's output gradient, which the node before reads.
+fn gradient_buffers(
+    nodes: &[Node],
+    output_id: TensorId,
+    output_grads: &[Option<Activation>],
+) -> HashMap<TensorId, usize> {
+    let mut grad_of = HashMap::new();
+    grad_of.insert(output_id, 0usize);
+    for (i, node) in nodes.iter().enumerate().rev() {
+        let applied_before = i > 0 && output_grads[i - 1].is_some();
+        let buffer = grad_of[&node.output];
+        grad_of.insert(node.input, if applied_before { buffer } else { 1 - buffer });
+    }
+    grad_of
+}
+
 /// Shapes and indices of the training chain, worked out before any buffer exists.
 pub(super) struct Layout<'g> {
     pub(super) nodes: &'g [Node],
@@ -62,6 +81,9 @@ pub(super) struct Layout<'g> {
     /// Per node, whether its forward leaves the statistics partials of the batch norm
     /// after it, in place of that batch norm's own first forward pass.
     pub(super) output_stats: Vec<bool>,
+    /// Per node, the activation of the batch norm after it when the node's backward
+    /// applies that batch norm's input gradient as it loads dY (see `bn_fusion`).
+    pub(super) output_grads: Vec<Option<Activation>>,
     /// The larger gradient buffer: the largest tensor.
     pub(super) grad_bytes: u64,
     pub(super) scratch_specs: Vec<Vec<ScratchSpec>>,
@@ -80,12 +102,9 @@ impl<'g> Layout<'g> {
         let nodes = &graph.nodes[..node_count];
         let input_id = graph.inputs[0];
         let shape_of = |t: TensorId| graph.tensors[t.0].shape.as_slice();
-        let mut grad_of = HashMap::new();
-        grad_of.insert(output_id, 0usize);
-        for node in nodes.iter().rev() {
-            let flip = 1 - grad_of[&node.output];
-            grad_of.insert(node.input, flip);
-        }
+        let (chunks, workspace_bytes) = node_chunks(gpu, graph, nodes, true)?;
+        let output_grads = super::bn_fusion::output_grads(graph, nodes, &chunks);
+        let grad_of = gradient_buffers(nodes, output_id, &output_grads);
         let prologues = super::bn_fusion::input_prologues(graph, nodes);
         let tensors: Vec<TensorId> = std::iter::once(input_id)
             .chain(
@@ -119,7 +138,6 @@ impl<'g> Layout<'g> {
             .flat_map(|n| n.params.iter().copied())
             .filter(|&p| graph.params[p].role.trainable())
             .collect();
-        let (chunks, workspace_bytes) = node_chunks(gpu, graph, nodes, true)?;
         let input_sums = super::bn_fusion::input_sums(graph, nodes, &prologues, &chunks);
         let output_stats = super::bn_fusion::output_stats(graph, nodes, &chunks);
         Ok(Layout {
@@ -133,6 +151,7 @@ impl<'g> Layout<'g> {
             prologues,
             input_sums,
             output_stats,
+            output_grads,
             grad_bytes,
             scratch_specs,
             shared_bytes,
@@ -161,6 +180,11 @@ impl<'g> Layout<'g> {
     /// leaves.
     pub(super) fn stats_by_previous(&self, i: usize) -> bool {
         i > 0 && self.output_stats[i - 1]
+    }
+
+    /// Whether node `i` is a batch norm whose input gradient the node before it applies.
+    pub(super) fn grad_by_previous(&self, i: usize) -> bool {
+        i > 0 && self.output_grads[i - 1].is_some()
     }
 
     /// The activation and gradient tensors, which ops may bind in chunks: each must fit

@@ -111,6 +111,8 @@ impl PhaseBuilder<'_> {
             summed_by_next: self.layout.summed_by_next(i),
             output_stats: self.layout.output_stats[i],
             stats_by_previous: self.layout.stats_by_previous(i),
+            output_grad: self.layout.output_grads[i],
+            grad_by_previous: self.layout.grad_by_previous(i),
         }
     }
 
