@@ -55,12 +55,11 @@ fn begin_prologue(c0: u32, mask: vec4<bool>) {
     }
 }
 
-// The batch norm after this layer, for the backward's dY loads when output_grad != 0
-// (bn_act.wgsl's `stats` planes of the invocation's 4 channels), set once by
-// begin_output_grad before any dY load.
+// The batch norm after this layer, for the backward's dY loads when output_grad != 0: its
+// scale, shift and mean, and its input gradient's slope and offset (bn_act.wgsl's `stats`
+// planes of the invocation's 4 channels), set once by begin_output_grad before any dY load.
 struct OutputBn {
-    scale: vec4<f32>, shift: vec4<f32>, mean: vec4<f32>, inv_std: vec4<f32>,
-    sum_dz: vec4<f32>, sum_dz_xhat: vec4<f32>, grad_scale: vec4<f32>,
+    scale: vec4<f32>, shift: vec4<f32>, mean: vec4<f32>, offset: vec4<f32>, slope: vec4<f32>,
 }
 
 var<private> output_bn: OutputBn;
@@ -70,21 +69,17 @@ fn begin_output_grad(c0: u32, mask: vec4<bool>) {
         let c = p.channels;
         output_bn = OutputBn(load_output_norm(c0, mask), load_output_norm(c + c0, mask),
                              load_output_norm(2u * c + c0, mask),
-                             load_output_norm(3u * c + c0, mask),
                              load_output_norm(4u * c + c0, mask),
-                             load_output_norm(5u * c + c0, mask),
-                             load_output_norm(6u * c + c0, mask));
+                             load_output_norm(5u * c + c0, mask));
     }
 }
 
 // The gradient of this layer's output z from dy, the gradient of the batch norm's output:
-// bn_act.wgsl's backward_input, term for term, so it comes out the same.
+// bn_act.wgsl's backward_input, term for term.
 fn output_bn_grad(dy: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
     let b = output_bn;
-    let m = f32(p.batch * p.out_h * p.out_w);
-    let xhat = (z - b.mean) * b.inv_std;
     let dz = activation_grad4(dy, z * b.scale + b.shift, p.output_grad - 1u);
-    return b.grad_scale * (m * dz - b.sum_dz - xhat * b.sum_dz_xhat);
+    return b.scale * dz + (b.slope * (z - b.mean) + b.offset);
 }
 
 fn prologued(x: vec4<f32>) -> vec4<f32> {
@@ -107,7 +102,7 @@ fn lane_mask(c0: u32) -> vec4<bool> {
 
 // ACCESS BEGIN: loads and stores of one 4-channel group, given the element index of its
 // first channel, for any channel count; depthwise_vec4.wgsl replaces this block.
-// Batch-norm statistics of the input's producer, [7][channels] (bn_act.wgsl's `stats`).
+// Batch-norm statistics of the input's producer, [6][channels] (bn_act.wgsl's `stats`).
 @group(0) @binding(8) var<storage, read> prologue_stats: array<f32>;
 
 fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
@@ -131,7 +126,7 @@ fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
 }
 
 // With output_grad, this layer's raw output (what dY's batch norm read) and that batch
-// norm's statistics, [7][channels]; otherwise the host binds dY again at 11 and a
+// norm's statistics, [6][channels]; otherwise the host binds dY again at 11 and a
 // placeholder at 12, and neither is read.
 @group(0) @binding(11) var<storage, read> raw_output: array<f32>;
 @group(0) @binding(12) var<storage, read> output_norm: array<f32>;
@@ -549,46 +544,68 @@ fn load_grad_pixel(row: u32, ox: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
 // ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly. The
 // same products pair each of those dY with the input pixel x (the quad's inputs as the
 // forward read them, zero past the pixels the chunk holds), which is dW's sum: `dw` comes
-// back with them added.
+// back with them added. When the quad `continues` the previous one along the row, the dY
+// columns both reach come from `carried` instead of being loaded again.
 fn input_grad_quad(n: u32, iy: u32, ix0: u32, c0: u32, w: FilterTaps, x: Quad, dw: Taps,
-                   mask: vec4<bool>, s2: bool) -> QuadGrads {
-    let r0 = input_grad_row(Quad(), n, iy, ix0, 0u, c0, w.t0, x, mask, s2);
-    let r1 = input_grad_row(r0.dx, n, iy, ix0, 1u, c0, w.t1, x, mask, s2);
-    let r2 = input_grad_row(r1.dx, n, iy, ix0, 2u, c0, w.t2, x, mask, s2);
+                   carried: GradCarry, continues: bool, mask: vec4<bool>,
+                   s2: bool) -> QuadGrads {
+    let r0 = input_grad_row(Quad(), n, iy, ix0, 0u, c0, w.t0, x, carried.r0, continues, mask,
+                            s2);
+    let r1 = input_grad_row(r0.dx, n, iy, ix0, 1u, c0, w.t1, x, carried.r1, continues, mask,
+                            s2);
+    let r2 = input_grad_row(r1.dx, n, iy, ix0, 2u, c0, w.t2, x, carried.r2, continues, mask,
+                            s2);
     return QuadGrads(r2.dx, Taps(
         dw.y0x0 + r0.dw.k0, dw.y0x1 + r0.dw.k1, dw.y0x2 + r0.dw.k2,
         dw.y1x0 + r1.dw.k0, dw.y1x1 + r1.dw.k1, dw.y1x2 + r1.dw.k2,
-        dw.y2x0 + r2.dw.k0, dw.y2x1 + r2.dw.k1, dw.y2x2 + r2.dw.k2));
+        dw.y2x0 + r2.dw.k0, dw.y2x1 + r2.dw.k1, dw.y2x2 + r2.dw.k2),
+        GradCarry(r0.next, r1.next, r2.next));
 }
 
-// A quad's dX and the dW sums it adds (of all 9 taps, or of one filter row's 3).
+// The dY columns of one output row that the next quad along the input row starts with:
+// the last two a quad loaded at stride 1, the last one (in c0) at stride 2.
+struct GradCols {
+    c0: vec4<f32>, c1: vec4<f32>,
+}
+
+// Those of the 3 output rows a quad reaches, by filter row.
+struct GradCarry {
+    r0: GradCols, r1: GradCols, r2: GradCols,
+}
+
+// A quad's dX, the dW sums it adds (of all 9 taps, or of one filter row's 3) and the dY
+// columns it hands on.
 struct QuadGrads {
-    dx: Quad, dw: Taps,
+    dx: Quad, dw: Taps, next: GradCarry,
 }
 
 struct RowGrads {
-    dx: Quad, dw: TapRow,
+    dx: Quad, dw: TapRow, next: GradCols,
 }
 
 // acc + what filter row ky (taps k) carries back from the output row it reaches, if any;
 // and that row's dW sums over the quad's inputs x.
 fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: TapRow, x: Quad,
-                  mask: vec4<bool>, s2: bool) -> RowGrads {
+                  carried: GradCols, continues: bool, mask: vec4<bool>, s2: bool) -> RowGrads {
     let oy = output_coord(iy, ky, p.stride, p.pad_top, p.out_h);
     if oy < 0 {
-        return RowGrads(acc, TapRow());
+        return RowGrads(acc, TapRow(), GradCols());
     }
     let row = (n * p.out_h + u32(oy)) * p.out_w;
     // Position of the first of the 4 pixels in padded coordinates.
     let q = i32(ix0 + p.pad_left);
     var sum = acc;
     var dw = TapRow();
+    var next = GradCols();
     if s2 {
         // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even)
         // or q + 1, q + 3 (when odd) and for 1 tap of the others; they reach 3 output
         // columns from floor((q - 1) / 2).
         let e0 = (q - 1) >> 1u;
-        let d0 = load_grad_pixel(row, e0, c0, mask);
+        var d0 = carried.c0;
+        if !continues {
+            d0 = load_grad_pixel(row, e0, c0, mask);
+        }
         let d1 = load_grad_pixel(row, e0 + 1, c0, mask);
         let d2 = load_grad_pixel(row, e0 + 2, c0, mask);
         if (q & 1) == 1 {
@@ -604,10 +621,15 @@ fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: Tap
             sum.a3 += d2 * k.k1;
             dw = TapRow(d1 * x.a0 + d2 * x.a2, d1 * x.a1 + d2 * x.a3, d0 * x.a0 + d1 * x.a2);
         }
+        next = GradCols(d2, vec4<f32>(0.0));
     } else {
         // Pixel j reads output columns q + j - 2 .. q + j.
-        let d0 = load_grad_pixel(row, q - 2, c0, mask);
-        let d1 = load_grad_pixel(row, q - 1, c0, mask);
+        var d0 = carried.c0;
+        var d1 = carried.c1;
+        if !continues {
+            d0 = load_grad_pixel(row, q - 2, c0, mask);
+            d1 = load_grad_pixel(row, q - 1, c0, mask);
+        }
         let d2 = load_grad_pixel(row, q, c0, mask);
         let d3 = load_grad_pixel(row, q + 1, c0, mask);
         let d4 = load_grad_pixel(row, q + 2, c0, mask);
@@ -619,8 +641,9 @@ fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: Tap
         dw = TapRow(d2 * x.a0 + d3 * x.a1 + d4 * x.a2 + d5 * x.a3,
                     d1 * x.a0 + d2 * x.a1 + d3 * x.a2 + d4 * x.a3,
                     d0 * x.a0 + d1 * x.a1 + d2 * x.a2 + d3 * x.a3);
+        next = GradCols(d4, d5);
     }
-    return RowGrads(sum, dw);
+    return RowGrads(sum, dw, next);
 }
 
 // The chunk's raw inputs of the quad from element `at` on, zero past the first `count`.
@@ -671,6 +694,7 @@ fn input_grad_chunk(index: u32, s2: bool) {
     }
     var sums = BnSums();
     var dw = Taps();
+    var carry = GradCarry();
     for (var pixel = first; pixel < last;) {
         let ix0 = pixel % p.in_w;
         let iy = (pixel / p.in_w) % p.in_h;
@@ -678,9 +702,13 @@ fn input_grad_chunk(index: u32, s2: bool) {
         let count = min(4u, min(last - pixel, p.in_w - ix0));
         let at = pixel * p.channels + c0;
         let raw = raw_quad(at, count, mask);
-        let grads = input_grad_quad(n, iy, ix0, c0, w, input_quad(raw, count, mask), dw, mask,
-                                    s2);
+        // Quads before the row's end are whole, so one not at the row's start (past the
+        // chunk's first) follows its neighbour 4 pixels to the left.
+        let continues = pixel != first && ix0 != 0u;
+        let grads = input_grad_quad(n, iy, ix0, c0, w, input_quad(raw, count, mask), dw, carry,
+                                    continues, mask, s2);
         dw = grads.dw;
+        carry = grads.next;
         sums = store_and_sum(sums, at, grads.dx.a0, raw.a0, mean, mask);
         if count > 1u {
             sums = store_and_sum(sums, at + p.channels, grads.dx.a1, raw.a1, mean, mask);

@@ -252,11 +252,10 @@ impl ChunkedNode<'_> {
             let merged_after = builder.len();
             let whole = 0..self.batch();
             self.add(builder, &whole, &pass(&whole)?[MERGE])?;
-            let batch_rows = self.batch() * self.input[1] * self.input[2];
+            // The per-element passes use only per-channel values the merge left.
             for range in ranges {
                 if let Some(dispatch) = pass(range)?.get(ELEMENTWISE) {
-                    let dispatch = BatchNorm::over_batch_rows(dispatch, batch_rows);
-                    self.add(builder, range, &dispatch)?;
+                    self.add(builder, range, dispatch)?;
                 }
             }
             return Ok(merged_after);
