@@ -17,7 +17,9 @@ fn activate_elem(x: Elem, act: u32) -> Elem {
 struct BnParams {
     rows: u32, channels: u32, act: u32, eps: f32,
     rows_per_chunk: u32, chunks: u32, momentum: f32,
-    unused: u32,
+    // The rows the batch statistics cover, when a plan runs this pass on a chunk of them
+    // (0: `rows`).
+    batch_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
@@ -28,9 +30,8 @@ struct BnParams {
 @group(0) @binding(5) var<storage, read_write> running_var: array<Elem>;
 @group(0) @binding(6) var<storage, read_write> output: array<Elem>;
 // Per channel, kept from the forward to the backward pass:
-// [scale | shift | mean | 1/sqrt(var+eps) | offset | slope], each `channels` long; offset
-// and slope, from the backward sums, make the input gradient an affine map of dz and x:
-// dx = scale dz + slope (x - mean) + offset (backward_finalize).
+// [scale | shift | mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat | gamma/sqrt(var+eps)/M],
+// each `channels` long (M: the rows the statistics cover).
 // scale and shift come first so that a GEMM can bind their planes as a uniform block of
 // fixed size (gemm_vec4.wgsl) whatever the channel count.
 // scale and shift (the batch's normalisation and BN's parameters as one affine map) are
@@ -219,12 +220,7 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 // Backward stage 2: dbeta = sum dz, dgamma = sum dz * xhat, summed over chunks in order, and
-// the input gradient's offset and slope. With M rows,
-// dx = scale / M (M dz - sum dz - xhat sum dz*xhat)
-//    = scale dz + slope (x - mean) + offset,
-// slope = -scale / sqrt(var + eps) sum dz*xhat / M, offset = -scale sum dz / M: two
-// multiply-adds per element once the sums are known, wherever dx is computed (here, or as
-// the layer before loads dz: depthwise.wgsl's output_grad).
+// the scale of the input gradient (stats' last plane).
 @compute @workgroup_size(WG_SIZE)
 fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -238,14 +234,14 @@ fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
         sum_dz += partials[partial_at(s, c)];
         sum_dz_xhat += partials[partial_at(s, c) + groups()];
     }
-    let per_row = stats[c] / f32(p.rows);
-    stats[4u * groups() + c] = -per_row * sum_dz;
-    stats[5u * groups() + c] = -per_row * stats[3u * groups() + c] * sum_dz_xhat;
+    stats[4u * groups() + c] = sum_dz;
+    stats[5u * groups() + c] = sum_dz_xhat;
+    stats[6u * groups() + c] = gamma[c] * stats[3u * groups() + c] / f32(p.rows);
     grad_beta[c] = sum_dz;
     grad_gamma[c] = sum_dz_xhat;
 }
 
-// Backward stage 3: dx = scale dz + slope (x - mean) + offset (see backward_finalize).
+// Backward stage 3: dx = gamma / sqrt(var + eps) / M * (M dz - sum dz - xhat sum dz*xhat).
 @compute @workgroup_size(WG_SIZE)
 fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -255,13 +251,17 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
         return;
     }
     let mean = stats[2u * groups() + c];
-    let offset = stats[4u * groups() + c];
-    let slope = stats[5u * groups() + c];
+    let inv_std = stats[3u * groups() + c];
+    let sum_dz = stats[4u * groups() + c];
+    let sum_dz_xhat = stats[5u * groups() + c];
+    let m = f32(select(p.rows, p.batch_rows, p.batch_rows != 0u));
+    let grad_scale = stats[6u * groups() + c];
     let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {
         let index = row * groups() + c;
         let x = input[index];
+        let xhat = (x - mean) * inv_std;
         let dz = activation_grad(grad_output[index], x, affine);
-        grad_input[index] = affine.scale * dz + (slope * (x - mean) + offset);
+        grad_input[index] = grad_scale * (m * dz - sum_dz - xhat * sum_dz_xhat);
     }
 }

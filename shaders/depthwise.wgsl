@@ -55,11 +55,12 @@ fn begin_prologue(c0: u32, mask: vec4<bool>) {
     }
 }
 
-// The batch norm after this layer, for the backward's dY loads when output_grad != 0: its
-// scale, shift and mean, and its input gradient's slope and offset (bn_act.wgsl's `stats`
-// planes of the invocation's 4 channels), set once by begin_output_grad before any dY load.
+// The batch norm after this layer, for the backward's dY loads when output_grad != 0
+// (bn_act.wgsl's `stats` planes of the invocation's 4 channels), set once by
+// begin_output_grad before any dY load.
 struct OutputBn {
-    scale: vec4<f32>, shift: vec4<f32>, mean: vec4<f32>, offset: vec4<f32>, slope: vec4<f32>,
+    scale: vec4<f32>, shift: vec4<f32>, mean: vec4<f32>, inv_std: vec4<f32>,
+    sum_dz: vec4<f32>, sum_dz_xhat: vec4<f32>, grad_scale: vec4<f32>,
 }
 
 var<private> output_bn: OutputBn;
@@ -69,17 +70,21 @@ fn begin_output_grad(c0: u32, mask: vec4<bool>) {
         let c = p.channels;
         output_bn = OutputBn(load_output_norm(c0, mask), load_output_norm(c + c0, mask),
                              load_output_norm(2u * c + c0, mask),
+                             load_output_norm(3u * c + c0, mask),
                              load_output_norm(4u * c + c0, mask),
-                             load_output_norm(5u * c + c0, mask));
+                             load_output_norm(5u * c + c0, mask),
+                             load_output_norm(6u * c + c0, mask));
     }
 }
 
 // The gradient of this layer's output z from dy, the gradient of the batch norm's output:
-// bn_act.wgsl's backward_input, term for term.
+// bn_act.wgsl's backward_input, term for term, so it comes out the same.
 fn output_bn_grad(dy: vec4<f32>, z: vec4<f32>) -> vec4<f32> {
     let b = output_bn;
+    let m = f32(p.batch * p.out_h * p.out_w);
+    let xhat = (z - b.mean) * b.inv_std;
     let dz = activation_grad4(dy, z * b.scale + b.shift, p.output_grad - 1u);
-    return b.scale * dz + (b.slope * (z - b.mean) + b.offset);
+    return b.grad_scale * (m * dz - b.sum_dz - xhat * b.sum_dz_xhat);
 }
 
 fn prologued(x: vec4<f32>) -> vec4<f32> {
@@ -102,7 +107,7 @@ fn lane_mask(c0: u32) -> vec4<bool> {
 
 // ACCESS BEGIN: loads and stores of one 4-channel group, given the element index of its
 // first channel, for any channel count; depthwise_vec4.wgsl replaces this block.
-// Batch-norm statistics of the input's producer, [6][channels] (bn_act.wgsl's `stats`).
+// Batch-norm statistics of the input's producer, [7][channels] (bn_act.wgsl's `stats`).
 @group(0) @binding(8) var<storage, read> prologue_stats: array<f32>;
 
 fn load_prologue(i: u32, mask: vec4<bool>) -> vec4<f32> {
@@ -126,7 +131,7 @@ fn load_weight(i: u32, mask: vec4<bool>) -> vec4<f32> {
 }
 
 // With output_grad, this layer's raw output (what dY's batch norm read) and that batch
-// norm's statistics, [6][channels]; otherwise the host binds dY again at 11 and a
+// norm's statistics, [7][channels]; otherwise the host binds dY again at 11 and a
 // placeholder at 12, and neither is read.
 @group(0) @binding(11) var<storage, read> raw_output: array<f32>;
 @group(0) @binding(12) var<storage, read> output_norm: array<f32>;

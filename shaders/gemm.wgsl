@@ -46,7 +46,7 @@ struct GemmParams {
 // ([chunk][mean | m2][n]), for the batch norm that C feeds.
 @group(0) @binding(6) var<storage, read_write> output_partials: array<f32>;
 // The *_sums entry points (C = dX of a layer after a batch norm): that batch norm's
-// statistics, [6][n] (bn_act.wgsl's `stats`); its raw input is binding 8, in ACCESS. They
+// statistics, [7][n] (bn_act.wgsl's `stats`); its raw input is binding 8, in ACCESS. They
 // leave the batch norm's backward partials in binding 6, as its backward_partial would.
 @group(0) @binding(7) var<storage, read> sums_norm: array<f32>;
 
@@ -97,7 +97,7 @@ fn load_b4(b_off: u32, cols: vec4<u32>) -> vec4<f32> {
 }
 
 // ACCESS BEGIN
-// Batch-norm statistics of A's producer, [6][channels] (bn_act.wgsl's `stats`).
+// Batch-norm statistics of A's producer, [7][channels] (bn_act.wgsl's `stats`).
 @group(0) @binding(5) var<storage, read> prologue_stats: array<f32>;
 // The *_sums entry points: the raw input of the batch norm before this layer, [m][n].
 @group(0) @binding(8) var<storage, read> sums_input: array<f32>;

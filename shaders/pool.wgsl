@@ -14,7 +14,7 @@ struct PoolParams {
 @group(0) @binding(2) var<storage, read_write> output: array<f32>;
 @group(0) @binding(3) var<storage, read> grad_output: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad_input: array<f32>;
-// Batch-norm statistics of the input's producer, [6][channels].
+// Batch-norm statistics of the input's producer, [7][channels].
 @group(0) @binding(5) var<storage, read> prologue_stats: array<f32>;
 
 // One (n, c) per invocation, summing over the pixels in a fixed order (deterministic).

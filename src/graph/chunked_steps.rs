@@ -252,10 +252,11 @@ impl ChunkedNode<'_> {
             let merged_after = builder.len();
             let whole = 0..self.batch();
             self.add(builder, &whole, &pass(&whole)?[MERGE])?;
-            // The per-element passes use only per-channel values the merge left.
+            let batch_rows = self.batch() * self.input[1] * self.input[2];
             for range in ranges {
                 if let Some(dispatch) = pass(range)?.get(ELEMENTWISE) {
-                    self.add(builder, range, dispatch)?;
+                    let dispatch = BatchNorm::over_batch_rows(dispatch, batch_rows);
+                    self.add(builder, range, &dispatch)?;
                 }
             }
             return Ok(merged_after);

@@ -151,6 +151,18 @@ impl BatchNorm {
         vec![self.dispatch("forward_inference", input, 0.0, total)]
     }
 
+    /// A per-element pass run on a chunk of the batch, told how many rows the batch
+    /// statistics cover (the input gradient divides by them).
+    #[doc(hidden)]
+    pub fn over_batch_rows(dispatch: &Dispatch, batch_rows: usize) -> Dispatch {
+        let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+        words[7] = batch_rows as u32;
+        Dispatch {
+            uniform: uniform_words(&words),
+            ..dispatch.clone()
+        }
+    }
+
     /// Under sync-BN the replicas exchange the partial sums that the first dispatch of the
     /// forward and of the backward pass leave in `Slot::Scratch(1)` (see `partials`), and
     /// the finalize stage that follows reads the pooled values as a single chunk.
@@ -193,7 +205,7 @@ impl BatchNorm {
         let channels = input[3];
         vec![
             ScratchSpec {
-                floats: 6 * channels,
+                floats: 7 * channels,
                 persistent: true,
             },
             ScratchSpec {
