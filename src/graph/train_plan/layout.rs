@@ -53,11 +53,16 @@ fn gradient_buffers(
     let mut grad_of = HashMap::new();
     grad_of.insert(output_id, 0usize);
     for (i, node) in nodes.iter().enumerate().rev() {
-        let applied_before = i > 0 && output_grads[i - 1].is_some();
         let buffer = grad_of[&node.output];
-        grad_of.insert(node.input, if applied_before { buffer } else { 1 - buffer });
+        let shared = grad_applied_before(output_grads, i);
+        grad_of.insert(node.input, if shared { buffer } else { 1 - buffer });
     }
     grad_of
+}
+
+/// Whether node `i` is a batch norm whose input gradient the node before it applies.
+fn grad_applied_before(output_grads: &[Option<Activation>], i: usize) -> bool {
+    i > 0 && output_grads[i - 1].is_some()
 }
 
 /// Shapes and indices of the training chain, worked out before any buffer exists.
@@ -184,7 +189,7 @@ impl<'g> Layout<'g> {
 
     /// Whether node `i` is a batch norm whose input gradient the node before it applies.
     pub(super) fn grad_by_previous(&self, i: usize) -> bool {
-        i > 0 && self.output_grads[i - 1].is_some()
+        grad_applied_before(&self.output_grads, i)
     }
 
     /// The activation and gradient tensors, which ops may bind in chunks: each must fit
