@@ -1,6 +1,6 @@
 //! `bench --mode infer`: the batch-norm-folded network as predict and eval run it.
 
-use super::report::{report, BenchOptions, BenchReport, TuningReport};
+use super::report::{ms, report, BenchOptions, BenchReport, TuningReport};
 use super::timing::{profile_rows, random_input, time_plan};
 use crate::data::{Normalize, Preprocess};
 use crate::gpu::Gpu;
@@ -11,7 +11,6 @@ use crate::quant::{
 };
 use crate::weights::{Naming, Pretrained};
 use rand::SeedableRng;
-use std::time::Instant;
 
 /// Benchmarks inference of a randomly initialised MobileNet V1.
 pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchReport> {
@@ -47,8 +46,9 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
 
 /// Benchmarks the int8 network of a file written by `mobilenet quantize` (its own width,
 /// resolution and classes; `options` gives the batch and the repetitions) on random
-/// images. Wall-clock time per batch: quantizing the input on the CPU, upload, the int8
-/// dispatches in one submit and the logits' readback.
+/// images. Timed as float inference is: GPU time per batch where the adapter has
+/// timestamps, and wall-clock (quantizing the input on the CPU, upload, the int8 dispatches
+/// in one submit and the logits' readback).
 pub fn bench_infer_int8(
     gpu: &Gpu,
     model: &QuantizedModel,
@@ -67,10 +67,11 @@ pub fn bench_infer_int8(
         plan.run(&input)?;
     }
     let mut wall = Vec::with_capacity(options.iters);
+    let mut device = Vec::with_capacity(options.iters);
     for _ in 0..options.iters {
-        let start = Instant::now();
-        plan.run(&input)?;
-        wall.push(start.elapsed().as_secs_f64() * 1e3);
+        let (_, timing) = plan.run_timed(&input)?;
+        wall.push(ms(timing.wall));
+        device.extend(timing.gpu.map(ms));
     }
     let options = BenchOptions {
         resolution: config.resolution,
@@ -85,7 +86,7 @@ pub fn bench_infer_int8(
         &summary,
         1.0,
         wall,
-        Vec::new(),
+        device,
         memory,
         gpu,
         (plan.kernels(), tuning),

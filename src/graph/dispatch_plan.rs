@@ -7,7 +7,8 @@
 
 use super::error::GraphError;
 use super::memory::{pack_tensors, MemoryPlan, MemoryReport};
-use super::steps::{encode, profile_steps, staging_buffer, Step, StepBuilder};
+use super::plan::RunTiming;
+use super::steps::{encode, profile_steps, staging_buffer, PassTimer, Step, StepBuilder};
 use crate::gpu::{read_buffer_bytes, storage_buffer, Gpu};
 use crate::ops::{Dispatch, Slot};
 
@@ -106,6 +107,8 @@ pub struct DispatchPlan {
     /// The tensors `run` reads back, and where each lands in the staging buffer.
     outputs: Vec<(usize, u64)>,
     staging: wgpu::Buffer,
+    /// GPU timestamps around the pass, where the adapter has them (`run_timed`).
+    timer: Option<PassTimer>,
 }
 
 impl DispatchPlan {
@@ -162,6 +165,7 @@ impl DispatchPlan {
             input,
             outputs: staged,
             staging,
+            timer: PassTimer::new(gpu),
         })
     }
 
@@ -220,12 +224,24 @@ impl DispatchPlan {
     /// Uploads `input` (the input tensor's bytes), runs every layer in one submit and
     /// returns the bytes of each output tensor, in the order `compile` was given them.
     pub fn run(&self, input: &[u8]) -> Result<Vec<Vec<u8>>, GraphError> {
+        let start = std::time::Instant::now();
+        Ok(self.run_timed(input, start)?.0)
+    }
+
+    /// `run`, also reporting the wall-clock time since `start` (which the caller takes
+    /// before whatever host work it counts, such as quantizing the input) and, where the
+    /// adapter has timestamps, the GPU time of the pass alone.
+    pub fn run_timed(
+        &self,
+        input: &[u8],
+        start: std::time::Instant,
+    ) -> Result<(Vec<Vec<u8>>, RunTiming), GraphError> {
         self.upload_input(input)?;
         let mut encoder = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("dispatch plan"),
-                timestamp_writes: None,
+                timestamp_writes: self.timer.as_ref().map(PassTimer::pass_writes),
             });
             encode(&mut pass, &self.steps);
         }
@@ -233,15 +249,27 @@ impl DispatchPlan {
             let copy = self.tensor_bytes[tensor].next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
             encoder.copy_buffer_to_buffer(&self.tensors[tensor], 0, &self.staging, offset, copy);
         }
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut encoder);
+        }
         self.queue.submit([encoder.finish()]);
         let all = read_buffer_bytes(&self.device, &self.staging, self.staging.size())?;
-        Ok(self
+        let outputs = self
             .outputs
             .iter()
             .map(|&(tensor, offset)| {
                 let start = offset as usize;
                 all[start..start + self.tensor_bytes[tensor] as usize].to_vec()
             })
-            .collect())
+            .collect();
+        let gpu = match &self.timer {
+            Some(timer) => Some(timer.elapsed(&self.device)?),
+            None => None,
+        };
+        let timing = RunTiming {
+            wall: start.elapsed(),
+            gpu,
+        };
+        Ok((outputs, timing))
     }
 }

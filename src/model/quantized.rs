@@ -8,10 +8,12 @@
 use std::collections::HashMap;
 
 use crate::gpu::Gpu;
-use crate::graph::{DispatchPlan, GraphBuilder, GraphError, Node, PlannedLayer, TensorId};
+use crate::graph::{
+    DispatchPlan, GraphBuilder, GraphError, Node, PlannedLayer, RunTiming, TensorId,
+};
 use crate::ops::int8::{
-    fold_bias, logit_scale, pack_depthwise_weights, pack_gemm_weights, pack_rows, pool_multiplier,
-    requant_multiplier, words_for,
+    fold_bias, logit_scale, pack_depthwise_weights, pack_gemm_weights, pack_rows_of,
+    pool_multiplier, requant_multiplier, words_for,
 };
 use crate::ops::{
     int8_pointwise, Activation, Dispatch, Int8Activation, Int8Depthwise, Int8Gemm, Int8LayerParams,
@@ -133,8 +135,10 @@ impl Int8Plan {
             });
         }
         let channels = self.input_shape[3];
-        let q: Vec<i8> = images.iter().map(|&r| self.input.quantize(r)).collect();
-        Ok(pack_rows(&q, channels, self.input.zero_point as i8))
+        let zero_point = self.input.zero_point as i8;
+        Ok(pack_rows_of(images, channels, zero_point, |r| {
+            self.input.quantize(r)
+        }))
     }
 
     /// Every dispatch timed on its own (`DispatchPlan::profile`).
@@ -149,8 +153,17 @@ impl Int8Plan {
 
     /// Quantizes `images` (preprocessed NHWC f32, the graph's input shape) and runs them.
     pub fn run(&self, images: &[f32]) -> Result<Int8Outputs, GraphError> {
+        Ok(self.run_timed(images)?.0)
+    }
+
+    /// `run`, also reporting the wall-clock time (quantizing the input on the CPU, upload,
+    /// the dispatches and the read-back) and, where the adapter has timestamps, the GPU
+    /// time of the dispatches alone, as `Plan::run_timed` reports float inference.
+    pub fn run_timed(&self, images: &[f32]) -> Result<(Int8Outputs, RunTiming), GraphError> {
+        let start = std::time::Instant::now();
         let packed = self.quantize_input(images)?;
-        let mut outputs = self.plan.run(bytemuck::cast_slice(&packed))?.into_iter();
+        let (outputs, timing) = self.plan.run_timed(bytemuck::cast_slice(&packed), start)?;
+        let mut outputs = outputs.into_iter();
         let mut floats = || outputs.next().map(|b| bytemuck::pod_collect_to_vec(&b));
         let logits = floats().unwrap_or_default();
         let probabilities = if self.has_probabilities {
@@ -158,10 +171,11 @@ impl Int8Plan {
         } else {
             None
         };
-        Ok(Int8Outputs {
+        let outputs = Int8Outputs {
             logits,
             probabilities,
-        })
+        };
+        Ok((outputs, timing))
     }
 }
 
