@@ -528,6 +528,11 @@ fn stem_matches_the_integer_reference() {
         ([1, 6, 6, 1], 6, 3, 2, Padding::Symmetric, 0),
         ([1, 5, 5, 3], 12, 3, 1, Padding::Same, 50),
         ([1, 7, 6, 2], 7, 5, 2, Padding::Same, -9),
+        // A whole word a pixel (the last one-word case), and inputs of several words a
+        // pixel, which take the kernel that packs one patch word per invocation.
+        ([1, 5, 4, 4], 6, 3, 2, Padding::Symmetric, 7),
+        ([1, 4, 5, 5], 5, 3, 1, Padding::Same, -20),
+        ([2, 3, 3, 8], 4, 3, 2, Padding::Symmetric, 3),
     ];
     for mode in [Mode::Spread, Mode::Ties] {
         for (shape, cout, kernel, stride, padding, input_zero) in cases {

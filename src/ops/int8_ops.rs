@@ -281,12 +281,18 @@ impl Int8Stem {
             0,
             0,
         ]);
+        // Inputs of one word a pixel take a row per invocation (conv2d_int8.wgsl).
+        let (entry, invocations) = if words_for(input[3]) == 1 {
+            ("im2col_pixel", pixels)
+        } else {
+            ("im2col", pixels * patch_words)
+        };
         let im2col = Dispatch {
             shader: Shader::Conv2dInt8,
-            entry: "im2col",
+            entry,
             uniform,
             bindings: vec![(1, Slot::Input), (2, Slot::Workspace)],
-            workgroups: linear_grid(pixels * patch_words),
+            workgroups: linear_grid(invocations),
         };
         let gemm = Int8Gemm {
             rows: pixels,
@@ -354,6 +360,26 @@ mod tests {
         assert_eq!(w, &[9, 10, 2, 3, 2, (-128i32) as u32, (-128i32) as u32, 5]);
         // 2 row blocks by 2 column blocks.
         assert_eq!(d.workgroups, [1, 1, 1]);
+    }
+
+    #[test]
+    fn stems_of_one_word_a_pixel_unfold_a_row_per_invocation() {
+        let stem = |channels: usize| {
+            let op = Int8Stem {
+                out_channels: 8,
+                window: Int8Window {
+                    kernel: 3,
+                    stride: 2,
+                    padding: Padding::Symmetric,
+                    input_zero: 0,
+                },
+                output: Int8Output::linear(0),
+            };
+            op.forward(&[1, 8, 8, channels]).expect("a valid stem")[0].clone()
+        };
+        assert_eq!(stem(3).entry, "im2col_pixel");
+        assert_eq!(stem(4).entry, "im2col_pixel");
+        assert_eq!(stem(5).entry, "im2col");
     }
 
     #[test]
