@@ -17,37 +17,52 @@ struct Conv2dParams {
 // forward GEMM (gemm.wgsl), the padding zero, written and read in whole vec4s.
 @group(0) @binding(8) var<storage, read_write> patches: array<vec4<f32>>;
 
-// One patch element; zero in the padding of the image or past the end of the patch.
-fn patch_value(pixel: u32, tap: u32) -> f32 {
-    let patch_len = p.kernel * p.kernel * p.in_c;
-    let ci = tap % p.in_c;
-    let kx = (tap / p.in_c) % p.kernel;
-    let ky = tap / (p.in_c * p.kernel);
-    let ox = pixel % p.out_w;
-    let oy = (pixel / p.out_w) % p.out_h;
-    let n = pixel / (p.out_w * p.out_h);
+// Tap (ky, kx), channel c of output pixel (n, oy, ox)'s window; zero in the image's padding.
+fn tap_value(n: u32, oy: u32, ox: u32, ky: u32, kx: u32, c: u32) -> f32 {
     let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
     let ix = source_coord(ox, kx, p.stride, p.pad_left, p.in_w);
-    if tap >= patch_len || iy < 0 || ix < 0 {
+    if iy < 0 || ix < 0 {
         return 0.0;
     }
-    return input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + ci];
+    return input[((n * p.in_h + u32(iy)) * p.in_w + u32(ix)) * p.in_c + c];
 }
 
-// im2col: 4 patch elements (one vec4) per invocation. The forward convolution is then a
-// GEMM of the patches with the [KH * KW * Cin, Cout] weights.
+// im2col: one output pixel's patch row per invocation, (ky, kx, c) advanced by counters
+// (a value per invocation cost three integer divisions to locate), zero past the end of
+// the patch. The forward convolution is then a GEMM of the patches with the
+// [KH * KW * Cin, Cout] weights.
 @compute @workgroup_size(WG_SIZE)
 fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let index = linear_index(gid, nwg);
-    let row_vec4s = (p.kernel * p.kernel * p.in_c + 3u) / 4u;
-    if index >= p.batch * p.out_h * p.out_w * row_vec4s {
+    let pixel = linear_index(gid, nwg);
+    if pixel >= p.batch * p.out_h * p.out_w {
         return;
     }
-    let pixel = index / row_vec4s;
-    let tap = (index % row_vec4s) * 4u;
-    patches[index] = vec4<f32>(patch_value(pixel, tap), patch_value(pixel, tap + 1u),
-                               patch_value(pixel, tap + 2u), patch_value(pixel, tap + 3u));
+    let ox = pixel % p.out_w;
+    let oy = (pixel / p.out_w) % p.out_h;
+    let n = pixel / (p.out_w * p.out_h);
+    let row_vec4s = (p.kernel * p.kernel * p.in_c + 3u) / 4u;
+    var ky = 0u;
+    var kx = 0u;
+    var c = 0u;
+    for (var j = 0u; j < row_vec4s; j++) {
+        var v = vec4<f32>(0.0);
+        for (var e = 0u; e < 4u; e++) {
+            if ky < p.kernel {
+                v[e] = tap_value(n, oy, ox, ky, kx, c);
+                c += 1u;
+                if c == p.in_c {
+                    c = 0u;
+                    kx += 1u;
+                    if kx == p.kernel {
+                        kx = 0u;
+                        ky += 1u;
+                    }
+                }
+            }
+        }
+        patches[pixel * row_vec4s + j] = v;
+    }
 }
 
 // dX as a gather over the windows that read each input element.

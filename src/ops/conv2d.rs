@@ -122,7 +122,7 @@ impl Conv2d {
             ..Gemm::plain(pixels, self.out_channels, patch)
         };
         vec![
-            self.dispatch("im2col", input, output, pixels * stride / 4),
+            self.dispatch("im2col", input, output, pixels),
             gemm.dispatch(
                 Slot::Workspace,
                 Slot::Param(0),
@@ -151,7 +151,7 @@ impl Conv2d {
             dispatches.push(self.dispatch("backward_input", input, output, inputs));
         }
         let stride = self.patch_stride(input);
-        dispatches.push(self.dispatch("im2col", input, output, pixels * stride / 4));
+        dispatches.push(self.dispatch("im2col", input, output, pixels));
         dispatches.extend(weight_gradient(
             (Slot::Workspace, stride),
             pixels,
