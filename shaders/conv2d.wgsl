@@ -38,9 +38,8 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
     if pixel >= p.batch * p.out_h * p.out_w {
         return;
     }
-    let ox = pixel % p.out_w;
-    let oy = (pixel / p.out_w) % p.out_h;
-    let n = pixel / (p.out_w * p.out_h);
+    // (n, oy, ox) of the pixel.
+    let at = nhwc_coords(pixel, p.out_h, p.out_w, 1u);
     let row_vec4s = (p.kernel * p.kernel * p.in_c + 3u) / 4u;
     var ky = 0u;
     var kx = 0u;
@@ -49,7 +48,7 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
         var v = vec4<f32>(0.0);
         for (var e = 0u; e < 4u; e++) {
             if ky < p.kernel {
-                v[e] = tap_value(n, oy, ox, ky, kx, c);
+                v[e] = tap_value(at.x, at.y, at.z, ky, kx, c);
                 c += 1u;
                 if c == p.in_c {
                     c = 0u;

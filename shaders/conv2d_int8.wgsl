@@ -59,9 +59,8 @@ fn im2col_pixel(@builtin(global_invocation_id) gid: vec3<u32>,
     if index >= p.batch * p.out_h * p.out_w {
         return;
     }
-    let ox = index % p.out_w;
-    let oy = (index / p.out_w) % p.out_h;
-    let n = index / (p.out_w * p.out_h);
+    // (n, oy, ox) of the pixel.
+    let at = nhwc_coords(index, p.out_h, p.out_w, 1u);
     let zero_byte = u32(p.input_zero) & 0xffu;
     // Taps in the padding read a word of zero points.
     let zero_word = zero_byte * 0x01010101u;
@@ -69,10 +68,10 @@ fn im2col_pixel(@builtin(global_invocation_id) gid: vec3<u32>,
     var word = 0u;
     var filled = 0u;
     for (var ky = 0u; ky < p.kernel; ky++) {
-        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
+        let iy = source_coord(at.y, ky, p.stride, p.pad_top, p.in_h);
         for (var kx = 0u; kx < p.kernel; kx++) {
-            let ix = source_coord(ox, kx, p.stride, p.pad_left, p.in_w);
-            let pixel = (n * p.in_h + u32(max(iy, 0))) * p.in_w + u32(max(ix, 0));
+            let ix = source_coord(at.z, kx, p.stride, p.pad_left, p.in_w);
+            let pixel = (at.x * p.in_h + u32(max(iy, 0))) * p.in_w + u32(max(ix, 0));
             let tap = select(input[pixel], zero_word, iy < 0 || ix < 0);
             for (var c = 0u; c < p.channels; c++) {
                 word |= ((tap >> (8u * c)) & 0xffu) << (8u * filled);

@@ -224,8 +224,7 @@ impl DispatchPlan {
     /// Uploads `input` (the input tensor's bytes), runs every layer in one submit and
     /// returns the bytes of each output tensor, in the order `compile` was given them.
     pub fn run(&self, input: &[u8]) -> Result<Vec<Vec<u8>>, GraphError> {
-        let start = std::time::Instant::now();
-        Ok(self.run_timed(input, start)?.0)
+        self.execute(input, None)
     }
 
     /// `run`, also reporting the wall-clock time since `start` (which the caller takes
@@ -236,32 +235,7 @@ impl DispatchPlan {
         input: &[u8],
         start: std::time::Instant,
     ) -> Result<(Vec<Vec<u8>>, RunTiming), GraphError> {
-        self.upload_input(input)?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some("dispatch plan"),
-                timestamp_writes: self.timer.as_ref().map(PassTimer::pass_writes),
-            });
-            encode(&mut pass, &self.steps);
-        }
-        for &(tensor, offset) in &self.outputs {
-            let copy = self.tensor_bytes[tensor].next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
-            encoder.copy_buffer_to_buffer(&self.tensors[tensor], 0, &self.staging, offset, copy);
-        }
-        if let Some(timer) = &self.timer {
-            timer.resolve(&mut encoder);
-        }
-        self.queue.submit([encoder.finish()]);
-        let all = read_buffer_bytes(&self.device, &self.staging, self.staging.size())?;
-        let outputs = self
-            .outputs
-            .iter()
-            .map(|&(tensor, offset)| {
-                let start = offset as usize;
-                all[start..start + self.tensor_bytes[tensor] as usize].to_vec()
-            })
-            .collect();
+        let outputs = self.execute(input, self.timer.as_ref())?;
         let gpu = match &self.timer {
             Some(timer) => Some(timer.elapsed(&self.device)?),
             None => None,
@@ -271,5 +245,35 @@ impl DispatchPlan {
             gpu,
         };
         Ok((outputs, timing))
+    }
+
+    /// One submit of every layer, with timestamps around the pass where `timer` is given.
+    fn execute(&self, input: &[u8], timer: Option<&PassTimer>) -> Result<Vec<Vec<u8>>, GraphError> {
+        self.upload_input(input)?;
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("dispatch plan"),
+                timestamp_writes: timer.map(PassTimer::pass_writes),
+            });
+            encode(&mut pass, &self.steps);
+        }
+        for &(tensor, offset) in &self.outputs {
+            let copy = self.tensor_bytes[tensor].next_multiple_of(wgpu::COPY_BUFFER_ALIGNMENT);
+            encoder.copy_buffer_to_buffer(&self.tensors[tensor], 0, &self.staging, offset, copy);
+        }
+        if let Some(timer) = timer {
+            timer.resolve(&mut encoder);
+        }
+        self.queue.submit([encoder.finish()]);
+        let all = read_buffer_bytes(&self.device, &self.staging, self.staging.size())?;
+        Ok(self
+            .outputs
+            .iter()
+            .map(|&(tensor, offset)| {
+                let start = offset as usize;
+                all[start..start + self.tensor_bytes[tensor] as usize].to_vec()
+            })
+            .collect())
     }
 }

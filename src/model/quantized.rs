@@ -153,7 +153,8 @@ impl Int8Plan {
 
     /// Quantizes `images` (preprocessed NHWC f32, the graph's input shape) and runs them.
     pub fn run(&self, images: &[f32]) -> Result<Int8Outputs, GraphError> {
-        Ok(self.run_timed(images)?.0)
+        let packed = self.quantize_input(images)?;
+        Ok(self.outputs(self.plan.run(bytemuck::cast_slice(&packed))?))
     }
 
     /// `run`, also reporting the wall-clock time (quantizing the input on the CPU, upload,
@@ -163,19 +164,23 @@ impl Int8Plan {
         let start = std::time::Instant::now();
         let packed = self.quantize_input(images)?;
         let (outputs, timing) = self.plan.run_timed(bytemuck::cast_slice(&packed), start)?;
-        let mut outputs = outputs.into_iter();
-        let mut floats = || outputs.next().map(|b| bytemuck::pod_collect_to_vec(&b));
+        Ok((self.outputs(outputs), timing))
+    }
+
+    /// The logits (and probabilities) from the plan's output bytes.
+    fn outputs(&self, bytes: Vec<Vec<u8>>) -> Int8Outputs {
+        let mut bytes = bytes.into_iter();
+        let mut floats = || bytes.next().map(|b| bytemuck::pod_collect_to_vec(&b));
         let logits = floats().unwrap_or_default();
         let probabilities = if self.has_probabilities {
             floats()
         } else {
             None
         };
-        let outputs = Int8Outputs {
+        Int8Outputs {
             logits,
             probabilities,
-        };
-        Ok((outputs, timing))
+        }
     }
 }
 
