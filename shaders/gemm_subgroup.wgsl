@@ -20,6 +20,16 @@ fn fma_row4(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32>
     return fma_4k(acc, subgroupShuffle(a, src), b);
 }
 
+// The tile's 16 rows + 4 steps of K: rows 0-7 held by lanes 0-7 in `lo`, rows 8-15 in `hi`.
+fn fma_rows16(t: Tile, lo: vec4<f32>, hi: vec4<f32>, b: mat4x4<f32>) -> Tile {
+    return Tile(fma_row4(t.r0, lo, 0u, b), fma_row4(t.r1, lo, 1u, b), fma_row4(t.r2, lo, 2u, b),
+                fma_row4(t.r3, lo, 3u, b), fma_row4(t.r4, lo, 4u, b), fma_row4(t.r5, lo, 5u, b),
+                fma_row4(t.r6, lo, 6u, b), fma_row4(t.r7, lo, 7u, b), fma_row4(t.r8, hi, 0u, b),
+                fma_row4(t.r9, hi, 1u, b), fma_row4(t.r10, hi, 2u, b), fma_row4(t.r11, hi, 3u, b),
+                fma_row4(t.r12, hi, 4u, b), fma_row4(t.r13, hi, 5u, b), fma_row4(t.r14, hi, 6u, b),
+                fma_row4(t.r15, hi, 7u, b));
+}
+
 // Entry points for the operand layouts (gemm_subgroup_at.wgsl adds one for transposed A).
 // The transposition flag is a literal, so the compiler keeps one branch of each load inside
 // the loop. The row test returns early (the
@@ -43,6 +53,33 @@ fn forward_subgroup_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_i
     if at.row0 >= p.m { return; }
     let t = accumulate_tile(at, lane, true);
     if at.col < p.n { store_tile(at, t); }
+}
+
+// The same GEMM in 32x32 tiles (`subgroup-32x32`): lane j also loads rows 16 + j and 24 + j,
+// and the second 16 rows reuse the lane's B block, so a tile loads 32 values of B per lane
+// per 4 steps of K for 512 multiply-adds instead of 256. On lavapipe, where every load is a
+// loop over the lanes, that outweighs the accumulators' spills to the CPU's cache.
+const TALL_TILE_ROWS: u32 = 32u;
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32(@builtin(workgroup_id) wg: vec3<u32>,
+                       @builtin(subgroup_invocation_id) lane: u32,
+                       @builtin(num_workgroups) nwg: vec3<u32>) {
+    tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, false);
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_bt(@builtin(workgroup_id) wg: vec3<u32>,
+                          @builtin(subgroup_invocation_id) lane: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, true);
+}
+
+// One 32x32 tile, whole (the row test is the same for every lane).
+fn tall_tile(at: TileOrigin, lane: u32, b_transposed: bool) {
+    if at.row0 < p.m {
+        store_tall_tile(at, accumulate_tall_tile(at, lane, b_transposed));
+    }
 }
 
 // gemm.wgsl's forward_stats with this kernel's tiles: a workgroup walks one chunk of
@@ -122,24 +159,42 @@ fn accumulate_tile(at: TileOrigin, lane: u32, b_transposed: bool) -> Tile {
         let a_lo = load_a4(a_lo_row, kk, k_last, affine);
         let a_hi = load_a4(a_hi_row, kk, k_last, affine);
         let b = load_b4x4(kk, k_last, col, b_transposed);
-        t.r0 = fma_row4(t.r0, a_lo, 0u, b);
-        t.r1 = fma_row4(t.r1, a_lo, 1u, b);
-        t.r2 = fma_row4(t.r2, a_lo, 2u, b);
-        t.r3 = fma_row4(t.r3, a_lo, 3u, b);
-        t.r4 = fma_row4(t.r4, a_lo, 4u, b);
-        t.r5 = fma_row4(t.r5, a_lo, 5u, b);
-        t.r6 = fma_row4(t.r6, a_lo, 6u, b);
-        t.r7 = fma_row4(t.r7, a_lo, 7u, b);
-        t.r8 = fma_row4(t.r8, a_hi, 0u, b);
-        t.r9 = fma_row4(t.r9, a_hi, 1u, b);
-        t.r10 = fma_row4(t.r10, a_hi, 2u, b);
-        t.r11 = fma_row4(t.r11, a_hi, 3u, b);
-        t.r12 = fma_row4(t.r12, a_hi, 4u, b);
-        t.r13 = fma_row4(t.r13, a_hi, 5u, b);
-        t.r14 = fma_row4(t.r14, a_hi, 6u, b);
-        t.r15 = fma_row4(t.r15, a_hi, 7u, b);
+        t = fma_rows16(t, a_lo, a_hi, b);
     }
     return t;
+}
+
+// A 32x32 tile: rows row0 .. row0 + 15 in `upper`, the next 16 in `lower`.
+struct TallTile {
+    upper: Tile, lower: Tile,
+}
+
+// The lane's 32x4 block of C before the epilogue (accumulate_tile's, twice as tall).
+fn accumulate_tall_tile(at: TileOrigin, lane: u32, b_transposed: bool) -> TallTile {
+    let last_row = p.m - 1u;
+    let rows = min(vec4<u32>(at.row0 + lane) + vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(last_row));
+    let col = at.col;
+    let k_first = at.split * p.k_chunk;
+    let k_last = min(k_first + p.k_chunk, p.k);
+    var t = Tile();
+    var u = Tile();
+    for (var kk = k_first; kk < k_last; kk += 4u) {
+        let affine = a_affine(kk, k_last);
+        let a0 = load_a4(rows.x, kk, k_last, affine);
+        let a1 = load_a4(rows.y, kk, k_last, affine);
+        let a2 = load_a4(rows.z, kk, k_last, affine);
+        let a3 = load_a4(rows.w, kk, k_last, affine);
+        let b = load_b4x4(kk, k_last, col, b_transposed);
+        t = fma_rows16(t, a0, a1, b);
+        u = fma_rows16(u, a2, a3, b);
+    }
+    return TallTile(t, u);
+}
+
+fn store_tall_tile(at: TileOrigin, t: TallTile) {
+    if at.col >= p.n { return; }
+    store_tile(at, t.upper);
+    store_tile(TileOrigin(at.split, at.row0 + TILE_ROWS, at.col), t.lower);
 }
 
 fn store_tile(at: TileOrigin, t: Tile) {

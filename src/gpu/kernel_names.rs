@@ -4,8 +4,9 @@
 
 /// The GEMM kernels by the names the tuner, its cache, `MOBILENET_TUNE` and the reports
 /// use; the first that applies on an adapter is its default.
-pub const GEMM_KERNELS: [&str; 5] = [
+pub const GEMM_KERNELS: [&str; 6] = [
     "subgroup-16x32",
+    "subgroup-32x32",
     "subgroup-32x64",
     "blocked-8x8",
     "tiled-64x64",
@@ -18,7 +19,7 @@ pub const GEMM_KERNELS: [&str; 5] = [
 pub const INT8_GEMM_KERNELS: [&str; 3] = [
     "subgroup-16x32-widened",
     "subgroup-16x32-dot4",
-    GEMM_KERNELS[2],
+    "blocked-8x8",
 ];
 
 /// The forms of depthwise and batch-norm passes on channel counts divisible by 4: whole
@@ -26,12 +27,13 @@ pub const INT8_GEMM_KERNELS: [&str; 3] = [
 pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 9] = [
+pub const KERNELS: [&str; 10] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
     GEMM_KERNELS[3],
     GEMM_KERNELS[4],
+    GEMM_KERNELS[5],
     ACCESS_KERNELS[0],
     ACCESS_KERNELS[1],
     INT8_GEMM_KERNELS[0],

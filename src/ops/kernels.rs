@@ -5,7 +5,8 @@
 
 use super::int8_ops::{subgroup_int8_gemm_dispatch, x16_int8_depthwise_dispatch, Int8Multiply};
 use super::pointwise::{
-    subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
+    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
+    wide_subgroup_gemm_dispatch, TileRows,
 };
 use super::{linear_grid, Dispatch};
 use crate::gpu::{Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, PORTABILITY};
@@ -138,6 +139,7 @@ fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
         .filter_map(|&name| {
             let dispatch = match name {
                 "subgroup-16x32" if caps.subgroup_gemm => subgroup_gemm_dispatch(dispatch)?,
+                "subgroup-32x32" if caps.subgroup_gemm => tall_subgroup_gemm_dispatch(dispatch)?,
                 "subgroup-32x64" if caps.subgroup_gemm => wide_subgroup_gemm_dispatch(dispatch)?,
                 "blocked-8x8" => dispatch.clone(),
                 // Whether their workgroups fit the adapter is `KernelCaps::runs`'s to say.
@@ -240,7 +242,12 @@ mod tests {
         };
         assert_eq!(
             timed(&caps(true)),
-            ["subgroup-16x32", "subgroup-32x64", "blocked-8x8"]
+            [
+                "subgroup-16x32",
+                "subgroup-32x32",
+                "subgroup-32x64",
+                "blocked-8x8"
+            ]
         );
         assert_eq!(
             timed(&caps(false)),

@@ -45,7 +45,8 @@ pub use optim::{UpdateRule, UpdateTensor, UPDATE_TABLE_TENSORS};
 pub use pointwise::Pointwise;
 #[doc(hidden)]
 pub use pointwise::{
-    subgroup_gemm_dispatch, tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
+    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
+    wide_subgroup_gemm_dispatch, TileRows,
 };
 pub use pool::GlobalAvgPool;
 #[doc(hidden)]

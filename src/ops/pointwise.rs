@@ -308,6 +308,31 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     })
 }
 
+/// Rows of C per workgroup of gemm_subgroup.wgsl's 32x32 entry points (TALL_TILE_ROWS).
+const TALL_SUBGROUP_TILE_ROWS: usize = 32;
+
+/// The same GEMM on gemm_subgroup.wgsl's 32x32 tiles (`forward_subgroup_32`, `_32_bt`); `None`
+/// for dispatches those entry points do not cover (A transposed, batch-norm statistics or
+/// sums, and anything that is not a GEMM).
+pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+    let (size, layout) = gemm_shape(dispatch)?;
+    let plain = matches!(dispatch.entry, "forward" | "forward_bt");
+    if !plain || (layout.vec4 && layout.a_transposed) {
+        return None;
+    }
+    let entry = if layout.vec4 && layout.b_transposed {
+        "forward_subgroup_32_bt"
+    } else {
+        "forward_subgroup_32"
+    };
+    Some(Dispatch {
+        shader: subgroup_shader(&layout),
+        entry,
+        workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS]),
+        ..dispatch.clone()
+    })
+}
+
 fn subgroup_shader(layout: &OperandLayout) -> Shader {
     if layout.vec4 {
         Shader::GemmSubgroupVec4
@@ -596,6 +621,26 @@ mod tests {
             kernels(stem)[1],
             (Shader::GemmSubgroupVec4, "forward_subgroup")
         );
+    }
+
+    #[test]
+    fn tall_subgroup_tiles_take_plain_gemms_only() {
+        let forward = Gemm::plain(100, 70, 64).dispatch(
+            Slot::Input,
+            Slot::Param(0),
+            Slot::Unused,
+            Slot::Output,
+        );
+        let tall = tall_subgroup_gemm_dispatch(&forward).expect("a plain GEMM");
+        assert_eq!(tall.entry, "forward_subgroup_32");
+        // 32-row tiles (4 of them for 100 rows), then 32-column tiles (3 for 70 columns).
+        assert_eq!(tall.workgroups, [4, 3, 1]);
+        let input_grad = input_gradient(2048, 64, 128);
+        let tall = tall_subgroup_gemm_dispatch(&input_grad).expect("dX is a plain GEMM");
+        assert_eq!(tall.entry, "forward_subgroup_32_bt");
+        // dW (A transposed) and the GEMMs that leave batch norm's sums have no such entry.
+        let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
+        assert!(tall_subgroup_gemm_dispatch(&weight_grad[0]).is_none());
     }
 
     #[test]
