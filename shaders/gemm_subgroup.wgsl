@@ -97,10 +97,7 @@ fn forward_subgroup_stats(@builtin(workgroup_id) wg: vec3<u32>,
         let at = TileOrigin(0u, row0, chunk.col);
         let t = accumulate_tile(at, lane, false);
         store_tile(at, t);
-        s = welford_rows8(s, row0, chunk.row0, last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
-                          t.r7);
-        s = welford_rows8(s, row0 + 8u, chunk.row0, last, t.r8, t.r9, t.r10, t.r11, t.r12,
-                          t.r13, t.r14, t.r15);
+        s = welford_tile(s, row0, chunk.row0, last, t);
     }
     store_stats(chunk.row0 / p.stats_rows, chunk.col, s);
 }
@@ -119,12 +116,61 @@ fn forward_subgroup_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
         let at = TileOrigin(0u, row0, chunk.col);
         let t = accumulate_tile(at, lane, true);
         store_tile(at, t);
-        s = sum_rows8(s, row0, last, chunk.col, norm, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
-                      t.r7);
-        s = sum_rows8(s, row0 + 8u, last, chunk.col, norm, t.r8, t.r9, t.r10, t.r11, t.r12,
-                      t.r13, t.r14, t.r15);
+        s = sum_tile(s, row0, last, chunk.col, norm, t);
     }
     store_sums(chunk.row0 / p.stats_rows, chunk.col, s);
+}
+
+// The same two chunk walks in 32x32 tiles (`subgroup-32x32`); the rows reach the statistics
+// and sums in the same order, so the partials are the 16x32 kernel's to the bit.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_stats(@builtin(workgroup_id) wg: vec3<u32>,
+                             @builtin(subgroup_invocation_id) lane: u32,
+                             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, TILE_COLS);
+    if chunk.row0 >= p.m { return; }
+    let last = min(chunk.row0 + p.stats_rows, p.m);
+    var s = Welford();
+    for (var row0 = chunk.row0; row0 < last; row0 += TALL_TILE_ROWS) {
+        let at = TileOrigin(0u, row0, chunk.col);
+        let t = accumulate_tall_tile(at, lane, false);
+        store_tall_tile(at, t);
+        s = welford_tile(s, row0, chunk.row0, last, t.upper);
+        s = welford_tile(s, row0 + TILE_ROWS, chunk.row0, last, t.lower);
+    }
+    store_stats(chunk.row0 / p.stats_rows, chunk.col, s);
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, TILE_COLS);
+    if chunk.row0 >= p.m { return; }
+    let last = min(chunk.row0 + p.stats_rows, p.m);
+    let norm = sums_norm4(chunk.col);
+    var s = BnSums();
+    for (var row0 = chunk.row0; row0 < last; row0 += TALL_TILE_ROWS) {
+        let at = TileOrigin(0u, row0, chunk.col);
+        let t = accumulate_tall_tile(at, lane, true);
+        store_tall_tile(at, t);
+        s = sum_tile(s, row0, last, chunk.col, norm, t.upper);
+        s = sum_tile(s, row0 + TILE_ROWS, last, chunk.col, norm, t.lower);
+    }
+    store_sums(chunk.row0 / p.stats_rows, chunk.col, s);
+}
+
+// `s` after the 16 rows of `t` from row0 (those before `last`).
+fn welford_tile(s: Welford, row0: u32, first: u32, last: u32, t: Tile) -> Welford {
+    let w = welford_rows8(s, row0, first, last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
+    return welford_rows8(w, row0 + 8u, first, last, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13,
+                         t.r14, t.r15);
+}
+
+fn sum_tile(s: BnSums, row0: u32, last: u32, col: u32, norm: BnNorm4, t: Tile) -> BnSums {
+    let w = sum_rows8(s, row0, last, col, norm, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
+    return sum_rows8(w, row0 + 8u, last, col, norm, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13,
+                     t.r14, t.r15);
 }
 
 // Where a lane's part of the tile lies: its K split, the tile's first row, the lane's first

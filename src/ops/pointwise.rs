@@ -311,11 +311,28 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
 /// Rows of C per workgroup of gemm_subgroup.wgsl's 32x32 entry points (TALL_TILE_ROWS).
 const TALL_SUBGROUP_TILE_ROWS: usize = 32;
 
-/// The same GEMM on gemm_subgroup.wgsl's 32x32 tiles (`forward_subgroup_32`, `_32_bt`); `None`
-/// for dispatches those entry points do not cover (A transposed, batch-norm statistics or
-/// sums, and anything that is not a GEMM).
+/// The same GEMM on gemm_subgroup.wgsl's 32x32 tiles (`forward_subgroup_32*`); `None` for
+/// dispatches those entry points do not cover (A transposed, chunks of batch-norm rows that
+/// are not whole tiles, and anything that is not a GEMM).
 pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
+    let chunk_walking = match dispatch.entry {
+        "forward_stats" => Some("forward_subgroup_32_stats"),
+        "forward_bt_sums" => Some("forward_subgroup_32_bt_sums"),
+        _ => None,
+    };
+    if let Some(entry) = chunk_walking {
+        let rows_per_chunk = dispatch.uniform_word(STATS_ROWS_WORD) as usize;
+        if !rows_per_chunk.is_multiple_of(TALL_SUBGROUP_TILE_ROWS) {
+            return None;
+        }
+        return Some(Dispatch {
+            shader: subgroup_shader(&layout),
+            entry,
+            workgroups: subgroup_grid(size, [rows_per_chunk, SUBGROUP_TILE_COLS]),
+            ..dispatch.clone()
+        });
+    }
     let plain = matches!(dispatch.entry, "forward" | "forward_bt");
     if !plain || (layout.vec4 && layout.a_transposed) {
         return None;
@@ -624,7 +641,7 @@ mod tests {
     }
 
     #[test]
-    fn tall_subgroup_tiles_take_plain_gemms_only() {
+    fn tall_subgroup_tiles_take_every_gemm_but_dw() {
         let forward = Gemm::plain(100, 70, 64).dispatch(
             Slot::Input,
             Slot::Param(0),
@@ -638,7 +655,7 @@ mod tests {
         let input_grad = input_gradient(2048, 64, 128);
         let tall = tall_subgroup_gemm_dispatch(&input_grad).expect("dX is a plain GEMM");
         assert_eq!(tall.entry, "forward_subgroup_32_bt");
-        // dW (A transposed) and the GEMMs that leave batch norm's sums have no such entry.
+        // dW (A transposed) has no such entry.
         let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
         assert!(tall_subgroup_gemm_dispatch(&weight_grad[0]).is_none());
     }
