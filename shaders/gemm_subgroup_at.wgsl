@@ -1,4 +1,4 @@
-// The dW kernel of the subgroup GEMM, appended to its vec4 module only (it reads A as vec4s).
+// The dW kernels of the subgroup GEMM, appended to its vec4 module only (it reads A as vec4s).
 //
 // dW = X^T dY: A is transposed (contiguous along M), so the roles flip. Lane j owns rows
 // 4j .. 4j + 3 of a 32x16 tile, one vec4 of A per step of K, and the 16 columns of B reach
@@ -99,6 +99,83 @@ fn store_block_at(split: u32, row: u32, col: u32, c0: vec4<f32>, c1: vec4<f32>, 
     store_row(split, row + 1u, col, bias, rows[1]);
     store_row(split, row + 2u, col, bias, rows[2]);
     store_row(split, row + 3u, col, bias, rows[3]);
+}
+
+// dW on a 32x32 tile (`subgroup-32x32`): the 32x16 tile above with 32 columns, lane L
+// loading B's row k + L / 2 at columns 16 (L % 2) .. + 15 as the wide tile does, so a lane
+// makes 8 vec4 loads per 4 steps of K for 512 multiply-adds. Each output sums over K in the
+// same order as in the 32x16 tile.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_at(@builtin(workgroup_id) wg: vec3<u32>,
+                          @builtin(subgroup_invocation_id) lane: u32,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let split = wg.z % p.splits;
+    let row0 = (wg.x + (wg.z / p.splits) * nwg.x) * AT_TILE_ROWS;
+    if row0 >= p.m { return; }
+    let row = row0 + 4u * lane;
+    let col0 = wg.y * 2u * AT_TILE_COLS;
+    let t = accumulate_32_tile_at(split, row, col0, lane);
+    store_tile_at(split, row, col0, t.left);
+    store_tile_at(split, row, col0 + AT_TILE_COLS, t.right);
+}
+
+// The lane's 4x32 block: columns col0 .. + 15 on the left, col0 + 16 .. + 31 on the right.
+struct ColumnPair {
+    left: Tile, right: Tile,
+}
+
+fn accumulate_32_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> ColumnPair {
+    let a_col = min(row, (p.m - 1u) & ~3u) / 4u;
+    let affine = row_affine(a_col);
+    let a_step = p.a_col_stride / 4u;
+    let b_cols = b_vec4s16(col0, lane);
+    let b_step = p.b_row_stride / 4u;
+    let k_first = split * p.k_chunk;
+    let k_last = min(k_first + p.k_chunk, p.k);
+    var t = ColumnPair();
+    for (var kk = k_first; kk < k_last; kk += 4u) {
+        let a = prologued_steps4(a_steps4(kk * a_step + a_col, a_step), affine);
+        let bv = b_row16((kk + lane / 2u) * b_step, b_cols);
+        t.left = fma_cols16(t.left, a, columns16(bv, 0u));
+        t.right = fma_cols16(t.right, a, columns16(bv, 1u));
+    }
+    return t;
+}
+
+// The vec4 indices of B's columns col0 + 16 (L % 2) + 4q, q = 0 .. 3, that lane L loads in
+// a row; columns past N read the last vec4 of B's row.
+fn b_vec4s16(col0: u32, lane: u32) -> vec4<u32> {
+    let b_col = col0 + 16u * (lane % 2u);
+    return min(vec4<u32>(b_col) + vec4<u32>(0u, 4u, 8u, 12u), vec4<u32>(p.n - 4u)) / 4u;
+}
+
+// The 4 vec4s of B's row (starting at vec4 index `row_at`) at the vec4 indices `cols`.
+fn b_row16(row_at: u32, cols: vec4<u32>) -> mat4x4<f32> {
+    return mat4x4<f32>(b4[row_at + cols.x], b4[row_at + cols.y], b4[row_at + cols.z],
+                       b4[row_at + cols.w]);
+}
+
+// 16 columns of B over 4 steps of K, as 4 blocks from b_columns: those of the vec4s `bv`
+// that the lanes with L % 2 == h loaded.
+struct Columns16 {
+    q0: mat4x4<f32>, q1: mat4x4<f32>, q2: mat4x4<f32>, q3: mat4x4<f32>,
+}
+
+fn columns16(bv: mat4x4<f32>, h: u32) -> Columns16 {
+    return Columns16(b_columns(bv[0], h), b_columns(bv[1], h), b_columns(bv[2], h),
+                     b_columns(bv[3], h));
+}
+
+// The lane's 4 rows `a` times 16 columns.
+fn fma_cols16(t: Tile, a: mat4x4<f32>, c: Columns16) -> Tile {
+    return Tile(fma_col4(t.r0, a, c.q0[0]), fma_col4(t.r1, a, c.q0[1]),
+                fma_col4(t.r2, a, c.q0[2]), fma_col4(t.r3, a, c.q0[3]),
+                fma_col4(t.r4, a, c.q1[0]), fma_col4(t.r5, a, c.q1[1]),
+                fma_col4(t.r6, a, c.q1[2]), fma_col4(t.r7, a, c.q1[3]),
+                fma_col4(t.r8, a, c.q2[0]), fma_col4(t.r9, a, c.q2[1]),
+                fma_col4(t.r10, a, c.q2[2]), fma_col4(t.r11, a, c.q2[3]),
+                fma_col4(t.r12, a, c.q3[0]), fma_col4(t.r13, a, c.q3[1]),
+                fma_col4(t.r14, a, c.q3[2]), fma_col4(t.r15, a, c.q3[3]));
 }
 
 fn store_tile_at(split: u32, row: u32, col0: u32, t: Tile) {

@@ -115,30 +115,6 @@ fn forward_subgroup_wide_at(@builtin(workgroup_id) wg: vec3<u32>,
     store_tile_at(split, row0 + 32u, col0 + 16u, t.g3);
 }
 
-// 16 columns of B over 4 steps of K, as 4 blocks from b_columns: those of the vec4s
-// bv0 .. bv3 that the lanes with L % 2 == h loaded.
-struct Columns16 {
-    q0: mat4x4<f32>, q1: mat4x4<f32>, q2: mat4x4<f32>, q3: mat4x4<f32>,
-}
-
-fn columns16(bv0: vec4<f32>, bv1: vec4<f32>, bv2: vec4<f32>, bv3: vec4<f32>,
-             h: u32) -> Columns16 {
-    return Columns16(b_columns(bv0, h), b_columns(bv1, h), b_columns(bv2, h),
-                     b_columns(bv3, h));
-}
-
-// The lane's 4 rows `a` times 16 columns.
-fn fma_cols16(t: Tile, a: mat4x4<f32>, c: Columns16) -> Tile {
-    return Tile(fma_col4(t.r0, a, c.q0[0]), fma_col4(t.r1, a, c.q0[1]),
-                fma_col4(t.r2, a, c.q0[2]), fma_col4(t.r3, a, c.q0[3]),
-                fma_col4(t.r4, a, c.q1[0]), fma_col4(t.r5, a, c.q1[1]),
-                fma_col4(t.r6, a, c.q1[2]), fma_col4(t.r7, a, c.q1[3]),
-                fma_col4(t.r8, a, c.q2[0]), fma_col4(t.r9, a, c.q2[1]),
-                fma_col4(t.r10, a, c.q2[2]), fma_col4(t.r11, a, c.q2[3]),
-                fma_col4(t.r12, a, c.q3[0]), fma_col4(t.r13, a, c.q3[1]),
-                fma_col4(t.r14, a, c.q3[2]), fma_col4(t.r15, a, c.q3[3]));
-}
-
 // g0, g1: rows 4j .. 4j + 3 at columns col0 .. + 15 and col0 + 16 .. + 31; g2, g3: the
 // same columns of rows 32 + 4j .. 32 + 4j + 3. Rows past M read the last vec4 of A's rows
 // and columns past N the last vec4 of B's, and are not stored.
@@ -149,8 +125,7 @@ fn accumulate_wide_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> WideTi
     let lo_affine = row_affine(a_lo);
     let hi_affine = row_affine(a_hi);
     let a_step = p.a_col_stride / 4u;
-    let b_col = col0 + 16u * (lane % 2u);
-    let b_cols = min(vec4<u32>(b_col) + vec4<u32>(0u, 4u, 8u, 12u), vec4<u32>(p.n - 4u)) / 4u;
+    let b_cols = b_vec4s16(col0, lane);
     let b_step = p.b_row_stride / 4u;
     let k_first = split * p.k_chunk;
     let k_last = min(k_first + p.k_chunk, p.k);
@@ -158,16 +133,12 @@ fn accumulate_wide_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> WideTi
     for (var kk = k_first; kk < k_last; kk += 4u) {
         let lo = prologued_steps4(a_steps4(kk * a_step + a_lo, a_step), lo_affine);
         let hi = prologued_steps4(a_steps4(kk * a_step + a_hi, a_step), hi_affine);
-        let b_at = (kk + lane / 2u) * b_step;
-        let bv0 = b4[b_at + b_cols.x];
-        let bv1 = b4[b_at + b_cols.y];
-        let bv2 = b4[b_at + b_cols.z];
-        let bv3 = b4[b_at + b_cols.w];
+        let bv = b_row16((kk + lane / 2u) * b_step, b_cols);
         // Columns col0 + 4q .. + 3 (loaded by even lanes), then col0 + 16 + 4q .. (odd).
-        let even = columns16(bv0, bv1, bv2, bv3, 0u);
+        let even = columns16(bv, 0u);
         t.g0 = fma_cols16(t.g0, lo, even);
         t.g2 = fma_cols16(t.g2, hi, even);
-        let odd = columns16(bv0, bv1, bv2, bv3, 1u);
+        let odd = columns16(bv, 1u);
         t.g1 = fma_cols16(t.g1, lo, odd);
         t.g3 = fma_cols16(t.g3, hi, odd);
     }

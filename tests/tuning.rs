@@ -65,8 +65,7 @@ fn forced_kernels_are_the_ones_that_run() {
             );
         }
         // A forced kernel runs wherever it is a candidate: everywhere, except that the wide
-        // subgroup tiles have entries for vec4 operands only, the 32x32 subgroup tiles none
-        // for A transposed (dW, `*_at` in the default's label), and only the blocked, 16x32
+        // subgroup tiles have entries for vec4 operands only, and only the blocked, 16x32
         // and 32x32 subgroup GEMMs have the entry points that leave batch norm's statistics
         // or sums (`*_stats`, `*_sums`); other steps run the default.
         for label in kernels
@@ -78,7 +77,6 @@ fn forced_kernels_are_the_ones_that_run() {
             let with_batch_norm =
                 forced[0] == "gemm" && (entry.ends_with("_stats") || entry.ends_with("_sums"));
             let lacks_entry = (name == "subgroup-32x64" && !label.contains("gemm_vec4"))
-                || (name == "subgroup-32x32" && entry.ends_with("_at"))
                 || (with_batch_norm
                     && !["blocked-8x8", "subgroup-16x32", "subgroup-32x32"].contains(&name));
             let expected = if lacks_entry {

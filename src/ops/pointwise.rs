@@ -311,9 +311,9 @@ pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
 /// Rows of C per workgroup of gemm_subgroup.wgsl's 32x32 entry points (TALL_TILE_ROWS).
 const TALL_SUBGROUP_TILE_ROWS: usize = 32;
 
-/// The same GEMM on gemm_subgroup.wgsl's 32x32 tiles (`forward_subgroup_32*`); `None` for
-/// dispatches those entry points do not cover (A transposed, chunks of batch-norm rows that
-/// are not whole tiles, and anything that is not a GEMM).
+/// The same GEMM on the subgroup GEMM's 32x32 tiles (`forward_subgroup_32*`); `None` for
+/// dispatches those entry points do not cover (both operands transposed, chunks of
+/// batch-norm rows that are not whole tiles, and anything that is not a GEMM).
 pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
     let chunk_walking = match dispatch.entry {
@@ -333,19 +333,20 @@ pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
             ..dispatch.clone()
         });
     }
-    let plain = matches!(dispatch.entry, "forward" | "forward_bt");
-    if !plain || (layout.vec4 && layout.a_transposed) {
+    if !matches!(dispatch.entry, "forward" | "forward_bt") {
         return None;
     }
-    let entry = if layout.vec4 && layout.b_transposed {
-        "forward_subgroup_32_bt"
-    } else {
-        "forward_subgroup_32"
+    // dW's 32x32 tile (gemm_subgroup_at.wgsl) is the 32x16 one with twice the columns.
+    let (entry, tile_cols) = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
+        (true, true, true) => return None,
+        (true, true, false) => ("forward_subgroup_32_at", 2 * SUBGROUP_TILE_ROWS),
+        (true, false, true) => ("forward_subgroup_32_bt", SUBGROUP_TILE_COLS),
+        _ => ("forward_subgroup_32", SUBGROUP_TILE_COLS),
     };
     Some(Dispatch {
         shader: subgroup_shader(&layout),
         entry,
-        workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS]),
+        workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, tile_cols]),
         ..dispatch.clone()
     })
 }
@@ -641,7 +642,7 @@ mod tests {
     }
 
     #[test]
-    fn tall_subgroup_tiles_take_every_gemm_but_dw() {
+    fn tall_subgroup_tiles_take_every_operand_layout() {
         let forward = Gemm::plain(100, 70, 64).dispatch(
             Slot::Input,
             Slot::Param(0),
@@ -655,9 +656,11 @@ mod tests {
         let input_grad = input_gradient(2048, 64, 128);
         let tall = tall_subgroup_gemm_dispatch(&input_grad).expect("dX is a plain GEMM");
         assert_eq!(tall.entry, "forward_subgroup_32_bt");
-        // dW (A transposed) has no such entry.
         let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
-        assert!(tall_subgroup_gemm_dispatch(&weight_grad[0]).is_none());
+        let tall = tall_subgroup_gemm_dispatch(&weight_grad[0]).expect("dW is a plain GEMM");
+        assert_eq!(tall.entry, "forward_subgroup_32_at");
+        // dW's C is 64x128: 2 row tiles of 32, 4 column tiles of 32.
+        assert_eq!(tall.workgroups[..2], [2, 4]);
     }
 
     #[test]
