@@ -41,10 +41,14 @@ struct LaneOrigin {
 }
 
 fn lane_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> LaneOrigin {
-    let row0 = (wg.x + wg.z * nwg.x) * TILE_ROWS;
+    return lane_origin_at((wg.x + wg.z * nwg.x) * TILE_ROWS, wg.y, lane);
+}
+
+// The lane's part of the 16 rows from `row0`, in column tile `col_tile`.
+fn lane_origin_at(row0: u32, col_tile: u32, lane: u32) -> LaneOrigin {
     let last_row = p.m - 1u;
     // Out-of-range rows read a clamped, valid row and are simply not stored.
-    return LaneOrigin(row0, wg.y * 4u * SUBGROUP_LANES + 4u * lane,
+    return LaneOrigin(row0, col_tile * 4u * SUBGROUP_LANES + 4u * lane,
                       min(row0 + lane, last_row) * p.k_words,
                       min(row0 + SUBGROUP_LANES + lane, last_row) * p.k_words);
 }
@@ -99,29 +103,49 @@ fn dot_row(acc: vec4<i32>, a: u32, src: u32, b: vec4<u32>) -> vec4<i32> {
     return acc + dot4x(subgroupShuffle(a, src), b);
 }
 
+// The 16 rows' products for one word of K: rows j and 8 + j arrive from lane j (`lo`,
+// `hi`), times the lane's columns `w`.
+fn dot_rows16(t: TileI32, lo: u32, hi: u32, w: vec4<u32>) -> TileI32 {
+    return TileI32(dot_row(t.r0, lo, 0u, w), dot_row(t.r1, lo, 1u, w),
+                   dot_row(t.r2, lo, 2u, w), dot_row(t.r3, lo, 3u, w),
+                   dot_row(t.r4, lo, 4u, w), dot_row(t.r5, lo, 5u, w),
+                   dot_row(t.r6, lo, 6u, w), dot_row(t.r7, lo, 7u, w),
+                   dot_row(t.r8, hi, 0u, w), dot_row(t.r9, hi, 1u, w),
+                   dot_row(t.r10, hi, 2u, w), dot_row(t.r11, hi, 3u, w),
+                   dot_row(t.r12, hi, 4u, w), dot_row(t.r13, hi, 5u, w),
+                   dot_row(t.r14, hi, 6u, w), dot_row(t.r15, hi, 7u, w));
+}
+
+// The lane's four columns of B at word k of K.
+fn lane_words(cols: vec4<u32>, k: u32) -> vec4<u32> {
+    return vec4<u32>(b[cols.x + k], b[cols.y + k], b[cols.z + k], b[cols.w + k]);
+}
+
 fn accumulate_dot4(at: LaneOrigin) -> TileI32 {
     let cols = lane_columns(at.col);
     var t = TileI32();
     for (var k = 0u; k < p.k_words; k++) {
-        let a_lo = a[at.a_lo + k];
-        let a_hi = a[at.a_hi + k];
-        let w = vec4<u32>(b[cols.x + k], b[cols.y + k], b[cols.z + k], b[cols.w + k]);
-        t.r0 = dot_row(t.r0, a_lo, 0u, w);
-        t.r1 = dot_row(t.r1, a_lo, 1u, w);
-        t.r2 = dot_row(t.r2, a_lo, 2u, w);
-        t.r3 = dot_row(t.r3, a_lo, 3u, w);
-        t.r4 = dot_row(t.r4, a_lo, 4u, w);
-        t.r5 = dot_row(t.r5, a_lo, 5u, w);
-        t.r6 = dot_row(t.r6, a_lo, 6u, w);
-        t.r7 = dot_row(t.r7, a_lo, 7u, w);
-        t.r8 = dot_row(t.r8, a_hi, 0u, w);
-        t.r9 = dot_row(t.r9, a_hi, 1u, w);
-        t.r10 = dot_row(t.r10, a_hi, 2u, w);
-        t.r11 = dot_row(t.r11, a_hi, 3u, w);
-        t.r12 = dot_row(t.r12, a_hi, 4u, w);
-        t.r13 = dot_row(t.r13, a_hi, 5u, w);
-        t.r14 = dot_row(t.r14, a_hi, 6u, w);
-        t.r15 = dot_row(t.r15, a_hi, 7u, w);
+        t = dot_rows16(t, a[at.a_lo + k], a[at.a_hi + k], lane_words(cols, k));
+    }
+    return t;
+}
+
+// A 32x32 block (`subgroup-32x32-dot4`): two 16-row halves that share the lane's words of
+// B, so per word of K a lane loads 4 words of A and 4 of B for 128 dot products, where the
+// 16x32 tile loads 6 for 64. Each sum takes its products in the same order.
+const TALL_TILE_ROWS: u32 = 32u;
+
+struct TallTileI32 {
+    upper: TileI32, lower: TileI32,
+}
+
+fn accumulate_tall_dot4(upper: LaneOrigin, lower: LaneOrigin) -> TallTileI32 {
+    let cols = lane_columns(upper.col);
+    var t = TallTileI32();
+    for (var k = 0u; k < p.k_words; k++) {
+        let w = lane_words(cols, k);
+        t.upper = dot_rows16(t.upper, a[upper.a_lo + k], a[upper.a_hi + k], w);
+        t.lower = dot_rows16(t.lower, a[lower.a_lo + k], a[lower.a_hi + k], w);
     }
     return t;
 }
@@ -196,6 +220,19 @@ fn forward_subgroup_dot4(@builtin(workgroup_id) wg: vec3<u32>,
     let at = lane_origin(wg, nwg, lane);
     if at.row0 >= p.m { return; }
     store_lane(at, accumulate_dot4(at));
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_dot4(@builtin(workgroup_id) wg: vec3<u32>,
+                            @builtin(subgroup_invocation_id) lane: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = (wg.x + wg.z * nwg.x) * TALL_TILE_ROWS;
+    if row0 >= p.m { return; }
+    let upper = lane_origin_at(row0, wg.y, lane);
+    let lower = lane_origin_at(row0 + TILE_ROWS, wg.y, lane);
+    let t = accumulate_tall_dot4(upper, lower);
+    store_lane(upper, t.upper);
+    store_lane(lower, t.lower);
 }
 
 // The classifier: the same products, dequantized to f32 logits (gemm_int8.wgsl's

@@ -13,12 +13,14 @@ pub const GEMM_KERNELS: [&str; 6] = [
     "tiled-128x64",
 ];
 
-/// The int8 GEMM kernels (pointwise, the stem, the classifier), the first that applies the default: on
-/// 8-lane subgroups the bytes widened to f32 (exact up to K = 1032) or multiplied by
-/// dot4I8Packed, elsewhere 8x8 blocks per invocation.
-pub const INT8_GEMM_KERNELS: [&str; 3] = [
+/// The int8 GEMM kernels (pointwise, the stem, the classifier), the first that applies the
+/// default: on 8-lane subgroups the bytes widened to f32 (exact up to K = 1032) or multiplied
+/// by dot4I8Packed (on 16x32 or, for pointwise and the stem, 32x32 tiles), elsewhere 8x8
+/// blocks per invocation.
+pub const INT8_GEMM_KERNELS: [&str; 4] = [
     "subgroup-16x32-widened",
     "subgroup-16x32-dot4",
+    "subgroup-32x32-dot4",
     "blocked-8x8",
 ];
 
@@ -27,7 +29,7 @@ pub const INT8_GEMM_KERNELS: [&str; 3] = [
 pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 10] = [
+pub const KERNELS: [&str; 11] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
@@ -38,4 +40,5 @@ pub const KERNELS: [&str; 10] = [
     ACCESS_KERNELS[1],
     INT8_GEMM_KERNELS[0],
     INT8_GEMM_KERNELS[1],
+    INT8_GEMM_KERNELS[2],
 ];

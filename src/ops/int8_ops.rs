@@ -128,6 +128,25 @@ pub fn subgroup_int8_gemm_dispatch(
     })
 }
 
+/// Rows and columns of C per workgroup of gemm_int8_subgroup.wgsl's 32x32 tile.
+const TALL_SUBGROUP_TILE: [usize; 2] = [32, 32];
+
+/// The requantized int8 GEMM on gemm_int8_subgroup.wgsl's 32x32 tiles, multiplied by
+/// dot4I8Packed; `None` for the classifier's logits (a batch's few rows) and anything else.
+pub fn tall_subgroup_int8_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+    if dispatch.shader != Shader::GemmInt8 || dispatch.entry != "forward" {
+        return None;
+    }
+    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
+    let (rows, n) = (*words.first()?, *words.get(1)?);
+    Some(Dispatch {
+        shader: Shader::GemmInt8Subgroup,
+        entry: "forward_subgroup_32_dot4",
+        workgroups: subgroup_grid([rows as usize, n as usize, 1], TALL_SUBGROUP_TILE),
+        ..dispatch.clone()
+    })
+}
+
 /// An int8 pointwise convolution on an NHWC input: the GEMM over its pixels.
 pub fn int8_pointwise(input: &[usize], out_channels: usize, output: Int8Output) -> Dispatch {
     let pixels = input[..3].iter().product();

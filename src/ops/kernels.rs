@@ -3,7 +3,10 @@
 //! instead of vec4 accesses), for the tuner to time on the adapter (see
 //! `graph::kernel_choice`).
 
-use super::int8_ops::{subgroup_int8_gemm_dispatch, x16_int8_depthwise_dispatch, Int8Multiply};
+use super::int8_ops::{
+    subgroup_int8_gemm_dispatch, tall_subgroup_int8_gemm_dispatch, x16_int8_depthwise_dispatch,
+    Int8Multiply,
+};
 use super::pointwise::{
     subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
     wide_subgroup_gemm_dispatch, TileRows,
@@ -190,6 +193,9 @@ fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate
                 }
                 "subgroup-16x32-dot4" if caps.subgroup_gemm => {
                     subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Dot4)?
+                }
+                "subgroup-32x32-dot4" if caps.subgroup_gemm => {
+                    tall_subgroup_int8_gemm_dispatch(dispatch)?
                 }
                 "blocked-8x8" => dispatch.clone(),
                 _ => return None,
@@ -383,9 +389,18 @@ mod tests {
         assert_eq!(offered(EXACT_F32_K, &caps(true)), INT8_GEMM_KERNELS);
         assert_eq!(
             offered(EXACT_F32_K + 1, &caps(true)),
-            ["subgroup-16x32-dot4", "blocked-8x8"]
+            ["subgroup-16x32-dot4", "subgroup-32x32-dot4", "blocked-8x8"]
         );
         assert_eq!(offered(64, &caps(false)), ["blocked-8x8"]);
+        // The 32x32 tile: 70 rows in 3 row tiles, 40 columns in 2.
+        let dispatch = int8_pointwise(&[1, 7, 10, 16], 40, Int8Output::linear(0));
+        let tall = &alternatives(&dispatch, &caps(true))
+            .expect("an int8 GEMM")
+            .candidates[2];
+        assert_eq!(
+            (tall.name, tall.dispatch.entry, tall.dispatch.workgroups),
+            ("subgroup-32x32-dot4", "forward_subgroup_32_dot4", [3, 2, 1])
+        );
         // The classifier's logits have the same candidates, on entry points of their own.
         let logits = crate::ops::Int8Gemm {
             rows: 2,
