@@ -275,19 +275,9 @@ impl OperandLayout {
 /// bindings but tiles C differently; `None` for dispatches that are not GEMMs.
 pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
-    let chunk_walking = match dispatch.entry {
-        "forward_stats" => Some("forward_subgroup_stats"),
-        "forward_bt_sums" => Some("forward_subgroup_bt_sums"),
-        _ => None,
-    };
-    if let Some(entry) = chunk_walking {
-        let rows_per_chunk = dispatch.uniform_word(STATS_ROWS_WORD) as usize;
-        return Some(Dispatch {
-            shader: subgroup_shader(&layout),
-            entry,
-            workgroups: subgroup_grid(size, [rows_per_chunk, SUBGROUP_TILE_COLS]),
-            ..dispatch.clone()
-        });
+    if is_chunk_walking(dispatch) {
+        let entries = ["forward_subgroup_stats", "forward_subgroup_bt_sums"];
+        return Some(chunk_walk_dispatch(dispatch, size, &layout, entries));
     }
     let entry = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
         (true, true, false) => "forward_subgroup_at",
@@ -316,22 +306,13 @@ const TALL_SUBGROUP_TILE_ROWS: usize = 32;
 /// batch-norm rows that are not whole tiles, and anything that is not a GEMM).
 pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (size, layout) = gemm_shape(dispatch)?;
-    let chunk_walking = match dispatch.entry {
-        "forward_stats" => Some("forward_subgroup_32_stats"),
-        "forward_bt_sums" => Some("forward_subgroup_32_bt_sums"),
-        _ => None,
-    };
-    if let Some(entry) = chunk_walking {
+    if is_chunk_walking(dispatch) {
         let rows_per_chunk = dispatch.uniform_word(STATS_ROWS_WORD) as usize;
         if !rows_per_chunk.is_multiple_of(TALL_SUBGROUP_TILE_ROWS) {
             return None;
         }
-        return Some(Dispatch {
-            shader: subgroup_shader(&layout),
-            entry,
-            workgroups: subgroup_grid(size, [rows_per_chunk, SUBGROUP_TILE_COLS]),
-            ..dispatch.clone()
-        });
+        let entries = ["forward_subgroup_32_stats", "forward_subgroup_32_bt_sums"];
+        return Some(chunk_walk_dispatch(dispatch, size, &layout, entries));
     }
     if !matches!(dispatch.entry, "forward" | "forward_bt") {
         return None;
@@ -349,6 +330,27 @@ pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, tile_cols]),
         ..dispatch.clone()
     })
+}
+
+/// A chunk-walking GEMM (`forward_stats` or `forward_bt_sums`) on the subgroup entry point
+/// of its kind in `[stats, sums]`: one workgroup per chunk of rows and strip of columns.
+fn chunk_walk_dispatch(
+    dispatch: &Dispatch,
+    size: [usize; 3],
+    layout: &OperandLayout,
+    [stats, sums]: [&'static str; 2],
+) -> Dispatch {
+    let rows_per_chunk = dispatch.uniform_word(STATS_ROWS_WORD) as usize;
+    Dispatch {
+        shader: subgroup_shader(layout),
+        entry: if dispatch.entry == "forward_stats" {
+            stats
+        } else {
+            sums
+        },
+        workgroups: subgroup_grid(size, [rows_per_chunk, SUBGROUP_TILE_COLS]),
+        ..dispatch.clone()
+    }
 }
 
 fn subgroup_shader(layout: &OperandLayout) -> Shader {
