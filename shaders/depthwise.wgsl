@@ -334,12 +334,53 @@ fn forward_3x3_rows(index: u32, s2: bool) {
     }
 }
 
+// Chunks walked by strips. A chunk [first, last) of the NHW-ordered pixels of height x width
+// images is taken image by image in strips 4 columns wide, each strip top to bottom, so a
+// kernel walking down a strip carries the rows its 3x3 windows share from one row to the
+// next. Strip k of the chunk: image n, columns x0 .. x0 + 3, rows top ..= bottom (none when
+// top > bottom); the chunk's pixels of image n have in-image indices [lo, hi).
+struct Strip {
+    n: u32, x0: u32, top: i32, bottom: i32, lo: u32, hi: u32,
+}
+
+fn chunk_strip_count(first: u32, last: u32, height: u32, width: u32) -> u32 {
+    let plane = height * width;
+    return ((last - 1u) / plane - first / plane + 1u) * ((width + 3u) / 4u);
+}
+
+fn chunk_strip(k: u32, first: u32, last: u32, height: u32, width: u32) -> Strip {
+    let plane = height * width;
+    let per_image = (width + 3u) / 4u;
+    let n = first / plane + k / per_image;
+    let x0 = (k % per_image) * 4u;
+    let lo = max(first, n * plane) - n * plane;
+    let hi = min(last, (n + 1u) * plane) - n * plane;
+    // The first row holds the chunk's pixels from column lo % width on, the last up to hi's.
+    let top = i32(lo / width) + select(0, 1, lo % width >= min(x0 + 4u, width));
+    let bottom = i32((hi - 1u) / width) - select(0, 1, (hi - 1u) % width < x0);
+    return Strip(n, x0, top, bottom, lo, hi);
+}
+
+// Which of the strip's 4 pixels on row y (of images `width` wide) are the chunk's.
+fn strip_lanes(s: Strip, y: u32, width: u32) -> vec4<bool> {
+    let first = y * width + s.x0;
+    let j_lo = select(0u, s.lo - first, s.lo > first);
+    let j_hi = min(min(4u, width - s.x0), s.hi - first);
+    let j = vec4<u32>(0u, 1u, 2u, 3u);
+    return j >= vec4<u32>(j_lo) & j < vec4<u32>(j_hi);
+}
+
+// An invocation's channel group and its filter taps.
+struct ChannelGroup {
+    c0: u32, mask: vec4<bool>, w: FilterTaps,
+}
+
 // Training's forward for a 3x3 layer whose batch norm comes next: one invocation per chunk
-// of pixels_per_chunk output pixels (NHW order) and 4-channel group, 4 pixels at a time
-// along each row, the filter taps loaded once per chunk and the input columns that
-// consecutive quads share loaded once. It also leaves the chunk's mean and sum of squared
-// deviations of what it stores, accumulated pixel by pixel in order by Welford's update as
-// the batch norm's stats_partial would, which that pass then need not run.
+// of pixels_per_chunk output pixels (NHW order) and 4-channel group, in strips of 4 pixels
+// (output_strip), the filter taps loaded once per chunk. It also leaves the chunk's mean and
+// sum of squared deviations of what it stores, accumulated pixel by pixel by Welford's
+// update as the batch norm's stats_partial would (in the strips' order, not the chunk's),
+// which that pass then need not run.
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3_stats(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -361,49 +402,87 @@ fn forward_3x3_chunk(index: u32, s2: bool) {
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
-    let w = filter_taps(c0, mask);
+    let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
     let shift = load_bias(c0, mask);
     let first = chunk * p.pixels_per_chunk;
     let last = min(first + p.pixels_per_chunk, p.batch * p.out_h * p.out_w);
-    var stats = Welford();
-    for (var pixel = first; pixel < last;) {
-        let ox0 = pixel % p.out_w;
-        let oy = (pixel / p.out_w) % p.out_h;
-        let n = pixel / (p.out_w * p.out_h);
-        let run = min(last - pixel, p.out_w - ox0);
-        let iy0 = i32(oy * p.stride) - i32(p.pad_top);
-        var ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
-        var r0 = input_row(n, iy0, ix0, c0, mask, s2);
-        var r1 = input_row(n, iy0 + 1, ix0, c0, mask, s2);
-        var r2 = input_row(n, iy0 + 2, ix0, c0, mask, s2);
-        for (var j = 0u; j < run; j += 4u) {
-            if j > 0u {
-                ix0 += 4 * i32(p.stride);
-                r0 = next_input_row(r0, n, iy0, ix0, c0, mask, s2);
-                r1 = next_input_row(r1, n, iy0 + 1, ix0, c0, mask, s2);
-                r2 = next_input_row(r2, n, iy0 + 2, ix0, c0, mask, s2);
-            }
-            var q = window_row(Quad(), r0, w.t0, s2);
-            q = window_row(q, r1, w.t1, s2);
-            q = window_row(q, r2, w.t2, s2);
-            let at = (pixel + j) * p.channels + c0;
-            let done = pixel + j - first;
-            stats = store_and_count(stats, at, shift, q.a0, done + 1u, mask);
-            if j + 1u < run {
-                stats = store_and_count(stats, at + p.channels, shift, q.a1, done + 2u, mask);
-            }
-            if j + 2u < run {
-                stats = store_and_count(stats, at + 2u * p.channels, shift, q.a2, done + 3u, mask);
-            }
-            if j + 3u < run {
-                stats = store_and_count(stats, at + 3u * p.channels, shift, q.a3, done + 4u, mask);
-            }
+    var stats = ChunkStats();
+    let strips = chunk_strip_count(first, last, p.out_h, p.out_w);
+    for (var k = 0u; k < strips; k++) {
+        let strip = chunk_strip(k, first, last, p.out_h, p.out_w);
+        if strip.top <= strip.bottom {
+            stats = output_strip(stats, strip, g, shift, s2);
         }
-        pixel += run;
     }
     let at = 2u * chunk * p.channels + c0;
-    store_output_partial(at, stats.mean, mask);
-    store_output_partial(at + p.channels, stats.m2, mask);
+    store_output_partial(at, stats.welford.mean, mask);
+    store_output_partial(at + p.channels, stats.welford.m2, mask);
+}
+
+// The statistics of a chunk's outputs so far, and how many outputs they hold.
+struct ChunkStats {
+    welford: Welford, count: u32,
+}
+
+// The outputs of one strip, stored and counted. Walking down the strip, the 3 input rows
+// of an output row's windows become the next one's first (stride 1: 1 new row of 6
+// columns per output row, where quads walking along rows loaded 3 rows of 4 new columns)
+// or the last becomes its first (stride 2: 2 new rows of 9, where they loaded 3 of 8).
+fn output_strip(acc: ChunkStats, strip: Strip, g: ChannelGroup, shift: vec4<f32>,
+                s2: bool) -> ChunkStats {
+    var stats = acc;
+    let n = strip.n;
+    let top = u32(strip.top);
+    let ix0 = i32(strip.x0 * p.stride) - i32(p.pad_left);
+    let iy0 = i32(top * p.stride) - i32(p.pad_top);
+    var r0 = input_row(n, iy0, ix0, g.c0, g.mask, s2);
+    var r1 = input_row(n, iy0 + 1, ix0, g.c0, g.mask, s2);
+    var r2 = input_row(n, iy0 + 2, ix0, g.c0, g.mask, s2);
+    for (var oy = top; oy <= u32(strip.bottom); oy++) {
+        if oy > top {
+            let iy = i32(oy * p.stride) - i32(p.pad_top);
+            if s2 {
+                r0 = r2;
+                r1 = input_row(n, iy + 1, ix0, g.c0, g.mask, s2);
+            } else {
+                r0 = r1;
+                r1 = r2;
+            }
+            r2 = input_row(n, iy + 2, ix0, g.c0, g.mask, s2);
+        }
+        var q = window_row(Quad(), r0, g.w.t0, s2);
+        q = window_row(q, r1, g.w.t1, s2);
+        q = window_row(q, r2, g.w.t2, s2);
+        let in_chunk = strip_lanes(strip, oy, p.out_w);
+        let at = ((n * p.out_h + oy) * p.out_w + strip.x0) * p.channels + g.c0;
+        stats = count_quad(stats, at, shift, q, in_chunk, g.mask);
+    }
+    return stats;
+}
+
+// The quad's outputs that are the chunk's, stored and added to the statistics one by one.
+fn count_quad(acc: ChunkStats, at: u32, shift: vec4<f32>, q: Quad, in_chunk: vec4<bool>,
+              mask: vec4<bool>) -> ChunkStats {
+    var s = acc;
+    if in_chunk.x {
+        s.count += 1u;
+        s.welford = store_and_count(s.welford, at, shift, q.a0, s.count, mask);
+    }
+    if in_chunk.y {
+        s.count += 1u;
+        s.welford = store_and_count(s.welford, at + p.channels, shift, q.a1, s.count, mask);
+    }
+    if in_chunk.z {
+        s.count += 1u;
+        s.welford = store_and_count(s.welford, at + 2u * p.channels, shift, q.a2, s.count,
+                                    mask);
+    }
+    if in_chunk.w {
+        s.count += 1u;
+        s.welford = store_and_count(s.welford, at + 3u * p.channels, shift, q.a3, s.count,
+                                    mask);
+    }
+    return s;
 }
 
 // Stores one input-gradient pixel and, with input_sums, adds it to the batch norm's sums
@@ -423,37 +502,6 @@ fn store_and_count(stats: Welford, at: u32, shift: vec4<f32>, sum: vec4<f32>, co
                    mask: vec4<bool>) -> Welford {
     store_output(at, shift, sum, mask);
     return welford_add(stats, activate4(sum + shift, p.act), count);
-}
-
-// The input row of the quad 4 output pixels on from the one `prev` served, whose first
-// column is ix0: at stride 1 its first 2 columns are `prev`'s last 2, at stride 2 its
-// first is `prev`'s last.
-fn next_input_row(prev: InputRow, n: u32, iy: i32, ix0: i32, c0: u32, mask: vec4<bool>,
-                  s2: bool) -> InputRow {
-    var x = InputRow();
-    if iy < 0 || iy >= i32(p.in_h) {
-        return x;
-    }
-    let row = (n * p.in_h + u32(iy)) * p.in_w;
-    if s2 {
-        x.x0 = prev.x8;
-        x.x1 = load_pixel(row, ix0 + 1, c0, mask);
-        x.x2 = load_pixel(row, ix0 + 2, c0, mask);
-        x.x3 = load_pixel(row, ix0 + 3, c0, mask);
-        x.x4 = load_pixel(row, ix0 + 4, c0, mask);
-        x.x5 = load_pixel(row, ix0 + 5, c0, mask);
-        x.x6 = load_pixel(row, ix0 + 6, c0, mask);
-        x.x7 = load_pixel(row, ix0 + 7, c0, mask);
-        x.x8 = load_pixel(row, ix0 + 8, c0, mask);
-    } else {
-        x.x0 = prev.x4;
-        x.x1 = prev.x5;
-        x.x2 = load_pixel(row, ix0 + 2, c0, mask);
-        x.x3 = load_pixel(row, ix0 + 3, c0, mask);
-        x.x4 = load_pixel(row, ix0 + 4, c0, mask);
-        x.x5 = load_pixel(row, ix0 + 5, c0, mask);
-    }
-    return x;
 }
 
 // 4 channels of 4 adjacent output pixels.
@@ -544,194 +592,227 @@ fn load_grad_pixel(row: u32, ox: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
     return load_grad_output((row + u32(ox)) * p.channels + c0, mask);
 }
 
-// dX for 3x3 filters, stride 1 or 2, of 4 adjacent input pixels from (n, iy, ix0), 4
-// channels each: they share the output-gradient columns their windows reach. Input column
-// ix receives dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly. The
-// same products pair each of those dY with the input pixel x (the quad's inputs as the
-// forward read them, zero past the pixels the chunk holds), which is dW's sum: `dw` comes
-// back with them added. When the quad `continues` the previous one along the row, the dY
-// columns both reach come from `carried` instead of being loaded again.
-fn input_grad_quad(n: u32, iy: u32, ix0: u32, c0: u32, w: FilterTaps, x: Quad, dw: Taps,
-                   carried: GradCarry, continues: bool, mask: vec4<bool>,
-                   s2: bool) -> QuadGrads {
-    let r0 = input_grad_row(Quad(), n, iy, ix0, 0u, c0, w.t0, x, carried.r0, continues, mask,
-                            s2);
-    let r1 = input_grad_row(r0.dx, n, iy, ix0, 1u, c0, w.t1, x, carried.r1, continues, mask,
-                            s2);
-    let r2 = input_grad_row(r1.dx, n, iy, ix0, 2u, c0, w.t2, x, carried.r2, continues, mask,
-                            s2);
-    return QuadGrads(r2.dx, Taps(
-        dw.y0x0 + r0.dw.k0, dw.y0x1 + r0.dw.k1, dw.y0x2 + r0.dw.k2,
-        dw.y1x0 + r1.dw.k0, dw.y1x1 + r1.dw.k1, dw.y1x2 + r1.dw.k2,
-        dw.y2x0 + r2.dw.k0, dw.y2x1 + r2.dw.k1, dw.y2x2 + r2.dw.k2),
-        GradCarry(r0.next, r1.next, r2.next));
+// dY of one output row (zero when oy is outside the output) at the columns that 4 adjacent
+// input pixels from column ix0 reach: in padded coordinates q = ix0 + pad_left, columns
+// q - 2 .. q + 3 at stride 1 (d0 .. d5); at stride 2, floor((q - 1) / 2) and the next two
+// (d0 .. d2, the rest zero).
+struct GradRow {
+    d0: vec4<f32>, d1: vec4<f32>, d2: vec4<f32>, d3: vec4<f32>, d4: vec4<f32>, d5: vec4<f32>,
 }
 
-// The dY columns of one output row that the next quad along the input row starts with:
-// the last two a quad loaded at stride 1, the last one (in c0) at stride 2.
-struct GradCols {
-    c0: vec4<f32>, c1: vec4<f32>,
-}
-
-// Those of the 3 output rows a quad reaches, by filter row.
-struct GradCarry {
-    r0: GradCols, r1: GradCols, r2: GradCols,
-}
-
-// A quad's dX, the dW sums it adds (of all 9 taps, or of one filter row's 3) and the dY
-// columns it hands on.
-struct QuadGrads {
-    dx: Quad, dw: Taps, next: GradCarry,
-}
-
-struct RowGrads {
-    dx: Quad, dw: TapRow, next: GradCols,
-}
-
-// acc + what filter row ky (taps k) carries back from the output row it reaches, if any;
-// and that row's dW sums over the quad's inputs x.
-fn input_grad_row(acc: Quad, n: u32, iy: u32, ix0: u32, ky: u32, c0: u32, k: TapRow, x: Quad,
-                  carried: GradCols, continues: bool, mask: vec4<bool>, s2: bool) -> RowGrads {
-    let oy = output_coord(iy, ky, p.stride, p.pad_top, p.out_h);
-    if oy < 0 {
-        return RowGrads(acc, TapRow(), GradCols());
+fn grad_row(n: u32, oy: i32, ix0: u32, c0: u32, mask: vec4<bool>, s2: bool) -> GradRow {
+    var d = GradRow();
+    if oy < 0 || oy >= i32(p.out_h) {
+        return d;
     }
     let row = (n * p.out_h + u32(oy)) * p.out_w;
-    // Position of the first of the 4 pixels in padded coordinates.
     let q = i32(ix0 + p.pad_left);
-    var sum = acc;
-    var dw = TapRow();
-    var next = GradCols();
     if s2 {
-        // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even)
-        // or q + 1, q + 3 (when odd) and for 1 tap of the others; they reach 3 output
-        // columns from floor((q - 1) / 2).
         let e0 = (q - 1) >> 1u;
-        var d0 = carried.c0;
-        if !continues {
-            d0 = load_grad_pixel(row, e0, c0, mask);
-        }
-        let d1 = load_grad_pixel(row, e0 + 1, c0, mask);
-        let d2 = load_grad_pixel(row, e0 + 2, c0, mask);
-        if (q & 1) == 1 {
-            sum.a0 += d0 * k.k1;
-            sum.a1 += d1 * k.k0 + d0 * k.k2;
-            sum.a2 += d1 * k.k1;
-            sum.a3 += d2 * k.k0 + d1 * k.k2;
-            dw = TapRow(d1 * x.a1 + d2 * x.a3, d0 * x.a0 + d1 * x.a2, d0 * x.a1 + d1 * x.a3);
-        } else {
-            sum.a0 += d1 * k.k0 + d0 * k.k2;
-            sum.a1 += d1 * k.k1;
-            sum.a2 += d2 * k.k0 + d1 * k.k2;
-            sum.a3 += d2 * k.k1;
-            dw = TapRow(d1 * x.a0 + d2 * x.a2, d1 * x.a1 + d2 * x.a3, d0 * x.a0 + d1 * x.a2);
-        }
-        next = GradCols(d2, vec4<f32>(0.0));
+        d.d0 = load_grad_pixel(row, e0, c0, mask);
+        d.d1 = load_grad_pixel(row, e0 + 1, c0, mask);
+        d.d2 = load_grad_pixel(row, e0 + 2, c0, mask);
     } else {
-        // Pixel j reads output columns q + j - 2 .. q + j.
-        var d0 = carried.c0;
-        var d1 = carried.c1;
-        if !continues {
-            d0 = load_grad_pixel(row, q - 2, c0, mask);
-            d1 = load_grad_pixel(row, q - 1, c0, mask);
-        }
-        let d2 = load_grad_pixel(row, q, c0, mask);
-        let d3 = load_grad_pixel(row, q + 1, c0, mask);
-        let d4 = load_grad_pixel(row, q + 2, c0, mask);
-        let d5 = load_grad_pixel(row, q + 3, c0, mask);
-        sum.a0 += d2 * k.k0 + d1 * k.k1 + d0 * k.k2;
-        sum.a1 += d3 * k.k0 + d2 * k.k1 + d1 * k.k2;
-        sum.a2 += d4 * k.k0 + d3 * k.k1 + d2 * k.k2;
-        sum.a3 += d5 * k.k0 + d4 * k.k1 + d3 * k.k2;
-        dw = TapRow(d2 * x.a0 + d3 * x.a1 + d4 * x.a2 + d5 * x.a3,
-                    d1 * x.a0 + d2 * x.a1 + d3 * x.a2 + d4 * x.a3,
-                    d0 * x.a0 + d1 * x.a1 + d2 * x.a2 + d3 * x.a3);
-        next = GradCols(d4, d5);
+        d.d0 = load_grad_pixel(row, q - 2, c0, mask);
+        d.d1 = load_grad_pixel(row, q - 1, c0, mask);
+        d.d2 = load_grad_pixel(row, q, c0, mask);
+        d.d3 = load_grad_pixel(row, q + 1, c0, mask);
+        d.d4 = load_grad_pixel(row, q + 2, c0, mask);
+        d.d5 = load_grad_pixel(row, q + 3, c0, mask);
     }
-    return RowGrads(sum, dw, next);
+    return d;
 }
 
-// The chunk's raw inputs of the quad from element `at` on, zero past the first `count`.
-fn raw_quad(at: u32, count: u32, mask: vec4<bool>) -> Quad {
+// A filter row's share of 4 adjacent input pixels' dX, and its 3 taps' dW sums over them.
+struct RowGrads {
+    dx: Quad, dw: TapRow,
+}
+
+// acc + what filter row k carries back to the 4 input pixels from output row d, whose
+// inputs (as the forward read them) are x; and that row's dW sums. Input column ix receives
+// dY[(ix + pad - kx) / stride] * w[kx] for every kx that divides evenly. `q_odd`: the first
+// pixel's padded column is odd (stride 2 only).
+fn row_grads(acc: Quad, d: GradRow, k: TapRow, x: Quad, q_odd: bool, s2: bool) -> RowGrads {
+    var sum = acc;
+    if s2 {
+        // q + j - kx is even for 2 of the 3 taps of pixels q, q + 2 (when q is even) or
+        // q + 1, q + 3 (when odd) and for 1 tap of the others.
+        if q_odd {
+            sum.a0 += d.d0 * k.k1;
+            sum.a1 += d.d1 * k.k0 + d.d0 * k.k2;
+            sum.a2 += d.d1 * k.k1;
+            sum.a3 += d.d2 * k.k0 + d.d1 * k.k2;
+            return RowGrads(sum, TapRow(d.d1 * x.a1 + d.d2 * x.a3, d.d0 * x.a0 + d.d1 * x.a2,
+                                        d.d0 * x.a1 + d.d1 * x.a3));
+        }
+        sum.a0 += d.d1 * k.k0 + d.d0 * k.k2;
+        sum.a1 += d.d1 * k.k1;
+        sum.a2 += d.d2 * k.k0 + d.d1 * k.k2;
+        sum.a3 += d.d2 * k.k1;
+        return RowGrads(sum, TapRow(d.d1 * x.a0 + d.d2 * x.a2, d.d1 * x.a1 + d.d2 * x.a3,
+                                    d.d0 * x.a0 + d.d1 * x.a2));
+    }
+    // Pixel j reads output columns q + j - 2 .. q + j.
+    sum.a0 += d.d2 * k.k0 + d.d1 * k.k1 + d.d0 * k.k2;
+    sum.a1 += d.d3 * k.k0 + d.d2 * k.k1 + d.d1 * k.k2;
+    sum.a2 += d.d4 * k.k0 + d.d3 * k.k1 + d.d2 * k.k2;
+    sum.a3 += d.d5 * k.k0 + d.d4 * k.k1 + d.d3 * k.k2;
+    return RowGrads(sum, TapRow(d.d2 * x.a0 + d.d3 * x.a1 + d.d4 * x.a2 + d.d5 * x.a3,
+                                d.d1 * x.a0 + d.d2 * x.a1 + d.d3 * x.a2 + d.d4 * x.a3,
+                                d.d0 * x.a0 + d.d1 * x.a1 + d.d2 * x.a2 + d.d3 * x.a3));
+}
+
+// The raw inputs of the quad from element `at` on, zero where `in_chunk` is not.
+fn raw_quad(at: u32, in_chunk: vec4<bool>, mask: vec4<bool>) -> Quad {
     var x = Quad();
-    x.a0 = load_raw_input(at, mask);
-    if count > 1u {
+    if in_chunk.x {
+        x.a0 = load_raw_input(at, mask);
+    }
+    if in_chunk.y {
         x.a1 = load_raw_input(at + p.channels, mask);
     }
-    if count > 2u {
+    if in_chunk.z {
         x.a2 = load_raw_input(at + 2u * p.channels, mask);
     }
-    if count > 3u {
+    if in_chunk.w {
         x.a3 = load_raw_input(at + 3u * p.channels, mask);
     }
     return x;
 }
 
-// The quad's inputs as the forward read them (through the prologue), zero past `count`.
-fn input_quad(raw: Quad, count: u32, mask: vec4<bool>) -> Quad {
+// The quad's inputs as the forward read them (through the prologue), zero where `in_chunk`
+// is not.
+fn input_quad(raw: Quad, in_chunk: vec4<bool>, mask: vec4<bool>) -> Quad {
     let zero = vec4<f32>(0.0);
-    return Quad(select(zero, prologued(raw.a0), mask),
-                select(zero, prologued(raw.a1), mask & vec4<bool>(count > 1u)),
-                select(zero, prologued(raw.a2), mask & vec4<bool>(count > 2u)),
-                select(zero, prologued(raw.a3), mask & vec4<bool>(count > 3u)));
+    return Quad(select(zero, prologued(raw.a0), mask & vec4<bool>(in_chunk.x)),
+                select(zero, prologued(raw.a1), mask & vec4<bool>(in_chunk.y)),
+                select(zero, prologued(raw.a2), mask & vec4<bool>(in_chunk.z)),
+                select(zero, prologued(raw.a3), mask & vec4<bool>(in_chunk.w)));
+}
+
+// The quad's dX stored where the pixels are the chunk's and, with input_sums, added to the
+// sums of the batch norm before this layer (whose mean is `mean`).
+fn store_quad_grads(acc: BnSums, at: u32, dx: Quad, raw: Quad, in_chunk: vec4<bool>,
+                    mean: vec4<f32>, mask: vec4<bool>) -> BnSums {
+    var sums = acc;
+    if in_chunk.x {
+        sums = store_and_sum(sums, at, dx.a0, raw.a0, mean, mask);
+    }
+    if in_chunk.y {
+        sums = store_and_sum(sums, at + p.channels, dx.a1, raw.a1, mean, mask);
+    }
+    if in_chunk.z {
+        sums = store_and_sum(sums, at + 2u * p.channels, dx.a2, raw.a2, mean, mask);
+    }
+    if in_chunk.w {
+        sums = store_and_sum(sums, at + 3u * p.channels, dx.a3, raw.a3, mean, mask);
+    }
+    return sums;
+}
+
+fn add_taps(t: Taps, r0: TapRow, r1: TapRow, r2: TapRow) -> Taps {
+    return Taps(t.y0x0 + r0.k0, t.y0x1 + r0.k1, t.y0x2 + r0.k2,
+                t.y1x0 + r1.k0, t.y1x1 + r1.k1, t.y1x2 + r1.k2,
+                t.y2x0 + r2.k0, t.y2x1 + r2.k1, t.y2x2 + r2.k2);
+}
+
+// What a chunk's invocation accumulates: dW's partial sums of the 9 taps and, with
+// input_sums, its input batch norm's backward sums.
+struct ChunkGrads {
+    dw: Taps, sums: BnSums,
+}
+
+// dX and dW sums of one strip of input pixels. Walking down the strip, each dY row is
+// loaded once for the 3 input rows it reaches and carried from row to row: `latest` is the
+// last dY row loaded, `second` (stride 1) the one before it. A dY row is 6 loads for the
+// strip's 4 pixels at stride 1, where quads walking along rows loaded each dY pixel once
+// per input row that reaches it, 3 times in all (at stride 2, 3 loads per 2 input rows
+// against 3 rows of 2).
+fn strip_grads(acc: ChunkGrads, strip: Strip, g: ChannelGroup, mean: vec4<f32>,
+               s2: bool) -> ChunkGrads {
+    var out = acc;
+    let n = strip.n;
+    let ix0 = strip.x0;
+    let q_odd = ((ix0 + p.pad_left) & 1u) == 1u;
+    let top = u32(strip.top);
+    let t0 = i32(top + p.pad_top);
+    // The rows the first input row reaches through filter rows 1 and 2 (stride 1), or the
+    // one before its own at stride 2: floor((t0 - 1) / 2).
+    var latest = grad_row(n, select(t0 - 1, (t0 - 1) >> 1u, s2), ix0, g.c0, g.mask, s2);
+    var second = GradRow();
+    if !s2 {
+        second = grad_row(n, t0 - 2, ix0, g.c0, g.mask, s2);
+    }
+    for (var iy = top; iy <= u32(strip.bottom); iy++) {
+        let t = i32(iy + p.pad_top);
+        let in_chunk = strip_lanes(strip, iy, p.in_w);
+        let at = ((n * p.in_h + iy) * p.in_w + ix0) * p.channels + g.c0;
+        let raw = raw_quad(at, in_chunk, g.mask);
+        let x = input_quad(raw, in_chunk, g.mask);
+        // Filter row ky reaches output row t - ky (stride 1), (t - ky) / 2 where that
+        // divides (stride 2); summed in filter-row order.
+        var r0 = RowGrads();
+        var r1 = RowGrads();
+        var r2 = RowGrads();
+        if s2 {
+            if (t & 1) == 0 {
+                let d0 = grad_row(n, t >> 1u, ix0, g.c0, g.mask, s2);
+                r0 = row_grads(Quad(), d0, g.w.t0, x, q_odd, s2);
+                r2 = row_grads(r0.dx, latest, g.w.t2, x, q_odd, s2);
+                latest = d0;
+            } else {
+                r1 = row_grads(Quad(), latest, g.w.t1, x, q_odd, s2);
+                r2 = RowGrads(r1.dx, TapRow());
+            }
+        } else {
+            let d0 = grad_row(n, t, ix0, g.c0, g.mask, s2);
+            r0 = row_grads(Quad(), d0, g.w.t0, x, q_odd, s2);
+            r1 = row_grads(r0.dx, latest, g.w.t1, x, q_odd, s2);
+            r2 = row_grads(r1.dx, second, g.w.t2, x, q_odd, s2);
+            second = latest;
+            latest = d0;
+        }
+        out.dw = add_taps(out.dw, r0.dw, r1.dw, r2.dw);
+        out.sums = store_quad_grads(out.sums, at, r2.dx, raw, in_chunk, mean, g.mask);
+    }
+    return out;
 }
 
 // dX of one chunk of pixels_per_chunk input pixels (NHW order) for one 4-channel group, in
-// runs along image rows, 4 pixels at a time, the filter taps loaded once for the chunk;
-// with it, dW's partial sums over the same products (every dY a filter tap carries to an
-// input pixel of the chunk, times that pixel), so dY and the input are read once for both.
-// With input_sums, also the chunk's backward partials of the batch norm whose raw output
-// is this layer's input, at the place its backward_partial would have left them: dz and x
-// are in registers here.
+// strips (strip_grads), the filter taps loaded once for the chunk; with it, dW's partial
+// sums over the same products (every dY a filter tap carries to an input pixel of the
+// chunk, times that pixel), so dY and the input are read once for both. With input_sums,
+// also the chunk's backward partials of the batch norm whose raw output is this layer's
+// input, at the place its backward_partial would have left them: dz and x are in registers
+// here.
 fn input_grad_chunk(index: u32, s2: bool) {
     let groups = channel_groups();
     let chunk = index / groups;
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
-    let first = chunk * p.pixels_per_chunk;
-    let last = min(first + p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
     begin_output_grad(c0, mask);
-    let w = filter_taps(c0, mask);
     var mean = vec4<f32>(0.0);
     if p.input_sums != 0u {
         mean = load_prologue(2u * p.channels + c0, mask);
     }
-    var sums = BnSums();
-    var dw = Taps();
-    var carry = GradCarry();
-    for (var pixel = first; pixel < last;) {
-        let ix0 = pixel % p.in_w;
-        let iy = (pixel / p.in_w) % p.in_h;
-        let n = pixel / (p.in_w * p.in_h);
-        let count = min(4u, min(last - pixel, p.in_w - ix0));
-        let at = pixel * p.channels + c0;
-        let raw = raw_quad(at, count, mask);
-        // Quads before the row's end are whole, so one not at the row's start (past the
-        // chunk's first) follows its neighbour 4 pixels to the left.
-        let continues = pixel != first && ix0 != 0u;
-        let grads = input_grad_quad(n, iy, ix0, c0, w, input_quad(raw, count, mask), dw, carry,
-                                    continues, mask, s2);
-        dw = grads.dw;
-        carry = grads.next;
-        sums = store_and_sum(sums, at, grads.dx.a0, raw.a0, mean, mask);
-        if count > 1u {
-            sums = store_and_sum(sums, at + p.channels, grads.dx.a1, raw.a1, mean, mask);
+    let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
+    let first = chunk * p.pixels_per_chunk;
+    let last = min(first + p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
+    var grads = ChunkGrads();
+    let strips = chunk_strip_count(first, last, p.in_h, p.in_w);
+    for (var k = 0u; k < strips; k++) {
+        let strip = chunk_strip(k, first, last, p.in_h, p.in_w);
+        if strip.top <= strip.bottom {
+            grads = strip_grads(grads, strip, g, mean, s2);
         }
-        if count > 2u {
-            sums = store_and_sum(sums, at + 2u * p.channels, grads.dx.a2, raw.a2, mean, mask);
-        }
-        if count > 3u {
-            sums = store_and_sum(sums, at + 3u * p.channels, grads.dx.a3, raw.a3, mean, mask);
-        }
-        pixel += count;
     }
-    store_taps(chunk, c0, dw, mask);
+    store_taps(chunk, c0, grads.dw, mask);
     if p.input_sums != 0u {
         let inv_std = load_prologue(3u * p.channels + c0, mask);
         let at = 2u * chunk * p.channels + c0;
-        store_input_partial(at, sums.dz, mask);
-        store_input_partial(at + p.channels, sums.dz_centred * inv_std, mask);
+        store_input_partial(at, grads.sums.dz, mask);
+        store_input_partial(at + p.channels, grads.sums.dz_centred * inv_std, mask);
     }
 }
 

@@ -1,8 +1,10 @@
 //! Tensors larger than one storage binding: ops run over chunks of the batch bound at
 //! offsets. A device with a small binding limit (`Gpu::with_binding_limit`) makes small
 //! plans chunk. Inference must equal the unchunked plan bit for bit, since every inference
-//! op works sample by sample; a training step within the GPU-against-reference tolerance,
-//! since weight gradients add the chunks' shares in another order.
+//! op works sample by sample. A training step's loss and statistics within the
+//! GPU-against-reference tolerance, and its gradients as close to the float64 reference as
+//! the whole batch's: weight gradients add the chunks' shares, and batch norm its backward
+//! sums, in another order.
 
 mod common;
 
@@ -202,8 +204,8 @@ fn train_step(
     (outputs, grads, after, plan.dispatch_count())
 }
 
-/// Chunked training equals the whole batch within the GPU-against-reference tolerance:
-/// weight gradients add the chunks' shares in another order, the rest is the same sums.
+/// Chunked training equals the whole batch: its loss, logits and updated statistics within
+/// the GPU-against-reference tolerance, its gradients as close to the reference.
 fn assert_training_chunks_match(what: &str, g: &GraphBuilder, chunked: &Gpu, classes: usize) {
     let params = common::random_params(g, 5);
     let shape = g.shape(g.inputs()[0]).expect("input").to_vec();
@@ -222,9 +224,30 @@ fn assert_training_chunks_match(what: &str, g: &GraphBuilder, chunked: &Gpu, cla
         &whole,
         common::OP_RTOL,
     );
+    // Gradients: the chunked batch norms sum their backward partials in a pass of their
+    // own, pixel by pixel, where the whole batch's consumers sum them in their own walk, so
+    // the two differ by float32 rounding in another order. Each side is held to the float64
+    // reference instead: the chunked one within 3 times the whole batch's error there (or
+    // OP_RTOL). Measured: at most 1.8 times, on MobileNet 0.25/32's pointwise batch-norm
+    // scales. A batch norm's shift followed by a convolution and another batch norm has a
+    // vanishing gradient, which both sides miss by some 10 times its size; a chunk's share
+    // lost or counted twice would miss it by orders of magnitude more.
+    let (_, reference) =
+        mobilenet_wgpu::reference::loss_gradients(g, &mut params.clone(), &images, &labels, None)
+            .expect("reference step");
     for (name, _, values) in whole_grads.iter() {
         let got = part_grads.get(name).expect("a gradient per parameter");
-        common::assert_close(&format!("{what} d{name}"), got, values, common::OP_RTOL);
+        let expected = &reference[name];
+        let whole_error = common::relative_error(values, expected);
+        let chunked_error = common::relative_error(got, expected);
+        println!(
+            "{what} d{name}: against the reference, whole {whole_error:.3e}, chunked {chunked_error:.3e}"
+        );
+        assert!(
+            chunked_error <= common::OP_RTOL.max(3.0 * whole_error),
+            "{what} d{name}: chunked {chunked_error:.3e} from the reference, the whole batch \
+             {whole_error:.3e}"
+        );
     }
     // Running statistics, updated from the batch statistics.
     for (name, _, values) in whole_after.iter() {
