@@ -249,15 +249,6 @@ fn load_pixel(row: u32, ix: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
     return load_input((row + u32(ix)) * p.channels + c0, mask);
 }
 
-// Writes 4 channels of one output pixel with the fused epilogue, if the pixel exists.
-fn store_pixel(n: u32, oy: u32, ox: u32, c0: u32, shift: vec4<f32>, sum: vec4<f32>,
-               mask: vec4<bool>) {
-    if ox >= p.out_w {
-        return;
-    }
-    store_output(((n * p.out_h + oy) * p.out_w + ox) * p.channels + c0, shift, sum, mask);
-}
-
 // The 3x3 kernels give each invocation 4 adjacent pixels along x of one row, 4 channels
 // each: this many invocations cover a batch of height x width images...
 fn quad_count(height: u32, width: u32) -> u32 {
@@ -273,11 +264,14 @@ fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
                      (rest % x_groups) * 4u, (index % groups) * 4u);
 }
 
-// The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes two rows of 4
-// adjacent output pixels of 4 channels, so the 9 filter taps are loaded once for 8 pixels
-// and the input pixels the 8 windows share are loaded once: 4 input rows of 6 columns at
-// stride 1, 5 of 9 at stride 2, where one row of 4 pixels took 3 of 6 or 3 of 9. Loads,
-// not multiply-adds, bound this kernel on lavapipe.
+// The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes a strip of
+// FORWARD_ROWS rows of 4 adjacent output pixels of 4 channels (output_strip), so the 9
+// filter taps are loaded once for 16 pixels and each input row the strip's windows share is
+// loaded once: 6 input rows of 6 columns at stride 1, 9 of 9 at stride 2, where one row of 4
+// pixels took 3 of 6 or 3 of 9. Loads, not multiply-adds, bound this kernel on lavapipe.
+// ops::depthwise sizes the grid by the same count.
+const FORWARD_ROWS: u32 = 4u;
+
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -294,44 +288,20 @@ fn forward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 fn forward_3x3_rows(index: u32, s2: bool) {
-    let row_pairs = (p.out_h + 1u) / 2u;
-    if index >= quad_count(row_pairs, p.out_w) {
+    let strips = (p.out_h + FORWARD_ROWS - 1u) / FORWARD_ROWS;
+    if index >= quad_count(strips, p.out_w) {
         return;
     }
-    let at = quad_origin(index, row_pairs, p.out_w);
-    let n = at.x;
-    let oy = 2u * at.y;
-    let ox0 = at.z;
+    let at = quad_origin(index, strips, p.out_w);
     let c0 = at.w;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
-    let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
-    let iy0 = i32(oy * p.stride) - i32(p.pad_top);
-    let w = filter_taps(c0, mask);
-
-    // Input row r feeds the top output row through kernel row r and the bottom one through
-    // kernel row r - stride.
-    let r0 = input_row(n, iy0, ix0, c0, mask, s2);
-    var top = window_row(Quad(), r0, w.t0, s2);
-    let r1 = input_row(n, iy0 + 1, ix0, c0, mask, s2);
-    top = window_row(top, r1, w.t1, s2);
-    var bottom = Quad();
-    if !s2 {
-        bottom = window_row(bottom, r1, w.t0, s2);
-    }
-    let r2 = input_row(n, iy0 + 2, ix0, c0, mask, s2);
-    top = window_row(top, r2, w.t2, s2);
-    bottom = window_row(bottom, r2, pick_taps(w.t1, w.t0, s2), s2);
-    let r3 = input_row(n, iy0 + 3, ix0, c0, mask, s2);
-    bottom = window_row(bottom, r3, pick_taps(w.t2, w.t1, s2), s2);
-    if s2 {
-        bottom = window_row(bottom, input_row(n, iy0 + 4, ix0, c0, mask, s2), w.t2, s2);
-    }
-    let shift = load_bias(c0, mask);
-    store_quad(n, oy, ox0, c0, shift, top, mask);
-    if oy + 1u < p.out_h {
-        store_quad(n, oy + 1u, ox0, c0, shift, bottom, mask);
-    }
+    let top = at.y * FORWARD_ROWS;
+    let bottom = min(top + FORWARD_ROWS, p.out_h) - 1u;
+    // A strip of image at.x as a chunk of the whole image.
+    let strip = Strip(at.x, at.z, i32(top), i32(bottom), 0u, p.out_h * p.out_w);
+    let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
+    output_strip(ChunkStats(), strip, g, load_bias(c0, mask), s2, false);
 }
 
 // Chunks walked by strips. A chunk [first, last) of the NHW-ordered pixels of height x width
@@ -411,7 +381,7 @@ fn forward_3x3_chunk(index: u32, s2: bool) {
     for (var k = 0u; k < strips; k++) {
         let strip = chunk_strip(k, first, last, p.out_h, p.out_w);
         if strip.top <= strip.bottom {
-            stats = output_strip(stats, strip, g, shift, s2);
+            stats = output_strip(stats, strip, g, shift, s2, true);
         }
     }
     let at = 2u * chunk * p.channels + c0;
@@ -424,40 +394,70 @@ struct ChunkStats {
     welford: Welford, count: u32,
 }
 
-// The outputs of one strip, stored and counted. Walking down the strip, the 3 input rows
-// of an output row's windows become the next one's first (stride 1: 1 new row of 6
-// columns per output row, where quads walking along rows loaded 3 rows of 4 new columns)
-// or the last becomes its first (stride 2: 2 new rows of 9, where they loaded 3 of 8).
-fn output_strip(acc: ChunkStats, strip: Strip, g: ChannelGroup, shift: vec4<f32>,
-                s2: bool) -> ChunkStats {
+// The outputs of one strip, stored and, with `count` (a literal at each call), added to
+// the statistics. The strip's input rows are loaded once each, top to bottom, and each is
+// added to the output rows whose windows it reaches, in filter-row order: an output row's
+// sum is complete after its third input row. So only 1 or 2 output rows' partial sums are
+// carried from row to row. Stride 1 loads 1 input row of 6 columns per output row, where
+// quads walking along rows loaded 3 rows of 4 new columns; stride 2, 2 rows of 9 where they
+// loaded 3 of 8.
+fn output_strip(acc: ChunkStats, strip: Strip, g: ChannelGroup, shift: vec4<f32>, s2: bool,
+                count: bool) -> ChunkStats {
     var stats = acc;
     let n = strip.n;
     let top = u32(strip.top);
     let ix0 = i32(strip.x0 * p.stride) - i32(p.pad_left);
     let iy0 = i32(top * p.stride) - i32(p.pad_top);
-    var r0 = input_row(n, iy0, ix0, g.c0, g.mask, s2);
-    var r1 = input_row(n, iy0 + 1, ix0, g.c0, g.mask, s2);
-    var r2 = input_row(n, iy0 + 2, ix0, g.c0, g.mask, s2);
-    for (var oy = top; oy <= u32(strip.bottom); oy++) {
-        if oy > top {
-            let iy = i32(oy * p.stride) - i32(p.pad_top);
-            if s2 {
-                r0 = r2;
-                r1 = input_row(n, iy + 1, ix0, g.c0, g.mask, s2);
-            } else {
-                r0 = r1;
-                r1 = r2;
+    // Input row i (from iy0) is row i - 2 of an output row's window at stride 1 (rows
+    // i - 2, i - 1 and i of the strip take it), (i - 2) / 2 .. i / 2 at stride 2.
+    let inputs = (u32(strip.bottom) - top) * p.stride + 3u;
+    // The output rows that have had 2 input rows (`upper`) and 1 (`lower`, stride 1).
+    var upper = Quad();
+    var lower = Quad();
+    for (var i = 0u; i < inputs; i++) {
+        let x = input_row(n, iy0 + i32(i), ix0, g.c0, g.mask, s2);
+        var done = Quad();
+        if s2 {
+            if (i & 1u) == 1u {
+                upper = window_row(upper, x, g.w.t1, s2);
+                continue;
             }
-            r2 = input_row(n, iy + 2, ix0, g.c0, g.mask, s2);
+            done = window_row(upper, x, g.w.t2, s2);
+            upper = window_row(Quad(), x, g.w.t0, s2);
+        } else {
+            done = window_row(upper, x, g.w.t2, s2);
+            upper = window_row(lower, x, g.w.t1, s2);
+            lower = window_row(Quad(), x, g.w.t0, s2);
         }
-        var q = window_row(Quad(), r0, g.w.t0, s2);
-        q = window_row(q, r1, g.w.t1, s2);
-        q = window_row(q, r2, g.w.t2, s2);
+        if i < 2u {
+            continue;
+        }
+        let oy = top + (i - 2u) / p.stride;
         let in_chunk = strip_lanes(strip, oy, p.out_w);
         let at = ((n * p.out_h + oy) * p.out_w + strip.x0) * p.channels + g.c0;
-        stats = count_quad(stats, at, shift, q, in_chunk, g.mask);
+        if count {
+            stats = count_quad(stats, at, shift, done, in_chunk, g.mask);
+        } else {
+            store_lanes(at, shift, done, in_chunk, g.mask);
+        }
     }
     return stats;
+}
+
+// The quad's outputs that are the chunk's, stored.
+fn store_lanes(at: u32, shift: vec4<f32>, q: Quad, in_chunk: vec4<bool>, mask: vec4<bool>) {
+    if in_chunk.x {
+        store_output(at, shift, q.a0, mask);
+    }
+    if in_chunk.y {
+        store_output(at + p.channels, shift, q.a1, mask);
+    }
+    if in_chunk.z {
+        store_output(at + 2u * p.channels, shift, q.a2, mask);
+    }
+    if in_chunk.w {
+        store_output(at + 3u * p.channels, shift, q.a3, mask);
+    }
 }
 
 // The quad's outputs that are the chunk's, stored and added to the statistics one by one.
@@ -522,13 +522,6 @@ fn filter_taps(c0: u32, mask: vec4<bool>) -> FilterTaps {
     return FilterTaps(tap_row(0u, c0, mask), tap_row(1u, c0, mask), tap_row(2u, c0, mask));
 }
 
-// `at_stride_2` if s2, else `at_stride_1`.
-fn pick_taps(at_stride_1: TapRow, at_stride_2: TapRow, s2: bool) -> TapRow {
-    return TapRow(select(at_stride_1.k0, at_stride_2.k0, s2),
-                  select(at_stride_1.k1, at_stride_2.k1, s2),
-                  select(at_stride_1.k2, at_stride_2.k2, s2));
-}
-
 fn tap_row(ky: u32, c0: u32, mask: vec4<bool>) -> TapRow {
     return TapRow(load_weight((ky * 3u) * p.channels + c0, mask),
                   load_weight((ky * 3u + 1u) * p.channels + c0, mask),
@@ -575,13 +568,6 @@ fn window_row(acc: Quad, x: InputRow, k: TapRow, s2: bool) -> Quad {
             + select(x.x4, x.x6, s2) * k.k2),
         acc.a3 + (select(x.x3, x.x6, s2) * k.k0 + select(x.x4, x.x7, s2) * k.k1
             + select(x.x5, x.x8, s2) * k.k2));
-}
-
-fn store_quad(n: u32, oy: u32, ox0: u32, c0: u32, shift: vec4<f32>, q: Quad, mask: vec4<bool>) {
-    store_pixel(n, oy, ox0, c0, shift, q.a0, mask);
-    store_pixel(n, oy, ox0 + 1u, c0, shift, q.a1, mask);
-    store_pixel(n, oy, ox0 + 2u, c0, shift, q.a2, mask);
-    store_pixel(n, oy, ox0 + 3u, c0, shift, q.a3, mask);
 }
 
 // dY of output column `ox` of the output row starting at pixel `row`, zero outside.

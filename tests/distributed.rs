@@ -363,10 +363,10 @@ fn two_ranks_train_fashion_mnist_to_the_accuracy_of_one() {
     );
     assert!(a1 > 0.7, "the 1-rank run did not learn: {a1}");
     // The two runs take different steps (batch norm over 16 images per rank instead of
-    // 32), so their accuracies differ by chance as two trainings do: on 1,000 test images
-    // by about 1.3 points. The bound is three standard errors of the difference of two
-    // accuracies measured on TEST_IMAGES images each.
-    let tolerance = chance_gap(a1);
+    // 32), so their accuracies differ by chance as two trainings do. After 2 short epochs
+    // that chance is mostly the training's, not the test set's: the bound is three
+    // standard deviations of the difference of two trainings' accuracies (TRAINING_SPREAD).
+    let tolerance = chance_gap();
     assert!(
         (a1 - a2).abs() <= tolerance,
         "2 ranks reached {a2:.4}, 1 rank {a1:.4}: more than {tolerance:.4} apart"
@@ -376,10 +376,15 @@ fn two_ranks_train_fashion_mnist_to_the_accuracy_of_one() {
 /// Test images the accuracy comparison evaluates: all of Fashion-MNIST's test set.
 const TEST_IMAGES: usize = 10_000;
 
-/// Three standard errors of the difference of two independent accuracies near `accuracy`
-/// on TEST_IMAGES images each (1.7 points at 80%).
-fn chance_gap(accuracy: f64) -> f64 {
-    3.0 * (2.0 * accuracy * (1.0 - accuracy) / TEST_IMAGES as f64).sqrt()
+/// The standard deviation of the 1-rank run's test accuracy over training seeds: seeds 0-5
+/// of `train --alpha 0.25 --batch-size 32 --limit 6000 --epochs 2` reached 79.28, 79.70,
+/// 76.25, 77.50, 79.53 and 78.78% on the TEST_IMAGES (measured 2026-12-04). The test set's
+/// own sampling error (0.4 points at 80%) is a small part of it, and common to both runs.
+const TRAINING_SPREAD: f64 = 0.0136;
+
+/// Three standard deviations of the difference of two trainings' accuracies (5.8 points).
+fn chance_gap() -> f64 {
+    3.0 * std::f64::consts::SQRT_2 * TRAINING_SPREAD
 }
 
 /// Starts a 2-rank training run and returns it with its stdout/stderr readers' lines.

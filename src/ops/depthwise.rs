@@ -126,6 +126,9 @@ fn vec4_threads(shape: &[usize]) -> usize {
     shape[0] * shape[1] * shape[2] * shape[3].div_ceil(CHANNELS_PER_THREAD)
 }
 
+/// Output rows each invocation of the 3x3 forward computes (depthwise.wgsl's FORWARD_ROWS).
+const FORWARD_ROWS: usize = 4;
+
 /// Invocations per image row for the 3x3 kernels: 4 pixels along x by 4 channels each.
 fn four_pixel_groups(shape: &[usize]) -> usize {
     shape[2].div_ceil(4) * shape[3].div_ceil(CHANNELS_PER_THREAD)
@@ -237,8 +240,8 @@ impl Depthwise {
     #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         if self.is_3x3() {
-            // Two output rows per invocation.
-            let threads = output[0] * output[1].div_ceil(2) * four_pixel_groups(output);
+            // FORWARD_ROWS output rows per invocation.
+            let threads = output[0] * output[1].div_ceil(FORWARD_ROWS) * four_pixel_groups(output);
             let entry = self.per_stride("forward_3x3", "forward_3x3_s2");
             return vec![self.dispatch(entry, input, output, threads)];
         }
