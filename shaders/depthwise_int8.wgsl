@@ -8,8 +8,9 @@
 // channels and multiplies them lane by lane.
 //
 // One invocation computes 4 adjacent output pixels of one word of channels, sharing the
-// weight loads of every tap: `forward` for any square filter and stride, `forward_3x3`
-// and `forward_3x3_s2` (below) for MobileNet's, sharing the input loads as well.
+// weight loads of every tap: `forward` for any square filter and stride; `forward_3x3`
+// and `forward_3x3_s2` (below) for MobileNet's compute ROWS such rows, sharing the input
+// loads as well.
 
 struct DepthwiseInt8Params {
     batch: u32, in_h: u32, in_w: u32, words: u32,
@@ -74,8 +75,15 @@ fn row_taps_packed(acc: QuadAcc, x: PackedRow, k0: Packed, k1: Packed, k2: Packe
     return row_taps(acc, unpacked, unpack4xI8(k0), unpack4xI8(k1), unpack4xI8(k2), s2);
 }
 
-fn store_quad_packed(row: u32, ox0: u32, w: u32, acc: QuadAcc) {
-    store_quad(row, ox0, w, acc);
+// What the epilogue needs of an access's channels, loaded once per invocation.
+alias Epilogue = Channels;
+
+fn epilogue_of(w: u32) -> Epilogue {
+    return channels_of(w);
+}
+
+fn store_quad_packed(row: u32, ox0: u32, ch: Epilogue, acc: QuadAcc) {
+    store_quad_with(row, ox0, ch, acc);
 }
 // ACCESS END
 
@@ -129,7 +137,10 @@ fn store_pixel(row: u32, ox: u32, ch: Channels, acc: vec4<i32>) {
 
 // The quad's four pixels, from ox0 on.
 fn store_quad(row: u32, ox0: u32, w: u32, acc: Quad) {
-    let ch = channels_of(w);
+    store_quad_with(row, ox0, channels_of(w), acc);
+}
+
+fn store_quad_with(row: u32, ox0: u32, ch: Channels, acc: Quad) {
     store_pixel(row, ox0, ch, acc.a0);
     store_pixel(row, ox0 + 1u, ch, acc.a1);
     store_pixel(row, ox0 + 2u, ch, acc.a2);
@@ -215,38 +226,84 @@ fn row_taps(acc: Quad, x: InputRow, k0: vec4<i32>, k1: vec4<i32>, k2: vec4<i32>,
                 acc.a3 + x.x3 * k0 + x.x4 * k1 + x.x5 * k2);
 }
 
-// One quad of output pixels for one access's channels (4 here, 16 in the x16 module).
-fn forward_3x3_quad(index: u32, s2: bool) {
+// Output rows each 3x3 invocation computes (ops::int8_ops sizes the grid by the same count).
+const ROWS: u32 = 4u;
+
+// The 9 filter taps of one access's channels, packed, by filter row and column.
+struct PackedTaps {
+    k00: Packed, k01: Packed, k02: Packed,
+    k10: Packed, k11: Packed, k12: Packed,
+    k20: Packed, k21: Packed, k22: Packed,
+}
+
+fn packed_taps(a: u32) -> PackedTaps {
+    let n = accesses();
+    return PackedTaps(weight_packed(a), weight_packed(n + a), weight_packed(2u * n + a),
+                      weight_packed(3u * n + a), weight_packed(4u * n + a),
+                      weight_packed(5u * n + a), weight_packed(6u * n + a),
+                      weight_packed(7u * n + a), weight_packed(8u * n + a));
+}
+
+// A strip of ROWS rows of 4 adjacent output pixels for one access's channels (4 here, 16 in
+// the x16 module), walked top to bottom: each input row is loaded once and added to the
+// output rows whose windows reach it (stride 1: rows i - 2 .. i of the strip take input row
+// i; stride 2: (i - 2) / 2 .. i / 2), so an output row is complete after its third input
+// row and only two rows' sums are carried. Filter taps, bias and multipliers are loaded
+// once for the strip. Per output row at stride 1 that is 1 input row of 6 columns, where a
+// quad per invocation loaded 3 rows and all of the taps and epilogue.
+fn forward_3x3_strip(index: u32, s2: bool) {
     let quads_w = (p.out_w + PIXELS - 1u) / PIXELS;
-    if index >= p.batch * p.out_h * quads_w * accesses() {
+    let strips = (p.out_h + ROWS - 1u) / ROWS;
+    if index >= p.batch * strips * quads_w * accesses() {
         return;
     }
-    let at = nhwc_coords(index, p.out_h, quads_w, accesses());
+    let at = nhwc_coords(index, strips, quads_w, accesses());
     let n = at.x;
-    let oy = at.y;
+    let top = at.y * ROWS;
     let ox0 = at.z * PIXELS;
     let a = at.w;
     let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
-    var acc = QuadAcc();
-    for (var ky = 0u; ky < 3u; ky++) {
-        let iy = source_coord(oy, ky, p.stride, p.pad_top, p.in_h);
-        let row = select(-1, i32((n * p.in_h + u32(iy)) * p.in_w), iy >= 0);
-        let k0 = weight_packed((ky * 3u) * accesses() + a);
-        let k1 = weight_packed((ky * 3u + 1u) * accesses() + a);
-        let k2 = weight_packed((ky * 3u + 2u) * accesses() + a);
-        acc = row_taps_packed(acc, load_row(row, ix0, a, s2), k0, k1, k2, s2);
+    let iy0 = i32(top * p.stride) - i32(p.pad_top);
+    let k = packed_taps(a);
+    let ch = epilogue_of(a);
+    let inputs = (min(top + ROWS, p.out_h) - 1u - top) * p.stride + 3u;
+    // The output rows that have had 2 input rows (`upper`) and 1 (`lower`, stride 1).
+    var upper = QuadAcc();
+    var lower = QuadAcc();
+    for (var i = 0u; i < inputs; i++) {
+        let iy = iy0 + i32(i);
+        // The first pixel of input row iy, or -1 in the padding.
+        let row = select(-1, i32((n * p.in_h + u32(iy)) * p.in_w), iy >= 0 && iy < i32(p.in_h));
+        let x = load_row(row, ix0, a, s2);
+        var done = QuadAcc();
+        if s2 {
+            if (i & 1u) == 1u {
+                upper = row_taps_packed(upper, x, k.k10, k.k11, k.k12, s2);
+                continue;
+            }
+            done = row_taps_packed(upper, x, k.k20, k.k21, k.k22, s2);
+            upper = row_taps_packed(QuadAcc(), x, k.k00, k.k01, k.k02, s2);
+        } else {
+            done = row_taps_packed(upper, x, k.k20, k.k21, k.k22, s2);
+            upper = row_taps_packed(lower, x, k.k10, k.k11, k.k12, s2);
+            lower = row_taps_packed(QuadAcc(), x, k.k00, k.k01, k.k02, s2);
+        }
+        if i < 2u {
+            continue;
+        }
+        let oy = top + (i - 2u) / p.stride;
+        store_quad_packed((n * p.out_h + oy) * p.out_w, ox0, ch, done);
     }
-    store_quad_packed((n * p.out_h + oy) * p.out_w, ox0, a, acc);
 }
 
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>) {
-    forward_3x3_quad(linear_index(gid, nwg), false);
+    forward_3x3_strip(linear_index(gid, nwg), false);
 }
 
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
                   @builtin(num_workgroups) nwg: vec3<u32>) {
-    forward_3x3_quad(linear_index(gid, nwg), true);
+    forward_3x3_strip(linear_index(gid, nwg), true);
 }

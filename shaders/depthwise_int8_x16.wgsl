@@ -77,12 +77,13 @@ fn row_taps_packed(acc: QuadAcc, x: PackedRow, k0: Packed, k1: Packed, k2: Packe
 struct Block {
     bias0: vec4<i32>, bias1: vec4<i32>, bias2: vec4<i32>, bias3: vec4<i32>,
     scale0: vec4<f32>, scale1: vec4<f32>, scale2: vec4<f32>, scale3: vec4<f32>,
+    access: u32,
 }
 
 fn block_of(a: u32) -> Block {
     let at = 4u * a;
     return Block(bias16[at], bias16[at + 1u], bias16[at + 2u], bias16[at + 3u],
-                 scale16[at], scale16[at + 1u], scale16[at + 2u], scale16[at + 3u]);
+                 scale16[at], scale16[at + 1u], scale16[at + 2u], scale16[at + 3u], a);
 }
 
 fn requantize_word(acc: vec4<i32>, bias: vec4<i32>, scale: vec4<f32>) -> u32 {
@@ -101,8 +102,15 @@ fn store_pixel16(row: u32, ox: u32, a: u32, ch: Block, a0: vec4<i32>, a1: vec4<i
         requantize_word(a2, ch.bias2, ch.scale2), requantize_word(a3, ch.bias3, ch.scale3));
 }
 
-fn store_quad_packed(row: u32, ox0: u32, a: u32, acc: QuadAcc) {
-    let ch = block_of(a);
+// What the epilogue needs of an access's channels, loaded once per invocation.
+alias Epilogue = Block;
+
+fn epilogue_of(a: u32) -> Epilogue {
+    return block_of(a);
+}
+
+fn store_quad_packed(row: u32, ox0: u32, ch: Epilogue, acc: QuadAcc) {
+    let a = ch.access;
     store_pixel16(row, ox0, a, ch, acc.w0.a0, acc.w1.a0, acc.w2.a0, acc.w3.a0);
     store_pixel16(row, ox0 + 1u, a, ch, acc.w0.a1, acc.w1.a1, acc.w2.a1, acc.w3.a1);
     store_pixel16(row, ox0 + 2u, a, ch, acc.w0.a2, acc.w1.a2, acc.w2.a2, acc.w3.a2);

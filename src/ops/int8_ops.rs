@@ -25,14 +25,20 @@ pub const EXACT_F32_K: usize = (1 << 24) / (128 * 127);
 /// Output pixels one depthwise invocation computes (depthwise_int8.wgsl's PIXELS).
 const DEPTHWISE_PIXELS: usize = 4;
 
-/// Invocations of a depthwise dispatch: one per quad of output pixels and access of
-/// `words_per_access` channel words (1 in depthwise_int8.wgsl, 4 in its x16 form).
+/// Output rows one 3x3 depthwise invocation computes (depthwise_int8.wgsl's ROWS); the
+/// kernel for other filters computes one.
+const DEPTHWISE_3X3_ROWS: usize = 4;
+
+/// Invocations of a depthwise dispatch: one per `rows` rows of quads of output pixels and
+/// access of `words_per_access` channel words (1 in depthwise_int8.wgsl, 4 in its x16
+/// form).
 fn depthwise_invocations(
     [n, out_h, out_w]: [usize; 3],
+    rows: usize,
     channel_words: usize,
     words_per_access: usize,
 ) -> usize {
-    n * out_h * out_w.div_ceil(DEPTHWISE_PIXELS) * (channel_words / words_per_access)
+    n * out_h.div_ceil(rows) * out_w.div_ceil(DEPTHWISE_PIXELS) * (channel_words / words_per_access)
 }
 
 /// The parameter bindings every int8 layer with weights shares.
@@ -217,15 +223,15 @@ impl Int8Depthwise {
             self.output.hi as i64,
             0,
         ]);
-        let quads = depthwise_invocations([n, out_h, out_w], channel_words, 1);
         let mut bindings = vec![(1, Slot::Input), (5, Slot::Output)];
         bindings.extend(PARAMS);
-        // The 3x3 kernels share each input column among the four pixels they compute.
-        let entry = match (self.window.kernel, self.window.stride) {
-            (3, 1) => "forward_3x3",
-            (3, 2) => "forward_3x3_s2",
-            _ => "forward",
+        // The 3x3 kernels share each input row among the output rows they compute.
+        let (entry, rows) = match (self.window.kernel, self.window.stride) {
+            (3, 1) => ("forward_3x3", DEPTHWISE_3X3_ROWS),
+            (3, 2) => ("forward_3x3_s2", DEPTHWISE_3X3_ROWS),
+            _ => ("forward", 1),
         };
+        let quads = depthwise_invocations([n, out_h, out_w], rows, channel_words, 1);
         Ok(Dispatch {
             shader: Shader::DepthwiseInt8,
             entry,
@@ -250,7 +256,7 @@ pub fn x16_int8_depthwise_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         return None;
     }
     let pixels = [n, out_h, out_w].map(|d| d as usize);
-    let quads = depthwise_invocations(pixels, channel_words as usize, 4);
+    let quads = depthwise_invocations(pixels, DEPTHWISE_3X3_ROWS, channel_words as usize, 4);
     Some(Dispatch {
         shader: Shader::DepthwiseInt8X16,
         workgroups: linear_grid(quads),

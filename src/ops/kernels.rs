@@ -360,7 +360,7 @@ mod tests {
             };
             let output = Int8Output::linear(0);
             Int8Depthwise { window, output }
-                .forward(&[2, 7, 9, channels])
+                .forward(&[2, 17, 19, channels])
                 .expect("a valid shape")
         };
         for (stride, entry) in [(1, "forward_3x3"), (2, "forward_3x3_s2")] {
