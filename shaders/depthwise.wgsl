@@ -26,6 +26,10 @@ struct DepthwiseParams {
     // 0: dY as stored; else 1 + the activation code of the batch norm after this layer,
     // whose output's gradient dY then is.
     output_grad: u32,
+    // The 3x3 backward's invocations each take this many consecutive chunks (so that wide
+    // images' strips are long enough to share their dY rows), leaving their sums in the
+    // first chunk's partials and zeros in the others'.
+    chunk_span: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -764,16 +768,17 @@ fn strip_grads(acc: ChunkGrads, strip: Strip, g: ChannelGroup, mean: vec4<f32>,
     return out;
 }
 
-// dX of one chunk of pixels_per_chunk input pixels (NHW order) for one 4-channel group, in
+// dX of chunk_span chunks of pixels_per_chunk input pixels (NHW order) for one 4-channel
+// group, from chunk `index / groups * chunk_span` on (of input_chunks), in
 // strips (strip_grads), the filter taps loaded once for the chunk; with it, dW's partial
 // sums over the same products (every dY a filter tap carries to an input pixel of the
 // chunk, times that pixel), so dY and the input are read once for both. With input_sums,
 // also the chunk's backward partials of the batch norm whose raw output is this layer's
 // input, at the place its backward_partial would have left them: dz and x are in registers
 // here.
-fn input_grad_chunk(index: u32, s2: bool) {
+fn input_grad_chunk(index: u32, input_chunks: u32, s2: bool) {
     let groups = channel_groups();
-    let chunk = index / groups;
+    let chunk = index / groups * p.chunk_span;
     let c0 = (index % groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
@@ -784,7 +789,7 @@ fn input_grad_chunk(index: u32, s2: bool) {
     }
     let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
     let first = chunk * p.pixels_per_chunk;
-    let last = min(first + p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
+    let last = min(first + p.chunk_span * p.pixels_per_chunk, p.batch * p.in_h * p.in_w);
     var grads = ChunkGrads();
     let strips = chunk_strip_count(first, last, p.in_h, p.in_w);
     for (var k = 0u; k < strips; k++) {
@@ -799,6 +804,13 @@ fn input_grad_chunk(index: u32, s2: bool) {
         let at = 2u * chunk * p.channels + c0;
         store_input_partial(at, grads.sums.dz, mask);
         store_input_partial(at + p.channels, grads.sums.dz_centred * inv_std, mask);
+    }
+    for (var rest = chunk + 1u; rest < min(chunk + p.chunk_span, input_chunks); rest++) {
+        store_taps(rest, c0, Taps(), mask);
+        if p.input_sums != 0u {
+            store_input_partial(2u * rest * p.channels + c0, vec4<f32>(0.0), mask);
+            store_input_partial((2u * rest + 1u) * p.channels + c0, vec4<f32>(0.0), mask);
+        }
     }
 }
 
@@ -910,8 +922,8 @@ fn backward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 
 fn backward_input_and_weight_3x3(index: u32, s2: bool) {
     let input_chunks = (p.batch * p.in_h * p.in_w + p.pixels_per_chunk - 1u) / p.pixels_per_chunk;
-    if index < input_chunks * channel_groups() {
-        input_grad_chunk(index, s2);
+    if index < (input_chunks + p.chunk_span - 1u) / p.chunk_span * channel_groups() {
+        input_grad_chunk(index, input_chunks, s2);
     }
 }
 

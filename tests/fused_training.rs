@@ -343,15 +343,20 @@ fn gemm_leaves_the_statistics_of_the_batch_norm_after_it() {
 
 #[test]
 fn depthwise_applies_the_batch_norm_before_it() {
-    // The last two span several chunks of 256 input pixels, a chunk boundary inside a row
-    // (the 3x3 backward sums the batch norm's backward partials per chunk).
-    let cases: [([usize; 4], usize); 6] = [
+    // The last four span several chunks of 256 input pixels, a chunk boundary inside a row
+    // (the 3x3 backward sums the batch norm's backward partials per chunk); in the last two
+    // the images are wide enough for an invocation to take 2 and 4 chunks (of 3 chunks in
+    // all: two invocations, the second with one chunk; one invocation, which leaves zeros
+    // in its last two chunks' partials).
+    let cases: [([usize; 4], usize); 8] = [
         ([2, 7, 7, 13], 1),
         ([1, 8, 8, 16], 2),
         ([3, 6, 5, 8], 1),
         ([2, 1, 1, 12], 1),
         ([2, 15, 19, 8], 1),
         ([1, 21, 18, 7], 2),
+        ([1, 15, 40, 8], 1),
+        ([1, 7, 100, 4], 2),
     ];
     for (i, (shape, stride)) in cases.into_iter().enumerate() {
         let padding = common::PADDINGS[i % 2];

@@ -126,6 +126,17 @@ fn vec4_threads(shape: &[usize]) -> usize {
     shape[0] * shape[1] * shape[2] * shape[3].div_ceil(CHANNELS_PER_THREAD)
 }
 
+/// depthwise.wgsl's uniform word that gives the 3x3 backward's invocations several chunks.
+const CHUNK_SPAN_WORD: usize = 17;
+
+/// Chunks of REDUCE_CHUNK input pixels per invocation of the 3x3 backward for images
+/// `width` pixels wide: enough for strips of about 8 rows, which load each dY row once for
+/// 3 input rows after 2 rows of start-up (a chunk of a 112-pixel-wide image is 2.3 rows),
+/// and at most 4, so that invocations stay many.
+fn chunk_span(width: usize) -> usize {
+    (8 * width).div_ceil(REDUCE_CHUNK).clamp(1, 4)
+}
+
 /// Output rows each invocation of the 3x3 forward computes (depthwise.wgsl's FORWARD_ROWS).
 const FORWARD_ROWS: usize = 4;
 
@@ -208,6 +219,7 @@ impl Depthwise {
             0,
             0,
             0,
+            1,
         ]
         .map(|v| v as u32);
         // Whole vec4 accesses when every 4-channel group is aligned (depthwise_vec4.wgsl).
@@ -286,7 +298,13 @@ impl Depthwise {
             (true, true) => {
                 parts = chunks(input[0] * input[1] * input[2]);
                 let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
-                dispatches.push(self.dispatch(entry, input, output, parts * groups));
+                let span = chunk_span(input[2]);
+                let mut dispatch =
+                    self.dispatch(entry, input, output, parts.div_ceil(span) * groups);
+                let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
+                words[CHUNK_SPAN_WORD] = span as u32;
+                dispatch.uniform = uniform_words(&words);
+                dispatches.push(dispatch);
             }
             (true, false) => {
                 let threads = vec4_threads(input);
