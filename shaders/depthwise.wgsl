@@ -270,11 +270,11 @@ fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
 
 // The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes a strip of
 // FORWARD_ROWS rows of 4 adjacent output pixels of 4 channels (output_strip), so the 9
-// filter taps are loaded once for 16 pixels and each input row the strip's windows share is
-// loaded once: 6 input rows of 6 columns at stride 1, 9 of 9 at stride 2, where one row of 4
+// filter taps are loaded once for 32 pixels and each input row the strip's windows share is
+// loaded once: 10 input rows of 6 columns at stride 1, 17 of 9 at stride 2, where one row of 4
 // pixels took 3 of 6 or 3 of 9. Loads, not multiply-adds, bound this kernel on lavapipe.
 // ops::depthwise sizes the grid by the same count.
-const FORWARD_ROWS: u32 = 4u;
+const FORWARD_ROWS: u32 = 8u;
 
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,

@@ -227,7 +227,7 @@ fn row_taps(acc: Quad, x: InputRow, k0: vec4<i32>, k1: vec4<i32>, k2: vec4<i32>,
 }
 
 // Output rows each 3x3 invocation computes (ops::int8_ops sizes the grid by the same count).
-const ROWS: u32 = 4u;
+const ROWS: u32 = 8u;
 
 // The 9 filter taps of one access's channels, packed, by filter row and column.
 struct PackedTaps {

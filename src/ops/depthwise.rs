@@ -138,7 +138,7 @@ fn chunk_span(width: usize) -> usize {
 }
 
 /// Output rows each invocation of the 3x3 forward computes (depthwise.wgsl's FORWARD_ROWS).
-const FORWARD_ROWS: usize = 4;
+const FORWARD_ROWS: usize = 8;
 
 /// Invocations per image row for the 3x3 kernels: 4 pixels along x by 4 channels each.
 fn four_pixel_groups(shape: &[usize]) -> usize {

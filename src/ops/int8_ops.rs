@@ -27,7 +27,7 @@ const DEPTHWISE_PIXELS: usize = 4;
 
 /// Output rows one 3x3 depthwise invocation computes (depthwise_int8.wgsl's ROWS); the
 /// kernel for other filters computes one.
-const DEPTHWISE_3X3_ROWS: usize = 4;
+const DEPTHWISE_3X3_ROWS: usize = 8;
 
 /// Invocations of a depthwise dispatch: one per `rows` rows of quads of output pixels and
 /// access of `words_per_access` channel words (1 in depthwise_int8.wgsl, 4 in its x16
