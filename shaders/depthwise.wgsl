@@ -30,6 +30,9 @@ struct DepthwiseParams {
     // images' strips are long enough to share their dY rows), leaving their sums in the
     // first chunk's partials and zeros in the others'.
     chunk_span: u32,
+    // The 3x3 forward's invocations each take this many consecutive images (small images,
+    // whose strips are few: the taps and index arithmetic then serve several images).
+    images: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -256,7 +259,12 @@ fn load_pixel(row: u32, ix: i32, c0: u32, mask: vec4<bool>) -> vec4<f32> {
 // The 3x3 kernels give each invocation 4 adjacent pixels along x of one row, 4 channels
 // each: this many invocations cover a batch of height x width images...
 fn quad_count(height: u32, width: u32) -> u32 {
-    return p.batch * height * ((width + 3u) / 4u) * channel_groups();
+    return quad_count_of(p.batch, height, width);
+}
+
+// ... or `images` of them (groups of images, where an invocation takes several).
+fn quad_count_of(images: u32, height: u32, width: u32) -> u32 {
+    return images * height * ((width + 3u) / 4u) * channel_groups();
 }
 
 // ... and invocation `index` starts at (image, row, first pixel, first channel).
@@ -293,7 +301,8 @@ fn forward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 
 fn forward_3x3_rows(index: u32, s2: bool) {
     let strips = (p.out_h + FORWARD_ROWS - 1u) / FORWARD_ROWS;
-    if index >= quad_count(strips, p.out_w) {
+    let image_groups = (p.batch + p.images - 1u) / p.images;
+    if index >= quad_count_of(image_groups, strips, p.out_w) {
         return;
     }
     let at = quad_origin(index, strips, p.out_w);
@@ -302,10 +311,14 @@ fn forward_3x3_rows(index: u32, s2: bool) {
     begin_prologue(c0, mask);
     let top = at.y * FORWARD_ROWS;
     let bottom = min(top + FORWARD_ROWS, p.out_h) - 1u;
-    // A strip of image at.x as a chunk of the whole image.
-    let strip = Strip(at.x, at.z, i32(top), i32(bottom), 0u, p.out_h * p.out_w);
     let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
-    output_strip(ChunkStats(), strip, g, load_bias(c0, mask), s2, false);
+    let shift = load_bias(c0, mask);
+    let first = at.x * p.images;
+    for (var n = first; n < min(first + p.images, p.batch); n++) {
+        // The same strip of image n as a chunk of the whole image.
+        let strip = Strip(n, at.z, i32(top), i32(bottom), 0u, p.out_h * p.out_w);
+        output_strip(ChunkStats(), strip, g, shift, s2, false);
+    }
 }
 
 // Chunks walked by strips. A chunk [first, last) of the NHW-ordered pixels of height x width

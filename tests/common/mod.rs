@@ -247,8 +247,11 @@ pub const CONV_CASES: [([usize; 4], usize, usize); 7] = [
     ([1, 1, 1, 3], 3, 2),
 ];
 
-/// Depthwise: (input NHWC, stride).
-pub const DEPTHWISE_CASES: [([usize; 4], usize); 8] = [
+/// Depthwise: (input NHWC, stride). The last three are small images wide enough that each
+/// invocation of the 3x3 forward takes several of them (ops::depthwise's forward_images:
+/// 2 of 5, the last group short; 3 of 6 at stride 2; all 7, with channels not a multiple
+/// of 4).
+pub const DEPTHWISE_CASES: [([usize; 4], usize); 11] = [
     ([1, 7, 7, 13], 2),
     ([3, 15, 15, 8], 1),
     ([1, 8, 8, 24], 2),
@@ -257,6 +260,9 @@ pub const DEPTHWISE_CASES: [([usize; 4], usize); 8] = [
     ([1, 3, 3, 1000], 1),
     ([2, 2, 2, 64], 2),
     ([1, 1, 1, 13], 2),
+    ([5, 2, 2, 1000], 1),
+    ([6, 4, 4, 1000], 2),
+    ([7, 1, 1, 1030], 1),
 ];
 
 /// Pointwise: (input NHWC, output channels). [2, 40, 40, 8] has 3200 rows, so its weight
