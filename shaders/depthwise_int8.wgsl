@@ -16,7 +16,10 @@ struct DepthwiseInt8Params {
     batch: u32, in_h: u32, in_w: u32, words: u32,
     out_h: u32, out_w: u32, kernel: u32, stride: u32,
     pad_top: u32, pad_left: u32, channels: u32, input_zero: i32,
-    zero_point: i32, lo: i32, hi: i32, _unused: u32,
+    zero_point: i32, lo: i32, hi: i32,
+    // The 3x3 kernels' invocations each take this many consecutive images (small images:
+    // the taps and the epilogue then serve several).
+    images: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseInt8Params;
@@ -249,23 +252,30 @@ fn packed_taps(a: u32) -> PackedTaps {
 // output rows whose windows reach it (stride 1: rows i - 2 .. i of the strip take input row
 // i; stride 2: (i - 2) / 2 .. i / 2), so an output row is complete after its third input
 // row and only two rows' sums are carried. Filter taps, bias and multipliers are loaded
-// once for the strip. Per output row at stride 1 that is 1 input row of 6 columns, where a
+// once for the strip, and serve the same strip of the invocation's other images (`images`,
+// on small images). Per output row at stride 1 that is 1 input row of 6 columns, where a
 // quad per invocation loaded 3 rows and all of the taps and epilogue.
 fn forward_3x3_strip(index: u32, s2: bool) {
     let quads_w = (p.out_w + PIXELS - 1u) / PIXELS;
     let strips = (p.out_h + ROWS - 1u) / ROWS;
-    if index >= p.batch * strips * quads_w * accesses() {
+    let image_groups = (p.batch + p.images - 1u) / p.images;
+    if index >= image_groups * strips * quads_w * accesses() {
         return;
     }
     let at = nhwc_coords(index, strips, quads_w, accesses());
-    let n = at.x;
-    let top = at.y * ROWS;
-    let ox0 = at.z * PIXELS;
     let a = at.w;
-    let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
-    let iy0 = i32(top * p.stride) - i32(p.pad_top);
     let k = packed_taps(a);
     let ch = epilogue_of(a);
+    let first = at.x * p.images;
+    for (var n = first; n < min(first + p.images, p.batch); n++) {
+        image_strip(n, at.y * ROWS, at.z * PIXELS, a, k, ch, s2);
+    }
+}
+
+// The strip of rows top .. top + ROWS - 1, columns ox0 .. ox0 + 3 of image n.
+fn image_strip(n: u32, top: u32, ox0: u32, a: u32, k: PackedTaps, ch: Epilogue, s2: bool) {
+    let ix0 = i32(ox0 * p.stride) - i32(p.pad_left);
+    let iy0 = i32(top * p.stride) - i32(p.pad_top);
     let inputs = (min(top + ROWS, p.out_h) - 1u - top) * p.stride + 3u;
     // The output rows that have had 2 input rows (`upper`) and 1 (`lower`, stride 1).
     var upper = QuadAcc();

@@ -442,6 +442,11 @@ fn depthwise_matches_the_integer_reference() {
         // of the devices); odd widths leave a partial quad.
         ([2, 5, 7, 16], Padding::Symmetric, -128),
         ([1, 9, 6, 32], Padding::Same, 21),
+        // Small images, enough channels that a 3x3 invocation takes several images
+        // (ops::depthwise::images_per_invocation): 2 of 5, the last group short; all 7,
+        // with a channel count that is not a multiple of 4.
+        ([5, 2, 2, 512], Padding::Symmetric, -128),
+        ([7, 1, 1, 1030], Padding::Same, 5),
     ];
     let mut seed = 20;
     // 3x3 at stride 1 and 2 run forward_3x3 and forward_3x3_s2; the others the general

@@ -143,15 +143,21 @@ const FORWARD_ROWS: usize = 8;
 /// depthwise.wgsl's uniform word that gives the 3x3 forward's invocations several images.
 const IMAGES_WORD: usize = 18;
 
-/// Images per invocation of the 3x3 forward for outputs of `shape`. On images of
+/// Images per invocation of the 3x3 forward for outputs of `shape`.
+fn forward_images(shape: &[usize]) -> usize {
+    let per_image = shape[1].div_ceil(FORWARD_ROWS) * four_pixel_groups(shape);
+    images_per_invocation(shape[0], shape[1] * shape[2], per_image)
+}
+
+/// Images per invocation of a 3x3 depthwise forward (float or int8) over `batch` images of
+/// `plane` output pixels, `per_image` invocations covering one image. On images of
 /// IMAGES_BUDGET pixels or fewer (MobileNet's last layers at 32x32: 4x4, 2x2, 1x1) several,
 /// so that the 9 taps, the bias and the index arithmetic an invocation loads or computes
 /// before its outputs serve more of them; halved while the grid would fall under
 /// MIN_FORWARD_INVOCATIONS, so that every core still has work.
-fn forward_images(shape: &[usize]) -> usize {
-    let per_image_group = shape[1].div_ceil(FORWARD_ROWS) * four_pixel_groups(shape);
-    let mut images = (IMAGES_BUDGET / (shape[1] * shape[2]).max(1)).clamp(1, shape[0].max(1));
-    while images > 1 && shape[0].div_ceil(images) * per_image_group < MIN_FORWARD_INVOCATIONS {
+pub(super) fn images_per_invocation(batch: usize, plane: usize, per_image: usize) -> usize {
+    let mut images = (IMAGES_BUDGET / plane.max(1)).clamp(1, batch.max(1));
+    while images > 1 && batch.div_ceil(images) * per_image < MIN_FORWARD_INVOCATIONS {
         images /= 2;
     }
     images
@@ -162,7 +168,7 @@ fn forward_images(shape: &[usize]) -> usize {
 /// from 3.5 ms to 2.9, 2.6 and 2.6 ms).
 const IMAGES_BUDGET: usize = 32;
 
-/// The fewest invocations forward_images leaves a 3x3 forward.
+/// The fewest invocations images_per_invocation leaves a 3x3 forward.
 const MIN_FORWARD_INVOCATIONS: usize = 256;
 
 /// Sets uniform word `word` of `dispatch` to `value`.

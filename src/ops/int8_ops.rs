@@ -10,6 +10,7 @@
 //! `Slot::Param(2)` (per output channel, f32: the requantization multipliers, or the
 //! classifier's dequantization scales). Zero points and clamp bounds travel in the uniform.
 
+use super::depthwise::images_per_invocation;
 use super::int8::{words_for, Int8Output};
 use super::pointwise::subgroup_grid;
 use super::{linear_grid, nhwc, uniform_words, Dispatch, Padding, Slot, Window};
@@ -29,16 +30,23 @@ const DEPTHWISE_PIXELS: usize = 4;
 /// kernel for other filters computes one.
 const DEPTHWISE_3X3_ROWS: usize = 8;
 
-/// Invocations of a depthwise dispatch: one per `rows` rows of quads of output pixels and
-/// access of `words_per_access` channel words (1 in depthwise_int8.wgsl, 4 in its x16
-/// form).
+/// depthwise_int8.wgsl's uniform word of images per 3x3 invocation.
+const IMAGES_WORD: usize = 15;
+
+/// Invocations of a depthwise dispatch: one per `images` images, `rows` rows of quads of
+/// output pixels and access of `words_per_access` channel words (1 in depthwise_int8.wgsl,
+/// 4 in its x16 form).
 fn depthwise_invocations(
     [n, out_h, out_w]: [usize; 3],
     rows: usize,
+    images: usize,
     channel_words: usize,
     words_per_access: usize,
 ) -> usize {
-    n * out_h.div_ceil(rows) * out_w.div_ceil(DEPTHWISE_PIXELS) * (channel_words / words_per_access)
+    n.div_ceil(images)
+        * out_h.div_ceil(rows)
+        * out_w.div_ceil(DEPTHWISE_PIXELS)
+        * (channel_words / words_per_access)
 }
 
 /// The parameter bindings every int8 layer with weights shares.
@@ -205,6 +213,19 @@ impl Int8Depthwise {
         let ([n, out_h, out_w], window) = self.window.resolve(input)?;
         let channels = input[3];
         let channel_words = words_for(channels);
+        // The 3x3 kernels share each input row among the output rows they compute, and
+        // the taps and epilogue among the images they take.
+        let (entry, rows) = match (self.window.kernel, self.window.stride) {
+            (3, 1) => ("forward_3x3", DEPTHWISE_3X3_ROWS),
+            (3, 2) => ("forward_3x3_s2", DEPTHWISE_3X3_ROWS),
+            _ => ("forward", 1),
+        };
+        let images = if rows == 1 {
+            1
+        } else {
+            let per_image = depthwise_invocations([1, out_h, out_w], rows, 1, channel_words, 1);
+            images_per_invocation(n, out_h * out_w, per_image)
+        };
         let uniform = words(&[
             n as i64,
             input[1] as i64,
@@ -221,17 +242,11 @@ impl Int8Depthwise {
             self.output.zero_point as i64,
             self.output.lo as i64,
             self.output.hi as i64,
-            0,
+            images as i64,
         ]);
         let mut bindings = vec![(1, Slot::Input), (5, Slot::Output)];
         bindings.extend(PARAMS);
-        // The 3x3 kernels share each input row among the output rows they compute.
-        let (entry, rows) = match (self.window.kernel, self.window.stride) {
-            (3, 1) => ("forward_3x3", DEPTHWISE_3X3_ROWS),
-            (3, 2) => ("forward_3x3_s2", DEPTHWISE_3X3_ROWS),
-            _ => ("forward", 1),
-        };
-        let quads = depthwise_invocations([n, out_h, out_w], rows, channel_words, 1);
+        let quads = depthwise_invocations([n, out_h, out_w], rows, images, channel_words, 1);
         Ok(Dispatch {
             shader: Shader::DepthwiseInt8,
             entry,
@@ -255,10 +270,18 @@ pub fn x16_int8_depthwise_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     if channel_words % 4 != 0 {
         return None;
     }
-    let pixels = [n, out_h, out_w].map(|d| d as usize);
-    let quads = depthwise_invocations(pixels, DEPTHWISE_3X3_ROWS, channel_words as usize, 4);
+    let [n, out_h, out_w] = [n, out_h, out_w].map(|d| d as usize);
+    let channel_words = channel_words as usize;
+    let rows = DEPTHWISE_3X3_ROWS;
+    // A quarter of the base kernel's invocations per image: its own images per invocation.
+    let per_image = depthwise_invocations([1, out_h, out_w], rows, 1, channel_words, 4);
+    let images = images_per_invocation(n, out_h * out_w, per_image);
+    let mut uniform = words.to_vec();
+    uniform[IMAGES_WORD] = images as u32;
+    let quads = depthwise_invocations([n, out_h, out_w], rows, images, channel_words, 4);
     Some(Dispatch {
         shader: Shader::DepthwiseInt8X16,
+        uniform: uniform_words(&uniform),
         workgroups: linear_grid(quads),
         ..dispatch.clone()
     })
