@@ -171,13 +171,6 @@ const IMAGES_BUDGET: usize = 32;
 /// The fewest invocations images_per_invocation leaves a 3x3 forward.
 const MIN_FORWARD_INVOCATIONS: usize = 256;
 
-/// Sets uniform word `word` of `dispatch` to `value`.
-fn set_word(dispatch: &mut Dispatch, word: usize, value: usize) {
-    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
-    words[word] = value as u32;
-    dispatch.uniform = uniform_words(&words);
-}
-
 /// Invocations per image row for the 3x3 kernels: 4 pixels along x by 4 channels each.
 fn four_pixel_groups(shape: &[usize]) -> usize {
     shape[2].div_ceil(4) * shape[3].div_ceil(CHANNELS_PER_THREAD)
@@ -298,7 +291,7 @@ impl Depthwise {
                 * four_pixel_groups(output);
             let entry = self.per_stride("forward_3x3", "forward_3x3_s2");
             let mut dispatch = self.dispatch(entry, input, output, threads);
-            set_word(&mut dispatch, IMAGES_WORD, images);
+            dispatch.set_uniform_word(IMAGES_WORD, images as u32);
             return vec![dispatch];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
@@ -345,7 +338,7 @@ impl Depthwise {
                 let span = chunk_span(input[2]);
                 let mut dispatch =
                     self.dispatch(entry, input, output, parts.div_ceil(span) * groups);
-                set_word(&mut dispatch, CHUNK_SPAN_WORD, span);
+                dispatch.set_uniform_word(CHUNK_SPAN_WORD, span as u32);
                 dispatches.push(dispatch);
             }
             (true, false) => {

@@ -84,6 +84,11 @@ impl Dispatch {
     pub fn uniform_word(&self, i: usize) -> u32 {
         bytemuck::pod_read_unaligned(&self.uniform[4 * i..4 * i + 4])
     }
+
+    /// Sets word `i` of the uniform block to `value`.
+    pub(super) fn set_uniform_word(&mut self, i: usize, value: u32) {
+        self.uniform[4 * i..4 * i + 4].copy_from_slice(bytemuck::bytes_of(&value));
+    }
 }
 
 /// The most workgroups per grid dimension every WebGPU adapter accepts.

@@ -276,15 +276,14 @@ pub fn x16_int8_depthwise_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     // A quarter of the base kernel's invocations per image: its own images per invocation.
     let per_image = depthwise_invocations([1, out_h, out_w], rows, 1, channel_words, 4);
     let images = images_per_invocation(n, out_h * out_w, per_image);
-    let mut uniform = words.to_vec();
-    uniform[IMAGES_WORD] = images as u32;
     let quads = depthwise_invocations([n, out_h, out_w], rows, images, channel_words, 4);
-    Some(Dispatch {
+    let mut x16 = Dispatch {
         shader: Shader::DepthwiseInt8X16,
-        uniform: uniform_words(&uniform),
         workgroups: linear_grid(quads),
         ..dispatch.clone()
-    })
+    };
+    x16.set_uniform_word(IMAGES_WORD, images as u32);
+    Some(x16)
 }
 
 /// The int8 stem: a standard convolution as im2col into the workspace, then the GEMM
