@@ -40,28 +40,12 @@ pub fn bench_train(
         })
     };
     let mut feed = BatchFeed::new(plan.input_shape(), options, data)?;
-    for _ in 0..options.warmup {
-        let batch = feed.next()?;
-        step(feed.images(&batch), feed.labels(&batch))?;
-    }
-    feed.waited = Duration::ZERO;
-    let (mut wall, mut device) = (Vec::new(), Vec::new());
-    let mut exchanged = StepTiming::default();
-    for _ in 0..options.iters {
-        let batch = feed.next()?;
-        let start = std::time::Instant::now();
-        if let Some(timing) = step(feed.images(&batch), feed.labels(&batch))? {
-            exchanged += timing;
-        }
-        wall.push(ms(start.elapsed()));
-        if let Some(t) = plan.last_gpu_time()? {
-            device.push(ms(t));
-        }
-    }
+    let times = timed_steps(&mut feed, &plan, options, &step)?;
     // A training step costs about three forward passes (forward, input and weight gradients).
     let kernels = (plan.kernels(), tuning);
     let memory = plan.memory();
     let summary = model.summary();
+    let (wall, device) = (times.wall, times.device);
     let mut report = report(
         "train", options, &summary, 3.0, wall, device, memory, gpu, kernels,
     );
@@ -74,10 +58,52 @@ pub fn bench_train(
         report.data_wait_ms_per_batch = Some(ms(feed.waited) / options.iters as f64);
     }
     if replicas.count() > 1 {
-        let dp = DataParallelReport::new(replicas, bucket_bytes, exchanged, options.iters);
+        let dp = DataParallelReport::new(replicas, bucket_bytes, times.exchanged, options.iters);
         report.data_parallel = Some(dp);
     }
     Ok(report)
+}
+
+/// Wall and GPU milliseconds of each timed step, and what the gradient exchange took over
+/// all of them.
+struct StepTimes {
+    wall: Vec<f64>,
+    device: Vec<f64>,
+    exchanged: crate::graph::StepTiming,
+}
+
+type StepFn<'a> = dyn Fn(&[f32], &[u32]) -> anyhow::Result<Option<crate::graph::StepTiming>> + 'a;
+
+/// `options.warmup` untimed steps, then `options.iters` timed ones; the feed's wait for
+/// data counts from the first timed step.
+fn timed_steps(
+    feed: &mut BatchFeed,
+    plan: &crate::graph::TrainPlan,
+    options: &BenchOptions,
+    step: &StepFn<'_>,
+) -> anyhow::Result<StepTimes> {
+    for _ in 0..options.warmup {
+        let batch = feed.next()?;
+        step(feed.images(&batch), feed.labels(&batch))?;
+    }
+    feed.waited = Duration::ZERO;
+    let mut times = StepTimes {
+        wall: Vec::new(),
+        device: Vec::new(),
+        exchanged: Default::default(),
+    };
+    for _ in 0..options.iters {
+        let batch = feed.next()?;
+        let start = Instant::now();
+        if let Some(timing) = step(feed.images(&batch), feed.labels(&batch))? {
+            times.exchanged += timing;
+        }
+        times.wall.push(ms(start.elapsed()));
+        if let Some(t) = plan.last_gpu_time()? {
+            times.device.push(ms(t));
+        }
+    }
+    Ok(times)
 }
 
 /// The training plan the benchmark steps: RMSProp as the paper trains, gradients averaged

@@ -22,8 +22,42 @@ impl Gpu {
         workgroups: [u32; 3],
         give_up_after: Option<Duration>,
     ) -> Result<Duration, GpuError> {
+        let scope = self
+            .device()
+            .push_error_scope(wgpu::ErrorFilter::Validation);
+        let (_uniform_buffer, bind_group) = self.tuning_bind_group(compiled, uniform, buffers);
+        let run = |repeats| self.time_repeated(compiled, &bind_group, workgroups, repeats);
+        run(1)?;
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            return Err(GpuError::Pipeline {
+                pipeline: "kernel timing".into(),
+                reason: error.to_string(),
+            });
+        }
+        let mut alone = run(1)?;
+        // A dispatch alone in its submission can pay a fixed cost that vanishes among
+        // others (lavapipe: about 6 ms for subgroup-32x64, which takes 1-2 ms in a plan). A
+        // candidate not far past the limit gets a second chance in a batch of dispatches.
+        if give_up_after.is_some_and(|limit| alone > limit && alone < limit * SECOND_CHANCE) {
+            alone = alone.min(run(SECOND_CHANCE_BATCH)?);
+        }
+        if give_up_after.is_some_and(|limit| alone > limit) {
+            return Ok(alone);
+        }
+        let repeats = (MEASURE_TARGET.as_secs_f64() / alone.as_secs_f64().max(1e-6))
+            .clamp(1.0, MAX_REPEATS as f64) as u32;
+        Ok(alone.min(run(repeats)?))
+    }
+
+    /// The bind group of one timed dispatch: `uniform` in a buffer of its own at binding 0
+    /// (returned with it: it must outlive the bind group's use), `buffers` at theirs.
+    fn tuning_bind_group(
+        &self,
+        compiled: &CompiledEntry,
+        uniform: &[u8],
+        buffers: &[(u32, wgpu::BufferBinding<'_>)],
+    ) -> (wgpu::Buffer, wgpu::BindGroup) {
         let device = self.device();
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let uniform_buffer = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("tuning uniform"),
             size: (uniform.len() as u64).max(16).next_multiple_of(16),
@@ -48,43 +82,32 @@ impl Gpu {
             layout: &compiled.pipeline.get_bind_group_layout(0),
             entries: &entries,
         });
-        let run = |repeats: u32| -> Result<Duration, GpuError> {
-            let mut encoder = device.create_command_encoder(&Default::default());
-            {
-                let mut pass = encoder.begin_compute_pass(&Default::default());
-                pass.set_pipeline(&compiled.pipeline);
-                pass.set_bind_group(0, &bind_group, &[]);
-                for _ in 0..repeats {
-                    let [x, y, z] = workgroups;
-                    pass.dispatch_workgroups(x, y, z);
-                }
+        (uniform_buffer, bind_group)
+    }
+
+    /// Mean time of `repeats` dispatches in one pass of one submission, waited for.
+    fn time_repeated(
+        &self,
+        compiled: &CompiledEntry,
+        bind_group: &wgpu::BindGroup,
+        [x, y, z]: [u32; 3],
+        repeats: u32,
+    ) -> Result<Duration, GpuError> {
+        let device = self.device();
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&compiled.pipeline);
+            pass.set_bind_group(0, bind_group, &[]);
+            for _ in 0..repeats {
+                pass.dispatch_workgroups(x, y, z);
             }
-            let start = Instant::now();
-            self.queue().submit([encoder.finish()]);
-            device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .map_err(|e| GpuError::Readback(e.to_string()))?;
-            Ok(start.elapsed() / repeats)
-        };
-        run(1)?;
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            return Err(GpuError::Pipeline {
-                pipeline: "kernel timing".into(),
-                reason: error.to_string(),
-            });
         }
-        let mut alone = run(1)?;
-        // A dispatch alone in its submission can pay a fixed cost that vanishes among
-        // others (lavapipe: about 6 ms for subgroup-32x64, which takes 1-2 ms in a plan). A
-        // candidate not far past the limit gets a second chance in a batch of dispatches.
-        if give_up_after.is_some_and(|limit| alone > limit && alone < limit * SECOND_CHANCE) {
-            alone = alone.min(run(SECOND_CHANCE_BATCH)?);
-        }
-        if give_up_after.is_some_and(|limit| alone > limit) {
-            return Ok(alone);
-        }
-        let repeats = (MEASURE_TARGET.as_secs_f64() / alone.as_secs_f64().max(1e-6))
-            .clamp(1.0, MAX_REPEATS as f64) as u32;
-        Ok(alone.min(run(repeats)?))
+        let start = Instant::now();
+        self.queue().submit([encoder.finish()]);
+        device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Readback(e.to_string()))?;
+        Ok(start.elapsed() / repeats)
     }
 }

@@ -78,26 +78,7 @@ pub(super) fn pack_tensors(
     }
     for (i, &[input, output]) in steps.iter().enumerate() {
         let need = tensor_bytes[output];
-        // Best fit among free buffers; otherwise grow the largest free one; otherwise a new one.
-        let best = free
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| buffer_bytes[b] >= need)
-            .min_by_key(|(_, &b)| buffer_bytes[b])
-            .or_else(|| {
-                free.iter()
-                    .enumerate()
-                    .max_by_key(|(_, &b)| buffer_bytes[b])
-            })
-            .map(|(slot, _)| slot);
-        let buffer = match best {
-            Some(slot) => free.swap_remove(slot),
-            None => {
-                buffer_bytes.push(0);
-                buffer_bytes.len() - 1
-            }
-        };
-        buffer_bytes[buffer] = buffer_bytes[buffer].max(need);
+        let buffer = take_buffer(&mut free, &mut buffer_bytes, need);
         buffer_of[output] = buffer;
         live += need;
         live_peak = live_peak.max(live);
@@ -117,4 +98,29 @@ pub(super) fn pack_tensors(
         buffer_bytes,
         live_peak,
     }
+}
+
+/// A buffer of at least `need` bytes: the best fit among the `free` ones; otherwise the
+/// largest free one, grown; otherwise a new one.
+fn take_buffer(free: &mut Vec<usize>, buffer_bytes: &mut Vec<u64>, need: u64) -> usize {
+    let best = free
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| buffer_bytes[b] >= need)
+        .min_by_key(|(_, &b)| buffer_bytes[b])
+        .or_else(|| {
+            free.iter()
+                .enumerate()
+                .max_by_key(|(_, &b)| buffer_bytes[b])
+        })
+        .map(|(slot, _)| slot);
+    let buffer = match best {
+        Some(slot) => free.swap_remove(slot),
+        None => {
+            buffer_bytes.push(0);
+            buffer_bytes.len() - 1
+        }
+    };
+    buffer_bytes[buffer] = buffer_bytes[buffer].max(need);
+    buffer
 }

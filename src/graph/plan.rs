@@ -151,6 +151,57 @@ fn plan_outputs(graph: &GraphBuilder, memory_plan: &MemoryPlan) -> (Vec<PlannedO
     (outputs, staging_bytes)
 }
 
+/// The chunks each op binds its tensors in (where one binding cannot hold them) and the
+/// workspace they need, once every tensor is known to fit the largest buffer the adapter
+/// allocates: that bounds the batch.
+fn chunks_within_limits(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+) -> Result<(Vec<BatchChunks>, u64), GraphError> {
+    let batch = graph.tensors[graph.inputs[0].0].shape[0];
+    let (chunks, workspace_bytes) = node_chunks(gpu, graph, &graph.nodes, false)?;
+    check_buffer_limit(
+        gpu,
+        batch,
+        graph
+            .tensors
+            .iter()
+            .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape)))
+            .chain(std::iter::once(workspace_entry(workspace_bytes))),
+    )?;
+    Ok((chunks, workspace_bytes))
+}
+
+/// What an inference plan holds beside activations and parameters.
+struct OtherBytes {
+    uniforms: u64,
+    staging: u64,
+    /// The workspace and the placeholder binding.
+    bindings: u64,
+    timer: bool,
+}
+
+fn forward_memory(
+    graph: &GraphBuilder,
+    memory_plan: &MemoryPlan,
+    params: &ParamBuffers,
+    other: OtherBytes,
+) -> MemoryReport {
+    /// The pass timer's resolve and readback buffers, 16 bytes each.
+    const TIMER_BYTES: u64 = 32;
+    MemoryReport {
+        activations: memory_plan.buffer_bytes.iter().sum(),
+        activations_unshared: graph.tensors.iter().map(|t| tensor_bytes(&t.shape)).sum(),
+        activations_live_peak: memory_plan.live_peak,
+        params: params.bytes(),
+        training: 0,
+        other: other.uniforms
+            + other.staging
+            + other.bindings
+            + if other.timer { TIMER_BYTES } else { 0 },
+    }
+}
+
 impl Plan {
     fn compile(graph: &GraphBuilder, gpu: &Gpu) -> Result<Plan, GraphError> {
         Self::compile_with(graph, gpu, Arc::new(ParamBuffers::new(gpu, graph)?))
@@ -164,19 +215,7 @@ impl Plan {
         params: Arc<ParamBuffers>,
     ) -> Result<Plan, GraphError> {
         check_graph(graph, &params)?;
-        let batch = graph.tensors[graph.inputs[0].0].shape[0];
-        // Ops bind their tensors in chunks where one binding cannot hold them, so the batch
-        // is bounded by the largest buffer the adapter allocates.
-        let (chunks, workspace_bytes) = node_chunks(gpu, graph, &graph.nodes, false)?;
-        check_buffer_limit(
-            gpu,
-            batch,
-            graph
-                .tensors
-                .iter()
-                .map(|t| (t.name.clone(), t.shape.clone(), tensor_bytes(&t.shape)))
-                .chain(std::iter::once(workspace_entry(workspace_bytes))),
-        )?;
+        let (chunks, workspace_bytes) = chunks_within_limits(gpu, graph)?;
         let device = gpu.device().clone();
         let memory_plan = plan_memory(graph);
         let activations: Vec<wgpu::Buffer> = memory_plan
@@ -185,11 +224,13 @@ impl Plan {
             .enumerate()
             .map(|(i, &bytes)| storage_buffer(gpu, &format!("activation {i}"), bytes))
             .collect();
+        let unused = uniform_storage_buffer(gpu, "unused binding", 16);
+        let workspace = storage_buffer(gpu, "workspace", workspace_bytes);
         let buffers = ForwardBuffers {
             memory_plan: &memory_plan,
             activations: &activations,
-            unused: &uniform_storage_buffer(gpu, "unused binding", 16),
-            workspace: &storage_buffer(gpu, "workspace", workspace_bytes),
+            unused: &unused,
+            workspace: &workspace,
         };
         let mut builder = StepBuilder::new(gpu);
         add_forward_steps(&mut builder, graph, &params, &chunks, &buffers)?;
@@ -198,18 +239,17 @@ impl Plan {
         let (outputs, staging_bytes) = plan_outputs(graph, &memory_plan);
         let staging = staging_buffer(&device, "output staging", staging_bytes);
         let timer = PassTimer::new(gpu);
-        let memory = MemoryReport {
-            activations: memory_plan.buffer_bytes.iter().sum(),
-            activations_unshared: graph.tensors.iter().map(|t| tensor_bytes(&t.shape)).sum(),
-            activations_live_peak: memory_plan.live_peak,
-            params: params.bytes(),
-            training: 0,
-            other: uniform_bytes
-                + staging.size()
-                + workspace_bytes
-                + 16
-                + if timer.is_some() { 32 } else { 0 },
-        };
+        let memory = forward_memory(
+            graph,
+            &memory_plan,
+            &params,
+            OtherBytes {
+                uniforms: uniform_bytes,
+                staging: staging.size(),
+                bindings: workspace.size() + unused.size(),
+                timer: timer.is_some(),
+            },
+        );
         Ok(Plan {
             queue: gpu.queue().clone(),
             device,

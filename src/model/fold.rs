@@ -39,20 +39,7 @@ pub fn fold_batchnorm(params: &ParamStore, eps: f32) -> Result<ParamStore, FoldE
             ));
             continue;
         }
-        let scale: Vec<f64> = gamma
-            .iter()
-            .zip(var)
-            .map(|(&g, &v)| g as f64 / (v as f64 + eps as f64).sqrt())
-            .collect();
-        // Every weight layout here keeps the output channel on the last axis.
-        let scaled: Vec<f32> = weight
-            .iter()
-            .enumerate()
-            .map(|(i, &w)| (w as f64 * scale[i % channels]) as f32)
-            .collect();
-        let bias: Vec<f32> = (0..channels)
-            .map(|c| (beta[c] as f64 - mean[c] as f64 * scale[c]) as f32)
-            .collect();
+        let (scaled, bias) = fold_one(weight, [gamma, beta, mean, var], eps);
         folded.insert(&weight_name, shape.to_vec(), scaled);
         folded.insert(&format!("{conv}.bias"), vec![channels], bias);
         consumed.insert(weight_name);
@@ -70,6 +57,31 @@ pub fn fold_batchnorm(params: &ParamStore, eps: f32) -> Result<ParamStore, FoldE
     } else {
         Err(FoldError(problems))
     }
+}
+
+/// One convolution's weights scaled by its batch norm (`[gamma, beta, running mean,
+/// running variance]`, one value per output channel) and the bias that norm leaves.
+fn fold_one(
+    weight: &[f32],
+    [gamma, beta, mean, var]: [&[f32]; 4],
+    eps: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let channels = gamma.len();
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(var)
+        .map(|(&g, &v)| g as f64 / (v as f64 + eps as f64).sqrt())
+        .collect();
+    // Every weight layout here keeps the output channel on the last axis.
+    let scaled: Vec<f32> = weight
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (w as f64 * scale[i % channels]) as f32)
+        .collect();
+    let bias: Vec<f32> = (0..channels)
+        .map(|c| (beta[c] as f64 - mean[c] as f64 * scale[c]) as f32)
+        .collect();
+    (scaled, bias)
 }
 
 impl MobileNetV1Config {

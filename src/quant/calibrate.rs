@@ -114,19 +114,7 @@ pub fn calibrate(
     source: DataSource,
     options: &CalibrationOptions,
 ) -> Result<Calibration, QuantError> {
-    if options.images == 0 || options.batch_size == 0 {
-        return Err(QuantError::Options(
-            "calibration needs at least 1 image and a batch size of at least 1".into(),
-        ));
-    }
-    let source = source.limit(options.images)?;
-    if source.is_empty() {
-        return Err(QuantError::Options(
-            "the calibration data holds no images; point --data at images of the kind the \
-             model will see"
-                .into(),
-        ));
-    }
+    let source = calibration_source(source, options)?;
     let batch_size = options.batch_size.min(source.len());
     let (plan, slots) = calibration_plan(gpu, weights, batch_size)?;
     let loader_options = LoaderOptions {
@@ -146,16 +134,7 @@ pub fn calibrate(
             continue;
         }
         let outputs = plan.run(&batch.images)?;
-        let values: Vec<&[f32]> = slots
-            .iter()
-            .map(|slot| {
-                let all = slot
-                    .output
-                    .map_or(batch.images.as_slice(), |i| outputs[i].as_slice());
-                // Short batches are padded with zero images, which must not count.
-                &all[..batch.count * (all.len() / batch_size)]
-            })
-            .collect();
+        let values = read_back(&slots, &batch.images, &outputs, batch.count, batch_size);
         add_in_parallel(&mut stats, &values);
         images += batch.count;
     }
@@ -172,6 +151,45 @@ pub fn calibrate(
         bad_files,
         tensors,
     })
+}
+
+/// The first `options.images` images of `source`, refused where that leaves none.
+fn calibration_source(
+    source: DataSource,
+    options: &CalibrationOptions,
+) -> Result<DataSource, QuantError> {
+    if options.images == 0 || options.batch_size == 0 {
+        return Err(QuantError::Options(
+            "calibration needs at least 1 image and a batch size of at least 1".into(),
+        ));
+    }
+    let source = source.limit(options.images)?;
+    if source.is_empty() {
+        return Err(QuantError::Options(
+            "the calibration data holds no images; point --data at images of the kind the \
+             model will see"
+                .into(),
+        ));
+    }
+    Ok(source)
+}
+
+/// Each activation tensor's values for the `count` real images of a batch of
+/// `batch_size`: short batches are padded with zero images, which must not count.
+fn read_back<'a>(
+    slots: &[ReadBack],
+    input: &'a [f32],
+    outputs: &'a [Vec<f32>],
+    count: usize,
+    batch_size: usize,
+) -> Vec<&'a [f32]> {
+    slots
+        .iter()
+        .map(|slot| {
+            let all = slot.output.map_or(input, |i| outputs[i].as_slice());
+            &all[..count * (all.len() / batch_size)]
+        })
+        .collect()
 }
 
 /// `stats[i].add(values[i])` for every tensor, spread over the cores (tensor i on thread

@@ -169,48 +169,68 @@ fn render(
         "no finite values"
     };
 
+    let look = PanelLook { marked, empty_note };
+    loss_panel(&loss_area, epochs, steps, x_range.clone(), look)?;
+    accuracy_panel(&acc_area, epochs, x_range.clone(), look)?;
+    lr_panel(&lr_area, epochs, steps, x_range, empty_note)
+}
+
+/// What the three panels of one picture share.
+#[derive(Clone, Copy)]
+struct PanelLook {
+    marked: bool,
+    empty_note: &'static str,
+}
+
+/// Every loss line on a log scale.
+fn loss_panel(
+    area: &Area<'_>,
+    epochs: &[EpochMetrics],
+    steps: &[StepMetrics],
+    x_range: Range<f64>,
+    look: PanelLook,
+) -> DrawResult {
     let loss = loss_lines(epochs, steps);
-    let loss_values: Vec<f64> = loss
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .collect();
-    let loss_axis = loss_range(&loss_values);
-    let loss_spec = PanelSpec {
+    let axis = loss_range(&line_values(&loss));
+    let spec = PanelSpec {
         caption: "Loss (log scale)",
         y_desc: "loss",
         y_format: &|v| format_tick(*v),
         y_labels: 10,
         legend: SeriesLabelPosition::UpperRight,
-        marked,
-        empty_note,
+        marked: look.marked,
+        empty_note: look.empty_note,
     };
-    let loss_y = (loss_axis.clone())
-        .log_scale()
-        .with_key_points(log_ticks(loss_axis));
-    panel(&loss_area, &loss_spec, x_range.clone(), loss_y, &loss)?;
+    let y = (axis.clone()).log_scale().with_key_points(log_ticks(axis));
+    panel(area, &spec, x_range, y, &loss)
+}
 
+/// Train and test accuracy per epoch, in percent.
+fn accuracy_panel(
+    area: &Area<'_>,
+    epochs: &[EpochMetrics],
+    x_range: Range<f64>,
+    look: PanelLook,
+) -> DrawResult {
     let acc = epoch_lines(epochs, |s| s.acc, 100.0);
-    let acc_values: Vec<f64> = acc
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.1))
-        .collect();
-    let acc_axis = accuracy_range(&acc_values);
-    let acc_spec = PanelSpec {
+    let axis = accuracy_range(&line_values(&acc));
+    let spec = PanelSpec {
         caption: "Accuracy",
         y_desc: "accuracy (%)",
         y_format: &|v| trim_zeros(format!("{v:.1}")),
+        y_labels: 10,
         legend: SeriesLabelPosition::LowerRight,
-        ..loss_spec
+        marked: look.marked,
+        empty_note: look.empty_note,
     };
-    panel(
-        &acc_area,
-        &acc_spec,
-        x_range.clone(),
-        RangedCoordf64::from(acc_axis),
-        &acc,
-    )?;
+    panel(area, &spec, x_range, RangedCoordf64::from(axis), &acc)
+}
 
-    lr_panel(&lr_area, epochs, steps, x_range, empty_note)
+fn line_values(lines: &[Line]) -> Vec<f64> {
+    lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .collect()
 }
 
 /// The learning rate of every logged step (of every epoch's end, without steps) from 0.
@@ -429,8 +449,31 @@ where
         .axis_desc_style((FONT_FAMILY, 15))
         .draw()?;
 
+    let labelled = draw_lines(&mut chart, lines, spec.marked)?;
+    if lines.iter().all(|l| l.points.is_empty()) {
+        draw_centred_note(&chart.plotting_area().strip_coord_spec(), spec.empty_note)
+    } else if labelled {
+        chart
+            .configure_series_labels()
+            .position(spec.legend.clone())
+            .label_font((FONT_FAMILY, 14))
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.4))
+            .draw()?;
+        Ok(())
+    } else {
+        Ok(())
+    }
+}
+
+/// Draws each line with points (dots on the thick ones when `marked`); whether any has a
+/// legend entry.
+fn draw_lines<Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'_, BitMapBackend<'_>, Cartesian2d<RangedCoordf64, Y>>,
+    lines: &[Line],
+    marked: bool,
+) -> Result<bool, DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>> {
     let mut labelled = false;
-    let mut drawn = false;
     for line in lines.iter().filter(|l| !l.points.is_empty()) {
         let color = line.color;
         let width = if line.thin { 1 } else { 2 };
@@ -444,32 +487,25 @@ where
             });
             labelled = true;
         }
-        if spec.marked && !line.thin {
+        if marked && !line.thin {
             chart.draw_series(
                 line.points
                     .iter()
                     .map(|&p| Circle::new(p, 3, color.filled())),
             )?;
         }
-        drawn = true;
     }
-    if !drawn {
-        let plot = chart.plotting_area().strip_coord_spec();
-        let (width, height) = plot.dim_in_pixel();
-        let grey = BLACK.mix(0.5);
-        let style = TextStyle::from((FONT_FAMILY, 18).into_font())
-            .color(&grey)
-            .pos(Pos::new(HPos::Center, VPos::Center));
-        let center = (width as i32 / 2, height as i32 / 2);
-        plot.draw(&Text::new(spec.empty_note, center, style))?;
-    } else if labelled {
-        chart
-            .configure_series_labels()
-            .position(spec.legend.clone())
-            .label_font((FONT_FAMILY, 14))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
-    }
+    Ok(labelled)
+}
+
+/// Grey text in the middle of a panel that has nothing to draw.
+fn draw_centred_note(plot: &Area<'_>, note: &str) -> DrawResult {
+    let (width, height) = plot.dim_in_pixel();
+    let grey = BLACK.mix(0.5);
+    let style = TextStyle::from((FONT_FAMILY, 18).into_font())
+        .color(&grey)
+        .pos(Pos::new(HPos::Center, VPos::Center));
+    let center = (width as i32 / 2, height as i32 / 2);
+    plot.draw(&Text::new(note, center, style))?;
     Ok(())
 }

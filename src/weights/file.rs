@@ -144,23 +144,8 @@ fn encode_raw(
     let mut offset = 0usize;
     for tensor in tensors {
         let (name, shape) = (tensor.name.as_str(), &tensor.shape);
-        if name == METADATA_KEY {
-            return Err(invalid(
-                name,
-                "uses the name safetensors reserves for metadata; rename the tensor".into(),
-            ));
-        }
-        let count = shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
-        let element = tensor.dtype.bitsize() / 8;
-        if count.and_then(|c| c.checked_mul(element)) != Some(tensor.bytes.len()) {
-            let expected = count.map_or_else(|| "too many".to_string(), |c| c.to_string());
-            return Err(invalid(
-                name,
-                format!(
-                    "has shape {shape:?} ({expected} values) but {} values were given",
-                    tensor.bytes.len() / element.max(1)
-                ),
-            ));
+        if let Some(problem) = raw_tensor_problem(tensor) {
+            return Err(invalid(name, problem));
         }
         let end = offset + tensor.bytes.len();
         let info = json!({
@@ -188,6 +173,28 @@ fn encode_raw(
         out.extend_from_slice(&tensor.bytes);
     }
     Ok(out)
+}
+
+/// What makes `tensor` unwritable on its own: the reserved metadata name, or bytes that do
+/// not match its shape and dtype.
+fn raw_tensor_problem(tensor: &RawTensor) -> Option<String> {
+    if tensor.name == METADATA_KEY {
+        return Some("uses the name safetensors reserves for metadata; rename the tensor".into());
+    }
+    let count = tensor
+        .shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    let element = tensor.dtype.bitsize() / 8;
+    if count.and_then(|c| c.checked_mul(element)) == Some(tensor.bytes.len()) {
+        return None;
+    }
+    let expected = count.map_or_else(|| "too many".to_string(), |c| c.to_string());
+    Some(format!(
+        "has shape {:?} ({expected} values) but {} values were given",
+        tensor.shape,
+        tensor.bytes.len() / element.max(1)
+    ))
 }
 
 /// Reads F32, F64, F16 and BF16 tensors converted to f32; integer/bool tensors go to `skipped`;

@@ -163,6 +163,22 @@ impl Buffers {
         }
     }
 
+    /// The workspace, the labels and per-image losses, the running metrics, the placeholder
+    /// binding and the optimizer's hyper-parameters.
+    pub(super) fn small_bytes(&self) -> u64 {
+        [
+            &self.workspace,
+            &self.labels,
+            &self.loss,
+            &self.metrics,
+            &self.unused,
+            &self.hyper,
+        ]
+        .iter()
+        .map(|b| b.size())
+        .sum()
+    }
+
     pub(super) fn training_bytes(&self, layout: &Layout) -> u64 {
         2 * layout.grad_bytes
             + layout.shared_bytes.iter().sum::<u64>()

@@ -1,7 +1,7 @@
 //! Compiling a training plan: check the graph fits, lay it out, allocate its buffers,
 //! build the dispatch list and (for data-parallel runs) the exchanges between replicas.
 
-use super::buffers::{Buffers, NamedBuffer, METRICS_BYTES};
+use super::buffers::{Buffers, NamedBuffer};
 use super::config::TrainConfig;
 use super::layout::Layout;
 use super::phases::{build_phases, Phases};
@@ -206,7 +206,6 @@ fn memory_report(
     replication: Option<&Replication>,
     staging: &wgpu::Buffer,
 ) -> MemoryReport {
-    let batch = layout.batch() as u64;
     let activation_bytes: u64 = buffers.acts.values().map(|b| b.size()).sum();
     MemoryReport {
         activations: activation_bytes,
@@ -215,11 +214,6 @@ fn memory_report(
         activations_live_peak: activation_bytes,
         params: params.bytes(),
         training: buffers.training_bytes(layout) + replication.map_or(0, Replication::bytes),
-        other: phases.uniform_bytes
-            + staging.size()
-            + layout.workspace_bytes
-            + METRICS_BYTES
-            + 2 * batch * 4
-            + 48,
+        other: phases.uniform_bytes + staging.size() + buffers.small_bytes(),
     }
 }

@@ -101,6 +101,39 @@ pub(super) struct Layout<'g> {
     pub(super) chunks: Vec<BatchChunks>,
 }
 
+/// The tensors the step stores: the input and every node's output but those of batch
+/// norms whose consumer normalises as it loads (they are never written).
+fn stored_tensors(
+    input_id: TensorId,
+    nodes: &[Node],
+    prologues: &[Option<Activation>],
+) -> Vec<TensorId> {
+    std::iter::once(input_id)
+        .chain(
+            nodes
+                .iter()
+                .zip(prologues.iter().skip(1).chain([&None]))
+                .filter(|(_, next_prologue)| next_prologue.is_none())
+                .map(|(n, _)| n.output),
+        )
+        .collect()
+}
+
+/// Bytes of each shared scratch slot: the largest any node asks for at that index
+/// (persistent scratch is each node's own).
+fn shared_scratch_bytes(scratch_specs: &[Vec<ScratchSpec>]) -> Vec<u64> {
+    let mut shared_bytes: Vec<u64> = Vec::new();
+    for specs in scratch_specs {
+        for (i, spec) in specs.iter().enumerate().filter(|(_, s)| !s.persistent) {
+            if shared_bytes.len() <= i {
+                shared_bytes.resize(i + 1, 4);
+            }
+            shared_bytes[i] = shared_bytes[i].max(spec.floats as u64 * 4);
+        }
+    }
+    shared_bytes
+}
+
 impl<'g> Layout<'g> {
     pub(super) fn new(graph: &'g GraphBuilder, gpu: &Gpu) -> Result<Layout<'g>, GraphError> {
         let (node_count, output_id) = training_chain(graph)?;
@@ -111,15 +144,7 @@ impl<'g> Layout<'g> {
         let output_grads = super::bn_fusion::output_grads(graph, nodes, &chunks);
         let grad_of = gradient_buffers(nodes, output_id, &output_grads);
         let prologues = super::bn_fusion::input_prologues(graph, nodes);
-        let tensors: Vec<TensorId> = std::iter::once(input_id)
-            .chain(
-                nodes
-                    .iter()
-                    .zip(prologues.iter().skip(1).chain([&None]))
-                    .filter(|(_, next_prologue)| next_prologue.is_none())
-                    .map(|(n, _)| n.output),
-            )
-            .collect();
+        let tensors = stored_tensors(input_id, nodes, &prologues);
         let grad_bytes = tensors
             .iter()
             .map(|&t| tensor_bytes(shape_of(t)))
@@ -129,15 +154,7 @@ impl<'g> Layout<'g> {
             .iter()
             .map(|n| n.kind.scratch(shape_of(n.input), shape_of(n.output)))
             .collect();
-        let mut shared_bytes: Vec<u64> = Vec::new();
-        for specs in &scratch_specs {
-            for (i, spec) in specs.iter().enumerate().filter(|(_, s)| !s.persistent) {
-                if shared_bytes.len() <= i {
-                    shared_bytes.resize(i + 1, 4);
-                }
-                shared_bytes[i] = shared_bytes[i].max(spec.floats as u64 * 4);
-            }
-        }
+        let shared_bytes = shared_scratch_bytes(&scratch_specs);
         let trainable = nodes
             .iter()
             .flat_map(|n| n.params.iter().copied())

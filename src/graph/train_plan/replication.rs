@@ -58,6 +58,73 @@ enum Point {
     Bucket(usize),
 }
 
+/// The parameter gradients in buckets of about `bucket_bytes`, in the order the backward
+/// pass finishes them (each exchanged after the step that completes it), and their total
+/// size.
+fn gradient_buckets(
+    gpu: &Gpu,
+    layout: &Layout,
+    buffers: &Buffers,
+    phases: &Phases,
+    bucket_bytes: u64,
+) -> (Vec<Bucket>, u64) {
+    let mut buckets: Vec<Bucket> = Vec::new();
+    let mut open: Vec<(BufferRange, u64)> = Vec::new();
+    let mut offset = 0;
+    let mut close = |open: &mut Vec<(BufferRange, u64)>, after: usize, offset: &mut u64| {
+        let bytes: u64 = open.iter().map(|(_, b)| b).sum();
+        buckets.push(Bucket {
+            after,
+            grads: std::mem::take(open),
+            offset: *offset,
+            bytes,
+            staging: staging_buffer(gpu.device(), "gradient bucket", bytes),
+        });
+        *offset += bytes;
+    };
+    for (i, node) in layout.nodes.iter().enumerate().rev() {
+        for grad in node
+            .params
+            .iter()
+            .filter_map(|p| buffers.param_grads.get(p))
+        {
+            let bytes = grad.shape.iter().product::<usize>() as u64 * 4;
+            open.push((grad.range.clone(), bytes));
+        }
+        let open_bytes: u64 = open.iter().map(|(_, b)| b).sum();
+        if open_bytes >= bucket_bytes || (i == 0 && !open.is_empty()) {
+            close(&mut open, phases.backward_done[i], &mut offset);
+        }
+    }
+    (buckets, offset)
+}
+
+/// The batch norms whose statistics or sums the replicas exchange, after which step.
+fn bn_syncs(
+    graph: &GraphBuilder,
+    layout: &Layout,
+    buffers: &Buffers,
+    params: &ParamBuffers,
+    phases: &Phases,
+) -> Vec<BnSync> {
+    phases
+        .bn_exchanges
+        .iter()
+        .filter_map(|&(after, node, pass)| {
+            let n = &layout.nodes[node];
+            let input = graph.tensors[n.input.0].shape.as_slice();
+            Some(BnSync {
+                after,
+                pass,
+                partials: buffers
+                    .node_slot(layout, params, graph, node, Slot::Scratch(1))?
+                    .buffer,
+                layout: n.kind.bn_partials(input)?,
+            })
+        })
+        .collect()
+}
+
 fn partials_bytes(layout: &BnPartials) -> u64 {
     2 * (layout.chunks * layout.channels) as u64 * 4
 }
@@ -74,50 +141,8 @@ impl Replication {
         phases: &Phases,
         bucket_bytes: u64,
     ) -> Replication {
-        let mut buckets: Vec<Bucket> = Vec::new();
-        let mut open: Vec<(BufferRange, u64)> = Vec::new();
-        let mut offset = 0;
-        let mut close = |open: &mut Vec<(BufferRange, u64)>, after: usize, offset: &mut u64| {
-            let bytes: u64 = open.iter().map(|(_, b)| b).sum();
-            buckets.push(Bucket {
-                after,
-                grads: std::mem::take(open),
-                offset: *offset,
-                bytes,
-                staging: staging_buffer(gpu.device(), "gradient bucket", bytes),
-            });
-            *offset += bytes;
-        };
-        for (i, node) in layout.nodes.iter().enumerate().rev() {
-            for grad in node
-                .params
-                .iter()
-                .filter_map(|p| buffers.param_grads.get(p))
-            {
-                let bytes = grad.shape.iter().product::<usize>() as u64 * 4;
-                open.push((grad.range.clone(), bytes));
-            }
-            let open_bytes: u64 = open.iter().map(|(_, b)| b).sum();
-            if open_bytes >= bucket_bytes || (i == 0 && !open.is_empty()) {
-                close(&mut open, phases.backward_done[i], &mut offset);
-            }
-        }
-        let bn: Vec<BnSync> = phases
-            .bn_exchanges
-            .iter()
-            .filter_map(|&(after, node, pass)| {
-                let n = &layout.nodes[node];
-                let input = graph.tensors[n.input.0].shape.as_slice();
-                Some(BnSync {
-                    after,
-                    pass,
-                    partials: buffers
-                        .node_slot(layout, params, graph, node, Slot::Scratch(1))?
-                        .buffer,
-                    layout: n.kind.bn_partials(input)?,
-                })
-            })
-            .collect();
+        let (buckets, total_bytes) = gradient_buckets(gpu, layout, buffers, phases, bucket_bytes);
+        let bn = bn_syncs(graph, layout, buffers, params, phases);
         let largest_partials = bn.iter().map(|b| partials_bytes(&b.layout)).max();
         Replication {
             bn_staging: staging_buffer(
@@ -125,7 +150,7 @@ impl Replication {
                 "batch-norm partials",
                 largest_partials.unwrap_or(4),
             ),
-            upload: storage_buffer(gpu, "averaged gradients", offset),
+            upload: storage_buffer(gpu, "averaged gradients", total_bytes),
             bn,
             buckets,
         }

@@ -8,13 +8,13 @@ use mobilenet_wgpu::train::launch::say;
 use mobilenet_wgpu::train::trainer::{
     Finetune, TrainOptions, BEST, CONFUSION, CURVES, LAST, METRICS, STEPS,
 };
-use mobilenet_wgpu::train::{train_replicated, Launch};
+use mobilenet_wgpu::train::{train_replicated, Launch, TrainSummary};
 use mobilenet_wgpu::train::{
     DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind, ScheduleName,
     DEFAULT_LOG_EVERY,
 };
 use mobilenet_wgpu::{Gpu, MobileNetV1Config, Preset};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Train a MobileNet V1 on the GPU, headless, with per-epoch evaluation and checkpoints.
 #[derive(Args)]
@@ -349,6 +349,12 @@ fn run_training(
     if !writer {
         return Ok(());
     }
+    print_outcome(&summary, &options.out_dir);
+    Ok(())
+}
+
+/// The test set's figures and confusion matrix, then the files the run left in `out_dir`.
+fn print_outcome(summary: &TrainSummary, out_dir: &Path) {
     if let Some(test) = &summary.test {
         println!(
             "test: loss {:.4}  top-1 {:.2}%  top-5 {:.2}%  ({} images)",
@@ -362,11 +368,11 @@ fn run_training(
     // Only what is there: best.safetensors, for one, needs a validation split.
     let mut written: Vec<String> = [LAST, BEST, METRICS, STEPS, CURVES, CONFUSION]
         .into_iter()
-        .filter(|file| options.out_dir.join(file).is_file())
+        .filter(|file| out_dir.join(file).is_file())
         .map(String::from)
         .collect();
     // The TensorBoard event files, by name (a resumed run may have several).
-    let mut events: Vec<String> = std::fs::read_dir(&options.out_dir)
+    let mut events: Vec<String> = std::fs::read_dir(out_dir)
         .into_iter()
         .flatten()
         .flatten()
@@ -379,9 +385,8 @@ fn run_training(
         "done in {:.1} s; {} in {}",
         summary.seconds,
         written.join(", "),
-        options.out_dir.display()
+        out_dir.display()
     );
-    Ok(())
 }
 
 /// What is trained, on which adapter, how.
