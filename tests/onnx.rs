@@ -261,6 +261,20 @@ fn mobilenet(args: &[&std::ffi::OsStr]) -> std::process::Output {
         .expect("run the mobilenet binary")
 }
 
+/// `mobilenet export --weights W --format F [extra...] --out OUT`.
+fn export(weights: &Path, format: &str, extra: &[&str], out: &Path) -> std::process::Output {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "export".as_ref(),
+        "--weights".as_ref(),
+        weights.as_os_str(),
+        "--format".as_ref(),
+        format.as_ref(),
+    ];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+    args.extend(["--out".as_ref(), out.as_os_str()]);
+    mobilenet(&args)
+}
+
 /// A small checkpoint of ours on disk, for the command line.
 fn saved_checkpoint(dir: &Path) -> (std::path::PathBuf, Pretrained) {
     let weights = pretrained(config(Preset::Timm, 0.25, 32, 3), 7);
@@ -286,17 +300,7 @@ fn command_line_export_runs_in_tract() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (weights_path, weights) = saved_checkpoint(dir.path());
     let out = dir.path().join("cli.onnx");
-    let output = mobilenet(&[
-        "export".as_ref(),
-        "--weights".as_ref(),
-        weights_path.as_os_str(),
-        "--format".as_ref(),
-        "onnx".as_ref(),
-        "--input-layout".as_ref(),
-        "nhwc".as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let output = export(&weights_path, "onnx", &["--input-layout", "nhwc"], &out);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -329,20 +333,12 @@ fn command_line_export_runs_in_tract() {
 }
 
 #[test]
-fn bad_requests_say_what_to_do_and_leave_files_alone() {
+fn export_refuses_unknown_formats_and_options_of_another_format() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (weights_path, weights) = saved_checkpoint(dir.path());
+    let (weights_path, _) = saved_checkpoint(dir.path());
 
-    // An unknown format: clap lists the formats there are.
-    let output = mobilenet(&[
-        "export".as_ref(),
-        "--weights".as_ref(),
-        weights_path.as_os_str(),
-        "--format".as_ref(),
-        "tflite".as_ref(),
-        "--out".as_ref(),
-        dir.path().join("x.tflite").as_os_str(),
-    ]);
+    // clap lists the formats there are.
+    let output = export(&weights_path, "tflite", &[], &dir.path().join("x.tflite"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
@@ -350,36 +346,22 @@ fn bad_requests_say_what_to_do_and_leave_files_alone() {
         "{stderr}"
     );
 
-    // ONNX-only options with another format.
-    let output = mobilenet(&[
-        "export".as_ref(),
-        "--weights".as_ref(),
-        weights_path.as_os_str(),
-        "--format".as_ref(),
-        "timm".as_ref(),
-        "--keep-bn".as_ref(),
-        "--out".as_ref(),
-        dir.path().join("x.safetensors").as_os_str(),
-    ]);
+    let out = dir.path().join("x.safetensors");
+    let output = export(&weights_path, "timm", &["--keep-bn"], &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
     assert!(
         stderr.contains("--keep-bn applies to --format onnx only"),
         "{stderr}"
     );
+}
 
-    // An --out in a directory that does not exist: clear error, nothing created.
+#[test]
+fn export_into_a_missing_directory_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (weights_path, _) = saved_checkpoint(dir.path());
     let missing_dir = dir.path().join("no such dir");
-    let out = missing_dir.join("model.onnx");
-    let output = mobilenet(&[
-        "export".as_ref(),
-        "--weights".as_ref(),
-        weights_path.as_os_str(),
-        "--format".as_ref(),
-        "onnx".as_ref(),
-        "--out".as_ref(),
-        out.as_os_str(),
-    ]);
+    let output = export(&weights_path, "onnx", &[], &missing_dir.join("model.onnx"));
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("missing directory: {stderr}");
     assert!(!output.status.success());
@@ -388,10 +370,17 @@ fn bad_requests_say_what_to_do_and_leave_files_alone() {
         "{stderr}"
     );
     assert!(!missing_dir.exists(), "the export created {missing_dir:?}");
+}
 
-    // A failed export leaves an existing file as it was, whatever the failure.
+#[test]
+fn a_failed_export_leaves_an_existing_file_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_, weights) = saved_checkpoint(dir.path());
     let existing = dir.path().join("existing.onnx");
     std::fs::write(&existing, b"previous contents").expect("write");
+    let unchanged = || std::fs::read(&existing).expect("read") == b"previous contents";
+
+    // A tensor missing from the weights.
     let mut broken = weights.clone();
     let mut params = ParamStore::new();
     for (name, shape, values) in weights.params.iter() {
@@ -404,31 +393,19 @@ fn bad_requests_say_what_to_do_and_leave_files_alone() {
         .expect_err("missing weights")
         .to_string();
     assert!(err.contains("blocks.7.pw.weight: missing"), "{err}");
-    assert_eq!(
-        std::fs::read(&existing).expect("read"),
-        b"previous contents"
-    );
-    let output = mobilenet(&[
-        "export".as_ref(),
-        "--weights".as_ref(),
-        dir.path().join("absent.safetensors").as_os_str(),
-        "--format".as_ref(),
-        "onnx".as_ref(),
-        "--out".as_ref(),
-        existing.as_os_str(),
-    ]);
-    assert!(!output.status.success());
-    assert_eq!(
-        std::fs::read(&existing).expect("read"),
-        b"previous contents"
-    );
-    // No temporary files were left next to it.
+    assert!(unchanged());
+
+    // No weights file at all.
+    let absent = dir.path().join("absent.safetensors");
+    assert!(!export(&absent, "onnx", &[], &existing).status.success());
+    assert!(unchanged());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .expect("list")
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
         .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
     // A successful export replaces it with a whole model.
     export_onnx(&weights, &PLAIN, &existing).expect("export over it");
     tract_model(&existing);

@@ -376,7 +376,7 @@ fn mobilenet(args: &[&std::ffi::OsStr]) -> std::process::Output {
 }
 
 #[test]
-fn predict_cli_classifies_images_and_tensors() {
+fn predict_cli_classifies_images_of_any_size_and_depth() {
     let dir = tempfile::tempdir().expect("tempdir");
     let weights = fixture("timm_mnv1_025_c10.safetensors");
     // 16-bit RGBA and 8-bit grey PNGs, of other sizes than the network's input.
@@ -420,8 +420,12 @@ fn predict_cli_classifies_images_and_tensors() {
             format!("class {}", top[0]["class"])
         );
     }
+}
 
-    // An image that does not decode: non-zero exit, the file named.
+#[test]
+fn predict_cli_names_an_image_that_does_not_decode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = fixture("timm_mnv1_025_c10.safetensors");
     let broken = dir.path().join("broken.jpg");
     std::fs::write(&broken, b"\xff\xd8\xff\xe0 truncated jpeg").expect("write");
     let out = mobilenet(&[
@@ -436,8 +440,12 @@ fn predict_cli_classifies_images_and_tensors() {
         stderr.contains("broken.jpg") && stderr.contains("cannot decode"),
         "{stderr}"
     );
+}
 
-    // Tensor in, tensor out.
+#[test]
+fn predict_cli_takes_a_tensor_and_writes_the_logits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = fixture("timm_mnv1_025_c10.safetensors");
     let logits_path = dir.path().join("logits.safetensors");
     let io = fixture("timm_mnv1_025_c10_io.safetensors");
     let out = mobilenet(&[
@@ -459,8 +467,12 @@ fn predict_cli_classifies_images_and_tensors() {
     assert_eq!(written.tensors[0].shape, vec![3, 10]);
     let (_, _, expected) = fixture_io("timm_mnv1_025_c10_io.safetensors");
     assert!(max_abs_diff(&written.tensors[0].values, &expected) <= PARITY_ABS);
+}
 
-    // Export through the CLI loads back.
+#[test]
+fn export_cli_writes_timm_weights_that_load_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let weights = fixture("timm_mnv1_025_c10.safetensors");
     let exported = dir.path().join("exported.safetensors");
     let out = mobilenet(&[
         "export".as_ref(),

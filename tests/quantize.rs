@@ -435,14 +435,42 @@ fn int8_images(dir: &Path, model: &QuantizedModel) -> (Vec<PathBuf>, Vec<Vec<f32
     (vec![png, jpeg], logits)
 }
 
+/// An int8 file, two image files, and the integer reference's logits for each.
+struct PredictCase {
+    dir: tempfile::TempDir,
+    float_path: PathBuf,
+    int8: PathBuf,
+    model: QuantizedModel,
+    files: Vec<PathBuf>,
+    reference: Vec<Vec<f32>>,
+}
+
+impl PredictCase {
+    fn new() -> PredictCase {
+        let dir = tempfile::tempdir().unwrap();
+        let (float_path, int8, model) = small_int8_file(dir.path());
+        let (files, reference) = int8_images(dir.path(), &model);
+        PredictCase {
+            dir,
+            float_path,
+            int8,
+            model,
+            files,
+            reference,
+        }
+    }
+
+    fn expected_classes(&self) -> Vec<usize> {
+        self.reference.iter().map(|row| top1(row)).collect()
+    }
+}
+
 #[test]
 fn predict_runs_an_int8_file_on_the_int8_kernels_and_says_so() {
-    let dir = tempfile::tempdir().unwrap();
-    let (float_path, int8, model) = small_int8_file(dir.path());
-    let (files, reference) = int8_images(dir.path(), &model);
-    let expected: Vec<usize> = reference.iter().map(|row| top1(row)).collect();
-    let int8_arg = int8.to_str().unwrap();
-    let images: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let case = PredictCase::new();
+    let expected = case.expected_classes();
+    let int8_arg = case.int8.to_str().unwrap();
+    let images: Vec<&str> = case.files.iter().map(|f| f.to_str().unwrap()).collect();
     let predict = |extra: &[&str]| {
         let args = [&["predict", "--weights", int8_arg][..], extra, &images].concat();
         mobilenet(&args)
@@ -458,15 +486,19 @@ fn predict_runs_an_int8_file_on_the_int8_kernels_and_says_so() {
     assert!(ok && stdout.starts_with("int8 weights"), "{stdout}{stderr}");
     let (ok, _, stderr) = predict(&["--resolution", "32"]);
     assert!(!ok && stderr.contains("calibrated"), "{stderr}");
+}
 
-    // The images as a tensor: the int8 plan's logits are the integer reference's, exactly.
+#[test]
+fn predict_on_a_tensor_of_int8_images_gives_the_integer_references_logits_exactly() {
+    let case = PredictCase::new();
     let (input, logits) = (
-        dir.path().join("input.safetensors"),
-        dir.path().join("logits.safetensors"),
+        case.dir.path().join("input.safetensors"),
+        case.dir.path().join("logits.safetensors"),
     );
-    let values: Vec<f32> = files
+    let values: Vec<f32> = case
+        .files
         .iter()
-        .flat_map(|file| load_image(file, &model.preprocess).unwrap())
+        .flat_map(|file| load_image(file, &case.model.preprocess).unwrap())
         .collect();
     save_safetensors(
         &input,
@@ -474,33 +506,37 @@ fn predict_runs_an_int8_file_on_the_int8_kernels_and_says_so() {
         &Default::default(),
     )
     .unwrap();
-    let tensor = [
+    let (ok, _, stderr) = mobilenet(&[
         "predict",
         "--weights",
-        int8_arg,
+        case.int8.to_str().unwrap(),
         "--tensor",
         input.to_str().unwrap(),
         "--logits-out",
         logits.to_str().unwrap(),
-    ];
-    let (ok, _, stderr) = mobilenet(&tensor);
+    ]);
     assert!(ok, "{stderr}");
     assert_eq!(
         load_safetensors(&logits).unwrap().tensors[0].values,
-        reference.concat()
+        case.reference.concat()
     );
+}
 
-    // A folder of them, streamed to JSON lines.
+#[test]
+fn predict_on_a_folder_streams_int8_predictions_and_float_weights_say_float32() {
+    let case = PredictCase::new();
+    let expected = case.expected_classes();
     let (folder, out) = (
-        dir.path().join("folder"),
-        dir.path().join("predictions.jsonl"),
+        case.dir.path().join("folder"),
+        case.dir.path().join("predictions.jsonl"),
     );
     std::fs::create_dir(&folder).unwrap();
-    for file in &files {
+    for file in &case.files {
         std::fs::copy(file, folder.join(file.file_name().unwrap())).unwrap();
     }
     let (folder_arg, out_arg) = (folder.to_str().unwrap(), out.to_str().unwrap());
-    let data = |weights: &str| {
+    let data = |weights: &Path| {
+        let weights = weights.to_str().unwrap();
         mobilenet(&[
             "predict",
             "--weights",
@@ -511,7 +547,7 @@ fn predict_runs_an_int8_file_on_the_int8_kernels_and_says_so() {
             out_arg,
         ])
     };
-    let (ok, stdout, stderr) = data(int8_arg);
+    let (ok, stdout, stderr) = data(&case.int8);
     assert!(
         ok && stdout.contains("2 predictions (int8 weights)"),
         "{stdout}{stderr}"
@@ -520,7 +556,8 @@ fn predict_runs_an_int8_file_on_the_int8_kernels_and_says_so() {
         let name = Path::new(line["path"].as_str().unwrap())
             .file_name()
             .unwrap();
-        let i = files
+        let i = case
+            .files
             .iter()
             .position(|f| f.file_name() == Some(name))
             .unwrap();
@@ -529,7 +566,7 @@ fn predict_runs_an_int8_file_on_the_int8_kernels_and_says_so() {
     }
 
     // The float weights it came from say float32.
-    let (ok, stdout, stderr) = data(float_path.to_str().unwrap());
+    let (ok, stdout, stderr) = data(&case.float_path);
     assert!(
         ok && stdout.contains("(float32 weights)"),
         "{stdout}{stderr}"
