@@ -270,7 +270,7 @@ fn export(weights: &Path, format: &str, extra: &[&str], out: &Path) -> std::proc
         "--format".as_ref(),
         format.as_ref(),
     ];
-    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     args.extend(["--out".as_ref(), out.as_os_str()]);
     mobilenet(&args)
 }
