@@ -1,6 +1,6 @@
 //! Buffer creation and read-back.
 
-use super::{Gpu, GpuError};
+use super::{CompiledEntry, Gpu, GpuError};
 
 /// A storage buffer that can also be written from the CPU and copied out for read-back.
 pub fn storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
@@ -18,6 +18,42 @@ pub const GEMM_PROLOGUE_UNIFORM_BYTES: u64 = 16 * 1024;
 pub fn uniform_storage_buffer(gpu: &Gpu, label: &str, bytes: u64) -> wgpu::Buffer {
     let bytes = bytes.max(GEMM_PROLOGUE_UNIFORM_BYTES);
     buffer_for(gpu, label, bytes, wgpu::BufferUsages::UNIFORM)
+}
+
+/// A uniform buffer holding `bytes` (the uniform blocks of one or more dispatches), its
+/// size rounded up to whole 16-byte rows as uniform blocks are laid out.
+pub fn uniform_buffer(gpu: &Gpu, label: &str, bytes: &[u8]) -> wgpu::Buffer {
+    let buffer = gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (bytes.len() as u64).max(16).next_multiple_of(16),
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue().write_buffer(&buffer, 0, bytes);
+    buffer
+}
+
+/// The bind group of one dispatch of `compiled`: its uniform block at binding 0, `buffers`
+/// at theirs.
+pub fn dispatch_bind_group<'a>(
+    gpu: &Gpu,
+    label: &str,
+    compiled: &CompiledEntry,
+    uniform: wgpu::BufferBinding<'a>,
+    buffers: impl IntoIterator<Item = (u32, wgpu::BufferBinding<'a>)>,
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry> = std::iter::once((0, uniform))
+        .chain(buffers)
+        .map(|(binding, range)| wgpu::BindGroupEntry {
+            binding,
+            resource: wgpu::BindingResource::Buffer(range),
+        })
+        .collect();
+    gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &compiled.pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
 }
 
 fn buffer_for(gpu: &Gpu, label: &str, bytes: u64, extra: wgpu::BufferUsages) -> wgpu::Buffer {

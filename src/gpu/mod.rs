@@ -21,7 +21,8 @@ mod tuning;
 pub use adapter::{list_adapters, quiet_headless_start, AdapterSummary};
 pub use buffers::GEMM_PROLOGUE_UNIFORM_BYTES;
 pub(crate) use buffers::{
-    read_buffer_bytes, read_buffer_f32, storage_buffer, uniform_storage_buffer,
+    dispatch_bind_group, read_buffer_bytes, read_buffer_f32, storage_buffer, uniform_buffer,
+    uniform_storage_buffer,
 };
 pub use device::{CompiledEntry, Gpu};
 pub use error::{GpuError, INSTALL_HINT};

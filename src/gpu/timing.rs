@@ -1,5 +1,6 @@
 //! Timing one dispatch on the open device, for the kernel tuner.
 
+use super::buffers::{dispatch_bind_group, uniform_buffer};
 use super::{CompiledEntry, Gpu, GpuError};
 use std::time::{Duration, Instant};
 
@@ -57,31 +58,19 @@ impl Gpu {
         uniform: &[u8],
         buffers: &[(u32, wgpu::BufferBinding<'_>)],
     ) -> (wgpu::Buffer, wgpu::BindGroup) {
-        let device = self.device();
-        let uniform_buffer = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("tuning uniform"),
-            size: (uniform.len() as u64).max(16).next_multiple_of(16),
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.queue().write_buffer(&uniform_buffer, 0, uniform);
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &uniform_buffer,
-                offset: 0,
-                size: wgpu::BufferSize::new(uniform.len() as u64),
-            }),
-        }];
-        entries.extend(buffers.iter().map(|(binding, range)| wgpu::BindGroupEntry {
-            binding: *binding,
-            resource: wgpu::BindingResource::Buffer(range.clone()),
-        }));
-        let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("tuning"),
-            layout: &compiled.pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
+        let uniform_buffer = uniform_buffer(self, "tuning uniform", uniform);
+        let uniform_binding = wgpu::BufferBinding {
+            buffer: &uniform_buffer,
+            offset: 0,
+            size: wgpu::BufferSize::new(uniform.len() as u64),
+        };
+        let bind_group = dispatch_bind_group(
+            self,
+            "tuning",
+            compiled,
+            uniform_binding,
+            buffers.iter().cloned(),
+        );
         (uniform_buffer, bind_group)
     }
 

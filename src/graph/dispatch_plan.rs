@@ -8,7 +8,8 @@
 use super::error::GraphError;
 use super::memory::{pack_tensors, MemoryPlan, MemoryReport};
 use super::plan::RunTiming;
-use super::steps::{encode, profile_steps, staging_buffer, PassTimer, Step, StepBuilder};
+use super::steps::{encode, staging_buffer, Step, StepBuilder};
+use super::timestamps::{profile_steps, PassTimer};
 use crate::gpu::{read_buffer_bytes, storage_buffer, Gpu};
 use crate::ops::{Dispatch, Slot};
 

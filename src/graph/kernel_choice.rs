@@ -63,17 +63,8 @@ fn measure<'a>(
     for candidate in alternatives.timed() {
         let dispatch = &candidate.dispatch;
         let compiled = gpu.pipeline(dispatch.shader, dispatch.entry)?;
-        let mut buffers = bind(label, dispatch, &compiled, resolve)?;
-        for (binding, range) in &mut buffers {
-            if compiled.writable.contains(binding) {
-                let size = range.bytes();
-                let buffer = scratch
-                    .entry(*binding)
-                    .or_insert_with(|| storage_buffer(gpu, "tuning scratch", size))
-                    .clone();
-                *range = buffer.into();
-            }
-        }
+        let buffers =
+            bind_writes_to_scratch(gpu, &mut scratch, label, dispatch, &compiled, resolve)?;
         let refs: Vec<(u32, wgpu::BufferBinding)> = buffers
             .iter()
             .map(|(b, range)| (*b, range.binding()))
@@ -91,14 +82,7 @@ fn measure<'a>(
             best = Some((time, candidate));
         }
     }
-    // The default keeps its place unless another kernel is clearly faster: near-ties are
-    // timing noise, and a kernel timed alone can lose a few percent inside the plan.
-    let default = &alternatives.candidates[0];
-    let default_time = micros.get(default.name).copied().unwrap_or(f64::INFINITY);
-    let winner = match best {
-        Some((time, candidate)) if time.as_secs_f64() * 1e6 * CLEAR_WIN < default_time => candidate,
-        _ => default,
-    };
+    let winner = clear_winner(alternatives, best, &micros);
     let tuned = TunedKernel {
         kernel: winner.name.to_string(),
         micros,
@@ -106,6 +90,47 @@ fn measure<'a>(
     gpu.tuner()
         .record(&alternatives.key, tuned, start.elapsed());
     Ok(winner)
+}
+
+/// The buffers of `dispatch` as the plan binds them, but each one it may write replaced by
+/// a scratch buffer of the same size (one per binding, kept in `scratch` for the next
+/// candidate).
+fn bind_writes_to_scratch(
+    gpu: &Gpu,
+    scratch: &mut BTreeMap<u32, wgpu::Buffer>,
+    label: &str,
+    dispatch: &Dispatch,
+    compiled: &CompiledEntry,
+    resolve: &dyn Fn(Slot) -> Option<BufferRange>,
+) -> Result<Vec<(u32, BufferRange)>, GraphError> {
+    let mut buffers = bind(label, dispatch, compiled, resolve)?;
+    for (binding, range) in &mut buffers {
+        if compiled.writable.contains(binding) {
+            let size = range.bytes();
+            let buffer = scratch
+                .entry(*binding)
+                .or_insert_with(|| storage_buffer(gpu, "tuning scratch", size))
+                .clone();
+            *range = buffer.into();
+        }
+    }
+    Ok(buffers)
+}
+
+/// The fastest candidate if it is clearly faster than the default, else the default:
+/// near-ties are timing noise, and a kernel timed alone can lose a few percent inside the
+/// plan.
+fn clear_winner<'a>(
+    alternatives: &'a Alternatives,
+    fastest: Option<(Duration, &'a Candidate)>,
+    micros: &BTreeMap<String, f64>,
+) -> &'a Candidate {
+    let default = &alternatives.candidates[0];
+    let default_time = micros.get(default.name).copied().unwrap_or(f64::INFINITY);
+    match fastest {
+        Some((time, candidate)) if time.as_secs_f64() * 1e6 * CLEAR_WIN < default_time => candidate,
+        _ => default,
+    }
 }
 
 /// The buffer of every binding the compiled entry point reads, besides the uniform block.

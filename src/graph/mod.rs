@@ -29,6 +29,7 @@ mod plan;
 mod replicas;
 mod shapes;
 mod steps;
+mod timestamps;
 mod traffic;
 mod train_plan;
 

@@ -11,7 +11,8 @@ use super::node::{Node, TensorId};
 use super::param_buffers::ParamBuffers;
 use super::params::ParamStore;
 use super::shapes::{check_input_len, tensor_bytes, with_batch};
-use super::steps::{encode, profile_steps, staging_buffer, PassTimer, Step, StepBuilder};
+use super::steps::{encode, staging_buffer, Step, StepBuilder};
+use super::timestamps::{profile_steps, PassTimer};
 use crate::gpu::{read_buffer_f32, storage_buffer, uniform_storage_buffer, Gpu};
 use crate::ops::Slot;
 use std::sync::Arc;
@@ -178,7 +179,7 @@ struct OtherBytes {
     staging: u64,
     /// The workspace and the placeholder binding.
     bindings: u64,
-    timer: bool,
+    timer: u64,
 }
 
 fn forward_memory(
@@ -187,18 +188,13 @@ fn forward_memory(
     params: &ParamBuffers,
     other: OtherBytes,
 ) -> MemoryReport {
-    /// The pass timer's resolve and readback buffers, 16 bytes each.
-    const TIMER_BYTES: u64 = 32;
     MemoryReport {
         activations: memory_plan.buffer_bytes.iter().sum(),
         activations_unshared: graph.tensors.iter().map(|t| tensor_bytes(&t.shape)).sum(),
         activations_live_peak: memory_plan.live_peak,
         params: params.bytes(),
         training: 0,
-        other: other.uniforms
-            + other.staging
-            + other.bindings
-            + if other.timer { TIMER_BYTES } else { 0 },
+        other: other.uniforms + other.staging + other.bindings + other.timer,
     }
 }
 
@@ -247,7 +243,7 @@ impl Plan {
                 uniforms: uniform_bytes,
                 staging: staging.size(),
                 bindings: workspace.size() + unused.size(),
-                timer: timer.is_some(),
+                timer: timer.as_ref().map_or(0, PassTimer::bytes),
             },
         );
         Ok(Plan {

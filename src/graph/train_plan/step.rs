@@ -9,7 +9,8 @@ use crate::graph::params::ParamStore;
 use crate::graph::plan::Plan;
 use crate::graph::replicas::{Replicas, StepTiming};
 use crate::graph::shapes::{check_input_len, tensor_bytes};
-use crate::graph::steps::{encode, profile_steps, PassTimer, Step};
+use crate::graph::steps::{encode, Step};
+use crate::graph::timestamps::{profile_steps, PassTimer};
 use std::ops::Range;
 use std::time::Instant;
 
