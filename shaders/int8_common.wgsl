@@ -3,22 +3,12 @@
 
 // f32(acc) rounded to nearest, ties to even: below 2^24 the conversion is exact, and above
 // it WGSL lets an implementation round either way, while the scheme (and the CPU reference's
-// `as f32`) rounds to even. So the rounding is done here, in integers: keep the top 24
-// significant bits, round the rest half to even, scale back by a power of two (exact).
+// `as f32`) rounds to even. So acc is split into its multiple of 256 (at most 24
+// significant bits) and the rest (0 to 255), each converted exactly, and one f32 add rounds
+// their sum, to even as the scheme's multiply rounds. No branch: on lavapipe a branch on
+// the magnitude ran both sides for every value.
 fn exact_f32(acc: i32) -> f32 {
-    let bits = bitcast<u32>(acc);
-    // |acc| as u32, wrapping: i32's minimum becomes 2^31.
-    let magnitude = select(bits, 0u - bits, acc < 0);
-    if magnitude < 0x1000000u {
-        return f32(acc);
-    }
-    let shift = 8u - countLeadingZeros(magnitude);
-    let kept = magnitude >> shift;
-    let rest = magnitude & ((1u << shift) - 1u);
-    let half = 1u << (shift - 1u);
-    let up = rest > half || (rest == half && (kept & 1u) == 1u);
-    let rounded = f32(kept + select(0u, 1u, up)) * f32(1u << shift);
-    return select(rounded, -rounded, acc < 0);
+    return f32(acc & -256) + f32(acc & 255);
 }
 
 // The one rounding of the scheme: clamp(round_half_even(f32(acc) * m) + z, lo, hi). One
