@@ -222,17 +222,14 @@ impl Depthwise {
         output.iter().map(|&d| d as u64).product::<u64>() * k * k
     }
 
-    fn dispatch(
-        &self,
-        entry: &'static str,
-        input: &[usize],
-        output: &[usize],
-        threads: usize,
-    ) -> Dispatch {
+    /// The uniform block of every depthwise entry point (depthwise.wgsl's
+    /// `DepthwiseParams`): prologue, input sums and output gradient off, one chunk and one
+    /// image per invocation, until the passes that use them set them.
+    fn uniform_params(&self, input: &[usize], output: &[usize]) -> [u32; 19] {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
         let [has_bias, act] = fused_words(self.fused);
-        let words = [
+        [
             input[0],
             input[1],
             input[2],
@@ -253,7 +250,17 @@ impl Depthwise {
             1,
             1,
         ]
-        .map(|v| v as u32);
+        .map(|v| v as u32)
+    }
+
+    fn dispatch(
+        &self,
+        entry: &'static str,
+        input: &[usize],
+        output: &[usize],
+        threads: usize,
+    ) -> Dispatch {
+        let words = self.uniform_params(input, output);
         // Whole vec4 accesses when every 4-channel group is aligned (depthwise_vec4.wgsl).
         let shader = if input[3].is_multiple_of(4) {
             Shader::DepthwiseVec4

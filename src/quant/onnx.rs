@@ -27,7 +27,7 @@ use crate::weights::{
     write_atomic, GraphWriter, ModelParts, OnnxError, OnnxOptions, OnnxSummary, INT32, INT8,
     INT8_FORMAT,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// Writes `model` as a QDQ ONNX model to `path`, atomically, as `weights::export_onnx`
@@ -79,7 +79,25 @@ pub fn encode_onnx_int8(
         (x, size) = writer.conv_layer(layer, (x, size))?;
     }
     let output = writer.classifier_head(&x, options.softmax)?;
-    let mut metadata = common_metadata(config, &model.preprocess, &model.class_names, options);
+    let parts = ModelParts {
+        config,
+        layout: options.input_layout,
+        input_dims,
+        output,
+        description: "MobileNet V1 int8 (QDQ)",
+        metadata: int8_metadata(model, options),
+    };
+    Ok(finish_model(writer.graph, parts))
+}
+
+/// The float export's metadata, and what the int8 file adds: its scheme and calibration.
+fn int8_metadata(model: &QuantizedModel, options: &OnnxOptions) -> BTreeMap<String, String> {
+    let mut metadata = common_metadata(
+        &model.config,
+        &model.preprocess,
+        &model.class_names,
+        options,
+    );
     let extra = [
         ("batchnorm", "folded".to_string()),
         ("source_format", INT8_FORMAT.to_string()),
@@ -91,15 +109,7 @@ pub fn encode_onnx_int8(
         ),
     ];
     metadata.extend(extra.into_iter().map(|(k, v)| (k.to_string(), v)));
-    let parts = ModelParts {
-        config,
-        layout: options.input_layout,
-        input_dims,
-        output,
-        description: "MobileNet V1 int8 (QDQ)",
-        metadata,
-    };
-    Ok(finish_model(writer.graph, parts))
+    metadata
 }
 
 /// The `quantization` metadata: what the QDQ nodes hold, for a reader of the file.

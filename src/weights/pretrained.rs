@@ -152,60 +152,74 @@ fn timm_block(block: usize) -> (usize, usize) {
 /// The foreign name of one of our parameters.
 fn foreign_name(naming: Naming, ours: &str) -> String {
     let (layer, suffix) = ours.rsplit_once('.').unwrap_or((ours, ""));
-    let bn_suffix = |timm: bool| match (suffix, timm) {
+    match naming {
+        Naming::Ours => ours.to_string(),
+        Naming::Timm => timm_name(layer, suffix),
+        Naming::Keras => keras_name(layer, suffix),
+    }
+}
+
+/// A batch norm parameter's suffix in timm's (`weight`, `bias`) or Keras' spelling
+/// (`moving_mean`, `moving_variance`); the others are spelled as ours.
+fn bn_suffix(suffix: &str, timm: bool) -> &str {
+    match (suffix, timm) {
         ("gamma", true) => "weight",
         ("beta", true) => "bias",
         ("running_mean", false) => "moving_mean",
         ("running_var", false) => "moving_variance",
         (s, _) => s,
-    };
-    match naming {
-        Naming::Ours => ours.to_string(),
-        Naming::Timm => {
-            let local = match layer {
-                "stem.conv" => "conv_stem".to_string(),
-                "stem.bn" => "bn1".to_string(),
-                "classifier" => "classifier".to_string(),
-                _ => {
-                    let mut parts = layer.split('.').skip(1);
-                    let block: usize = parts.next().and_then(|b| b.parse().ok()).unwrap_or(0);
-                    let (stage, index) = timm_block(block);
-                    let part = match parts.next() {
-                        Some("dw") => "conv_dw",
-                        Some("dw_bn") => "bn1",
-                        Some("pw") => "conv_pw",
-                        _ => "bn2",
-                    };
-                    format!("blocks.{stage}.{index}.{part}")
-                }
-            };
-            let suffix = if local.starts_with("conv_") || local.contains(".conv_") {
-                suffix
-            } else {
-                bn_suffix(true)
-            };
-            format!("{local}.{suffix}")
-        }
-        Naming::Keras => {
-            let (local, suffix) = match layer {
-                "stem.conv" => ("conv1".to_string(), "kernel"),
-                "stem.bn" => ("conv1_bn".to_string(), bn_suffix(false)),
-                "classifier" if suffix == "weight" => ("conv_preds".to_string(), "kernel"),
-                "classifier" => ("conv_preds".to_string(), suffix),
-                _ => {
-                    let mut parts = layer.split('.').skip(1);
-                    let block = parts.next().unwrap_or("0");
-                    match parts.next() {
-                        Some("dw") => (format!("conv_dw_{block}"), "kernel"),
-                        Some("pw") => (format!("conv_pw_{block}"), "kernel"),
-                        Some(bn) => (format!("conv_{}_{block}_bn", &bn[..2]), bn_suffix(false)),
-                        None => (layer.to_string(), suffix),
-                    }
-                }
-            };
-            format!("{local}/{suffix}")
-        }
     }
+}
+
+/// timm's name of our `layer`'s parameter `suffix`: `blocks.{stage}.{index}.conv_dw.weight`.
+fn timm_name(layer: &str, suffix: &str) -> String {
+    let local = match layer {
+        "stem.conv" => "conv_stem".to_string(),
+        "stem.bn" => "bn1".to_string(),
+        "classifier" => "classifier".to_string(),
+        _ => {
+            let mut parts = layer.split('.').skip(1);
+            let block: usize = parts.next().and_then(|b| b.parse().ok()).unwrap_or(0);
+            let (stage, index) = timm_block(block);
+            let part = match parts.next() {
+                Some("dw") => "conv_dw",
+                Some("dw_bn") => "bn1",
+                Some("pw") => "conv_pw",
+                _ => "bn2",
+            };
+            format!("blocks.{stage}.{index}.{part}")
+        }
+    };
+    let suffix = if local.starts_with("conv_") || local.contains(".conv_") {
+        suffix
+    } else {
+        bn_suffix(suffix, true)
+    };
+    format!("{local}.{suffix}")
+}
+
+/// Keras' name of our `layer`'s parameter `suffix`: `conv_dw_1/kernel`.
+fn keras_name(layer: &str, suffix: &str) -> String {
+    let (local, suffix) = match layer {
+        "stem.conv" => ("conv1".to_string(), "kernel"),
+        "stem.bn" => ("conv1_bn".to_string(), bn_suffix(suffix, false)),
+        "classifier" if suffix == "weight" => ("conv_preds".to_string(), "kernel"),
+        "classifier" => ("conv_preds".to_string(), suffix),
+        _ => {
+            let mut parts = layer.split('.').skip(1);
+            let block = parts.next().unwrap_or("0");
+            match parts.next() {
+                Some("dw") => (format!("conv_dw_{block}"), "kernel"),
+                Some("pw") => (format!("conv_pw_{block}"), "kernel"),
+                Some(bn) => (
+                    format!("conv_{}_{block}_bn", &bn[..2]),
+                    bn_suffix(suffix, false),
+                ),
+                None => (layer.to_string(), suffix),
+            }
+        }
+    };
+    format!("{local}/{suffix}")
 }
 
 /// Keras files spell names `conv1/kernel:0` (Keras 2), `conv1/kernel` (Keras 3) or
@@ -476,44 +490,10 @@ pub fn export_timm(
     params: &ParamStore,
     path: &Path,
 ) -> Result<(), PretrainedError> {
-    let refuse = |why: String| Err(PretrainedError::Export(why));
-    if config.stem_stride != 2 {
-        return refuse("timm's stem has stride 2; this model uses stride 1".into());
+    if let Some(why) = timm_mismatch(config) {
+        return Err(PretrainedError::Export(why));
     }
-    if config.padding != crate::ops::Padding::Symmetric {
-        return refuse("timm pads symmetrically; this model uses TF SAME padding".into());
-    }
-    // timm rounds widths to multiples of 8; both must agree for every layer.
-    let timm_width = |c: usize| {
-        let scaled = c as f32 * config.alpha;
-        let rounded = ((scaled + 4.0) as usize / 8 * 8).max(8);
-        if (rounded as f32) < 0.9 * scaled {
-            rounded + 8
-        } else {
-            rounded
-        }
-    };
-    if let Some(c) = std::iter::once(STEM_CHANNELS)
-        .chain(BLOCKS.iter().map(|b| b.0))
-        .find(|&c| timm_width(c) != config.width(c))
-    {
-        return refuse(format!(
-            "alpha {} gives {} channels where timm's rounding gives {}",
-            config.alpha,
-            config.width(c),
-            timm_width(c)
-        ));
-    }
-    let mut tensors = Vec::new();
-    for (name, shape, values) in params.iter() {
-        let kind = kind_of(name, shape);
-        let torch_shape = foreign_shape(Naming::Timm, kind, shape);
-        let values = match kind {
-            Kind::Vector => values.to_vec(),
-            _ => torch_transpose(values, &torch_shape, true),
-        };
-        tensors.push((foreign_name(Naming::Timm, name), torch_shape, values));
-    }
+    let tensors = timm_tensors(params);
     let views: Vec<(&str, &[usize], &[f32])> = tensors
         .iter()
         .map(|(n, s, v)| (n.as_str(), s.as_slice(), v.as_slice()))
@@ -526,4 +506,51 @@ pub fn export_timm(
     );
     save_safetensors(path, &views, &metadata)?;
     Ok(())
+}
+
+/// Why timm's MobileNet V1 cannot hold `config`'s network, if it cannot.
+fn timm_mismatch(config: &MobileNetV1Config) -> Option<String> {
+    if config.stem_stride != 2 {
+        return Some("timm's stem has stride 2; this model uses stride 1".into());
+    }
+    if config.padding != crate::ops::Padding::Symmetric {
+        return Some("timm pads symmetrically; this model uses TF SAME padding".into());
+    }
+    // timm rounds widths to multiples of 8; both must agree for every layer.
+    let timm_width = |c: usize| {
+        let scaled = c as f32 * config.alpha;
+        let rounded = ((scaled + 4.0) as usize / 8 * 8).max(8);
+        if (rounded as f32) < 0.9 * scaled {
+            rounded + 8
+        } else {
+            rounded
+        }
+    };
+    std::iter::once(STEM_CHANNELS)
+        .chain(BLOCKS.iter().map(|b| b.0))
+        .find(|&c| timm_width(c) != config.width(c))
+        .map(|c| {
+            format!(
+                "alpha {} gives {} channels where timm's rounding gives {}",
+                config.alpha,
+                config.width(c),
+                timm_width(c)
+            )
+        })
+}
+
+/// Our parameters under timm's names, in PyTorch's layouts.
+fn timm_tensors(params: &ParamStore) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    params
+        .iter()
+        .map(|(name, shape, values)| {
+            let kind = kind_of(name, shape);
+            let torch_shape = foreign_shape(Naming::Timm, kind, shape);
+            let values = match kind {
+                Kind::Vector => values.to_vec(),
+                _ => torch_transpose(values, &torch_shape, true),
+            };
+            (foreign_name(Naming::Timm, name), torch_shape, values)
+        })
+        .collect()
 }

@@ -199,29 +199,9 @@ impl Replication {
             encode_range(&mut encoder, &steps[cursor..after]);
             cursor = after;
             match point {
-                Point::Bucket(b) => {
-                    let bucket = &self.buckets[b];
-                    let mut at = 0;
-                    for (grad, bytes) in &bucket.grads {
-                        let (buffer, from) = (&grad.buffer, grad.offset);
-                        encoder.copy_buffer_to_buffer(buffer, from, &bucket.staging, at, *bytes);
-                        at += bytes;
-                    }
-                    queue.submit([encoder.finish()]);
-                    flight.map(b, &bucket.staging, bucket.bytes);
-                }
+                Point::Bucket(b) => self.send_bucket(queue, encoder, b, &mut flight),
                 Point::BatchNorm(i) => {
-                    let sync = &self.bn[i];
-                    let bytes = partials_bytes(&sync.layout);
-                    encoder.copy_buffer_to_buffer(&sync.partials, 0, &self.bn_staging, 0, bytes);
-                    queue.submit([encoder.finish()]);
-                    let local = read_buffer_f32(device, &self.bn_staging, bytes as usize / 4)?;
-                    let pooled = match sync.pass {
-                        BnPass::Forward => pool_statistics(&local, &sync.layout, replicas),
-                        BnPass::Backward => pool_gradient_sums(&local, &sync.layout, replicas),
-                    }
-                    .map_err(|e| GraphError::Replicas(e.to_string()))?;
-                    queue.write_buffer(&sync.partials, 0, bytemuck::cast_slice(&pooled));
+                    self.sync_batch_norm((device, queue), encoder, i, replicas)?
                 }
             }
             encoder = device.create_command_encoder(&Default::default());
@@ -230,11 +210,7 @@ impl Replication {
         encode_range(&mut encoder, &steps[cursor..end]);
         queue.submit([encoder.finish()]);
         let (compute_end, sums) = flight.finish(device, &self.buckets, replicas)?;
-        let scale = 1.0 / replicas.count() as f32;
-        for (bucket, mut sum) in self.buckets.iter().zip(sums) {
-            sum.iter_mut().for_each(|g| *g *= scale);
-            queue.write_buffer(&self.upload, bucket.offset, bytemuck::cast_slice(&sum));
-        }
+        self.upload_averages(queue, sums, replicas.count());
         let bytes = self.buckets.iter().map(|b| b.bytes).sum();
         Ok(StepTiming::measure(
             start,
@@ -242,6 +218,57 @@ impl Replication {
             &flight.trips,
             bytes,
         ))
+    }
+
+    /// Submits the work so far with bucket `b`'s gradients copied to its staging buffer,
+    /// and starts mapping it (the exchange goes on while the backward pass runs).
+    fn send_bucket(
+        &self,
+        queue: &wgpu::Queue,
+        mut encoder: wgpu::CommandEncoder,
+        b: usize,
+        flight: &mut Flight,
+    ) {
+        let bucket = &self.buckets[b];
+        let mut at = 0;
+        for (grad, bytes) in &bucket.grads {
+            encoder.copy_buffer_to_buffer(&grad.buffer, grad.offset, &bucket.staging, at, *bytes);
+            at += bytes;
+        }
+        queue.submit([encoder.finish()]);
+        flight.map(b, &bucket.staging, bucket.bytes);
+    }
+
+    /// Submits the work so far, reads batch norm `i`'s partials back, pools them over the
+    /// replicas and writes them back where the next steps read them.
+    fn sync_batch_norm(
+        &self,
+        (device, queue): (&wgpu::Device, &wgpu::Queue),
+        mut encoder: wgpu::CommandEncoder,
+        i: usize,
+        replicas: &dyn Replicas,
+    ) -> Result<(), GraphError> {
+        let sync = &self.bn[i];
+        let bytes = partials_bytes(&sync.layout);
+        encoder.copy_buffer_to_buffer(&sync.partials, 0, &self.bn_staging, 0, bytes);
+        queue.submit([encoder.finish()]);
+        let local = read_buffer_f32(device, &self.bn_staging, bytes as usize / 4)?;
+        let pooled = match sync.pass {
+            BnPass::Forward => pool_statistics(&local, &sync.layout, replicas),
+            BnPass::Backward => pool_gradient_sums(&local, &sync.layout, replicas),
+        }
+        .map_err(|e| GraphError::Replicas(e.to_string()))?;
+        queue.write_buffer(&sync.partials, 0, bytemuck::cast_slice(&pooled));
+        Ok(())
+    }
+
+    /// The replicas' summed gradients, averaged, into the upload buffer.
+    fn upload_averages(&self, queue: &wgpu::Queue, sums: Vec<Vec<f32>>, replicas: usize) {
+        let scale = 1.0 / replicas as f32;
+        for (bucket, mut sum) in self.buckets.iter().zip(sums) {
+            sum.iter_mut().for_each(|g| *g *= scale);
+            queue.write_buffer(&self.upload, bucket.offset, bytemuck::cast_slice(&sum));
+        }
     }
 
     /// Copies the averaged gradients into the gradient buffers the update reads.
