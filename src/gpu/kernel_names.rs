@@ -3,10 +3,12 @@
 //! dispatches each name can run.
 
 /// The GEMM kernels by the names the tuner, its cache, `MOBILENET_TUNE` and the reports
-/// use; the first that applies on an adapter is its default.
+/// use; the first that applies on an adapter is its default, which another must beat by
+/// 10% to displace. The 32x32 tile comes first: of the lavapipe shapes where it and the
+/// 16x32 one timed within 10% of each other, it was the faster on 58 of 83.
 pub const GEMM_KERNELS: [&str; 6] = [
-    "subgroup-16x32",
     "subgroup-32x32",
+    "subgroup-16x32",
     "subgroup-32x64",
     "blocked-8x8",
     "tiled-64x64",

@@ -249,8 +249,8 @@ mod tests {
         assert_eq!(
             timed(&caps(true)),
             [
-                "subgroup-16x32",
                 "subgroup-32x32",
+                "subgroup-16x32",
                 "subgroup-32x64",
                 "blocked-8x8"
             ]
