@@ -12,8 +12,8 @@ use crate::graph::{
     DispatchPlan, GraphBuilder, GraphError, Node, PlannedLayer, RunTiming, TensorId,
 };
 use crate::ops::int8::{
-    fold_bias, logit_scale, pack_depthwise_weights, pack_gemm_weights, pack_rows_of,
-    pool_multiplier, requant_multiplier, words_for,
+    fold_bias, logit_scale, pack_depthwise_weights, pack_gemm_weights, pack_rows, pool_multiplier,
+    requant_multiplier, words_for,
 };
 use crate::ops::{
     int8_pointwise, Activation, Dispatch, Int8Activation, Int8Depthwise, Int8Gemm, Int8LayerParams,
@@ -136,9 +136,11 @@ impl Int8Plan {
         }
         let channels = self.input_shape[3];
         let zero_point = self.input.zero_point as i8;
-        Ok(pack_rows_of(images, channels, zero_point, |r| {
-            self.input.quantize(r)
-        }))
+        Ok(pack_rows(
+            &self.input.quantize_all(images),
+            channels,
+            zero_point,
+        ))
     }
 
     /// Every dispatch timed on its own (`DispatchPlan::profile`).
