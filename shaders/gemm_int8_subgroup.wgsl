@@ -69,31 +69,31 @@ fn mac_row(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32> 
     return acc + x.x * b[0] + x.y * b[1] + x.z * b[2] + x.w * b[3];
 }
 
+// The 16 rows' products for 4 steps of K: rows j and 8 + j arrive from lane j (`lo`, `hi`,
+// widened), times the lane's columns `w` (step k of the four columns in `w[k]`).
+fn mac_rows16(t: TileF32, lo: vec4<f32>, hi: vec4<f32>, w: mat4x4<f32>) -> TileF32 {
+    return TileF32(mac_row(t.r0, lo, 0u, w), mac_row(t.r1, lo, 1u, w),
+                   mac_row(t.r2, lo, 2u, w), mac_row(t.r3, lo, 3u, w),
+                   mac_row(t.r4, lo, 4u, w), mac_row(t.r5, lo, 5u, w),
+                   mac_row(t.r6, lo, 6u, w), mac_row(t.r7, lo, 7u, w),
+                   mac_row(t.r8, hi, 0u, w), mac_row(t.r9, hi, 1u, w),
+                   mac_row(t.r10, hi, 2u, w), mac_row(t.r11, hi, 3u, w),
+                   mac_row(t.r12, hi, 4u, w), mac_row(t.r13, hi, 5u, w),
+                   mac_row(t.r14, hi, 6u, w), mac_row(t.r15, hi, 7u, w));
+}
+
+// The lane's four columns of B at word k of K, widened and transposed: column j's four
+// steps of K become four steps of the four columns.
+fn lane_steps(cols: vec4<u32>, k: u32) -> mat4x4<f32> {
+    return transpose(mat4x4<f32>(widen(b[cols.x + k]), widen(b[cols.y + k]),
+                                 widen(b[cols.z + k]), widen(b[cols.w + k])));
+}
+
 fn accumulate_f32(at: LaneOrigin) -> TileF32 {
     let cols = lane_columns(at.col);
     var t = TileF32();
     for (var k = 0u; k < p.k_words; k++) {
-        let a_lo = widen(a[at.a_lo + k]);
-        let a_hi = widen(a[at.a_hi + k]);
-        // Column j's four steps of K, transposed to four steps of the four columns.
-        let w = transpose(mat4x4<f32>(widen(b[cols.x + k]), widen(b[cols.y + k]),
-                                      widen(b[cols.z + k]), widen(b[cols.w + k])));
-        t.r0 = mac_row(t.r0, a_lo, 0u, w);
-        t.r1 = mac_row(t.r1, a_lo, 1u, w);
-        t.r2 = mac_row(t.r2, a_lo, 2u, w);
-        t.r3 = mac_row(t.r3, a_lo, 3u, w);
-        t.r4 = mac_row(t.r4, a_lo, 4u, w);
-        t.r5 = mac_row(t.r5, a_lo, 5u, w);
-        t.r6 = mac_row(t.r6, a_lo, 6u, w);
-        t.r7 = mac_row(t.r7, a_lo, 7u, w);
-        t.r8 = mac_row(t.r8, a_hi, 0u, w);
-        t.r9 = mac_row(t.r9, a_hi, 1u, w);
-        t.r10 = mac_row(t.r10, a_hi, 2u, w);
-        t.r11 = mac_row(t.r11, a_hi, 3u, w);
-        t.r12 = mac_row(t.r12, a_hi, 4u, w);
-        t.r13 = mac_row(t.r13, a_hi, 5u, w);
-        t.r14 = mac_row(t.r14, a_hi, 6u, w);
-        t.r15 = mac_row(t.r15, a_hi, 7u, w);
+        t = mac_rows16(t, widen(a[at.a_lo + k]), widen(a[at.a_hi + k]), lane_steps(cols, k));
     }
     return t;
 }
@@ -146,6 +146,24 @@ fn accumulate_tall_dot4(upper: LaneOrigin, lower: LaneOrigin) -> TallTileI32 {
         let w = lane_words(cols, k);
         t.upper = dot_rows16(t.upper, a[upper.a_lo + k], a[upper.a_hi + k], w);
         t.lower = dot_rows16(t.lower, a[lower.a_lo + k], a[lower.a_hi + k], w);
+    }
+    return t;
+}
+
+// The 32x32 block with the bytes widened (`subgroup-32x32-widened`): per word of K a lane
+// loads and widens 4 words of A and 4 of B for 512 multiply-adds, where the 16x32 tile
+// widens 6 for 256.
+struct TallTileF32 {
+    upper: TileF32, lower: TileF32,
+}
+
+fn accumulate_tall_f32(upper: LaneOrigin, lower: LaneOrigin) -> TallTileF32 {
+    let cols = lane_columns(upper.col);
+    var t = TallTileF32();
+    for (var k = 0u; k < p.k_words; k++) {
+        let w = lane_steps(cols, k);
+        t.upper = mac_rows16(t.upper, widen(a[upper.a_lo + k]), widen(a[upper.a_hi + k]), w);
+        t.lower = mac_rows16(t.lower, widen(a[lower.a_lo + k]), widen(a[lower.a_hi + k]), w);
     }
     return t;
 }
@@ -233,6 +251,19 @@ fn forward_subgroup_32_dot4(@builtin(workgroup_id) wg: vec3<u32>,
     let t = accumulate_tall_dot4(upper, lower);
     store_lane(upper, t.upper);
     store_lane(lower, t.lower);
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_f32(@builtin(workgroup_id) wg: vec3<u32>,
+                           @builtin(subgroup_invocation_id) lane: u32,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let row0 = (wg.x + wg.z * nwg.x) * TALL_TILE_ROWS;
+    if row0 >= p.m { return; }
+    let upper = lane_origin_at(row0, wg.y, lane);
+    let lower = lane_origin_at(row0 + TILE_ROWS, wg.y, lane);
+    let t = accumulate_tall_f32(upper, lower);
+    store_lane(upper, exact_i32(t.upper));
+    store_lane(lower, exact_i32(t.lower));
 }
 
 // The classifier: the same products, dequantized to f32 logits (gemm_int8.wgsl's

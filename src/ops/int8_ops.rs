@@ -145,17 +145,26 @@ pub fn subgroup_int8_gemm_dispatch(
 /// Rows and columns of C per workgroup of gemm_int8_subgroup.wgsl's 32x32 tile.
 const TALL_SUBGROUP_TILE: [usize; 2] = [32, 32];
 
-/// The requantized int8 GEMM on gemm_int8_subgroup.wgsl's 32x32 tiles, multiplied by
-/// dot4I8Packed; `None` for the classifier's logits (a batch's few rows) and anything else.
-pub fn tall_subgroup_int8_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+/// The requantized int8 GEMM on gemm_int8_subgroup.wgsl's 32x32 tiles, the bytes widened
+/// to f32 or multiplied by dot4I8Packed; `None` for the classifier's logits (a batch's few
+/// rows), for the widened form past `EXACT_F32_K`, and anything else.
+pub fn tall_subgroup_int8_gemm_dispatch(
+    dispatch: &Dispatch,
+    multiply: Int8Multiply,
+) -> Option<Dispatch> {
     if dispatch.shader != Shader::GemmInt8 || dispatch.entry != "forward" {
         return None;
     }
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (rows, n) = (*words.first()?, *words.get(1)?);
+    let (rows, n, k_words) = (*words.first()?, *words.get(1)?, *words.get(2)?);
+    let entry = match multiply {
+        Int8Multiply::Widened if 4 * k_words as usize <= EXACT_F32_K => "forward_subgroup_32_f32",
+        Int8Multiply::Widened => return None,
+        Int8Multiply::Dot4 => "forward_subgroup_32_dot4",
+    };
     Some(Dispatch {
         shader: Shader::GemmInt8Subgroup,
-        entry: "forward_subgroup_32_dot4",
+        entry,
         workgroups: subgroup_grid([rows as usize, n as usize, 1], TALL_SUBGROUP_TILE),
         ..dispatch.clone()
     })

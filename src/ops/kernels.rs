@@ -194,8 +194,11 @@ fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate
                 "subgroup-16x32-dot4" if caps.subgroup_gemm => {
                     subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Dot4)?
                 }
+                "subgroup-32x32-widened" if caps.subgroup_gemm => {
+                    tall_subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Widened)?
+                }
                 "subgroup-32x32-dot4" if caps.subgroup_gemm => {
-                    tall_subgroup_int8_gemm_dispatch(dispatch)?
+                    tall_subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Dot4)?
                 }
                 "blocked-8x8" => dispatch.clone(),
                 _ => return None,
@@ -392,14 +395,25 @@ mod tests {
             ["subgroup-16x32-dot4", "subgroup-32x32-dot4", "blocked-8x8"]
         );
         assert_eq!(offered(64, &caps(false)), ["blocked-8x8"]);
-        // The 32x32 tile: 70 rows in 3 row tiles, 40 columns in 2.
+        // The 32x32 tiles: 70 rows in 3 row tiles, 40 columns in 2.
         let dispatch = int8_pointwise(&[1, 7, 10, 16], 40, Int8Output::linear(0));
-        let tall = &alternatives(&dispatch, &caps(true))
-            .expect("an int8 GEMM")
-            .candidates[2];
+        let offered = alternatives(&dispatch, &caps(true)).expect("an int8 GEMM");
+        let tall: Vec<_> = offered
+            .candidates
+            .iter()
+            .filter(|c| c.name.starts_with("subgroup-32x32"))
+            .map(|c| (c.name, c.dispatch.entry, c.dispatch.workgroups))
+            .collect();
         assert_eq!(
-            (tall.name, tall.dispatch.entry, tall.dispatch.workgroups),
-            ("subgroup-32x32-dot4", "forward_subgroup_32_dot4", [3, 2, 1])
+            tall,
+            [
+                (
+                    "subgroup-32x32-widened",
+                    "forward_subgroup_32_f32",
+                    [3, 2, 1]
+                ),
+                ("subgroup-32x32-dot4", "forward_subgroup_32_dot4", [3, 2, 1])
+            ]
         );
         // The classifier's logits have the same candidates, on entry points of their own.
         let logits = crate::ops::Int8Gemm {
