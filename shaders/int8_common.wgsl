@@ -12,19 +12,20 @@ fn exact_f32(acc: i32) -> f32 {
 }
 
 // The one rounding of the scheme: clamp(round_half_even(f32(acc) * m) + z, lo, hi). One
-// f32 multiply (no fma: the clamp stands between it and the add). A product past +-4096
-// saturates whatever z, lo and hi are (all in [-128, 127], checked on load), so only
-// |t| <= 4096 is rounded: adding 1.5 * 2^23 leaves a sum whose last place is 1, so the add
-// rounds t to an integer, ties to even (as the multiply rounds, and as the host's quantizer
-// does the same), and that integer is the low bits of the sum's encoding. On lavapipe this
-// takes about a third of the int8 depthwise layers' time off what round() cost.
+// f32 multiply (no fma: the clamp stands between it and the add). Clamping the product to
+// [lo - z, hi - z] before rounding gives the same integer as clamping after (the bounds
+// are integers, which rounding keeps, and rounding never crosses one), and leaves
+// |t| <= 255 (z, lo and hi are in [-128, 127], checked on load): adding 1.5 * 2^23 then
+// leaves a sum whose last place is 1, so the add rounds t to an integer, ties to even (as
+// the multiply rounds, and as the host's quantizer does the same), and that integer is the
+// low bits of the sum's encoding. On lavapipe this takes about a third of the int8
+// depthwise layers' time off what round() cost.
 const ROUNDING_BIAS: f32 = 12582912.0;
 const ROUNDING_BIAS_BITS: i32 = 0x4B400000;
 
 fn requantize(acc: i32, m: f32, z: i32, lo: i32, hi: i32) -> i32 {
-    let t = clamp(exact_f32(acc) * m, -4096.0, 4096.0);
-    let rounded = bitcast<i32>(t + ROUNDING_BIAS) - ROUNDING_BIAS_BITS;
-    return clamp(rounded, lo - z, hi - z) + z;
+    let t = clamp(exact_f32(acc) * m, f32(lo - z), f32(hi - z));
+    return bitcast<i32>(t + ROUNDING_BIAS) - ROUNDING_BIAS_BITS + z;
 }
 
 fn requantize4(acc: vec4<i32>, m: vec4<f32>, z: i32, lo: i32, hi: i32) -> vec4<i32> {
