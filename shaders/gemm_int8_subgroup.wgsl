@@ -13,6 +13,8 @@
 //   multiply-adds, where dot4I8Packed is emulated byte by byte.
 // - `forward_subgroup_dot4`: the packed words shuffled and multiplied by dot4I8Packed in
 //   i32, for adapters with integer dot-product hardware.
+// Both also come in 32x32 tiles (`forward_subgroup_32_f32`, the default on CPU adapters,
+// and `forward_subgroup_32_dot4`), two 16-row halves sharing each lane's words of B.
 //
 // Appended to gemm_int8.wgsl (its parameters, bindings and epilogue), in a module of its
 // own because subgroup operations need a device feature the base kernels must not depend on.
