@@ -187,6 +187,53 @@ impl Int8Plan {
 }
 
 /// The packed weights, bias_eff and per-channel factors of a layer, as parameter bytes.
+/// The int8 kernel of a convolution node (stem, depthwise or pointwise) from input `x` to
+/// output `y`, given its weights and output channels: its dispatches, its weights packed as
+/// that kernel reads them, and the workspace bytes it needs (the stem's unfolded patches).
+fn convolution_kernel(
+    kind: &OpKind,
+    input: &[usize],
+    (weight_q, channels): (&[i8], usize),
+    x: Int8Activation,
+    y: Int8Activation,
+) -> Result<(Vec<Dispatch>, Vec<u32>, u64), String> {
+    let k = weight_q.len() / channels.max(1);
+    let window = |kernel, stride, padding| Int8Window {
+        kernel,
+        stride,
+        padding,
+        input_zero: x.zero_point,
+    };
+    let output = |fused: Option<Activation>| {
+        Int8Output::new(fused.unwrap_or(Activation::None), y.scale, y.zero_point)
+    };
+    match kind {
+        OpKind::Conv2d(op) => {
+            let stem = Int8Stem {
+                out_channels: op.out_channels,
+                window: window(op.kernel, op.stride, op.padding),
+                output: output(op.fused),
+            };
+            let workspace = stem.workspace_words(input)? as u64 * 4;
+            let weights = pack_gemm_weights(weight_q, k, channels);
+            Ok((stem.forward(input)?.to_vec(), weights, workspace))
+        }
+        OpKind::Depthwise(op) => {
+            let dw = Int8Depthwise {
+                window: window(op.kernel, op.stride, op.padding),
+                output: output(op.fused),
+            };
+            let weights = pack_depthwise_weights(weight_q, channels);
+            Ok((vec![dw.forward(input)?], weights, 0))
+        }
+        OpKind::Pointwise(op) => {
+            let dispatch = int8_pointwise(input, op.out_channels, output(op.fused));
+            Ok((vec![dispatch], pack_gemm_weights(weight_q, k, channels), 0))
+        }
+        other => Err(format!("{} has no int8 form", other.type_name())),
+    }
+}
+
 fn param_bytes(weights: Vec<u32>, bias_eff: Vec<i32>, factors: Vec<f32>) -> Vec<Vec<u8>> {
     vec![
         bytemuck::cast_slice(&weights).to_vec(),
@@ -306,52 +353,15 @@ impl Lowering<'_> {
         let Some(params) = self.weights(node) else {
             return Ok(None);
         };
-        let channels = params.bias_q.len();
         let multipliers: Vec<f32> = params
             .weight_scale
             .iter()
             .map(|&s_w| requant_multiplier(x.scale, s_w, y.scale))
             .collect();
         let bias_eff = fold_bias(params.bias_q, params.weight_q, x.zero_point);
-        let k = params.weight_q.len() / channels.max(1);
-        let window = |kernel, stride, padding| Int8Window {
-            kernel,
-            stride,
-            padding,
-            input_zero: x.zero_point,
-        };
-        let output = |fused: Option<Activation>| {
-            Int8Output::new(fused.unwrap_or(Activation::None), y.scale, y.zero_point)
-        };
-        let (dispatches, weights, workspace) = match &node.kind {
-            OpKind::Conv2d(op) => {
-                let stem = Int8Stem {
-                    out_channels: op.out_channels,
-                    window: window(op.kernel, op.stride, op.padding),
-                    output: output(op.fused),
-                };
-                let workspace = stem.workspace_words(input)? as u64 * 4;
-                let weights = pack_gemm_weights(params.weight_q, k, channels);
-                (stem.forward(input)?.to_vec(), weights, workspace)
-            }
-            OpKind::Depthwise(op) => {
-                let dw = Int8Depthwise {
-                    window: window(op.kernel, op.stride, op.padding),
-                    output: output(op.fused),
-                };
-                let weights = pack_depthwise_weights(params.weight_q, channels);
-                (vec![dw.forward(input)?], weights, 0)
-            }
-            OpKind::Pointwise(op) => {
-                let dispatch = int8_pointwise(input, op.out_channels, output(op.fused));
-                (
-                    vec![dispatch],
-                    pack_gemm_weights(params.weight_q, k, channels),
-                    0,
-                )
-            }
-            other => return Err(format!("{} has no int8 form", other.type_name())),
-        };
+        let weights = (params.weight_q, params.bias_q.len());
+        let (dispatches, weights, workspace) =
+            convolution_kernel(&node.kind, input, weights, x, y)?;
         let params = param_bytes(weights, bias_eff, multipliers);
         Ok(Some((dispatches, params, workspace)))
     }
