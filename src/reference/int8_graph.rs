@@ -77,40 +77,10 @@ fn step(
     let y = activation(numbers, out_name)?;
     let shape: [usize; 4] = x.shape.clone().try_into().map_err(|_| "not NHWC")?;
     if let OpKind::GlobalAvgPool(_) = node.kind {
-        let m = pool_multiplier(x.act.scale, y.scale, shape[1] * shape[2]);
-        let values = global_avg_pool(&x.values, shape, x.act.zero_point, m, y.zero_point);
-        let shape = vec![shape[0], shape[3]];
-        return Ok(Quantized {
-            values,
-            shape,
-            act: y,
-        });
+        return Ok(pool(x, shape, y));
     }
     let p = layer(numbers, node)?;
-    let window = |kernel, stride, padding| Int8Window {
-        kernel,
-        stride,
-        padding,
-        input_zero: x.act.zero_point,
-    };
-    let (acc, out_shape, fused) = match &node.kind {
-        OpKind::Conv2d(op) => {
-            let w = window(op.kernel, op.stride, op.padding);
-            let (acc, s) = conv2d_acc(&x.values, shape, w, p.weight_q, p.bias_q);
-            (acc, s.to_vec(), op.fused)
-        }
-        OpKind::Depthwise(op) => {
-            let w = window(op.kernel, op.stride, op.padding);
-            let (acc, s) = depthwise_acc(&x.values, shape, w, p.weight_q, p.bias_q);
-            (acc, s.to_vec(), op.fused)
-        }
-        OpKind::Pointwise(op) => {
-            let acc = gemm_acc(&x.values, shape[3], x.act.zero_point, p.weight_q, p.bias_q);
-            let s = vec![shape[0], shape[1], shape[2], op.out_channels];
-            (acc, s, op.fused)
-        }
-        other => return Err(format!("{} has no int8 form", other.type_name())),
-    };
+    let (acc, out_shape, fused) = convolution_acc(&node.kind, x, shape, &p)?;
     let multipliers: Vec<f32> = p
         .weight_scale
         .iter()
@@ -122,6 +92,53 @@ fn step(
         shape: out_shape,
         act: y,
     })
+}
+
+/// The global average pool of NHWC `x` into activation `y`.
+fn pool(x: &Quantized, shape: [usize; 4], y: Int8Activation) -> Quantized {
+    let m = pool_multiplier(x.act.scale, y.scale, shape[1] * shape[2]);
+    Quantized {
+        values: global_avg_pool(&x.values, shape, x.act.zero_point, m, y.zero_point),
+        shape: vec![shape[0], shape[3]],
+        act: y,
+    }
+}
+
+/// A convolution's i32 accumulators (bias included), their shape, and the activation fused
+/// after it.
+type Accumulators = (Vec<i32>, Vec<usize>, Option<Activation>);
+
+/// The accumulators of convolution `kind` on NHWC `x`.
+fn convolution_acc(
+    kind: &OpKind,
+    x: &Quantized,
+    shape: [usize; 4],
+    p: &Int8LayerParams,
+) -> Result<Accumulators, String> {
+    let window = |kernel, stride, padding| Int8Window {
+        kernel,
+        stride,
+        padding,
+        input_zero: x.act.zero_point,
+    };
+    match kind {
+        OpKind::Conv2d(op) => {
+            let w = window(op.kernel, op.stride, op.padding);
+            let (acc, s) = conv2d_acc(&x.values, shape, w, p.weight_q, p.bias_q);
+            Ok((acc, s.to_vec(), op.fused))
+        }
+        OpKind::Depthwise(op) => {
+            let w = window(op.kernel, op.stride, op.padding);
+            let (acc, s) = depthwise_acc(&x.values, shape, w, p.weight_q, p.bias_q);
+            Ok((acc, s.to_vec(), op.fused))
+        }
+        OpKind::Pointwise(op) => {
+            let acc = gemm_acc(&x.values, shape[3], x.act.zero_point, p.weight_q, p.bias_q);
+            let s = vec![shape[0], shape[1], shape[2], op.out_channels];
+            Ok((acc, s, op.fused))
+        }
+        other => Err(format!("{} has no int8 form", other.type_name())),
+    }
 }
 
 fn classifier(node: &Node, numbers: &dyn Int8Numbers, x: &Quantized) -> Result<Vec<f32>, String> {
