@@ -363,24 +363,7 @@ pub fn predict_to_jsonl(
         seconds: 0.0,
     };
     let written = (|| -> anyhow::Result<()> {
-        for batch in BatchLoader::new(source, options, 0)? {
-            let batch = batch?;
-            for bad in &batch.bad {
-                eprintln!("warning: skipped {bad}");
-            }
-            summary.bad_files += batch.bad.len();
-            let (_, probs) = classifier.run(&batch.images)?;
-            for (origin, row) in batch.origins.iter().zip(probs.chunks(classifier.classes)) {
-                let line = PredictionLine {
-                    path: origin,
-                    top: top_k(row, k, &classifier.class_names),
-                    precision: classifier.precision(),
-                };
-                serde_json::to_writer(&mut writer, &line)?;
-                writer.write_all(b"\n")?;
-            }
-            summary.images += batch.count;
-        }
+        write_predictions(classifier, source, options, k, &mut writer, &mut summary)?;
         writer.flush()?;
         writer.get_ref().sync_all()?;
         Ok(())
@@ -393,6 +376,37 @@ pub fn predict_to_jsonl(
         .with_context(|| format!("cannot move {} to {}", partial.display(), out.display()))?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// One JSON line per image of `source` to `writer`, counting images and bad files in
+/// `summary`.
+fn write_predictions(
+    classifier: &Classifier,
+    source: DataSource,
+    options: LoaderOptions,
+    k: usize,
+    writer: &mut impl Write,
+    summary: &mut PredictSummary,
+) -> anyhow::Result<()> {
+    for batch in BatchLoader::new(source, options, 0)? {
+        let batch = batch?;
+        for bad in &batch.bad {
+            eprintln!("warning: skipped {bad}");
+        }
+        summary.bad_files += batch.bad.len();
+        let (_, probs) = classifier.run(&batch.images)?;
+        for (origin, row) in batch.origins.iter().zip(probs.chunks(classifier.classes)) {
+            let line = PredictionLine {
+                path: origin,
+                top: top_k(row, k, &classifier.class_names),
+                precision: classifier.precision(),
+            };
+            serde_json::to_writer(&mut *writer, &line)?;
+            writer.write_all(b"\n")?;
+        }
+        summary.images += batch.count;
+    }
+    Ok(())
 }
 
 /// `DIR/.NAME.partial`, beside the final file so the rename stays on one file system.
