@@ -3,7 +3,7 @@
 
 use super::adapter::{compute_adapters, instance, select_adapter};
 use super::tuning::{self, default_cache_path, KernelChoice, TunedKernel, TuningStats};
-use super::{AdapterSummary, GpuError, Shader, KERNELS, PORTABILITY};
+use super::{AdapterSummary, EntryBindings, GpuError, Shader, KERNELS, PORTABILITY};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -240,18 +240,26 @@ impl Gpu {
             return Ok(compiled.clone());
         }
         let label = format!("{shader}:{entry}");
-        let reflection = shader.reflect().map_err(|reason| GpuError::Pipeline {
-            pipeline: label.clone(),
-            reason,
-        })?;
-        let reflected = reflection
-            .into_iter()
-            .find(|e| e.entry == entry)
-            .ok_or_else(|| GpuError::Pipeline {
-                pipeline: label.clone(),
-                reason: format!("{shader} has no compute entry point {entry:?}"),
-            })?;
-        // Catch validation errors here instead of letting wgpu's default handler panic.
+        let reflected = reflected_entry(shader, entry, &label)?;
+        let pipeline = self.create_pipeline(shader, entry, label)?;
+        let compiled = CompiledEntry {
+            pipeline: Arc::new(pipeline),
+            bindings: Arc::new(reflected.bindings),
+            writable: Arc::new(reflected.writable),
+            stored: Arc::new(reflected.stored),
+        };
+        pipelines.insert(key, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Compiles one entry point (its module created on first use and kept), catching
+    /// validation errors instead of letting wgpu's default handler panic.
+    fn create_pipeline(
+        &self,
+        shader: Shader,
+        entry: &'static str,
+        label: String,
+    ) -> Result<wgpu::ComputePipeline, GpuError> {
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
         let module = modules.entry(shader).or_insert_with(|| {
@@ -278,13 +286,21 @@ impl Gpu {
                 reason: error.to_string(),
             });
         }
-        let compiled = CompiledEntry {
-            pipeline: Arc::new(pipeline),
-            bindings: Arc::new(reflected.bindings),
-            writable: Arc::new(reflected.writable),
-            stored: Arc::new(reflected.stored),
-        };
-        pipelines.insert(key, compiled.clone());
-        Ok(compiled)
+        Ok(pipeline)
     }
+}
+
+/// What naga's reflection says `entry` of `shader` binds.
+fn reflected_entry(shader: Shader, entry: &str, label: &str) -> Result<EntryBindings, GpuError> {
+    let reflection = shader.reflect().map_err(|reason| GpuError::Pipeline {
+        pipeline: label.to_string(),
+        reason,
+    })?;
+    reflection
+        .into_iter()
+        .find(|e| e.entry == entry)
+        .ok_or_else(|| GpuError::Pipeline {
+            pipeline: label.to_string(),
+            reason: format!("{shader} has no compute entry point {entry:?}"),
+        })
 }
