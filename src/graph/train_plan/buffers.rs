@@ -49,6 +49,30 @@ pub(super) struct Buffers {
     pub(super) hyper: wgpu::Buffer,
 }
 
+/// The optimizer's state (one flat buffer per kind of state, as the update rule names them)
+/// and each trainable parameter's ranges in it; none without an update rule.
+fn optimizer_state(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    layout: &Layout,
+    config: &TrainConfig,
+    trainable_layout: &FlatLayout,
+) -> (Vec<wgpu::Buffer>, BTreeMap<usize, Vec<NamedBuffer>>) {
+    let Some(rule) = &config.update else {
+        return (Vec::new(), BTreeMap::new());
+    };
+    let state_flat: Vec<_> = rule
+        .state_names()
+        .iter()
+        .map(|state| {
+            let label = format!("optimizer state {state}");
+            storage_buffer(gpu, &label, trainable_layout.bytes())
+        })
+        .collect();
+    let opt_state = opt_state(gpu, graph, layout, rule, trainable_layout, &state_flat);
+    (state_flat, opt_state)
+}
+
 impl Buffers {
     pub(super) fn allocate(
         gpu: &Gpu,
@@ -62,18 +86,8 @@ impl Buffers {
             FlatLayout::new(layout.trainable.iter().map(|&p| graph.params[p].len()));
         let grad_flat = storage_buffer(gpu, "parameter gradients", trainable_layout.bytes());
         let param_grads = param_grads(graph, layout, &trainable_layout, &grad_flat);
-        let state_names = config.update.map_or(&[][..], |rule| rule.state_names());
-        let state_flat: Vec<_> = state_names
-            .iter()
-            .map(|state| {
-                let label = format!("optimizer state {state}");
-                storage_buffer(gpu, &label, trainable_layout.bytes())
-            })
-            .collect();
-        let opt_state = match &config.update {
-            Some(rule) => opt_state(gpu, graph, layout, rule, &trainable_layout, &state_flat),
-            None => BTreeMap::new(),
-        };
+        let (state_flat, opt_state) =
+            optimizer_state(gpu, graph, layout, config, &trainable_layout);
         let batch_bytes = layout.batch() as u64 * 4;
         Buffers {
             acts,
