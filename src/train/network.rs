@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::options::{Finetune, TrainOptions};
 use crate::gpu::Gpu;
-use crate::graph::{ParamBuffers, ParamStore, Plan, Replicas, StepTiming, TrainConfig, TrainPlan};
+use crate::graph::{
+    GraphBuilder, ParamBuffers, ParamStore, Plan, Replicas, StepTiming, TrainConfig, TrainPlan,
+};
 use crate::model::{Form, MobileNetV1Config, CLASSIFIER, STAGES};
 use crate::ops::TrainSettings;
 use crate::weights::{fold_batchnorm, Pretrained};
@@ -30,6 +32,42 @@ pub(crate) struct Network {
     replicated: bool,
 }
 
+/// The starting weights: seeded, with a pretrained network's in place of all but the
+/// classifier's.
+fn initial_params(graph: &GraphBuilder, seed: u64, pretrained: Option<&Pretrained>) -> ParamStore {
+    let mut initial = ParamStore::initialize(graph, seed);
+    if let Some(p) = pretrained {
+        for (name, shape, values) in p.params.iter() {
+            if !name.starts_with(CLASSIFIER) {
+                initial.insert(name, shape.to_vec(), values.to_vec());
+            }
+        }
+    }
+    initial
+}
+
+impl FrozenPart {
+    /// The frozen stages `0..first_trained` as a folded inference plan with their weights
+    /// from `initial`; none when every stage trains.
+    fn build(
+        gpu: &Gpu,
+        config: &MobileNetV1Config,
+        batch: usize,
+        first_trained: usize,
+        initial: &ParamStore,
+    ) -> anyhow::Result<Option<FrozenPart>> {
+        if first_trained == 0 {
+            return Ok(None);
+        }
+        let part = config.build_stages(batch, 0..first_trained, Form::Folded)?;
+        let unfolded = config.build_stages(1, 0..first_trained, Form::Train)?;
+        let params = initial.for_graph(&unfolded.graph);
+        let plan = part.graph.compile(gpu)?;
+        plan.load_params(&fold_batchnorm(&params, config.bn_eps)?)?;
+        Ok(Some(FrozenPart { plan, params }))
+    }
+}
+
 impl Network {
     /// Compiles the plans for `config` with initial weights seeded by `options.seed`, or
     /// taken from `pretrained` for everything but the classifier. With more than one
@@ -44,29 +82,13 @@ impl Network {
     ) -> anyhow::Result<Network> {
         let batch = options.batch_size;
         let model = config.build(batch)?;
-        let mut initial = ParamStore::initialize(&model.graph, options.seed);
-        if let Some(p) = pretrained {
-            for (name, shape, values) in p.params.iter() {
-                if !name.starts_with(CLASSIFIER) {
-                    initial.insert(name, shape.to_vec(), values.to_vec());
-                }
-            }
-        }
+        let initial = initial_params(&model.graph, options.seed, pretrained);
         let first_trained = options
             .finetune
             .as_ref()
             .map_or(0, Finetune::first_trained_stage);
         let trained = config.build_stages(batch, first_trained..STAGES, Form::Train)?;
-        let frozen = if first_trained > 0 {
-            let part = config.build_stages(batch, 0..first_trained, Form::Folded)?;
-            let unfolded = config.build_stages(1, 0..first_trained, Form::Train)?;
-            let params = initial.for_graph(&unfolded.graph);
-            let plan = part.graph.compile(gpu)?;
-            plan.load_params(&fold_batchnorm(&params, config.bn_eps)?)?;
-            Some(FrozenPart { plan, params })
-        } else {
-            None
-        };
+        let frozen = FrozenPart::build(gpu, config, batch, first_trained, &initial)?;
         let params = Arc::new(ParamBuffers::new(gpu, &trained.graph)?);
         params.load(&initial.for_graph(&trained.graph))?;
         let train = TrainPlan::compile(
