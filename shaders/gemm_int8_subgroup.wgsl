@@ -242,30 +242,37 @@ fn forward_subgroup_dot4(@builtin(workgroup_id) wg: vec3<u32>,
     store_lane(at, accumulate_dot4(at));
 }
 
+// The lanes' parts of a 32x32 tile: its upper and lower 16 rows.
+struct TallOrigin {
+    upper: LaneOrigin, lower: LaneOrigin,
+}
+
+fn tall_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> TallOrigin {
+    let row0 = (wg.x + wg.z * nwg.x) * TALL_TILE_ROWS;
+    return TallOrigin(lane_origin_at(row0, wg.y, lane),
+                      lane_origin_at(row0 + TILE_ROWS, wg.y, lane));
+}
+
 @compute @workgroup_size(SUBGROUP_LANES)
 fn forward_subgroup_32_dot4(@builtin(workgroup_id) wg: vec3<u32>,
                             @builtin(subgroup_invocation_id) lane: u32,
                             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row0 = (wg.x + wg.z * nwg.x) * TALL_TILE_ROWS;
-    if row0 >= p.m { return; }
-    let upper = lane_origin_at(row0, wg.y, lane);
-    let lower = lane_origin_at(row0 + TILE_ROWS, wg.y, lane);
-    let t = accumulate_tall_dot4(upper, lower);
-    store_lane(upper, t.upper);
-    store_lane(lower, t.lower);
+    let at = tall_origin(wg, nwg, lane);
+    if at.upper.row0 >= p.m { return; }
+    let t = accumulate_tall_dot4(at.upper, at.lower);
+    store_lane(at.upper, t.upper);
+    store_lane(at.lower, t.lower);
 }
 
 @compute @workgroup_size(SUBGROUP_LANES)
 fn forward_subgroup_32_f32(@builtin(workgroup_id) wg: vec3<u32>,
                            @builtin(subgroup_invocation_id) lane: u32,
                            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let row0 = (wg.x + wg.z * nwg.x) * TALL_TILE_ROWS;
-    if row0 >= p.m { return; }
-    let upper = lane_origin_at(row0, wg.y, lane);
-    let lower = lane_origin_at(row0 + TILE_ROWS, wg.y, lane);
-    let t = accumulate_tall_f32(upper, lower);
-    store_lane(upper, exact_i32(t.upper));
-    store_lane(lower, exact_i32(t.lower));
+    let at = tall_origin(wg, nwg, lane);
+    if at.upper.row0 >= p.m { return; }
+    let t = accumulate_tall_f32(at.upper, at.lower);
+    store_lane(at.upper, exact_i32(t.upper));
+    store_lane(at.lower, exact_i32(t.lower));
 }
 
 // The classifier: the same products, dequantized to f32 logits (gemm_int8.wgsl's
