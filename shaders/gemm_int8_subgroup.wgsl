@@ -6,28 +6,20 @@
 // of B (16 loads of f32 in gemm_subgroup.wgsl for the same 256 products).
 //
 // Two ways to multiply, for the tuner to choose:
-// - `forward_subgroup_f32`: the bytes widened to f32 and multiplied there. Exact: every
-//   product is an integer of magnitude at most 128 * 127 = 16256, so every partial sum of up
-//   to 1032 of them stays below 2^24, where f32 holds integers exactly; the host offers this
-//   kernel only for K <= 1032 (ops::int8_ops). On a CPU the f32 products are plain vector
-//   multiply-adds, where dot4I8Packed is emulated byte by byte.
-// - `forward_subgroup_dot4`: the packed words shuffled and multiplied by dot4I8Packed in
-//   i32, for adapters with integer dot-product hardware.
-// Both also come in 32x32 tiles (`forward_subgroup_32_f32`, the default on CPU adapters,
-// and `forward_subgroup_32_dot4`), two 16-row halves sharing each lane's words of B.
+// - `forward_subgroup_widened`: each word the lane loads unpacked once to four i32s (A's
+//   rows shuffled unpacked), then plain i32 multiply-adds. Where dot4I8Packed is emulated
+//   (a CPU), it unpacks both words again for every product.
+// - `forward_subgroup_dot4`: the packed words shuffled and multiplied by dot4I8Packed, for
+//   adapters with integer dot-product hardware.
+// Both sum in i32 and give the same integers. Both also come in 32x32 tiles
+// (`forward_subgroup_32_widened`, the default on CPU adapters, and
+// `forward_subgroup_32_dot4`), two 16-row halves sharing each lane's words of B.
 //
 // Appended to gemm_int8.wgsl (its parameters, bindings and epilogue), in a module of its
 // own because subgroup operations need a device feature the base kernels must not depend on.
 
 const SUBGROUP_LANES: u32 = 8u;
 const TILE_ROWS: u32 = 16u;
-
-struct TileF32 {
-    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>, r3: vec4<f32>,
-    r4: vec4<f32>, r5: vec4<f32>, r6: vec4<f32>, r7: vec4<f32>,
-    r8: vec4<f32>, r9: vec4<f32>, r10: vec4<f32>, r11: vec4<f32>,
-    r12: vec4<f32>, r13: vec4<f32>, r14: vec4<f32>, r15: vec4<f32>,
-}
 
 struct TileI32 {
     r0: vec4<i32>, r1: vec4<i32>, r2: vec4<i32>, r3: vec4<i32>,
@@ -60,21 +52,21 @@ fn lane_columns(col: u32) -> vec4<u32> {
     return min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u)) * p.k_words;
 }
 
-fn widen(word: u32) -> vec4<f32> {
-    return vec4<f32>(unpack4xI8(word));
+// Four steps of K of the lane's four columns: step k of column j in `sk[j]`.
+struct Steps {
+    s0: vec4<i32>, s1: vec4<i32>, s2: vec4<i32>, s3: vec4<i32>,
 }
 
-// acc + 4 steps of K: row `a` (held by lane `src`) times the lane's columns, `b[k]` holding
-// step k of the four columns.
-fn mac_row(acc: vec4<f32>, a: vec4<f32>, src: u32, b: mat4x4<f32>) -> vec4<f32> {
+// acc + 4 steps of K: row `a` (unpacked, held by lane `src`) times the lane's columns.
+fn mac_row(acc: vec4<i32>, a: vec4<i32>, src: u32, b: Steps) -> vec4<i32> {
     let x = subgroupShuffle(a, src);
-    return acc + x.x * b[0] + x.y * b[1] + x.z * b[2] + x.w * b[3];
+    return acc + x.x * b.s0 + x.y * b.s1 + x.z * b.s2 + x.w * b.s3;
 }
 
 // The 16 rows' products for 4 steps of K: rows j and 8 + j arrive from lane j (`lo`, `hi`,
-// widened), times the lane's columns `w` (step k of the four columns in `w[k]`).
-fn mac_rows16(t: TileF32, lo: vec4<f32>, hi: vec4<f32>, w: mat4x4<f32>) -> TileF32 {
-    return TileF32(mac_row(t.r0, lo, 0u, w), mac_row(t.r1, lo, 1u, w),
+// unpacked), times the lane's columns `w`.
+fn mac_rows16(t: TileI32, lo: vec4<i32>, hi: vec4<i32>, w: Steps) -> TileI32 {
+    return TileI32(mac_row(t.r0, lo, 0u, w), mac_row(t.r1, lo, 1u, w),
                    mac_row(t.r2, lo, 2u, w), mac_row(t.r3, lo, 3u, w),
                    mac_row(t.r4, lo, 4u, w), mac_row(t.r5, lo, 5u, w),
                    mac_row(t.r6, lo, 6u, w), mac_row(t.r7, lo, 7u, w),
@@ -84,18 +76,23 @@ fn mac_rows16(t: TileF32, lo: vec4<f32>, hi: vec4<f32>, w: mat4x4<f32>) -> TileF
                    mac_row(t.r14, hi, 6u, w), mac_row(t.r15, hi, 7u, w));
 }
 
-// The lane's four columns of B at word k of K, widened and transposed: column j's four
+// The lane's four columns of B at word k of K, unpacked and transposed: column j's four
 // steps of K become four steps of the four columns.
-fn lane_steps(cols: vec4<u32>, k: u32) -> mat4x4<f32> {
-    return transpose(mat4x4<f32>(widen(b[cols.x + k]), widen(b[cols.y + k]),
-                                 widen(b[cols.z + k]), widen(b[cols.w + k])));
+fn lane_steps(cols: vec4<u32>, k: u32) -> Steps {
+    let x = unpack4xI8(b[cols.x + k]);
+    let y = unpack4xI8(b[cols.y + k]);
+    let z = unpack4xI8(b[cols.z + k]);
+    let w = unpack4xI8(b[cols.w + k]);
+    return Steps(vec4<i32>(x.x, y.x, z.x, w.x), vec4<i32>(x.y, y.y, z.y, w.y),
+                 vec4<i32>(x.z, y.z, z.z, w.z), vec4<i32>(x.w, y.w, z.w, w.w));
 }
 
-fn accumulate_f32(at: LaneOrigin) -> TileF32 {
+fn accumulate_widened(at: LaneOrigin) -> TileI32 {
     let cols = lane_columns(at.col);
-    var t = TileF32();
+    var t = TileI32();
     for (var k = 0u; k < p.k_words; k++) {
-        t = mac_rows16(t, widen(a[at.a_lo + k]), widen(a[at.a_hi + k]), lane_steps(cols, k));
+        t = mac_rows16(t, unpack4xI8(a[at.a_lo + k]), unpack4xI8(a[at.a_hi + k]),
+                       lane_steps(cols, k));
     }
     return t;
 }
@@ -152,30 +149,20 @@ fn accumulate_tall_dot4(upper: LaneOrigin, lower: LaneOrigin) -> TallTileI32 {
     return t;
 }
 
-// The 32x32 block with the bytes widened (`subgroup-32x32-widened`): per word of K a lane
-// loads and widens 4 words of A and 4 of B for 512 multiply-adds, where the 16x32 tile
-// widens 6 for 256.
-struct TallTileF32 {
-    upper: TileF32, lower: TileF32,
-}
-
-fn accumulate_tall_f32(upper: LaneOrigin, lower: LaneOrigin) -> TallTileF32 {
+// The 32x32 block with the bytes unpacked (`subgroup-32x32-widened`): per word of K a lane
+// loads and unpacks 4 words of A and 4 of B for 512 multiply-adds, where the 16x32 tile
+// unpacks 6 for 256.
+fn accumulate_tall_widened(upper: LaneOrigin, lower: LaneOrigin) -> TallTileI32 {
     let cols = lane_columns(upper.col);
-    var t = TallTileF32();
+    var t = TallTileI32();
     for (var k = 0u; k < p.k_words; k++) {
         let w = lane_steps(cols, k);
-        t.upper = mac_rows16(t.upper, widen(a[upper.a_lo + k]), widen(a[upper.a_hi + k]), w);
-        t.lower = mac_rows16(t.lower, widen(a[lower.a_lo + k]), widen(a[lower.a_hi + k]), w);
+        t.upper = mac_rows16(t.upper, unpack4xI8(a[upper.a_lo + k]),
+                             unpack4xI8(a[upper.a_hi + k]), w);
+        t.lower = mac_rows16(t.lower, unpack4xI8(a[lower.a_lo + k]),
+                             unpack4xI8(a[lower.a_hi + k]), w);
     }
     return t;
-}
-
-// The f32 sums are exact integers below 2^24, so the conversion is exact.
-fn exact_i32(t: TileF32) -> TileI32 {
-    return TileI32(vec4<i32>(t.r0), vec4<i32>(t.r1), vec4<i32>(t.r2), vec4<i32>(t.r3),
-                   vec4<i32>(t.r4), vec4<i32>(t.r5), vec4<i32>(t.r6), vec4<i32>(t.r7),
-                   vec4<i32>(t.r8), vec4<i32>(t.r9), vec4<i32>(t.r10), vec4<i32>(t.r11),
-                   vec4<i32>(t.r12), vec4<i32>(t.r13), vec4<i32>(t.r14), vec4<i32>(t.r15));
 }
 
 // The lane's output word in each of the tile's 16 rows (store_word skips what lies past C).
@@ -225,12 +212,12 @@ fn store_lane_logits(at: LaneOrigin, t: TileI32) {
 // The row test returns early for the whole subgroup (the shuffles need every lane); lanes
 // past the last column compute clamped copies that store_word drops.
 @compute @workgroup_size(SUBGROUP_LANES)
-fn forward_subgroup_f32(@builtin(workgroup_id) wg: vec3<u32>,
-                        @builtin(subgroup_invocation_id) lane: u32,
-                        @builtin(num_workgroups) nwg: vec3<u32>) {
+fn forward_subgroup_widened(@builtin(workgroup_id) wg: vec3<u32>,
+                            @builtin(subgroup_invocation_id) lane: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
     let at = lane_origin(wg, nwg, lane);
     if at.row0 >= p.m { return; }
-    store_lane(at, exact_i32(accumulate_f32(at)));
+    store_lane(at, accumulate_widened(at));
 }
 
 @compute @workgroup_size(SUBGROUP_LANES)
@@ -265,25 +252,25 @@ fn forward_subgroup_32_dot4(@builtin(workgroup_id) wg: vec3<u32>,
 }
 
 @compute @workgroup_size(SUBGROUP_LANES)
-fn forward_subgroup_32_f32(@builtin(workgroup_id) wg: vec3<u32>,
-                           @builtin(subgroup_invocation_id) lane: u32,
-                           @builtin(num_workgroups) nwg: vec3<u32>) {
+fn forward_subgroup_32_widened(@builtin(workgroup_id) wg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
     let at = tall_origin(wg, nwg, lane);
     if at.upper.row0 >= p.m { return; }
-    let t = accumulate_tall_f32(at.upper, at.lower);
-    store_lane(at.upper, exact_i32(t.upper));
-    store_lane(at.lower, exact_i32(t.lower));
+    let t = accumulate_tall_widened(at.upper, at.lower);
+    store_lane(at.upper, t.upper);
+    store_lane(at.lower, t.lower);
 }
 
 // The classifier: the same products, dequantized to f32 logits (gemm_int8.wgsl's
 // logits_f32).
 @compute @workgroup_size(SUBGROUP_LANES)
-fn logits_subgroup_f32(@builtin(workgroup_id) wg: vec3<u32>,
-                       @builtin(subgroup_invocation_id) lane: u32,
-                       @builtin(num_workgroups) nwg: vec3<u32>) {
+fn logits_subgroup_widened(@builtin(workgroup_id) wg: vec3<u32>,
+                           @builtin(subgroup_invocation_id) lane: u32,
+                           @builtin(num_workgroups) nwg: vec3<u32>) {
     let at = lane_origin(wg, nwg, lane);
     if at.row0 >= p.m { return; }
-    store_lane_logits(at, exact_i32(accumulate_f32(at)));
+    store_lane_logits(at, accumulate_widened(at));
 }
 
 @compute @workgroup_size(SUBGROUP_LANES)

@@ -16,10 +16,10 @@ pub const GEMM_KERNELS: [&str; 6] = [
 ];
 
 /// The int8 GEMM kernels (pointwise, the stem, the classifier), the first that applies the
-/// default: on 8-lane subgroups the bytes widened to f32 (exact up to K = 1032) or multiplied
-/// by dot4I8Packed, on 32x32 tiles (pointwise and the stem) or 16x32 ones, elsewhere 8x8
-/// blocks per invocation. The widened 32x32 tile comes first: at 224 batch 8 on lavapipe it
-/// took the int8 GEMMs from 106-112 to 97-101 ms against the 16x32 one.
+/// default: on 8-lane subgroups the bytes unpacked to i32 once per load ("widened") or
+/// multiplied by dot4I8Packed, on 32x32 tiles (pointwise and the stem) or 16x32 ones,
+/// elsewhere 8x8 blocks per invocation. The widened 32x32 tile comes first: at 224 batch 8
+/// on lavapipe it took the int8 GEMMs from 106-112 to 97-101 ms against the 16x32 one.
 pub const INT8_GEMM_KERNELS: [&str; 5] = [
     "subgroup-32x32-widened",
     "subgroup-16x32-widened",

@@ -20,9 +20,6 @@ use crate::gpu::Shader;
 const GEMM_BLOCK: [usize; 2] = [8, 8];
 /// Rows and columns of C per workgroup of gemm_int8_subgroup.wgsl.
 const SUBGROUP_TILE: [usize; 2] = [16, 32];
-/// The longest reduction whose int8 products sum exactly in f32: |q_x q_w| <= 128 * 127, and
-/// 1032 of those stay below 2^24.
-pub const EXACT_F32_K: usize = (1 << 24) / (128 * 127);
 /// Output pixels one depthwise invocation computes (depthwise_int8.wgsl's PIXELS).
 const DEPTHWISE_PIXELS: usize = 4;
 
@@ -107,7 +104,8 @@ impl Int8Gemm {
     }
 }
 
-/// How gemm_int8_subgroup.wgsl multiplies: bytes widened to f32, or `dot4I8Packed`.
+/// How gemm_int8_subgroup.wgsl multiplies: bytes unpacked to i32 once per load, or
+/// `dot4I8Packed`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Multiply {
     Widened,
@@ -115,19 +113,17 @@ pub enum Int8Multiply {
 }
 
 /// The same int8 GEMM (requantized `forward` or the classifier's `logits_f32`) on
-/// gemm_int8_subgroup.wgsl; `None` where that kernel does not apply (for the widened one,
-/// K past `EXACT_F32_K`).
+/// gemm_int8_subgroup.wgsl; `None` where that kernel does not apply.
 pub fn subgroup_int8_gemm_dispatch(
     dispatch: &Dispatch,
     multiply: Int8Multiply,
 ) -> Option<Dispatch> {
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (rows, n, k_words) = (*words.first()?, *words.get(1)?, *words.get(2)?);
-    let exact = 4 * k_words as usize <= EXACT_F32_K;
+    let (rows, n) = (*words.first()?, *words.get(1)?);
     let entry = match (dispatch.entry, multiply) {
-        ("forward", Int8Multiply::Widened) if exact => "forward_subgroup_f32",
+        ("forward", Int8Multiply::Widened) => "forward_subgroup_widened",
         ("forward", Int8Multiply::Dot4) => "forward_subgroup_dot4",
-        ("logits_f32", Int8Multiply::Widened) if exact => "logits_subgroup_f32",
+        ("logits_f32", Int8Multiply::Widened) => "logits_subgroup_widened",
         ("logits_f32", Int8Multiply::Dot4) => "logits_subgroup_dot4",
         _ => return None,
     };
@@ -145,9 +141,9 @@ pub fn subgroup_int8_gemm_dispatch(
 /// Rows and columns of C per workgroup of gemm_int8_subgroup.wgsl's 32x32 tile.
 const TALL_SUBGROUP_TILE: [usize; 2] = [32, 32];
 
-/// The requantized int8 GEMM on gemm_int8_subgroup.wgsl's 32x32 tiles, the bytes widened
-/// to f32 or multiplied by dot4I8Packed; `None` for the classifier's logits (a batch's few
-/// rows), for the widened form past `EXACT_F32_K`, and anything else.
+/// The requantized int8 GEMM on gemm_int8_subgroup.wgsl's 32x32 tiles, the bytes unpacked
+/// or multiplied by dot4I8Packed; `None` for the classifier's logits (a batch's few rows)
+/// and anything else.
 pub fn tall_subgroup_int8_gemm_dispatch(
     dispatch: &Dispatch,
     multiply: Int8Multiply,
@@ -156,10 +152,9 @@ pub fn tall_subgroup_int8_gemm_dispatch(
         return None;
     }
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (rows, n, k_words) = (*words.first()?, *words.get(1)?, *words.get(2)?);
+    let (rows, n) = (*words.first()?, *words.get(1)?);
     let entry = match multiply {
-        Int8Multiply::Widened if 4 * k_words as usize <= EXACT_F32_K => "forward_subgroup_32_f32",
-        Int8Multiply::Widened => return None,
+        Int8Multiply::Widened => "forward_subgroup_32_widened",
         Int8Multiply::Dot4 => "forward_subgroup_32_dot4",
     };
     Some(Dispatch {

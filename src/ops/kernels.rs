@@ -383,17 +383,15 @@ mod tests {
     }
 
     #[test]
-    fn int8_gemms_widen_to_f32_only_where_the_sums_are_exact() {
-        use crate::ops::{int8_pointwise, Int8Output, EXACT_F32_K};
+    fn int8_gemms_offer_every_kernel_where_subgroups_run() {
+        use crate::ops::{int8_pointwise, Int8Output};
         let offered = |k: usize, caps: &KernelCaps| {
             let dispatch = int8_pointwise(&[1, 3, 3, k], 10, Int8Output::linear(0));
             names(&alternatives(&dispatch, caps).expect("an int8 GEMM"))
         };
-        assert_eq!(offered(EXACT_F32_K, &caps(true)), INT8_GEMM_KERNELS);
-        assert_eq!(
-            offered(EXACT_F32_K + 1, &caps(true)),
-            ["subgroup-16x32-dot4", "subgroup-32x32-dot4", "blocked-8x8"]
-        );
+        // The widened kernels sum in i32 as dot4I8Packed does: any K.
+        assert_eq!(offered(1032, &caps(true)), INT8_GEMM_KERNELS);
+        assert_eq!(offered(4100, &caps(true)), INT8_GEMM_KERNELS);
         assert_eq!(offered(64, &caps(false)), ["blocked-8x8"]);
         // The 32x32 tiles: 70 rows in 3 row tiles, 40 columns in 2.
         let dispatch = int8_pointwise(&[1, 7, 10, 16], 40, Int8Output::linear(0));
@@ -409,7 +407,7 @@ mod tests {
             [
                 (
                     "subgroup-32x32-widened",
-                    "forward_subgroup_32_f32",
+                    "forward_subgroup_32_widened",
                     [3, 2, 1]
                 ),
                 ("subgroup-32x32-dot4", "forward_subgroup_32_dot4", [3, 2, 1])
@@ -430,7 +428,11 @@ mod tests {
             .collect();
         assert_eq!(
             entries,
-            ["logits_subgroup_f32", "logits_subgroup_dot4", "logits_f32"]
+            [
+                "logits_subgroup_widened",
+                "logits_subgroup_dot4",
+                "logits_f32"
+            ]
         );
     }
 

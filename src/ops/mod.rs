@@ -33,9 +33,7 @@ pub use epilogue::{with_input_sums, with_output_stats};
 // For the ops' own files: the helpers they share.
 use dispatch::{chunks, column_sum, linear_grid, sum_partials, uniform_words, LINEAR_WORKGROUP};
 pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};
-pub use int8_ops::{
-    int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window, EXACT_F32_K,
-};
+pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window};
 #[doc(hidden)]
 pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps};
 use layer::{fused_bias, fused_bias_slot, fused_words, matrix, nhwc};
