@@ -108,6 +108,15 @@ fn channel_groups() -> u32 {
     return (p.channels + 3u) / 4u;
 }
 
+// Group g of `groups` as the chunked kernels assign it: where groups is a multiple of 8,
+// the 8 lanes of a subgroup take groups groups / 8 apart instead of 8 adjacent ones.
+fn spread_group(g: u32, groups: u32) -> u32 {
+    if groups % 8u != 0u {
+        return g;
+    }
+    return (g % 8u) * (groups / 8u) + g / 8u;
+}
+
 fn lane_mask(c0: u32) -> vec4<bool> {
     return vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u) < vec4<u32>(p.channels);
 }
@@ -273,7 +282,8 @@ fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
     let x_groups = (width + 3u) / 4u;
     let rest = index / groups;
     return vec4<u32>(rest / (x_groups * height), (rest / x_groups) % height,
-                     (rest % x_groups) * 4u, (index % groups) * 4u);
+                     (rest % x_groups) * 4u,
+                     spread_group(index % groups, groups) * 4u);
 }
 
 // The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes a strip of
@@ -386,7 +396,7 @@ fn forward_3x3_chunk(index: u32, s2: bool) {
         return;
     }
     let chunk = index / groups;
-    let c0 = (index % groups) * 4u;
+    let c0 = spread_group(index % groups, groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
     let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
@@ -792,7 +802,7 @@ fn strip_grads(acc: ChunkGrads, strip: Strip, g: ChannelGroup, mean: vec4<f32>,
 fn input_grad_chunk(index: u32, input_chunks: u32, s2: bool) {
     let groups = channel_groups();
     let chunk = index / groups * p.chunk_span;
-    let c0 = (index % groups) * 4u;
+    let c0 = spread_group(index % groups, groups) * 4u;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
     begin_output_grad(c0, mask);
