@@ -215,12 +215,16 @@ fn op_passes(plan: &TrainPlan, op: &str, entry: &str) -> usize {
 /// 3x3 one, on odd channel counts, batch 1 and 1x1 maps, against the reference.
 #[test]
 fn depthwise_applies_the_input_gradient_of_the_batch_norm_after_it() {
-    let cases: [([usize; 4], usize, usize); 5] = [
+    // 32 and 64 channels: channel groups a multiple of 8, which the 3x3 kernels spread
+    // across a subgroup's lanes (depthwise.wgsl's spread_group).
+    let cases: [([usize; 4], usize, usize); 7] = [
         ([2, 9, 9, 13], 5, 1),
         ([1, 11, 10, 8], 5, 2),
         ([3, 1, 1, 12], 5, 1),
         ([1, 9, 7, 5], 3, 2),
         ([2, 1, 1, 4], 3, 1),
+        ([2, 9, 11, 32], 3, 1),
+        ([1, 10, 9, 64], 3, 2),
     ];
     for (i, (shape, kernel, stride)) in cases.into_iter().enumerate() {
         let depthwise = OpKind::Depthwise(Depthwise {
@@ -255,13 +259,15 @@ fn depthwise_applies_the_input_gradient_of_the_batch_norm_after_it() {
 /// same edges, and over several chunks of 256 output pixels with boundaries inside rows.
 #[test]
 fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
-    let cases: [([usize; 4], usize); 6] = [
+    let cases: [([usize; 4], usize); 8] = [
         ([2, 7, 7, 13], 1),
         ([1, 8, 8, 16], 2),
         ([2, 1, 1, 12], 1),
         ([3, 6, 5, 8], 2),
         ([2, 15, 19, 8], 1),
         ([1, 37, 30, 7], 2),
+        ([2, 15, 11, 32], 1),
+        ([1, 17, 14, 64], 2),
     ];
     for (i, (shape, stride)) in cases.into_iter().enumerate() {
         let depthwise = OpKind::Depthwise(Depthwise {

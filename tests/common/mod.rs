@@ -251,7 +251,7 @@ pub const CONV_CASES: [([usize; 4], usize, usize); 7] = [
 /// invocation of the 3x3 forward takes several of them (ops::depthwise's forward_images:
 /// 2 of 5, the last group short; 3 of 6 at stride 2; all 7, with channels not a multiple
 /// of 4).
-pub const DEPTHWISE_CASES: [([usize; 4], usize); 11] = [
+pub const DEPTHWISE_CASES: [([usize; 4], usize); 13] = [
     ([1, 7, 7, 13], 2),
     ([3, 15, 15, 8], 1),
     ([1, 8, 8, 24], 2),
@@ -263,6 +263,9 @@ pub const DEPTHWISE_CASES: [([usize; 4], usize); 11] = [
     ([5, 2, 2, 1000], 1),
     ([6, 4, 4, 1000], 2),
     ([7, 1, 1, 1030], 1),
+    // Channel groups a multiple of 8, spread across a subgroup's lanes (spread_group).
+    ([2, 9, 7, 32], 1),
+    ([1, 10, 9, 64], 2),
 ];
 
 /// Pointwise: (input NHWC, output channels). [2, 40, 40, 8] has 3200 rows, so its weight
