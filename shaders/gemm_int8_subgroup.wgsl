@@ -240,6 +240,11 @@ fn tall_origin(wg: vec3<u32>, nwg: vec3<u32>, lane: u32) -> TallOrigin {
                       lane_origin_at(row0 + TILE_ROWS, wg.y, lane));
 }
 
+fn store_tall(at: TallOrigin, t: TallTileI32) {
+    store_lane(at.upper, t.upper);
+    store_lane(at.lower, t.lower);
+}
+
 @compute @workgroup_size(SUBGROUP_LANES)
 fn forward_subgroup_32_dot4(@builtin(workgroup_id) wg: vec3<u32>,
                             @builtin(subgroup_invocation_id) lane: u32,
@@ -247,8 +252,7 @@ fn forward_subgroup_32_dot4(@builtin(workgroup_id) wg: vec3<u32>,
     let at = tall_origin(wg, nwg, lane);
     if at.upper.row0 >= p.m { return; }
     let t = accumulate_tall_dot4(at.upper, at.lower);
-    store_lane(at.upper, t.upper);
-    store_lane(at.lower, t.lower);
+    store_tall(at, t);
 }
 
 @compute @workgroup_size(SUBGROUP_LANES)
@@ -258,8 +262,7 @@ fn forward_subgroup_32_widened(@builtin(workgroup_id) wg: vec3<u32>,
     let at = tall_origin(wg, nwg, lane);
     if at.upper.row0 >= p.m { return; }
     let t = accumulate_tall_widened(at.upper, at.lower);
-    store_lane(at.upper, t.upper);
-    store_lane(at.lower, t.lower);
+    store_tall(at, t);
 }
 
 // The classifier: the same products, dequantized to f32 logits (gemm_int8.wgsl's
