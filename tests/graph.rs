@@ -146,16 +146,19 @@ fn inference_past_the_binding_limit_runs_in_chunks_up_to_the_buffer_limit() {
     }
 }
 
+/// A 32x32 network of width `alpha` with `classes` outputs.
+fn small_config(alpha: f32, classes: usize, preset: Preset) -> MobileNetV1Config {
+    MobileNetV1Config {
+        alpha,
+        resolution: 32,
+        classes,
+        ..MobileNetV1Config::preset(preset)
+    }
+}
+
 #[test]
 fn parameter_problems_are_reported_together() {
-    let model = MobileNetV1Config {
-        alpha: 0.25,
-        resolution: 32,
-        classes: 5,
-        ..MobileNetV1Config::preset(Preset::Timm)
-    }
-    .build(1)
-    .unwrap();
+    let model = small_config(0.25, 5, Preset::Timm).build(1).unwrap();
     let plan = model.graph.compile(common::gpu()).unwrap();
     let mut store = ParamStore::initialize(&model.graph, 3);
     store.insert("classifier.bias", vec![7], vec![0.0; 7]);
@@ -174,16 +177,31 @@ fn parameter_problems_are_reported_together() {
 
 #[test]
 fn params_round_trip_through_the_gpu() {
-    let model = MobileNetV1Config {
-        alpha: 0.25,
-        resolution: 32,
-        classes: 3,
-        ..MobileNetV1Config::preset(Preset::Keras)
-    }
-    .build(1)
-    .unwrap();
+    let model = small_config(0.25, 3, Preset::Keras).build(1).unwrap();
     let plan = model.graph.compile(common::gpu()).unwrap();
     let store = common::random_params(&model.graph, 9);
+    plan.load_params(&store).unwrap();
+    assert_eq!(plan.read_params().unwrap(), store);
+}
+
+// Inference stores the 512-wide pointwise weights with padded rows; loading and reading
+// back must still give the dense tensors.
+#[test]
+fn padded_weights_round_trip_through_the_gpu() {
+    let model = small_config(0.5, 3, Preset::Paper).build_folded(1).unwrap();
+    let padded: Vec<&str> = model
+        .graph
+        .params()
+        .iter()
+        .filter(|p| p.row_stride.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    assert!(
+        padded.contains(&"blocks.13.pw.weight"),
+        "the 512-wide pointwise weights should be padded: {padded:?}"
+    );
+    let plan = model.graph.compile(common::gpu()).unwrap();
+    let store = common::random_params(&model.graph, 11);
     plan.load_params(&store).unwrap();
     assert_eq!(plan.read_params().unwrap(), store);
 }

@@ -97,6 +97,7 @@ impl GraphBuilder {
                 name: format!("{name}.{}", spec.suffix),
                 shape: spec.shape,
                 role: spec.role,
+                row_stride: spec.row_stride,
             });
             params.push(self.params.len() - 1);
         }

@@ -29,11 +29,22 @@ pub struct ParamInfo {
     pub name: String,
     pub shape: Vec<usize>,
     pub role: ParamRole,
+    /// See `ParamSpec::row_stride`: rows this many floats apart in the GPU buffer.
+    pub row_stride: Option<usize>,
 }
 
 impl ParamInfo {
     pub fn len(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// The shape the GPU buffer holds: `shape` with its rows widened to `row_stride`.
+    pub fn stored_shape(&self) -> Vec<usize> {
+        let mut shape = self.shape.clone();
+        if let (Some(stride), Some(last)) = (self.row_stride, shape.last_mut()) {
+            *last = stride;
+        }
+        shape
     }
 
     pub fn is_empty(&self) -> bool {

@@ -29,6 +29,9 @@ pub struct ParamBuffers {
 struct ParamEntry {
     name: String,
     shape: Vec<usize>,
+    /// `shape` as the buffer holds it: rows widened where the op reads them padded
+    /// (`ParamInfo::row_stride`).
+    stored_shape: Vec<usize>,
     range: BufferRange,
 }
 
@@ -38,7 +41,12 @@ impl ParamBuffers {
         let params = graph.params();
         let (weights, statistics): (Vec<usize>, Vec<usize>) =
             (0..params.len()).partition(|&p| params[p].role.trainable());
-        let layout_of = |ids: &[usize]| FlatLayout::new(ids.iter().map(|&p| params[p].len()));
+        let layout_of = |ids: &[usize]| {
+            FlatLayout::new(
+                ids.iter()
+                    .map(|&p| params[p].stored_shape().iter().product()),
+            )
+        };
         let (weights_layout, statistics_layout) = (layout_of(&weights), layout_of(&statistics));
         let weights_buffer = storage_buffer(gpu, "parameters", weights_layout.bytes());
         let statistics_buffer =
@@ -53,6 +61,7 @@ impl ParamBuffers {
                 entries[p] = Some(ParamEntry {
                     name: params[p].name.clone(),
                     shape: params[p].shape.clone(),
+                    stored_shape: params[p].stored_shape(),
                     range: layout.range(buffer, i),
                 });
             }
@@ -101,11 +110,15 @@ impl ParamBuffers {
     pub fn check_matches(&self, graph: &GraphBuilder) -> Result<(), GraphError> {
         let mut problems = Vec::new();
         for p in graph.params() {
-            match self.shape(&p.name) {
-                Some(shape) if shape == p.shape.as_slice() => {}
-                Some(shape) => problems.push(format!(
-                    "{}: graph wants shape {:?}, buffer has {:?}",
-                    p.name, p.shape, shape
+            match self.index.get(&p.name).map(|&i| &self.entries[i]) {
+                Some(entry) if entry.stored_shape == p.stored_shape() => {}
+                Some(entry) => problems.push(format!(
+                    "{}: graph wants shape {:?} (stored as {:?}), buffer has {:?} (stored as {:?})",
+                    p.name,
+                    p.shape,
+                    p.stored_shape(),
+                    entry.shape,
+                    entry.stored_shape
                 )),
                 None => problems.push(format!("{}: no such parameter buffer", p.name)),
             }
@@ -145,8 +158,9 @@ impl ParamBuffers {
         for entry in &self.entries {
             if let Some(values) = store.get(&entry.name) {
                 let (buffer, offset) = (&entry.range.buffer, entry.range.offset);
+                let stored = widen_rows(values, &entry.shape, &entry.stored_shape);
                 self.queue
-                    .write_buffer(buffer, offset, bytemuck::cast_slice(values));
+                    .write_buffer(buffer, offset, bytemuck::cast_slice(&stored));
             }
         }
         Ok(())
@@ -154,14 +168,52 @@ impl ParamBuffers {
 
     /// Reads every parameter back, in one copy and one submit.
     pub fn read(&self) -> Result<ParamStore, GraphError> {
-        read_named(
+        let stored = read_named(
             &self.device,
             &self.queue,
             self.entries
                 .iter()
-                .map(|e| (e.name.as_str(), e.shape.as_slice(), e.range.clone())),
-        )
+                .map(|e| (e.name.as_str(), e.stored_shape.as_slice(), e.range.clone())),
+        )?;
+        let mut store = ParamStore::new();
+        for entry in &self.entries {
+            let values = stored.get(&entry.name).unwrap_or_default();
+            let dense = narrow_rows(values, &entry.stored_shape, &entry.shape);
+            store.insert(&entry.name, entry.shape.clone(), dense);
+        }
+        Ok(store)
     }
+}
+
+/// `values` of `shape` laid out with the last dimension of `stored` (a copy either way;
+/// zeros fill the widened rows' ends).
+fn widen_rows(values: &[f32], shape: &[usize], stored: &[usize]) -> Vec<f32> {
+    let (cols, stride) = (last_dim(shape), last_dim(stored));
+    if cols == stride || cols == 0 {
+        return values.to_vec();
+    }
+    let mut out = vec![0.0; values.len() / cols * stride];
+    for (row, dst) in values.chunks(cols).zip(out.chunks_mut(stride)) {
+        dst[..cols].copy_from_slice(row);
+    }
+    out
+}
+
+/// The inverse of `widen_rows`: rows of `stored`'s width cut back to `shape`'s.
+fn narrow_rows(values: &[f32], stored: &[usize], shape: &[usize]) -> Vec<f32> {
+    let (cols, stride) = (last_dim(shape), last_dim(stored));
+    if cols == stride || stride == 0 {
+        return values.to_vec();
+    }
+    values
+        .chunks(stride)
+        .flat_map(|row| &row[..cols])
+        .copied()
+        .collect()
+}
+
+fn last_dim(shape: &[usize]) -> usize {
+    shape.last().copied().unwrap_or(1)
 }
 
 /// Copies named GPU tensors (each where its range starts) into one staging buffer and

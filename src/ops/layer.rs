@@ -151,6 +151,10 @@ pub struct ParamSpec {
     pub suffix: &'static str,
     pub shape: Vec<usize>,
     pub role: ParamRole,
+    /// Floats between the starts of this [rows, cols] tensor's rows in its GPU buffer,
+    /// where the op reads it with rows wider than `cols` (zeros fill the gap); `None`:
+    /// stored densely, as everywhere off the GPU.
+    pub row_stride: Option<usize>,
 }
 
 impl ParamSpec {
@@ -159,6 +163,17 @@ impl ParamSpec {
             suffix,
             shape,
             role,
+            row_stride: None,
+        }
+    }
+
+    /// The same tensor stored with rows `row_stride` floats apart on the GPU (dense where
+    /// that is its last dimension).
+    pub(super) fn with_row_stride(self, row_stride: usize) -> Self {
+        let dense = self.shape.last().copied().unwrap_or(0);
+        ParamSpec {
+            row_stride: (row_stride != dense).then_some(row_stride),
+            ..self
         }
     }
 

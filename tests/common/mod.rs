@@ -269,8 +269,9 @@ pub const DEPTHWISE_CASES: [([usize; 4], usize); 13] = [
 ];
 
 /// Pointwise: (input NHWC, output channels). [2, 40, 40, 8] has 3200 rows, so its weight
-/// gradient takes the split-K path.
-pub const POINTWISE_CASES: [([usize; 4], usize); 9] = [
+/// gradient takes the split-K path. With 512 and 1024 outputs, inference stores the
+/// weight's rows padded (`padded_row_stride`).
+pub const POINTWISE_CASES: [([usize; 4], usize); 12] = [
     ([1, 7, 7, 3], 13),
     ([3, 15, 15, 8], 24),
     ([1, 1, 1, 1000], 13),
@@ -280,6 +281,9 @@ pub const POINTWISE_CASES: [([usize; 4], usize); 9] = [
     ([1, 4, 4, 256], 8),
     ([2, 40, 40, 8], 16),
     ([1, 2, 3, 1], 1),
+    ([1, 3, 3, 16], 512),
+    ([2, 3, 3, 24], 512),
+    ([1, 2, 2, 12], 1024),
 ];
 
 /// Batch norm + activation inputs.
