@@ -11,9 +11,11 @@ rounds. With --per-layer every dispatch is timed in its own pass (`bench --per-l
 the table has a row per step; the whole batch is still timed apart.
 
 Copy a build elsewhere before rebuilding: `cargo build` overwrites target/release/mobilenet.
-Each build keeps its own tuned kernels (the cache is keyed on the kernel sources), so two
-builds may run different kernels; force one with MOBILENET_TUNE=<kernel> to compare the
-same kernel's code.
+Each variant gets a kernel cache of its own (XDG_CACHE_HOME in a temporary directory, unless
+the variant sets it): it tunes in its first round and runs those kernels after. A cache
+file holds one build's kernels only, so builds sharing one would each discard the other's
+and tune again, choosing differently, every round. Two builds may still run different
+kernels; force one with MOBILENET_TUNE=<kernel> to compare the same kernel's code.
 """
 import argparse
 import json
@@ -21,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 
 
 def parse_variant(text):
@@ -80,6 +83,9 @@ def main():
     if not 2 <= len(options.variants) <= 26:
         sys.exit("ab.py: give 2 to 26 variants to alternate")
     variants = [parse_variant(text) for text in options.variants]
+    caches = tempfile.TemporaryDirectory(prefix="ab-kernel-caches-")
+    for index, (_, env) in enumerate(variants):
+        env.setdefault("XDG_CACHE_HOME", os.path.join(caches.name, str(index)))
     results = [[] for _ in variants]
     for round_index in range(options.rounds):
         for (binary, env), runs, name in zip(variants, results, options.variants):
