@@ -15,22 +15,23 @@ fn activate(x: f32, act: u32) -> f32 {
     }
 }
 
+// activate's cases, computed and selected rather than switched: lavapipe runs a switch on
+// a value it cannot prove uniform as masked code for every case, with mask bookkeeping at
+// each, and the prologue of the forward GEMMs calls this for every vec4 of A they load
+// (performance.md, 2026-12-05, night). The same values as activate.
 fn activate4(x: vec4<f32>, act: u32) -> vec4<f32> {
-    switch act {
-        case 1u: { return max(x, vec4<f32>(0.0)); }
-        case 2u: { return clamp(x, vec4<f32>(0.0), vec4<f32>(6.0)); }
-        default: { return x; }
-    }
+    let relu = max(x, vec4<f32>(0.0));
+    let relu6 = min(relu, vec4<f32>(6.0));
+    return select(select(x, relu, act == ACT_RELU), relu6, act == ACT_RELU6);
 }
 
 // dy through the activation `act` at pre-activation z: ReLU passes where z > 0, ReLU6
-// where 0 < z < 6.
+// where 0 < z < 6 (selected, as in activate4).
 fn activation_grad4(dy: vec4<f32>, z: vec4<f32>, act: u32) -> vec4<f32> {
-    switch act {
-        case 1u: { return select(vec4<f32>(0.0), dy, z > vec4<f32>(0.0)); }
-        case 2u: { return select(vec4<f32>(0.0), dy, (z > vec4<f32>(0.0)) & (z < vec4<f32>(6.0))); }
-        default: { return dy; }
-    }
+    let positive = z > vec4<f32>(0.0);
+    let passes = select(select(vec4<bool>(true), positive, act == ACT_RELU),
+                        positive & (z < vec4<f32>(6.0)), act == ACT_RELU6);
+    return select(vec4<f32>(0.0), dy, passes);
 }
 
 // Running mean and sum of squared deviations of 4 channels: the batch-norm statistics a

@@ -31,13 +31,13 @@ fn buffer_bytes(shape: &[usize]) -> u64 {
         .next_multiple_of(16)
 }
 
-/// Two nodes, named `names`, on an input of `shape`: a batch norm and its consumer, or a
-/// producer and the batch norm after it.
+/// Nodes named `names`, one after the other on an input of `shape`: a batch norm and its
+/// consumer, a producer and the batch norm after it, or a layer between two batch norms.
 struct Pair {
     what: String,
     graph: GraphBuilder,
-    names: [&'static str; 2],
-    kinds: [OpKind; 2],
+    names: Vec<&'static str>,
+    kinds: Vec<OpKind>,
     params: ParamStore,
     input: Vec<f32>,
     output_grad: Vec<f32>,
@@ -53,31 +53,23 @@ fn batch_norm(activation: Activation) -> OpKind {
 /// A batch norm with `activation`, then `consumer`.
 fn pair(consumer: OpKind, shape: &[usize], activation: Activation, seed: u64) -> Pair {
     let what = format!("bn {activation} -> {}", consumer.type_name());
-    let nodes = [("bn", batch_norm(activation)), ("consumer", consumer)];
-    two_nodes(what, nodes, shape, seed)
+    let nodes = vec![("bn", batch_norm(activation)), ("consumer", consumer)];
+    chain(what, nodes, shape, seed)
 }
 
 /// `producer`, then a batch norm with `activation`.
 fn producer_pair(producer: OpKind, shape: &[usize], activation: Activation, seed: u64) -> Pair {
     let what = format!("{} -> bn {activation}", producer.type_name());
-    let nodes = [("producer", producer), ("bn", batch_norm(activation))];
-    two_nodes(what, nodes, shape, seed)
+    let nodes = vec![("producer", producer), ("bn", batch_norm(activation))];
+    chain(what, nodes, shape, seed)
 }
 
-fn two_nodes(
-    what: String,
-    [(first, first_kind), (second, second_kind)]: [(&'static str, OpKind); 2],
-    shape: &[usize],
-    seed: u64,
-) -> Pair {
+fn chain(what: String, nodes: Vec<(&'static str, OpKind)>, shape: &[usize], seed: u64) -> Pair {
     let mut graph = GraphBuilder::new();
-    let x = graph.input("x", shape);
-    let between = graph
-        .add(first, first_kind.clone(), x)
-        .expect("valid shape");
-    let y = graph
-        .add(second, second_kind.clone(), between)
-        .expect("valid shape");
+    let mut y = graph.input("x", shape);
+    for (name, kind) in &nodes {
+        y = graph.add(name, kind.clone(), y).expect("valid shape");
+    }
     graph.output(y).expect("output");
     let params = random_params(&graph, seed);
     let mut r = rng(seed);
@@ -89,8 +81,8 @@ fn two_nodes(
     Pair {
         what: format!("{what} {shape:?}"),
         graph,
-        names: [first, second],
-        kinds: [first_kind, second_kind],
+        names: nodes.iter().map(|(name, _)| *name).collect(),
+        kinds: nodes.into_iter().map(|(_, kind)| kind).collect(),
         params,
         input,
         output_grad,
@@ -107,19 +99,31 @@ fn node_params<'a>(pair: &'a Pair, prefix: &str) -> Vec<&'a [f32]> {
         .collect()
 }
 
-/// The reference's forward output, input gradient and trainable parameter gradients (the
-/// first node's, then the second's), composing the single-op reference passes.
+/// The reference's forward output, input gradient and trainable parameter gradients (node
+/// by node, in graph order), composing the single-op reference passes.
 fn reference(pair: &Pair) -> (Tensor, Tensor, Vec<Vec<f32>>) {
     let shape = pair.graph.shape(pair.graph.inputs()[0]).expect("shape");
-    let x = Tensor::new(shape.to_vec(), pair.input.clone());
-    let [first, second] = pair.names.map(|name| node_params(pair, name));
-    let between = reference::run_op_train(&pair.kinds[0], &x, &first);
-    let y = reference::run_op_train(&pair.kinds[1], &between, &second);
-    let dy = Tensor::new(y.shape.clone(), pair.output_grad.clone());
-    let (d_between, second_grads) =
-        reference::run_op_backward(&pair.kinds[1], &between, &second, &dy);
-    let (dx, first_grads) = reference::run_op_backward(&pair.kinds[0], &x, &first, &d_between);
-    (y, dx, first_grads.into_iter().chain(second_grads).collect())
+    let params: Vec<Vec<&[f32]>> = pair
+        .names
+        .iter()
+        .map(|name| node_params(pair, name))
+        .collect();
+    // inputs[i] is node i's input; the last entry is the output.
+    let mut inputs = vec![Tensor::new(shape.to_vec(), pair.input.clone())];
+    for (kind, node_params) in pair.kinds.iter().zip(&params) {
+        let next = reference::run_op_train(kind, inputs.last().expect("input"), node_params);
+        inputs.push(next);
+    }
+    let y = inputs.pop().expect("output");
+    let mut grad = Tensor::new(y.shape.clone(), pair.output_grad.clone());
+    let mut node_grads = Vec::new();
+    for ((kind, node_params), input) in pair.kinds.iter().zip(&params).zip(&inputs).rev() {
+        let (d_input, grads) = reference::run_op_backward(kind, input, node_params, &grad);
+        node_grads.push(grads);
+        grad = d_input;
+    }
+    let dparams = node_grads.into_iter().rev().flatten().collect();
+    (y, grad, dparams)
 }
 
 /// The pair's training plan on `device`, with its parameters loaded and the input gradient.
@@ -407,6 +411,53 @@ fn pointwise_applies_the_batch_norm_before_it() {
                     plan.kernels()
                 );
             }
+        }
+    }
+}
+
+/// A pointwise layer between two batch norms, as every one in MobileNet is: its forward GEMM
+/// applies the first batch norm as it loads A (in 32x32 tiles the scale and shift loaded
+/// once per 8 steps of 4 K and handed round the subgroup) and leaves the second's
+/// statistics. K of 8 (one
+/// short block of steps), 44 (a whole block and a short one) and 96 (three whole blocks),
+/// ReLU and ReLU6 before, each activation after, against the reference on every kernel
+/// candidate.
+#[test]
+fn pointwise_between_batch_norms_matches_the_reference() {
+    let cases: [([usize; 4], usize); 3] =
+        [([2, 5, 5, 8], 12), ([3, 4, 4, 44], 24), ([2, 3, 5, 96], 40)];
+    for (i, (shape, out_channels)) in cases.into_iter().enumerate() {
+        let pointwise = OpKind::Pointwise(Pointwise {
+            out_channels,
+            fused: None,
+        });
+        // With no activation between them, the second batch norm cancels the first's shift:
+        // its gradient vanishes and no relative tolerance holds, so the first has one.
+        let [before, after] = [ACTIVATIONS[i % 2], ACTIVATIONS[(i + 1) % 3]];
+        let nodes = vec![
+            ("bn_before", batch_norm(before)),
+            ("pw", pointwise),
+            ("bn_after", batch_norm(after)),
+        ];
+        let what = format!("bn {before} -> pointwise -> bn {after}");
+        let pair = chain(what, nodes, &shape, 700 + i as u64);
+        for (device, kernel) in common::kernel_devices() {
+            let plan = compile(device, &pair);
+            let what = format!("{} [{kernel}]", pair.what);
+            let forced = match kernel {
+                "subgroup-16x32" => Some("forward_subgroup_stats"),
+                "subgroup-32x32" => Some("forward_subgroup_32_stats"),
+                _ => None,
+            };
+            if let Some(entry) = forced {
+                assert_eq!(
+                    op_passes(&plan, "pw", entry),
+                    1,
+                    "{what}: {:?}",
+                    plan.kernels()
+                );
+            }
+            check_gradients(&plan, &pair, &what);
         }
     }
 }
