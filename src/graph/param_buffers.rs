@@ -12,6 +12,7 @@ use super::params::ParamStore;
 use super::shapes::tensor_bytes;
 use super::steps::staging_buffer;
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 pub struct ParamBuffers {
@@ -185,18 +186,18 @@ impl ParamBuffers {
     }
 }
 
-/// `values` of `shape` laid out with the last dimension of `stored` (a copy either way;
-/// zeros fill the widened rows' ends).
-fn widen_rows(values: &[f32], shape: &[usize], stored: &[usize]) -> Vec<f32> {
+/// `values` of `shape` laid out with the last dimension of `stored` (zeros fill the widened
+/// rows' ends; borrowed where the two are the same).
+fn widen_rows<'a>(values: &'a [f32], shape: &[usize], stored: &[usize]) -> Cow<'a, [f32]> {
     let (cols, stride) = (last_dim(shape), last_dim(stored));
     if cols == stride || cols == 0 {
-        return values.to_vec();
+        return Cow::Borrowed(values);
     }
     let mut out = vec![0.0; values.len() / cols * stride];
     for (row, dst) in values.chunks(cols).zip(out.chunks_mut(stride)) {
         dst[..cols].copy_from_slice(row);
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The inverse of `widen_rows`: rows of `stored`'s width cut back to `shape`'s.
