@@ -169,18 +169,23 @@ impl ParamBuffers {
 
     /// Reads every parameter back, in one copy and one submit.
     pub fn read(&self) -> Result<ParamStore, GraphError> {
-        let stored = read_named(
+        let mut store = read_named(
             &self.device,
             &self.queue,
             self.entries
                 .iter()
                 .map(|e| (e.name.as_str(), e.stored_shape.as_slice(), e.range.clone())),
         )?;
-        let mut store = ParamStore::new();
-        for entry in &self.entries {
-            let values = stored.get(&entry.name).unwrap_or_default();
-            let dense = narrow_rows(values, &entry.stored_shape, &entry.shape);
-            store.insert(&entry.name, entry.shape.clone(), dense);
+        // Only padded tensors need reshaping; the rest are read as they are stored.
+        for entry in self.entries.iter().filter(|e| e.stored_shape != e.shape) {
+            if let Some(values) = store.get(&entry.name) {
+                let dense = narrow_rows(
+                    values,
+                    last_dim(&entry.stored_shape),
+                    last_dim(&entry.shape),
+                );
+                store.insert(&entry.name, entry.shape.clone(), dense);
+            }
         }
         Ok(store)
     }
@@ -200,12 +205,8 @@ fn widen_rows<'a>(values: &'a [f32], shape: &[usize], stored: &[usize]) -> Cow<'
     Cow::Owned(out)
 }
 
-/// The inverse of `widen_rows`: rows of `stored`'s width cut back to `shape`'s.
-fn narrow_rows(values: &[f32], stored: &[usize], shape: &[usize]) -> Vec<f32> {
-    let (cols, stride) = (last_dim(shape), last_dim(stored));
-    if cols == stride || stride == 0 {
-        return values.to_vec();
-    }
+/// The inverse of `widen_rows`: rows `stride` floats apart cut back to `cols`.
+fn narrow_rows(values: &[f32], stride: usize, cols: usize) -> Vec<f32> {
     values
         .chunks(stride)
         .flat_map(|row| &row[..cols])
