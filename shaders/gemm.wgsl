@@ -110,6 +110,13 @@ fn load_sums_input4(row: u32, col: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), x, cols < vec4<u32>(p.n));
 }
 
+// C[row, col .. col + 3] as stored, zero past N.
+fn load_c_row4(row: u32, col: u32) -> vec4<f32> {
+    let cols = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u);
+    let at = row * p.n + min(cols, vec4<u32>(p.n - 1u));
+    return select(vec4<f32>(0.0), vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]), cols < vec4<u32>(p.n));
+}
+
 // The prologue's scale and shift of A's columns k .. k + 3 (along K; loaded once per step
 // of K for all the rows an invocation loads).
 fn a_affine(k: u32, k_last: u32) -> Affine4 {
@@ -351,29 +358,36 @@ fn store_partials(chunk: u32, col: u32, first: vec4<f32>, second: vec4<f32>) {
 }
 
 // The dX GEMM of a layer after a batch norm, in training: like forward_stats, each
-// invocation walks one chunk of `stats_rows` rows for its 8 columns, stores dX, and sums
-// the batch norm's backward partials over the chunk as it goes (dX is the gradient of that
-// batch norm's output), so its backward_partial pass need not read dX again.
+// invocation walks one chunk of `stats_rows` rows for its 8 columns and stores dX, then
+// sums the batch norm's backward partials over the chunk's dX (the gradient of that batch
+// norm's output) while it is still in cache, so the backward_partial pass is not needed.
 @compute @workgroup_size(LANES)
 fn forward_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
                    @builtin(local_invocation_index) lane: u32,
                    @builtin(num_workgroups) nwg: vec3<u32>) {
     let b = chunk_block(wg, nwg, lane);
     if b.first >= p.m || b.col >= p.n { return; }
-    let norm_lo = sums_norm4(b.col);
-    let norm_hi = sums_norm4(b.col + 4u);
-    var lo = BnSums();
-    var hi = BnSums();
     for (var row0 = b.first; row0 < b.last; row0 += ROWS) {
-        let t = accumulate_block(vec3<u32>(0u, row0, b.col), true);
-        store_block(vec3<u32>(0u, row0, b.col), t);
-        lo = sum_rows8(lo, row0, b.last, b.col, norm_lo, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5,
-                       t.r6, t.r7);
-        hi = sum_rows8(hi, row0, b.last, b.col + 4u, norm_hi, t.r8, t.r9, t.r10, t.r11, t.r12,
-                       t.r13, t.r14, t.r15);
+        let at = vec3<u32>(0u, row0, b.col);
+        store_block(at, accumulate_block(at, true));
     }
-    store_sums(b.chunk, b.col, lo);
-    store_sums(b.chunk, b.col + 4u, hi);
+    store_sums(b.chunk, b.col, stored_sums(b.first, b.last, b.col));
+    store_sums(b.chunk, b.col + 4u, stored_sums(b.first, b.last, b.col + 4u));
+}
+
+// The batch norm's backward sums of columns col .. col + 3 over rows first .. last of the
+// dX just stored (no bias or activation: as computed), row by row. Read back in a loop
+// rather than summed from the tile's registers as each tile is stored: on lavapipe the
+// unrolled per-row loads of the batch norm's input missed the cache one by one, and the
+// loop's strided loads are prefetched (the 13 dX GEMMs at 224/8 took 160 ms, now 142 ms;
+// performance.md, 2026-12-05, late night).
+fn stored_sums(first: u32, last: u32, col: u32) -> BnSums {
+    let norm = sums_norm4(col);
+    var s = BnSums();
+    for (var row = first; row < last; row++) {
+        s = bn_sums_add(s, load_c_row4(row, col), load_sums_input4(row, col), norm, p.sums - 1u);
+    }
+    return s;
 }
 
 // The batch norm's normalisation of columns col .. col + 3 (clamped into C).
@@ -386,29 +400,6 @@ fn sums_norm4(col: u32) -> BnNorm4 {
 fn sums_norm_plane(plane: u32, cols: vec4<u32>) -> vec4<f32> {
     let at = plane * p.n + cols;
     return vec4<f32>(sums_norm[at.x], sums_norm[at.y], sums_norm[at.z], sums_norm[at.w]);
-}
-
-// `s` after rows row0 .. row0 + 7 of dX's columns col .. col + 3 (dy0 .. dy7), those
-// before `last`.
-fn sum_rows8(s: BnSums, row0: u32, last: u32, col: u32, norm: BnNorm4, dy0: vec4<f32>,
-             dy1: vec4<f32>, dy2: vec4<f32>, dy3: vec4<f32>, dy4: vec4<f32>, dy5: vec4<f32>,
-             dy6: vec4<f32>, dy7: vec4<f32>) -> BnSums {
-    var w = sum_row(s, row0, last, col, norm, dy0);
-    w = sum_row(w, row0 + 1u, last, col, norm, dy1);
-    w = sum_row(w, row0 + 2u, last, col, norm, dy2);
-    w = sum_row(w, row0 + 3u, last, col, norm, dy3);
-    w = sum_row(w, row0 + 4u, last, col, norm, dy4);
-    w = sum_row(w, row0 + 5u, last, col, norm, dy5);
-    w = sum_row(w, row0 + 6u, last, col, norm, dy6);
-    return sum_row(w, row0 + 7u, last, col, norm, dy7);
-}
-
-fn sum_row(s: BnSums, row: u32, last: u32, col: u32, norm: BnNorm4, dy: vec4<f32>) -> BnSums {
-    var w = s;
-    if row < last {
-        w = bn_sums_add(s, dy, load_sums_input4(row, col), norm, p.sums - 1u);
-    }
-    return w;
 }
 
 // Chunk `chunk`'s backward partials of columns col .. col + 3: sum dz and sum dz * xhat,

@@ -110,15 +110,11 @@ fn forward_subgroup_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
     let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, TILE_COLS);
     if chunk.row0 >= p.m { return; }
     let last = min(chunk.row0 + p.stats_rows, p.m);
-    let norm = sums_norm4(chunk.col);
-    var s = BnSums();
     for (var row0 = chunk.row0; row0 < last; row0 += TILE_ROWS) {
         let at = TileOrigin(0u, row0, chunk.col);
-        let t = accumulate_tile(at, lane, true);
-        store_tile(at, t);
-        s = sum_tile(s, row0, last, chunk.col, norm, t);
+        store_tile(at, accumulate_tile(at, lane, true));
     }
-    store_sums(chunk.row0 / p.stats_rows, chunk.col, s);
+    store_sums(chunk.row0 / p.stats_rows, chunk.col, stored_sums(chunk.row0, last, chunk.col));
 }
 
 // The same two chunk walks in 32x32 tiles (`subgroup-32x32`); the rows reach the statistics
@@ -148,16 +144,11 @@ fn forward_subgroup_32_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
     let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, TILE_COLS);
     if chunk.row0 >= p.m { return; }
     let last = min(chunk.row0 + p.stats_rows, p.m);
-    let norm = sums_norm4(chunk.col);
-    var s = BnSums();
     for (var row0 = chunk.row0; row0 < last; row0 += TALL_TILE_ROWS) {
         let at = TileOrigin(0u, row0, chunk.col);
-        let t = accumulate_tall_tile(at, lane, true);
-        store_tall_tile(at, t);
-        s = sum_tile(s, row0, last, chunk.col, norm, t.upper);
-        s = sum_tile(s, row0 + TILE_ROWS, last, chunk.col, norm, t.lower);
+        store_tall_tile(at, accumulate_tall_tile(at, lane, true));
     }
-    store_sums(chunk.row0 / p.stats_rows, chunk.col, s);
+    store_sums(chunk.row0 / p.stats_rows, chunk.col, stored_sums(chunk.row0, last, chunk.col));
 }
 
 // `s` after the 16 rows of `t` from row0 (those before `last`).
@@ -165,12 +156,6 @@ fn welford_tile(s: Welford, row0: u32, first: u32, last: u32, t: Tile) -> Welfor
     let w = welford_rows8(s, row0, first, last, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
     return welford_rows8(w, row0 + 8u, first, last, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13,
                          t.r14, t.r15);
-}
-
-fn sum_tile(s: BnSums, row0: u32, last: u32, col: u32, norm: BnNorm4, t: Tile) -> BnSums {
-    let w = sum_rows8(s, row0, last, col, norm, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
-    return sum_rows8(w, row0 + 8u, last, col, norm, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13,
-                     t.r14, t.r15);
 }
 
 // Where a lane's part of the tile lies: its K split, the tile's first row, the lane's first

@@ -28,6 +28,11 @@ fn load_sums_input4(row: u32, col: u32) -> vec4<f32> {
     return sums_input4[(row * p.n + min(col, p.n - 4u)) / 4u];
 }
 
+// C[row, col .. col + 3] as stored; columns past N read the row's last vec4.
+fn load_c_row4(row: u32, col: u32) -> vec4<f32> {
+    return c4[(row * p.n + min(col, p.n - 4u)) / 4u];
+}
+
 // The prologue's scale and shift of A's columns k .. k + 3: A is read along K here
 // (transposed A has kernels of its own, which use row_affine).
 fn a_affine(k: u32, k_last: u32) -> Affine4 {
