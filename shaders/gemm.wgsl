@@ -379,8 +379,8 @@ fn forward_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
 // dX just stored (no bias or activation: as computed), row by row. Read back in a loop
 // rather than summed from the tile's registers as each tile is stored: on lavapipe the
 // unrolled per-row loads of the batch norm's input missed the cache one by one, and the
-// loop's strided loads are prefetched (the 13 dX GEMMs at 224/8 took 160 ms, now 142 ms;
-// performance.md, 2026-12-05, late night).
+// loop's strided loads are prefetched (the 13 dX GEMMs at 224/8, all on the 32x32 tile,
+// took 160-171 ms, now 142 ms; performance.md, 2026-12-05, late night).
 fn stored_sums(first: u32, last: u32, col: u32) -> BnSums {
     let norm = sums_norm4(col);
     var s = BnSums();
