@@ -117,6 +117,7 @@ pub const PORTABILITY: PortabilityTable = PortabilityTable {
         EntryPortability { shader: Shader::Softmax, entry: "accumulate_metrics", invocations: 1, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Reduce, entry: "column_partial", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Reduce, entry: "sum_partials", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Reduce, entry: "sum_partials4", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Optim, entry: "update", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::GemmInt8, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: true, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::GemmInt8, entry: "logits_f32", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: true, backends: &[Metal, Dx12, Vulkan, Gl] },

@@ -386,9 +386,9 @@ mod tests {
         let (input, output) = ([2, 9, 9, 12], [2, 5, 5, 12]);
         let dispatches = depthwise(3, 2).backward(&input, &output, true);
         let entries: Vec<_> = dispatches.iter().map(|d| d.entry).collect();
-        assert_eq!(entries, ["backward_3x3_s2", "sum_partials"]);
+        assert_eq!(entries, ["backward_3x3_s2", "sum_partials4"]);
         // One invocation per chunk of input pixels and 4-channel group, each leaving dW's
-        // partials of its chunk, which sum_partials adds up.
+        // partials of its chunk, which sum_partials4 adds up.
         let input_chunks = chunks(2 * 9 * 9);
         let invocations: usize = dispatches[0]
             .workgroups
@@ -409,7 +409,7 @@ mod tests {
         let entries: Vec<_> = five.iter().map(|d| d.entry).collect();
         assert_eq!(
             entries,
-            ["backward_input", "backward_weight_partial", "sum_partials"]
+            ["backward_input", "backward_weight_partial", "sum_partials4"]
         );
     }
 

@@ -115,15 +115,21 @@ pub(super) fn chunks(rows: usize) -> usize {
     rows.div_ceil(REDUCE_CHUNK).max(1)
 }
 
-/// reduce.wgsl's stage 2: `out[c] = sum_s partials[s, c]` over `parts` partials of `len`.
+/// reduce.wgsl's stage 2: `out[c] = sum_s partials[s, c]` over `parts` partials of `len`,
+/// 4 values per invocation where `len` divides by 4 (`sum_partials4`).
 pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) -> Dispatch {
-    let words = [parts, len, REDUCE_CHUNK, parts, 0, 0, 0, 0].map(|v| v as u32);
+    let (entry, cols) = if len.is_multiple_of(4) {
+        ("sum_partials4", len / 4)
+    } else {
+        ("sum_partials", len)
+    };
+    let words = [parts, cols, REDUCE_CHUNK, parts, 0, 0, 0, 0].map(|v| v as u32);
     Dispatch {
         shader: Shader::Reduce,
-        entry: "sum_partials",
+        entry,
         uniform: uniform_words(&words),
         bindings: vec![(1, partials), (2, out)],
-        workgroups: linear_grid(len),
+        workgroups: linear_grid(cols),
     }
 }
 
@@ -134,7 +140,7 @@ pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) 
 pub fn accumulating(dispatch: &Dispatch) -> Option<Dispatch> {
     let word = match (dispatch.shader, dispatch.entry) {
         (Shader::Gemm | Shader::GemmVec4, _) => 9,
-        (Shader::Reduce, "sum_partials") => 4,
+        (Shader::Reduce, "sum_partials" | "sum_partials4") => 4,
         _ => return None,
     };
     let mut words: Vec<u32> = bytemuck::try_cast_slice(&dispatch.uniform).ok()?.to_vec();
@@ -197,5 +203,20 @@ mod tests {
         let grid = linear_grid(64 * 70000);
         assert_eq!(grid[0], 65535);
         assert!(grid[0] as usize * grid[1] as usize * 64 >= 64 * 70000);
+    }
+
+    #[test]
+    fn partials_sum_four_values_per_invocation_where_the_length_allows() {
+        let vec4 = sum_partials(Slot::Scratch(0), Slot::Output, 3, 4096);
+        assert_eq!(vec4.entry, "sum_partials4");
+        assert_eq!([vec4.uniform_word(0), vec4.uniform_word(1)], [3, 1024]);
+        assert_eq!(vec4.workgroups, linear_grid(1024));
+        let scalar = sum_partials(Slot::Scratch(0), Slot::Output, 3, 4098);
+        assert_eq!(scalar.entry, "sum_partials");
+        assert_eq!(scalar.uniform_word(1), 4098);
+        for dispatch in [vec4, scalar] {
+            let added = accumulating(&dispatch).expect("sum_partials accumulates");
+            assert_eq!(added.uniform_word(4), 1);
+        }
     }
 }
