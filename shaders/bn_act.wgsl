@@ -143,8 +143,10 @@ fn stats_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
 
 // Training stage 3: normalise with the batch statistics.
 // Rows of one channel per invocation in the element-wise passes: the per-channel values
-// are loaded once for all of them.
-const ROWS_PER_INVOCATION: u32 = 8u;
+// are loaded once for all of them (32 rather than 8 took the 14 backward_input passes of a
+// 224/8 training step from 23.1 to 17.9 ms with activation_grad's select; performance.md,
+// 2026-12-05, late night).
+const ROWS_PER_INVOCATION: u32 = 32u;
 
 // (channel, first row, end row) of an element-wise invocation, or none past the end.
 fn row_block(index: u32) -> vec3<u32> {
@@ -181,14 +183,13 @@ fn batch_affine(c: u32) -> Affine {
 
 // Gradient through the activation at pre-activation z = x * scale + shift: ReLU passes
 // where z > 0, ReLU6 where 0 < z < 6. Recomputing z from the input the backward pass reads
-// anyway saves reading the output.
+// anyway saves reading the output. Computed and selected, not switched, as common.wgsl's
+// activation_grad4 (lavapipe runs a switch's every case as masked code).
 fn activation_grad(dy: Elem, x: Elem, affine: Affine) -> Elem {
     let z = x * affine.scale + affine.shift;
-    switch p.act {
-        case 1u: { return select(Elem(0.0), dy, z > Elem(0.0)); }
-        case 2u: { return select(Elem(0.0), dy, (z > Elem(0.0)) & (z < Elem(6.0))); }
-        default: { return dy; }
-    }
+    let relu = select(Elem(0.0), dy, z > Elem(0.0));
+    let relu6 = select(Elem(0.0), dy, (z > Elem(0.0)) & (z < Elem(6.0)));
+    return select(select(dy, relu, p.act == ACT_RELU), relu6, p.act == ACT_RELU6);
 }
 
 // Backward stage 1: per chunk, sum dz and dz * xhat (dz = gradient before the activation).

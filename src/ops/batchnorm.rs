@@ -52,7 +52,7 @@ const BINDINGS: [(u32, Slot); 12] = [
 
 /// Rows of one channel each element-wise training invocation handles (ROWS_PER_INVOCATION
 /// in bn_act.wgsl).
-const ROWS_PER_INVOCATION: usize = 8;
+const ROWS_PER_INVOCATION: usize = 32;
 
 /// Invocations of the element-wise training passes: one per channel and block of rows.
 fn row_block_threads(input: &[usize]) -> usize {
