@@ -102,19 +102,27 @@ fn load_b4(b_off: u32, cols: vec4<u32>) -> vec4<f32> {
 // The *_sums entry points: the raw input of the batch norm before this layer, [m][n].
 @group(0) @binding(8) var<storage, read> sums_input: array<f32>;
 
+// Indices of elements row, col .. col + 3 of an [m][n] tensor (C's shape), clamped into
+// the row, and which of those columns lie inside N.
+fn row_indices4(row: u32, col: u32) -> vec4<u32> {
+    return row * p.n + min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+}
+
+fn inside_n4(col: u32) -> vec4<bool> {
+    return vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(p.n);
+}
+
 // sums_input[row, col .. col + 3], zero past N.
 fn load_sums_input4(row: u32, col: u32) -> vec4<f32> {
-    let cols = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u);
-    let at = row * p.n + min(cols, vec4<u32>(p.n - 1u));
+    let at = row_indices4(row, col);
     let x = vec4<f32>(sums_input[at.x], sums_input[at.y], sums_input[at.z], sums_input[at.w]);
-    return select(vec4<f32>(0.0), x, cols < vec4<u32>(p.n));
+    return select(vec4<f32>(0.0), x, inside_n4(col));
 }
 
 // C[row, col .. col + 3] as stored, zero past N.
 fn load_c_row4(row: u32, col: u32) -> vec4<f32> {
-    let cols = vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u);
-    let at = row * p.n + min(cols, vec4<u32>(p.n - 1u));
-    return select(vec4<f32>(0.0), vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]), cols < vec4<u32>(p.n));
+    let at = row_indices4(row, col);
+    return select(vec4<f32>(0.0), vec4<f32>(c[at.x], c[at.y], c[at.z], c[at.w]), inside_n4(col));
 }
 
 // The prologue's scale and shift of A's columns k .. k + 3 (along K; loaded once per step
