@@ -50,9 +50,21 @@ impl Gpu {
         if give_up_after.is_some_and(|limit| alone > limit) {
             return Ok(alone);
         }
-        let repeats = (MEASURE_TARGET.as_secs_f64() / alone.as_secs_f64().max(1e-6))
-            .clamp(MIN_REPEATS as f64, MAX_REPEATS as f64) as u32;
-        Ok(alone.min(run(repeats)?))
+        Ok(alone.min(run(repeats_for(alone))?))
+    }
+
+    /// Times a dispatch that `time_dispatch` has timed (as `before`) once more, in one batch
+    /// only: it is compiled, checked and warm.
+    pub(crate) fn time_dispatch_again(
+        &self,
+        compiled: &CompiledEntry,
+        uniform: &[u8],
+        buffers: &[(u32, wgpu::BufferBinding<'_>)],
+        workgroups: [u32; 3],
+        before: Duration,
+    ) -> Result<Duration, GpuError> {
+        let (_uniform_buffer, bind_group) = self.tuning_bind_group(compiled, uniform, buffers);
+        self.time_repeated(compiled, &bind_group, workgroups, repeats_for(before))
     }
 
     /// The bind group of one timed dispatch: `uniform` in a buffer of its own at binding 0
@@ -104,4 +116,10 @@ impl Gpu {
             .map_err(|e| GpuError::Readback(e.to_string()))?;
         Ok(start.elapsed() / repeats)
     }
+}
+
+/// Dispatches per timed batch for a dispatch that takes about `time`.
+fn repeats_for(time: Duration) -> u32 {
+    (MEASURE_TARGET.as_secs_f64() / time.as_secs_f64().max(1e-6))
+        .clamp(MIN_REPEATS as f64, MAX_REPEATS as f64) as u32
 }

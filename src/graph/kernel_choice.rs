@@ -64,13 +64,15 @@ fn measure<'a>(
     let mut times: Vec<(Duration, &Candidate)> = Vec::new();
     for candidate in alternatives.timed() {
         let give_up = times.iter().map(|(time, _)| *time * HOPELESS).min();
-        let time = time_candidate(gpu, &mut scratch, label, candidate, resolve, give_up)?;
+        let timing = Timing::First { give_up };
+        let time = time_candidate(gpu, &mut scratch, label, candidate, resolve, timing)?;
         times.push((time, candidate));
     }
     for _ in 1..ROUNDS {
         let timed: Vec<Duration> = times.iter().map(|(time, _)| *time).collect();
         for i in contenders(&timed) {
-            let time = time_candidate(gpu, &mut scratch, label, times[i].1, resolve, None)?;
+            let timing = Timing::Again { before: timed[i] };
+            let time = time_candidate(gpu, &mut scratch, label, times[i].1, resolve, timing)?;
             times[i].0 = times[i].0.min(time);
         }
     }
@@ -109,6 +111,14 @@ fn contenders(times: &[Duration]) -> Vec<usize> {
     near
 }
 
+/// A candidate's first timing (not repeated past `give_up`), or a later one of a candidate
+/// first timed at `before`.
+#[derive(Clone, Copy)]
+enum Timing {
+    First { give_up: Option<Duration> },
+    Again { before: Duration },
+}
+
 /// One timing of `candidate` on the plan's buffers, its writes to scratch.
 fn time_candidate(
     gpu: &Gpu,
@@ -116,7 +126,7 @@ fn time_candidate(
     label: &str,
     candidate: &Candidate,
     resolve: &dyn Fn(Slot) -> Option<BufferRange>,
-    give_up: Option<Duration>,
+    timing: Timing,
 ) -> Result<Duration, GraphError> {
     let dispatch = &candidate.dispatch;
     let compiled = gpu.pipeline(dispatch.shader, dispatch.entry)?;
@@ -125,13 +135,15 @@ fn time_candidate(
         .iter()
         .map(|(b, range)| (*b, range.binding()))
         .collect();
-    Ok(gpu.time_dispatch(
-        &compiled,
-        &dispatch.uniform,
-        &refs,
-        dispatch.workgroups,
-        give_up,
-    )?)
+    let (uniform, workgroups) = (&dispatch.uniform, dispatch.workgroups);
+    Ok(match timing {
+        Timing::First { give_up } => {
+            gpu.time_dispatch(&compiled, uniform, &refs, workgroups, give_up)?
+        }
+        Timing::Again { before } => {
+            gpu.time_dispatch_again(&compiled, uniform, &refs, workgroups, before)?
+        }
+    })
 }
 
 /// The buffers of `dispatch` as the plan binds them, but each one it may write replaced by
