@@ -82,7 +82,8 @@ pub struct TuningStats {
 /// The cache file's contents.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct CacheFile {
-    /// Changes whenever a kernel's source does: older timings no longer apply.
+    /// Changes whenever a kernel's source or the timing method does: older timings no
+    /// longer apply.
     kernels_version: String,
     adapter: String,
     driver: String,
@@ -104,11 +105,18 @@ struct TunerState {
     stats: TuningStats,
 }
 
-/// FNV-1a of every shader's source: a change to any kernel invalidates the cache.
+/// How candidates are timed (`graph::kernel_choice`, `Gpu::time_dispatch`): choices made by
+/// an older method are made again. 2: batches of at least 4 dispatches, the contenders in
+/// three rounds (before, one lone dispatch could decide).
+const TIMING_METHOD: &str = "2";
+
+/// FNV-1a of every shader's source and of the timing method: a change to any kernel, or to
+/// how they are timed, invalidates the cache.
 fn kernels_version() -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for shader in Shader::ALL {
-        for byte in shader.source().bytes() {
+    let sources = Shader::ALL.iter().map(|shader| shader.source());
+    for text in sources.chain([TIMING_METHOD.to_string()]) {
+        for byte in text.bytes() {
             hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
         }
     }
