@@ -133,13 +133,17 @@ pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) 
     }
 }
 
+/// gemm.wgsl's uniform word that, set, adds the product to C (chunked batches' weight
+/// gradients, through `accumulating`).
+pub(super) const GEMM_ACCUMULATE_WORD: usize = 9;
+
 /// The same dispatch adding to its output instead of overwriting it, for the dispatches
 /// that write parameter gradients (the GEMM, `sum_partials`): a plan that splits the batch
 /// adds each later chunk's share. `None` for any other dispatch.
 #[doc(hidden)]
 pub fn accumulating(dispatch: &Dispatch) -> Option<Dispatch> {
     let word = match (dispatch.shader, dispatch.entry) {
-        (Shader::Gemm | Shader::GemmVec4, _) => 9,
+        (Shader::Gemm | Shader::GemmVec4, _) => GEMM_ACCUMULATE_WORD,
         (Shader::Reduce, "sum_partials" | "sum_partials4") => 4,
         _ => return None,
     };

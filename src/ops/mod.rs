@@ -31,7 +31,10 @@ pub use dispatch::TrainSettings;
 pub use dispatch::{accumulating, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
 pub use epilogue::{with_input_sums, with_output_stats};
 // For the ops' own files: the helpers they share.
-use dispatch::{chunks, column_sum, linear_grid, sum_partials, uniform_words, LINEAR_WORKGROUP};
+use dispatch::{
+    chunks, column_sum, linear_grid, sum_partials, uniform_words, GEMM_ACCUMULATE_WORD,
+    LINEAR_WORKGROUP,
+};
 pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};
 pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window};
 #[doc(hidden)]

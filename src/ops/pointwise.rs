@@ -3,7 +3,7 @@
 
 use super::{
     chunks, fused_bias, fused_bias_slot, nhwc, sum_partials, Activation, Dispatch, Fused,
-    ParamRole, ParamSpec, ScratchSpec, Slot, REDUCE_CHUNK,
+    ParamRole, ParamSpec, ScratchSpec, Slot, GEMM_ACCUMULATE_WORD, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -149,7 +149,6 @@ const M_WORD: usize = 0;
 const N_WORD: usize = 1;
 const ACT_WORD: usize = 3;
 const HAS_BIAS_WORD: usize = 8;
-const ACCUMULATE_WORD: usize = 9;
 const SPLITS_WORD: usize = 10;
 const LANES_X_WORD: usize = 12;
 const STATS_ROWS_WORD: usize = 16;
@@ -192,7 +191,7 @@ const SUMS_WORD: usize = 17;
 /// Whether `dispatch` is a GEMM whose C is stored as computed: whole (no K splits), no bias,
 /// activation or accumulation.
 fn plain_output(dispatch: &Dispatch) -> bool {
-    [ACT_WORD, HAS_BIAS_WORD, ACCUMULATE_WORD]
+    [ACT_WORD, HAS_BIAS_WORD, GEMM_ACCUMULATE_WORD]
         .iter()
         .all(|&w| dispatch.uniform_word(w) == 0)
         && dispatch.uniform_word(SPLITS_WORD) == 1
