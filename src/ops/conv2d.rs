@@ -1,7 +1,7 @@
 //! Standard convolution (the stem): weights [KH, KW, Cin, Cout]; a bias and activation only
 //! when batchnorm is folded in for inference.
 
-use super::pointwise::{weight_gradient, weight_gradient_scratch, Gemm};
+use super::gemm::{weight_gradient, weight_gradient_scratch, Gemm};
 use super::{
     fused_bias, fused_bias_slot, linear_grid, nhwc, uniform_words, Activation, Dispatch, Fused,
     Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window,

@@ -1,6 +1,6 @@
 //! Fully connected layer with bias: [N, in] x [in, out] + bias, on the shared GEMM.
 
-use super::pointwise::{input_gradient, weight_gradient, weight_gradient_scratch, Gemm};
+use super::gemm::{input_gradient, weight_gradient, weight_gradient_scratch, Gemm};
 use super::{chunks, column_sum, matrix, Dispatch, ParamRole, ParamSpec, ScratchSpec, Slot};
 
 #[derive(Clone, Debug, PartialEq)]

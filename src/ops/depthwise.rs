@@ -8,6 +8,13 @@ use super::{
 };
 use crate::gpu::Shader;
 
+/// depthwise.wgsl's uniform words: the channel count and the chunks of output pixels
+/// (`uniform_params`), and the input batch norm's prologue (0: off, else 1 + the activation
+/// code; `with_input_prologue`).
+const CHANNELS_WORD: usize = 3;
+const CHUNKS_WORD: usize = 11;
+pub(super) const PROLOGUE_WORD: usize = 14;
+
 /// depthwise.wgsl's uniform word that makes the 3x3 backward sum its input batch norm's
 /// backward partials (`input_sums`).
 const INPUT_SUMS_WORD: usize = 15;
@@ -52,7 +59,8 @@ pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatc
         "forward_3x3_s2" => "forward_3x3_s2_stats",
         _ => return None,
     };
-    let [channels, chunks] = [3, 11].map(|i| dispatch.uniform_word(i) as usize);
+    let [channels, chunks] =
+        [CHANNELS_WORD, CHUNKS_WORD].map(|i| dispatch.uniform_word(i) as usize);
     let mut bindings = dispatch.bindings.clone();
     bindings.push((10, Slot::OutputPartials));
     Some(Dispatch {

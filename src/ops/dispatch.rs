@@ -115,6 +115,9 @@ pub(super) fn chunks(rows: usize) -> usize {
     rows.div_ceil(REDUCE_CHUNK).max(1)
 }
 
+/// reduce.wgsl's word that, set, makes `sum_partials` add to `out` (`accumulating`).
+pub(super) const SUM_PARTIALS_ACCUMULATE_WORD: usize = 4;
+
 /// reduce.wgsl's stage 2: `out[c] = sum_s partials[s, c]` over `parts` partials of `len`,
 /// 4 values per invocation where `len` divides by 4 (`sum_partials4`).
 pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) -> Dispatch {
@@ -131,28 +134,6 @@ pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) 
         bindings: vec![(1, partials), (2, out)],
         workgroups: linear_grid(cols),
     }
-}
-
-/// gemm.wgsl's uniform word that, set, adds the product to C (chunked batches' weight
-/// gradients, through `accumulating`).
-pub(super) const GEMM_ACCUMULATE_WORD: usize = 9;
-
-/// The same dispatch adding to its output instead of overwriting it, for the dispatches
-/// that write parameter gradients (the GEMM, `sum_partials`): a plan that splits the batch
-/// adds each later chunk's share. `None` for any other dispatch.
-#[doc(hidden)]
-pub fn accumulating(dispatch: &Dispatch) -> Option<Dispatch> {
-    let word = match (dispatch.shader, dispatch.entry) {
-        (Shader::Gemm | Shader::GemmVec4, _) => GEMM_ACCUMULATE_WORD,
-        (Shader::Reduce, "sum_partials" | "sum_partials4") => 4,
-        _ => return None,
-    };
-    let mut words: Vec<u32> = bytemuck::try_cast_slice(&dispatch.uniform).ok()?.to_vec();
-    *words.get_mut(word)? = 1;
-    Some(Dispatch {
-        uniform: uniform_words(&words),
-        ..dispatch.clone()
-    })
 }
 
 /// Column sums of a [rows, cols] tensor into `out`, through `partials` (two stages).
@@ -218,9 +199,5 @@ mod tests {
         let scalar = sum_partials(Slot::Scratch(0), Slot::Output, 3, 4098);
         assert_eq!(scalar.entry, "sum_partials");
         assert_eq!(scalar.uniform_word(1), 4098);
-        for dispatch in [vec4, scalar] {
-            let added = accumulating(&dispatch).expect("sum_partials accumulates");
-            assert_eq!(added.uniform_word(4), 1);
-        }
     }
 }

@@ -5,7 +5,7 @@
 //! tensors again.
 
 use super::depthwise::{with_depthwise_input_sums, with_depthwise_output_stats};
-use super::pointwise::{with_gemm_input_sums, with_gemm_output_stats};
+use super::gemm::{with_gemm_input_sums, with_gemm_output_stats};
 use super::{Activation, Dispatch};
 
 /// `dispatch` also leaving the statistics partials of its output for the batch norm after

@@ -11,8 +11,8 @@
 //! classifier's dequantization scales). Zero points and clamp bounds travel in the uniform.
 
 use super::depthwise::images_per_invocation;
+use super::gemm_kernels::subgroup_grid;
 use super::int8::{words_for, Int8Output};
-use super::pointwise::subgroup_grid;
 use super::{linear_grid, nhwc, uniform_words, Dispatch, Padding, Slot, Window};
 use crate::gpu::Shader;
 

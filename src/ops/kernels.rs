@@ -3,13 +3,13 @@
 //! instead of vec4 accesses), for the tuner to time on the adapter (see
 //! `graph::kernel_choice`).
 
+use super::gemm_kernels::{
+    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
+    wide_subgroup_gemm_dispatch, TileRows,
+};
 use super::int8_ops::{
     subgroup_int8_gemm_dispatch, tall_subgroup_int8_gemm_dispatch, x16_int8_depthwise_dispatch,
     Int8Multiply,
-};
-use super::pointwise::{
-    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
-    wide_subgroup_gemm_dispatch, TileRows,
 };
 use super::{linear_grid, Dispatch};
 use crate::gpu::{Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, PORTABILITY};
@@ -215,7 +215,7 @@ fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::pointwise::Gemm;
+    use crate::ops::gemm::Gemm;
     use crate::ops::Slot;
 
     fn caps(subgroup_gemm: bool) -> KernelCaps {

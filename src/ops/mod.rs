@@ -9,6 +9,8 @@ mod dense;
 mod depthwise;
 mod dispatch;
 mod epilogue;
+mod gemm;
+mod gemm_kernels;
 pub mod int8;
 mod int8_ops;
 mod kernels;
@@ -28,12 +30,19 @@ pub use dense::Dense;
 pub use depthwise::Depthwise;
 pub use dispatch::TrainSettings;
 #[doc(hidden)]
-pub use dispatch::{accumulating, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
+pub use dispatch::{Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
 pub use epilogue::{with_input_sums, with_output_stats};
 // For the ops' own files: the helpers they share.
 use dispatch::{
-    chunks, column_sum, linear_grid, sum_partials, uniform_words, GEMM_ACCUMULATE_WORD,
-    LINEAR_WORKGROUP,
+    chunks, column_sum, linear_grid, sum_partials, uniform_words, LINEAR_WORKGROUP,
+    SUM_PARTIALS_ACCUMULATE_WORD,
+};
+#[doc(hidden)]
+pub use gemm::accumulating;
+#[doc(hidden)]
+pub use gemm_kernels::{
+    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
+    wide_subgroup_gemm_dispatch, TileRows,
 };
 pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};
 pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window};
@@ -44,11 +53,6 @@ pub use layer::{Activation, Fused, Padding, ParamRole, ParamSpec, Window};
 pub use op_kind::OpKind;
 pub use optim::{UpdateRule, UpdateTensor, UPDATE_TABLE_TENSORS};
 pub use pointwise::Pointwise;
-#[doc(hidden)]
-pub use pointwise::{
-    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
-    wide_subgroup_gemm_dispatch, TileRows,
-};
 pub use pool::GlobalAvgPool;
 #[doc(hidden)]
 pub use prologue::{with_input_prologue, with_output_grad_prologue};

@@ -20,6 +20,10 @@ impl GlobalAvgPool {
         0
     }
 
+    /// pool.wgsl's uniform word that switches on its input batch norm's prologue (0: off,
+    /// else 1 + the activation code; `with_input_prologue`).
+    pub(super) const PROLOGUE_WORD: usize = 3;
+
     fn dispatch(entry: &'static str, input: &[usize], threads: usize) -> Dispatch {
         let [n, h, w, c] = [input[0], input[1], input[2], input[3]];
         let words = [n as u32, (h * w) as u32, c as u32, 0];

@@ -8,23 +8,22 @@
 //! read the batch norm's output gradient and apply the batch norm's input gradient as it
 //! loads it, so that gradient is not written by a pass of its own either.
 
-use super::depthwise::with_depthwise_output_grad;
-use super::{Activation, Dispatch, Slot};
+use super::depthwise::{with_depthwise_output_grad, PROLOGUE_WORD as DEPTHWISE_PROLOGUE_WORD};
+use super::gemm::GemmWords;
+use super::{Activation, Dispatch, GlobalAvgPool, Slot};
 use crate::gpu::{Shader, GEMM_PROLOGUE_UNIFORM_BYTES};
 
-/// Where a shader takes the prologue: the binding of the batch norm's statistics and the
-/// uniform word that switches it on (0: off, else 1 + the activation code).
-fn prologue_site(shader: Shader) -> Option<(u32, usize)> {
+/// Where a shader takes the prologue: the binding of the batch norm's statistics and, for
+/// the shaders other than the GEMM (whose switch is `GemmWords::prologue`), the uniform word
+/// that switches it on (0: off, else 1 + the activation code).
+fn prologue_site(shader: Shader) -> Option<(u32, Option<usize>)> {
     match shader {
-        Shader::Gemm | Shader::GemmVec4 => Some((5, 14)),
-        Shader::Depthwise | Shader::DepthwiseVec4 => Some((8, 14)),
-        Shader::Pool => Some((5, 3)),
+        Shader::Gemm | Shader::GemmVec4 => Some((5, None)),
+        Shader::Depthwise | Shader::DepthwiseVec4 => Some((8, Some(DEPTHWISE_PROLOGUE_WORD))),
+        Shader::Pool => Some((5, Some(GlobalAvgPool::PROLOGUE_WORD))),
         _ => None,
     }
 }
-
-/// GEMM word that says A's channel is its row (A is X transposed, as in dW = X^T dY).
-const GEMM_PROLOGUE_ROWS: usize = 15;
 
 /// `dispatch` reading its input raw and applying the producer's batch norm with
 /// `activation` as it loads it. A dispatch that does not read the input is returned as it
@@ -40,30 +39,44 @@ pub fn with_input_prologue(dispatch: &Dispatch, activation: Activation) -> Optio
         return Some(dispatch.clone());
     };
     let (stats_binding, word) = prologue_site(dispatch.shader)?;
-    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
-    let gemm = matches!(dispatch.shader, Shader::Gemm | Shader::GemmVec4);
-    if gemm {
-        if input_binding != 1 {
-            return None;
+    let code = activation.shader_code() + 1;
+    let uniform = match word {
+        Some(word) => {
+            let mut switched = dispatch.clone();
+            switched.set_uniform_word(word, code);
+            switched.uniform
         }
-        let (m, a_strides) = (words[0], [words[4], words[5]]);
-        // X is NHWC, channels contiguous: the contiguous axis of A is the channel.
-        let channel_is_row = a_strides[0] == 1 && (a_strides[1] != 1 || m == 1);
-        words[GEMM_PROLOGUE_ROWS] = channel_is_row as u32;
-        // The vec4 kernels read scale and shift as a uniform block of fixed size.
-        let channels = if channel_is_row { m } else { words[2] } as u64;
-        if dispatch.shader == Shader::GemmVec4 && 2 * 4 * channels > GEMM_PROLOGUE_UNIFORM_BYTES {
-            return None;
-        }
-    }
-    words[word] = activation.shader_code() + 1;
+        None => gemm_prologue(dispatch, input_binding, code)?.uniform(),
+    };
     let mut bindings = dispatch.bindings.clone();
     bindings.retain(|(binding, _)| *binding != stats_binding);
     bindings.push((stats_binding, Slot::InputNorm));
     Some(Dispatch {
-        uniform: bytemuck::cast_slice(&words).to_vec(),
+        uniform,
         bindings,
         ..dispatch.clone()
+    })
+}
+
+/// A GEMM's words with the prologue (`code`: 1 + the activation code) applied to A; `None`
+/// where the input is not A, or where a vec4 kernel's uniform block cannot hold the scale
+/// and shift of A's channels.
+fn gemm_prologue(dispatch: &Dispatch, input_binding: u32, code: u32) -> Option<GemmWords> {
+    let words = GemmWords::of(dispatch)?;
+    if input_binding != 1 {
+        return None;
+    }
+    // X is NHWC, channels contiguous: the contiguous axis of A is the channel.
+    let a_strides = words.a_strides();
+    let channel_is_row = a_strides[0] == 1 && (a_strides[1] != 1 || words.m == 1);
+    let channels = if channel_is_row { words.m } else { words.k } as u64;
+    if dispatch.shader == Shader::GemmVec4 && 2 * 4 * channels > GEMM_PROLOGUE_UNIFORM_BYTES {
+        return None;
+    }
+    Some(GemmWords {
+        prologue: code,
+        prologue_rows: channel_is_row as u32,
+        ..words
     })
 }
 
@@ -86,7 +99,7 @@ pub fn with_output_grad_prologue(dispatch: &Dispatch, activation: Activation) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::{Depthwise, GlobalAvgPool, Padding, Pointwise};
+    use crate::ops::{Depthwise, Padding, Pointwise};
 
     #[test]
     fn pointwise_forward_and_weight_gradient_take_the_prologue_along_the_channel() {
@@ -97,8 +110,8 @@ mod tests {
         let (input, output) = ([2, 4, 4, 12], [2, 4, 4, 8]);
         let forward = &op.forward(&input, &output)[0];
         let fused = with_input_prologue(forward, Activation::Relu6).expect("a GEMM");
-        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&fused.uniform);
-        assert_eq!((words[14], words[15]), (3, 0));
+        let words = GemmWords::of(&fused).expect("a GEMM");
+        assert_eq!((words.prologue, words.prologue_rows), (3, 0));
         assert!(fused.bindings.contains(&(5, Slot::InputNorm)));
         let backward = op.backward(&input, &output, true);
         let d_weight = backward
@@ -106,8 +119,8 @@ mod tests {
             .find(|d| d.bindings.contains(&(1, Slot::Input)))
             .expect("dW reads the input");
         let fused = with_input_prologue(d_weight, Activation::Relu).expect("a GEMM");
-        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&fused.uniform);
-        assert_eq!((words[14], words[15]), (2, 1));
+        let words = GemmWords::of(&fused).expect("a GEMM");
+        assert_eq!((words.prologue, words.prologue_rows), (2, 1));
         // dX reads the output gradient only: unchanged.
         let d_input = &backward[0];
         let unchanged = with_input_prologue(d_input, Activation::Relu).expect("unchanged");
@@ -147,10 +160,11 @@ mod tests {
         let forward = &depthwise.forward(&shape, &shape)[0];
         let fused = with_input_prologue(forward, Activation::None).expect("depthwise");
         assert!(fused.bindings.contains(&(8, Slot::InputNorm)));
+        // No activation: code 0, plus one.
+        assert_eq!(fused.uniform_word(DEPTHWISE_PROLOGUE_WORD), 1);
         let pool = &GlobalAvgPool.forward(&shape, &[1, 8])[0];
         let fused = with_input_prologue(pool, Activation::Relu).expect("pool");
-        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&fused.uniform);
-        assert_eq!(words[3], 2);
+        assert_eq!(fused.uniform_word(GlobalAvgPool::PROLOGUE_WORD), 2);
         let mut other = forward.clone();
         other.shader = Shader::Conv2d;
         assert!(with_input_prologue(&other, Activation::Relu).is_none());
