@@ -151,16 +151,17 @@ impl BatchNorm {
         vec![self.dispatch("forward_inference", input, 0.0, total)]
     }
 
+    /// bn_act.wgsl's uniform word with the rows the batch statistics cover, where a pass runs
+    /// on a chunk of them (0: all of its own rows).
+    const BATCH_ROWS_WORD: usize = 7;
+
     /// A per-element pass run on a chunk of the batch, told how many rows the batch
     /// statistics cover (the input gradient divides by them).
     #[doc(hidden)]
     pub fn over_batch_rows(dispatch: &Dispatch, batch_rows: usize) -> Dispatch {
-        let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
-        words[7] = batch_rows as u32;
-        Dispatch {
-            uniform: uniform_words(&words),
-            ..dispatch.clone()
-        }
+        let mut over = dispatch.clone();
+        over.set_uniform_word(Self::BATCH_ROWS_WORD, batch_rows as u32);
+        over
     }
 
     /// Under sync-BN the replicas exchange the partial sums that the first dispatch of the
