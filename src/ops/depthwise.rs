@@ -2,22 +2,63 @@
 //! activation only when batchnorm is folded in for inference.
 
 use super::{
-    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials,
-    uniform_words, Activation, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot,
-    Window, REDUCE_CHUNK,
+    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials, Activation,
+    Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
-/// depthwise.wgsl's uniform words: the channel count and the chunks of output pixels
-/// (`uniform_params`), and the input batch norm's prologue (0: off, else 1 + the activation
-/// code; `with_input_prologue`).
-const CHANNELS_WORD: usize = 3;
-const CHUNKS_WORD: usize = 11;
-pub(super) const PROLOGUE_WORD: usize = 14;
+/// depthwise.wgsl's uniform block `DepthwiseParams`, field for field (a test checks the
+/// names and offsets against the shader); the passes below read and change a depthwise
+/// dispatch through it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub(super) struct DepthwiseWords {
+    pub batch: u32,
+    pub in_h: u32,
+    pub in_w: u32,
+    pub channels: u32,
+    pub out_h: u32,
+    pub out_w: u32,
+    pub kernel: u32,
+    pub stride: u32,
+    pub pad_top: u32,
+    pub pad_left: u32,
+    pub pixels_per_chunk: u32,
+    /// The chunks of output pixels.
+    pub chunks: u32,
+    pub has_bias: u32,
+    pub act: u32,
+    /// 0: the input as stored; else 1 + the activation code of its batch norm
+    /// (`with_input_prologue`).
+    pub prologue: u32,
+    /// 1: the 3x3 backward also sums its input batch norm's backward partials
+    /// (`with_depthwise_input_sums`).
+    pub input_sums: u32,
+    /// 0: dY as stored; else 1 + the activation code of the batch norm after this layer
+    /// (`with_depthwise_output_grad`).
+    pub output_grad: u32,
+    /// Consecutive chunks per invocation of the 3x3 backward (`chunk_span`).
+    pub chunk_span: u32,
+    /// Images per invocation of the 3x3 forward (`forward_images`).
+    pub images: u32,
+}
 
-/// depthwise.wgsl's uniform word that makes the 3x3 backward sum its input batch norm's
-/// backward partials (`input_sums`).
-const INPUT_SUMS_WORD: usize = 15;
+impl DepthwiseWords {
+    /// The words of a depthwise dispatch (either access form); `None` for any other.
+    pub(super) fn of(dispatch: &Dispatch) -> Option<DepthwiseWords> {
+        if !matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4) {
+            return None;
+        }
+        bytemuck::try_pod_read_unaligned(&dispatch.uniform).ok()
+    }
+
+    fn uniform(&self) -> Vec<u8> {
+        bytemuck::bytes_of(self).to_vec()
+    }
+}
+
+/// The word `with_input_prologue` sets, which it shares with other shaders' blocks.
+pub(super) const PROLOGUE_WORD: usize = std::mem::offset_of!(DepthwiseWords, prologue) / 4;
 
 fn is_fused_backward(dispatch: &Dispatch) -> bool {
     matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4)
@@ -33,13 +74,15 @@ pub(super) fn with_depthwise_input_sums(dispatch: &Dispatch) -> Option<Dispatch>
     if !is_fused_backward(dispatch) || !dispatch.bindings.contains(&(8, Slot::InputNorm)) {
         return None;
     }
-    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
-    words[INPUT_SUMS_WORD] = 1;
+    let words = DepthwiseWords {
+        input_sums: 1,
+        ..DepthwiseWords::of(dispatch)?
+    };
     let mut bindings = dispatch.bindings.clone();
     bindings.retain(|&(binding, _)| binding != INPUT_PARTIALS_BINDING);
     bindings.push((INPUT_PARTIALS_BINDING, Slot::InputPartials));
     Some(Dispatch {
-        uniform: uniform_words(&words),
+        uniform: words.uniform(),
         bindings,
         ..dispatch.clone()
     })
@@ -51,16 +94,13 @@ pub(super) fn with_depthwise_input_sums(dispatch: &Dispatch) -> Option<Dispatch>
 /// norm's own `stats_partial` leaves them (`BatchNorm::partials`); that pass is then not
 /// needed. `None` for any other dispatch.
 pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
-    if !matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4) {
-        return None;
-    }
+    let words = DepthwiseWords::of(dispatch)?;
     let entry = match dispatch.entry {
         "forward_3x3" => "forward_3x3_stats",
         "forward_3x3_s2" => "forward_3x3_s2_stats",
         _ => return None,
     };
-    let [channels, chunks] =
-        [CHANNELS_WORD, CHUNKS_WORD].map(|i| dispatch.uniform_word(i) as usize);
+    let [channels, chunks] = [words.channels, words.chunks].map(|v| v as usize);
     let mut bindings = dispatch.bindings.clone();
     bindings.push((10, Slot::OutputPartials));
     Some(Dispatch {
@@ -71,10 +111,8 @@ pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatc
     })
 }
 
-/// depthwise.wgsl's uniform word that makes the backward apply the input gradient of the
-/// batch norm after it as it loads dY (0: off, else 1 + the activation code), and the
-/// bindings of that batch norm's input (this layer's raw output) and statistics.
-const OUTPUT_GRAD_WORD: usize = 16;
+/// The bindings of the batch norm after the layer, for the backward's dY loads: its input
+/// (this layer's raw output) and its statistics.
 const RAW_OUTPUT_BINDING: u32 = 11;
 const OUTPUT_NORM_BINDING: u32 = 12;
 
@@ -87,18 +125,17 @@ pub(super) fn with_depthwise_output_grad(
     dispatch: &Dispatch,
     activation: Activation,
 ) -> Option<Dispatch> {
-    if !matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4) {
-        return None;
-    }
-    let mut words: Vec<u32> = bytemuck::pod_collect_to_vec(&dispatch.uniform);
-    words[OUTPUT_GRAD_WORD] = activation.shader_code() + 1;
+    let words = DepthwiseWords {
+        output_grad: activation.shader_code() + 1,
+        ..DepthwiseWords::of(dispatch)?
+    };
     let mut bindings = dispatch.bindings.clone();
     bindings
         .retain(|&(binding, _)| binding != RAW_OUTPUT_BINDING && binding != OUTPUT_NORM_BINDING);
     bindings.push((RAW_OUTPUT_BINDING, Slot::Output));
     bindings.push((OUTPUT_NORM_BINDING, Slot::OutputNorm));
     Some(Dispatch {
-        uniform: uniform_words(&words),
+        uniform: words.uniform(),
         bindings,
         ..dispatch.clone()
     })
@@ -134,9 +171,6 @@ fn vec4_threads(shape: &[usize]) -> usize {
     shape[0] * shape[1] * shape[2] * shape[3].div_ceil(CHANNELS_PER_THREAD)
 }
 
-/// depthwise.wgsl's uniform word that gives the 3x3 backward's invocations several chunks.
-const CHUNK_SPAN_WORD: usize = 17;
-
 /// Chunks of REDUCE_CHUNK input pixels per invocation of the 3x3 backward for images
 /// `width` pixels wide: enough for strips of about 8 rows, which load each dY row once for
 /// 3 input rows after 2 rows of start-up (a chunk of a 112-pixel-wide image is 2.3 rows),
@@ -147,9 +181,6 @@ fn chunk_span(width: usize) -> usize {
 
 /// Output rows each invocation of the 3x3 forward computes (depthwise.wgsl's FORWARD_ROWS).
 const FORWARD_ROWS: usize = 8;
-
-/// depthwise.wgsl's uniform word that gives the 3x3 forward's invocations several images.
-const IMAGES_WORD: usize = 18;
 
 /// Images per invocation of the 3x3 forward for outputs of `shape`.
 fn forward_images(shape: &[usize]) -> usize {
@@ -233,32 +264,30 @@ impl Depthwise {
     /// The uniform block of every depthwise entry point (depthwise.wgsl's
     /// `DepthwiseParams`): prologue, input sums and output gradient off, one chunk and one
     /// image per invocation, until the passes that use them set them.
-    fn uniform_params(&self, input: &[usize], output: &[usize]) -> [u32; 19] {
+    fn uniform_params(&self, input: &[usize], output: &[usize]) -> DepthwiseWords {
         let window = Window::of(input, self.kernel, self.stride, self.padding);
         let pixels = output[0] * output[1] * output[2];
-        let [has_bias, act] = fused_words(self.fused);
-        [
-            input[0],
-            input[1],
-            input[2],
-            input[3],
-            output[1],
-            output[2],
-            self.kernel,
-            self.stride,
-            window.pad_top,
-            window.pad_left,
-            REDUCE_CHUNK,
-            chunks(pixels),
+        let [has_bias, act] = fused_words(self.fused).map(|v| v as u32);
+        let [batch, in_h, in_w, channels] = [0, 1, 2, 3].map(|d| input[d] as u32);
+        DepthwiseWords {
+            batch,
+            in_h,
+            in_w,
+            channels,
+            out_h: output[1] as u32,
+            out_w: output[2] as u32,
+            kernel: self.kernel as u32,
+            stride: self.stride as u32,
+            pad_top: window.pad_top as u32,
+            pad_left: window.pad_left as u32,
+            pixels_per_chunk: REDUCE_CHUNK as u32,
+            chunks: chunks(pixels) as u32,
             has_bias,
             act,
-            0,
-            0,
-            0,
-            1,
-            1,
-        ]
-        .map(|v| v as u32)
+            chunk_span: 1,
+            images: 1,
+            ..DepthwiseWords::default()
+        }
     }
 
     fn dispatch(
@@ -268,7 +297,17 @@ impl Depthwise {
         output: &[usize],
         threads: usize,
     ) -> Dispatch {
-        let words = self.uniform_params(input, output);
+        self.dispatch_with(entry, input, self.uniform_params(input, output), threads)
+    }
+
+    /// `dispatch` with its uniform words given.
+    fn dispatch_with(
+        &self,
+        entry: &'static str,
+        input: &[usize],
+        words: DepthwiseWords,
+        threads: usize,
+    ) -> Dispatch {
         // Whole vec4 accesses when every 4-channel group is aligned (depthwise_vec4.wgsl).
         let shader = if input[3].is_multiple_of(4) {
             Shader::DepthwiseVec4
@@ -278,7 +317,7 @@ impl Depthwise {
         Dispatch {
             shader,
             entry,
-            uniform: uniform_words(&words),
+            uniform: words.uniform(),
             // Binding 8 (the input's batch norm) is bound by `with_input_prologue`, 11 and
             // 12 (the output's) by `with_depthwise_output_grad`.
             bindings: [
@@ -305,9 +344,11 @@ impl Depthwise {
                 * output[1].div_ceil(FORWARD_ROWS)
                 * four_pixel_groups(output);
             let entry = self.per_stride("forward_3x3", "forward_3x3_s2");
-            let mut dispatch = self.dispatch(entry, input, output, threads);
-            dispatch.set_uniform_word(IMAGES_WORD, images as u32);
-            return vec![dispatch];
+            let words = DepthwiseWords {
+                images: images as u32,
+                ..self.uniform_params(input, output)
+            };
+            return vec![self.dispatch_with(entry, input, words, threads)];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
     }
@@ -351,10 +392,12 @@ impl Depthwise {
                 parts = chunks(input[0] * input[1] * input[2]);
                 let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
                 let span = chunk_span(input[2]);
-                let mut dispatch =
-                    self.dispatch(entry, input, output, parts.div_ceil(span) * groups);
-                dispatch.set_uniform_word(CHUNK_SPAN_WORD, span as u32);
-                dispatches.push(dispatch);
+                let words = DepthwiseWords {
+                    chunk_span: span as u32,
+                    ..self.uniform_params(input, output)
+                };
+                let threads = parts.div_ceil(span) * groups;
+                dispatches.push(self.dispatch_with(entry, input, words, threads));
             }
             (true, false) => {
                 let threads = vec4_threads(input);
@@ -431,7 +474,7 @@ mod tests {
         );
         let normalised = crate::ops::with_input_prologue(backward, Activation::Relu).unwrap();
         let summing = with_depthwise_input_sums(&normalised).expect("a 3x3 backward with dX");
-        assert_eq!(summing.uniform_word(INPUT_SUMS_WORD), 1);
+        assert_eq!(DepthwiseWords::of(&summing).map(|w| w.input_sums), Some(1));
         assert!(summing
             .bindings
             .contains(&(INPUT_PARTIALS_BINDING, Slot::InputPartials)));
@@ -452,11 +495,12 @@ mod tests {
                 assert_eq!(applied.bindings, backward.bindings);
                 continue;
             }
-            assert_eq!(backward.uniform_word(OUTPUT_GRAD_WORD), 0);
+            let output_grad = |d: &Dispatch| DepthwiseWords::of(d).map(|w| w.output_grad);
+            assert_eq!(output_grad(&backward), Some(0));
             assert!(backward
                 .bindings
                 .contains(&(RAW_OUTPUT_BINDING, Slot::GradOutput)));
-            assert_eq!(applied.uniform_word(OUTPUT_GRAD_WORD), 3);
+            assert_eq!(output_grad(&applied), Some(3));
             for pair in [
                 (RAW_OUTPUT_BINDING, Slot::Output),
                 (OUTPUT_NORM_BINDING, Slot::OutputNorm),
@@ -468,6 +512,21 @@ mod tests {
                 .iter()
                 .filter(|(b, _)| *b == RAW_OUTPUT_BINDING || *b == OUTPUT_NORM_BINDING);
             assert_eq!(rebound.count(), 2);
+        }
+    }
+
+    /// depthwise.wgsl's `DepthwiseParams` and `DepthwiseWords` name the same words in the
+    /// same places.
+    #[test]
+    fn the_words_match_the_shaders_uniform_block() {
+        use super::super::dispatch::{check_words_against_shader, field_offsets};
+        let fields = field_offsets!(DepthwiseWords;
+            batch, in_h, in_w, channels, out_h, out_w, kernel, stride, pad_top, pad_left,
+            pixels_per_chunk, chunks, has_bias, act, prologue, input_sums, output_grad,
+            chunk_span, images);
+        for shader in [Shader::Depthwise, Shader::DepthwiseVec4] {
+            let size = std::mem::size_of::<DepthwiseWords>();
+            check_words_against_shader(shader, "DepthwiseParams", &fields, size);
         }
     }
 
@@ -488,8 +547,7 @@ mod tests {
 
         let (input, output) = ([5, 2, 2, 1000], [5, 2, 2, 1000]);
         let forward = &depthwise(3, 1).forward(&input, &output)[0];
-        let words: Vec<u32> = bytemuck::pod_collect_to_vec(&forward.uniform);
-        assert_eq!(words[IMAGES_WORD], 2);
+        assert_eq!(DepthwiseWords::of(forward).map(|w| w.images), Some(2));
         // 3 groups of images, one strip of one quad of pixels, 250 channel groups.
         assert_eq!(forward.workgroups, linear_grid(3 * 250));
     }

@@ -179,6 +179,53 @@ impl Default for TrainSettings {
     }
 }
 
+/// Checks a `*Words` struct against the uniform block `block` of `shader`'s source, parsed
+/// by naga: every field (name, byte offset) is a member at the same offset, every member
+/// the fields leave out is padding (`pad*`), and the sizes agree.
+#[cfg(test)]
+pub(super) fn check_words_against_shader(
+    shader: Shader,
+    block: &str,
+    fields: &[(&str, usize)],
+    size: usize,
+) {
+    let module = naga::front::wgsl::parse_str(&shader.source())
+        .unwrap_or_else(|e| panic!("{shader} does not parse: {e}"));
+    let (_, params) = module
+        .types
+        .iter()
+        .find(|(_, ty)| ty.name.as_deref() == Some(block))
+        .unwrap_or_else(|| panic!("{shader} has no {block}"));
+    let naga::TypeInner::Struct { members, span } = &params.inner else {
+        panic!("{shader}'s {block} is not a struct");
+    };
+    assert_eq!(*span as usize, size, "{shader}: the size of {block}");
+    for (name, offset) in fields {
+        let member = members
+            .iter()
+            .find(|m| m.name.as_deref() == Some(*name))
+            .unwrap_or_else(|| panic!("{shader}'s {block} has no `{name}`"));
+        assert_eq!(member.offset as usize, *offset, "{shader}: `{name}`");
+    }
+    for member in members {
+        let name = member.name.as_deref().unwrap_or("");
+        assert!(
+            name.starts_with("pad") || fields.iter().any(|(n, _)| *n == name),
+            "{shader}: {block}'s `{name}` has no field"
+        );
+    }
+}
+
+/// `[(name, byte offset)]` of the named fields of a struct, for `check_words_against_shader`.
+#[cfg(test)]
+macro_rules! field_offsets {
+    ($ty:ty; $($field:ident),+ $(,)?) => {
+        [$((stringify!($field), std::mem::offset_of!($ty, $field))),+]
+    };
+}
+#[cfg(test)]
+pub(super) use field_offsets;
+
 #[cfg(test)]
 mod tests {
     use super::*;

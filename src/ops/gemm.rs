@@ -510,57 +510,14 @@ mod tests {
     /// gemm.wgsl's `GemmParams` and `GemmWords` name the same words in the same places.
     #[test]
     fn the_words_match_the_shaders_uniform_block() {
-        use std::mem::offset_of;
-        let rust = [
-            ("m", offset_of!(GemmWords, m)),
-            ("n", offset_of!(GemmWords, n)),
-            ("k", offset_of!(GemmWords, k)),
-            ("act", offset_of!(GemmWords, act)),
-            ("a_row_stride", offset_of!(GemmWords, a_row_stride)),
-            ("a_col_stride", offset_of!(GemmWords, a_col_stride)),
-            ("b_row_stride", offset_of!(GemmWords, b_row_stride)),
-            ("b_col_stride", offset_of!(GemmWords, b_col_stride)),
-            ("has_bias", offset_of!(GemmWords, has_bias)),
-            ("accumulate", offset_of!(GemmWords, accumulate)),
-            ("splits", offset_of!(GemmWords, splits)),
-            ("k_chunk", offset_of!(GemmWords, k_chunk)),
-            ("lanes_x", offset_of!(GemmWords, lanes_x)),
-            ("a_zero_padded", offset_of!(GemmWords, a_zero_padded)),
-            ("prologue", offset_of!(GemmWords, prologue)),
-            ("prologue_rows", offset_of!(GemmWords, prologue_rows)),
-            ("stats_rows", offset_of!(GemmWords, stats_rows)),
-            ("sums", offset_of!(GemmWords, sums)),
-        ];
+        use super::super::dispatch::{check_words_against_shader, field_offsets};
+        let fields = field_offsets!(GemmWords;
+            m, n, k, act, a_row_stride, a_col_stride, b_row_stride, b_col_stride, has_bias,
+            accumulate, splits, k_chunk, lanes_x, a_zero_padded, prologue, prologue_rows,
+            stats_rows, sums);
         for shader in [Shader::Gemm, Shader::GemmVec4, Shader::GemmSubgroupVec4] {
-            let module = naga::front::wgsl::parse_str(&shader.source())
-                .unwrap_or_else(|e| panic!("{shader} does not parse: {e}"));
-            let (_, params) = module
-                .types
-                .iter()
-                .find(|(_, ty)| ty.name.as_deref() == Some("GemmParams"))
-                .unwrap_or_else(|| panic!("{shader} has no GemmParams"));
-            let naga::TypeInner::Struct { members, span } = &params.inner else {
-                panic!("{shader}'s GemmParams is not a struct");
-            };
-            assert_eq!(*span as usize, std::mem::size_of::<GemmWords>(), "{shader}");
-            for (name, offset) in rust {
-                let member = members
-                    .iter()
-                    .find(|m| m.name.as_deref() == Some(name))
-                    .unwrap_or_else(|| panic!("{shader}'s GemmParams has no `{name}`"));
-                assert_eq!(member.offset as usize, offset, "{shader}: `{name}`");
-            }
-            let padding = members.iter().filter(|m| {
-                let name = m.name.as_deref().unwrap_or("");
-                !rust.iter().any(|(n, _)| *n == name)
-            });
-            assert!(
-                padding
-                    .clone()
-                    .all(|m| m.name.as_deref().is_some_and(|n| n.starts_with("pad"))),
-                "{shader}: GemmParams words GemmWords does not name: {:?}",
-                padding.map(|m| m.name.clone()).collect::<Vec<_>>()
-            );
+            let size = std::mem::size_of::<GemmWords>();
+            check_words_against_shader(shader, "GemmParams", &fields, size);
         }
     }
 }
