@@ -27,8 +27,30 @@ const DEPTHWISE_PIXELS: usize = 4;
 /// kernel for other filters computes one.
 const DEPTHWISE_3X3_ROWS: usize = 8;
 
-/// depthwise_int8.wgsl's uniform word of images per 3x3 invocation.
-const IMAGES_WORD: usize = 15;
+/// depthwise_int8.wgsl's uniform block `DepthwiseInt8Params`, field for field (a test checks
+/// the names and offsets against the shader), which its x16 form reads too.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+struct DepthwiseInt8Words {
+    batch: u32,
+    in_h: u32,
+    in_w: u32,
+    /// Packed words of 4 channels a pixel.
+    words: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel: u32,
+    stride: u32,
+    pad_top: u32,
+    pad_left: u32,
+    channels: u32,
+    input_zero: i32,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+    /// Images per invocation of the 3x3 kernels.
+    images: u32,
+}
 
 /// Invocations of a depthwise dispatch: one per `images` images, `rows` rows of quads of
 /// output pixels and access of `words_per_access` channel words (1 in depthwise_int8.wgsl,
@@ -230,24 +252,26 @@ impl Int8Depthwise {
             let per_image = depthwise_invocations([1, out_h, out_w], rows, 1, channel_words, 1);
             images_per_invocation(n, out_h * out_w, per_image)
         };
-        let uniform = words(&[
-            n as i64,
-            input[1] as i64,
-            input[2] as i64,
-            channel_words as i64,
-            out_h as i64,
-            out_w as i64,
-            self.window.kernel as i64,
-            self.window.stride as i64,
-            window.pad_top as i64,
-            window.pad_left as i64,
-            channels as i64,
-            self.window.input_zero as i64,
-            self.output.zero_point as i64,
-            self.output.lo as i64,
-            self.output.hi as i64,
-            images as i64,
-        ]);
+        let [batch, in_h, in_w] = [n, input[1], input[2]].map(|d| d as u32);
+        let uniform = DepthwiseInt8Words {
+            batch,
+            in_h,
+            in_w,
+            words: channel_words as u32,
+            out_h: out_h as u32,
+            out_w: out_w as u32,
+            kernel: self.window.kernel as u32,
+            stride: self.window.stride as u32,
+            pad_top: window.pad_top as u32,
+            pad_left: window.pad_left as u32,
+            channels: channels as u32,
+            input_zero: self.window.input_zero,
+            zero_point: self.output.zero_point,
+            lo: self.output.lo,
+            hi: self.output.hi,
+            images: images as u32,
+        };
+        let uniform = bytemuck::bytes_of(&uniform).to_vec();
         let mut bindings = vec![(1, Slot::Input), (5, Slot::Output)];
         bindings.extend(PARAMS);
         let quads = depthwise_invocations([n, out_h, out_w], rows, images, channel_words, 1);
@@ -269,25 +293,27 @@ pub fn x16_int8_depthwise_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     if dispatch.shader != Shader::DepthwiseInt8 || !is_3x3 {
         return None;
     }
-    let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (n, channel_words, out_h, out_w) = (words[0], words[3], words[4], words[5]);
+    let words: DepthwiseInt8Words = bytemuck::try_pod_read_unaligned(&dispatch.uniform).ok()?;
+    let [n, channel_words, out_h, out_w] =
+        [words.batch, words.words, words.out_h, words.out_w].map(|d| d as usize);
     if channel_words % 4 != 0 {
         return None;
     }
-    let [n, out_h, out_w] = [n, out_h, out_w].map(|d| d as usize);
-    let channel_words = channel_words as usize;
     let rows = DEPTHWISE_3X3_ROWS;
     // A quarter of the base kernel's invocations per image: its own images per invocation.
     let per_image = depthwise_invocations([1, out_h, out_w], rows, 1, channel_words, 4);
     let images = images_per_invocation(n, out_h * out_w, per_image);
     let quads = depthwise_invocations([n, out_h, out_w], rows, images, channel_words, 4);
-    let mut x16 = Dispatch {
+    let words = DepthwiseInt8Words {
+        images: images as u32,
+        ..words
+    };
+    Some(Dispatch {
         shader: Shader::DepthwiseInt8X16,
+        uniform: bytemuck::bytes_of(&words).to_vec(),
         workgroups: linear_grid(quads),
         ..dispatch.clone()
-    };
-    x16.set_uniform_word(IMAGES_WORD, images as u32);
-    Some(x16)
+    })
 }
 
 /// The int8 stem: a standard convolution as im2col into the workspace, then the GEMM
@@ -393,6 +419,20 @@ impl Int8Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// depthwise_int8.wgsl's `DepthwiseInt8Params` and `DepthwiseInt8Words` name the same
+    /// words in the same places.
+    #[test]
+    fn the_depthwise_words_match_the_shaders_uniform_block() {
+        use super::super::dispatch::{check_words_against_shader, field_offsets};
+        let fields = field_offsets!(DepthwiseInt8Words;
+            batch, in_h, in_w, words, out_h, out_w, kernel, stride, pad_top, pad_left,
+            channels, input_zero, zero_point, lo, hi, images);
+        for shader in [Shader::DepthwiseInt8, Shader::DepthwiseInt8X16] {
+            let size = std::mem::size_of::<DepthwiseInt8Words>();
+            check_words_against_shader(shader, "DepthwiseInt8Params", &fields, size);
+        }
+    }
 
     #[test]
     fn gemm_uniform_carries_signed_zero_points() {
