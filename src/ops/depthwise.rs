@@ -297,19 +297,18 @@ impl Depthwise {
         output: &[usize],
         threads: usize,
     ) -> Dispatch {
-        self.dispatch_with(entry, input, self.uniform_params(input, output), threads)
+        self.dispatch_with(entry, self.uniform_params(input, output), threads)
     }
 
     /// `dispatch` with its uniform words given.
     fn dispatch_with(
         &self,
         entry: &'static str,
-        input: &[usize],
         words: DepthwiseWords,
         threads: usize,
     ) -> Dispatch {
         // Whole vec4 accesses when every 4-channel group is aligned (depthwise_vec4.wgsl).
-        let shader = if input[3].is_multiple_of(4) {
+        let shader = if words.channels.is_multiple_of(4) {
             Shader::DepthwiseVec4
         } else {
             Shader::Depthwise
@@ -348,7 +347,7 @@ impl Depthwise {
                 images: images as u32,
                 ..self.uniform_params(input, output)
             };
-            return vec![self.dispatch_with(entry, input, words, threads)];
+            return vec![self.dispatch_with(entry, words, threads)];
         }
         vec![self.dispatch("forward", input, output, vec4_threads(output))]
     }
@@ -397,7 +396,7 @@ impl Depthwise {
                     ..self.uniform_params(input, output)
                 };
                 let threads = parts.div_ceil(span) * groups;
-                dispatches.push(self.dispatch_with(entry, input, words, threads));
+                dispatches.push(self.dispatch_with(entry, words, threads));
             }
             (true, false) => {
                 let threads = vec4_threads(input);

@@ -15,10 +15,11 @@ const SUBGROUP_TILE_COLS: usize = 32;
 /// The same GEMM dispatch for gemm_subgroup.wgsl, which reads the same uniform block and
 /// bindings but tiles C differently; `None` for dispatches that are not GEMMs.
 pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
-    let (size, layout) = gemm_shape(dispatch)?;
+    let (words, layout) = gemm_words(dispatch)?;
+    let size = words.size();
     if is_chunk_walking(dispatch) {
         let entries = ["forward_subgroup_stats", "forward_subgroup_bt_sums"];
-        return Some(chunk_walk_dispatch(dispatch, size, &layout, entries));
+        return Some(chunk_walk_dispatch(dispatch, &words, &layout, entries));
     }
     let entry = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
         (true, true, false) => "forward_subgroup_at",
@@ -46,14 +47,14 @@ const TALL_SUBGROUP_TILE_ROWS: usize = 32;
 /// dispatches those entry points do not cover (both operands transposed, chunks of
 /// batch-norm rows that are not whole tiles, and anything that is not a GEMM).
 pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
-    let (size, layout) = gemm_shape(dispatch)?;
+    let (words, layout) = gemm_words(dispatch)?;
+    let size = words.size();
     if is_chunk_walking(dispatch) {
-        let rows_per_chunk = rows_per_chunk(dispatch);
-        if !rows_per_chunk.is_multiple_of(TALL_SUBGROUP_TILE_ROWS) {
+        if !(words.stats_rows as usize).is_multiple_of(TALL_SUBGROUP_TILE_ROWS) {
             return None;
         }
         let entries = ["forward_subgroup_32_stats", "forward_subgroup_32_bt_sums"];
-        return Some(chunk_walk_dispatch(dispatch, size, &layout, entries));
+        return Some(chunk_walk_dispatch(dispatch, &words, &layout, entries));
     }
     if !matches!(dispatch.entry, "forward" | "forward_bt") {
         return None;
@@ -77,11 +78,11 @@ pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
 /// of its kind in `[stats, sums]`: one workgroup per chunk of rows and strip of columns.
 fn chunk_walk_dispatch(
     dispatch: &Dispatch,
-    size: [usize; 3],
+    words: &GemmWords,
     layout: &OperandLayout,
     [stats, sums]: [&'static str; 2],
 ) -> Dispatch {
-    let rows_per_chunk = rows_per_chunk(dispatch);
+    let rows_per_chunk = words.stats_rows as usize;
     Dispatch {
         shader: subgroup_shader(layout),
         entry: if dispatch.entry == "forward_stats" {
@@ -89,7 +90,7 @@ fn chunk_walk_dispatch(
         } else {
             sums
         },
-        workgroups: subgroup_grid(size, [rows_per_chunk, SUBGROUP_TILE_COLS]),
+        workgroups: subgroup_grid(words.size(), [rows_per_chunk, SUBGROUP_TILE_COLS]),
         ..dispatch.clone()
     }
 }
@@ -110,7 +111,7 @@ const WIDE_TILE_COLS: usize = 64;
 /// The same GEMM dispatch for the wide tiles of gemm_subgroup_wide.wgsl; `None` where it
 /// has no entry point (not a GEMM, or scalar accesses).
 pub fn wide_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
-    let (size, layout) = gemm_shape(dispatch)?;
+    let (words, layout) = gemm_words(dispatch)?;
     if is_chunk_walking(dispatch) {
         return None;
     }
@@ -123,21 +124,16 @@ pub fn wide_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     Some(Dispatch {
         shader: Shader::GemmSubgroupVec4,
         entry,
-        workgroups: subgroup_grid(size, tile),
+        workgroups: subgroup_grid(words.size(), tile),
         ..dispatch.clone()
     })
 }
 
-/// A GEMM dispatch's [m, n, splits] and operand layout, from its uniform words; `None` for
-/// dispatches that are not GEMMs.
-fn gemm_shape(dispatch: &Dispatch) -> Option<([usize; 3], OperandLayout)> {
+/// A GEMM dispatch's uniform words and operand layout; `None` for dispatches that are not
+/// GEMMs.
+fn gemm_words(dispatch: &Dispatch) -> Option<(GemmWords, OperandLayout)> {
     let words = GemmWords::of(dispatch)?;
-    Some((words.size(), OperandLayout::of(&words)))
-}
-
-/// Rows per chunk of a chunk-walking GEMM's batch-norm partials (`is_chunk_walking`).
-fn rows_per_chunk(dispatch: &Dispatch) -> usize {
-    GemmWords::of(dispatch).map_or(0, |words| words.stats_rows as usize)
+    Some((words, OperandLayout::of(&words)))
 }
 
 /// The workgroups of a subgroup GEMM over [m, n] in `splits` K chunks. Row tiles vary
@@ -167,7 +163,8 @@ const TILED_TILE_COLS: usize = 64;
 /// The same GEMM dispatch for gemm_tiled.wgsl (workgroup-memory tiles); `None` for
 /// dispatches that are not GEMMs.
 pub fn tiled_gemm_dispatch(dispatch: &Dispatch, rows: TileRows) -> Option<Dispatch> {
-    let ([m, n, splits], layout) = gemm_shape(dispatch)?;
+    let (words, layout) = gemm_words(dispatch)?;
+    let [m, n, splits] = words.size();
     if is_chunk_walking(dispatch) {
         return None;
     }
