@@ -96,8 +96,8 @@ pub(super) fn with_depthwise_input_sums(dispatch: &Dispatch) -> Option<Dispatch>
 pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
     let words = DepthwiseWords::of(dispatch)?;
     let entry = match dispatch.entry {
-        "forward_3x3" => "forward_3x3_stats",
-        "forward_3x3_s2" => "forward_3x3_s2_stats",
+        "forward_3x3" | "forward_3x3_small" => "forward_3x3_stats",
+        "forward_3x3_s2" | "forward_3x3_small_s2" => "forward_3x3_s2_stats",
         _ => return None,
     };
     let [channels, chunks] = [words.channels, words.chunks].map(|v| v as usize);
@@ -181,6 +181,14 @@ fn chunk_span(width: usize) -> usize {
 
 /// Output rows each invocation of the 3x3 forward computes (depthwise.wgsl's FORWARD_ROWS).
 const FORWARD_ROWS: usize = 8;
+
+/// Whether the 3x3 forward takes whole images (depthwise.wgsl's `forward_3x3_small`): at
+/// most 2x2 pixels in and out.
+fn small_images(input: &[usize], output: &[usize]) -> bool {
+    [input[1], input[2], output[1], output[2]]
+        .iter()
+        .all(|&side| side <= 2)
+}
 
 /// Images per invocation of the 3x3 forward for outputs of `shape`.
 fn forward_images(shape: &[usize]) -> usize {
@@ -336,6 +344,16 @@ impl Depthwise {
 
     #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
+        if self.is_3x3() && small_images(input, output) {
+            let groups = output[3].div_ceil(CHANNELS_PER_THREAD);
+            let images = images_per_invocation(output[0], output[1] * output[2], groups);
+            let entry = self.per_stride("forward_3x3_small", "forward_3x3_small_s2");
+            let words = DepthwiseWords {
+                images: images as u32,
+                ..self.uniform_params(input, output)
+            };
+            return vec![self.dispatch_with(entry, words, output[0].div_ceil(images) * groups)];
+        }
         if self.is_3x3() {
             // FORWARD_ROWS output rows per invocation, of `images` images.
             let images = forward_images(output);
@@ -547,8 +565,25 @@ mod tests {
         let (input, output) = ([5, 2, 2, 1000], [5, 2, 2, 1000]);
         let forward = &depthwise(3, 1).forward(&input, &output)[0];
         assert_eq!(DepthwiseWords::of(forward).map(|w| w.images), Some(2));
-        // 3 groups of images, one strip of one quad of pixels, 250 channel groups.
+        // 3 groups of images, whole, by 250 channel groups.
+        assert_eq!(forward.entry, "forward_3x3_small");
         assert_eq!(forward.workgroups, linear_grid(3 * 250));
+    }
+
+    #[test]
+    fn images_of_at_most_2x2_pixels_in_and_out_take_the_whole_image_kernel() {
+        let entry = |stride: usize, input: [usize; 4], output: [usize; 4]| {
+            depthwise(3, stride).forward(&input, &output)[0].entry
+        };
+        assert_eq!(entry(1, [4, 2, 1, 8], [4, 2, 1, 8]), "forward_3x3_small");
+        assert_eq!(entry(2, [4, 2, 2, 8], [4, 1, 1, 8]), "forward_3x3_small_s2");
+        // A 2x2 output of a 4x4 input: the strips.
+        assert_eq!(entry(2, [4, 4, 4, 8], [4, 2, 2, 8]), "forward_3x3_s2");
+        assert_eq!(entry(1, [4, 3, 2, 8], [4, 3, 2, 8]), "forward_3x3");
+        // Training's forward with statistics takes them in chunks of pixels, as any other.
+        let small = &depthwise(3, 2).forward(&[4, 2, 2, 8], &[4, 1, 1, 8])[0];
+        let stats = with_depthwise_output_stats(small).expect("a 3x3 forward");
+        assert_eq!(stats.entry, "forward_3x3_s2_stats");
     }
 
     #[test]

@@ -247,11 +247,12 @@ pub const CONV_CASES: [([usize; 4], usize, usize); 7] = [
     ([1, 1, 1, 3], 3, 2),
 ];
 
-/// Depthwise: (input NHWC, stride). The last three are small images wide enough that each
-/// invocation of the 3x3 forward takes several of them (ops::depthwise's forward_images:
-/// 2 of 5, the last group short; 3 of 6 at stride 2; all 7, with channels not a multiple
-/// of 4).
-pub const DEPTHWISE_CASES: [([usize; 4], usize); 13] = [
+/// Depthwise: (input NHWC, stride). Each invocation of the 3x3 forward takes several of the
+/// small images of the 2x2x1000, 4x4x1000 and 1x1x1030 cases (ops::depthwise's
+/// images_per_invocation: 2 of 5, the last group short; 3 of 6 at stride 2; all 7, with
+/// channels not a multiple of 4). Images of at most 2x2 pixels in and out (those, but the
+/// 4x4 ones, and the last three) take the whole-image kernel, `forward_3x3_small`.
+pub const DEPTHWISE_CASES: [([usize; 4], usize); 16] = [
     ([1, 7, 7, 13], 2),
     ([3, 15, 15, 8], 1),
     ([1, 8, 8, 24], 2),
@@ -266,6 +267,10 @@ pub const DEPTHWISE_CASES: [([usize; 4], usize); 13] = [
     // Channel groups a multiple of 8, spread across a subgroup's lanes (spread_group).
     ([2, 9, 7, 32], 1),
     ([1, 10, 9, 64], 2),
+    // Small images one pixel high or wide.
+    ([3, 2, 1, 12], 1),
+    ([4, 1, 2, 20], 2),
+    ([2, 2, 2, 6], 1),
 ];
 
 /// Pointwise: (input NHWC, output channels). [2, 40, 40, 8] has 3200 rows, so its weight
