@@ -222,3 +222,43 @@ fn wrong_input_length_is_an_error() {
         "{err}"
     );
 }
+
+/// Pooling over images of one pixel only reshapes them: an inference plan runs nothing for
+/// it and reads the pooled tensor (here also a graph output) from its input's buffer.
+#[test]
+fn pooling_one_pixel_runs_no_dispatch_and_reads_its_input() {
+    let plan_for = |side: usize| {
+        let mut g = GraphBuilder::new();
+        let x = g.input("x", &[3, side, side, 12]);
+        let pooled = g.global_avg_pool("pool", x).unwrap();
+        let logits = g.dense("head", pooled, Dense { out_features: 5 }).unwrap();
+        g.output(pooled).unwrap();
+        g.output(logits).unwrap();
+        let plan = g.compile(common::gpu()).unwrap();
+        plan.load_params(&ParamStore::initialize(&g, 7)).unwrap();
+        plan
+    };
+    let (one_pixel, four_pixels) = (plan_for(1), plan_for(2));
+    assert_eq!(one_pixel.dispatch_count() + 1, four_pixels.dispatch_count());
+
+    let x: Vec<f32> = (0..36).map(|i| (i as f32 * 0.37).sin()).collect();
+    let outputs = one_pixel.run(&x).unwrap();
+    assert_eq!(outputs[0], x, "the pooled tensor is the input");
+    let params = one_pixel.read_params().unwrap();
+    let (weight, bias) = (
+        params.get("head.weight").unwrap(),
+        params.get("head.bias").unwrap(),
+    );
+    for (row, logits) in outputs[1].chunks(5).enumerate() {
+        for (j, &logit) in logits.iter().enumerate() {
+            let expected: f64 = bias[j] as f64
+                + (0..12)
+                    .map(|k| x[row * 12 + k] as f64 * weight[k * 5 + j] as f64)
+                    .sum::<f64>();
+            assert!(
+                (logit as f64 - expected).abs() <= 1e-5 * (1.0 + expected.abs()),
+                "{row} {j}: {logit} against {expected}"
+            );
+        }
+    }
+}

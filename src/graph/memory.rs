@@ -34,20 +34,31 @@ pub(super) struct MemoryPlan {
     pub live_peak: u64,
 }
 
+/// An inference plan's buffers: the output of an op that only reshapes
+/// (`OpKind::only_reshapes`) shares its input's buffer, which lives as long as either is
+/// read.
 pub(super) fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     let bytes: Vec<u64> = graph
         .tensors
         .iter()
         .map(|t| tensor_bytes(&t.shape))
         .collect();
-    let chain: Vec<[usize; 2]> = graph
-        .nodes
-        .iter()
-        .map(|n| [n.input.0, n.output.0])
-        .collect();
-    let inputs: Vec<usize> = graph.inputs.iter().map(|t| t.0).collect();
-    let outputs: Vec<usize> = graph.outputs.iter().map(|t| t.0).collect();
-    pack_tensors(&bytes, &chain, &inputs, &outputs)
+    // The tensor whose buffer holds each tensor.
+    let mut storage: Vec<usize> = (0..graph.tensors.len()).collect();
+    let mut chain: Vec<[usize; 2]> = Vec::new();
+    for node in &graph.nodes {
+        let input = storage[node.input.0];
+        if node.kind.only_reshapes(&graph.tensors[node.input.0].shape) {
+            storage[node.output.0] = input;
+        } else {
+            chain.push([input, node.output.0]);
+        }
+    }
+    let inputs: Vec<usize> = graph.inputs.iter().map(|t| storage[t.0]).collect();
+    let outputs: Vec<usize> = graph.outputs.iter().map(|t| storage[t.0]).collect();
+    let mut plan = pack_tensors(&bytes, &chain, &inputs, &outputs);
+    plan.buffer_of = storage.iter().map(|&s| plan.buffer_of[s]).collect();
+    plan
 }
 
 /// The buffers for tensors of `tensor_bytes` bytes that `steps` (`[input, output]`, in the

@@ -80,7 +80,8 @@ fn check_graph(graph: &GraphBuilder, params: &ParamBuffers) -> Result<(), GraphE
     params.check_matches(graph)
 }
 
-/// Adds every node's forward dispatches, one set per chunk of the batch.
+/// Adds every node's forward dispatches, one set per chunk of the batch (none for an op
+/// that only reshapes).
 fn add_forward_steps(
     builder: &mut StepBuilder,
     graph: &GraphBuilder,
@@ -92,6 +93,10 @@ fn add_forward_steps(
     for (node, chunks) in graph.nodes.iter().zip(chunks) {
         let input = &graph.tensors[node.input.0].shape;
         let output = &graph.tensors[node.output.0].shape;
+        // Its output is its input's buffer (plan_memory).
+        if node.kind.only_reshapes(input) {
+            continue;
+        }
         let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
         for range in &chunks.ranges {
             let part = |t: TensorId, shape: &[usize]| {

@@ -76,6 +76,13 @@ impl OpKind {
         each_op!(self, op => op.forward(input, output))
     }
 
+    /// Whether the inference forward pass only reshapes its input (global average pooling
+    /// over a single pixel): an inference plan then runs nothing for it and reads its
+    /// output from its input's buffer. (Training's pooling may normalise as it loads.)
+    pub fn only_reshapes(&self, input: &[usize]) -> bool {
+        matches!(self, OpKind::GlobalAvgPool(_)) && input.len() == 4 && input[1] * input[2] == 1
+    }
+
     /// Dispatches of the training forward pass (batch norm uses batch statistics).
     #[doc(hidden)]
     pub fn forward_train(
