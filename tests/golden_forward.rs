@@ -136,7 +136,17 @@ fn dense_forward_matches_reference() {
 
 #[test]
 fn softmax_forward_matches_reference() {
-    let shapes: [[usize; 2]; 4] = [[1, 1000], [3, 13], [3, 3], [1, 1]];
+    // A workgroup per row, 64 lanes taking every 64th column: rows narrower than the lanes,
+    // exactly as wide, and wider by a part of 64.
+    let shapes: [[usize; 2]; 7] = [
+        [1, 1000],
+        [3, 13],
+        [3, 3],
+        [1, 1],
+        [32, 1000],
+        [2, 64],
+        [5, 130],
+    ];
     for (i, shape) in shapes.iter().enumerate() {
         let what = format!("softmax {shape:?}");
         check_op(&what, OpKind::Softmax(Softmax), shape, 700 + i as u64);
@@ -165,4 +175,24 @@ fn softmax_is_stable_for_large_logits() {
     );
     let third = 1.0 / 3.0;
     assert!((out[3] - third).abs() < 1e-6 && (out[0] - 0.7310586).abs() < 1e-5);
+
+    // Large logits spread over the lanes, the largest in a later one: each lane's sum is
+    // rescaled to the row's maximum when they merge.
+    let mut g = GraphBuilder::new();
+    let x = g.input("x", &[1, 300]);
+    let y = g.softmax("softmax", x).unwrap();
+    g.output(y).unwrap();
+    let plan = g.compile(common::gpu()).unwrap();
+    let logits: Vec<f32> = (0..300).map(|j| 900.0 + ((j * 37) % 101) as f32).collect();
+    let out = plan.run(&logits).unwrap().remove(0);
+    let reference = mobilenet_wgpu::reference::softmax(&mobilenet_wgpu::reference::Tensor::new(
+        vec![1, 300],
+        logits,
+    ));
+    common::assert_close(
+        "softmax large logits, wide",
+        &out,
+        &reference.data,
+        common::OP_RTOL,
+    );
 }
