@@ -46,11 +46,12 @@ fn every_pipeline_of_every_preset_compiles() {
         };
         let model = config.build(2).expect("build");
         let plan = model.graph.compile(common::gpu()).expect("compile");
-        // Stem (im2col, GEMM) + bn, 13 x (dw, bn, pw, bn), pool, classifier, softmax.
-        assert_eq!(plan.dispatch_count(), 3 + 13 * 4 + 3);
+        // Stem (im2col, GEMM) + bn, 13 x (dw, bn, pw, bn), classifier, softmax: the last
+        // layers are 1x1 at 32x32, and pooling one pixel runs nothing.
+        assert_eq!(plan.dispatch_count(), 3 + 13 * 4 + 2);
         let folded = config.build_folded(2).expect("build folded");
         let plan = folded.graph.compile(common::gpu()).expect("compile folded");
         // Batchnorm folded into every convolution.
-        assert_eq!(plan.dispatch_count(), 2 + 13 * 2 + 3);
+        assert_eq!(plan.dispatch_count(), 2 + 13 * 2 + 2);
     }
 }
