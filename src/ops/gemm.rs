@@ -396,6 +396,13 @@ pub fn accumulating(dispatch: &Dispatch) -> Option<Dispatch> {
     Some(dispatch)
 }
 
+/// The forward GEMM of a layer without bias, X [m, k] times the weight [k, n]: the tests'
+/// plain GEMM.
+#[cfg(test)]
+pub(super) fn plain_forward(m: usize, n: usize, k: usize) -> Dispatch {
+    Gemm::plain(m, n, k).dispatch(Slot::Input, Slot::Param(0), Slot::Unused, Slot::Output)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::column_sum;
@@ -406,12 +413,7 @@ mod tests {
 
     #[test]
     fn the_forward_gemm_leaves_its_batch_norms_statistics_one_chunk_per_invocation() {
-        let forward = Gemm::plain(1000, 72, 64).dispatch(
-            Slot::Input,
-            Slot::Param(0),
-            Slot::Unused,
-            Slot::Output,
-        );
+        let forward = plain_forward(1000, 72, 64);
         let stats = with_gemm_output_stats(&forward).expect("a plain forward GEMM");
         assert_eq!(
             (stats.shader, stats.entry),
@@ -471,12 +473,7 @@ mod tests {
         let odd = with_gemm_input_sums(&input_gradient(50, 13, 8), Activation::Relu);
         assert_eq!(odd.expect("a dX GEMM").shader, Shader::Gemm);
         // Not the forward GEMM, nor dW.
-        let forward = Gemm::plain(1000, 72, 64).dispatch(
-            Slot::Input,
-            Slot::Param(0),
-            Slot::Unused,
-            Slot::Output,
-        );
+        let forward = plain_forward(1000, 72, 64);
         assert!(with_gemm_input_sums(&forward, Activation::Relu).is_none());
         let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
         assert!(with_gemm_input_sums(&weight_grad[0], Activation::Relu).is_none());

@@ -196,7 +196,7 @@ pub fn tiled_gemm_dispatch(dispatch: &Dispatch, rows: TileRows) -> Option<Dispat
 
 #[cfg(test)]
 mod tests {
-    use super::super::gemm::{input_gradient, weight_gradient, Gemm};
+    use super::super::gemm::{input_gradient, plain_forward, weight_gradient, Gemm};
     use super::super::Slot;
     use super::*;
 
@@ -247,12 +247,7 @@ mod tests {
 
     #[test]
     fn tall_subgroup_tiles_take_every_operand_layout() {
-        let forward = Gemm::plain(100, 70, 64).dispatch(
-            Slot::Input,
-            Slot::Param(0),
-            Slot::Unused,
-            Slot::Output,
-        );
+        let forward = plain_forward(100, 70, 64);
         let tall = tall_subgroup_gemm_dispatch(&forward).expect("a plain GEMM");
         assert_eq!(tall.entry, "forward_subgroup_32");
         // 32-row tiles (4 of them for 100 rows), then 32-column tiles (3 for 70 columns).
@@ -285,13 +280,7 @@ mod tests {
 
     #[test]
     fn subgroup_tiles_cover_the_output() {
-        let forward = subgroup_gemm_dispatch(&Gemm::plain(100, 70, 64).dispatch(
-            Slot::Input,
-            Slot::Param(0),
-            Slot::Unused,
-            Slot::Output,
-        ))
-        .expect("a GEMM dispatch");
+        let forward = subgroup_gemm_dispatch(&plain_forward(100, 70, 64)).expect("a GEMM dispatch");
         // Row tiles first (16 rows), then column tiles (32 columns).
         assert_eq!(forward.workgroups, [7, 3, 1]);
         let weight_grad = weight_gradient((Slot::Input, 64), 4096, 64, 128, Slot::Scratch(0));
@@ -302,12 +291,7 @@ mod tests {
 
     #[test]
     fn wide_tiles_cover_the_output_for_every_vec4_layout() {
-        let plain = Gemm::plain(100, 72, 64).dispatch(
-            Slot::Input,
-            Slot::Param(0),
-            Slot::Unused,
-            Slot::Output,
-        );
+        let plain = plain_forward(100, 72, 64);
         let wide = wide_subgroup_gemm_dispatch(&plain).expect("a vec4 GEMM");
         assert_eq!(
             (wide.shader, wide.entry),
@@ -324,12 +308,7 @@ mod tests {
         assert_eq!(wide.entry, "forward_subgroup_wide_at");
         assert_eq!(wide.workgroups, [1, 4, 4]);
         // No entry for scalar accesses.
-        let scalar = Gemm::plain(49, 24, 13).dispatch(
-            Slot::Input,
-            Slot::Param(0),
-            Slot::Unused,
-            Slot::Output,
-        );
+        let scalar = plain_forward(49, 24, 13);
         assert!(wide_subgroup_gemm_dispatch(&scalar).is_none());
     }
 }
