@@ -34,6 +34,11 @@ struct GemmParams {
     // The *_sums entry points: 1 + the activation code of the batch norm whose output's
     // gradient C is.
     stats_rows: u32, sums: u32, pad1: u32, pad2: u32,
+    // The forward_*_dw entry points: the 3x3 depthwise layer after this pointwise one, on
+    // images of dw_in_h x dw_in_w pixels (at most 2x2) to dw_out_h x dw_out_w, its
+    // activation code.
+    dw_in_h: u32, dw_in_w: u32, dw_out_h: u32, dw_out_w: u32,
+    dw_stride: u32, dw_pad_top: u32, dw_pad_left: u32, dw_act: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: GemmParams;
@@ -174,6 +179,30 @@ fn tile_bias(col: u32) -> vec4<f32> {
 fn store_row(split: u32, row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
     store_c4(split, row, col, sum);
 }
+
+// The forward_*_dw entry points: the depthwise layer's weights [3][3][n] and bias [n].
+@group(0) @binding(9) var<storage, read> dw_weight: array<f32>;
+@group(0) @binding(10) var<storage, read> dw_bias: array<f32>;
+
+// Tap `tap` (ky * 3 + kx) of the depthwise filter, or its bias (`tap` 9), at columns
+// col .. col + 3 (clamped into C: lanes past N store nothing).
+fn dw_param4(tap: u32, col: u32) -> vec4<f32> {
+    let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.n - 1u));
+    if tap == 9u {
+        return vec4<f32>(dw_bias[cols.x], dw_bias[cols.y], dw_bias[cols.z], dw_bias[cols.w]);
+    }
+    let at = tap * p.n + cols;
+    return vec4<f32>(dw_weight[at.x], dw_weight[at.y], dw_weight[at.z], dw_weight[at.w]);
+}
+
+// Row `row` of C at columns col .. col + 3 as given (those inside N).
+fn store_c_row4(row: u32, col: u32, value: vec4<f32>) {
+    for (var j = 0u; j < 4u; j++) {
+        if col + j < p.n {
+            c[row * p.n + col + j] = value[j];
+        }
+    }
+}
 // ACCESS END
 
 // 16 vec4s of C (a subgroup lane's 16x4 block, a register-blocked invocation's 8 rows by
@@ -263,6 +292,87 @@ fn accumulate_block(at: vec3<u32>, b_transposed: bool) -> Tile {
 
 fn store_block(at: vec3<u32>, t: Tile) {
     store_rows8(at.x, at.y, at.z, at.z + 4u, t);
+}
+
+// Inference, a pointwise layer whose output feeds only a 3x3 depthwise layer on images of
+// at most 2x2 pixels: an invocation's 8 rows hold whole images (the images are 1, 2 or 4
+// rows), so it applies the depthwise layer to its block in registers and stores that
+// layer's output instead (`with_depthwise_epilogue`); the pointwise output is never
+// stored, and the depthwise layer runs no dispatch of its own.
+@compute @workgroup_size(LANES)
+fn forward_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = block_origin(wg, nwg, lane);
+    if at.y >= p.m || at.z >= p.n { return; }
+    let t = accumulate_block(at, false);
+    store_dw_rows8(at.y, at.z, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
+    store_dw_rows8(at.y, at.z + 4u, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14, t.r15);
+}
+
+// The depthwise filter of 4 channels and its bias.
+struct DwFilter {
+    taps: FilterTaps, bias: vec4<f32>,
+}
+
+fn dw_filter(col: u32) -> DwFilter {
+    let taps = FilterTaps(TapRow(dw_param4(0u, col), dw_param4(1u, col), dw_param4(2u, col)),
+                          TapRow(dw_param4(3u, col), dw_param4(4u, col), dw_param4(5u, col)),
+                          TapRow(dw_param4(6u, col), dw_param4(7u, col), dw_param4(8u, col)));
+    return DwFilter(taps, dw_param4(9u, col));
+}
+
+// Rows row0 .. row0 + 7 of the pointwise product at columns col .. col + 3 (before its
+// bias and activation), through the depthwise layer, stored.
+fn store_dw_rows8(row0: u32, col: u32, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>,
+                  y3: vec4<f32>, y4: vec4<f32>, y5: vec4<f32>, y6: vec4<f32>, y7: vec4<f32>) {
+    if col >= p.n { return; }
+    let f = dw_filter(col);
+    let bias = tile_bias(col);
+    store_dw_group(row0, col, f, bias, y0, y1, y2, y3);
+    store_dw_group(row0 + 4u, col, f, bias, y4, y5, y6, y7);
+}
+
+// Four rows of the pointwise product from row0 (a multiple of 4), holding 4 / P images of
+// P = dw_in_h * dw_in_w pixels: the pointwise bias and activation, then each image's
+// depthwise outputs (Q = dw_out_h * dw_out_w of them, Q <= P, so at most 4), stored as rows
+// image * Q + pixel of C, for the images before row M.
+fn store_dw_group(row0: u32, col: u32, f: DwFilter, bias: vec4<f32>, y0: vec4<f32>,
+                  y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>) {
+    let x = SmallImage(activate4(y0 + bias, p.act), activate4(y1 + bias, p.act),
+                       activate4(y2 + bias, p.act), activate4(y3 + bias, p.act));
+    let in_pixels = p.dw_in_h * p.dw_in_w;
+    let out_pixels = p.dw_out_h * p.dw_out_w;
+    let first_image = row0 / in_pixels;
+    for (var slot = 0u; slot < 4u / in_pixels * out_pixels; slot++) {
+        let image = slot / out_pixels;
+        let pixel = slot % out_pixels;
+        if row0 + image * in_pixels < p.m {
+            let sum = small_output(group_image(x, image, in_pixels), f.taps,
+                                   pixel / p.dw_out_w, pixel % p.dw_out_w, p.dw_stride,
+                                   vec2<u32>(p.dw_pad_top, p.dw_pad_left));
+            store_c_row4((first_image + image) * out_pixels + pixel, col,
+                         activate4(sum + f.bias, p.dw_act));
+        }
+    }
+}
+
+// Image `image` of a group of 4 rows `x` holding images of `in_pixels` pixels, laid out as
+// a SmallImage (1 pixel: y0x0; 1x2: the top row; 2x1: the left column; 2x2: all four).
+fn group_image(x: SmallImage, image: u32, in_pixels: u32) -> SmallImage {
+    if in_pixels == 4u {
+        return x;
+    }
+    if in_pixels == 2u {
+        let first = select(x.y0x0, x.y1x0, image == 1u);
+        let second = select(x.y0x1, x.y1x1, image == 1u);
+        if p.dw_in_w == 2u {
+            return SmallImage(first, second, vec4<f32>(0.0), vec4<f32>(0.0));
+        }
+        return SmallImage(first, vec4<f32>(0.0), second, vec4<f32>(0.0));
+    }
+    let pixel = select(select(x.y0x0, x.y0x1, image == 1u), select(x.y1x0, x.y1x1, image == 3u),
+                       image >= 2u);
+    return SmallImage(pixel, vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
 }
 
 // 8 rows of C from row0 on, at columns lo .. lo + 3 (r0-r7) and hi .. hi + 3 (r8-r15).

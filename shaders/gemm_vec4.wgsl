@@ -90,3 +90,21 @@ fn store_row(split: u32, row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
     }
     c4[index] = activate4(value, p.act);
 }
+
+// The forward_*_dw entry points: the depthwise layer's weights [3][3][n] and bias [n].
+@group(0) @binding(9) var<storage, read> dw_weight4: array<vec4<f32>>;
+@group(0) @binding(10) var<storage, read> dw_bias4: array<vec4<f32>>;
+
+// Tap `tap` (ky * 3 + kx) of the depthwise filter, or its bias (`tap` 9), at columns
+// col .. col + 3.
+fn dw_param4(tap: u32, col: u32) -> vec4<f32> {
+    if tap == 9u {
+        return dw_bias4[col / 4u];
+    }
+    return dw_weight4[(tap * p.n + col) / 4u];
+}
+
+// Row `row` of C at columns col .. col + 3 as given (col inside N).
+fn store_c_row4(row: u32, col: u32, value: vec4<f32>) {
+    c4[(row * p.n + col) / 4u] = value;
+}

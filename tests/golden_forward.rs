@@ -196,3 +196,76 @@ fn softmax_is_stable_for_large_logits() {
         common::OP_RTOL,
     );
 }
+
+/// A pointwise layer and a 3x3 depthwise layer on images of at most 2x2 pixels, both
+/// folded (inference), run as one dispatch: the depthwise layer in the GEMM's epilogue
+/// (`ops::with_depthwise_epilogue`), on every GEMM kernel that has it (the others fall back
+/// to the default). Against the float64 reference, and against the two layers run apart
+/// (the pointwise output made a graph output, which the plan must then store).
+#[test]
+fn pointwise_and_small_depthwise_run_as_one_dispatch() {
+    use common::{assert_close, kernel_devices, random_params, rng, uniform, OP_RTOL};
+    use mobilenet_wgpu::graph::GraphBuilder;
+    use mobilenet_wgpu::ops::Padding::{Same, Symmetric};
+    use mobilenet_wgpu::reference;
+    use Activation::{Relu, Relu6};
+    // (input [n, h, w, c], pointwise outputs, depthwise stride, padding, activations):
+    // tiles partly filled (5 images of 4 rows), batch 1, 1x1, 1x2 and 2x1 images, stride 2
+    // to 1x1 in both paddings, more rows than a tile and columns that end mid-tile.
+    let cases = [
+        ([5, 2, 2, 8], 12, 1, Symmetric, [Relu, Relu6]),
+        ([5, 2, 2, 8], 12, 2, Symmetric, [Relu6, Relu]),
+        ([3, 2, 2, 16], 36, 2, Same, [Relu6, Relu6]),
+        ([1, 1, 1, 8], 40, 1, Symmetric, [Relu, Relu]),
+        ([9, 1, 1, 12], 8, 2, Same, [Relu, Relu6]),
+        ([3, 1, 2, 8], 16, 1, Symmetric, [Relu6, Relu]),
+        ([3, 2, 1, 8], 16, 2, Symmetric, [Relu, Relu]),
+        ([3, 2, 1, 8], 16, 1, Same, [Relu, Relu6]),
+        ([33, 2, 2, 4], 68, 1, Symmetric, [Relu6, Relu]),
+    ];
+    for (i, (shape, out_channels, stride, padding, [pw_act, dw_act])) in
+        cases.into_iter().enumerate()
+    {
+        let graph = |apart: bool| {
+            let mut g = GraphBuilder::new();
+            let x = g.input("x", &shape);
+            let pointwise = Pointwise {
+                out_channels,
+                fused: Some(pw_act),
+            };
+            let y = g.pointwise("pw", x, pointwise).unwrap();
+            let depthwise = Depthwise {
+                kernel: 3,
+                stride,
+                padding,
+                fused: Some(dw_act),
+            };
+            let z = g.depthwise("dw", y, depthwise).unwrap();
+            if apart {
+                g.output(y).unwrap();
+            }
+            g.output(z).unwrap();
+            g
+        };
+        let (together, apart) = (graph(false), graph(true));
+        let params = random_params(&together, 300 + i as u64);
+        let input = uniform(&mut rng(i as u64), shape.iter().product(), -2.0, 2.0);
+        let expected = reference::run_graph(&together, &params, &input).unwrap();
+        let what = format!("pw+dw {shape:?} -> {out_channels} stride {stride} {padding}");
+        for (device, kernel) in kernel_devices() {
+            let run = |g: &GraphBuilder| {
+                let plan = g.compile(device).unwrap();
+                plan.load_params(&params).unwrap();
+                (
+                    plan.run(&input).unwrap().pop().unwrap(),
+                    plan.dispatch_count(),
+                )
+            };
+            let ((fused, one), (separate, two)) = (run(&together), run(&apart));
+            assert_eq!((one, two), (1, 2), "{what} [{kernel}]: dispatches");
+            let what = format!("{what} [{kernel}]");
+            assert_close(&what, &fused, &expected[0].data, OP_RTOL);
+            assert_close(&format!("{what} apart"), &fused, &separate, 1e-6);
+        }
+    }
+}

@@ -33,9 +33,7 @@ pub(crate) fn batch_chunks(
 ) -> Result<BatchChunks, (usize, u64)> {
     let largest = per_sample.iter().copied().max().unwrap_or(0);
     if batch as u64 * largest <= limit {
-        return Ok(BatchChunks {
-            ranges: std::iter::once(0..batch).collect(),
-        });
+        return Ok(BatchChunks::whole(batch));
     }
     // Samples per aligned step: the least n with n * bytes a multiple of the alignment,
     // for every tensor at once.
@@ -60,6 +58,13 @@ pub(crate) fn batch_chunks(
 }
 
 impl BatchChunks {
+    /// The whole batch of `batch` samples in one chunk.
+    pub fn whole(batch: usize) -> BatchChunks {
+        BatchChunks {
+            ranges: std::iter::once(0..batch).collect(),
+        }
+    }
+
     pub fn is_chunked(&self) -> bool {
         self.ranges.len() > 1
     }

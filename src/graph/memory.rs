@@ -2,7 +2,9 @@
 //! activations into as few buffers as tensors alive at once allow.
 
 use super::builder::GraphBuilder;
+use super::forward_pairs::runs_in_previous;
 use super::shapes::tensor_bytes;
+use crate::ops::Dispatch;
 
 /// Bytes the plan allocated on the GPU, by purpose.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
@@ -36,8 +38,10 @@ pub(super) struct MemoryPlan {
 
 /// An inference plan's buffers: the output of an op that only reshapes
 /// (`OpKind::only_reshapes`) shares its input's buffer, which lives as long as either is
-/// read.
-pub(super) fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
+/// read; where node i runs with the node after it (`pairs[i]`, see `forward_pairs`), the
+/// pair is one step from node i's input to the next node's output, and node i's output,
+/// which nothing stores, has no buffer of its own.
+pub(super) fn plan_memory(graph: &GraphBuilder, pairs: &[Option<Dispatch>]) -> MemoryPlan {
     let bytes: Vec<u64> = graph
         .tensors
         .iter()
@@ -46,10 +50,17 @@ pub(super) fn plan_memory(graph: &GraphBuilder) -> MemoryPlan {
     // The tensor whose buffer holds each tensor.
     let mut storage: Vec<usize> = (0..graph.tensors.len()).collect();
     let mut chain: Vec<[usize; 2]> = Vec::new();
-    for node in &graph.nodes {
+    for (i, node) in graph.nodes.iter().enumerate() {
         let input = storage[node.input.0];
+        if runs_in_previous(pairs, i) {
+            continue;
+        }
         if node.kind.only_reshapes(&graph.tensors[node.input.0].shape) {
             storage[node.output.0] = input;
+        } else if pairs[i].is_some() {
+            let last = graph.nodes[i + 1].output.0;
+            storage[node.output.0] = last;
+            chain.push([input, last]);
         } else {
             chain.push([input, node.output.0]);
         }

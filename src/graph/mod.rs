@@ -6,7 +6,7 @@
 //! shared pieces; `kernel_choice` and `steps` turn dispatches into pre-built steps,
 //! `traffic` counting the bytes each one reads and writes; `chunks` and `chunked_steps`
 //! split ops over the batch; `params` and `param_buffers` hold weights on the CPU and
-//! GPU, `flat` packs tensors into one buffer at aligned offsets; `builder`, `memory` and `plan` make the inference plan, `train_plan` the training
+//! GPU, `flat` packs tensors into one buffer at aligned offsets; `builder`, `forward_pairs`, `memory` and `plan` make the inference plan (`forward_pairs`: nodes that run in one dispatch with the next), `train_plan` the training
 //! one, `replicas` what data-parallel training needs; `dispatch_run` runs a few dispatches
 //! on buffers of the caller's own, outside any graph (kernel tests), and `dispatch_plan`
 //! compiles a chain of layers given by their dispatches (the int8 network).
@@ -19,6 +19,7 @@ mod dispatch_plan;
 mod dispatch_run;
 mod error;
 mod flat;
+mod forward_pairs;
 mod kernel_choice;
 mod limits;
 mod memory;

@@ -5,6 +5,7 @@ use super::buffer_range::BufferRange;
 use super::builder::GraphBuilder;
 use super::chunks::{node_chunks, BatchChunks};
 use super::error::GraphError;
+use super::forward_pairs::{forward_pairs, runs_in_previous};
 use super::limits::{check_buffer_limit, workspace_entry};
 use super::memory::{plan_memory, MemoryPlan, MemoryReport};
 use super::node::{Node, TensorId};
@@ -14,7 +15,7 @@ use super::shapes::{check_input_len, tensor_bytes, with_batch};
 use super::steps::{encode, staging_buffer, Step, StepBuilder};
 use super::timestamps::{profile_steps, PassTimer};
 use crate::gpu::{read_buffer_f32, storage_buffer, uniform_storage_buffer, Gpu};
-use crate::ops::Slot;
+use crate::ops::{Dispatch, Slot};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -81,49 +82,101 @@ fn check_graph(graph: &GraphBuilder, params: &ParamBuffers) -> Result<(), GraphE
 }
 
 /// Adds every node's forward dispatches, one set per chunk of the batch (none for an op
-/// that only reshapes).
+/// that only reshapes), and each pair of nodes that runs as one dispatch (`pairs`) once.
 fn add_forward_steps(
     builder: &mut StepBuilder,
     graph: &GraphBuilder,
     params: &ParamBuffers,
     chunks: &[BatchChunks],
+    pairs: &[Option<Dispatch>],
     buffers: &ForwardBuffers,
 ) -> Result<(), GraphError> {
-    let batch = graph.tensors[graph.inputs[0].0].shape[0];
-    for (node, chunks) in graph.nodes.iter().zip(chunks) {
+    for (i, (node, chunks)) in graph.nodes.iter().zip(chunks).enumerate() {
         let input = &graph.tensors[node.input.0].shape;
-        let output = &graph.tensors[node.output.0].shape;
-        // Its output is its input's buffer (plan_memory).
-        if node.kind.only_reshapes(input) {
+        // Its output is its input's buffer (plan_memory), or the node before runs it.
+        if node.kind.only_reshapes(input) || runs_in_previous(pairs, i) {
             continue;
         }
-        let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
-        for range in &chunks.ranges {
-            let part = |t: TensorId, shape: &[usize]| {
-                chunks.bind(buffers.activation(t), range, per_sample(shape))
-            };
-            let (input_part, output_part) = (
-                with_batch(input, range.len()),
-                with_batch(output, range.len()),
-            );
-            let label = if chunks.is_chunked() {
-                format!("{}[{}..{}]", node.name, range.start, range.end)
-            } else {
-                node.name.clone()
-            };
-            for dispatch in node.kind.forward(&input_part, &output_part) {
-                builder.add(&label, &dispatch, |slot| match slot {
-                    Slot::Input => Some(part(node.input, input)),
-                    Slot::Output => Some(part(node.output, output)),
-                    Slot::Param(i) => param_range(graph, params, node, i),
-                    Slot::Unused => Some(buffers.unused.clone().into()),
-                    Slot::Workspace => Some(buffers.workspace.clone().into()),
-                    _ => None,
-                })?;
+        match &pairs[i] {
+            Some(pair) => {
+                let next = &graph.nodes[i + 1];
+                add_pair_step(builder, graph, params, [node, next], pair, buffers)?;
             }
+            None => add_node_steps(builder, graph, params, node, chunks, buffers)?,
         }
     }
     Ok(())
+}
+
+/// One node's forward dispatches, one set per chunk of the batch.
+fn add_node_steps(
+    builder: &mut StepBuilder,
+    graph: &GraphBuilder,
+    params: &ParamBuffers,
+    node: &Node,
+    chunks: &BatchChunks,
+    buffers: &ForwardBuffers,
+) -> Result<(), GraphError> {
+    let batch = graph.tensors[graph.inputs[0].0].shape[0];
+    let input = &graph.tensors[node.input.0].shape;
+    let output = &graph.tensors[node.output.0].shape;
+    let per_sample = |shape: &[usize]| tensor_bytes(shape) / batch.max(1) as u64;
+    for range in &chunks.ranges {
+        let part = |t: TensorId, shape: &[usize]| {
+            chunks.bind(buffers.activation(t), range, per_sample(shape))
+        };
+        let (input_part, output_part) = (
+            with_batch(input, range.len()),
+            with_batch(output, range.len()),
+        );
+        let label = if chunks.is_chunked() {
+            format!("{}[{}..{}]", node.name, range.start, range.end)
+        } else {
+            node.name.clone()
+        };
+        for dispatch in node.kind.forward(&input_part, &output_part) {
+            builder.add(&label, &dispatch, |slot| match slot {
+                Slot::Input => Some(part(node.input, input)),
+                Slot::Output => Some(part(node.output, output)),
+                Slot::Param(i) => param_range(graph, params, node, i),
+                Slot::Unused => Some(buffers.unused.clone().into()),
+                Slot::Workspace => Some(buffers.workspace.clone().into()),
+                _ => None,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The dispatch of two nodes that run as one (`forward_pairs`), over the whole batch: the
+/// first node's input and parameters, the second's output and, for the epilogue, its
+/// parameters.
+fn add_pair_step(
+    builder: &mut StepBuilder,
+    graph: &GraphBuilder,
+    params: &ParamBuffers,
+    [first, second]: [&Node; 2],
+    dispatch: &Dispatch,
+    buffers: &ForwardBuffers,
+) -> Result<(), GraphError> {
+    let whole = |t: TensorId| {
+        let shape = &graph.tensors[t.0].shape;
+        let batch = shape[0];
+        BatchChunks::whole(batch).bind(
+            buffers.activation(t),
+            &(0..batch),
+            tensor_bytes(shape) / batch.max(1) as u64,
+        )
+    };
+    let label = format!("{}+{}", first.name, second.name);
+    builder.add(&label, dispatch, |slot| match slot {
+        Slot::Input => Some(whole(first.input)),
+        Slot::Output => Some(whole(second.output)),
+        Slot::Param(i) => param_range(graph, params, first, i),
+        Slot::EpilogueParam(i) => param_range(graph, params, second, i),
+        Slot::Unused => Some(buffers.unused.clone().into()),
+        _ => None,
+    })
 }
 
 /// The buffer of `node`'s `i`th parameter.
@@ -218,7 +271,8 @@ impl Plan {
         check_graph(graph, &params)?;
         let (chunks, workspace_bytes) = chunks_within_limits(gpu, graph)?;
         let device = gpu.device().clone();
-        let memory_plan = plan_memory(graph);
+        let pairs = forward_pairs(graph, &chunks);
+        let memory_plan = plan_memory(graph, &pairs);
         let activations: Vec<wgpu::Buffer> = memory_plan
             .buffer_bytes
             .iter()
@@ -234,7 +288,7 @@ impl Plan {
             workspace: &workspace,
         };
         let mut builder = StepBuilder::new(gpu);
-        add_forward_steps(&mut builder, graph, &params, &chunks, &buffers)?;
+        add_forward_steps(&mut builder, graph, &params, &chunks, &pairs, &buffers)?;
         let (steps, uniform_bytes) = builder.finish()?;
 
         let (outputs, staging_bytes) = plan_outputs(graph, &memory_plan);

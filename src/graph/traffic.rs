@@ -109,7 +109,9 @@ impl StepTraffic {
             | Slot::InputPartials
             | Slot::OutputPartials
             | Slot::OutputNorm => Some(&mut self.scratch),
-            Slot::Param(_) | Slot::ParamGrad(_) | Slot::OptState(_) => Some(&mut self.params),
+            Slot::Param(_) | Slot::EpilogueParam(_) | Slot::ParamGrad(_) | Slot::OptState(_) => {
+                Some(&mut self.params)
+            }
             Slot::Hyper | Slot::Unused => None,
         }
     }

@@ -184,7 +184,7 @@ const FORWARD_ROWS: usize = 8;
 
 /// Whether the 3x3 forward takes whole images (depthwise.wgsl's `forward_3x3_small`): at
 /// most 2x2 pixels in and out.
-fn small_images(input: &[usize], output: &[usize]) -> bool {
+pub(super) fn small_images(input: &[usize], output: &[usize]) -> bool {
     [input[1], input[2], output[1], output[2]]
         .iter()
         .all(|&side| side <= 2)
@@ -226,7 +226,7 @@ fn four_pixel_groups(shape: &[usize]) -> usize {
 impl Depthwise {
     /// MobileNet's case, with kernels that work on 4 adjacent pixels (depthwise.wgsl's
     /// `*_3x3` entry points).
-    fn is_3x3(&self) -> bool {
+    pub(super) fn is_3x3(&self) -> bool {
         self.kernel == 3 && (1..=2).contains(&self.stride)
     }
 

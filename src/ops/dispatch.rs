@@ -16,6 +16,9 @@ pub enum Slot {
     Output,
     /// The op's n-th parameter, in `params()` order.
     Param(usize),
+    /// The n-th parameter of the op after this one, whose forward this op's dispatch runs
+    /// in its epilogue (`with_depthwise_epilogue`).
+    EpilogueParam(usize),
     /// Gradient of the loss with respect to the output (read in the backward pass).
     GradOutput,
     /// Gradient with respect to the input (written in the backward pass).

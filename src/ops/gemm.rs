@@ -50,6 +50,17 @@ pub(super) struct GemmWords {
     /// gradient C is.
     pub sums: u32,
     pub pad: [u32; 2],
+    /// The `forward_*_dw` entry points (`with_depthwise_epilogue`): the depthwise layer
+    /// after this one, its images' height and width in and out, stride, padding before
+    /// the first row and column, and activation code.
+    pub dw_in_h: u32,
+    pub dw_in_w: u32,
+    pub dw_out_h: u32,
+    pub dw_out_w: u32,
+    pub dw_stride: u32,
+    pub dw_pad_top: u32,
+    pub dw_pad_left: u32,
+    pub dw_act: u32,
 }
 
 impl GemmWords {
@@ -511,7 +522,8 @@ mod tests {
         let fields = field_offsets!(GemmWords;
             m, n, k, act, a_row_stride, a_col_stride, b_row_stride, b_col_stride, has_bias,
             accumulate, splits, k_chunk, lanes_x, a_zero_padded, prologue, prologue_rows,
-            stats_rows, sums);
+            stats_rows, sums, dw_in_h, dw_in_w, dw_out_h, dw_out_w, dw_stride, dw_pad_top,
+            dw_pad_left, dw_act);
         for shader in [Shader::Gemm, Shader::GemmVec4, Shader::GemmSubgroupVec4] {
             let size = std::mem::size_of::<GemmWords>();
             check_words_against_shader(shader, "GemmParams", &fields, size);

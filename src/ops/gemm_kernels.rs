@@ -3,6 +3,7 @@
 //! gemm_tiled.wgsl's workgroup-memory tiles. They read the same uniform block and bindings
 //! and tile C differently, so each mapping picks an entry point and a grid.
 
+use super::depthwise_epilogue::is_depthwise_epilogue;
 use super::gemm::{is_chunk_walking, GemmWords, OperandLayout, MAX_GROUPS_PER_DIM};
 use super::Dispatch;
 use crate::gpu::Shader;
@@ -17,6 +18,9 @@ const SUBGROUP_TILE_COLS: usize = 32;
 pub fn subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (words, layout) = gemm_words(dispatch)?;
     let size = words.size();
+    if is_depthwise_epilogue(dispatch) {
+        return None;
+    }
     if is_chunk_walking(dispatch) {
         let entries = ["forward_subgroup_stats", "forward_subgroup_bt_sums"];
         return Some(chunk_walk_dispatch(dispatch, &words, &layout, entries));
@@ -55,6 +59,14 @@ pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
         }
         let entries = ["forward_subgroup_32_stats", "forward_subgroup_32_bt_sums"];
         return Some(chunk_walk_dispatch(dispatch, &words, &layout, entries));
+    }
+    if is_depthwise_epilogue(dispatch) {
+        return Some(Dispatch {
+            shader: subgroup_shader(&layout),
+            entry: "forward_subgroup_32_dw",
+            workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS]),
+            ..dispatch.clone()
+        });
     }
     if !matches!(dispatch.entry, "forward" | "forward_bt") {
         return None;
@@ -112,7 +124,7 @@ const WIDE_TILE_COLS: usize = 64;
 /// has no entry point (not a GEMM, or scalar accesses).
 pub fn wide_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (words, layout) = gemm_words(dispatch)?;
-    if is_chunk_walking(dispatch) {
+    if is_chunk_walking(dispatch) || is_depthwise_epilogue(dispatch) {
         return None;
     }
     let (entry, tile) = match (layout.vec4, layout.a_transposed, layout.b_transposed) {
@@ -165,7 +177,7 @@ const TILED_TILE_COLS: usize = 64;
 pub fn tiled_gemm_dispatch(dispatch: &Dispatch, rows: TileRows) -> Option<Dispatch> {
     let (words, layout) = gemm_words(dispatch)?;
     let [m, n, splits] = words.size();
-    if is_chunk_walking(dispatch) {
+    if is_chunk_walking(dispatch) || is_depthwise_epilogue(dispatch) {
         return None;
     }
     let vec4 = dispatch.shader == Shader::GemmVec4;

@@ -7,6 +7,7 @@ mod batchnorm;
 mod conv2d;
 mod dense;
 mod depthwise;
+mod depthwise_epilogue;
 mod dispatch;
 mod epilogue;
 mod gemm;
@@ -28,6 +29,8 @@ pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;
 pub use depthwise::Depthwise;
+#[doc(hidden)]
+pub use depthwise_epilogue::with_depthwise_epilogue;
 pub use dispatch::TrainSettings;
 #[doc(hidden)]
 pub use dispatch::{Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};

@@ -2,8 +2,8 @@
 //! them (shapes, parameters, cost, dispatches forward and backward).
 
 use super::{
-    BatchNorm, BnPartials, Conv2d, Dense, Depthwise, Dispatch, Fused, GlobalAvgPool, ParamSpec,
-    Pointwise, ScratchSpec, Softmax, TrainSettings,
+    with_depthwise_epilogue, BatchNorm, BnPartials, Conv2d, Dense, Depthwise, Dispatch, Fused,
+    GlobalAvgPool, ParamSpec, Pointwise, ScratchSpec, Softmax, TrainSettings,
 };
 
 /// Every layer type the graph can hold.
@@ -74,6 +74,24 @@ impl OpKind {
     #[doc(hidden)]
     pub fn forward(&self, input: &[usize], output: &[usize]) -> Vec<Dispatch> {
         each_op!(self, op => op.forward(input, output))
+    }
+
+    /// The inference forward of this op and of `next`, which reads only this op's output,
+    /// as one dispatch where a kernel computes both: a pointwise layer and a 3x3 depthwise
+    /// layer on images of at most 2x2 pixels (`with_depthwise_epilogue`). `None` elsewhere.
+    #[doc(hidden)]
+    pub fn forward_with_next(
+        &self,
+        input: &[usize],
+        output: &[usize],
+        next: &OpKind,
+        next_output: &[usize],
+    ) -> Option<Dispatch> {
+        let (OpKind::Pointwise(pointwise), OpKind::Depthwise(depthwise)) = (self, next) else {
+            return None;
+        };
+        let [dispatch]: [Dispatch; 1] = pointwise.forward(input, output).try_into().ok()?;
+        with_depthwise_epilogue(&dispatch, depthwise, output, next_output)
     }
 
     /// Whether the inference forward pass only reshapes its input (global average pooling
