@@ -105,45 +105,12 @@ fn output_coord(i: u32, k: u32, stride: u32, pad_before: u32, out_size: u32) -> 
     return o;
 }
 
-// One row of a 3x3 depthwise filter: its 3 taps, 4 channels each.
+// One row of a 3x3 depthwise filter: its 3 taps, 4 channels each (depthwise.wgsl, and the
+// depthwise epilogue of gemm.wgsl's forward_dw).
 struct TapRow {
     k0: vec4<f32>, k1: vec4<f32>, k2: vec4<f32>,
 }
 
 struct FilterTaps {
     t0: TapRow, t1: TapRow, t2: TapRow,
-}
-
-// The pixels of an image of at most 2x2 (rows y, columns x), 4 channels each, zero past
-// its height and width: the 3x3 depthwise layer on such images, in depthwise.wgsl's
-// forward_3x3_small and in the epilogue of gemm.wgsl's forward_dw, which share the
-// arithmetic below and so give the same values.
-struct SmallImage {
-    y0x0: vec4<f32>, y0x1: vec4<f32>, y1x0: vec4<f32>, y1x1: vec4<f32>,
-}
-
-// Input pixel (iy, ix) of a small image; zero outside it. The pixel is chosen by selects,
-// which cost lavapipe one vector instruction each, where an indexed load is a loop over
-// the lanes.
-fn small_pixel(x: SmallImage, iy: i32, ix: i32) -> vec4<f32> {
-    let top = select(x.y0x0, x.y0x1, ix == 1);
-    let bottom = select(x.y1x0, x.y1x1, ix == 1);
-    let inside = iy >= 0 && iy <= 1 && ix >= 0 && ix <= 1;
-    return select(vec4<f32>(0.0), select(top, bottom, iy == 1), inside);
-}
-
-// Output pixel (oy, ox) of the 3x3 filter `w` over a small image, before the bias and
-// activation; `pads` is the padding before the first row and column.
-fn small_output(x: SmallImage, w: FilterTaps, oy: u32, ox: u32, stride: u32,
-                pads: vec2<u32>) -> vec4<f32> {
-    let iy = i32(oy * stride) - i32(pads.x);
-    let ix = i32(ox * stride) - i32(pads.y);
-    return small_row(x, w.t0, iy, ix) + small_row(x, w.t1, iy + 1, ix)
-        + small_row(x, w.t2, iy + 2, ix);
-}
-
-// One filter row's 3 taps over input row iy from column ix.
-fn small_row(x: SmallImage, k: TapRow, iy: i32, ix: i32) -> vec4<f32> {
-    return small_pixel(x, iy, ix) * k.k0 + small_pixel(x, iy, ix + 1) * k.k1
-        + small_pixel(x, iy, ix + 2) * k.k2;
 }

@@ -349,6 +349,11 @@ fn forward_3x3_small_s2(@builtin(global_invocation_id) gid: vec3<u32>,
     forward_small_images(linear_index(gid, nwg), true);
 }
 
+// The pixels of a small image (rows y, columns x), zero past its height and width.
+struct SmallImage {
+    y0x0: vec4<f32>, y0x1: vec4<f32>, y1x0: vec4<f32>, y1x1: vec4<f32>,
+}
+
 fn forward_small_images(index: u32, s2: bool) {
     let groups = channel_groups();
     if index >= (p.batch + p.images - 1u) / p.images * groups {
@@ -361,26 +366,23 @@ fn forward_small_images(index: u32, s2: bool) {
     let shift = load_bias(c0, mask);
     let first = (index / groups) * p.images;
     let row = p.out_w * p.channels;
-    let stride = select(1u, 2u, s2);
-    let pads = vec2<u32>(p.pad_top, p.pad_left);
     for (var n = first; n < min(first + p.images, p.batch); n++) {
         let x = small_image(n, c0, mask);
         let at = n * p.out_h * row + c0;
-        store_output(at, shift, small_output(x, w, 0u, 0u, stride, pads), mask);
+        store_output(at, shift, small_output(x, w, 0u, 0u, s2), mask);
         if p.out_w > 1u {
-            store_output(at + p.channels, shift, small_output(x, w, 0u, 1u, stride, pads), mask);
+            store_output(at + p.channels, shift, small_output(x, w, 0u, 1u, s2), mask);
         }
         if p.out_h > 1u {
-            store_output(at + row, shift, small_output(x, w, 1u, 0u, stride, pads), mask);
+            store_output(at + row, shift, small_output(x, w, 1u, 0u, s2), mask);
             if p.out_w > 1u {
-                store_output(at + row + p.channels, shift,
-                             small_output(x, w, 1u, 1u, stride, pads), mask);
+                store_output(at + row + p.channels, shift, small_output(x, w, 1u, 1u, s2),
+                             mask);
             }
         }
     }
 }
 
-// Image n's pixels (common.wgsl's SmallImage).
 fn small_image(n: u32, c0: u32, mask: vec4<bool>) -> SmallImage {
     let top = n * p.in_h * p.in_w;
     var x = SmallImage(load_pixel(top, 0, c0, mask), load_pixel(top, 1, c0, mask),
@@ -390,6 +392,29 @@ fn small_image(n: u32, c0: u32, mask: vec4<bool>) -> SmallImage {
         x.y1x1 = load_pixel(top + p.in_w, 1, c0, mask);
     }
     return x;
+}
+
+// Input pixel (iy, ix) of a small image; zero outside it.
+fn small_pixel(x: SmallImage, iy: i32, ix: i32) -> vec4<f32> {
+    let top = select(x.y0x0, x.y0x1, ix == 1);
+    let bottom = select(x.y1x0, x.y1x1, ix == 1);
+    let inside = iy >= 0 && iy <= 1 && ix >= 0 && ix <= 1;
+    return select(vec4<f32>(0.0), select(top, bottom, iy == 1), inside);
+}
+
+// Output pixel (oy, ox) before the bias and activation.
+fn small_output(x: SmallImage, w: FilterTaps, oy: u32, ox: u32, s2: bool) -> vec4<f32> {
+    let stride = select(1u, 2u, s2);
+    let iy = i32(oy * stride) - i32(p.pad_top);
+    let ix = i32(ox * stride) - i32(p.pad_left);
+    return small_row(x, w.t0, iy, ix) + small_row(x, w.t1, iy + 1, ix)
+        + small_row(x, w.t2, iy + 2, ix);
+}
+
+// One filter row's 3 taps over input row iy from column ix.
+fn small_row(x: SmallImage, k: TapRow, iy: i32, ix: i32) -> vec4<f32> {
+    return small_pixel(x, iy, ix) * k.k0 + small_pixel(x, iy, ix + 1) * k.k1
+        + small_pixel(x, iy, ix + 2) * k.k2;
 }
 
 // Chunks walked by strips. A chunk [first, last) of the NHW-ordered pixels of height x width

@@ -294,87 +294,6 @@ fn store_block(at: vec3<u32>, t: Tile) {
     store_rows8(at.x, at.y, at.z, at.z + 4u, t);
 }
 
-// Inference, a pointwise layer whose output feeds only a 3x3 depthwise layer on images of
-// at most 2x2 pixels: an invocation's 8 rows hold whole images (the images are 1, 2 or 4
-// rows), so it applies the depthwise layer to its block in registers and stores that
-// layer's output instead (`with_depthwise_epilogue`); the pointwise output is never
-// stored, and the depthwise layer runs no dispatch of its own.
-@compute @workgroup_size(LANES)
-fn forward_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
-              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let at = block_origin(wg, nwg, lane);
-    if at.y >= p.m || at.z >= p.n { return; }
-    let t = accumulate_block(at, false);
-    store_dw_rows8(at.y, at.z, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
-    store_dw_rows8(at.y, at.z + 4u, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14, t.r15);
-}
-
-// The depthwise filter of 4 channels and its bias.
-struct DwFilter {
-    taps: FilterTaps, bias: vec4<f32>,
-}
-
-fn dw_filter(col: u32) -> DwFilter {
-    let taps = FilterTaps(TapRow(dw_param4(0u, col), dw_param4(1u, col), dw_param4(2u, col)),
-                          TapRow(dw_param4(3u, col), dw_param4(4u, col), dw_param4(5u, col)),
-                          TapRow(dw_param4(6u, col), dw_param4(7u, col), dw_param4(8u, col)));
-    return DwFilter(taps, dw_param4(9u, col));
-}
-
-// Rows row0 .. row0 + 7 of the pointwise product at columns col .. col + 3 (before its
-// bias and activation), through the depthwise layer, stored.
-fn store_dw_rows8(row0: u32, col: u32, y0: vec4<f32>, y1: vec4<f32>, y2: vec4<f32>,
-                  y3: vec4<f32>, y4: vec4<f32>, y5: vec4<f32>, y6: vec4<f32>, y7: vec4<f32>) {
-    if col >= p.n { return; }
-    let f = dw_filter(col);
-    let bias = tile_bias(col);
-    store_dw_group(row0, col, f, bias, y0, y1, y2, y3);
-    store_dw_group(row0 + 4u, col, f, bias, y4, y5, y6, y7);
-}
-
-// Four rows of the pointwise product from row0 (a multiple of 4), holding 4 / P images of
-// P = dw_in_h * dw_in_w pixels: the pointwise bias and activation, then each image's
-// depthwise outputs (Q = dw_out_h * dw_out_w of them, Q <= P, so at most 4), stored as rows
-// image * Q + pixel of C, for the images before row M.
-fn store_dw_group(row0: u32, col: u32, f: DwFilter, bias: vec4<f32>, y0: vec4<f32>,
-                  y1: vec4<f32>, y2: vec4<f32>, y3: vec4<f32>) {
-    let x = SmallImage(activate4(y0 + bias, p.act), activate4(y1 + bias, p.act),
-                       activate4(y2 + bias, p.act), activate4(y3 + bias, p.act));
-    let in_pixels = p.dw_in_h * p.dw_in_w;
-    let out_pixels = p.dw_out_h * p.dw_out_w;
-    let first_image = row0 / in_pixels;
-    for (var slot = 0u; slot < 4u / in_pixels * out_pixels; slot++) {
-        let image = slot / out_pixels;
-        let pixel = slot % out_pixels;
-        if row0 + image * in_pixels < p.m {
-            let sum = small_output(group_image(x, image, in_pixels), f.taps,
-                                   pixel / p.dw_out_w, pixel % p.dw_out_w, p.dw_stride,
-                                   vec2<u32>(p.dw_pad_top, p.dw_pad_left));
-            store_c_row4((first_image + image) * out_pixels + pixel, col,
-                         activate4(sum + f.bias, p.dw_act));
-        }
-    }
-}
-
-// Image `image` of a group of 4 rows `x` holding images of `in_pixels` pixels, laid out as
-// a SmallImage (1 pixel: y0x0; 1x2: the top row; 2x1: the left column; 2x2: all four).
-fn group_image(x: SmallImage, image: u32, in_pixels: u32) -> SmallImage {
-    if in_pixels == 4u {
-        return x;
-    }
-    if in_pixels == 2u {
-        let first = select(x.y0x0, x.y1x0, image == 1u);
-        let second = select(x.y0x1, x.y1x1, image == 1u);
-        if p.dw_in_w == 2u {
-            return SmallImage(first, second, vec4<f32>(0.0), vec4<f32>(0.0));
-        }
-        return SmallImage(first, vec4<f32>(0.0), second, vec4<f32>(0.0));
-    }
-    let pixel = select(select(x.y0x0, x.y0x1, image == 1u), select(x.y1x0, x.y1x1, image == 3u),
-                       image >= 2u);
-    return SmallImage(pixel, vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-}
-
 // 8 rows of C from row0 on, at columns lo .. lo + 3 (r0-r7) and hi .. hi + 3 (r8-r15).
 fn store_rows8(split: u32, row0: u32, lo: u32, hi: u32, t: Tile) {
     let bias_lo = tile_bias(lo);
@@ -395,6 +314,113 @@ fn store_rows8(split: u32, row0: u32, lo: u32, hi: u32, t: Tile) {
     store_row(split, row0 + 6u, hi, bias_hi, t.r14);
     store_row(split, row0 + 7u, lo, bias_lo, t.r7);
     store_row(split, row0 + 7u, hi, bias_hi, t.r15);
+}
+
+// Inference, a pointwise layer whose output feeds only a 3x3 depthwise layer on images of
+// at most 2x2 pixels: an invocation's 8 rows hold whole images (the images are 1, 2 or 4
+// rows), so it applies the depthwise layer to its block in registers and stores that
+// layer's output instead (`with_depthwise_epilogue`); the pointwise output is never
+// stored, and the depthwise layer runs no dispatch of its own.
+@compute @workgroup_size(LANES)
+fn forward_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = block_origin(wg, nwg, lane);
+    if at.y >= p.m || at.z >= p.n { return; }
+    let t = accumulate_block(at, false);
+    store_dw_rows8(at.y, at.z, dw_group_taps(at.z), t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
+                   t.r7);
+    store_dw_rows8(at.y, at.z + 4u, dw_group_taps(at.z + 4u), t.r8, t.r9, t.r10, t.r11, t.r12,
+                   t.r13, t.r14, t.r15);
+}
+
+// On a group of 4 rows of the pointwise output (from a multiple of 4), which holds 4 / P
+// whole images of P = dw_in_h * dw_in_w pixels, the depthwise layer is a linear map: its
+// output row `first + j` (the group's images' Q = dw_out_h * dw_out_w outputs each, in
+// order; Q <= P, so j < 4) is the sum over the group's rows i of taps[j][i] * x_i, the tap
+// of the filter that joins them (zero where they belong to different images or no tap
+// does). The 16 taps of 4 channels are worked out once per invocation and column block.
+struct DwRow {
+    x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>,
+}
+
+struct DwGroupTaps {
+    o0: DwRow, o1: DwRow, o2: DwRow, o3: DwRow, bias: vec4<f32>,
+}
+
+fn dw_group_taps(col: u32) -> DwGroupTaps {
+    let f = FilterTaps(TapRow(dw_param4(0u, col), dw_param4(1u, col), dw_param4(2u, col)),
+                       TapRow(dw_param4(3u, col), dw_param4(4u, col), dw_param4(5u, col)),
+                       TapRow(dw_param4(6u, col), dw_param4(7u, col), dw_param4(8u, col)));
+    return DwGroupTaps(dw_row(f, 0u), dw_row(f, 1u), dw_row(f, 2u), dw_row(f, 3u),
+                       dw_param4(9u, col));
+}
+
+fn dw_row(f: FilterTaps, j: u32) -> DwRow {
+    return DwRow(dw_tap(f, j, 0u), dw_tap(f, j, 1u), dw_tap(f, j, 2u), dw_tap(f, j, 3u));
+}
+
+// taps[j][i]: output j and input i of a group, each as (image in the group, pixel).
+// Sizes here are 1, 2 or 4, so their divisions are shifts (lavapipe divides lane by lane).
+fn dw_tap(f: FilterTaps, j: u32, i: u32) -> vec4<f32> {
+    let in_shift = log2_small(p.dw_in_h * p.dw_in_w);
+    let out_shift = log2_small(p.dw_out_h * p.dw_out_w);
+    let q = j & ((1u << out_shift) - 1u);
+    let r = i & ((1u << in_shift) - 1u);
+    let in_w = log2_small(p.dw_in_w);
+    let out_w = log2_small(p.dw_out_w);
+    let ky = i32(r >> in_w) - i32((q >> out_w) * p.dw_stride) + i32(p.dw_pad_top);
+    let kx = i32(r & in_w) - i32((q & out_w) * p.dw_stride) + i32(p.dw_pad_left);
+    let joined = (j >> out_shift) == (i >> in_shift) && ky >= 0 && ky <= 2 && kx >= 0 && kx <= 2;
+    return select(vec4<f32>(0.0), filter_tap(f, ky, kx), joined);
+}
+
+// log2 of 1, 2 or 4.
+fn log2_small(v: u32) -> u32 {
+    return v >> 1u;
+}
+
+// Tap (ky, kx) of the filter, chosen by selects.
+fn filter_tap(f: FilterTaps, ky: i32, kx: i32) -> vec4<f32> {
+    let k0 = select(select(f.t0.k0, f.t1.k0, ky == 1), f.t2.k0, ky == 2);
+    let k1 = select(select(f.t0.k1, f.t1.k1, ky == 1), f.t2.k1, ky == 2);
+    let k2 = select(select(f.t0.k2, f.t1.k2, ky == 1), f.t2.k2, ky == 2);
+    return select(select(k0, k1, kx == 1), k2, kx == 2);
+}
+
+// Rows row0 .. row0 + 7 of the pointwise product at columns col .. col + 3 (before its
+// bias and activation), through the depthwise layer, stored.
+fn store_dw_rows8(row0: u32, col: u32, taps: DwGroupTaps, y0: vec4<f32>, y1: vec4<f32>,
+                  y2: vec4<f32>, y3: vec4<f32>, y4: vec4<f32>, y5: vec4<f32>, y6: vec4<f32>,
+                  y7: vec4<f32>) {
+    if col >= p.n { return; }
+    let bias = tile_bias(col);
+    store_dw_group(row0, col, taps, DwRow(activate4(y0 + bias, p.act), activate4(y1 + bias, p.act),
+                                          activate4(y2 + bias, p.act), activate4(y3 + bias, p.act)));
+    store_dw_group(row0 + 4u, col, taps, DwRow(activate4(y4 + bias, p.act),
+                                               activate4(y5 + bias, p.act),
+                                               activate4(y6 + bias, p.act),
+                                               activate4(y7 + bias, p.act)));
+}
+
+// The depthwise outputs of a group of 4 rows `x` from row0 (after the pointwise bias and
+// activation), stored for the group's images that lie before row M.
+fn store_dw_group(row0: u32, col: u32, taps: DwGroupTaps, x: DwRow) {
+    let in_shift = log2_small(p.dw_in_h * p.dw_in_w);
+    let out_shift = log2_small(p.dw_out_h * p.dw_out_w);
+    let first = (row0 >> in_shift) << out_shift;
+    let end = min(first + ((4u >> in_shift) << out_shift), (p.m >> in_shift) << out_shift);
+    store_dw_output(first, end, col, taps.o0, x, taps.bias);
+    store_dw_output(first + 1u, end, col, taps.o1, x, taps.bias);
+    store_dw_output(first + 2u, end, col, taps.o2, x, taps.bias);
+    store_dw_output(first + 3u, end, col, taps.o3, x, taps.bias);
+}
+
+// Output row `row` (stored if before `end`): the taps of its row times the group's rows.
+fn store_dw_output(row: u32, end: u32, col: u32, t: DwRow, x: DwRow, bias: vec4<f32>) {
+    if row < end {
+        let sum = t.x0 * x.x0 + t.x1 * x.x1 + t.x2 * x.x2 + t.x3 * x.x3;
+        store_c_row4(row, col, activate4(sum + bias, p.dw_act));
+    }
 }
 
 // In training, when a batch norm comes next: each invocation walks one chunk of

@@ -92,15 +92,16 @@ fn forward_subgroup_32_dw(@builtin(workgroup_id) wg: vec3<u32>,
     let at = tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS);
     if at.row0 < p.m {
         let t = accumulate_tall_tile(at, lane, false);
-        store_dw_tile(at.row0, at.col, t.upper);
-        store_dw_tile(at.row0 + TILE_ROWS, at.col, t.lower);
+        let taps = dw_group_taps(at.col);
+        store_dw_tile(at.row0, at.col, taps, t.upper);
+        store_dw_tile(at.row0 + TILE_ROWS, at.col, taps, t.lower);
     }
 }
 
 // 16 rows of the tile from row0 through the depthwise layer.
-fn store_dw_tile(row0: u32, col: u32, t: Tile) {
-    store_dw_rows8(row0, col, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
-    store_dw_rows8(row0 + 8u, col, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14, t.r15);
+fn store_dw_tile(row0: u32, col: u32, taps: DwGroupTaps, t: Tile) {
+    store_dw_rows8(row0, col, taps, t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6, t.r7);
+    store_dw_rows8(row0 + 8u, col, taps, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14, t.r15);
 }
 
 // gemm.wgsl's forward_stats with this kernel's tiles: a workgroup walks one chunk of
