@@ -348,11 +348,16 @@ struct DwGroupTaps {
 }
 
 fn dw_group_taps(col: u32) -> DwGroupTaps {
-    let f = FilterTaps(TapRow(dw_param4(0u, col), dw_param4(1u, col), dw_param4(2u, col)),
-                       TapRow(dw_param4(3u, col), dw_param4(4u, col), dw_param4(5u, col)),
-                       TapRow(dw_param4(6u, col), dw_param4(7u, col), dw_param4(8u, col)));
+    let f = dw_filter_taps(col);
     return DwGroupTaps(dw_row(f, 0u), dw_row(f, 1u), dw_row(f, 2u), dw_row(f, 3u),
                        dw_param4(9u, col));
+}
+
+// The depthwise filter of columns col .. col + 3.
+fn dw_filter_taps(col: u32) -> FilterTaps {
+    return FilterTaps(TapRow(dw_param4(0u, col), dw_param4(1u, col), dw_param4(2u, col)),
+                      TapRow(dw_param4(3u, col), dw_param4(4u, col), dw_param4(5u, col)),
+                      TapRow(dw_param4(6u, col), dw_param4(7u, col), dw_param4(8u, col)));
 }
 
 fn dw_row(f: FilterTaps, j: u32) -> DwRow {
@@ -394,8 +399,10 @@ fn store_dw_rows8(row0: u32, col: u32, taps: DwGroupTaps, y0: vec4<f32>, y1: vec
                   y7: vec4<f32>) {
     if col >= p.n { return; }
     let bias = tile_bias(col);
-    store_dw_group(row0, col, taps, DwRow(activate4(y0 + bias, p.act), activate4(y1 + bias, p.act),
-                                          activate4(y2 + bias, p.act), activate4(y3 + bias, p.act)));
+    store_dw_group(row0, col, taps, DwRow(activate4(y0 + bias, p.act),
+                                          activate4(y1 + bias, p.act),
+                                          activate4(y2 + bias, p.act),
+                                          activate4(y3 + bias, p.act)));
     store_dw_group(row0 + 4u, col, taps, DwRow(activate4(y4 + bias, p.act),
                                                activate4(y5 + bias, p.act),
                                                activate4(y6 + bias, p.act),

@@ -104,6 +104,108 @@ fn store_dw_tile(row0: u32, col: u32, taps: DwGroupTaps, t: Tile) {
     store_dw_rows8(row0 + 8u, col, taps, t.r8, t.r9, t.r10, t.r11, t.r12, t.r13, t.r14, t.r15);
 }
 
+// forward_subgroup_32_dw on images of 4x4 pixels (`with_depthwise_epilogue`): each 16-row
+// half of a lane's tile is one image, so the depthwise layer after this pointwise one runs
+// on the lane's registers, its taps written out pixel by pixel (3x3 windows at stride 1,
+// or at stride 2 with the padding before the image of either 1 or 0 pixels).
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_dw16(@builtin(workgroup_id) wg: vec3<u32>,
+                            @builtin(subgroup_invocation_id) lane: u32,
+                            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let at = tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS);
+    if at.row0 < p.m {
+        let t = accumulate_tall_tile(at, lane, false);
+        if at.col < p.n {
+            let f = dw_filter_taps(at.col);
+            let bias = tile_bias(at.col);
+            let dw_bias = dw_param4(9u, at.col);
+            store_dw_image16(at.row0, at.col, f, dw_bias, activated_tile(t.upper, bias));
+            let lower = activated_tile(t.lower, bias);
+            store_dw_image16(at.row0 + TILE_ROWS, at.col, f, dw_bias, lower);
+        }
+    }
+}
+
+// The pointwise bias and activation on 16 rows.
+fn activated_tile(t: Tile, bias: vec4<f32>) -> Tile {
+    return Tile(activate4(t.r0 + bias, p.act), activate4(t.r1 + bias, p.act),
+                activate4(t.r2 + bias, p.act), activate4(t.r3 + bias, p.act),
+                activate4(t.r4 + bias, p.act), activate4(t.r5 + bias, p.act),
+                activate4(t.r6 + bias, p.act), activate4(t.r7 + bias, p.act),
+                activate4(t.r8 + bias, p.act), activate4(t.r9 + bias, p.act),
+                activate4(t.r10 + bias, p.act), activate4(t.r11 + bias, p.act),
+                activate4(t.r12 + bias, p.act), activate4(t.r13 + bias, p.act),
+                activate4(t.r14 + bias, p.act), activate4(t.r15 + bias, p.act));
+}
+
+// The depthwise outputs of the 4x4 image in rows row0 .. row0 + 15 (`x`, pixels row by
+// row), stored if the image lies before row M.
+fn store_dw_image16(row0: u32, col: u32, f: FilterTaps, bias: vec4<f32>, x: Tile) {
+    if row0 >= p.m { return; }
+    let z = DwRow();
+    let r0 = DwRow(x.r0, x.r1, x.r2, x.r3);
+    let r1 = DwRow(x.r4, x.r5, x.r6, x.r7);
+    let r2 = DwRow(x.r8, x.r9, x.r10, x.r11);
+    let r3 = DwRow(x.r12, x.r13, x.r14, x.r15);
+    if p.dw_stride == 1u {
+        store_dw_row_s1(row0, col, f, bias, z, r0, r1);
+        store_dw_row_s1(row0 + 4u, col, f, bias, r0, r1, r2);
+        store_dw_row_s1(row0 + 8u, col, f, bias, r1, r2, r3);
+        store_dw_row_s1(row0 + 12u, col, f, bias, r2, r3, z);
+        return;
+    }
+    // Stride 2 (2x2 outputs): output row o reads image rows 2o - pad .. 2o - pad + 2.
+    let out = row0 / 4u;
+    let pad1 = p.dw_pad_top == 1u;
+    store_dw_row_s2(out, col, f, bias, pick_row(r0, z, pad1), pick_row(r1, r0, pad1),
+                    pick_row(r2, r1, pad1));
+    store_dw_row_s2(out + 2u, col, f, bias, pick_row(r2, r1, pad1), pick_row(r3, r2, pad1),
+                    pick_row(z, r3, pad1));
+}
+
+fn pick_row(pad0: DwRow, pad1: DwRow, is_pad1: bool) -> DwRow {
+    return DwRow(select(pad0.x0, pad1.x0, is_pad1), select(pad0.x1, pad1.x1, is_pad1),
+                 select(pad0.x2, pad1.x2, is_pad1), select(pad0.x3, pad1.x3, is_pad1));
+}
+
+// The 4 outputs of one image row at stride 1 from the image rows above, at and below it.
+fn store_dw_row_s1(out: u32, col: u32, f: FilterTaps, bias: vec4<f32>, a: DwRow, b: DwRow,
+                   c: DwRow) {
+    let z = vec4<f32>(0.0);
+    store_dw_pixel(out, col, bias, window3x3(f, z, a.x0, a.x1, z, b.x0, b.x1, z, c.x0, c.x1));
+    store_dw_pixel(out + 1u, col, bias,
+                   window3x3(f, a.x0, a.x1, a.x2, b.x0, b.x1, b.x2, c.x0, c.x1, c.x2));
+    store_dw_pixel(out + 2u, col, bias,
+                   window3x3(f, a.x1, a.x2, a.x3, b.x1, b.x2, b.x3, c.x1, c.x2, c.x3));
+    store_dw_pixel(out + 3u, col, bias, window3x3(f, a.x2, a.x3, z, b.x2, b.x3, z, c.x2, c.x3, z));
+}
+
+// The 2 outputs of one output row at stride 2 from the 3 image rows its windows read.
+fn store_dw_row_s2(out: u32, col: u32, f: FilterTaps, bias: vec4<f32>, a: DwRow, b: DwRow,
+                   c: DwRow) {
+    let z = vec4<f32>(0.0);
+    let pad1 = p.dw_pad_left == 1u;
+    store_dw_pixel(out, col, bias,
+                   select(window3x3(f, a.x0, a.x1, a.x2, b.x0, b.x1, b.x2, c.x0, c.x1, c.x2),
+                          window3x3(f, z, a.x0, a.x1, z, b.x0, b.x1, z, c.x0, c.x1), pad1));
+    store_dw_pixel(out + 1u, col, bias,
+                   select(window3x3(f, a.x2, a.x3, z, b.x2, b.x3, z, c.x2, c.x3, z),
+                          window3x3(f, a.x1, a.x2, a.x3, b.x1, b.x2, b.x3, c.x1, c.x2, c.x3),
+                          pad1));
+}
+
+// One output pixel of the depthwise layer, stored after its bias and activation.
+fn store_dw_pixel(row: u32, col: u32, bias: vec4<f32>, sum: vec4<f32>) {
+    store_c_row4(row, col, activate4(sum + bias, p.dw_act));
+}
+
+// The 3x3 filter over one window (row by row, zero in the padding).
+fn window3x3(f: FilterTaps, a: vec4<f32>, b: vec4<f32>, c: vec4<f32>, d: vec4<f32>,
+             e: vec4<f32>, g: vec4<f32>, h: vec4<f32>, i: vec4<f32>, j: vec4<f32>) -> vec4<f32> {
+    return a * f.t0.k0 + b * f.t0.k1 + c * f.t0.k2 + d * f.t1.k0 + e * f.t1.k1 + g * f.t1.k2
+        + h * f.t2.k0 + i * f.t2.k1 + j * f.t2.k2;
+}
+
 // gemm.wgsl's forward_stats with this kernel's tiles: a workgroup walks one chunk of
 // `stats_rows` rows, 16 at a time, for its 32 columns (the subgroup stays whole: every lane
 // runs the same tiles).

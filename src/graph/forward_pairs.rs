@@ -6,12 +6,18 @@
 use super::builder::GraphBuilder;
 use super::chunks::BatchChunks;
 use super::node::TensorId;
-use crate::ops::Dispatch;
+use crate::gpu::Gpu;
+use crate::ops::{Dispatch, KernelCaps};
 
 /// For each node, the dispatch that runs it and the node after it, where their ops have
 /// one, that next node is the only reader of this node's output (which is no graph
 /// output), and neither node is split into chunks of the batch.
-pub(super) fn forward_pairs(graph: &GraphBuilder, chunks: &[BatchChunks]) -> Vec<Option<Dispatch>> {
+pub(super) fn forward_pairs(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    chunks: &[BatchChunks],
+) -> Vec<Option<Dispatch>> {
+    let caps = KernelCaps::of(gpu);
     let nodes = &graph.nodes;
     let shape = |t: TensorId| graph.tensors[t.0].shape.as_slice();
     let mut pairs: Vec<Option<Dispatch>> = Vec::with_capacity(nodes.len());
@@ -29,6 +35,7 @@ pub(super) fn forward_pairs(graph: &GraphBuilder, chunks: &[BatchChunks]) -> Vec
                 shape(node.output),
                 &next.kind,
                 shape(next.output),
+                &caps,
             )
         }));
     }

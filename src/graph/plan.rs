@@ -271,7 +271,7 @@ impl Plan {
         check_graph(graph, &params)?;
         let (chunks, workspace_bytes) = chunks_within_limits(gpu, graph)?;
         let device = gpu.device().clone();
-        let pairs = forward_pairs(graph, &chunks);
+        let pairs = forward_pairs(gpu, graph, &chunks);
         let memory_plan = plan_memory(graph, &pairs);
         let activations: Vec<wgpu::Buffer> = memory_plan
             .buffer_bytes

@@ -267,6 +267,12 @@ pub(super) fn is_chunk_walking(dispatch: &Dispatch) -> bool {
     matches!(dispatch.entry, "forward_stats" | "forward_bt_sums")
 }
 
+/// Whether `dispatch` runs the depthwise layer after it in its epilogue
+/// (`with_depthwise_epilogue`).
+pub(super) fn is_depthwise_epilogue(dispatch: &Dispatch) -> bool {
+    GemmWords::of(dispatch).is_some() && matches!(dispatch.entry, "forward_dw" | "forward_dw16")
+}
+
 /// Where gemm.wgsl's `*_stats` and `*_sums` entry points leave the batch norm's partials.
 const OUTPUT_PARTIALS_BINDING: u32 = 6;
 /// The `*_sums` entry points' batch-norm statistics and the batch norm's raw input.

@@ -3,8 +3,9 @@
 //! gemm_tiled.wgsl's workgroup-memory tiles. They read the same uniform block and bindings
 //! and tile C differently, so each mapping picks an entry point and a grid.
 
-use super::depthwise_epilogue::is_depthwise_epilogue;
-use super::gemm::{is_chunk_walking, GemmWords, OperandLayout, MAX_GROUPS_PER_DIM};
+use super::gemm::{
+    is_chunk_walking, is_depthwise_epilogue, GemmWords, OperandLayout, MAX_GROUPS_PER_DIM,
+};
 use super::Dispatch;
 use crate::gpu::Shader;
 
@@ -63,7 +64,11 @@ pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     if is_depthwise_epilogue(dispatch) {
         return Some(Dispatch {
             shader: subgroup_shader(&layout),
-            entry: "forward_subgroup_32_dw",
+            entry: if dispatch.entry == "forward_dw" {
+                "forward_subgroup_32_dw"
+            } else {
+                "forward_subgroup_32_dw16"
+            },
             workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS]),
             ..dispatch.clone()
         });

@@ -3,7 +3,7 @@
 
 use super::{
     with_depthwise_epilogue, BatchNorm, BnPartials, Conv2d, Dense, Depthwise, Dispatch, Fused,
-    GlobalAvgPool, ParamSpec, Pointwise, ScratchSpec, Softmax, TrainSettings,
+    GlobalAvgPool, KernelCaps, ParamSpec, Pointwise, ScratchSpec, Softmax, TrainSettings,
 };
 
 /// Every layer type the graph can hold.
@@ -78,7 +78,8 @@ impl OpKind {
 
     /// The inference forward of this op and of `next`, which reads only this op's output,
     /// as one dispatch where a kernel computes both: a pointwise layer and a 3x3 depthwise
-    /// layer on images of at most 2x2 pixels (`with_depthwise_epilogue`). `None` elsewhere.
+    /// layer on small images (`with_depthwise_epilogue`; images of 4x4 pixels where the
+    /// adapter runs the subgroup GEMM tiles, `caps`). `None` elsewhere.
     #[doc(hidden)]
     pub fn forward_with_next(
         &self,
@@ -86,12 +87,19 @@ impl OpKind {
         output: &[usize],
         next: &OpKind,
         next_output: &[usize],
+        caps: &KernelCaps,
     ) -> Option<Dispatch> {
         let (OpKind::Pointwise(pointwise), OpKind::Depthwise(depthwise)) = (self, next) else {
             return None;
         };
         let [dispatch]: [Dispatch; 1] = pointwise.forward(input, output).try_into().ok()?;
-        with_depthwise_epilogue(&dispatch, depthwise, output, next_output)
+        with_depthwise_epilogue(
+            &dispatch,
+            depthwise,
+            output,
+            next_output,
+            caps.subgroup_gemm,
+        )
     }
 
     /// Whether the inference forward pass only reshapes its input (global average pooling
