@@ -221,6 +221,10 @@ fn pointwise_and_small_depthwise_run_as_one_dispatch() {
         ([3, 1, 2, 8], 16, 1, Symmetric, [Relu6, Relu]),
         ([3, 2, 1, 8], 16, 2, Symmetric, [Relu, Relu]),
         ([3, 2, 1, 8], 16, 1, Same, [Relu, Relu6]),
+        // TF SAME at stride 2 on images of 2x1 and 1x2: no padding before along the side
+        // of 2, one along the side of 1.
+        ([3, 2, 1, 8], 16, 2, Same, [Relu6, Relu]),
+        ([3, 1, 2, 8], 12, 2, Same, [Relu, Relu]),
         ([33, 2, 2, 4], 68, 1, Symmetric, [Relu6, Relu]),
         // Images of 4x4 (on adapters with the subgroup tiles): one per half tile, the
         // last tile half empty, both strides and paddings.
