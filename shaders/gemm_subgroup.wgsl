@@ -106,8 +106,8 @@ fn store_dw_tile(row0: u32, col: u32, taps: DwGroupTaps, t: Tile) {
 
 // forward_subgroup_32_dw on images of 4x4 pixels (`with_depthwise_epilogue`): each 16-row
 // half of a lane's tile is one image, so the depthwise layer after this pointwise one runs
-// on the lane's registers, its taps written out pixel by pixel (3x3 windows at stride 1,
-// or at stride 2 with the padding before the image of either 1 or 0 pixels).
+// on the lane's registers, its windows written out image row by image row (stride 1, or
+// stride 2 with the padding before the image of either 1 or 0 pixels).
 @compute @workgroup_size(SUBGROUP_LANES)
 fn forward_subgroup_32_dw16(@builtin(workgroup_id) wg: vec3<u32>,
                             @builtin(subgroup_invocation_id) lane: u32,

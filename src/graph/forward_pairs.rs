@@ -1,6 +1,6 @@
 //! Inference nodes that run in one dispatch with the node after them
 //! (`OpKind::forward_with_next`: a pointwise layer and a 3x3 depthwise layer on images of
-//! at most 2x2 pixels). The memory plan then gives the first node's output no buffer of
+//! at most 2x2 pixels, or 4x4 where the adapter runs the subgroup tiles). The memory plan then gives the first node's output no buffer of
 //! its own, and the plan runs the pair's dispatch in the first node's place.
 
 use super::builder::GraphBuilder;
@@ -22,7 +22,7 @@ pub(super) fn forward_pairs(
     let shape = |t: TensorId| graph.tensors[t.0].shape.as_slice();
     let mut pairs: Vec<Option<Dispatch>> = Vec::with_capacity(nodes.len());
     for (i, node) in nodes.iter().enumerate() {
-        let taken = i > 0 && pairs[i - 1].is_some();
+        let taken = runs_in_previous(&pairs, i);
         let pair = nodes.get(i + 1).filter(|next| {
             let only_reader = next.input == node.output
                 && !graph.outputs.contains(&node.output)
