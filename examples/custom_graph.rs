@@ -94,6 +94,7 @@ fn build() -> anyhow::Result<GraphBuilder> {
         x,
         Dense {
             out_features: CLASSES,
+            read_only: false,
         },
     )?;
     let probs = g.softmax("softmax", logits)?;

@@ -324,9 +324,19 @@ fn store_rows8(split: u32, row0: u32, lo: u32, hi: u32, t: Tile) {
 @compute @workgroup_size(LANES)
 fn forward_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
               @builtin(num_workgroups) nwg: vec3<u32>) {
-    let at = block_origin(wg, nwg, lane);
+    dw_block(block_origin(wg, nwg, lane), false);
+}
+
+// For the pointwise weight stored transposed (`read_only_weight_layout`).
+@compute @workgroup_size(LANES)
+fn forward_dw_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    dw_block(block_origin(wg, nwg, lane), true);
+}
+
+fn dw_block(at: vec3<u32>, b_transposed: bool) {
     if at.y >= p.m || at.z >= p.n { return; }
-    let t = accumulate_block(at, false);
+    let t = accumulate_block(at, b_transposed);
     store_dw_rows8(at.y, at.z, dw_group_taps(at.z), t.r0, t.r1, t.r2, t.r3, t.r4, t.r5, t.r6,
                    t.r7);
     store_dw_rows8(at.y, at.z + 4u, dw_group_taps(at.z + 4u), t.r8, t.r9, t.r10, t.r11, t.r12,

@@ -89,9 +89,20 @@ fn tall_tile(at: TileOrigin, lane: u32, b_transposed: bool) {
 fn forward_subgroup_32_dw(@builtin(workgroup_id) wg: vec3<u32>,
                           @builtin(subgroup_invocation_id) lane: u32,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let at = tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS);
+    dw_tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, false);
+}
+
+// For the pointwise weight stored transposed (`read_only_weight_layout`).
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_dw_bt(@builtin(workgroup_id) wg: vec3<u32>,
+                             @builtin(subgroup_invocation_id) lane: u32,
+                             @builtin(num_workgroups) nwg: vec3<u32>) {
+    dw_tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, true);
+}
+
+fn dw_tall_tile(at: TileOrigin, lane: u32, b_transposed: bool) {
     if at.row0 < p.m {
-        let t = accumulate_tall_tile(at, lane, false);
+        let t = accumulate_tall_tile(at, lane, b_transposed);
         let taps = dw_group_taps(at.col);
         store_dw_tile(at.row0, at.col, taps, t.upper);
         store_dw_tile(at.row0 + TILE_ROWS, at.col, taps, t.lower);
@@ -112,9 +123,19 @@ fn store_dw_tile(row0: u32, col: u32, taps: DwGroupTaps, t: Tile) {
 fn forward_subgroup_32_dw16(@builtin(workgroup_id) wg: vec3<u32>,
                             @builtin(subgroup_invocation_id) lane: u32,
                             @builtin(num_workgroups) nwg: vec3<u32>) {
-    let at = tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS);
+    dw16_tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, false);
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_32_dw16_bt(@builtin(workgroup_id) wg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    dw16_tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, true);
+}
+
+fn dw16_tall_tile(at: TileOrigin, lane: u32, b_transposed: bool) {
     if at.row0 < p.m {
-        let t = accumulate_tall_tile(at, lane, false);
+        let t = accumulate_tall_tile(at, lane, b_transposed);
         if at.col < p.n {
             let f = dw_filter_taps(at.col);
             let bias = tile_bias(at.col);

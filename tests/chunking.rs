@@ -119,7 +119,13 @@ fn every_op_run_in_chunks_equals_the_whole_batch() {
     // Row-wise ops over [batch, features], chunked when one binding holds 64 rows or fewer.
     let tiny = small_bindings(2048);
     for (seed, (what, kind)) in [
-        ("dense", OpKind::Dense(Dense { out_features: 64 })),
+        (
+            "dense",
+            OpKind::Dense(Dense {
+                out_features: 64,
+                read_only: false,
+            }),
+        ),
         ("softmax", OpKind::Softmax(Softmax)),
     ]
     .into_iter()
@@ -300,7 +306,16 @@ fn training_steps_run_in_chunks_match_the_whole_batch() {
     let y = g.pointwise("pw", y, pw).unwrap();
     let y = g.batch_norm("pw_bn", y, bn).unwrap();
     let y = g.global_avg_pool("pool", y).unwrap();
-    let y = g.dense("fc", y, Dense { out_features: 10 }).unwrap();
+    let y = g
+        .dense(
+            "fc",
+            y,
+            Dense {
+                out_features: 10,
+                read_only: false,
+            },
+        )
+        .unwrap();
     g.output(y).unwrap();
     // 80 KiB bindings: the stem's im2col rows (9 KiB per sample) in chunks of 8.
     assert_training_chunks_match("small network", &g, &small_bindings(80 << 10), 10);

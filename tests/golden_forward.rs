@@ -124,13 +124,26 @@ fn global_avg_pool_forward_matches_reference() {
 
 #[test]
 fn dense_forward_matches_reference() {
-    let cases = common::DENSE_CASES;
-    for (i, (shape, out_features)) in cases.iter().enumerate() {
+    // An inference graph's dense weights (`read_only`) are stored transposed where the
+    // rows fill one row of 32x32 tiles (17 to 32): a classifier at batch 32, and an odd
+    // width the scalar kernel reads.
+    let read_only_cases = [([32, 1024], 1000), ([17, 9], 5)];
+    let cases = common::DENSE_CASES
+        .iter()
+        .map(|&(shape, n)| (shape, n, false));
+    let cases = cases.chain(
+        common::DENSE_CASES
+            .iter()
+            .map(|&(shape, n)| (shape, n, true)),
+    );
+    let cases = cases.chain(read_only_cases.iter().map(|&(shape, n)| (shape, n, true)));
+    for (i, (shape, out_features, read_only)) in cases.enumerate() {
         let op = Dense {
-            out_features: *out_features,
+            out_features,
+            read_only,
         };
-        let what = format!("dense {shape:?} -> {out_features}");
-        check_op(&what, OpKind::Dense(op), shape, 600 + i as u64);
+        let what = format!("dense {shape:?} -> {out_features} read-only {read_only}");
+        check_op(&what, OpKind::Dense(op), &shape, 600 + i as u64);
     }
 }
 
@@ -211,7 +224,9 @@ fn pointwise_and_small_depthwise_run_as_one_dispatch() {
     use Activation::{Relu, Relu6};
     // (input [n, h, w, c], pointwise outputs, depthwise stride, padding, activations):
     // tiles partly filled (5 images of 4 rows), batch 1, 1x1, 1x2 and 2x1 images, stride 2
-    // to 1x1 in both paddings, more rows than a tile and columns that end mid-tile.
+    // to 1x1 in both paddings, more rows than a tile and columns that end mid-tile. 17 to
+    // 32 rows (the first two cases, and [2, 4, 4, 16]) store the pointwise weight
+    // transposed (`forward_dw_bt`, `forward_subgroup_32_dw16_bt`).
     let cases = [
         ([5, 2, 2, 8], 12, 1, Symmetric, [Relu, Relu6]),
         ([5, 2, 2, 8], 12, 2, Symmetric, [Relu6, Relu]),

@@ -274,6 +274,7 @@ fn dense_gradients() {
     for (i, (shape, out_features)) in cases.iter().enumerate() {
         let op = Dense {
             out_features: *out_features,
+            read_only: false,
         };
         check_both(
             &format!("dense {shape:?} -> {out_features}"),
@@ -309,7 +310,16 @@ fn cross_entropy_gradient_matches_finite_differences_and_gpu() {
     // On the GPU the loss sits on top of a dense layer; compare the full chain.
     let mut graph = GraphBuilder::new();
     let x = graph.input("x", &[n, 8]);
-    let y = graph.dense("fc", x, Dense { out_features: k }).unwrap();
+    let y = graph
+        .dense(
+            "fc",
+            x,
+            Dense {
+                out_features: k,
+                read_only: false,
+            },
+        )
+        .unwrap();
     graph.output(y).unwrap();
     let mut params = random_params(&graph, 72);
     let input = uniform(&mut r, n * 8, -1.0, 1.0);

@@ -4,15 +4,22 @@
 mod common;
 
 use mobilenet_wgpu::graph::{GraphBuilder, GraphError, ParamBuffers, TrainConfig, TrainPlan};
-use mobilenet_wgpu::ops::{Dense, Pointwise};
-use mobilenet_wgpu::{MobileNetV1Config, ParamStore, Preset};
+use mobilenet_wgpu::ops::{Dense, GpuLayout, Pointwise};
+use mobilenet_wgpu::{reference, MobileNetV1Config, ParamStore, Preset};
 
 #[test]
 fn shape_errors_name_the_op_and_shapes() {
     let mut g = GraphBuilder::new();
     let x = g.input("x", &[2, 8, 8, 3]);
     let err = g
-        .dense("head", x, Dense { out_features: 10 })
+        .dense(
+            "head",
+            x,
+            Dense {
+                out_features: 10,
+                read_only: false,
+            },
+        )
         .expect_err("dense on NHWC must fail");
     let message = err.to_string();
     assert!(
@@ -184,26 +191,39 @@ fn params_round_trip_through_the_gpu() {
     assert_eq!(plan.read_params().unwrap(), store);
 }
 
-// Inference stores the 512-wide pointwise weights with padded rows; loading and reading
-// back must still give the dense tensors.
+// Inference stores weights other than densely: the 512-wide pointwise weights with padded
+// rows, and the GEMMs of 17 to 32 rows (batch 20 on the 1x1 images of blocks 12 and 13 and
+// the classifier) transposed. Loading and reading back must still give the dense tensors,
+// and the network the reference's output.
 #[test]
-fn padded_weights_round_trip_through_the_gpu() {
-    let model = small_config(0.5, 3, Preset::Paper).build_folded(1).unwrap();
-    let padded: Vec<&str> = model
-        .graph
-        .params()
-        .iter()
-        .filter(|p| p.row_stride.is_some())
-        .map(|p| p.name.as_str())
-        .collect();
-    assert!(
-        padded.contains(&"blocks.13.pw.weight"),
-        "the 512-wide pointwise weights should be padded: {padded:?}"
-    );
-    let plan = model.graph.compile(common::gpu()).unwrap();
-    let store = common::random_params(&model.graph, 11);
-    plan.load_params(&store).unwrap();
-    assert_eq!(plan.read_params().unwrap(), store);
+fn inference_weight_layouts_round_trip_through_the_gpu() {
+    let cases = [
+        (1, "blocks.13.pw.weight", GpuLayout::PaddedRows(528)),
+        (20, "blocks.12.pw.weight", GpuLayout::Transposed),
+        (20, "blocks.13.pw.weight", GpuLayout::Transposed),
+        (20, "classifier.weight", GpuLayout::Transposed),
+    ];
+    for (batch, name, layout) in cases {
+        let model = small_config(0.5, 3, Preset::Paper)
+            .build_folded(batch)
+            .unwrap();
+        let params = model.graph.params();
+        let param = params.iter().find(|p| p.name == name).unwrap();
+        assert_eq!(param.layout, layout, "{name} at batch {batch}");
+        let plan = model.graph.compile(common::gpu()).unwrap();
+        let store = common::random_params(&model.graph, 11);
+        plan.load_params(&store).unwrap();
+        assert_eq!(plan.read_params().unwrap(), store, "batch {batch}");
+        let input = common::uniform(&mut common::rng(5), batch * 32 * 32 * 3, -1.0, 1.0);
+        let expected = reference::run_graph(&model.graph, &store, &input).unwrap();
+        let logits = plan.run(&input).unwrap().remove(0);
+        common::assert_close(
+            &format!("folded batch {batch}"),
+            &logits,
+            &expected[0].data,
+            common::OP_RTOL,
+        );
+    }
 }
 
 #[test]
@@ -231,7 +251,16 @@ fn pooling_one_pixel_runs_no_dispatch_and_reads_its_input() {
         let mut g = GraphBuilder::new();
         let x = g.input("x", &[3, side, side, 12]);
         let pooled = g.global_avg_pool("pool", x).unwrap();
-        let logits = g.dense("head", pooled, Dense { out_features: 5 }).unwrap();
+        let logits = g
+            .dense(
+                "head",
+                pooled,
+                Dense {
+                    out_features: 5,
+                    read_only: false,
+                },
+            )
+            .unwrap();
         g.output(pooled).unwrap();
         g.output(logits).unwrap();
         let plan = g.compile(common::gpu()).unwrap();

@@ -94,6 +94,7 @@ fn a_dense_head_moves_what_its_loss_and_gradients_bind() {
     let x = g.input("x", &[batch as usize, features as usize]);
     let dense = Dense {
         out_features: classes as usize,
+        read_only: false,
     };
     let y = g.dense("fc", x, dense).unwrap();
     g.output(y).unwrap();

@@ -221,6 +221,7 @@ fn an_update_split_over_several_dispatches_matches_the_reference() {
     for i in 0..layers {
         let fc = Dense {
             out_features: width,
+            read_only: false,
         };
         x = graph.dense(&format!("fc{i}"), x, fc).unwrap();
     }

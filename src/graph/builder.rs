@@ -28,7 +28,7 @@ use std::collections::HashSet;
 /// let x = g.batch_norm("pw_bn", x, bn)?;
 /// assert_eq!(g.shape(x)?, &[2, 4, 4, 16]);
 /// let x = g.global_avg_pool("pool", x)?;
-/// let logits = g.dense("fc", x, Dense { out_features: 3 })?;
+/// let logits = g.dense("fc", x, Dense { out_features: 3, read_only: false })?;
 /// let probs = g.softmax("softmax", logits)?;
 /// g.output(probs)?;
 ///
@@ -97,7 +97,7 @@ impl GraphBuilder {
                 name: format!("{name}.{}", spec.suffix),
                 shape: spec.shape,
                 role: spec.role,
-                row_stride: spec.row_stride,
+                layout: spec.layout,
             });
             params.push(self.params.len() - 1);
         }

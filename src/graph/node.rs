@@ -1,7 +1,7 @@
 //! The pieces a graph is made of: tensors (ids and shapes), the ops reading and writing
 //! them, and the parameters those ops own.
 
-use crate::ops::{OpKind, ParamRole};
+use crate::ops::{GpuLayout, OpKind, ParamRole};
 
 /// A tensor in a graph, valid only for the builder that made it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,8 +29,8 @@ pub struct ParamInfo {
     pub name: String,
     pub shape: Vec<usize>,
     pub role: ParamRole,
-    /// See `ParamSpec::row_stride`: rows this many floats apart in the GPU buffer.
-    pub row_stride: Option<usize>,
+    /// How its GPU buffer holds it (`ParamSpec::layout`).
+    pub layout: GpuLayout,
 }
 
 impl ParamInfo {
@@ -38,13 +38,9 @@ impl ParamInfo {
         self.shape.iter().product()
     }
 
-    /// The shape the GPU buffer holds: `shape` with its rows widened to `row_stride`.
+    /// The shape the GPU buffer holds.
     pub fn stored_shape(&self) -> Vec<usize> {
-        let mut shape = self.shape.clone();
-        if let (Some(stride), Some(last)) = (self.row_stride, shape.last_mut()) {
-            *last = stride;
-        }
-        shape
+        self.layout.stored_shape(&self.shape)
     }
 
     pub fn is_empty(&self) -> bool {

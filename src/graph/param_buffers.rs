@@ -12,7 +12,7 @@ use super::params::ParamStore;
 use super::shapes::tensor_bytes;
 use super::steps::staging_buffer;
 use crate::gpu::{read_buffer_f32, storage_buffer, Gpu};
-use std::borrow::Cow;
+use crate::ops::GpuLayout;
 use std::collections::HashMap;
 
 pub struct ParamBuffers {
@@ -30,8 +30,8 @@ pub struct ParamBuffers {
 struct ParamEntry {
     name: String,
     shape: Vec<usize>,
-    /// `shape` as the buffer holds it: rows widened where the op reads them padded
-    /// (`ParamInfo::row_stride`).
+    /// How the buffer holds it (`ParamInfo::layout`), and the shape that gives.
+    layout: GpuLayout,
     stored_shape: Vec<usize>,
     range: BufferRange,
 }
@@ -62,6 +62,7 @@ impl ParamBuffers {
                 entries[p] = Some(ParamEntry {
                     name: params[p].name.clone(),
                     shape: params[p].shape.clone(),
+                    layout: params[p].layout,
                     stored_shape: params[p].stored_shape(),
                     range: layout.range(buffer, i),
                 });
@@ -112,14 +113,10 @@ impl ParamBuffers {
         let mut problems = Vec::new();
         for p in graph.params() {
             match self.index.get(&p.name).map(|&i| &self.entries[i]) {
-                Some(entry) if entry.stored_shape == p.stored_shape() => {}
+                Some(entry) if entry.shape == p.shape && entry.layout == p.layout => {}
                 Some(entry) => problems.push(format!(
-                    "{}: graph wants shape {:?} (stored as {:?}), buffer has {:?} (stored as {:?})",
-                    p.name,
-                    p.shape,
-                    p.stored_shape(),
-                    entry.shape,
-                    entry.stored_shape
+                    "{}: graph wants shape {:?} (stored {:?}), buffer has {:?} (stored {:?})",
+                    p.name, p.shape, p.layout, entry.shape, entry.layout
                 )),
                 None => problems.push(format!("{}: no such parameter buffer", p.name)),
             }
@@ -159,7 +156,7 @@ impl ParamBuffers {
         for entry in &self.entries {
             if let Some(values) = store.get(&entry.name) {
                 let (buffer, offset) = (&entry.range.buffer, entry.range.offset);
-                let stored = widen_rows(values, &entry.shape, &entry.stored_shape);
+                let stored = entry.layout.to_stored(values, &entry.shape);
                 self.queue
                     .write_buffer(buffer, offset, bytemuck::cast_slice(&stored));
             }
@@ -176,46 +173,15 @@ impl ParamBuffers {
                 .iter()
                 .map(|e| (e.name.as_str(), e.stored_shape.as_slice(), e.range.clone())),
         )?;
-        // Only padded tensors need reshaping; the rest are read as they are stored.
-        for entry in self.entries.iter().filter(|e| e.stored_shape != e.shape) {
+        // Only tensors stored other than densely need rearranging.
+        for entry in self.entries.iter().filter(|e| e.layout != GpuLayout::Dense) {
             if let Some(values) = store.get(&entry.name) {
-                let dense = narrow_rows(
-                    values,
-                    last_dim(&entry.stored_shape),
-                    last_dim(&entry.shape),
-                );
+                let dense = entry.layout.to_dense(values.to_vec(), &entry.shape);
                 store.insert(&entry.name, entry.shape.clone(), dense);
             }
         }
         Ok(store)
     }
-}
-
-/// `values` of `shape` laid out with the last dimension of `stored` (zeros fill the widened
-/// rows' ends; borrowed where the two are the same).
-fn widen_rows<'a>(values: &'a [f32], shape: &[usize], stored: &[usize]) -> Cow<'a, [f32]> {
-    let (cols, stride) = (last_dim(shape), last_dim(stored));
-    if cols == stride || cols == 0 {
-        return Cow::Borrowed(values);
-    }
-    let mut out = vec![0.0; values.len() / cols * stride];
-    for (row, dst) in values.chunks(cols).zip(out.chunks_mut(stride)) {
-        dst[..cols].copy_from_slice(row);
-    }
-    Cow::Owned(out)
-}
-
-/// The inverse of `widen_rows`: rows `stride` floats apart cut back to `cols`.
-fn narrow_rows(values: &[f32], stride: usize, cols: usize) -> Vec<f32> {
-    values
-        .chunks(stride)
-        .flat_map(|row| &row[..cols])
-        .copied()
-        .collect()
-}
-
-fn last_dim(shape: &[usize]) -> usize {
-    shape.last().copied().unwrap_or(1)
 }
 
 /// Copies named GPU tensors (each where its range starts) into one staging buffer and

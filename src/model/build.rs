@@ -124,8 +124,11 @@ impl StageBuilder<'_> {
             }
             POOL_STAGE => Ok(g.global_avg_pool("pool", x)?),
             _ => {
-                let out_features = config.classes;
-                Ok(g.dense(CLASSIFIER, x, Dense { out_features })?)
+                let classifier = Dense {
+                    out_features: config.classes,
+                    read_only: self.form == Form::Folded,
+                };
+                Ok(g.dense(CLASSIFIER, x, classifier)?)
             }
         }
     }

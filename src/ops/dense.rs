@@ -1,11 +1,18 @@
 //! Fully connected layer with bias: [N, in] x [in, out] + bias, on the shared GEMM.
 
-use super::gemm::{input_gradient, weight_gradient, weight_gradient_scratch, Gemm};
-use super::{chunks, column_sum, matrix, Dispatch, ParamRole, ParamSpec, ScratchSpec, Slot};
+use super::gemm::{
+    input_gradient, read_only_weight_layout, weight_gradient, weight_gradient_scratch,
+};
+use super::gemm::{weight_strides, Gemm};
+use super::Slot;
+use super::{chunks, column_sum, matrix, Dispatch, GpuLayout, ParamRole, ParamSpec, ScratchSpec};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     pub out_features: usize,
+    /// Weights only read (an inference graph): stored as `read_only_weight_layout` says,
+    /// which training's gradients, optimizer states and checkpoints cannot follow.
+    pub read_only: bool,
 }
 
 impl Dense {
@@ -27,9 +34,18 @@ impl Dense {
                     fan_in,
                     depthwise: false,
                 },
-            ),
+            )
+            .with_layout(self.weight_layout(input)),
             ParamSpec::new("bias", vec![self.out_features], ParamRole::Bias),
         ]
+    }
+
+    fn weight_layout(&self, input: &[usize]) -> GpuLayout {
+        if self.read_only {
+            read_only_weight_layout(input[0], self.out_features)
+        } else {
+            GpuLayout::Dense
+        }
     }
 
     pub fn mult_adds(&self, input: &[usize], _output: &[usize]) -> u64 {
@@ -40,6 +56,7 @@ impl Dense {
     pub fn forward(&self, input: &[usize], _output: &[usize]) -> Vec<Dispatch> {
         let gemm = Gemm {
             has_bias: true,
+            b_strides: weight_strides(self.weight_layout(input), input[1], self.out_features),
             ..Gemm::plain(input[0], self.out_features, input[1])
         };
         vec![gemm.dispatch(Slot::Input, Slot::Param(0), Slot::Param(1), Slot::Output)]

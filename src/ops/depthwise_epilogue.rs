@@ -27,7 +27,8 @@ const DW_BIAS_BINDING: u32 = 10;
 /// `Slot::EpilogueParam(0)` and `(1)`. `None` where no kernel does both: the depthwise layer
 /// not folded (inference only) or not 3x3, its images larger than 2x2 in or out (4x4 in
 /// where the adapter runs the 32x32 subgroup tile, `subgroup_tiles`), or a GEMM that is not
-/// the plain vec4 forward (channel counts that are not multiples of 4).
+/// the plain vec4 forward, B as stored or transposed (channel counts that are not
+/// multiples of 4).
 pub fn with_depthwise_epilogue(
     pointwise: &Dispatch,
     depthwise: &Depthwise,
@@ -36,8 +37,9 @@ pub fn with_depthwise_epilogue(
     subgroup_tiles: bool,
 ) -> Option<Dispatch> {
     let words = GemmWords::of(pointwise)?;
+    let b_transposed = pointwise.entry == "forward_bt";
     let plain_vec4_forward = pointwise.shader == Shader::GemmVec4
-        && pointwise.entry == "forward"
+        && matches!(pointwise.entry, "forward" | "forward_bt")
         && words.splits == 1
         && words.accumulate == 0
         && words.prologue == 0;
@@ -70,7 +72,12 @@ pub fn with_depthwise_epilogue(
     bindings.push((DW_WEIGHT_BINDING, Slot::EpilogueParam(0)));
     bindings.push((DW_BIAS_BINDING, Slot::EpilogueParam(1)));
     let fused = Dispatch {
-        entry: if small { "forward_dw" } else { "forward_dw16" },
+        entry: match (small, b_transposed) {
+            (true, false) => "forward_dw",
+            (true, true) => "forward_dw_bt",
+            (false, false) => "forward_dw16",
+            (false, true) => "forward_dw16_bt",
+        },
         uniform: words.uniform(),
         bindings,
         ..pointwise.clone()

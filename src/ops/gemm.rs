@@ -4,8 +4,9 @@
 //! and input gradients built from it. gemm_kernels.rs maps the same dispatch onto the
 //! other GEMM kernels.
 
+use super::REDUCE_CHUNK;
 use super::SUM_PARTIALS_ACCUMULATE_WORD;
-use super::{chunks, sum_partials, Activation, Dispatch, ScratchSpec, Slot, REDUCE_CHUNK};
+use super::{chunks, sum_partials, Activation, Dispatch, GpuLayout, ScratchSpec, Slot};
 use crate::gpu::Shader;
 
 /// Invocations per workgroup, and rows and columns of C per invocation; must match LANES,
@@ -94,6 +95,48 @@ impl GemmWords {
     /// C stored as computed: whole (no K splits), no bias, activation or accumulation.
     fn plain_output(&self) -> bool {
         self.act == 0 && self.has_bias == 0 && self.accumulate == 0 && self.splits == 1
+    }
+}
+
+/// How an inference GEMM's weight (its B, [k, n], only ever read) is best stored for a
+/// GEMM of `rows` rows of A. Where the rows fill one row of the 32x32 subgroup tiles
+/// (17 to 32 rows: MobileNet's 1x1-pixel layers and classifier at batch 32), each
+/// workgroup streams its 32 columns of B once down the whole of K, and stored transposed
+/// those columns are one contiguous run instead of 4 rows of K 128 bytes wide per step, a
+/// page apart: on lavapipe the K = 1024 GEMMs at 32 rows took 1.0-1.1 ms instead of
+/// 1.5-1.6, and lost 10-15% at 8 and 16 rows (the 16x32 tile) and at 49 (performance.md).
+/// Elsewhere rows are padded where `padded_row_stride` says.
+pub(super) fn read_only_weight_layout(rows: usize, n: usize) -> GpuLayout {
+    const ONE_ROW_OF_TALL_TILES: std::ops::RangeInclusive<usize> = 17..=32;
+    if ONE_ROW_OF_TALL_TILES.contains(&rows) {
+        return GpuLayout::Transposed;
+    }
+    match padded_row_stride(n) {
+        stride if stride == n => GpuLayout::Dense,
+        stride => GpuLayout::PaddedRows(stride),
+    }
+}
+
+/// Floats between the rows of a weight the GEMM reads as B (rows of K, `cols` = N wide)
+/// for a faster read. Rows whose bytes are a multiple of 2 KiB all start in the same few
+/// sets of a CPU's L1 cache (one way spans 4 KiB), which a tile walking down K fills with
+/// its own lines; 64 more bytes a row spread them over the sets. On lavapipe at 32x32
+/// inference the GEMMs with 512 and 1024 columns ran 10-40% faster (performance.md).
+fn padded_row_stride(cols: usize) -> usize {
+    const SET_ALIASING_BYTES: usize = 2048;
+    if (cols * 4).is_multiple_of(SET_ALIASING_BYTES) {
+        cols + 16
+    } else {
+        cols
+    }
+}
+
+/// The (row, column) strides of a [k, n] weight held in `layout`, as the GEMM reads B.
+pub(super) fn weight_strides(layout: GpuLayout, k: usize, n: usize) -> [usize; 2] {
+    match layout {
+        GpuLayout::Dense => [n, 1],
+        GpuLayout::PaddedRows(stride) => [stride, 1],
+        GpuLayout::Transposed => [1, k],
     }
 }
 
@@ -270,7 +313,11 @@ pub(super) fn is_chunk_walking(dispatch: &Dispatch) -> bool {
 /// Whether `dispatch` runs the depthwise layer after it in its epilogue
 /// (`with_depthwise_epilogue`).
 pub(super) fn is_depthwise_epilogue(dispatch: &Dispatch) -> bool {
-    GemmWords::of(dispatch).is_some() && matches!(dispatch.entry, "forward_dw" | "forward_dw16")
+    GemmWords::of(dispatch).is_some()
+        && matches!(
+            dispatch.entry,
+            "forward_dw" | "forward_dw_bt" | "forward_dw16" | "forward_dw16_bt"
+        )
 }
 
 /// Where gemm.wgsl's `*_stats` and `*_sums` entry points leave the batch norm's partials.

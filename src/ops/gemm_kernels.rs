@@ -64,10 +64,11 @@ pub fn tall_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     if is_depthwise_epilogue(dispatch) {
         return Some(Dispatch {
             shader: subgroup_shader(&layout),
-            entry: if dispatch.entry == "forward_dw" {
-                "forward_subgroup_32_dw"
-            } else {
-                "forward_subgroup_32_dw16"
+            entry: match dispatch.entry {
+                "forward_dw" => "forward_subgroup_32_dw",
+                "forward_dw_bt" => "forward_subgroup_32_dw_bt",
+                "forward_dw16" => "forward_subgroup_32_dw16",
+                _ => "forward_subgroup_32_dw16_bt",
             },
             workgroups: subgroup_grid(size, [TALL_SUBGROUP_TILE_ROWS, SUBGROUP_TILE_COLS]),
             ..dispatch.clone()

@@ -3,6 +3,7 @@
 //! shape checks every op shares.
 
 use super::Slot;
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -151,10 +152,85 @@ pub struct ParamSpec {
     pub suffix: &'static str,
     pub shape: Vec<usize>,
     pub role: ParamRole,
-    /// Floats between the starts of this [rows, cols] tensor's rows in its GPU buffer,
-    /// where the op reads it with rows wider than `cols` (zeros fill the gap); `None`:
-    /// stored densely, as everywhere off the GPU.
-    pub row_stride: Option<usize>,
+    /// How its GPU buffer holds it, where the op reads it other than densely.
+    pub layout: GpuLayout,
+}
+
+/// How a [rows, cols] parameter is laid out in its GPU buffer. Only an inference graph's
+/// weights take anything but `Dense`: training's gradients, optimizer states and
+/// checkpoints are dense, as everywhere off the GPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GpuLayout {
+    #[default]
+    Dense,
+    /// Rows this many floats apart (zeros fill the gap).
+    PaddedRows(usize),
+    /// Stored as its transpose, [cols, rows].
+    Transposed,
+}
+
+impl GpuLayout {
+    /// The shape the GPU buffer holds for a tensor of `shape`.
+    pub fn stored_shape(self, shape: &[usize]) -> Vec<usize> {
+        let mut stored = shape.to_vec();
+        match (self, stored.as_mut_slice()) {
+            (GpuLayout::PaddedRows(stride), [.., last]) => *last = stride,
+            (GpuLayout::Transposed, [.., rows, cols]) => std::mem::swap(rows, cols),
+            _ => {}
+        }
+        stored
+    }
+
+    /// `values` (dense, of `shape`) as the GPU buffer holds them; borrowed where the
+    /// layout is dense.
+    pub fn to_stored<'a>(self, values: &'a [f32], shape: &[usize]) -> Cow<'a, [f32]> {
+        let (rows, cols) = rows_and_cols(shape);
+        if rows * cols == 0 {
+            return Cow::Borrowed(values);
+        }
+        match self {
+            GpuLayout::Dense => Cow::Borrowed(values),
+            GpuLayout::PaddedRows(stride) => {
+                let mut out = vec![0.0; rows * stride];
+                for (row, dst) in values.chunks(cols).zip(out.chunks_mut(stride)) {
+                    dst[..cols].copy_from_slice(row);
+                }
+                Cow::Owned(out)
+            }
+            GpuLayout::Transposed => Cow::Owned(transpose(values, rows, cols)),
+        }
+    }
+
+    /// The inverse of `to_stored`: the buffer's `stored` values as the dense tensor of
+    /// `shape`.
+    pub fn to_dense(self, stored: Vec<f32>, shape: &[usize]) -> Vec<f32> {
+        let (rows, cols) = rows_and_cols(shape);
+        if rows * cols == 0 {
+            return stored;
+        }
+        match self {
+            GpuLayout::Dense => stored,
+            GpuLayout::PaddedRows(stride) => stored
+                .chunks(stride)
+                .flat_map(|row| &row[..cols])
+                .copied()
+                .collect(),
+            GpuLayout::Transposed => transpose(&stored, cols, rows),
+        }
+    }
+}
+
+/// A tensor as a matrix: its last dimension against all the others.
+fn rows_and_cols(shape: &[usize]) -> (usize, usize) {
+    let cols = shape.last().copied().unwrap_or(1);
+    (shape.iter().product::<usize>() / cols.max(1), cols)
+}
+
+/// The transpose of the dense [rows, cols] matrix `values`.
+fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    (0..cols)
+        .flat_map(|c| (0..rows).map(move |r| values[r * cols + c]))
+        .collect()
 }
 
 impl ParamSpec {
@@ -163,18 +239,12 @@ impl ParamSpec {
             suffix,
             shape,
             role,
-            row_stride: None,
+            layout: GpuLayout::Dense,
         }
     }
 
-    /// The same tensor stored with rows `row_stride` floats apart on the GPU (dense where
-    /// that is its last dimension).
-    pub(super) fn with_row_stride(self, row_stride: usize) -> Self {
-        let dense = self.shape.last().copied().unwrap_or(0);
-        ParamSpec {
-            row_stride: (row_stride != dense).then_some(row_stride),
-            ..self
-        }
+    pub(super) fn with_layout(self, layout: GpuLayout) -> Self {
+        ParamSpec { layout, ..self }
     }
 
     pub fn len(&self) -> usize {
@@ -236,6 +306,32 @@ pub(super) fn matrix(shape: &[usize]) -> Result<[usize; 2], String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_gpu_layout_stores_its_shape_and_reads_back_dense() {
+        let values: Vec<f32> = (0..15).map(|v| v as f32).collect();
+        let shape = [3, 5];
+        let stored = |layout: GpuLayout| layout.to_stored(&values, &shape).into_owned();
+        assert_eq!(stored(GpuLayout::Dense), values);
+        let padded = stored(GpuLayout::PaddedRows(8));
+        assert_eq!(GpuLayout::PaddedRows(8).stored_shape(&shape), [3, 8]);
+        assert_eq!(padded[8..16], [5.0, 6.0, 7.0, 8.0, 9.0, 0.0, 0.0, 0.0]);
+        let transposed = stored(GpuLayout::Transposed);
+        assert_eq!(GpuLayout::Transposed.stored_shape(&shape), [5, 3]);
+        // Row 1 of the stored transpose is column 1 of the tensor.
+        assert_eq!(transposed[3..6], [1.0, 6.0, 11.0]);
+        for layout in [
+            GpuLayout::Dense,
+            GpuLayout::PaddedRows(8),
+            GpuLayout::Transposed,
+        ] {
+            assert_eq!(
+                layout.to_dense(stored(layout), &shape),
+                values,
+                "{layout:?}"
+            );
+        }
+    }
 
     #[test]
     fn symmetric_padding_matches_pytorch_sizes() {

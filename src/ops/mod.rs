@@ -52,7 +52,7 @@ pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, 
 #[doc(hidden)]
 pub use kernels::{alternatives, Alternatives, Candidate, KernelCaps};
 use layer::{fused_bias, fused_bias_slot, fused_words, matrix, nhwc};
-pub use layer::{Activation, Fused, Padding, ParamRole, ParamSpec, Window};
+pub use layer::{Activation, Fused, GpuLayout, Padding, ParamRole, ParamSpec, Window};
 pub use op_kind::OpKind;
 pub use optim::{UpdateRule, UpdateTensor, UPDATE_TABLE_TENSORS};
 pub use pointwise::Pointwise;

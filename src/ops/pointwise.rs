@@ -1,8 +1,12 @@
 //! Pointwise (1x1) convolution: on NHWC data it is the GEMM [N*H*W, Cin] x [Cin, Cout]
 //! (gemm.rs).
 
-use super::gemm::{input_gradient, weight_gradient, weight_gradient_scratch, Gemm};
-use super::{fused_bias, fused_bias_slot, nhwc, Activation, Dispatch, Fused, ParamRole, ParamSpec};
+use super::gemm::{
+    input_gradient, read_only_weight_layout, weight_gradient, weight_gradient_scratch,
+};
+use super::gemm::{weight_strides, Gemm};
+use super::{fused_bias, fused_bias_slot, nhwc, Activation, Dispatch, Fused, GpuLayout};
+use super::{ParamRole, ParamSpec};
 use super::{ScratchSpec, Slot};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -10,20 +14,6 @@ pub struct Pointwise {
     pub out_channels: usize,
     /// Batchnorm folded in (inference only): bias and activation in the GEMM epilogue.
     pub fused: Fused,
-}
-
-/// Floats between the rows of a weight the GEMM reads as B (rows of K, `cols` = N wide)
-/// for a faster read. Rows whose bytes are a multiple of 2 KiB all start in the same few
-/// sets of a CPU's L1 cache (one way spans 4 KiB), which a tile walking down K fills with
-/// its own lines; 64 more bytes a row spread them over the sets. On lavapipe at 32x32
-/// inference the GEMMs with 512 and 1024 columns ran 10-40% faster (performance.md).
-pub(super) fn padded_row_stride(cols: usize) -> usize {
-    const SET_ALIASING_BYTES: usize = 2048;
-    if (cols * 4).is_multiple_of(SET_ALIASING_BYTES) {
-        cols + 16
-    } else {
-        cols
-    }
 }
 
 impl Pointwise {
@@ -45,7 +35,7 @@ impl Pointwise {
                 depthwise: false,
             },
         )
-        .with_row_stride(self.weight_row_stride());
+        .with_layout(self.weight_layout(input));
         std::iter::once(weight)
             .chain(fused_bias(self.fused, self.out_channels))
             .collect()
@@ -59,13 +49,13 @@ impl Pointwise {
         input[0] * input[1] * input[2]
     }
 
-    /// Floats between the rows of the weight on the GPU. Inference pads them where
-    /// `padded_row_stride` says (its weights are only read); training keeps them dense,
-    /// as its gradients, optimizer states and checkpoints are.
-    fn weight_row_stride(&self) -> usize {
+    /// How the GPU holds the weight: inference's as `read_only_weight_layout` says (its
+    /// weights are only read); training's dense, as its gradients, optimizer states and
+    /// checkpoints are.
+    fn weight_layout(&self, input: &[usize]) -> GpuLayout {
         match self.fused {
-            Some(_) => padded_row_stride(self.out_channels),
-            None => self.out_channels,
+            Some(_) => read_only_weight_layout(Self::rows(input), self.out_channels),
+            None => GpuLayout::Dense,
         }
     }
 
@@ -74,7 +64,7 @@ impl Pointwise {
         let gemm = Gemm {
             activation: self.fused.unwrap_or(Activation::None),
             has_bias: self.fused.is_some(),
-            b_strides: [self.weight_row_stride(), 1],
+            b_strides: weight_strides(self.weight_layout(input), input[3], self.out_channels),
             ..Gemm::plain(Self::rows(input), self.out_channels, input[3])
         };
         vec![gemm.dispatch(

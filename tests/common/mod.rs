@@ -417,7 +417,14 @@ pub fn small_net(batch: usize) -> GraphBuilder {
     let y = g.batch_norm("pw_bn", y, bn).unwrap();
     let y = g.global_avg_pool("pool", y).unwrap();
     let y = g
-        .dense("fc", y, mobilenet_wgpu::ops::Dense { out_features: 7 })
+        .dense(
+            "fc",
+            y,
+            mobilenet_wgpu::ops::Dense {
+                out_features: 7,
+                read_only: false,
+            },
+        )
         .unwrap();
     g.output(y).unwrap();
     g
