@@ -104,7 +104,7 @@ impl GemmWords {
 /// workgroup streams its 32 columns of B once down the whole of K, and stored transposed
 /// those columns are one contiguous run instead of 4 rows of K 128 bytes wide per step, a
 /// page apart: on lavapipe the K = 1024 GEMMs at 32 rows took 1.0-1.1 ms instead of
-/// 1.5-1.6, and lost 10-15% at 8 and 16 rows (the 16x32 tile) and at 49 (performance.md).
+/// 1.5-1.6, and lost 8-13% at 8 and 16 rows (the 16x32 tile) and at 49 (performance.md).
 /// Elsewhere rows are padded where `padded_row_stride` says.
 pub(super) fn read_only_weight_layout(rows: usize, n: usize) -> GpuLayout {
     const ONE_ROW_OF_TALL_TILES: std::ops::RangeInclusive<usize> = 17..=32;
