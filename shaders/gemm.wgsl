@@ -327,7 +327,7 @@ fn forward_dw(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     dw_block(block_origin(wg, nwg, lane), false);
 }
 
-// For the pointwise weight stored transposed (`read_only_weight_layout`).
+// For the pointwise weight stored transposed (`weight_layout` in ops/gemm.rs).
 @compute @workgroup_size(LANES)
 fn forward_dw_bt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lane: u32,
                  @builtin(num_workgroups) nwg: vec3<u32>) {

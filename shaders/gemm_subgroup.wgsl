@@ -92,7 +92,7 @@ fn forward_subgroup_32_dw(@builtin(workgroup_id) wg: vec3<u32>,
     dw_tall_tile(tile_origin_of(wg, nwg, lane, TALL_TILE_ROWS, TILE_COLS), lane, false);
 }
 
-// For the pointwise weight stored transposed (`read_only_weight_layout`).
+// For the pointwise weight stored transposed (`weight_layout` in ops/gemm.rs).
 @compute @workgroup_size(SUBGROUP_LANES)
 fn forward_subgroup_32_dw_bt(@builtin(workgroup_id) wg: vec3<u32>,
                              @builtin(subgroup_invocation_id) lane: u32,

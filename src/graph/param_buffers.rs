@@ -30,9 +30,8 @@ pub struct ParamBuffers {
 struct ParamEntry {
     name: String,
     shape: Vec<usize>,
-    /// How the buffer holds it (`ParamInfo::layout`), and the shape that gives.
+    /// How the buffer holds it (`ParamInfo::layout`).
     layout: GpuLayout,
-    stored_shape: Vec<usize>,
     range: BufferRange,
 }
 
@@ -63,7 +62,6 @@ impl ParamBuffers {
                     name: params[p].name.clone(),
                     shape: params[p].shape.clone(),
                     layout: params[p].layout,
-                    stored_shape: params[p].stored_shape(),
                     range: layout.range(buffer, i),
                 });
             }
@@ -166,12 +164,18 @@ impl ParamBuffers {
 
     /// Reads every parameter back, in one copy and one submit.
     pub fn read(&self) -> Result<ParamStore, GraphError> {
+        let stored_shapes: Vec<Vec<usize>> = self
+            .entries
+            .iter()
+            .map(|e| e.layout.stored_shape(&e.shape))
+            .collect();
         let mut store = read_named(
             &self.device,
             &self.queue,
             self.entries
                 .iter()
-                .map(|e| (e.name.as_str(), e.stored_shape.as_slice(), e.range.clone())),
+                .zip(&stored_shapes)
+                .map(|(e, stored)| (e.name.as_str(), stored.as_slice(), e.range.clone())),
         )?;
         // Only tensors stored other than densely need rearranging.
         for entry in self.entries.iter().filter(|e| e.layout != GpuLayout::Dense) {

@@ -1,8 +1,6 @@
 //! Fully connected layer with bias: [N, in] x [in, out] + bias, on the shared GEMM.
 
-use super::gemm::{
-    input_gradient, read_only_weight_layout, weight_gradient, weight_gradient_scratch,
-};
+use super::gemm::{input_gradient, weight_gradient, weight_gradient_scratch, weight_layout};
 use super::gemm::{weight_strides, Gemm};
 use super::Slot;
 use super::{chunks, column_sum, matrix, Dispatch, GpuLayout, ParamRole, ParamSpec, ScratchSpec};
@@ -10,7 +8,7 @@ use super::{chunks, column_sum, matrix, Dispatch, GpuLayout, ParamRole, ParamSpe
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dense {
     pub out_features: usize,
-    /// Weights only read (an inference graph): stored as `read_only_weight_layout` says,
+    /// Weights only read (an inference graph): stored as `gemm::weight_layout` says,
     /// which training's gradients, optimizer states and checkpoints cannot follow.
     pub read_only: bool,
 }
@@ -41,11 +39,7 @@ impl Dense {
     }
 
     fn weight_layout(&self, input: &[usize]) -> GpuLayout {
-        if self.read_only {
-            read_only_weight_layout(input[0], self.out_features)
-        } else {
-            GpuLayout::Dense
-        }
+        weight_layout(self.read_only, input[0], self.out_features)
     }
 
     pub fn mult_adds(&self, input: &[usize], _output: &[usize]) -> u64 {

@@ -1,9 +1,7 @@
 //! Pointwise (1x1) convolution: on NHWC data it is the GEMM [N*H*W, Cin] x [Cin, Cout]
 //! (gemm.rs).
 
-use super::gemm::{
-    input_gradient, read_only_weight_layout, weight_gradient, weight_gradient_scratch,
-};
+use super::gemm::{input_gradient, weight_gradient, weight_gradient_scratch, weight_layout};
 use super::gemm::{weight_strides, Gemm};
 use super::{fused_bias, fused_bias_slot, nhwc, Activation, Dispatch, Fused, GpuLayout};
 use super::{ParamRole, ParamSpec};
@@ -49,14 +47,10 @@ impl Pointwise {
         input[0] * input[1] * input[2]
     }
 
-    /// How the GPU holds the weight: inference's as `read_only_weight_layout` says (its
-    /// weights are only read); training's dense, as its gradients, optimizer states and
-    /// checkpoints are.
+    /// How the GPU holds the weight (`gemm::weight_layout`): only inference's, whose
+    /// batch norm is folded in, is read-only.
     fn weight_layout(&self, input: &[usize]) -> GpuLayout {
-        match self.fused {
-            Some(_) => read_only_weight_layout(Self::rows(input), self.out_channels),
-            None => GpuLayout::Dense,
-        }
+        weight_layout(self.fused.is_some(), Self::rows(input), self.out_channels)
     }
 
     #[doc(hidden)]
