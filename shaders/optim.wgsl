@@ -99,8 +99,8 @@ fn inside(o: Owner, e: Element) -> bool {
     return o.wg < table.workgroups && e.local < (e.len + 3u) / 4u;
 }
 
-fn decayed_grad(e: Element) -> vec4<f32> {
-    return grad[e.grad] + e.weight_decay * param[e.param];
+fn decayed_grad(e: Element, w: vec4<f32>) -> vec4<f32> {
+    return grad[e.grad] + e.weight_decay * w;
 }
 
 // The lanes of the vec4 that hold tensor elements, not padding. RMSProp divides by the
@@ -110,40 +110,41 @@ fn in_tensor(e: Element) -> vec4<bool> {
 }
 
 // SGD with momentum (PyTorch form: buf = m*buf + g), optionally Nesterov.
-fn sgd_step(e: Element) {
-    let g = decayed_grad(e);
+fn sgd_step(e: Element, w: vec4<f32>) -> vec4<f32> {
+    let g = decayed_grad(e, w);
     let buf = hyper.momentum * state0[e.grad] + g;
     state0[e.grad] = buf;
     let step = select(buf, g + hyper.momentum * buf, hyper.nesterov != 0u);
-    param[e.param] -= hyper.lr * step;
+    return w - hyper.lr * step;
 }
 
 // RMSProp as TensorFlow defines it (the paper's recipe): epsilon inside the root and the
 // learning rate inside the momentum accumulator.
 //   ms = decay*ms + (1-decay)*g^2;  mom = momentum*mom + lr*g/sqrt(ms + eps);  w -= mom
-fn rmsprop_tf_step(e: Element) {
-    let g = decayed_grad(e);
+fn rmsprop_tf_step(e: Element, w: vec4<f32>) -> vec4<f32> {
+    let g = decayed_grad(e, w);
     let ms = hyper.decay * state0[e.grad] + (1.0 - hyper.decay) * g * g;
     state0[e.grad] = ms;
     let step = select(vec4<f32>(0.0), hyper.lr * g * inverseSqrt(ms + hyper.eps), in_tensor(e));
     let mom = hyper.momentum * state1[e.grad] + step;
     state1[e.grad] = mom;
-    param[e.param] -= mom;
+    return w - mom;
 }
 
 // RMSProp as PyTorch defines it: epsilon outside the root, `decay` is PyTorch's alpha.
 //   sq = alpha*sq + (1-alpha)*g^2;  d = g/(sqrt(sq) + eps);  buf = momentum*buf + d;  w -= lr*buf
-fn rmsprop_torch_step(e: Element) {
-    let g = decayed_grad(e);
+fn rmsprop_torch_step(e: Element, w: vec4<f32>) -> vec4<f32> {
+    let g = decayed_grad(e, w);
     let sq = hyper.decay * state0[e.grad] + (1.0 - hyper.decay) * g * g;
     state0[e.grad] = sq;
     let d = select(vec4<f32>(0.0), g / (sqrt(sq) + hyper.eps), in_tensor(e));
     let buf = hyper.momentum * state1[e.grad] + d;
     state1[e.grad] = buf;
-    param[e.param] -= hyper.lr * buf;
+    return w - hyper.lr * buf;
 }
 
-// Every rule's update, the rule chosen by the table (the same for every invocation).
+// Every rule's update (each returns the new parameter), the rule chosen by the table (the
+// same for every invocation).
 @compute @workgroup_size(WG_SIZE)
 fn update(@builtin(workgroup_id) wid: vec3<u32>,
           @builtin(num_workgroups) nwg: vec3<u32>,
@@ -152,11 +153,17 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>,
     for (var k = 0u; k < VEC4S_PER_INVOCATION; k++) {
         let e = element(o, lane, k);
         if inside(o, e) {
+            // The parameter is read once and written once: read again after the state's
+            // stores, it was loaded twice (lavapipe cannot tell the bindings apart), and
+            // the update took 5% longer (performance.md, 2026-12-06, forenoon).
+            let w = param[e.param];
+            var updated: vec4<f32>;
             switch table.rule {
-                case RULE_SGD: { sgd_step(e); }
-                case RULE_RMSPROP_TF: { rmsprop_tf_step(e); }
-                default: { rmsprop_torch_step(e); }
+                case RULE_SGD: { updated = sgd_step(e, w); }
+                case RULE_RMSPROP_TF: { updated = rmsprop_tf_step(e, w); }
+                default: { updated = rmsprop_torch_step(e, w); }
             }
+            param[e.param] = updated;
         }
     }
 }
