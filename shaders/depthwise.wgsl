@@ -33,6 +33,8 @@ struct DepthwiseParams {
     // The 3x3 forward's invocations each take this many consecutive images (small images,
     // whose strips are few: the taps and index arithmetic then serve several images).
     images: u32,
+    // The 3x3 forward's strips: output rows per invocation (ops::depthwise's strip_rows).
+    strip_rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: DepthwiseParams;
@@ -287,12 +289,11 @@ fn quad_origin(index: u32, height: u32, width: u32) -> vec4<u32> {
 }
 
 // The 3x3 case (all of MobileNet's), stride 1 or 2: each invocation computes a strip of
-// FORWARD_ROWS rows of 4 adjacent output pixels of 4 channels (output_strip), so the 9
-// filter taps are loaded once for 32 pixels and each input row the strip's windows share is
-// loaded once: 10 input rows of 6 columns at stride 1, 17 of 9 at stride 2, where one row of 4
-// pixels took 3 of 6 or 3 of 9. Loads, not multiply-adds, bound this kernel on lavapipe.
-// ops::depthwise sizes the grid by the same count.
-const FORWARD_ROWS: u32 = 8u;
+// p.strip_rows rows (8 to 32) of 4 adjacent output pixels of 4 channels (output_strip), so
+// the 9 filter taps are loaded once for the strip and each input row its windows share is
+// loaded once: at 8 rows, 10 input rows of 6 columns at stride 1, 17 of 9 at stride 2,
+// where one row of 4 pixels took 3 of 6 or 3 of 9. Loads, not multiply-adds, bound this
+// kernel on lavapipe. ops::depthwise sizes the grid by the same count.
 
 @compute @workgroup_size(WG_SIZE)
 fn forward_3x3(@builtin(global_invocation_id) gid: vec3<u32>,
@@ -310,7 +311,7 @@ fn forward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
 }
 
 fn forward_3x3_rows(index: u32, s2: bool) {
-    let strips = (p.out_h + FORWARD_ROWS - 1u) / FORWARD_ROWS;
+    let strips = (p.out_h + p.strip_rows - 1u) / p.strip_rows;
     let image_groups = (p.batch + p.images - 1u) / p.images;
     if index >= quad_count_of(image_groups, strips, p.out_w) {
         return;
@@ -319,8 +320,8 @@ fn forward_3x3_rows(index: u32, s2: bool) {
     let c0 = at.w;
     let mask = lane_mask(c0);
     begin_prologue(c0, mask);
-    let top = at.y * FORWARD_ROWS;
-    let bottom = min(top + FORWARD_ROWS, p.out_h) - 1u;
+    let top = at.y * p.strip_rows;
+    let bottom = min(top + p.strip_rows, p.out_h) - 1u;
     let g = ChannelGroup(c0, mask, filter_taps(c0, mask));
     let shift = load_bias(c0, mask);
     let first = at.x * p.images;

@@ -52,6 +52,25 @@ fn depthwise_forward_matches_reference() {
     }
 }
 
+/// Strips of 32 and 16 output rows (`strip_rows` in ops/depthwise.rs picks them for these
+/// shapes), the last strip short, at both strides and paddings.
+#[test]
+fn long_strips_of_the_3x3_depthwise_forward_match_reference() {
+    let cases = [([4, 70, 20, 128], 1), ([2, 60, 32, 256], 2)];
+    for padding in common::PADDINGS {
+        for (i, (shape, stride)) in cases.iter().enumerate() {
+            let op = Depthwise {
+                kernel: 3,
+                stride: *stride,
+                padding,
+                fused: fused_case(i),
+            };
+            let what = format!("depthwise {shape:?} stride {stride} {padding}");
+            check_op(&what, OpKind::Depthwise(op), shape, 250 + i as u64);
+        }
+    }
+}
+
 #[test]
 fn pointwise_forward_matches_reference() {
     let cases = common::POINTWISE_CASES;

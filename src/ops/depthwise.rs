@@ -41,6 +41,8 @@ pub(super) struct DepthwiseWords {
     pub chunk_span: u32,
     /// Images per invocation of the 3x3 forward (`forward_images`).
     pub images: u32,
+    /// Output rows per invocation of the 3x3 forward (`strip_rows`).
+    pub strip_rows: u32,
 }
 
 impl DepthwiseWords {
@@ -179,8 +181,26 @@ fn chunk_span(width: usize) -> usize {
     (8 * width).div_ceil(REDUCE_CHUNK).clamp(1, 4)
 }
 
-/// Output rows each invocation of the 3x3 forward computes (depthwise.wgsl's FORWARD_ROWS).
-const FORWARD_ROWS: usize = 8;
+/// Output rows each invocation of the 3x3 forward computes for outputs of `shape` (the
+/// strip in depthwise.wgsl's `forward_3x3`): a strip of r rows loads r + 2 input rows at
+/// stride 1 (2r + 1 at stride 2), so long strips load fewer rows per output, and 32 rows
+/// it is, or 16, where that leaves the grid MIN_TALL_STRIP_INVOCATIONS; else 8, as all
+/// strips were before (images of at most 8 rows take one strip either way). On lavapipe
+/// at 224/8 the 13 depthwise forwards took 26.5, 22.2 and 21.2 ms at 8, 16 and 32 rows
+/// (performance.md, 2026-12-06, forenoon).
+fn strip_rows(shape: &[usize]) -> usize {
+    let per_strip = shape[0] * four_pixel_groups(shape);
+    [32, 16]
+        .into_iter()
+        .find(|&rows| {
+            shape[1] > 8 && shape[1].div_ceil(rows) * per_strip >= MIN_TALL_STRIP_INVOCATIONS
+        })
+        .unwrap_or(8)
+}
+
+/// The fewest invocations strip_rows leaves a 3x3 forward when it lengthens its strips:
+/// enough for any CPU's threads, and a GPU keeps at least this many threads busy.
+const MIN_TALL_STRIP_INVOCATIONS: usize = 1024;
 
 /// Whether the 3x3 forward takes whole images (depthwise.wgsl's `forward_3x3_small`): at
 /// most 2x2 pixels in and out.
@@ -192,7 +212,7 @@ pub(super) fn small_images(input: &[usize], output: &[usize]) -> bool {
 
 /// Images per invocation of the 3x3 forward for outputs of `shape`.
 fn forward_images(shape: &[usize]) -> usize {
-    let per_image = shape[1].div_ceil(FORWARD_ROWS) * four_pixel_groups(shape);
+    let per_image = shape[1].div_ceil(strip_rows(shape)) * four_pixel_groups(shape);
     images_per_invocation(shape[0], shape[1] * shape[2], per_image)
 }
 
@@ -294,6 +314,7 @@ impl Depthwise {
             act,
             chunk_span: 1,
             images: 1,
+            strip_rows: 8,
             ..DepthwiseWords::default()
         }
     }
@@ -355,14 +376,15 @@ impl Depthwise {
             return vec![self.dispatch_with(entry, words, output[0].div_ceil(images) * groups)];
         }
         if self.is_3x3() {
-            // FORWARD_ROWS output rows per invocation, of `images` images.
+            // Strips of `rows` output rows per invocation, of `images` images.
+            let rows = strip_rows(output);
             let images = forward_images(output);
-            let threads = output[0].div_ceil(images)
-                * output[1].div_ceil(FORWARD_ROWS)
-                * four_pixel_groups(output);
+            let threads =
+                output[0].div_ceil(images) * output[1].div_ceil(rows) * four_pixel_groups(output);
             let entry = self.per_stride("forward_3x3", "forward_3x3_s2");
             let words = DepthwiseWords {
                 images: images as u32,
+                strip_rows: rows as u32,
                 ..self.uniform_params(input, output)
             };
             return vec![self.dispatch_with(entry, words, threads)];
@@ -540,11 +562,28 @@ mod tests {
         let fields = field_offsets!(DepthwiseWords;
             batch, in_h, in_w, channels, out_h, out_w, kernel, stride, pad_top, pad_left,
             pixels_per_chunk, chunks, has_bias, act, prologue, input_sums, output_grad,
-            chunk_span, images);
+            chunk_span, images, strip_rows);
         for shader in [Shader::Depthwise, Shader::DepthwiseVec4] {
             let size = std::mem::size_of::<DepthwiseWords>();
             check_words_against_shader(shader, "DepthwiseParams", &fields, size);
         }
+    }
+
+    #[test]
+    fn the_3x3_forward_takes_long_strips_while_the_grid_stays_wide() {
+        // MobileNet at 224, batch 8: 32 rows down to the 14x14 layers; 7x7 in one strip.
+        assert_eq!(strip_rows(&[8, 112, 112, 32]), 32);
+        assert_eq!(strip_rows(&[8, 14, 14, 512]), 32);
+        assert_eq!(strip_rows(&[8, 7, 7, 1024]), 8);
+        // Batch 1: 16 rows at 112x112; at 28x28 longer strips would leave too few.
+        assert_eq!(strip_rows(&[1, 112, 112, 32]), 16);
+        assert_eq!(strip_rows(&[1, 28, 28, 256]), 8);
+        // 32x32, batch 32: the 16x16 layer whole; 8x8 and smaller as before.
+        assert_eq!(strip_rows(&[32, 16, 16, 32]), 32);
+        assert_eq!(strip_rows(&[32, 8, 8, 128]), 8);
+        // The outputs of the cases tests/golden_forward.rs adds for it.
+        assert_eq!(strip_rows(&[4, 70, 20, 128]), 32);
+        assert_eq!(strip_rows(&[2, 30, 16, 256]), 16);
     }
 
     #[test]
