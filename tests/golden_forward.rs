@@ -35,9 +35,9 @@ fn conv2d_forward_matches_reference() {
     }
 }
 
-#[test]
-fn depthwise_forward_matches_reference() {
-    let cases = common::DEPTHWISE_CASES;
+/// The 3x3 depthwise forward on `cases` (input, stride) in both paddings against the
+/// reference, case i from seed `seed + i`.
+fn check_depthwise_forward(cases: &[([usize; 4], usize)], seed: u64) {
     for padding in common::PADDINGS {
         for (i, (shape, stride)) in cases.iter().enumerate() {
             let op = Depthwise {
@@ -47,28 +47,21 @@ fn depthwise_forward_matches_reference() {
                 fused: fused_case(i),
             };
             let what = format!("depthwise {shape:?} stride {stride} {padding}");
-            check_op(&what, OpKind::Depthwise(op), shape, 200 + i as u64);
+            check_op(&what, OpKind::Depthwise(op), shape, seed + i as u64);
         }
     }
+}
+
+#[test]
+fn depthwise_forward_matches_reference() {
+    check_depthwise_forward(&common::DEPTHWISE_CASES, 200);
 }
 
 /// Strips of 32 and 16 output rows (`strip_rows` in ops/depthwise.rs picks them for these
 /// shapes), the last strip short, at both strides and paddings.
 #[test]
 fn long_strips_of_the_3x3_depthwise_forward_match_reference() {
-    let cases = [([4, 70, 20, 128], 1), ([2, 60, 32, 256], 2)];
-    for padding in common::PADDINGS {
-        for (i, (shape, stride)) in cases.iter().enumerate() {
-            let op = Depthwise {
-                kernel: 3,
-                stride: *stride,
-                padding,
-                fused: fused_case(i),
-            };
-            let what = format!("depthwise {shape:?} stride {stride} {padding}");
-            check_op(&what, OpKind::Depthwise(op), shape, 250 + i as u64);
-        }
-    }
+    check_depthwise_forward(&[([2, 40, 4, 1024], 1), ([4, 34, 8, 512], 2)], 250);
 }
 
 #[test]

@@ -582,8 +582,8 @@ mod tests {
         assert_eq!(strip_rows(&[32, 16, 16, 32]), 32);
         assert_eq!(strip_rows(&[32, 8, 8, 128]), 8);
         // The outputs of the cases tests/golden_forward.rs adds for it.
-        assert_eq!(strip_rows(&[4, 70, 20, 128]), 32);
-        assert_eq!(strip_rows(&[2, 30, 16, 256]), 16);
+        assert_eq!(strip_rows(&[2, 40, 4, 1024]), 32);
+        assert_eq!(strip_rows(&[4, 17, 4, 512]), 16);
     }
 
     #[test]
