@@ -100,12 +100,13 @@ impl GemmWords {
 
 /// How a GEMM's weight (its B, [k, n]) is stored for a GEMM of `rows` rows of A: dense
 /// unless it is `read_only` (an inference graph's; training's gradients, optimizer states
-/// and checkpoints are dense), then as it reads fastest. Where the rows fill one row of the 32x32 subgroup tiles
-/// (17 to 32 rows: MobileNet's 1x1-pixel layers and classifier at batch 32), each
-/// workgroup streams its 32 columns of B once down the whole of K, and stored transposed
-/// those columns are one contiguous run instead of 4 rows of K 128 bytes wide per step, a
-/// page apart: on lavapipe the K = 1024 GEMMs at 32 rows took 1.0-1.1 ms instead of
-/// 1.5-1.6, and lost 8-13% at 8 and 16 rows (the 16x32 tile) and at 49 (performance.md).
+/// and checkpoints are dense), then as it reads fastest. Where the rows fill one row of
+/// the 32x32 subgroup tiles (17 to 32 rows: MobileNet's 1x1-pixel layers and classifier at
+/// batch 32), each workgroup streams its 32 columns of B once down the whole of K, and
+/// stored transposed those columns are one contiguous run instead of 4 rows of K 128 bytes
+/// wide per step, a page apart: on lavapipe the K = 1024 GEMMs at 32 rows took 1.0-1.1 ms
+/// instead of 1.5-1.6, and lost 8-13% at 8 and 16 rows (the 16x32 tile) and at 49
+/// (performance.md).
 /// Elsewhere rows are padded where `padded_row_stride` says.
 pub(super) fn weight_layout(read_only: bool, rows: usize, n: usize) -> GpuLayout {
     const ONE_ROW_OF_TALL_TILES: std::ops::RangeInclusive<usize> = 17..=32;
