@@ -15,6 +15,10 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
     pub max_compute_workgroups_per_dimension: u32,
     pub timestamp_queries: bool,
+    /// For a software adapter (lavapipe, WARP), the CPU it runs on (`host_cpu`): its
+    /// kernels' speed, and so the tuner's choices, belong to that CPU as much as to the
+    /// driver. `None` for other adapters.
+    pub host_cpu: Option<String>,
 }
 
 impl AdapterSummary {
@@ -34,8 +38,36 @@ impl AdapterSummary {
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             timestamp_queries: adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY),
+            host_cpu: (info.device_type == wgpu::DeviceType::Cpu).then(host_cpu),
         }
     }
+}
+
+/// This machine's CPU and the threads it offers this process, as `cpu_identity` words it
+/// from /proc/cpuinfo (an empty description elsewhere: the thread count alone).
+fn host_cpu() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cpu_identity(&cpuinfo, threads)
+}
+
+/// "AMD EPYC (family 25 model 1), 2 threads": the first processor's model name with x86's
+/// family and model numbers, which tell apart CPUs a virtual machine shows under one name
+/// (a Zen 3 and a Zen 4 EPYC both read "AMD EPYC"), and the thread count, which a
+/// software adapter splits its work over.
+pub(crate) fn cpu_identity(cpuinfo: &str, threads: usize) -> String {
+    let field = |key: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            (name.trim() == key).then(|| value.trim().to_string())
+        })
+    };
+    let name = field("model name").unwrap_or_else(|| "unknown CPU".to_string());
+    let numbers = match (field("cpu family"), field("model")) {
+        (Some(family), Some(model)) => format!(" (family {family} model {model})"),
+        _ => String::new(),
+    };
+    format!("{name}{numbers}, {threads} threads")
 }
 
 /// Makes a compute-only start on a headless machine quiet. Mesa's Vulkan device-select layer
@@ -140,4 +172,25 @@ pub(super) fn compute_adapters(instance: &wgpu::Instance) -> Vec<wgpu::Adapter> 
         adapters.retain(|a| backend(a) != wgpu::Backend::Gl);
     }
     adapters
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_identity;
+
+    #[test]
+    fn the_host_cpu_is_named_with_its_family_model_and_threads() {
+        let cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\n\
+                       model\t\t: 17\nmodel name\t: AMD EPYC\nstepping\t: 1\n\n\
+                       processor\t: 1\ncpu family\t: 25\nmodel\t\t: 17\n";
+        assert_eq!(
+            cpu_identity(cpuinfo, 2),
+            "AMD EPYC (family 25 model 17), 2 threads"
+        );
+        // Arm's /proc/cpuinfo has neither field; the thread count still tells hosts apart.
+        assert_eq!(
+            cpu_identity("processor\t: 0\nBogoMIPS\t: 50.00\n", 8),
+            "unknown CPU, 8 threads"
+        );
+    }
 }

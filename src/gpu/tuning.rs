@@ -87,6 +87,10 @@ struct CacheFile {
     kernels_version: String,
     adapter: String,
     driver: String,
+    /// The CPU a software adapter ran on (`AdapterSummary::host_cpu`); files written before
+    /// it was recorded read as `None`, and a software adapter tunes again.
+    #[serde(default)]
+    host_cpu: Option<String>,
     choices: BTreeMap<String, TunedKernel>,
 }
 
@@ -113,24 +117,36 @@ const TIMING_METHOD: &str = "2";
 /// FNV-1a of every shader's source and of the timing method: a change to any kernel, or to
 /// how they are timed, invalidates the cache.
 fn kernels_version() -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let sources = Shader::ALL.iter().map(|shader| shader.source());
-    for text in sources.chain([TIMING_METHOD.to_string()]) {
-        for byte in text.bytes() {
+    fnv1a(sources.chain([TIMING_METHOD.to_string()]))
+}
+
+/// FNV-1a of the texts one after another, in 16 hex digits.
+fn fnv1a(texts: impl IntoIterator<Item = impl AsRef<str>>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for text in texts {
+        for byte in text.as_ref().bytes() {
             hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
         }
     }
     format!("{hash:016x}")
 }
 
+/// The longest cache file name `default_cache_path` gives, less ".json".
+const CACHE_NAME_CHARS: usize = 120;
+
 /// `$XDG_CACHE_HOME/mobilenet-wgpu/kernels/<adapter>.json` (or under `~/.cache`), one file
-/// per adapter, backend and driver version.
+/// per adapter, backend and driver version, and for a software adapter per host CPU: a
+/// home directory shared by machines with different CPUs keeps each one's timings.
 pub fn default_cache_path(adapter: &AdapterSummary) -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|dir| Path::new(dir).is_absolute())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))?;
-    let identity = format!("{} {} {}", adapter.name, adapter.backend, adapter.driver);
+    let mut identity = format!("{} {} {}", adapter.name, adapter.backend, adapter.driver);
+    if let Some(cpu) = &adapter.host_cpu {
+        identity = format!("{identity} {cpu}");
+    }
     let mut slug: String = identity
         .chars()
         .map(|c| {
@@ -144,7 +160,14 @@ pub fn default_cache_path(adapter: &AdapterSummary) -> Option<PathBuf> {
     while slug.contains("--") {
         slug = slug.replace("--", "-");
     }
-    let slug: String = slug.trim_matches('-').chars().take(120).collect();
+    let mut slug = slug.trim_matches('-').to_string();
+    // A long identity (a software adapter's with its CPU) keeps its start and a hash of the
+    // whole, so that identities differing only past the cut still get files of their own.
+    if slug.len() > CACHE_NAME_CHARS {
+        let hash = fnv1a([&identity]);
+        slug.truncate(CACHE_NAME_CHARS - hash.len() - 1);
+        slug = format!("{}-{hash}", slug.trim_end_matches('-'));
+    }
     Some(
         base.join("mobilenet-wgpu")
             .join("kernels")
@@ -235,6 +258,7 @@ impl Tuner {
             kernels_version: kernels_version(),
             adapter: adapter.name.clone(),
             driver: adapter.driver.clone(),
+            host_cpu: adapter.host_cpu.clone(),
             choices,
         };
         let failed = |reason: String| GpuError::TuneCache {
@@ -268,7 +292,11 @@ fn load(path: &Path, adapter: &AdapterSummary, warn: bool) -> BTreeMap<String, T
         }
     };
     match serde_json::from_slice::<CacheFile>(&bytes) {
-        Ok(file) if file.kernels_version == kernels_version() && file.driver == adapter.driver => {
+        Ok(file)
+            if file.kernels_version == kernels_version()
+                && file.driver == adapter.driver
+                && file.host_cpu == adapter.host_cpu =>
+        {
             file.choices
         }
         Ok(_) => BTreeMap::new(),
@@ -329,6 +357,7 @@ mod tests {
             max_compute_workgroup_storage_size: 0,
             max_compute_workgroups_per_dimension: 0,
             timestamp_queries: false,
+            host_cpu: None,
         };
         let path = default_cache_path(&adapter).expect("HOME is set in tests");
         let name = path.file_name().expect("a file").to_string_lossy();
@@ -336,5 +365,66 @@ mod tests {
             name,
             "llvmpipe-llvm-19-1-7-256-bits-vulkan-llvmpipe-mesa-25-0-7.json"
         );
+    }
+
+    fn software_adapter(cpu: &str) -> AdapterSummary {
+        AdapterSummary {
+            name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            backend: "Vulkan".into(),
+            device_type: "Cpu".into(),
+            driver: "llvmpipe Mesa 25.0.7-2~bpo12+1 (LLVM 15.0.6)".into(),
+            max_storage_buffer_binding_size: 0,
+            max_buffer_size: 0,
+            max_compute_invocations_per_workgroup: 0,
+            max_compute_workgroup_storage_size: 0,
+            max_compute_workgroups_per_dimension: 0,
+            timestamp_queries: true,
+            host_cpu: Some(cpu.into()),
+        }
+    }
+
+    #[test]
+    fn a_software_adapter_keeps_a_cache_file_per_host_cpu() {
+        let zen3 = software_adapter("AMD EPYC (family 25 model 1), 2 threads");
+        let zen4 = software_adapter("AMD EPYC (family 25 model 17), 2 threads");
+        let sixteen = software_adapter("AMD EPYC (family 25 model 17), 16 threads");
+        let paths: Vec<PathBuf> = [&zen3, &zen4, &sixteen]
+            .map(|adapter| default_cache_path(adapter).expect("HOME is set in tests"))
+            .into();
+        for (i, path) in paths.iter().enumerate() {
+            let name = path
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            assert!(name.len() <= CACHE_NAME_CHARS + ".json".len(), "{name}");
+            assert!(
+                name.starts_with("llvmpipe-llvm-15-0-6-256-bits-vulkan"),
+                "{name}"
+            );
+            assert!(!paths[i + 1..].contains(path), "{name} is shared");
+        }
+    }
+
+    #[test]
+    fn timings_from_another_host_cpu_are_not_taken() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("kernels.json");
+        let zen3 = software_adapter("AMD EPYC (family 25 model 1), 2 threads");
+        let zen4 = software_adapter("AMD EPYC (family 25 model 17), 2 threads");
+        let tuned = TunedKernel {
+            kernel: "vec4".into(),
+            micros: BTreeMap::from([("vec4".to_string(), 1.0)]),
+        };
+        let file = CacheFile {
+            kernels_version: kernels_version(),
+            adapter: zen3.name.clone(),
+            driver: zen3.driver.clone(),
+            host_cpu: zen3.host_cpu.clone(),
+            choices: BTreeMap::from([("shape".to_string(), tuned)]),
+        };
+        std::fs::write(&path, serde_json::to_vec(&file).expect("json")).expect("written");
+        assert_eq!(load(&path, &zen3, false).len(), 1);
+        assert!(load(&path, &zen4, false).is_empty());
     }
 }

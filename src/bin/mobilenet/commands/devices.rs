@@ -32,6 +32,9 @@ impl DevicesArgs {
                 a.max_compute_workgroup_storage_size >> 10,
                 a.timestamp_queries
             );
+            if let Some(cpu) = &a.host_cpu {
+                println!("  runs on {cpu}");
+            }
         }
         Ok(())
     }
