@@ -29,6 +29,17 @@ else
     cargo build --release --quiet
     ours=target/release/mobilenet
 fi
+# The CPU as `mobilenet devices` names a software adapter's host: model name with x86's
+# family and model numbers, which tell apart CPUs sold under one name ("AMD EPYC" is Zen 3
+# or Zen 4), since every ratio here depends on it.
+machine_line() {
+    local info=/proc/cpuinfo
+    local name family model
+    name=$(grep -m1 '^model name' "$info" | cut -d: -f2- | xargs)
+    family=$(grep -m1 '^cpu family' "$info" | cut -d: -f2- | xargs)
+    model=$(grep -m1 '^model[[:space:]]*:' "$info" | cut -d: -f2- | xargs)
+    echo "machine: $(nproc) cores, ${name:-unknown CPU} (family ${family:-?} model ${model:-?}), $(date -u +%F)"
+}
 field() { "$PYTHON" -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])" "$1" "$2"; }
 # The JSON report (one per line on stdin) with the median images/s.
 median_round() {
@@ -91,39 +102,47 @@ int8_table() {
 
 if [[ -n ${ONLY_INT8:-} ]]; then
     int8_table
-    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(date -u +%F)"
+    machine_line
     exit 0
 fi
 if [[ -n ${ONLY_DATA:-} ]]; then
     if [[ -z ${DATA:-} ]]; then echo "compare.sh: ONLY_DATA needs DATA=DIR" >&2; exit 1; fi
     data_table
-    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(date -u +%F)"
+    machine_line
     exit 0
 fi
 
 printf '| %-5s | %-9s | %-28s | %10s | %9s | %7s | %-30s | %10s | %9s | %7s | %10s |\n' \
     mode "batch/res" ours ms img/s GFLOP/s peer ms img/s GFLOP/s "ours/peer"
 printf '|%s|\n' "-------|-----------|------------------------------|------------|-----------|---------|--------------------------------|------------|-----------|---------|------------"
-for row in "infer 32 32" "infer 8 224" "train 32 32" "train 8 224"; do
-    read -r mode batch res <<<"$row"
+# Each row: mode, batch, resolution, then the network's flags, which both sides take. The
+# last is the network of `mobilenet train`'s default job (Fashion-MNIST: width 0.25, one
+# channel, stride-1 stem, 10 classes), "job" in the table.
+for row in "infer 32 32 --alpha 1.0" "infer 8 224 --alpha 1.0" "train 32 32 --alpha 1.0" \
+    "train 8 224 --alpha 1.0" \
+    "train 32 28 --alpha 0.25 --in-channels 1 --stem-stride 1 --classes 10"; do
+    read -r mode batch res net <<<"$row"
+    read -ra net <<<"$net"
+    label="$batch/$res"
+    if [[ ${net[*]} == *--classes* ]]; then label="$batch/$res job"; fi
     iters=$ITERS
     # A lavapipe training step at 224 takes seconds; fewer repetitions keep the run short.
     if [[ $res -ge 224 && $mode == train ]]; then iters=$(( ITERS < 5 ? ITERS : 5 )); fi
     a_runs=""
     b_runs=""
     for _ in $(seq "$ROUNDS"); do
-        a_runs+=$("$ours" bench --mode "$mode" --batch "$batch" --resolution "$res" --alpha 1.0 --warmup 3 --iters "$iters" --json)$'\n'
-        b_runs+=$("$PYTHON" benches/peers/pytorch_mobilenet.py --mode "$mode" --batch "$batch" --resolution "$res" --warmup 3 --iters "$iters")$'\n'
+        a_runs+=$("$ours" bench --mode "$mode" --batch "$batch" --resolution "$res" "${net[@]}" --warmup 3 --iters "$iters" --json)$'\n'
+        b_runs+=$("$PYTHON" benches/peers/pytorch_mobilenet.py --mode "$mode" --batch "$batch" --resolution "$res" "${net[@]}" --warmup 3 --iters "$iters")$'\n'
     done
     a=$(median_round <<<"$a_runs")
     b=$(median_round <<<"$b_runs")
     ratio=$("$PYTHON" -c "print(f'{float(\"$(field "$a" images_per_sec)\") / float(\"$(field "$b" images_per_sec)\"):.3f}x')")
     printf '| %-5s | %-9s | %-28s | %10.1f | %9.1f | %7.2f | %-30s | %10.1f | %9.1f | %7.2f | %10s |\n' \
-        "$mode" "$batch/$res" "$(field "$a" adapter | cut -c1-28)" "$(field "$a" ms_per_batch)" \
+        "$mode" "$label" "$(field "$a" adapter | cut -c1-28)" "$(field "$a" ms_per_batch)" \
         "$(field "$a" images_per_sec)" "$(field "$a" gflops)" "$(field "$b" adapter | cut -c1-30)" \
         "$(field "$b" ms_per_batch)" "$(field "$b" images_per_sec)" "$(field "$b" gflops)" "$ratio"
 done
 if [[ -n ${DATA:-} ]]; then data_table; fi
 if [[ -n ${INT8:-} ]]; then int8_table; fi
 echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), $(date -u +%F)"
+machine_line

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""The same MobileNet V1 as `mobilenet bench` (paper preset: ReLU, batch norm, 13 blocks,
-1000 classes), timed in PyTorch eager mode on the CPU (threads = cores) or CUDA.
+"""The same MobileNet V1 as `mobilenet bench` (paper preset: ReLU, batch norm, 13 blocks;
+1000 classes, 3 channels and a stride-2 stem unless told otherwise), timed in PyTorch eager mode on the CPU (threads = cores) or CUDA.
 
 Prints one JSON object with the fields `mobilenet bench --json` prints, so
 benches/compare.sh can put both side by side. Needs `pip install torch`.
@@ -30,9 +30,9 @@ def conv_bn(cin, cout, kernel, stride, groups=1):
     ]
 
 
-def mobilenet_v1(alpha=1.0, classes=1000):
+def mobilenet_v1(alpha=1.0, classes=1000, in_channels=3, stem_stride=2):
     width = lambda c: max(1, int(c * alpha))
-    layers = conv_bn(3, width(32), 3, 2)
+    layers = conv_bn(in_channels, width(32), 3, stem_stride)
     cin = width(32)
     for cout, stride in BLOCKS:
         layers += conv_bn(cin, cin, 3, stride, groups=cin)
@@ -59,6 +59,10 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--resolution", type=int, default=224)
     p.add_argument("--alpha", type=float, default=1.0)
+    # The shape of `mobilenet train`'s default job: --in-channels 1 --stem-stride 1 --classes 10.
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--stem-stride", type=int, default=2)
+    p.add_argument("--classes", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -66,9 +70,9 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(0)
     device = torch.device(a.device)
-    model = mobilenet_v1(a.alpha).to(device)
-    x = torch.rand(a.batch, 3, a.resolution, a.resolution, device=device) * 2 - 1
-    labels = torch.randint(0, 1000, (a.batch,), device=device)
+    model = mobilenet_v1(a.alpha, a.classes, a.in_channels, a.stem_stride).to(device)
+    x = torch.rand(a.batch, a.in_channels, a.resolution, a.resolution, device=device) * 2 - 1
+    labels = torch.randint(0, a.classes, (a.batch,), device=device)
     # The paper's optimizer: RMSProp, decay 0.9, momentum 0.9, epsilon 1.0.
     optim = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9, momentum=0.9, eps=1.0)
     loss_fn = nn.CrossEntropyLoss()
