@@ -64,6 +64,10 @@ pub struct BenchReport {
     pub activation_live_peak_bytes: u64,
     pub adapter: String,
     pub backend: String,
+    /// For a software adapter, the CPU it ran on (`AdapterSummary::host_cpu`): the same
+    /// lavapipe runs several times faster on one CPU than on another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<String>,
     /// The kernels chosen among alternatives and on how many dispatches each ran, e.g.
     /// {"tiled-64x64": 20, "vec4": 81}: GEMM kernels by tile, depthwise and batch-norm
     /// passes by vec4 or scalar accesses.
@@ -208,6 +212,7 @@ pub(super) fn report(
         activation_live_peak_bytes: memory.activations_live_peak,
         adapter: gpu.adapter().name.clone(),
         backend: gpu.adapter().backend.clone(),
+        host_cpu: gpu.adapter().host_cpu.clone(),
         chosen_kernels: count_kernels(&kernels),
         dispatches: kernels.len(),
         kernels,

@@ -10,6 +10,9 @@ use crate::model::MobileNetV1Config;
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct TuneReport {
     pub adapter: String,
+    /// For a software adapter, the CPU it ran on: the timings hold for that CPU only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_cpu: Option<String>,
     pub tuning: TuningReport,
     pub plans: Vec<TunedPlan>,
 }
@@ -75,6 +78,7 @@ pub fn tune(
     gpu.save_tuning()?;
     Ok(TuneReport {
         adapter: gpu.adapter().name.clone(),
+        host_cpu: gpu.adapter().host_cpu.clone(),
         tuning: TuningReport::since(gpu, before),
         plans,
     })

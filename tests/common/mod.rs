@@ -47,9 +47,9 @@ pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
     static DEVICES: OnceLock<Vec<(Gpu, &'static str)>> = OnceLock::new();
     DEVICES
         .get_or_init(|| {
-            gemm_kernels(gpu())
+            let offered = gemm_kernels(gpu()).into_iter().chain([ACCESS_KERNELS[1]]);
+            selected_kernels(offered.collect())
                 .into_iter()
-                .chain([ACCESS_KERNELS[1]])
                 .map(|name| (open_gpu(KernelChoice::Force(name.to_string()), None), name))
                 .collect()
         })
@@ -72,16 +72,34 @@ pub fn int8_kernel_devices() -> Vec<&'static Gpu> {
             );
             let offered = alternatives(&dispatch, &KernelCaps::of(gpu()))
                 .expect("the int8 pointwise GEMM has alternatives");
-            offered
-                .candidates
-                .iter()
-                .map(|c| c.name)
-                .chain([ACCESS_KERNELS[1]])
+            let names = offered.candidates.iter().map(|c| c.name);
+            selected_kernels(names.chain([ACCESS_KERNELS[1]]).collect())
+                .into_iter()
                 .map(|name| open_gpu(KernelChoice::Force(name.to_string()), None))
                 .collect()
         })
         .iter()
         .collect()
+}
+
+/// The kernels of `offered` that `MOBILENET_TEST_KERNELS` (comma-separated name prefixes,
+/// e.g. "subgroup") selects; all of them when it is unset. .ci/run's pass at lavapipe's
+/// 16-lane subgroups takes only the subgroup kernels, the only ones a subgroup's width can
+/// change, as compiling for that width is slow where the CPU has no 512-bit vectors.
+fn selected_kernels(offered: Vec<&'static str>) -> Vec<&'static str> {
+    let Ok(prefixes) = std::env::var("MOBILENET_TEST_KERNELS") else {
+        return offered;
+    };
+    let chosen: Vec<&'static str> = offered
+        .iter()
+        .copied()
+        .filter(|name| prefixes.split(',').any(|p| name.starts_with(p.trim())))
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "MOBILENET_TEST_KERNELS={prefixes:?} selects none of this adapter's kernels {offered:?}"
+    );
+    chosen
 }
 
 /// The GEMM kernels the tuner times for the shape a tuning-cache key names ("gemm ENTRY

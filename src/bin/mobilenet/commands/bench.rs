@@ -255,6 +255,9 @@ fn print_bench(report: &BenchReport, json: bool) -> anyhow::Result<()> {
         report.activation_live_peak_bytes as f64 / (1 << 20) as f64,
         report.dispatches
     );
+    if let Some(cpu) = &report.host_cpu {
+        println!("  runs on {cpu}");
+    }
     if let Some(traffic) = &report.traffic {
         println!("  {traffic}");
     }
@@ -297,6 +300,9 @@ fn print_tune(report: &TuneReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string(report)?);
         return Ok(());
+    }
+    if let Some(cpu) = &report.host_cpu {
+        println!("{} runs on {cpu}", report.adapter);
     }
     for plan in &report.plans {
         println!("{} on {}:", plan.plan, report.adapter);
