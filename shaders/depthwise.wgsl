@@ -1021,6 +1021,22 @@ fn backward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
     backward_input_and_weight_3x3(linear_index(gid, nwg), true);
 }
 
+// The same with workgroups of 16 invocations, for grids of fewer than 1024
+// (ops/depthwise.rs's NARROW_BACKWARD_BELOW): a CPU driver hands whole workgroups to its
+// threads, and 196 invocations in workgroups of 64 are 4 tasks, one of them nearly empty,
+// for 2 threads; a GPU spreads 13 workgroups over more of its cores than 4.
+@compute @workgroup_size(16)
+fn backward_3x3_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_input_and_weight_3x3(gid.x + gid.y * nwg.x * 16u, false);
+}
+
+@compute @workgroup_size(16)
+fn backward_3x3_s2_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>) {
+    backward_input_and_weight_3x3(gid.x + gid.y * nwg.x * 16u, true);
+}
+
 fn backward_input_and_weight_3x3(index: u32, s2: bool) {
     let input_chunks = (p.batch * p.in_h * p.in_w + p.pixels_per_chunk - 1u) / p.pixels_per_chunk;
     if index < (input_chunks + p.chunk_span - 1u) / p.chunk_span * channel_groups() {

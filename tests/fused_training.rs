@@ -357,8 +357,10 @@ fn depthwise_applies_the_batch_norm_before_it() {
     // (the 3x3 backward sums the batch norm's backward partials per chunk); in the last two
     // the images are wide enough for an invocation to take 2 and 4 chunks (of 3 chunks in
     // all: two invocations, the second with one chunk; one invocation, which leaves zeros
-    // in its last two chunks' partials).
-    let cases: [([usize; 4], usize); 8] = [
+    // in its last two chunks' partials). Grids of fewer than 1024 invocations run in
+    // workgroups of 16 (`backward_3x3_wg16`); the last case, 1024 channel groups of one
+    // chunk, is 1024 invocations, in workgroups of 64.
+    let cases: [([usize; 4], usize); 9] = [
         ([2, 7, 7, 13], 1),
         ([1, 8, 8, 16], 2),
         ([3, 6, 5, 8], 1),
@@ -367,6 +369,7 @@ fn depthwise_applies_the_batch_norm_before_it() {
         ([1, 21, 18, 7], 2),
         ([1, 15, 40, 8], 1),
         ([1, 7, 100, 4], 2),
+        ([1, 8, 8, 4096], 1),
     ];
     for (i, (shape, stride)) in cases.into_iter().enumerate() {
         let padding = common::PADDINGS[i % 2];
@@ -376,7 +379,22 @@ fn depthwise_applies_the_batch_norm_before_it() {
             padding,
             fused: None,
         });
-        check(pair(depthwise, &shape, ACTIVATIONS[i % 3], 100 + i as u64));
+        let pair = pair(depthwise, &shape, ACTIVATIONS[i % 3], 100 + i as u64);
+        let entry = match (shape[3] == 4096, stride) {
+            (true, _) => "backward_3x3",
+            (false, 1) => "backward_3x3_wg16",
+            (false, _) => "backward_3x3_s2_wg16",
+        };
+        for (device, kernel) in common::kernel_devices() {
+            let plan = check_on(device, kernel, &pair);
+            assert_eq!(
+                passes(&plan, entry),
+                1,
+                "{}: {:?}",
+                pair.what,
+                plan.kernels()
+            );
+        }
     }
 }
 

@@ -133,6 +133,19 @@ fn dispatches() -> Vec<Dispatch> {
     for op in &ops {
         all.extend(op_dispatches(op, &odd, &odd));
     }
+    // The 3x3 depthwise backward of a grid of 1024 invocations, which runs in workgroups
+    // of 64 (the small shapes above take its 16-wide entry points), at both strides.
+    let wide = [1, 8, 8, 4096];
+    for stride in [1, 2] {
+        let op = Depthwise {
+            kernel: 3,
+            stride,
+            padding: Padding::Symmetric,
+            fused: None,
+        };
+        let output = op.output_shape(&wide).expect("a depthwise output");
+        all.extend(op_dispatches(&OpKind::Depthwise(op), &wide, &output));
+    }
     // The int8 GEMMs, the int8 dispatches with alternatives: pointwise and the classifier.
     all.push(int8_pointwise(&odd, 13, Int8Output::linear(0)));
     all.push(

@@ -2,8 +2,9 @@
 //! activation only when batchnorm is folded in for inference.
 
 use super::{
-    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, nhwc, sum_partials, Activation,
-    Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot, Window, REDUCE_CHUNK,
+    chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, linear_grid_of, nhwc,
+    sum_partials, Activation, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot,
+    Window, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -64,7 +65,10 @@ pub(super) const PROLOGUE_WORD: usize = std::mem::offset_of!(DepthwiseWords, pro
 
 fn is_fused_backward(dispatch: &Dispatch) -> bool {
     matches!(dispatch.shader, Shader::Depthwise | Shader::DepthwiseVec4)
-        && matches!(dispatch.entry, "backward_3x3" | "backward_3x3_s2")
+        && matches!(
+            dispatch.entry,
+            "backward_3x3" | "backward_3x3_s2" | "backward_3x3_wg16" | "backward_3x3_s2_wg16"
+        )
 }
 
 /// `dispatch` (a 3x3 backward that runs dX) also summing the backward partials of the
@@ -180,6 +184,15 @@ fn vec4_threads(shape: &[usize]) -> usize {
 fn chunk_span(width: usize) -> usize {
     (8 * width).div_ceil(REDUCE_CHUNK).clamp(1, 4)
 }
+
+/// Below this many invocations the 3x3 backward runs in workgroups of NARROW_WORKGROUP
+/// (depthwise.wgsl's `backward_3x3_wg16`): its invocations are few and long (a chunk of
+/// 256 pixels each), and lavapipe hands whole workgroups to its threads, so 196 of them
+/// (the default job's first layer) were 4 workgroups of 64, one nearly empty, for 2
+/// threads. Larger grids keep 64, which fill a GPU's SIMD units.
+const NARROW_BACKWARD_BELOW: usize = 1024;
+/// Must match the `@workgroup_size` of depthwise.wgsl's `backward_3x3_wg16`.
+const NARROW_WORKGROUP: usize = 16;
 
 /// Output rows each invocation of the 3x3 forward computes for outputs of `shape` (the
 /// strip in depthwise.wgsl's `forward_3x3`): a strip of r rows loads r + 2 input rows at
@@ -429,14 +442,22 @@ impl Depthwise {
             // partials) and channel group, dW's partials per chunk of input pixels.
             (true, true) => {
                 parts = chunks(input[0] * input[1] * input[2]);
-                let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
                 let span = chunk_span(input[2]);
                 let words = DepthwiseWords {
                     chunk_span: span as u32,
                     ..self.uniform_params(input, output)
                 };
                 let threads = parts.div_ceil(span) * groups;
-                dispatches.push(self.dispatch_with(entry, words, threads));
+                let dispatch = if threads < NARROW_BACKWARD_BELOW {
+                    let entry = self.per_stride("backward_3x3_wg16", "backward_3x3_s2_wg16");
+                    let mut narrow = self.dispatch_with(entry, words, threads);
+                    narrow.workgroups = linear_grid_of(threads, NARROW_WORKGROUP);
+                    narrow
+                } else {
+                    let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
+                    self.dispatch_with(entry, words, threads)
+                };
+                dispatches.push(dispatch);
             }
             (true, false) => {
                 let threads = vec4_threads(input);
@@ -471,23 +492,41 @@ mod tests {
         }
     }
 
+    /// 1024 invocations or more (here 4 chunks of 256 pixels times 256 channel groups) run
+    /// in workgroups of 64; one chunk fewer, in workgroups of 16.
+    #[test]
+    fn only_small_grids_of_the_3x3_backward_take_narrow_workgroups() {
+        let grid = |rows: usize| {
+            let input = [1, rows, 32, 1024];
+            let backward = depthwise(3, 1).backward(&input, &input, true).remove(0);
+            let workgroups: u32 = backward.workgroups.iter().product();
+            (backward.entry, workgroups)
+        };
+        assert_eq!(grid(32), ("backward_3x3", 1024 / LINEAR_WORKGROUP as u32));
+        assert_eq!(
+            grid(24),
+            ("backward_3x3_wg16", 768 / NARROW_WORKGROUP as u32)
+        );
+    }
+
     #[test]
     fn the_3x3_backward_is_one_pass_over_chunks_of_input_pixels() {
         let (input, output) = ([2, 9, 9, 12], [2, 5, 5, 12]);
         let dispatches = depthwise(3, 2).backward(&input, &output, true);
         let entries: Vec<_> = dispatches.iter().map(|d| d.entry).collect();
-        assert_eq!(entries, ["backward_3x3_s2", "sum_partials4"]);
+        // So few invocations take the 16-wide workgroups.
+        assert_eq!(entries, ["backward_3x3_s2_wg16", "sum_partials4"]);
         // One invocation per chunk of input pixels and 4-channel group, each leaving dW's
         // partials of its chunk, which sum_partials4 adds up.
         let input_chunks = chunks(2 * 9 * 9);
-        let invocations: usize = dispatches[0]
+        let workgroups: usize = dispatches[0]
             .workgroups
             .iter()
             .map(|&w| w as usize)
             .product();
         assert_eq!(
-            invocations * LINEAR_WORKGROUP,
-            (input_chunks * 3).next_multiple_of(LINEAR_WORKGROUP)
+            workgroups * NARROW_WORKGROUP,
+            (input_chunks * 3).next_multiple_of(NARROW_WORKGROUP)
         );
         assert_eq!(dispatches[1].uniform_word(0), input_chunks as u32);
         let scratch = depthwise(3, 2).scratch(&input, &output);

@@ -104,7 +104,12 @@ pub const REDUCE_CHUNK: usize = 256;
 
 /// Grid for the one-output-per-invocation kernels (see `linear_index` in common.wgsl).
 pub(super) fn linear_grid(threads: usize) -> [u32; 3] {
-    let groups = threads.div_ceil(LINEAR_WORKGROUP).max(1) as u32;
+    linear_grid_of(threads, LINEAR_WORKGROUP)
+}
+
+/// `linear_grid` for an entry point whose workgroups are `workgroup` invocations wide.
+pub(super) fn linear_grid_of(threads: usize, workgroup: usize) -> [u32; 3] {
+    let groups = threads.div_ceil(workgroup).max(1) as u32;
     let x = groups.min(MAX_GROUPS_PER_DIM);
     [x, groups.div_ceil(x), 1]
 }
