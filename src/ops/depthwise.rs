@@ -502,6 +502,23 @@ mod tests {
             let workgroups: u32 = backward.workgroups.iter().product();
             (backward.entry, workgroups)
         };
+        // The shader's workgroup sizes, as naga reads them (gpu::PORTABILITY), are the
+        // ones the grids are sized by.
+        for (entry, width) in [
+            ("backward_3x3", LINEAR_WORKGROUP),
+            ("backward_3x3_s2", LINEAR_WORKGROUP),
+            ("backward_3x3_wg16", NARROW_WORKGROUP),
+            ("backward_3x3_s2_wg16", NARROW_WORKGROUP),
+        ] {
+            for shader in [Shader::Depthwise, Shader::DepthwiseVec4] {
+                let table = crate::gpu::PORTABILITY.entry(shader, entry);
+                assert_eq!(
+                    table.map(|e| e.invocations as usize),
+                    Some(width),
+                    "{entry}"
+                );
+            }
+        }
         assert_eq!(grid(32), ("backward_3x3", 1024 / LINEAR_WORKGROUP as u32));
         assert_eq!(
             grid(24),
