@@ -4,7 +4,7 @@
 use super::{
     chunks, fused_bias, fused_bias_slot, fused_words, linear_grid, linear_grid_of, nhwc,
     sum_partials, Activation, Dispatch, Fused, Padding, ParamRole, ParamSpec, ScratchSpec, Slot,
-    Window, REDUCE_CHUNK,
+    Window, LINEAR_WORKGROUP, REDUCE_CHUNK,
 };
 use crate::gpu::Shader;
 
@@ -448,15 +448,15 @@ impl Depthwise {
                     ..self.uniform_params(input, output)
                 };
                 let threads = parts.div_ceil(span) * groups;
-                let dispatch = if threads < NARROW_BACKWARD_BELOW {
+                let (entry, width) = if threads < NARROW_BACKWARD_BELOW {
                     let entry = self.per_stride("backward_3x3_wg16", "backward_3x3_s2_wg16");
-                    let mut narrow = self.dispatch_with(entry, words, threads);
-                    narrow.workgroups = linear_grid_of(threads, NARROW_WORKGROUP);
-                    narrow
+                    (entry, NARROW_WORKGROUP)
                 } else {
                     let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
-                    self.dispatch_with(entry, words, threads)
+                    (entry, LINEAR_WORKGROUP)
                 };
+                let mut dispatch = self.dispatch_with(entry, words, threads);
+                dispatch.workgroups = linear_grid_of(threads, width);
                 dispatches.push(dispatch);
             }
             (true, false) => {
@@ -481,7 +481,7 @@ impl Depthwise {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::{Activation, LINEAR_WORKGROUP};
+    use crate::ops::Activation;
 
     fn depthwise(kernel: usize, stride: usize) -> Depthwise {
         Depthwise {
