@@ -477,6 +477,22 @@ fn forward_3x3_s2_stats(@builtin(global_invocation_id) gid: vec3<u32>,
     forward_3x3_chunk(linear_index(gid, nwg), true);
 }
 
+// The same with workgroups of 16 invocations, for grids of fewer than 1024 (as
+// backward_3x3_wg16): at 4x4 pixels and below a layer's statistics are one or two chunks
+// per channel group, 64 invocations, which in workgroups of 64 ran on one of lavapipe's
+// threads.
+@compute @workgroup_size(16)
+fn forward_3x3_stats_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
+                          @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_chunk(gid.x + gid.y * nwg.x * 16u, false);
+}
+
+@compute @workgroup_size(16)
+fn forward_3x3_s2_stats_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
+                             @builtin(num_workgroups) nwg: vec3<u32>) {
+    forward_3x3_chunk(gid.x + gid.y * nwg.x * 16u, true);
+}
+
 fn forward_3x3_chunk(index: u32, s2: bool) {
     let groups = channel_groups();
     if index >= p.chunks * groups {

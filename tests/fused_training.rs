@@ -261,9 +261,11 @@ fn depthwise_applies_the_input_gradient_of_the_batch_norm_after_it() {
 /// stores its output, so the batch norm runs no statistics pass of its own; the batch
 /// norm's outputs and gradients (which use those statistics) match the reference, on the
 /// same edges, and over several chunks of 256 output pixels with boundaries inside rows.
+/// Grids of fewer than 1024 invocations run in workgroups of 16 (`forward_3x3_stats_wg16`);
+/// the last case, 1024 channel groups of one chunk, in workgroups of 64.
 #[test]
 fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
-    let cases: [([usize; 4], usize); 8] = [
+    let cases: [([usize; 4], usize); 9] = [
         ([2, 7, 7, 13], 1),
         ([1, 8, 8, 16], 2),
         ([2, 1, 1, 12], 1),
@@ -272,6 +274,7 @@ fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
         ([1, 37, 30, 7], 2),
         ([2, 15, 11, 32], 1),
         ([1, 17, 14, 64], 2),
+        ([1, 8, 8, 4096], 2),
     ];
     for (i, (shape, stride)) in cases.into_iter().enumerate() {
         let depthwise = OpKind::Depthwise(Depthwise {
@@ -286,7 +289,12 @@ fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
             let what = format!("{} [{kernel}]", pair.what);
             let kernels = plan.kernels();
             assert_eq!(passes(&plan, "stats_partial"), 0, "{what}: {kernels:?}");
-            let stats_entry = ["forward_3x3_stats", "forward_3x3_s2_stats"][stride - 1];
+            let stats_entry = match (shape[3] == 4096, stride) {
+                (true, 1) => "forward_3x3_stats",
+                (true, _) => "forward_3x3_s2_stats",
+                (false, 1) => "forward_3x3_stats_wg16",
+                (false, _) => "forward_3x3_s2_stats_wg16",
+            };
             assert_eq!(passes(&plan, stats_entry), 1, "{what}: {kernels:?}");
             // The depthwise backward applies the batch norm's input gradient as it loads.
             assert_eq!(

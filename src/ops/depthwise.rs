@@ -101,18 +101,25 @@ pub(super) fn with_depthwise_input_sums(dispatch: &Dispatch) -> Option<Dispatch>
 /// needed. `None` for any other dispatch.
 pub(super) fn with_depthwise_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
     let words = DepthwiseWords::of(dispatch)?;
-    let entry = match dispatch.entry {
-        "forward_3x3" | "forward_3x3_small" => "forward_3x3_stats",
-        "forward_3x3_s2" | "forward_3x3_small_s2" => "forward_3x3_s2_stats",
+    let (wide, narrow) = match dispatch.entry {
+        "forward_3x3" | "forward_3x3_small" => ("forward_3x3_stats", "forward_3x3_stats_wg16"),
+        "forward_3x3_s2" | "forward_3x3_small_s2" => {
+            ("forward_3x3_s2_stats", "forward_3x3_s2_stats_wg16")
+        }
         _ => return None,
     };
     let [channels, chunks] = [words.channels, words.chunks].map(|v| v as usize);
+    let (entry, workgroups) = chunk_grid(
+        chunks * channels.div_ceil(CHANNELS_PER_THREAD),
+        wide,
+        narrow,
+    );
     let mut bindings = dispatch.bindings.clone();
     bindings.push((10, Slot::OutputPartials));
     Some(Dispatch {
         entry,
         bindings,
-        workgroups: linear_grid(chunks * channels.div_ceil(CHANNELS_PER_THREAD)),
+        workgroups,
         ..dispatch.clone()
     })
 }
@@ -185,14 +192,30 @@ fn chunk_span(width: usize) -> usize {
     (8 * width).div_ceil(REDUCE_CHUNK).clamp(1, 4)
 }
 
-/// Below this many invocations the 3x3 backward runs in workgroups of NARROW_WORKGROUP
-/// (depthwise.wgsl's `backward_3x3_wg16`): its invocations are few and long (a chunk of
-/// 256 pixels each), and lavapipe hands whole workgroups to its threads, so 196 of them
-/// (the default job's first layer) were 4 workgroups of 64, one nearly empty, for 2
-/// threads. Larger grids keep 64, which fill a GPU's SIMD units.
-const NARROW_BACKWARD_BELOW: usize = 1024;
-/// Must match the `@workgroup_size` of depthwise.wgsl's `backward_3x3_wg16`.
+/// Below this many invocations the 3x3 kernels that walk chunks of pixels (the forward
+/// with statistics and the backward) run in workgroups of NARROW_WORKGROUP (depthwise.wgsl's
+/// `*_wg16` entry points): their invocations are few and long (a chunk of 256 pixels each),
+/// and lavapipe hands whole workgroups to its threads, so 196 of them (the default job's
+/// first backward) were 4 workgroups of 64, one nearly empty, for 2 threads, and the
+/// statistics of its layers at 4x4 pixels one workgroup, on one thread. Larger grids keep
+/// 64, which fill a GPU's SIMD units.
+const NARROW_GRID_BELOW: usize = 1024;
+/// Must match the `@workgroup_size` of depthwise.wgsl's `*_wg16` entry points.
 const NARROW_WORKGROUP: usize = 16;
+
+/// The entry point (`wide`, or `narrow` for a grid under NARROW_GRID_BELOW) and the
+/// workgroups for `threads` invocations of a kernel that walks chunks of pixels.
+fn chunk_grid(
+    threads: usize,
+    wide: &'static str,
+    narrow: &'static str,
+) -> (&'static str, [u32; 3]) {
+    if threads < NARROW_GRID_BELOW {
+        (narrow, linear_grid_of(threads, NARROW_WORKGROUP))
+    } else {
+        (wide, linear_grid_of(threads, LINEAR_WORKGROUP))
+    }
+}
 
 /// Output rows each invocation of the 3x3 forward computes for outputs of `shape` (the
 /// strip in depthwise.wgsl's `forward_3x3`): a strip of r rows loads r + 2 input rows at
@@ -448,16 +471,15 @@ impl Depthwise {
                     ..self.uniform_params(input, output)
                 };
                 let threads = parts.div_ceil(span) * groups;
-                let (entry, width) = if threads < NARROW_BACKWARD_BELOW {
-                    let entry = self.per_stride("backward_3x3_wg16", "backward_3x3_s2_wg16");
-                    (entry, NARROW_WORKGROUP)
-                } else {
-                    let entry = self.per_stride("backward_3x3", "backward_3x3_s2");
-                    (entry, LINEAR_WORKGROUP)
-                };
-                let mut dispatch = self.dispatch_with(entry, words, threads);
-                dispatch.workgroups = linear_grid_of(threads, width);
-                dispatches.push(dispatch);
+                let (entry, workgroups) = chunk_grid(
+                    threads,
+                    self.per_stride("backward_3x3", "backward_3x3_s2"),
+                    self.per_stride("backward_3x3_wg16", "backward_3x3_s2_wg16"),
+                );
+                dispatches.push(Dispatch {
+                    workgroups,
+                    ..self.dispatch_with(entry, words, threads)
+                });
             }
             (true, false) => {
                 let threads = vec4_threads(input);
@@ -493,14 +515,16 @@ mod tests {
     }
 
     /// 1024 invocations or more (here 4 chunks of 256 pixels times 256 channel groups) run
-    /// in workgroups of 64; one chunk fewer, in workgroups of 16.
+    /// in workgroups of 64; one chunk fewer, in workgroups of 16: the backward and the
+    /// forward with statistics alike.
     #[test]
-    fn only_small_grids_of_the_3x3_backward_take_narrow_workgroups() {
-        let grid = |rows: usize| {
+    fn only_small_grids_of_the_3x3_chunk_kernels_take_narrow_workgroups() {
+        let grids = |rows: usize| {
             let input = [1, rows, 32, 1024];
             let backward = depthwise(3, 1).backward(&input, &input, true).remove(0);
-            let workgroups: u32 = backward.workgroups.iter().product();
-            (backward.entry, workgroups)
+            let forward = depthwise(3, 1).forward(&input, &input).remove(0);
+            let stats = with_depthwise_output_stats(&forward).expect("a 3x3 forward");
+            [backward, stats].map(|d| (d.entry, d.workgroups.iter().product::<u32>()))
         };
         // The shader's workgroup sizes, as naga reads them (gpu::PORTABILITY), are the
         // ones the grids are sized by.
@@ -509,6 +533,10 @@ mod tests {
             ("backward_3x3_s2", LINEAR_WORKGROUP),
             ("backward_3x3_wg16", NARROW_WORKGROUP),
             ("backward_3x3_s2_wg16", NARROW_WORKGROUP),
+            ("forward_3x3_stats", LINEAR_WORKGROUP),
+            ("forward_3x3_s2_stats", LINEAR_WORKGROUP),
+            ("forward_3x3_stats_wg16", NARROW_WORKGROUP),
+            ("forward_3x3_s2_stats_wg16", NARROW_WORKGROUP),
         ] {
             for shader in [Shader::Depthwise, Shader::DepthwiseVec4] {
                 let table = crate::gpu::PORTABILITY.entry(shader, entry);
@@ -519,10 +547,18 @@ mod tests {
                 );
             }
         }
-        assert_eq!(grid(32), ("backward_3x3", 1024 / LINEAR_WORKGROUP as u32));
+        let wide = 1024 / LINEAR_WORKGROUP as u32;
+        let narrow = 768 / NARROW_WORKGROUP as u32;
         assert_eq!(
-            grid(24),
-            ("backward_3x3_wg16", 768 / NARROW_WORKGROUP as u32)
+            grids(32),
+            [("backward_3x3", wide), ("forward_3x3_stats", wide)]
+        );
+        assert_eq!(
+            grids(24),
+            [
+                ("backward_3x3_wg16", narrow),
+                ("forward_3x3_stats_wg16", narrow)
+            ]
         );
     }
 
@@ -678,7 +714,7 @@ mod tests {
         // Training's forward with statistics takes them in chunks of pixels, as any other.
         let small = &depthwise(3, 2).forward(&[4, 2, 2, 8], &[4, 1, 1, 8])[0];
         let stats = with_depthwise_output_stats(small).expect("a 3x3 forward");
-        assert_eq!(stats.entry, "forward_3x3_s2_stats");
+        assert_eq!(stats.entry, "forward_3x3_s2_stats_wg16");
     }
 
     #[test]
@@ -686,13 +722,14 @@ mod tests {
         let (input, output) = ([2, 15, 19, 12], [2, 8, 10, 12]);
         let forward = &depthwise(3, 2).forward(&input, &output)[0];
         let stats = with_depthwise_output_stats(forward).expect("a 3x3 forward");
-        assert_eq!(stats.entry, "forward_3x3_s2_stats");
+        assert_eq!(stats.entry, "forward_3x3_s2_stats_wg16");
         assert!(stats.bindings.contains(&(10, Slot::OutputPartials)));
-        // One invocation per chunk of 256 output pixels and group of 4 channels.
-        let invocations: usize = stats.workgroups.iter().map(|&w| w as usize).product();
+        // One invocation per chunk of 256 output pixels and group of 4 channels (so few
+        // that they run in workgroups of 16).
+        let workgroups: usize = stats.workgroups.iter().map(|&w| w as usize).product();
         assert_eq!(
-            invocations * LINEAR_WORKGROUP,
-            (chunks(2 * 8 * 10) * 3).next_multiple_of(LINEAR_WORKGROUP)
+            workgroups * NARROW_WORKGROUP,
+            (chunks(2 * 8 * 10) * 3).next_multiple_of(NARROW_WORKGROUP)
         );
         // The general kernel and the backward have no such form.
         let five = &depthwise(5, 1).forward(&input, &[2, 15, 19, 12])[0];
