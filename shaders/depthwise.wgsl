@@ -477,20 +477,31 @@ fn forward_3x3_s2_stats(@builtin(global_invocation_id) gid: vec3<u32>,
     forward_3x3_chunk(linear_index(gid, nwg), true);
 }
 
-// The same with workgroups of 16 invocations, for grids of fewer than 1024 (as
-// backward_3x3_wg16): at 4x4 pixels and below a layer's statistics are one or two chunks
-// per channel group, 64 invocations, which in workgroups of 64 ran on one of lavapipe's
-// threads.
-@compute @workgroup_size(16)
+// The same in NARROW_WG_SIZE workgroups, for grids of fewer than 1024 invocations: at 4x4
+// pixels and below a layer's statistics are one or two chunks per channel group, 64
+// invocations, which in workgroups of 64 ran on one of lavapipe's threads.
+@compute @workgroup_size(NARROW_WG_SIZE)
 fn forward_3x3_stats_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
                           @builtin(num_workgroups) nwg: vec3<u32>) {
-    forward_3x3_chunk(gid.x + gid.y * nwg.x * 16u, false);
+    forward_3x3_chunk(narrow_index(gid, nwg), false);
 }
 
-@compute @workgroup_size(16)
+@compute @workgroup_size(NARROW_WG_SIZE)
 fn forward_3x3_s2_stats_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
                              @builtin(num_workgroups) nwg: vec3<u32>) {
-    forward_3x3_chunk(gid.x + gid.y * nwg.x * 16u, true);
+    forward_3x3_chunk(narrow_index(gid, nwg), true);
+}
+
+// The *_wg16 entry points' workgroup width (ops/depthwise.rs's NARROW_WORKGROUP) for the
+// kernels that walk chunks of pixels, whose grids are few and long invocations: a CPU
+// driver hands whole workgroups to its threads, and 196 invocations in workgroups of 64
+// are 4 tasks, one of them nearly empty, for 2 threads; a GPU spreads 13 workgroups over
+// more of its cores than 4.
+const NARROW_WG_SIZE: u32 = 16u;
+
+// linear_index for NARROW_WG_SIZE workgroups.
+fn narrow_index(gid: vec3<u32>, num_workgroups: vec3<u32>) -> u32 {
+    return gid.x + gid.y * num_workgroups.x * NARROW_WG_SIZE;
 }
 
 fn forward_3x3_chunk(index: u32, s2: bool) {
@@ -1037,20 +1048,18 @@ fn backward_3x3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
     backward_input_and_weight_3x3(linear_index(gid, nwg), true);
 }
 
-// The same with workgroups of 16 invocations, for grids of fewer than 1024
-// (ops/depthwise.rs's NARROW_BACKWARD_BELOW): a CPU driver hands whole workgroups to its
-// threads, and 196 invocations in workgroups of 64 are 4 tasks, one of them nearly empty,
-// for 2 threads; a GPU spreads 13 workgroups over more of its cores than 4.
-@compute @workgroup_size(16)
+// The same in NARROW_WG_SIZE workgroups, for grids of fewer than 1024 invocations
+// (ops/depthwise.rs's NARROW_GRID_BELOW).
+@compute @workgroup_size(NARROW_WG_SIZE)
 fn backward_3x3_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    backward_input_and_weight_3x3(gid.x + gid.y * nwg.x * 16u, false);
+    backward_input_and_weight_3x3(narrow_index(gid, nwg), false);
 }
 
-@compute @workgroup_size(16)
+@compute @workgroup_size(NARROW_WG_SIZE)
 fn backward_3x3_s2_wg16(@builtin(global_invocation_id) gid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>) {
-    backward_input_and_weight_3x3(gid.x + gid.y * nwg.x * 16u, true);
+    backward_input_and_weight_3x3(narrow_index(gid, nwg), true);
 }
 
 fn backward_input_and_weight_3x3(index: u32, s2: bool) {

@@ -200,7 +200,7 @@ fn chunk_span(width: usize) -> usize {
 /// statistics of its layers at 4x4 pixels one workgroup, on one thread. Larger grids keep
 /// 64, which fill a GPU's SIMD units.
 const NARROW_GRID_BELOW: usize = 1024;
-/// Must match the `@workgroup_size` of depthwise.wgsl's `*_wg16` entry points.
+/// Must match depthwise.wgsl's NARROW_WG_SIZE, the `*_wg16` entry points' workgroup size.
 const NARROW_WORKGROUP: usize = 16;
 
 /// The entry point (`wide`, or `narrow` for a grid under NARROW_GRID_BELOW) and the
