@@ -146,6 +146,21 @@ pub(super) fn select_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter,
     })
 }
 
+/// The adapter of `instance` that `summary` describes (name, API and driver), if it has one.
+pub(super) fn same_adapter(
+    instance: &wgpu::Instance,
+    summary: &AdapterSummary,
+) -> Option<wgpu::Adapter> {
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .find(|a| {
+            let other = AdapterSummary::of(a);
+            (&other.name, &other.backend, &other.driver)
+                == (&summary.name, &summary.backend, &summary.driver)
+        })
+}
+
 /// The adapters one machine's data-parallel ranks share out by index: those matching the
 /// WGPU_* variables, in enumeration order, keeping only GPUs when there are any (a software
 /// rasteriser beside them would be the slowest rank) and only one API per GPU (Vulkan,

@@ -1,7 +1,7 @@
 //! The opened device: its queue, limits and features, the kernel tuner it carries, and the
 //! caches of shader modules and compute pipelines every plan on it shares.
 
-use super::adapter::{compute_adapters, instance, select_adapter};
+use super::adapter::{compute_adapters, instance, same_adapter, select_adapter};
 use super::tuning::{self, default_cache_path, KernelChoice, TunedKernel, TuningStats};
 use super::{AdapterSummary, EntryBindings, GpuError, Shader, KERNELS, PORTABILITY};
 use std::collections::HashMap;
@@ -37,6 +37,8 @@ pub struct Gpu {
     limits: wgpu::Limits,
     timestamp_period_ns: Option<f32>,
     subgroup_gemm: bool,
+    /// A CPU adapter (lavapipe, WARP): see `precompile`.
+    software: bool,
     binding_limit: u64,
     tuner: tuning::Tuner,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
@@ -78,6 +80,16 @@ impl Gpu {
     /// How many adapters `with_adapter_index` chooses from.
     pub fn adapter_count() -> usize {
         compute_adapters(&instance()).len()
+    }
+
+    /// Another device on this adapter, through an instance of its own (on lavapipe, with a
+    /// queue thread of its own: `precompile`).
+    pub(super) fn open_another(&self) -> Result<Gpu, GpuError> {
+        let adapter = same_adapter(&instance(), &self.adapter).ok_or_else(|| GpuError::Device {
+            adapter: self.adapter.name.clone(),
+            reason: "a second instance does not list this adapter".into(),
+        })?;
+        Gpu::open(adapter)
     }
 
     fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
@@ -122,6 +134,7 @@ impl Gpu {
             limits,
             timestamp_period_ns,
             subgroup_gemm,
+            software: info.device_type == wgpu::DeviceType::Cpu,
             binding_limit,
             tuner,
             modules: Mutex::new(HashMap::new()),
@@ -233,6 +246,17 @@ impl Gpu {
     /// the bindings it reads. Its bind-group layout is derived from the shader, so each
     /// entry point binds exactly those.
     #[doc(hidden)]
+    /// Whether `pipeline` has created this entry point's pipeline on this device.
+    pub(super) fn has_pipeline(&self, shader: Shader, entry: &'static str) -> bool {
+        let pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        pipelines.contains_key(&PipelineKey { shader, entry })
+    }
+
+    /// A CPU adapter: a software driver such as lavapipe or WARP.
+    pub(super) fn is_software(&self) -> bool {
+        self.software
+    }
+
     pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<CompiledEntry, GpuError> {
         let key = PipelineKey { shader, entry };
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,8 +4,8 @@
 //! Files, lowest first: `error`, `kernel_names` and `shaders` (no dependencies),
 //! `portability` and `portability_table` (what each entry point needs and which back ends
 //! run it: a table tests/portability.rs generates), `adapter` (which adapter), `tuning`
-//! (the kernel choice and its cache), `device` (the opened `Gpu`), `buffers` and `timing`
-//! (helpers on an open `Gpu`).
+//! (the kernel choice and its cache), `device` (the opened `Gpu`), `buffers`, `timing` and
+//! `precompile` (helpers on an open `Gpu`).
 
 mod adapter;
 mod buffers;
@@ -14,6 +14,7 @@ mod error;
 mod kernel_names;
 mod portability;
 mod portability_table;
+mod precompile;
 mod shaders;
 mod timing;
 mod tuning;
@@ -29,6 +30,7 @@ pub use error::{GpuError, INSTALL_HINT};
 pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
 pub use portability::{EntryPortability, PortabilityTable, TABLE_BACKENDS};
 pub use portability_table::PORTABILITY;
+pub use precompile::Precompiled;
 #[doc(hidden)]
 pub use shaders::{EntryBindings, Shader};
 pub use tuning::{default_cache_path, KernelChoice, TunedKernel, TuningStats};

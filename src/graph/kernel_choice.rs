@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::buffer_range::BufferRange;
 use super::error::GraphError;
-use crate::gpu::{storage_buffer, CompiledEntry, Gpu, KernelChoice, TunedKernel};
+use crate::gpu::{storage_buffer, CompiledEntry, Gpu, KernelChoice, Shader, TunedKernel};
 use crate::ops::{Alternatives, Candidate, Dispatch, KernelCaps, Slot};
 
 /// A candidate taking this many times the best so far is not timed further.
@@ -25,25 +25,50 @@ pub(crate) fn choose(
     let Some(alternatives) = crate::ops::alternatives(dispatch, &KernelCaps::of(gpu)) else {
         return Ok((dispatch.clone(), None));
     };
-    let named = |name: &str| alternatives.candidates.iter().find(|c| c.name == name);
-    let default = &alternatives.candidates[0];
-    let chosen = match gpu.kernel_choice() {
-        KernelChoice::Defaults => default,
-        KernelChoice::Force(name) => named(&name).unwrap_or(default),
-        KernelChoice::Cached => {
-            let known = gpu.tuner().lookup(&alternatives.key);
-            known.as_deref().and_then(named).unwrap_or(default)
-        }
-        KernelChoice::Measure if alternatives.timed().count() < 2 => default,
-        KernelChoice::Measure => {
-            let known = gpu.tuner().lookup(&alternatives.key);
-            match known.as_deref().and_then(named) {
-                Some(candidate) => candidate,
-                None => measure(gpu, label, &alternatives, resolve)?,
-            }
-        }
+    let chosen = match decide(gpu, &alternatives) {
+        Decision::Take(candidate) => candidate,
+        Decision::Measure => measure(gpu, label, &alternatives, resolve)?,
     };
     Ok((chosen.dispatch.clone(), Some(chosen.name)))
+}
+
+/// The entry points `choose` will compile for `dispatch`: the one it takes, or every
+/// candidate it times (an untimed default cannot win a measurement).
+pub(crate) fn entries_to_compile(gpu: &Gpu, dispatch: &Dispatch) -> Vec<(Shader, &'static str)> {
+    let Some(alternatives) = crate::ops::alternatives(dispatch, &KernelCaps::of(gpu)) else {
+        return vec![(dispatch.shader, dispatch.entry)];
+    };
+    let entry = |c: &Candidate| (c.dispatch.shader, c.dispatch.entry);
+    match decide(gpu, &alternatives) {
+        Decision::Take(candidate) => vec![entry(candidate)],
+        Decision::Measure => alternatives.timed().map(entry).collect(),
+    }
+}
+
+/// What `choose` does with a dispatch's alternatives on this device.
+enum Decision<'a> {
+    Take(&'a Candidate),
+    /// Time the candidates (nothing known for this shape yet).
+    Measure,
+}
+
+fn decide<'a>(gpu: &Gpu, alternatives: &'a Alternatives) -> Decision<'a> {
+    let named = |name: &str| alternatives.candidates.iter().find(|c| c.name == name);
+    let default = &alternatives.candidates[0];
+    let cached = || {
+        let known = gpu.tuner().lookup(&alternatives.key);
+        known.as_deref().and_then(named)
+    };
+    Decision::Take(match gpu.kernel_choice() {
+        KernelChoice::Defaults => default,
+        KernelChoice::Force(name) => named(&name).unwrap_or(default),
+        KernelChoice::Cached => cached().unwrap_or(default),
+        KernelChoice::Measure if alternatives.timed().count() < 2 => default,
+        KernelChoice::Measure => match cached() {
+            Some(candidate) => candidate,
+            None => return Decision::Measure,
+        },
+    })
 }
 
 /// Times every candidate on the plan's buffers, those it may write replaced by scratch (so

@@ -6,7 +6,7 @@ use super::error::GraphError;
 use super::kernel_choice;
 use super::traffic::StepTraffic;
 use crate::gpu::{dispatch_bind_group, uniform_buffer, CompiledEntry, Gpu};
-use crate::ops::{Dispatch, Slot};
+use crate::ops::{Dispatch, KernelCaps, Slot};
 
 /// One pre-built dispatch.
 pub(crate) struct Step {
@@ -17,6 +17,14 @@ pub(crate) struct Step {
     workgroups: [u32; 3],
     /// Bytes its bindings read and write, counted when it was built.
     traffic: StepTraffic,
+}
+
+/// A dispatch as added, its slots resolved: kernels are chosen in `finish`, once every
+/// entry point the plan may compile is known (`Gpu::precompile`).
+struct Queued {
+    label: String,
+    dispatch: Dispatch,
+    slots: Vec<(Slot, Option<BufferRange>)>,
 }
 
 struct Pending {
@@ -34,7 +42,7 @@ struct Pending {
 pub(crate) struct StepBuilder<'a> {
     gpu: &'a Gpu,
     uniform_bytes: Vec<u8>,
-    pending: Vec<Pending>,
+    queued: Vec<Queued>,
 }
 
 impl<'a> StepBuilder<'a> {
@@ -42,13 +50,13 @@ impl<'a> StepBuilder<'a> {
         StepBuilder {
             gpu,
             uniform_bytes: Vec::new(),
-            pending: Vec::new(),
+            queued: Vec::new(),
         }
     }
 
     /// Number of steps added so far (for recording phase boundaries).
     pub fn len(&self) -> usize {
-        self.pending.len()
+        self.queued.len()
     }
 
     /// Adds one dispatch; `resolve` maps each slot the shader reads to a buffer (or a
@@ -59,8 +67,34 @@ impl<'a> StepBuilder<'a> {
         dispatch: &Dispatch,
         resolve: impl Fn(Slot) -> Option<R>,
     ) -> Result<(), GraphError> {
-        let resolve = |slot| resolve(slot).map(Into::into);
-        let (dispatch, kernel) = kernel_choice::choose(self.gpu, label, dispatch, &resolve)?;
+        // Every slot a candidate kernel may bind, not only the default's.
+        let alternatives = crate::ops::alternatives(dispatch, &KernelCaps::of(self.gpu));
+        let candidates = alternatives.iter().flat_map(|a| &a.candidates);
+        let mut slots: Vec<(Slot, Option<BufferRange>)> = Vec::new();
+        let bound = std::iter::once(dispatch).chain(candidates.map(|c| &c.dispatch));
+        for &(_, slot) in bound.flat_map(|d| &d.bindings) {
+            if !slots.iter().any(|(s, _)| *s == slot) {
+                slots.push((slot, resolve(slot).map(Into::into)));
+            }
+        }
+        self.queued.push(Queued {
+            label: label.to_string(),
+            dispatch: dispatch.clone(),
+            slots,
+        });
+        Ok(())
+    }
+
+    /// Chooses the kernel of one queued dispatch (timing the candidates where the tuner
+    /// has no choice yet) and prepares its bindings and uniform block.
+    fn prepare(&mut self, queued: &Queued) -> Result<Pending, GraphError> {
+        let resolve = |slot: Slot| {
+            let found = queued.slots.iter().find(|(s, _)| *s == slot);
+            found.and_then(|(_, range)| range.clone())
+        };
+        let label = queued.label.as_str();
+        let (dispatch, kernel) =
+            kernel_choice::choose(self.gpu, label, &queued.dispatch, &resolve)?;
         let compiled = self.gpu.pipeline(dispatch.shader, dispatch.entry)?;
         let buffers = kernel_choice::bind(label, &dispatch, &compiled, &resolve)?;
         let traffic = StepTraffic::of(&dispatch, &compiled, &buffers);
@@ -69,7 +103,7 @@ impl<'a> StepBuilder<'a> {
         self.uniform_bytes.resize(offset as usize, 0);
         self.uniform_bytes.extend_from_slice(&dispatch.uniform);
         let kernel = kernel.map(|name| format!(" [{name}]")).unwrap_or_default();
-        self.pending.push(Pending {
+        Ok(Pending {
             label: format!("{label} {}:{}{kernel}", dispatch.shader, dispatch.entry),
             compiled,
             uniform_offset: offset,
@@ -77,13 +111,23 @@ impl<'a> StepBuilder<'a> {
             buffers,
             workgroups: dispatch.workgroups,
             traffic,
-        });
-        Ok(())
+        })
     }
 
     /// Creates the uniform buffer and every bind group; returns the steps and the
     /// uniform buffer's size in bytes.
-    pub fn finish(self) -> Result<(Vec<Step>, u64), GraphError> {
+    pub fn finish(mut self) -> Result<(Vec<Step>, u64), GraphError> {
+        let entries: Vec<_> = self
+            .queued
+            .iter()
+            .flat_map(|q| kernel_choice::entries_to_compile(self.gpu, &q.dispatch))
+            .collect();
+        self.gpu.precompile(&entries);
+        let queued = std::mem::take(&mut self.queued);
+        let pending = queued
+            .iter()
+            .map(|q| self.prepare(q))
+            .collect::<Result<Vec<_>, _>>()?;
         // The choices stay in effect for this process even where the cache cannot be written.
         if let Err(error) = self.gpu.save_tuning() {
             eprintln!("warning: {error}");
@@ -93,8 +137,7 @@ impl<'a> StepBuilder<'a> {
             .gpu
             .device()
             .push_error_scope(wgpu::ErrorFilter::Validation);
-        let steps: Vec<Step> = self
-            .pending
+        let steps: Vec<Step> = pending
             .iter()
             .map(|p| Step {
                 label: p.label.clone(),
