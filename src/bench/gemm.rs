@@ -17,7 +17,7 @@ pub fn bench_gemm(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRepo
     let model = options.config().build(options.batch)?;
     let shapes = pointwise_shapes(&model.graph)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let before = gpu.tuning_stats();
+    let before = TuningReport::start(gpu);
     let mut kernels = Vec::new();
     let (mut wall_total, mut device_total) = (0.0, Some(0.0));
     let (mut mult_adds, mut memory, mut profile) = (0u64, MemoryReport::default(), Vec::new());

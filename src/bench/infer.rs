@@ -19,7 +19,7 @@ pub fn bench_infer(gpu: &Gpu, options: &BenchOptions) -> anyhow::Result<BenchRep
     // Measured as predict and eval run: batchnorm folded into the convolutions.
     let summary = config.build(1)?.summary();
     let params = ParamStore::initialize(&config.build(1)?.graph, 1);
-    let before = gpu.tuning_stats();
+    let before = TuningReport::start(gpu);
     let plan = config.inference_plan(gpu, &params, options.batch)?;
     let tuning = TuningReport::since(gpu, before);
     let input = random_input(
@@ -58,7 +58,7 @@ pub fn bench_infer_int8(
     let config = &model.config;
     let summary = config.build(1)?.summary();
     let graph = config.build_folded(options.batch)?.graph;
-    let before = gpu.tuning_stats();
+    let before = TuningReport::start(gpu);
     let plan = Int8Plan::compile(gpu, &graph, model)?;
     let tuning = TuningReport::since(gpu, before);
     let shape = graph.shape(graph.inputs()[0])?.to_vec();

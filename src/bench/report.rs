@@ -1,7 +1,7 @@
 //! What a benchmark measures and reports: its options, the report `mobilenet bench` prints
 //! (as text or JSON), and the medians and rates derived from the timed batches.
 
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Precompiled, TuningStats};
 use crate::graph::MemoryReport;
 use crate::model::{MobileNetV1Config, Preset};
 use std::time::Duration;
@@ -104,18 +104,40 @@ pub struct TuningReport {
     pub cached_shapes: usize,
     pub seconds: f64,
     pub cache: Option<String>,
+    /// Entry points compiled ahead of their first dispatch (`Gpu::precompile`).
+    pub compiled_ahead: Precompiled,
+}
+
+/// Where tuning and compiling stood when a measurement began (`TuningReport::since`).
+#[derive(Clone, Copy, Debug)]
+pub struct TuningStart {
+    tuning: TuningStats,
+    compiled: Precompiled,
 }
 
 impl TuningReport {
-    /// What tuning cost `gpu` since `before`.
-    pub fn since(gpu: &Gpu, before: crate::gpu::TuningStats) -> TuningReport {
+    pub fn start(gpu: &Gpu) -> TuningStart {
+        TuningStart {
+            tuning: gpu.tuning_stats(),
+            compiled: gpu.compiled_ahead(),
+        }
+    }
+
+    /// What choosing and compiling kernels cost `gpu` since `before`.
+    pub fn since(gpu: &Gpu, before: TuningStart) -> TuningReport {
         let now = gpu.tuning_stats();
+        let compiled = gpu.compiled_ahead();
         TuningReport {
             choice: gpu.kernel_choice().to_string(),
-            timed_shapes: now.timed - before.timed,
-            cached_shapes: now.reused - before.reused,
-            seconds: now.seconds - before.seconds,
+            timed_shapes: now.timed - before.tuning.timed,
+            cached_shapes: now.reused - before.tuning.reused,
+            seconds: now.seconds - before.tuning.seconds,
             cache: gpu.tuning_cache().map(|p| p.display().to_string()),
+            compiled_ahead: Precompiled {
+                here: compiled.here - before.compiled.here,
+                on_helpers: compiled.on_helpers - before.compiled.on_helpers,
+                seconds: compiled.seconds - before.compiled.seconds,
+            },
         }
     }
 }

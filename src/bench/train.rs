@@ -30,7 +30,7 @@ pub fn bench_train(
         ..options.config()
     };
     let model = config.build(options.batch)?;
-    let before = gpu.tuning_stats();
+    let before = TuningReport::start(gpu);
     let plan = bench_train_plan(gpu, &model.graph, replicas.count(), bucket_bytes)?;
     let tuning = TuningReport::since(gpu, before);
     let step = |images: &[f32], labels: &[u32]| -> anyhow::Result<Option<StepTiming>> {

@@ -51,7 +51,7 @@ pub fn tune(
         gpu.kernel_choice()
     );
     anyhow::ensure!(!batches.is_empty(), "give at least one --batch");
-    let before = gpu.tuning_stats();
+    let before = TuningReport::start(gpu);
     let mut plans = Vec::new();
     let gemms = |kernels: Vec<String>| -> Vec<String> {
         kernels.into_iter().filter(|k| k.ends_with(']')).collect()

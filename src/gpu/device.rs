@@ -43,6 +43,17 @@ pub struct Gpu {
     tuner: tuning::Tuner,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, CompiledEntry>>,
+    compiled_ahead: Mutex<Precompiled>,
+}
+
+/// Entry points compiled ahead of their first dispatch (`Gpu::precompile`): how many on
+/// this device and on helper devices, and the seconds that took; one call's, or with
+/// `Gpu::compiled_ahead` all of this device's so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Precompiled {
+    pub here: usize,
+    pub on_helpers: usize,
+    pub seconds: f64,
 }
 
 /// A pipeline and the bindings its entry point reads.
@@ -139,6 +150,7 @@ impl Gpu {
             tuner,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            compiled_ahead: Mutex::new(Precompiled::default()),
         })
     }
 
@@ -246,6 +258,24 @@ impl Gpu {
     /// the bindings it reads. Its bind-group layout is derived from the shader, so each
     /// entry point binds exactly those.
     #[doc(hidden)]
+    /// What `precompile` has compiled for this device so far.
+    pub fn compiled_ahead(&self) -> Precompiled {
+        *self
+            .compiled_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn add_compiled_ahead(&self, call: Precompiled) {
+        let mut total = self
+            .compiled_ahead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        total.here += call.here;
+        total.on_helpers += call.on_helpers;
+        total.seconds += call.seconds;
+    }
+
     /// Whether `pipeline` has created this entry point's pipeline on this device.
     pub(super) fn has_pipeline(&self, shader: Shader, entry: &'static str) -> bool {
         let pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());

@@ -25,12 +25,11 @@ pub(crate) use buffers::{
     dispatch_bind_group, read_buffer_bytes, read_buffer_f32, storage_buffer, uniform_buffer,
     uniform_storage_buffer,
 };
-pub use device::{CompiledEntry, Gpu};
+pub use device::{CompiledEntry, Gpu, Precompiled};
 pub use error::{GpuError, INSTALL_HINT};
 pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
 pub use portability::{EntryPortability, PortabilityTable, TABLE_BACKENDS};
 pub use portability_table::PORTABILITY;
-pub use precompile::Precompiled;
 #[doc(hidden)]
 pub use shaders::{EntryBindings, Shader};
 pub use tuning::{default_cache_path, KernelChoice, TunedKernel, TuningStats};

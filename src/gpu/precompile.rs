@@ -14,7 +14,7 @@
 //! Only software adapters take helpers: a GPU driver compiles at pipeline creation, and its
 //! cost and caching were not measured here (no GPU was available).
 
-use super::{CompiledEntry, Gpu, GpuError, Shader, GEMM_PROLOGUE_UNIFORM_BYTES};
+use super::{CompiledEntry, Gpu, GpuError, Precompiled, Shader, GEMM_PROLOGUE_UNIFORM_BYTES};
 use std::collections::{HashMap, HashSet};
 
 /// At most this many devices compile at once (this one and its helpers): each helper is a
@@ -22,14 +22,6 @@ use std::collections::{HashMap, HashSet};
 const MAX_COMPILERS: usize = 8;
 /// `MOBILENET_COMPILE_THREADS=N` caps the devices compiling at once; 1 turns helpers off.
 const COMPILERS_VAR: &str = "MOBILENET_COMPILE_THREADS";
-
-/// How many entry points `Gpu::precompile` compiled on this device and on helper devices
-/// (those a helper could not open or compile are left to their first dispatch here).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Precompiled {
-    pub here: usize,
-    pub on_helpers: usize,
-}
 
 impl Gpu {
     /// Compiles the entry points of `entries` this device has not compiled yet, in shares
@@ -43,10 +35,11 @@ impl Gpu {
         if compilers < 2 {
             return Precompiled::default();
         }
+        let start = std::time::Instant::now();
         let shares: Vec<Vec<(Shader, &'static str)>> = (0..compilers)
             .map(|k| todo.iter().skip(k).step_by(compilers).copied().collect())
             .collect();
-        std::thread::scope(|scope| {
+        let (here, on_helpers) = std::thread::scope(|scope| {
             let helpers: Vec<_> = shares[1..]
                 .iter()
                 .map(|share| scope.spawn(move || compile_on_helper(self, share)))
@@ -59,8 +52,15 @@ impl Gpu {
                 let _ = self.pipeline(shader, entry);
             }
             let on_helpers = helpers.into_iter().map(|h| h.join().unwrap_or(0)).sum();
-            Precompiled { here, on_helpers }
-        })
+            (here, on_helpers)
+        });
+        let call = Precompiled {
+            here,
+            on_helpers,
+            seconds: start.elapsed().as_secs_f64(),
+        };
+        self.add_compiled_ahead(call);
+        call
     }
 
     /// `entries` without repeats and without those this device has compiled.

@@ -205,14 +205,18 @@ impl Tuner {
         self.path.as_deref()
     }
 
-    /// The kernel chosen for `key` before, if any.
+    /// The kernel chosen for `key` before, if any, counted as a choice reused.
     pub fn lookup(&self, key: &str) -> Option<String> {
-        let mut state = self.state();
-        let kernel = state.choices.get(key).map(|t| t.kernel.clone());
+        let kernel = self.peek(key);
         if kernel.is_some() {
-            state.stats.reused += 1;
+            self.state().stats.reused += 1;
         }
         kernel
+    }
+
+    /// The kernel chosen for `key` before, if any, without counting it as used.
+    pub fn peek(&self, key: &str) -> Option<String> {
+        self.state().choices.get(key).map(|t| t.kernel.clone())
     }
 
     pub fn record(&self, key: &str, tuned: TunedKernel, spent: Duration) {

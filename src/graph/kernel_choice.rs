@@ -25,7 +25,8 @@ pub(crate) fn choose(
     let Some(alternatives) = crate::ops::alternatives(dispatch, &KernelCaps::of(gpu)) else {
         return Ok((dispatch.clone(), None));
     };
-    let chosen = match decide(gpu, &alternatives) {
+    let lookup = |key: &str| gpu.tuner().lookup(key);
+    let chosen = match decide(gpu, &alternatives, &lookup) {
         Decision::Take(candidate) => candidate,
         Decision::Measure => measure(gpu, label, &alternatives, resolve)?,
     };
@@ -39,7 +40,8 @@ pub(crate) fn entries_to_compile(gpu: &Gpu, dispatch: &Dispatch) -> Vec<(Shader,
         return vec![(dispatch.shader, dispatch.entry)];
     };
     let entry = |c: &Candidate| (c.dispatch.shader, c.dispatch.entry);
-    match decide(gpu, &alternatives) {
+    let peek = |key: &str| gpu.tuner().peek(key);
+    match decide(gpu, &alternatives, &peek) {
         Decision::Take(candidate) => vec![entry(candidate)],
         Decision::Measure => alternatives.timed().map(entry).collect(),
     }
@@ -52,13 +54,16 @@ enum Decision<'a> {
     Measure,
 }
 
-fn decide<'a>(gpu: &Gpu, alternatives: &'a Alternatives) -> Decision<'a> {
+/// `lookup` reads the tuner's choice for a shape (`Tuner::lookup`, which counts it as reused,
+/// or `Tuner::peek`).
+fn decide<'a>(
+    gpu: &Gpu,
+    alternatives: &'a Alternatives,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Decision<'a> {
     let named = |name: &str| alternatives.candidates.iter().find(|c| c.name == name);
     let default = &alternatives.candidates[0];
-    let cached = || {
-        let known = gpu.tuner().lookup(&alternatives.key);
-        known.as_deref().and_then(named)
-    };
+    let cached = || lookup(&alternatives.key).as_deref().and_then(named);
     Decision::Take(match gpu.kernel_choice() {
         KernelChoice::Defaults => default,
         KernelChoice::Force(name) => named(&name).unwrap_or(default),

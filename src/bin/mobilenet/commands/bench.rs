@@ -351,7 +351,19 @@ fn print_kernels(report: &BenchReport) {
         ),
         forced => format!("MOBILENET_TUNE={forced}: forced"),
     };
-    println!("  kernels: {}; {how}", kernels.join(", "));
+    let ahead = &tuning.compiled_ahead;
+    let compiled = if ahead.here + ahead.on_helpers > 0 {
+        format!(
+            "; compiled ahead: {} entry points ({} here, {} on helper devices) in {:.2} s",
+            ahead.here + ahead.on_helpers,
+            ahead.here,
+            ahead.on_helpers,
+            ahead.seconds
+        )
+    } else {
+        String::new()
+    };
+    println!("  kernels: {}; {how}{compiled}", kernels.join(", "));
 }
 
 /// The slowest dispatches and the time per shader entry point.
