@@ -37,8 +37,8 @@ pub struct Gpu {
     limits: wgpu::Limits,
     timestamp_period_ns: Option<f32>,
     subgroup_gemm: bool,
-    /// A CPU adapter (lavapipe, WARP): see `precompile`.
-    software: bool,
+    /// A CPU adapter through Vulkan (lavapipe): see `precompile`.
+    lavapipe_like: bool,
     binding_limit: u64,
     tuner: tuning::Tuner,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
@@ -145,7 +145,8 @@ impl Gpu {
             limits,
             timestamp_period_ns,
             subgroup_gemm,
-            software: info.device_type == wgpu::DeviceType::Cpu,
+            lavapipe_like: info.device_type == wgpu::DeviceType::Cpu
+                && info.backend == wgpu::Backend::Vulkan,
             binding_limit,
             tuner,
             modules: Mutex::new(HashMap::new()),
@@ -282,9 +283,10 @@ impl Gpu {
         pipelines.contains_key(&PipelineKey { shader, entry })
     }
 
-    /// A CPU adapter: a software driver such as lavapipe or WARP.
-    pub(super) fn is_software(&self) -> bool {
-        self.software
+    /// A software Vulkan driver (a CPU adapter through Vulkan): lavapipe, which compiles a
+    /// pipeline at its first dispatch and caches the code on disk.
+    pub(super) fn is_software_vulkan(&self) -> bool {
+        self.lavapipe_like
     }
 
     pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<CompiledEntry, GpuError> {

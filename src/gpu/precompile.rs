@@ -11,8 +11,9 @@
 //! Where the cache is off, this device compiles the helpers' shares again at first use: the
 //! first run takes as long as it did without them, and no longer.
 //!
-//! Only software adapters take helpers: a GPU driver compiles at pipeline creation, and its
-//! cost and caching were not measured here (no GPU was available).
+//! Only software Vulkan adapters take helpers: a GPU driver (and WARP, the software DX12
+//! one) compiles at pipeline creation, with caches of its own; neither was measured here
+//! (no GPU was available).
 
 use super::{CompiledEntry, Gpu, GpuError, Precompiled, Shader, GEMM_PROLOGUE_UNIFORM_BYTES};
 use std::collections::{HashMap, HashSet};
@@ -74,9 +75,10 @@ impl Gpu {
             .collect()
     }
 
-    /// Devices to compile `count` entry points on: one per core on a software adapter.
+    /// Devices to compile `count` entry points on: one per core on a software Vulkan
+    /// adapter.
     fn compilers_for(&self, count: usize) -> usize {
-        if !self.is_software() {
+        if !self.is_software_vulkan() {
             return 1;
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
