@@ -57,10 +57,8 @@ fn precompile_shares_entry_points_between_this_device_and_helpers_once() {
     }
 }
 
-/// `bench --json`'s `tuning.compiled_ahead` for a small inference plan, with
-/// `MOBILENET_COMPILE_THREADS` set to `threads` where given, and whether the adapter is a
-/// software one (the report names its host CPU) through Vulkan.
-fn bench_compiled_ahead(threads: Option<&str>) -> (serde_json::Value, bool) {
+/// `mobilenet bench --json` on a small inference plan, the kernels fixed (no timing).
+fn small_bench() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_mobilenet"));
     command
         .args([
@@ -75,6 +73,14 @@ fn bench_compiled_ahead(threads: Option<&str>) -> (serde_json::Value, bool) {
         .args(["--alpha", "0.25", "--warmup", "1", "--iters", "1", "--json"])
         .env("MOBILENET_TUNE", "off")
         .env_remove("MOBILENET_COMPILE_THREADS");
+    command
+}
+
+/// `bench --json`'s `tuning.compiled_ahead` for a small inference plan, with
+/// `MOBILENET_COMPILE_THREADS` set to `threads` where given, and whether the adapter is a
+/// software one (the report names its host CPU) through Vulkan.
+fn bench_compiled_ahead(threads: Option<&str>) -> (serde_json::Value, bool) {
+    let mut command = small_bench();
     if let Some(threads) = threads {
         command.env("MOBILENET_COMPILE_THREADS", threads);
     }
@@ -88,6 +94,20 @@ fn bench_compiled_ahead(threads: Option<&str>) -> (serde_json::Value, bool) {
         serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
     let software = report["host_cpu"].is_string() && report["backend"] == "Vulkan";
     (report["tuning"]["compiled_ahead"].clone(), software)
+}
+
+#[test]
+fn a_compile_thread_count_that_is_no_number_is_refused_with_the_fix() {
+    let output = small_bench()
+        .env("MOBILENET_COMPILE_THREADS", "two")
+        .output()
+        .expect("run the mobilenet binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MOBILENET_COMPILE_THREADS=\"two\" is not a number"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -44,6 +44,19 @@ pub struct Gpu {
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, CompiledEntry>>,
     compiled_ahead: Mutex<Precompiled>,
+    /// `MOBILENET_COMPILE_THREADS`: at most this many devices compile at once.
+    compile_threads: Option<usize>,
+}
+
+/// `MOBILENET_COMPILE_THREADS`, if set (see `precompile`).
+fn compile_threads_from_env() -> Result<Option<usize>, GpuError> {
+    let Ok(value) = std::env::var("MOBILENET_COMPILE_THREADS") else {
+        return Ok(None);
+    };
+    let threads = value.trim().parse::<usize>();
+    threads
+        .map(Some)
+        .map_err(|_| GpuError::CompileThreadsSetting { value })
 }
 
 /// Entry points compiled ahead of their first dispatch (`Gpu::precompile`): how many on
@@ -116,6 +129,7 @@ impl Gpu {
             && info.device_type == wgpu::DeviceType::Cpu
             && info.subgroup_min_size >= PORTABILITY.subgroup_lanes();
         let choice = KernelChoice::from_env(&KERNELS)?;
+        let compile_threads = compile_threads_from_env()?;
         let tuner = tuning::Tuner::new(choice, default_cache_path(&summary), &summary);
         let limits = adapter.limits();
         let binding_limit = limits
@@ -152,6 +166,7 @@ impl Gpu {
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             compiled_ahead: Mutex::new(Precompiled::default()),
+            compile_threads,
         })
     }
 
@@ -281,6 +296,11 @@ impl Gpu {
     pub(super) fn has_pipeline(&self, shader: Shader, entry: &'static str) -> bool {
         let pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
         pipelines.contains_key(&PipelineKey { shader, entry })
+    }
+
+    /// At most this many devices may compile at once (`MOBILENET_COMPILE_THREADS`).
+    pub(super) fn compile_threads(&self) -> Option<usize> {
+        self.compile_threads
     }
 
     /// A software Vulkan driver (a CPU adapter through Vulkan): lavapipe, which compiles a

@@ -21,6 +21,8 @@ pub enum GpuError {
     Pipeline { pipeline: String, reason: String },
     #[error("reading a buffer back from the GPU failed: {0}")]
     Readback(String),
+    #[error("MOBILENET_COMPILE_THREADS={value:?} is not a number: give how many devices may compile kernels at once (1 compiles them on the plan's own device), or unset it for one per core")]
+    CompileThreadsSetting { value: String },
     #[error("MOBILENET_TUNE={value:?} is not a setting: use on (measure, the default), off (the fixed defaults), cached (the cache's choices, nothing timed) or a kernel name: {known}")]
     TuneSetting { value: String, known: String },
     #[error("cannot write the kernel cache {}: {reason}; set XDG_CACHE_HOME to a writable directory or MOBILENET_TUNE=off", path.display())]

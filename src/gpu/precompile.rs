@@ -19,10 +19,9 @@ use super::{CompiledEntry, Gpu, GpuError, Precompiled, Shader, GEMM_PROLOGUE_UNI
 use std::collections::{HashMap, HashSet};
 
 /// At most this many devices compile at once (this one and its helpers): each helper is a
-/// device of its own, with the driver's memory and threads.
+/// device of its own, with the driver's memory and threads. `MOBILENET_COMPILE_THREADS=N`
+/// caps it further; 1 turns helpers off.
 const MAX_COMPILERS: usize = 8;
-/// `MOBILENET_COMPILE_THREADS=N` caps the devices compiling at once; 1 turns helpers off.
-const COMPILERS_VAR: &str = "MOBILENET_COMPILE_THREADS";
 
 impl Gpu {
     /// Compiles the entry points of `entries` this device has not compiled yet, in shares
@@ -82,10 +81,7 @@ impl Gpu {
             return 1;
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cap = std::env::var(COMPILERS_VAR)
-            .ok()
-            .and_then(|v| v.parse::<usize>().ok())
-            .unwrap_or(MAX_COMPILERS);
+        let cap = self.compile_threads().unwrap_or(MAX_COMPILERS);
         cores.min(cap).min(MAX_COMPILERS).min(count)
     }
 
