@@ -114,8 +114,9 @@ impl<'a> StepBuilder<'a> {
         })
     }
 
-    /// Creates the uniform buffer and every bind group; returns the steps and the
-    /// uniform buffer's size in bytes.
+    /// Chooses every queued dispatch's kernel, the entry points it will need compiled
+    /// ahead and at once (`Gpu::precompile`), then creates the uniform buffer and every
+    /// bind group; returns the steps and the uniform buffer's size in bytes.
     pub fn finish(mut self) -> Result<(Vec<Step>, u64), GraphError> {
         let entries: Vec<_> = self
             .queued
