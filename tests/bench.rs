@@ -1,11 +1,14 @@
 //! `mobilenet bench --json` reports the fields scripts rely on (values are not timed
-//! against thresholds here: a shared machine may be slow).
+//! against thresholds here: a shared machine may be slow), among them the kernels compiled
+//! ahead on helper devices and `MOBILENET_COMPILE_THREADS`'s effect on them.
 
 use std::process::Command;
 
-#[test]
-fn bench_json_has_the_documented_fields() {
-    let output = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+/// `mobilenet bench --json` on a small inference plan (batch 2, 32x32, width 0.25), the
+/// kernels fixed: tuning has its own tests (tests/tuning.rs); these read the report.
+fn small_bench(iters: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mobilenet"));
+    command
         .args([
             "bench",
             "--mode",
@@ -14,25 +17,29 @@ fn bench_json_has_the_documented_fields() {
             "2",
             "--resolution",
             "32",
-            "--alpha",
-            "0.25",
-            "--warmup",
-            "1",
-            "--iters",
-            "3",
-            "--json",
         ])
-        // Tuning has its own tests (tests/tuning.rs); this one reads the report's fields.
+        .args([
+            "--alpha", "0.25", "--warmup", "1", "--iters", iters, "--json",
+        ])
         .env("MOBILENET_TUNE", "off")
-        .output()
-        .expect("run the mobilenet binary");
+        .env_remove("MOBILENET_COMPILE_THREADS");
+    command
+}
+
+/// The report of a run that must succeed.
+fn report_of(command: &mut Command) -> serde_json::Value {
+    let output = command.output().expect("run the mobilenet binary");
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("one JSON object on stdout");
+    serde_json::from_slice(&output.stdout).expect("one JSON object on stdout")
+}
+
+#[test]
+fn bench_json_has_the_documented_fields() {
+    let report = report_of(&mut small_bench("3"));
     for key in [
         "mode",
         "batch",
@@ -172,4 +179,46 @@ fn int8_inference_is_benchmarked_and_says_so() {
         .expect("run the mobilenet binary");
     assert!(!train.status.success());
     assert!(String::from_utf8_lossy(&train.stderr).contains("--mode infer only"));
+}
+
+/// `bench --json`'s `tuning.compiled_ahead` for a small inference plan, with
+/// `MOBILENET_COMPILE_THREADS` set to `threads` where given, and whether the adapter is a
+/// software one (the report names its host CPU) through Vulkan.
+fn bench_compiled_ahead(threads: Option<&str>) -> (serde_json::Value, bool) {
+    let mut command = small_bench("1");
+    if let Some(threads) = threads {
+        command.env("MOBILENET_COMPILE_THREADS", threads);
+    }
+    let report = report_of(&mut command);
+    let software = report["host_cpu"].is_string() && report["backend"] == "Vulkan";
+    (report["tuning"]["compiled_ahead"].clone(), software)
+}
+
+#[test]
+fn a_compile_thread_count_that_is_no_number_is_refused_with_the_fix() {
+    let output = small_bench("1")
+        .env("MOBILENET_COMPILE_THREADS", "two")
+        .output()
+        .expect("run the mobilenet binary");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("MOBILENET_COMPILE_THREADS=\"two\" is not a number"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bench_reports_the_entry_points_compiled_ahead_and_one_thread_turns_helpers_off() {
+    let (alone, _) = bench_compiled_ahead(Some("1"));
+    assert_eq!(alone["here"], 0, "{alone}");
+    assert_eq!(alone["on_helpers"], 0, "{alone}");
+    let (shared, software) = bench_compiled_ahead(None);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if software && cores >= 2 {
+        assert!(shared["here"].as_u64().unwrap() >= 1, "{shared}");
+        assert!(shared["on_helpers"].as_u64().unwrap() >= 1, "{shared}");
+    } else {
+        assert_eq!(shared["on_helpers"], 0, "{shared}");
+    }
 }

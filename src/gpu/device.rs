@@ -38,7 +38,7 @@ pub struct Gpu {
     timestamp_period_ns: Option<f32>,
     subgroup_gemm: bool,
     /// A CPU adapter through Vulkan (lavapipe): see `precompile`.
-    lavapipe_like: bool,
+    software_vulkan: bool,
     binding_limit: u64,
     tuner: tuning::Tuner,
     modules: Mutex<HashMap<Shader, wgpu::ShaderModule>>,
@@ -159,7 +159,7 @@ impl Gpu {
             limits,
             timestamp_period_ns,
             subgroup_gemm,
-            lavapipe_like: info.device_type == wgpu::DeviceType::Cpu
+            software_vulkan: info.device_type == wgpu::DeviceType::Cpu
                 && info.backend == wgpu::Backend::Vulkan,
             binding_limit,
             tuner,
@@ -306,7 +306,7 @@ impl Gpu {
     /// A software Vulkan driver (a CPU adapter through Vulkan): lavapipe, which compiles a
     /// pipeline at its first dispatch and caches the code on disk.
     pub(super) fn is_software_vulkan(&self) -> bool {
-        self.lavapipe_like
+        self.software_vulkan
     }
 
     pub fn pipeline(&self, shader: Shader, entry: &'static str) -> Result<CompiledEntry, GpuError> {
