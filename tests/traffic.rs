@@ -8,14 +8,19 @@ use common::gpu;
 use mobilenet_wgpu::graph::{
     Bytes, GraphBuilder, ParamBuffers, PhaseTraffic, TrainConfig, TrainPlan, TrainTraffic,
 };
-use mobilenet_wgpu::ops::{Dense, Pointwise, UpdateRule};
+use mobilenet_wgpu::gpu::{Gpu, KernelChoice};
+use mobilenet_wgpu::ops::{Conv2d, Dense, Padding, Pointwise, UpdateRule};
 use std::sync::Arc;
 
 /// Bytes of an f32.
 const F: u64 = 4;
 
 fn compile(graph: &GraphBuilder, input_grad: bool) -> TrainPlan {
-    let params = Arc::new(ParamBuffers::new(gpu(), graph).unwrap());
+    compile_on(gpu(), graph, input_grad)
+}
+
+fn compile_on(gpu: &Gpu, graph: &GraphBuilder, input_grad: bool) -> TrainPlan {
+    let params = Arc::new(ParamBuffers::new(gpu, graph).unwrap());
     let config = TrainConfig {
         // RMSProp (two state tensors per parameter), as `bench --mode train` trains.
         update: Some(UpdateRule::RmspropTf {
@@ -26,7 +31,7 @@ fn compile(graph: &GraphBuilder, input_grad: bool) -> TrainPlan {
         input_grad,
         ..Default::default()
     };
-    TrainPlan::compile(graph, gpu(), params, &config).unwrap()
+    TrainPlan::compile(graph, gpu, params, &config).unwrap()
 }
 
 /// A phase: dispatches, then (read, written) bytes of activations, scratch and parameters.
@@ -134,4 +139,58 @@ fn a_dense_head_moves_what_its_loss_and_gradients_bind() {
         phase(1, none, none, [4 * span, 3 * span]),
     );
     check(&plan, expected);
+}
+
+/// The ops whose dispatches unfold their input into patches (a convolution's im2col), in
+/// the order the step runs them.
+fn unfoldings(plan: &TrainPlan) -> Vec<String> {
+    plan.kernels()
+        .iter()
+        .filter(|k| k.contains("conv2d.wgsl:im2col"))
+        .map(|k| k.split(' ').next().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// `convs` 3x3 convolutions in a row on a batch of `batch` 6x6x3 images.
+fn convolutions(convs: &[&str], batch: usize) -> GraphBuilder {
+    let mut g = GraphBuilder::new();
+    let mut y = g.input("x", &[batch, 6, 6, 3]);
+    for name in convs {
+        let conv = Conv2d {
+            out_channels: 3,
+            kernel: 3,
+            stride: 1,
+            padding: Padding::Symmetric,
+            fused: None,
+        };
+        y = g.conv2d(name, y, conv).unwrap();
+    }
+    g.output(y).unwrap();
+    g
+}
+
+#[test]
+fn a_convolution_reads_its_forward_patches_back_unless_they_were_overwritten() {
+    // The stem's backward finds its patches in the workspace: one unfolding per step.
+    let plan = compile(&convolutions(&["stem"], 2), false);
+    assert_eq!(unfoldings(&plan), ["stem"], "{:#?}", plan.kernels());
+    // The second convolution's forward overwrites the first's patches, and its backward
+    // runs first: only the first unfolds again.
+    let plan = compile(&convolutions(&["first", "second"], 2), true);
+    assert_eq!(
+        unfoldings(&plan),
+        ["first", "second", "first"],
+        "{:#?}",
+        plan.kernels()
+    );
+    // A batch in chunks leaves only the last chunk's patches: each chunk unfolds again.
+    // 6x6 pixels x 28 floats of patch per image: 4 KiB, so 8 KiB bindings take 2 images.
+    let small = common::open_gpu(KernelChoice::Defaults, None).with_binding_limit(8 << 10);
+    let plan = compile_on(&small, &convolutions(&["stem"], 4), false);
+    assert_eq!(
+        unfoldings(&plan),
+        ["stem[0..2]", "stem[2..4]", "stem[0..2]", "stem[2..4]"],
+        "{:#?}",
+        plan.kernels()
+    );
 }

@@ -13,7 +13,8 @@ use super::shapes::{tensor_bytes, with_batch};
 use super::steps::StepBuilder;
 use crate::ops::{
     accumulating, with_input_prologue, with_input_sums, with_output_grad_prologue,
-    with_output_stats, Activation, BatchNorm, Dispatch, OpKind, Slot, TrainSettings, REDUCE_CHUNK,
+    with_output_stats, Activation, BatchNorm, Conv2d, Dispatch, OpKind, Slot, TrainSettings,
+    REDUCE_CHUNK,
 };
 
 /// One node as the emitters see it.
@@ -51,6 +52,9 @@ pub(crate) struct ChunkedNode<'a> {
     /// A batch norm whose input gradient the node before it applies: its backward pass
     /// stops after the merge.
     pub grad_by_previous: bool,
+    /// A convolution whose forward's patches are still in the workspace when its backward
+    /// runs: the backward reads them instead of unfolding its input again.
+    pub patches_kept: bool,
 }
 
 /// `dispatches` with `fuse` applied where it applies, when `wanted`.
@@ -222,6 +226,9 @@ impl ChunkedNode<'_> {
             }
             if self.summed_by_next {
                 dispatches.remove(PARTIAL);
+            }
+            if self.patches_kept {
+                dispatches.retain(|d| !Conv2d::unfolds(d));
             }
             let dispatches = self.with_prologue(dispatches)?;
             let dispatches = self.with_output_grad(dispatches)?;

@@ -17,6 +17,9 @@ pub struct Conv2d {
     pub fused: Fused,
 }
 
+/// The entry point that unfolds the input into patches in `Slot::Workspace`.
+const UNFOLD: &str = "im2col";
+
 const BINDINGS: [(u32, Slot); 6] = [
     (1, Slot::Input),
     (2, Slot::Param(0)),
@@ -122,7 +125,7 @@ impl Conv2d {
             ..Gemm::plain(pixels, self.out_channels, patch)
         };
         vec![
-            self.dispatch("im2col", input, output, pixels),
+            self.dispatch(UNFOLD, input, output, pixels),
             gemm.dispatch(
                 Slot::Workspace,
                 Slot::Param(0),
@@ -140,7 +143,9 @@ impl Conv2d {
     }
 
     /// dX by a gather over windows when asked; dW as the GEMM patches^T x dY on patches
-    /// unfolded again (cheap, and nothing else may have kept the workspace).
+    /// unfolded again, since other ops' forward passes may have reused the workspace (a
+    /// plan that knows the forward's patches are still there leaves out the dispatch that
+    /// `unfolds`).
     #[doc(hidden)]
     pub fn backward(&self, input: &[usize], output: &[usize], input_grad: bool) -> Vec<Dispatch> {
         let pixels = output[0] * output[1] * output[2];
@@ -151,7 +156,7 @@ impl Conv2d {
             dispatches.push(self.dispatch("backward_input", input, output, inputs));
         }
         let stride = self.patch_stride(input);
-        dispatches.push(self.dispatch("im2col", input, output, pixels));
+        dispatches.push(self.dispatch(UNFOLD, input, output, pixels));
         dispatches.extend(weight_gradient(
             (Slot::Workspace, stride),
             pixels,
@@ -160,5 +165,11 @@ impl Conv2d {
             Slot::Scratch(0),
         ));
         dispatches
+    }
+
+    /// Whether `dispatch` is one of this op's unfoldings of its input into the workspace.
+    #[doc(hidden)]
+    pub fn unfolds(dispatch: &Dispatch) -> bool {
+        dispatch.shader == Shader::Conv2d && dispatch.entry == UNFOLD
     }
 }

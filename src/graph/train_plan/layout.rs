@@ -97,6 +97,9 @@ pub(super) struct Layout<'g> {
     /// Parameters with gradients, in node order.
     pub(super) trainable: Vec<usize>,
     pub(super) workspace_bytes: u64,
+    /// The node whose unfolded patches are still in the workspace when its backward runs,
+    /// which then reads them instead of unfolding its input again.
+    pub(super) patches_kept: Option<usize>,
     /// How each node splits the batch (one chunk where its tensors fit one binding).
     pub(super) chunks: Vec<BatchChunks>,
 }
@@ -134,6 +137,20 @@ fn shared_scratch_bytes(scratch_specs: &[Vec<ScratchSpec>]) -> Vec<u64> {
     shared_bytes
 }
 
+/// The last node (in forward order) that writes the workspace, when it does so once: the
+/// step's backward pass reaches it before any other writer's, so its patches are still there
+/// (the forward pass of a batch split into chunks leaves only the last chunk's).
+fn last_workspace_writer<'a>(
+    nodes: &[Node],
+    shape_of: &impl Fn(TensorId) -> &'a [usize],
+    chunks: &[BatchChunks],
+) -> Option<usize> {
+    let writer = nodes
+        .iter()
+        .rposition(|n| n.kind.workspace(shape_of(n.input), shape_of(n.output)) > 0)?;
+    (!chunks[writer].is_chunked()).then_some(writer)
+}
+
 impl<'g> Layout<'g> {
     pub(super) fn new(graph: &'g GraphBuilder, gpu: &Gpu) -> Result<Layout<'g>, GraphError> {
         let (node_count, output_id) = training_chain(graph)?;
@@ -162,6 +179,7 @@ impl<'g> Layout<'g> {
             .collect();
         let input_sums = super::bn_fusion::input_sums(graph, nodes, &prologues, &chunks);
         let output_stats = super::bn_fusion::output_stats(graph, nodes, &chunks);
+        let patches_kept = last_workspace_writer(nodes, &shape_of, &chunks);
         Ok(Layout {
             nodes,
             input_id,
@@ -179,6 +197,7 @@ impl<'g> Layout<'g> {
             shared_bytes,
             trainable,
             workspace_bytes,
+            patches_kept,
             chunks,
         })
     }

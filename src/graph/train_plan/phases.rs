@@ -113,6 +113,7 @@ impl PhaseBuilder<'_> {
             stats_by_previous: self.layout.stats_by_previous(i),
             output_grad: self.layout.output_grads[i],
             grad_by_previous: self.layout.grad_by_previous(i),
+            patches_kept: self.layout.patches_kept == Some(i),
         }
     }
 
