@@ -20,6 +20,9 @@ struct BnParams {
     // The rows the batch statistics cover, when a plan runs this pass on a chunk of them
     // (0: `rows`).
     batch_rows: u32,
+    // backward_finalize_with_weight_sums only: the weight gradient's partials (vec4s per
+    // partial, and how many), and the workgroups that finalize before those that sum them.
+    weight_vec4s: u32, weight_parts: u32, finalize_workgroups: u32, _unused0: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
@@ -46,6 +49,10 @@ struct BnParams {
 @group(0) @binding(10) var<storage, read_write> grad_input: array<Elem>;
 @group(0) @binding(11) var<storage, read_write> grad_gamma: array<Elem>;
 @group(0) @binding(12) var<storage, read_write> grad_beta: array<Elem>;
+// backward_finalize_with_weight_sums: a neighbouring op's weight-gradient partials
+// [parts][weight_vec4s] and the gradient they sum to (reduce.wgsl's sum_partials4).
+@group(0) @binding(13) var<storage, read> weight_partials: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read_write> weight_grad: array<vec4<f32>>;
 
 // Inference form: normalise with the running statistics. The per-channel scale/shift is
 // recomputed per element rather than stored, so the trained parameters stay the only state.
@@ -225,7 +232,37 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
 @compute @workgroup_size(WG_SIZE)
 fn backward_finalize(@builtin(global_invocation_id) gid: vec3<u32>,
                      @builtin(num_workgroups) nwg: vec3<u32>) {
-    let c = linear_index(gid, nwg);
+    finalize_backward_sums(linear_index(gid, nwg));
+}
+
+// backward_finalize and, in the workgroups after `finalize_workgroups`, the sums of a
+// weight gradient's partials that are independent of it (those of the op before this batch
+// norm in the backward pass): two one-workgroup reductions of a step in one dispatch, so
+// they share one start and both of a CPU's threads. The same sums in the same order as the
+// two dispatches would make.
+@compute @workgroup_size(WG_SIZE)
+fn backward_finalize_with_weight_sums(@builtin(workgroup_id) wg: vec3<u32>,
+                                      @builtin(local_invocation_index) local: u32) {
+    if wg.x < p.finalize_workgroups {
+        finalize_backward_sums(wg.x * WG_SIZE + local);
+    } else {
+        sum_weight_partials((wg.x - p.finalize_workgroups) * WG_SIZE + local);
+    }
+}
+
+// weight_grad[i] = sum over the partials s of weight_partials[s][i], in order.
+fn sum_weight_partials(i: u32) {
+    if i >= p.weight_vec4s {
+        return;
+    }
+    var sum = vec4<f32>(0.0);
+    for (var s = 0u; s < p.weight_parts; s++) {
+        sum += weight_partials[s * p.weight_vec4s + i];
+    }
+    weight_grad[i] = sum;
+}
+
+fn finalize_backward_sums(c: u32) {
     if c >= groups() {
         return;
     }

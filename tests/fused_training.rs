@@ -516,3 +516,67 @@ fn other_consumers_keep_the_normalise_pass() {
     let dx_gpu = grads.input.as_deref().expect("dX");
     assert_close("bn -> bn dX", dx_gpu, &dx.data, OP_RTOL);
 }
+
+/// A batch norm's backward finalize runs in one dispatch with the weight-gradient sums the
+/// op after it in the step's backward order leaves just before (two one-workgroup
+/// reductions that read nothing of each other's): a 3x3 depthwise layer's beside the batch
+/// norm before it (vec4 kernel; three and one chunks of partials, stride 1 and 2), and a
+/// pointwise layer's, split over its rows, beside the batch norm before it on 13 channels
+/// (scalar kernel). The gradients match the reference on every kernel candidate, and no
+/// pair is left apart.
+#[test]
+fn finalize_stages_share_a_dispatch_with_the_weight_sums_before_them() {
+    let merged = BatchNorm::FINALIZE_WITH_WEIGHT_SUMS;
+    let depthwise = |stride| {
+        OpKind::Depthwise(Depthwise {
+            kernel: 3,
+            stride,
+            padding: common::PADDINGS[stride - 1],
+            fused: None,
+        })
+    };
+    let pointwise = OpKind::Pointwise(Pointwise {
+        out_channels: 8,
+        fused: None,
+    });
+    let cases = [
+        (
+            vec![
+                ("bn_before", batch_norm(Activation::Relu6)),
+                ("dw", depthwise(1)),
+            ],
+            [2, 17, 16, 12],
+        ),
+        (
+            vec![
+                ("bn_before", batch_norm(Activation::Relu)),
+                ("dw", depthwise(2)),
+            ],
+            [1, 9, 7, 8],
+        ),
+        (
+            vec![
+                ("dw", depthwise(1)),
+                ("bn_between", batch_norm(Activation::Relu)),
+                ("pw", pointwise),
+            ],
+            [2, 24, 24, 13],
+        ),
+    ];
+    for (i, (nodes, shape)) in cases.into_iter().enumerate() {
+        let names: Vec<_> = nodes.iter().map(|(name, _)| *name).collect();
+        let what = names.join(" -> ");
+        let pair = chain(what, nodes, &shape, 800 + i as u64);
+        for (device, kernel) in common::kernel_devices() {
+            let plan = compile(device, &pair);
+            let what = format!("{} [{kernel}]", pair.what);
+            let kernels = plan.kernels();
+            assert_eq!(passes(&plan, merged), 1, "{what}: {kernels:?}");
+            let apart = kernels
+                .windows(2)
+                .any(|w| w[0].contains(":sum_partials4") && w[1].contains(":backward_finalize"));
+            assert!(!apart, "{what}: {kernels:?}");
+            check_gradients(&plan, &pair, &what);
+        }
+    }
+}

@@ -5,10 +5,10 @@
 mod common;
 
 use common::gpu;
+use mobilenet_wgpu::gpu::{Gpu, KernelChoice};
 use mobilenet_wgpu::graph::{
     Bytes, GraphBuilder, ParamBuffers, PhaseTraffic, TrainConfig, TrainPlan, TrainTraffic,
 };
-use mobilenet_wgpu::gpu::{Gpu, KernelChoice};
 use mobilenet_wgpu::ops::{Conv2d, Dense, Padding, Pointwise, UpdateRule};
 use std::sync::Arc;
 

@@ -26,6 +26,12 @@ impl BufferRange {
         self.size.unwrap_or(self.buffer.size() - self.offset)
     }
 
+    /// Whether the two share a byte of one buffer.
+    pub fn overlaps(&self, other: &BufferRange) -> bool {
+        let end = |r: &BufferRange| r.offset + r.bytes();
+        self.buffer == other.buffer && self.offset < end(other) && other.offset < end(self)
+    }
+
     pub fn binding(&self) -> wgpu::BufferBinding<'_> {
         wgpu::BufferBinding {
             buffer: &self.buffer,

@@ -6,11 +6,12 @@ use super::error::GraphError;
 use super::kernel_choice;
 use super::traffic::StepTraffic;
 use crate::gpu::{dispatch_bind_group, uniform_buffer, CompiledEntry, Gpu};
-use crate::ops::{Dispatch, KernelCaps, Slot};
+use crate::ops::{BatchNorm, Dispatch, KernelCaps, Slot};
 
 /// One pre-built dispatch.
 pub(crate) struct Step {
-    /// "<op name> <shader>:<entry>", for profiles.
+    /// "<op name> <shader>:<entry>", for profiles ("<op>+<op>" where two ops' work shares
+    /// the dispatch).
     label: String,
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
@@ -43,6 +44,8 @@ pub(crate) struct StepBuilder<'a> {
     gpu: &'a Gpu,
     uniform_bytes: Vec<u8>,
     queued: Vec<Queued>,
+    /// Whether `add` may run a dispatch in the last one's place (`BatchNorm::finalize_beside`).
+    merge_reductions: bool,
 }
 
 impl<'a> StepBuilder<'a> {
@@ -51,7 +54,17 @@ impl<'a> StepBuilder<'a> {
             gpu,
             uniform_bytes: Vec::new(),
             queued: Vec::new(),
+            merge_reductions: false,
         }
+    }
+
+    /// Lets `add` run a batch norm's backward finalize stage in the same dispatch as the
+    /// weight-gradient sums added just before it, where neither touches the other's
+    /// buffers: for plans whose steps are not cut between the two (sync-BN exchanges the
+    /// batch norm's partials before its finalize).
+    pub fn merging_reductions(mut self) -> Self {
+        self.merge_reductions = true;
+        self
     }
 
     /// Number of steps added so far (for recording phase boundaries).
@@ -60,12 +73,60 @@ impl<'a> StepBuilder<'a> {
     }
 
     /// Adds one dispatch; `resolve` maps each slot the shader reads to a buffer (or a
-    /// `BufferRange` of one).
+    /// `BufferRange` of one). Where `merging_reductions` allows, a dispatch independent of
+    /// the last one added joins it (`BatchNorm::finalize_beside`) and `len` stays.
     pub fn add<R: Into<BufferRange>>(
         &mut self,
         label: &str,
         dispatch: &Dispatch,
         resolve: impl Fn(Slot) -> Option<R>,
+    ) -> Result<(), GraphError> {
+        let resolve = |slot| resolve(slot).map(Into::into);
+        if let Some((merged, beside)) = self.beside_last(dispatch, &resolve) {
+            let last = self
+                .queued
+                .pop()
+                .expect("beside_last found a last dispatch");
+            let label = format!("{label}+{}", last.label);
+            return self.queue(&label, &merged, |slot| match slot {
+                Slot::BesidePartials => Some(beside[0].clone()),
+                Slot::BesideGrad => Some(beside[1].clone()),
+                other => resolve(other),
+            });
+        }
+        self.queue(label, dispatch, resolve)
+    }
+
+    /// `dispatch` merged with the last dispatch added, and the buffers the last one's
+    /// bindings 1 and 2 (partials and gradient) received, where the two may share a
+    /// dispatch: a known pair, and no buffer bound by both.
+    fn beside_last(
+        &self,
+        dispatch: &Dispatch,
+        resolve: &dyn Fn(Slot) -> Option<BufferRange>,
+    ) -> Option<(Dispatch, [BufferRange; 2])> {
+        let last = self.queued.last().filter(|_| self.merge_reductions)?;
+        let merged = BatchNorm::finalize_beside(dispatch, &last.dispatch)?;
+        let bound = |binding| {
+            let (_, slot) = last.dispatch.bindings.iter().find(|(b, _)| *b == binding)?;
+            let (_, range) = last.slots.iter().find(|(s, _)| s == slot)?;
+            range.clone()
+        };
+        let beside = [bound(1)?, bound(2)?];
+        let own: Vec<BufferRange> = dispatch
+            .bindings
+            .iter()
+            .filter_map(|&(_, slot)| resolve(slot))
+            .collect();
+        let shared = own.iter().any(|r| beside.iter().any(|b| b.overlaps(r)));
+        (!shared).then_some((merged, beside))
+    }
+
+    fn queue(
+        &mut self,
+        label: &str,
+        dispatch: &Dispatch,
+        resolve: impl Fn(Slot) -> Option<BufferRange>,
     ) -> Result<(), GraphError> {
         // Every slot a candidate kernel may bind, not only the default's.
         let alternatives = crate::ops::alternatives(dispatch, &KernelCaps::of(self.gpu));
@@ -74,7 +135,7 @@ impl<'a> StepBuilder<'a> {
         let bound = std::iter::once(dispatch).chain(candidates.map(|c| &c.dispatch));
         for &(_, slot) in bound.flat_map(|d| &d.bindings) {
             if !slots.iter().any(|(s, _)| *s == slot) {
-                slots.push((slot, resolve(slot).map(Into::into)));
+                slots.push((slot, resolve(slot)));
             }
         }
         self.queued.push(Queued {

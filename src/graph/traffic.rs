@@ -108,10 +108,13 @@ impl StepTraffic {
             | Slot::InputNorm
             | Slot::InputPartials
             | Slot::OutputPartials
-            | Slot::OutputNorm => Some(&mut self.scratch),
-            Slot::Param(_) | Slot::EpilogueParam(_) | Slot::ParamGrad(_) | Slot::OptState(_) => {
-                Some(&mut self.params)
-            }
+            | Slot::OutputNorm
+            | Slot::BesidePartials => Some(&mut self.scratch),
+            Slot::Param(_)
+            | Slot::EpilogueParam(_)
+            | Slot::ParamGrad(_)
+            | Slot::OptState(_)
+            | Slot::BesideGrad => Some(&mut self.params),
             Slot::Hyper | Slot::Unused => None,
         }
     }

@@ -2,7 +2,7 @@
 
 use super::{
     chunks, linear_grid, nhwc, uniform_words, Activation, Dispatch, ParamRole, ParamSpec,
-    ScratchSpec, Slot, TrainSettings, REDUCE_CHUNK,
+    ScratchSpec, Slot, TrainSettings, REDUCE_CHUNK, SUM_PARTIALS_ACCUMULATE_WORD,
 };
 use crate::gpu::Shader;
 
@@ -128,6 +128,11 @@ impl BatchNorm {
             chunks as u32,
             momentum.to_bits(),
             0,
+            // backward_finalize_with_weight_sums's words (`finalize_beside`).
+            0,
+            0,
+            0,
+            0,
         ];
         // Every thread count is a multiple of the channel count; the vec4 form of the
         // shader takes 4 channels per invocation.
@@ -162,6 +167,46 @@ impl BatchNorm {
         let mut over = dispatch.clone();
         over.set_uniform_word(Self::BATCH_ROWS_WORD, batch_rows as u32);
         over
+    }
+
+    /// bn_act.wgsl's first uniform word of `backward_finalize_with_weight_sums`: the weight
+    /// gradient's vec4s, its partials, and the workgroups that finalize.
+    const WEIGHT_SUMS_WORD: usize = 8;
+
+    /// The entry point that runs `backward_finalize` and a weight gradient's sums.
+    pub const FINALIZE_WITH_WEIGHT_SUMS: &'static str = "backward_finalize_with_weight_sums";
+
+    /// `finalize` (a batch norm's `backward_finalize`) and `sums` (`sum_partials4` of a
+    /// weight gradient, not adding to it) as one dispatch, where the step runs them one
+    /// after the other and neither reads what the other writes (the caller's to check):
+    /// two one-workgroup reductions then share one start, and a CPU's two threads. The
+    /// sums' partials and gradient are bound as `Slot::BesidePartials` and
+    /// `Slot::BesideGrad`. `None` where the two are not such a pair.
+    #[doc(hidden)]
+    pub fn finalize_beside(finalize: &Dispatch, sums: &Dispatch) -> Option<Dispatch> {
+        let pair = matches!(finalize.shader, Shader::BnAct | Shader::BnActVec4)
+            && finalize.entry == "backward_finalize"
+            && sums.shader == Shader::Reduce
+            && sums.entry == "sum_partials4"
+            && sums.uniform_word(SUM_PARTIALS_ACCUMULATE_WORD) == 0;
+        let one_row = |d: &Dispatch| d.workgroups[1] == 1 && d.workgroups[2] == 1;
+        if !(pair && one_row(finalize) && one_row(sums)) {
+            return None;
+        }
+        let mut merged = Dispatch {
+            entry: Self::FINALIZE_WITH_WEIGHT_SUMS,
+            workgroups: [finalize.workgroups[0] + sums.workgroups[0], 1, 1],
+            ..finalize.clone()
+        };
+        merged
+            .bindings
+            .extend([(13, Slot::BesidePartials), (14, Slot::BesideGrad)]);
+        let [parts, vec4s] = [0, 1].map(|i| sums.uniform_word(i));
+        let words = [vec4s, parts, finalize.workgroups[0]];
+        for (i, word) in words.into_iter().enumerate() {
+            merged.set_uniform_word(Self::WEIGHT_SUMS_WORD + i, word);
+        }
+        Some(merged)
     }
 
     /// Under sync-BN the replicas exchange the partial sums that the first dispatch of the
@@ -240,5 +285,53 @@ impl BatchNorm {
             dispatches.push(self.dispatch("backward_input", input, 0.0, row_block_threads(input)));
         }
         dispatches
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{accumulating, sum_partials};
+
+    fn batch_norm() -> BatchNorm {
+        BatchNorm {
+            eps: 1e-3,
+            activation: Activation::Relu,
+        }
+    }
+
+    #[test]
+    fn a_finalize_takes_the_weight_sums_beside_it_in_workgroups_of_their_own() {
+        let input = [2, 8, 8, 12];
+        let finalize =
+            batch_norm().backward(&input, &input, true, &TrainSettings::default())[1].clone();
+        let sums = sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), 3, 9 * 12);
+        let merged = BatchNorm::finalize_beside(&finalize, &sums).expect("a pair");
+        assert_eq!(merged.entry, BatchNorm::FINALIZE_WITH_WEIGHT_SUMS);
+        assert_eq!(merged.shader, finalize.shader);
+        let [f, s] = [&finalize, &sums].map(|d| d.workgroups[0]);
+        assert_eq!(merged.workgroups, [f + s, 1, 1]);
+        // The finalize's words, then the sums' vec4s, partials and the finalize's workgroups.
+        let words: Vec<u32> = (0..12).map(|i| merged.uniform_word(i)).collect();
+        let own: Vec<u32> = (0..8).map(|i| finalize.uniform_word(i)).collect();
+        assert_eq!(words[..8], own[..]);
+        assert_eq!(words[8..11], [27, 3, f]);
+        assert!(merged.bindings.contains(&(13, Slot::BesidePartials)));
+        assert!(merged.bindings.contains(&(14, Slot::BesideGrad)));
+    }
+
+    #[test]
+    fn sums_that_add_to_a_gradient_or_other_stages_are_left_apart() {
+        let input = [2, 8, 8, 12];
+        let stages = batch_norm().backward(&input, &input, true, &TrainSettings::default());
+        let sums = sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), 3, 9 * 12);
+        let adding = accumulating(&sums).expect("sums can add");
+        assert!(BatchNorm::finalize_beside(&stages[1], &adding).is_none());
+        // backward_partial and backward_input are not one-workgroup reductions.
+        assert!(BatchNorm::finalize_beside(&stages[0], &sums).is_none());
+        assert!(BatchNorm::finalize_beside(&stages[2], &sums).is_none());
+        // Sums of a length that is no multiple of 4 run the scalar kernel.
+        let scalar = sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), 3, 9 * 13);
+        assert!(BatchNorm::finalize_beside(&stages[1], &scalar).is_none());
     }
 }

@@ -55,6 +55,11 @@ pub enum Slot {
     /// batch norm's output gradient and applies its input gradient as it loads it (see
     /// `with_output_grad_prologue`).
     OutputNorm,
+    /// The weight-gradient partials another op's sum reads, when a batch norm's finalize
+    /// stage runs that sum beside its own work (see `BatchNorm::finalize_beside`).
+    BesidePartials,
+    /// The weight gradient that sum writes.
+    BesideGrad,
 }
 
 /// Working memory an op needs beyond its inputs, outputs and parameters.

@@ -92,6 +92,10 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
             "depthwise",
             access_candidates(dispatch, Shader::Depthwise, dispatch.workgroups),
         ),
+        // One grid serves both of its jobs; only the vec4 form is offered.
+        Shader::BnActVec4 if dispatch.entry == super::BatchNorm::FINALIZE_WITH_WEIGHT_SUMS => {
+            return None
+        }
         Shader::BnActVec4 => {
             // The scalar kernel takes one channel per invocation: 4 times the invocations
             // (the kernels skip those past the tensor, so covering more is harmless).

@@ -144,7 +144,8 @@ impl TrainPlan {
         self.steps.len()
     }
 
-    /// Every dispatch in execution order, as `<op> <shader>:<entry> [<kernel>]`: which
+    /// Every dispatch in execution order, as `<op> <shader>:<entry> [<kernel>]` (`<op>+<op>`
+    /// where a batch norm's finalize stage runs beside another op's weight sums): which
     /// kernel each layer runs (the bracket names the one chosen among alternatives).
     pub fn kernels(&self) -> Vec<String> {
         self.steps.iter().map(|s| s.label().to_string()).collect()

@@ -54,6 +54,9 @@ pub(super) fn build_phases(
     };
     let mut bn_exchanges = Vec::new();
     let mut builder = StepBuilder::new(gpu);
+    if config.settings.synced_replicas <= 1 {
+        builder = builder.merging_reductions();
+    }
     phases.add_forward(&mut builder, &mut bn_exchanges)?;
     let forward = 0..builder.len();
     phases.add_loss(&mut builder)?;
