@@ -51,17 +51,45 @@ def median_of(runs, pick):
     return statistics.median(pick(run) for run in runs)
 
 
+def keyed_steps(run):
+    """A run's profile as {(label, n): ms}, n counting earlier steps of the same label."""
+    seen = {}
+    keyed = {}
+    for entry in run["profile"]:
+        n = seen.get(entry["step"], 0)
+        seen[entry["step"]] = n + 1
+        keyed[(entry["step"], n)] = entry["ms"]
+    return keyed
+
+
+def step_rows(results):
+    """Every variant's steps, in the order the first variant to run each one runs it: builds
+    that split or merge dispatches differently still line up where their labels agree."""
+    rows = []
+    for runs in results:
+        for key in keyed_steps(runs[0]):
+            if key not in rows:
+                rows.append(key)
+    return rows
+
+
+def step_cell(runs, step, width):
+    times = [keyed_steps(run).get(step) for run in runs]
+    if None in times:
+        return "-".rjust(width)
+    return f"{statistics.median(times):{width}.3f}"
+
+
 def print_table(names, results, per_layer):
     # Columns are labelled A, B, ...: the variants' full names are listed below the table.
     width = 12
     labels = [chr(ord("A") + i) for i in range(len(names))]
     header = "".join(label.rjust(width) for label in labels)
     if per_layer:
-        steps = [entry["step"] for entry in results[0][0]["profile"]]
         print("step".ljust(48) + header)
-        for i, step in enumerate(steps):
-            cells = (median_of(runs, lambda r: r["profile"][i]["ms"]) for runs in results)
-            print(step[:47].ljust(48) + "".join(f"{ms:{width}.3f}" for ms in cells))
+        for step in step_rows(results):
+            cells = (step_cell(runs, step, width) for runs in results)
+            print(step[0][:47].ljust(48) + "".join(cells))
         sums = (median_of(runs, lambda r: sum(e["ms"] for e in r["profile"])) for runs in results)
         print("all steps (ms)".ljust(48) + "".join(f"{ms:{width}.3f}" for ms in sums))
     batches = (median_of(runs, lambda r: r["ms_per_batch"]) for runs in results)
