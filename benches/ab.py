@@ -8,7 +8,8 @@ A VARIANT is a mobilenet binary, optionally followed by environment settings for
 `VARIANT bench --json BENCH ARGS` once per variant, in order, so that a shared machine's
 slow minutes fall on every variant alike; the table gives each variant's median over the
 rounds. With --per-layer every dispatch is timed in its own pass (`bench --per-layer`) and
-the table has a row per step; the whole batch is still timed apart.
+the table has a row per step (a step that only some builds run, where they split or merge
+dispatches differently, shows "-" for the others); the whole batch is still timed apart.
 
 Copy a build elsewhere before rebuilding: `cargo build` overwrites target/release/mobilenet.
 Each variant gets a kernel cache of its own (XDG_CACHE_HOME in a temporary directory, unless
