@@ -88,37 +88,37 @@ impl<'a> StepBuilder<'a> {
                 .pop()
                 .expect("beside_last found a last dispatch");
             let label = format!("{label}+{}", last.label);
-            return self.queue(&label, &merged, |slot| match slot {
-                Slot::BesidePartials => Some(beside[0].clone()),
-                Slot::BesideGrad => Some(beside[1].clone()),
-                other => resolve(other),
+            return self.queue(&label, &merged, |slot| {
+                let found = beside.iter().find(|(s, _)| *s == slot);
+                found.map_or_else(|| resolve(slot), |(_, range)| Some(range.clone()))
             });
         }
         self.queue(label, dispatch, resolve)
     }
 
-    /// `dispatch` merged with the last dispatch added, and the buffers the last one's
-    /// bindings 1 and 2 (partials and gradient) received, where the two may share a
-    /// dispatch: a known pair, and no buffer bound by both.
+    /// `dispatch` merged with the last dispatch added, and what the merged dispatch's slots
+    /// for the last one's buffers receive, where the two may share a dispatch: a known
+    /// pair, and no buffer bound by both.
     fn beside_last(
         &self,
         dispatch: &Dispatch,
         resolve: &dyn Fn(Slot) -> Option<BufferRange>,
-    ) -> Option<(Dispatch, [BufferRange; 2])> {
+    ) -> Option<(Dispatch, Vec<(Slot, BufferRange)>)> {
         let last = self.queued.last().filter(|_| self.merge_reductions)?;
-        let merged = BatchNorm::finalize_beside(dispatch, &last.dispatch)?;
-        let bound = |binding| {
-            let (_, slot) = last.dispatch.bindings.iter().find(|(b, _)| *b == binding)?;
-            let (_, range) = last.slots.iter().find(|(s, _)| s == slot)?;
-            range.clone()
+        let (merged, slots) = BatchNorm::finalize_beside(dispatch, &last.dispatch)?;
+        let bound = |(merged_slot, last_slot): (Slot, Slot)| {
+            let (_, range) = last.slots.iter().find(|(s, _)| *s == last_slot)?;
+            Some((merged_slot, range.clone()?))
         };
-        let beside = [bound(1)?, bound(2)?];
+        let beside = slots.into_iter().map(bound).collect::<Option<Vec<_>>>()?;
         let own: Vec<BufferRange> = dispatch
             .bindings
             .iter()
             .filter_map(|&(_, slot)| resolve(slot))
             .collect();
-        let shared = own.iter().any(|r| beside.iter().any(|b| b.overlaps(r)));
+        let shared = own
+            .iter()
+            .any(|r| beside.iter().any(|(_, b)| b.overlaps(r)));
         (!shared).then_some((merged, beside))
     }
 

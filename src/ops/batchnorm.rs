@@ -3,6 +3,7 @@
 use super::{
     chunks, linear_grid, nhwc, uniform_words, Activation, Dispatch, ParamRole, ParamSpec,
     ScratchSpec, Slot, TrainSettings, REDUCE_CHUNK, SUM_PARTIALS_ACCUMULATE_WORD,
+    SUM_PARTIALS_BINDINGS,
 };
 use crate::gpu::Shader;
 
@@ -181,9 +182,13 @@ impl BatchNorm {
     /// after the other and neither reads what the other writes (the caller's to check):
     /// two one-workgroup reductions then share one start, and a CPU's two threads. The
     /// sums' partials and gradient are bound as `Slot::BesidePartials` and
-    /// `Slot::BesideGrad`. `None` where the two are not such a pair.
+    /// `Slot::BesideGrad`: returned with the slots of `sums` they stand for. `None` where
+    /// the two are not such a pair.
     #[doc(hidden)]
-    pub fn finalize_beside(finalize: &Dispatch, sums: &Dispatch) -> Option<Dispatch> {
+    pub fn finalize_beside(
+        finalize: &Dispatch,
+        sums: &Dispatch,
+    ) -> Option<(Dispatch, [(Slot, Slot); 2])> {
         let pair = matches!(finalize.shader, Shader::BnAct | Shader::BnActVec4)
             && finalize.entry == "backward_finalize"
             && sums.shader == Shader::Reduce
@@ -206,7 +211,13 @@ impl BatchNorm {
         for (i, word) in words.into_iter().enumerate() {
             merged.set_uniform_word(Self::WEIGHT_SUMS_WORD + i, word);
         }
-        Some(merged)
+        let slot_of = |binding| {
+            let (_, slot) = sums.bindings.iter().find(|(b, _)| *b == binding)?;
+            Some(*slot)
+        };
+        let [partials, grad] = SUM_PARTIALS_BINDINGS.map(slot_of);
+        let beside = [(Slot::BesidePartials, partials?), (Slot::BesideGrad, grad?)];
+        Some((merged, beside))
     }
 
     /// Under sync-BN the replicas exchange the partial sums that the first dispatch of the
@@ -306,7 +317,7 @@ mod tests {
         let finalize =
             batch_norm().backward(&input, &input, true, &TrainSettings::default())[1].clone();
         let sums = sum_partials(Slot::Scratch(0), Slot::ParamGrad(0), 3, 9 * 12);
-        let merged = BatchNorm::finalize_beside(&finalize, &sums).expect("a pair");
+        let (merged, beside) = BatchNorm::finalize_beside(&finalize, &sums).expect("a pair");
         assert_eq!(merged.entry, BatchNorm::FINALIZE_WITH_WEIGHT_SUMS);
         assert_eq!(merged.shader, finalize.shader);
         let [f, s] = [&finalize, &sums].map(|d| d.workgroups[0]);
@@ -318,6 +329,13 @@ mod tests {
         assert_eq!(words[8..11], [27, 3, f]);
         assert!(merged.bindings.contains(&(13, Slot::BesidePartials)));
         assert!(merged.bindings.contains(&(14, Slot::BesideGrad)));
+        assert_eq!(
+            beside,
+            [
+                (Slot::BesidePartials, Slot::Scratch(0)),
+                (Slot::BesideGrad, Slot::ParamGrad(0))
+            ]
+        );
     }
 
     #[test]

@@ -131,6 +131,9 @@ pub(super) fn chunks(rows: usize) -> usize {
 /// reduce.wgsl's word that, set, makes `sum_partials` add to `out` (`accumulating`).
 pub(super) const SUM_PARTIALS_ACCUMULATE_WORD: usize = 4;
 
+/// reduce.wgsl's bindings of `sum_partials`: the partials, and what they sum to.
+pub(super) const SUM_PARTIALS_BINDINGS: [u32; 2] = [1, 2];
+
 /// reduce.wgsl's stage 2: `out[c] = sum_s partials[s, c]` over `parts` partials of `len`,
 /// 4 values per invocation where `len` divides by 4 (`sum_partials4`).
 pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) -> Dispatch {
@@ -144,7 +147,10 @@ pub(super) fn sum_partials(partials: Slot, out: Slot, parts: usize, len: usize) 
         shader: Shader::Reduce,
         entry,
         uniform: uniform_words(&words),
-        bindings: vec![(1, partials), (2, out)],
+        bindings: vec![
+            (SUM_PARTIALS_BINDINGS[0], partials),
+            (SUM_PARTIALS_BINDINGS[1], out),
+        ],
         workgroups: linear_grid(cols),
     }
 }

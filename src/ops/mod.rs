@@ -38,7 +38,7 @@ pub use epilogue::{with_input_sums, with_output_stats};
 // For the ops' own files: the helpers they share.
 use dispatch::{
     chunks, column_sum, linear_grid, linear_grid_of, sum_partials, uniform_words, LINEAR_WORKGROUP,
-    SUM_PARTIALS_ACCUMULATE_WORD,
+    SUM_PARTIALS_ACCUMULATE_WORD, SUM_PARTIALS_BINDINGS,
 };
 #[doc(hidden)]
 pub use gemm::accumulating;
