@@ -150,12 +150,12 @@ fn check_on(device: &Gpu, kernel: &str, pair: &Pair) -> TrainPlan {
         stored,
         "{what}: activations stored"
     );
-    // A 3x3 depthwise or pointwise consumer sums the batch norm's backward partials as it
-    // writes dX.
+    // A 3x3 depthwise, pointwise or pooling consumer sums the batch norm's backward
+    // partials as it writes dX.
     let partial_passes = passes(&plan, "backward_partial");
     let sums_in_consumer = match &pair.kinds[1] {
         OpKind::Depthwise(d) => d.kernel == 3,
-        OpKind::Pointwise(_) => true,
+        OpKind::Pointwise(_) | OpKind::GlobalAvgPool(_) => true,
         _ => false,
     };
     assert_eq!(
@@ -181,12 +181,6 @@ fn check_gradients(plan: &TrainPlan, pair: &Pair, what: &str) {
     for (info, expected) in trainable.zip(&dparams) {
         let got = grads.params.get(&info.name).expect("param grad");
         assert_close(&format!("{what} d{}", info.name), got, expected, OP_RTOL);
-    }
-}
-
-fn check(pair: Pair) {
-    for (device, kernel) in common::kernel_devices() {
-        check_on(device, kernel, &pair);
     }
 }
 
@@ -488,12 +482,32 @@ fn pointwise_between_batch_norms_matches_the_reference() {
     }
 }
 
+/// The pooling layer applies the batch norm before it as it loads, and its backward sums
+/// that batch norm's backward partials as it writes dX (`backward_sums`, one invocation per
+/// chunk of 256 rows and channel): one chunk, batch 1, 1x1 maps, odd channel counts, and
+/// 300 and 513 rows (two chunks, the second short; three, the last of one row).
 #[test]
 fn pooling_applies_the_batch_norm_before_it() {
-    let cases: [[usize; 4]; 3] = [[2, 3, 3, 16], [1, 7, 7, 13], [3, 1, 1, 8]];
+    let cases: [[usize; 4]; 5] = [
+        [2, 3, 3, 16],
+        [1, 7, 7, 13],
+        [3, 1, 1, 8],
+        [3, 10, 10, 12],
+        [1, 27, 19, 5],
+    ];
     for (i, shape) in cases.into_iter().enumerate() {
         let pool = OpKind::GlobalAvgPool(GlobalAvgPool);
-        check(pair(pool, &shape, ACTIVATIONS[i % 3], 300 + i as u64));
+        let pair = pair(pool, &shape, ACTIVATIONS[i % 3], 300 + i as u64);
+        for (device, kernel) in common::kernel_devices() {
+            let plan = check_on(device, kernel, &pair);
+            assert_eq!(
+                op_passes(&plan, "consumer", "backward_sums"),
+                1,
+                "{}: {:?}",
+                pair.what,
+                plan.kernels()
+            );
+        }
     }
 }
 

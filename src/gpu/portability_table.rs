@@ -150,6 +150,7 @@ pub const PORTABILITY: PortabilityTable = PortabilityTable {
         EntryPortability { shader: Shader::BnActVec4, entry: "backward_input", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Pool, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Pool, entry: "backward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Pool, entry: "backward_sums", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Softmax, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Softmax, entry: "cross_entropy", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Softmax, entry: "accumulate_metrics", invocations: 1, workgroup_bytes: 0, subgroup_lanes: None, f16: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },

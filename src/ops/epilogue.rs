@@ -6,6 +6,7 @@
 
 use super::depthwise::{with_depthwise_input_sums, with_depthwise_output_stats};
 use super::gemm::{with_gemm_input_sums, with_gemm_output_stats};
+use super::pool::with_pool_input_sums;
 use super::{Activation, Dispatch};
 
 /// `dispatch` also leaving the statistics partials of its output for the batch norm after
@@ -19,9 +20,11 @@ pub fn with_output_stats(dispatch: &Dispatch) -> Option<Dispatch> {
 /// `dispatch` (a backward dispatch that writes the input gradient of a layer after a batch
 /// norm with `activation`) also summing that batch norm's backward partials over the
 /// gradient it writes, into `Slot::InputPartials`, laid out as the batch norm's own
-/// `backward_partial` leaves them: the 3x3 depthwise backward (which needs the input
-/// prologue applied first: `with_input_prologue`), or the dX GEMM of a pointwise layer.
-/// `None` for any other dispatch.
+/// `backward_partial` leaves them: the 3x3 depthwise backward or the pooling backward
+/// (both need the input prologue applied first: `with_input_prologue`), or the dX GEMM of a
+/// pointwise layer. `None` for any other dispatch.
 pub fn with_input_sums(dispatch: &Dispatch, activation: Activation) -> Option<Dispatch> {
-    with_depthwise_input_sums(dispatch).or_else(|| with_gemm_input_sums(dispatch, activation))
+    with_depthwise_input_sums(dispatch)
+        .or_else(|| with_gemm_input_sums(dispatch, activation))
+        .or_else(|| with_pool_input_sums(dispatch))
 }

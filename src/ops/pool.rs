@@ -1,6 +1,8 @@
 //! Global average pooling: [N, H, W, C] -> [N, C].
 
-use super::{linear_grid, nhwc, uniform_words, Dispatch, ParamSpec, ScratchSpec, Slot};
+use super::{
+    chunks, linear_grid, nhwc, uniform_words, Dispatch, ParamSpec, ScratchSpec, Slot, REDUCE_CHUNK,
+};
 use crate::gpu::Shader;
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -24,9 +26,12 @@ impl GlobalAvgPool {
     /// else 1 + the activation code; `with_input_prologue`).
     pub(super) const PROLOGUE_WORD: usize = 3;
 
+    /// pool.wgsl's binding of the input batch norm's backward partials (`backward_sums`).
+    const INPUT_PARTIALS_BINDING: u32 = 6;
+
     fn dispatch(entry: &'static str, input: &[usize], threads: usize) -> Dispatch {
         let [n, h, w, c] = [input[0], input[1], input[2], input[3]];
-        let words = [n as u32, (h * w) as u32, c as u32, 0];
+        let words = [n, h * w, c, 0, REDUCE_CHUNK, 0, 0, 0].map(|v| v as u32);
         Dispatch {
             shader: Shader::Pool,
             entry,
@@ -59,5 +64,57 @@ impl GlobalAvgPool {
             return Vec::new();
         }
         vec![Self::dispatch("backward", input, input.iter().product())]
+    }
+}
+
+/// `dispatch` (the pooling backward, with the input prologue applied: `with_input_prologue`)
+/// also summing the backward partials of the batch norm before it over the gradient it
+/// writes, into `Slot::InputPartials`, laid out as that batch norm's own `backward_partial`
+/// leaves them (one invocation per chunk of `REDUCE_CHUNK` rows and channel); that pass is
+/// then not needed. `None` for any other dispatch.
+pub(super) fn with_pool_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
+    let prologued = dispatch.uniform_word(GlobalAvgPool::PROLOGUE_WORD) != 0
+        && dispatch.bindings.contains(&(5, Slot::InputNorm));
+    if dispatch.shader != Shader::Pool || dispatch.entry != "backward" || !prologued {
+        return None;
+    }
+    let [n, pixels, c] = [0, 1, 2].map(|i| dispatch.uniform_word(i) as usize);
+    let mut bindings = dispatch.bindings.clone();
+    bindings.push((GlobalAvgPool::INPUT_PARTIALS_BINDING, Slot::InputPartials));
+    Some(Dispatch {
+        entry: "backward_sums",
+        bindings,
+        workgroups: linear_grid(chunks(n * pixels) * c),
+        ..dispatch.clone()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{with_input_prologue, Activation};
+
+    #[test]
+    fn the_backward_with_the_prologue_sums_the_batch_norm_partials_by_chunk_and_channel() {
+        // 3 images of 10 x 10 pixels: 300 rows, two chunks of the batch norm's partials.
+        let input = [3, 10, 10, 13];
+        let backward = GlobalAvgPool.backward(&input, &[3, 13], true).remove(0);
+        assert!(
+            with_pool_input_sums(&backward).is_none(),
+            "needs the prologue"
+        );
+        let prologued = with_input_prologue(&backward, Activation::Relu6).expect("prologue");
+        let sums = with_pool_input_sums(&prologued).expect("pool backward with sums");
+        assert_eq!(sums.entry, "backward_sums");
+        assert!(sums.bindings.contains(&(6, Slot::InputPartials)));
+        assert!(sums.bindings.contains(&(5, Slot::InputNorm)));
+        assert_eq!(sums.uniform_word(4), REDUCE_CHUNK as u32);
+        assert_eq!(sums.workgroups, linear_grid(2 * 13));
+        let forward = with_input_prologue(
+            &GlobalAvgPool.forward(&input, &[3, 13]).remove(0),
+            Activation::Relu,
+        )
+        .expect("prologue");
+        assert!(with_pool_input_sums(&forward).is_none());
     }
 }

@@ -7,8 +7,8 @@
 //! - Its statistics: a 3x3 depthwise node or a GEMM (pointwise, the stem's convolution)
 //!   before it leaves the per-chunk mean and squared deviations of its output
 //!   (`ops::with_output_stats`), in place of `stats_partial`.
-//! - Its backward sums: a 3x3 depthwise or pointwise node after it sums them over the input
-//!   gradient it writes (`ops::with_input_sums`), in place of `backward_partial`.
+//! - Its backward sums: a 3x3 depthwise, pointwise or pooling node after it sums them over
+//!   the input gradient it writes (`ops::with_input_sums`), in place of `backward_partial`.
 //! - Its input gradient: a depthwise node before it reads the batch norm's output gradient
 //!   and applies the batch norm's input gradient as it loads it
 //!   (`ops::with_output_grad_prologue`), in place of `backward_input`. The GEMMs do not:
@@ -45,10 +45,11 @@ pub(super) fn input_prologues(graph: &GraphBuilder, nodes: &[Node]) -> Vec<Optio
 }
 
 /// Per node, whether its backward also sums the backward partials of the batch norm before
-/// it (`ops::with_input_sums`: the 3x3 depthwise backward or the pointwise dX GEMM, over
-/// the input gradient it writes), so that batch norm runs no `backward_partial` pass. Only where the node takes
-/// the batch norm in its prologue and both run over the whole batch at once: a chunked
-/// batch norm merges partial sums chunk by chunk of its own.
+/// it (`ops::with_input_sums`: the 3x3 depthwise backward, the pointwise dX GEMM or the
+/// pooling backward, over the input gradient it writes), so that batch norm runs no
+/// `backward_partial` pass. Only where the node takes the batch norm in its prologue and
+/// both run over the whole batch at once: a chunked batch norm merges partial sums chunk by
+/// chunk of its own.
 pub(super) fn input_sums(
     graph: &GraphBuilder,
     nodes: &[Node],
