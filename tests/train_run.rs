@@ -202,6 +202,47 @@ fn train_cli(out: &Path, epochs: &str, extra: &[&str]) -> std::process::Output {
         .expect("run mobilenet train")
 }
 
+/// The evaluation after each epoch runs the network as inference does, batch norm folded
+/// into the convolutions with its running statistics: its test figures are those `mobilenet
+/// eval` (which folds) gives the checkpoint the epoch wrote, on the same 50 images, to the
+/// last bit where both run the same kernels.
+#[test]
+fn the_epoch_evaluation_is_the_folded_network_the_checkpoint_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let default_kernels = [("MOBILENET_TUNE", "off")];
+    let output = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .envs(default_kernels)
+        .args(["train", "--epochs", "2"])
+        .args(["--limit", "96", "--test-limit", "50"])
+        .args(["--alpha", "0.25", "--stem-stride", "2", "--no-progress"])
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .expect("run mobilenet train");
+    assert!(output.status.success(), "{output:?}");
+    let metrics = read_metrics(&dir.path().join(METRICS)).unwrap();
+    let last = metrics.last().expect("two epochs of metrics");
+    let eval = Command::new(env!("CARGO_BIN_EXE_mobilenet"))
+        .envs(default_kernels)
+        .args([
+            "eval",
+            "--json",
+            "--limit",
+            "50",
+            "--batch-size",
+            "32",
+            "--weights",
+        ])
+        .arg(dir.path().join(LAST))
+        .output()
+        .expect("run mobilenet eval");
+    assert!(eval.status.success(), "{eval:?}");
+    let figures: serde_json::Value = serde_json::from_slice(&eval.stdout).expect("eval JSON");
+    assert_eq!(figures["count"], 50);
+    assert_eq!(Some(figures["loss"].as_f64().unwrap()), last.test_loss);
+    assert_eq!(Some(figures["top1"].as_f64().unwrap()), last.test_acc);
+}
+
 #[test]
 fn resume_without_a_checkpoint_says_a_new_run_starts() {
     let dir = tempfile::tempdir().unwrap();

@@ -22,9 +22,11 @@ pub(crate) struct FrozenPart {
 /// Everything on the GPU that a run trains and evaluates.
 pub(crate) struct Network {
     pub train: TrainPlan,
-    /// Runs the whole network; with a frozen part it has its own parameter buffers,
-    /// refreshed from both parts before each evaluation.
+    /// Runs the whole network with batch norm folded into the convolutions (running
+    /// statistics), as inference does: its own parameter buffers, refreshed with the
+    /// folded weights before each evaluation.
     pub eval: Plan,
+    bn_eps: f32,
     pub frozen: Option<FrozenPart>,
     params: Arc<ParamBuffers>,
     trained_graph: crate::graph::GraphBuilder,
@@ -97,13 +99,13 @@ impl Network {
             params.clone(),
             &train_config(options, &trained.graph, replicas),
         )?;
-        let eval = match &frozen {
-            Some(_) => model.graph.compile(gpu)?,
-            None => Plan::compile_with(&model.graph, gpu, params.clone())?,
-        };
+        // The folded form runs a batch in a fraction of the passes: the per-epoch
+        // evaluations of the default job took about a tenth of each epoch unfolded.
+        let eval = config.build_folded(batch)?.graph.compile(gpu)?;
         Ok(Network {
             train,
             eval,
+            bn_eps: config.bn_eps,
             frozen,
             params,
             trained_graph: trained.graph,
@@ -204,11 +206,10 @@ impl Network {
         Ok(all)
     }
 
-    /// Makes the evaluation plan see `weights` (needed only when it has its own buffers).
+    /// Loads the whole network's `weights` into the evaluation plan, folded.
     pub fn prepare_eval(&self, weights: &ParamStore) -> anyhow::Result<()> {
-        if self.frozen.is_some() {
-            self.eval.load_params(weights)?;
-        }
+        self.eval
+            .load_params(&fold_batchnorm(weights, self.bn_eps)?)?;
         Ok(())
     }
 
