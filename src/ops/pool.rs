@@ -26,6 +26,9 @@ impl GlobalAvgPool {
     /// else 1 + the activation code; `with_input_prologue`).
     pub(super) const PROLOGUE_WORD: usize = 3;
 
+    /// pool.wgsl's binding of the input batch norm's statistics (`with_input_prologue`).
+    pub(super) const PROLOGUE_STATS_BINDING: u32 = 5;
+
     /// pool.wgsl's binding of the input batch norm's backward partials (`backward_sums`).
     const INPUT_PARTIALS_BINDING: u32 = 6;
 
@@ -42,7 +45,7 @@ impl GlobalAvgPool {
                 (3, Slot::GradOutput),
                 (4, Slot::GradInput),
                 // The input's batch norm, bound by `with_input_prologue`.
-                (5, Slot::Unused),
+                (Self::PROLOGUE_STATS_BINDING, Slot::Unused),
             ],
             workgroups: linear_grid(threads),
         }
@@ -74,7 +77,9 @@ impl GlobalAvgPool {
 /// then not needed. `None` for any other dispatch.
 pub(super) fn with_pool_input_sums(dispatch: &Dispatch) -> Option<Dispatch> {
     let prologued = dispatch.uniform_word(GlobalAvgPool::PROLOGUE_WORD) != 0
-        && dispatch.bindings.contains(&(5, Slot::InputNorm));
+        && dispatch
+            .bindings
+            .contains(&(GlobalAvgPool::PROLOGUE_STATS_BINDING, Slot::InputNorm));
     if dispatch.shader != Shader::Pool || dispatch.entry != "backward" || !prologued {
         return None;
     }

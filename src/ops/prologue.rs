@@ -20,7 +20,10 @@ fn prologue_site(shader: Shader) -> Option<(u32, Option<usize>)> {
     match shader {
         Shader::Gemm | Shader::GemmVec4 => Some((5, None)),
         Shader::Depthwise | Shader::DepthwiseVec4 => Some((8, Some(DEPTHWISE_PROLOGUE_WORD))),
-        Shader::Pool => Some((5, Some(GlobalAvgPool::PROLOGUE_WORD))),
+        Shader::Pool => Some((
+            GlobalAvgPool::PROLOGUE_STATS_BINDING,
+            Some(GlobalAvgPool::PROLOGUE_WORD),
+        )),
         _ => None,
     }
 }
