@@ -63,19 +63,19 @@ def keyed_steps(run):
     return keyed
 
 
-def step_rows(results):
+def step_rows(keyed):
     """Every variant's steps, in the order the first variant to run each one runs it: builds
     that split or merge dispatches differently still line up where their labels agree."""
     rows = []
-    for runs in results:
-        for key in keyed_steps(runs[0]):
+    for runs in keyed:
+        for key in runs[0]:
             if key not in rows:
                 rows.append(key)
     return rows
 
 
-def step_cell(runs, step, width):
-    times = [keyed_steps(run).get(step) for run in runs]
+def step_cell(keyed_runs, step, width):
+    times = [run.get(step) for run in keyed_runs]
     if None in times:
         return "-".rjust(width)
     return f"{statistics.median(times):{width}.3f}"
@@ -88,8 +88,9 @@ def print_table(names, results, per_layer):
     header = "".join(label.rjust(width) for label in labels)
     if per_layer:
         print("step".ljust(48) + header)
-        for step in step_rows(results):
-            cells = (step_cell(runs, step, width) for runs in results)
+        keyed = [[keyed_steps(run) for run in runs] for runs in results]
+        for step in step_rows(keyed):
+            cells = (step_cell(runs, step, width) for runs in keyed)
             print(step[0][:47].ljust(48) + "".join(cells))
         sums = (median_of(runs, lambda r: sum(e["ms"] for e in r["profile"])) for runs in results)
         print("all steps (ms)".ljust(48) + "".join(f"{ms:{width}.3f}" for ms in sums))
