@@ -27,7 +27,7 @@ fn b_columns(bv: vec4<f32>, h: u32) -> mat4x4<f32> {
 // 4 rows of the transposed A (one vec4, at vec4 index `at`) over 4 steps of K, `step`
 // vec4s apart.
 fn a_steps4(at: u32, step: u32) -> mat4x4<f32> {
-    return mat4x4<f32>(a4[at], a4[at + step], a4[at + 2u * step], a4[at + 3u * step]);
+    return mat4x4<f32>(a4_at(at), a4_at(at + step), a4_at(at + 2u * step), a4_at(at + 3u * step));
 }
 
 // The prologue applied to 4 steps of A's rows 4g .. 4g + 3, whose scale and shift (channels
@@ -61,8 +61,8 @@ fn accumulate_tile_at(split: u32, row: u32, col0: u32, lane: u32) -> Tile {
     for (var kk = k_first; kk < k_last; kk += 4u) {
         let a = prologued_steps4(a_steps4(kk * a_step + a_col, a_step), affine);
         let b_at = (kk + lane / 2u) * b_step;
-        let bv_lo = b4[b_at + b_lo];
-        let bv_hi = b4[b_at + b_hi];
+        let bv_lo = b4_at(b_at + b_lo);
+        let bv_hi = b4_at(b_at + b_hi);
         let q0 = b_columns(bv_lo, 0u);
         let q1 = b_columns(bv_hi, 0u);
         let q2 = b_columns(bv_lo, 1u);
@@ -151,8 +151,8 @@ fn b_vec4s16(col0: u32, lane: u32) -> vec4<u32> {
 
 // The 4 vec4s of B's row (starting at vec4 index `row_at`) at the vec4 indices `cols`.
 fn b_row16(row_at: u32, cols: vec4<u32>) -> mat4x4<f32> {
-    return mat4x4<f32>(b4[row_at + cols.x], b4[row_at + cols.y], b4[row_at + cols.z],
-                       b4[row_at + cols.w]);
+    return mat4x4<f32>(b4_at(row_at + cols.x), b4_at(row_at + cols.y), b4_at(row_at + cols.z),
+                       b4_at(row_at + cols.w));
 }
 
 // 16 columns of B over 4 steps of K, as 4 blocks from b_columns: those of the vec4s `bv`

@@ -20,11 +20,12 @@ fn every_shader_validates_with_naga() {
 fn every_entry_point_builds_a_pipeline() {
     let gpu = common::gpu();
     for shader in Shader::ALL {
-        if shader.needs_subgroups() && !gpu.has_subgroups() {
+        if !gpu.has_features(shader.needs_features()) {
             // Never selected on this adapter (see Gpu::subgroup_gemm); naga validates it above.
             println!(
-                "{shader}: skipped, {} has no subgroup operations",
-                gpu.adapter().name
+                "{shader}: skipped, {} lacks {:?}",
+                gpu.adapter().name,
+                shader.needs_features()
             );
             continue;
         }

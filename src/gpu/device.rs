@@ -118,14 +118,17 @@ impl Gpu {
 
     fn open(adapter: wgpu::Adapter) -> Result<Gpu, GpuError> {
         let summary = AdapterSummary::of(&adapter);
-        let wanted_features = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP;
+        let wanted_features = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::SUBGROUP
+            | wgpu::Features::SHADER_INT64;
         let features = adapter.features() & wanted_features;
         let info = adapter.get_info();
         // On a CPU a subgroup is a SIMD register: shuffles are cheap and memory reads are
-        // per-lane gathers, which the subgroup GEMM saves. It is only offered there: it
-        // assumes a subgroup holds its whole workgroup (8 lanes, as the portability table
-        // records) and has been validated on no GPU.
-        let subgroup_gemm = features.contains(wgpu::Features::SUBGROUP)
+        // per-lane gathers, which the subgroup GEMM saves (and halves again by moving its
+        // operands as 64-bit words). It is only offered there: it assumes a subgroup holds
+        // its whole workgroup (8 lanes, as the portability table records) and has been
+        // validated on no GPU.
+        let subgroup_gemm = features.contains(Shader::GemmSubgroupVec4.needs_features())
             && info.device_type == wgpu::DeviceType::Cpu
             && info.subgroup_min_size >= PORTABILITY.subgroup_lanes();
         let choice = KernelChoice::from_env(&KERNELS)?;
@@ -261,8 +264,9 @@ impl Gpu {
     }
 
     /// Whether shaders that use subgroup operations can be built on this device.
-    pub fn has_subgroups(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
+    /// Whether the device was opened with all of `features`.
+    pub fn has_features(&self, features: wgpu::Features) -> bool {
+        self.device.features().contains(features)
     }
 
     /// Nanoseconds per timestamp tick, when the device supports timestamp queries.

@@ -29,6 +29,8 @@ pub struct EntryPortability {
     pub subgroup_lanes: Option<u32>,
     /// Needs `wgpu::Features::SHADER_F16`.
     pub f16: bool,
+    /// Needs `wgpu::Features::SHADER_INT64`.
+    pub int64: bool,
     /// Uses the packed 4x8-bit integer dot products (`dot4I8Packed`, `dot4U8Packed`).
     pub integer_dot_product: bool,
     /// The back ends of `TABLE_BACKENDS` that can run it: some version of the API there

@@ -24,14 +24,23 @@ const ACCESS_END: &str = "// ACCESS END";
 /// one copy of each kernel while every entry point sees each binding through one type
 /// only (WGSL lets no entry point use two views of one binding).
 fn splice_access(base: &str, access: &str) -> String {
-    let begin = base
-        .find(ACCESS_BEGIN)
-        .expect("the shader marks its access block");
-    let end = base[begin..]
-        .find(ACCESS_END)
-        .map(|offset| begin + offset + ACCESS_END.len())
-        .expect("the shader ends its access block");
-    format!("{}{access}{}", &base[..begin], &base[end..])
+    splice(base, ACCESS_BEGIN, ACCESS_END, access)
+}
+
+/// `base` with the lines from `begin` to `end` replaced by `block`.
+fn splice(base: &str, begin: &str, end: &str, block: &str) -> String {
+    let start = base.find(begin).expect("the shader marks its block");
+    let stop = base[start..]
+        .find(end)
+        .map(|offset| start + offset + end.len())
+        .expect("the shader ends its block");
+    format!("{}{block}{}", &base[..start], &base[stop..])
+}
+
+/// gemm_vec4.wgsl reading A and B as 64-bit words (gemm_words64.wgsl in its words block).
+fn gemm_vec4_words64() -> String {
+    let words = include_str!("../../shaders/gemm_words64.wgsl");
+    splice(GEMM_VEC4, "// WORDS BEGIN", "// WORDS END", words)
 }
 
 /// gemm_tiled.wgsl appended to a GEMM module, with its tile height and rows per invocation.
@@ -71,8 +80,9 @@ pub enum Shader {
     GemmVec4,
     /// The GEMM for 8-lane subgroups (see `Gpu::subgroup_gemm`).
     GemmSubgroup,
-    /// gemm_subgroup.wgsl with whole-vec4 accesses, plus its kernel for transposed A and
-    /// its wide tile (gemm_subgroup_at.wgsl, gemm_subgroup_wide.wgsl).
+    /// gemm_subgroup.wgsl with whole-vec4 accesses moved as 64-bit words
+    /// (gemm_words64.wgsl), plus its kernel for transposed A and its wide tile
+    /// (gemm_subgroup_at.wgsl, gemm_subgroup_wide.wgsl).
     GemmSubgroupVec4,
     /// gemm_tiled.wgsl with 64x64 tiles (4x4 per invocation), scalar accesses.
     GemmTiled64,
@@ -140,7 +150,7 @@ impl Shader {
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
             Shader::GemmVec4 => "gemm_vec4.wgsl",
             // Names what the module is made of: profiles list entry points by it.
-            Shader::GemmSubgroupVec4 => "gemm_subgroup.wgsl+gemm_vec4.wgsl",
+            Shader::GemmSubgroupVec4 => "gemm_subgroup.wgsl+gemm_vec4.wgsl+gemm_words64.wgsl",
             Shader::GemmTiled64 => "gemm_tiled.wgsl(64x64)",
             Shader::GemmTiled64Vec4 => "gemm_tiled.wgsl(64x64)+gemm_vec4.wgsl",
             Shader::GemmTiled128 => "gemm_tiled.wgsl(128x64)",
@@ -176,7 +186,7 @@ impl Shader {
                 let wide = include_str!("../../shaders/gemm_subgroup_wide.wgsl");
                 return Cow::Owned(format!(
                     "{}{GEMM_SUBGROUP}{at}{wide}",
-                    splice_access(GEMM, GEMM_VEC4)
+                    splice_access(GEMM, &gemm_vec4_words64())
                 ));
             }
             Shader::GemmTiled64 => return Cow::Owned(tiled_gemm(GEMM, 64, 4)),
@@ -218,12 +228,15 @@ impl Shader {
         format!("{COMMON}\n{}", self.body())
     }
 
-    /// Whether the shader needs `wgpu::Features::SUBGROUP`.
-    pub fn needs_subgroups(self) -> bool {
-        matches!(
-            self,
-            Shader::GemmSubgroup | Shader::GemmSubgroupVec4 | Shader::GemmInt8Subgroup
-        )
+    /// The optional device features the module needs: subgroup operations for the
+    /// subgroup GEMMs, and 64-bit integers for the one that moves its operands as 64-bit
+    /// words (gemm_words64.wgsl).
+    pub fn needs_features(self) -> wgpu::Features {
+        match self {
+            Shader::GemmSubgroup | Shader::GemmInt8Subgroup => wgpu::Features::SUBGROUP,
+            Shader::GemmSubgroupVec4 => wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64,
+            _ => wgpu::Features::empty(),
+        }
     }
 
     /// Parses and validates the source with naga, returning each compute entry point with

@@ -53,13 +53,14 @@ pub fn rust_source(report: &Report) -> String {
         writeln!(
             out,
             "        EntryPortability {{ shader: Shader::{:?}, entry: {:?}, invocations: {}, \
-             workgroup_bytes: {}, subgroup_lanes: {lanes}, f16: {}, integer_dot_product: {}, \
-             backends: &[{}] }},",
+             workgroup_bytes: {}, subgroup_lanes: {lanes}, f16: {}, int64: {}, \
+             integer_dot_product: {}, backends: &[{}] }},",
             entry.shader,
             entry.entry,
             entry.facts.invocations,
             entry.facts.workgroup_bytes,
             entry.facts.uses.contains(Features::SHADER_F16),
+            entry.facts.uses.contains(Features::SHADER_INT64),
             entry.facts.integer_dot_product,
             backends.join(", ")
         )
@@ -190,8 +191,8 @@ fn others(report: &Report, backend: Backend) -> String {
 
 fn entry_table(report: &Report, out: &mut String) {
     out.push_str(
-        "| shader | entry point | invocations | workgroup bytes | subgroups | f16 | int dot \
-         | Metal | DX12 | Vulkan | GL |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+        "| shader | entry point | invocations | workgroup bytes | subgroups | f16 | int64 \
+         | int dot | Metal | DX12 | Vulkan | GL |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let yes_no = |b: bool| if b { "yes" } else { "-" };
     for entry in &report.entries {
@@ -204,12 +205,13 @@ fn entry_table(report: &Report, out: &mut String) {
             .collect();
         writeln!(
             out,
-            "| {} | `{}` | {} | {} | {lanes} | {} | {} | {} |",
+            "| {} | `{}` | {} | {} | {lanes} | {} | {} | {} | {} |",
             entry.shader,
             entry.entry,
             entry.facts.invocations,
             entry.facts.workgroup_bytes,
             yes_no(entry.facts.uses.contains(Features::SHADER_F16)),
+            yes_no(entry.facts.uses.contains(Features::SHADER_INT64)),
             yes_no(entry.facts.integer_dot_product),
             cells.join(" | ")
         )

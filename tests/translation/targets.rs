@@ -28,10 +28,11 @@ pub struct Target {
 
 /// The optional features the test finds out about each shader: every one a kernel might
 /// need. A module that needs another fails validation with all of these and is reported.
-pub const PROBED: [(Features, &str); 3] = [
+pub const PROBED: [(Features, &str); 4] = [
     (Features::SUBGROUP, "subgroups"),
     (Features::SUBGROUP_BARRIER, "subgroup barriers"),
     (Features::SHADER_F16, "f16"),
+    (Features::SHADER_INT64, "64-bit integers"),
 ];
 
 impl Target {
@@ -76,7 +77,8 @@ pub fn targets() -> Vec<Target> {
 /// metal/adapter.rs:707-731 picks MSL 1.0 to 4.0 by OS version; metal/mod.rs:19 puts wgpu's
 /// minimum at macOS 10.13 (MSL 2.0). Subgroups (`supports_simd_scoped_operations`,
 /// adapter.rs:1074, features at :1303) need macOS 10.15 / iOS 13 (MSL 2.2); SHADER_F16 is
-/// always offered (:1193).
+/// always offered (:1193); SHADER_INT64 from MSL 2.3 on Apple3 and Metal 3 GPUs (:1079,
+/// :1263-1266).
 fn metal() -> Vec<Target> {
     let versions = [
         (2, 0),
@@ -96,6 +98,9 @@ fn metal() -> Vec<Target> {
             if (major, minor) >= (2, 2) {
                 offers |= Features::SUBGROUP | Features::SUBGROUP_BARRIER;
             }
+            if (major, minor) >= (2, 3) {
+                offers |= Features::SHADER_INT64;
+            }
             Target {
                 backend: Backend::Metal,
                 language: Language::Msl(major, minor),
@@ -107,7 +112,8 @@ fn metal() -> Vec<Target> {
 
 /// dx12/adapter.rs:391-437: SM 5.1 with FXC (`Dx12Compiler::Auto`'s last resort), else the
 /// highest model both device and DXC support, 6.0 to 6.9. SUBGROUP needs SM 6.0 and wave ops
-/// (:594-599), SHADER_F16 SM 6.2 (:585-588); DX12 never offers SUBGROUP_BARRIER.
+/// (:594-599), SHADER_INT64 SM 6.0 and Int64ShaderOps (:566-571), SHADER_F16 SM 6.2
+/// (:585-588); DX12 never offers SUBGROUP_BARRIER.
 fn dx12() -> Vec<Target> {
     use hlsl::ShaderModel as Sm;
     let models = [
@@ -128,7 +134,7 @@ fn dx12() -> Vec<Target> {
         .map(|model| {
             let mut offers = Features::empty();
             if model >= Sm::V6_0 {
-                offers |= Features::SUBGROUP;
+                offers |= Features::SUBGROUP | Features::SHADER_INT64;
             }
             if model >= Sm::V6_2 {
                 offers |= Features::SHADER_F16;
@@ -144,12 +150,13 @@ fn dx12() -> Vec<Target> {
 
 /// vulkan/adapter.rs:2827-2833: SPIR-V 1.0, 1.3, 1.5 or 1.6 for Vulkan 1.0 to 1.3.
 /// Subgroups (:897-922) need the subgroup properties of Vulkan 1.1 and either Vulkan 1.3 or
-/// VK_EXT_subgroup_size_control; SHADER_F16 comes from extensions on any version (:884-893).
+/// VK_EXT_subgroup_size_control; SHADER_F16 comes from extensions on any version (:884-893),
+/// SHADER_INT64 from the core `shaderInt64` feature on any version (:763).
 fn vulkan() -> Vec<Target> {
     [(1, 0), (1, 3), (1, 5), (1, 6)]
         .into_iter()
         .map(|(major, minor)| {
-            let mut offers = Features::SHADER_F16;
+            let mut offers = Features::SHADER_F16 | Features::SHADER_INT64;
             if (major, minor) >= (1, 3) {
                 offers |= Features::SUBGROUP | Features::SUBGROUP_BARRIER;
             }
@@ -164,7 +171,7 @@ fn vulkan() -> Vec<Target> {
 
 /// gles/adapter.rs:276-296 takes the context's GLSL version, desktop capped at 450; compute
 /// needs GLES 3.1 or GL 4.3 (:313-314). The GL back end offers neither subgroups nor
-/// SHADER_F16.
+/// SHADER_F16 nor SHADER_INT64.
 fn gl() -> Vec<Target> {
     let versions = [
         glsl::Version::new_gles(310),
