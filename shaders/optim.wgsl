@@ -40,10 +40,42 @@ struct Hyper {
 
 @group(0) @binding(0) var<uniform> table: UpdateTable;
 @group(0) @binding(1) var<uniform> hyper: Hyper;
+// WORDS BEGIN
+// Parameters, gradients and state as vec4s of floats (optim_words64.wgsl moves them as
+// 64-bit words instead).
 @group(0) @binding(2) var<storage, read_write> param: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> grad: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> state0: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read_write> state1: array<vec4<f32>>;
+
+fn param_at(i: u32) -> vec4<f32> {
+    return param[i];
+}
+
+fn set_param(i: u32, value: vec4<f32>) {
+    param[i] = value;
+}
+
+fn grad_at(i: u32) -> vec4<f32> {
+    return grad[i];
+}
+
+fn state0_at(i: u32) -> vec4<f32> {
+    return state0[i];
+}
+
+fn set_state0(i: u32, value: vec4<f32>) {
+    state0[i] = value;
+}
+
+fn state1_at(i: u32) -> vec4<f32> {
+    return state1[i];
+}
+
+fn set_state1(i: u32, value: vec4<f32>) {
+    state1[i] = value;
+}
+// WORDS END
 
 // Vec4s each invocation updates, WG_SIZE apart (ops::UPDATE_VEC4S_PER_INVOCATION): the
 // search for an invocation's tensor is paid once for all of them. On lavapipe (RMSProp,
@@ -100,7 +132,7 @@ fn inside(o: Owner, e: Element) -> bool {
 }
 
 fn decayed_grad(e: Element, w: vec4<f32>) -> vec4<f32> {
-    return grad[e.grad] + e.weight_decay * w;
+    return grad_at(e.grad) + e.weight_decay * w;
 }
 
 // The lanes of the vec4 that hold tensor elements, not padding. RMSProp divides by the
@@ -112,8 +144,8 @@ fn in_tensor(e: Element) -> vec4<bool> {
 // SGD with momentum (PyTorch form: buf = m*buf + g), optionally Nesterov.
 fn sgd_step(e: Element, w: vec4<f32>) -> vec4<f32> {
     let g = decayed_grad(e, w);
-    let buf = hyper.momentum * state0[e.grad] + g;
-    state0[e.grad] = buf;
+    let buf = hyper.momentum * state0_at(e.grad) + g;
+    set_state0(e.grad, buf);
     let step = select(buf, g + hyper.momentum * buf, hyper.nesterov != 0u);
     return w - hyper.lr * step;
 }
@@ -123,11 +155,11 @@ fn sgd_step(e: Element, w: vec4<f32>) -> vec4<f32> {
 //   ms = decay*ms + (1-decay)*g^2;  mom = momentum*mom + lr*g/sqrt(ms + eps);  w -= mom
 fn rmsprop_tf_step(e: Element, w: vec4<f32>) -> vec4<f32> {
     let g = decayed_grad(e, w);
-    let ms = hyper.decay * state0[e.grad] + (1.0 - hyper.decay) * g * g;
-    state0[e.grad] = ms;
+    let ms = hyper.decay * state0_at(e.grad) + (1.0 - hyper.decay) * g * g;
+    set_state0(e.grad, ms);
     let step = select(vec4<f32>(0.0), hyper.lr * g * inverseSqrt(ms + hyper.eps), in_tensor(e));
-    let mom = hyper.momentum * state1[e.grad] + step;
-    state1[e.grad] = mom;
+    let mom = hyper.momentum * state1_at(e.grad) + step;
+    set_state1(e.grad, mom);
     return w - mom;
 }
 
@@ -135,11 +167,11 @@ fn rmsprop_tf_step(e: Element, w: vec4<f32>) -> vec4<f32> {
 //   sq = alpha*sq + (1-alpha)*g^2;  d = g/(sqrt(sq) + eps);  buf = momentum*buf + d;  w -= lr*buf
 fn rmsprop_torch_step(e: Element, w: vec4<f32>) -> vec4<f32> {
     let g = decayed_grad(e, w);
-    let sq = hyper.decay * state0[e.grad] + (1.0 - hyper.decay) * g * g;
-    state0[e.grad] = sq;
+    let sq = hyper.decay * state0_at(e.grad) + (1.0 - hyper.decay) * g * g;
+    set_state0(e.grad, sq);
     let d = select(vec4<f32>(0.0), g / (sqrt(sq) + hyper.eps), in_tensor(e));
-    let buf = hyper.momentum * state1[e.grad] + d;
-    state1[e.grad] = buf;
+    let buf = hyper.momentum * state1_at(e.grad) + d;
+    set_state1(e.grad, buf);
     return w - hyper.lr * buf;
 }
 
@@ -156,14 +188,14 @@ fn update(@builtin(workgroup_id) wid: vec3<u32>,
             // The parameter is read once and written once: read again after the state's
             // stores, it was loaded twice (lavapipe cannot tell the bindings apart), and
             // the update took 5% longer (performance.md, 2026-12-06, forenoon).
-            let w = param[e.param];
+            let w = param_at(e.param);
             var updated: vec4<f32>;
             switch table.rule {
                 case RULE_SGD: { updated = sgd_step(e, w); }
                 case RULE_RMSPROP_TF: { updated = rmsprop_tf_step(e, w); }
                 default: { updated = rmsprop_torch_step(e, w); }
             }
-            param[e.param] = updated;
+            set_param(e.param, updated);
         }
     }
 }

@@ -167,6 +167,7 @@ fn offered(
 ) -> HashSet<(Shader, &'static str, &'static str)> {
     let caps = KernelCaps {
         subgroup_gemm: true,
+        int64: true,
         max_invocations_per_workgroup: u32::MAX,
         max_workgroup_storage_bytes: u32::MAX,
         backend,

@@ -32,8 +32,12 @@ pub const INT8_GEMM_KERNELS: [&str; 5] = [
 /// vec4 accesses (the default) or the scalar kernel they were spliced from.
 pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 
+/// The depthwise vec4 kernel moving its activations as 64-bit words, offered where the
+/// device has 64-bit integers; there the default (lavapipe loads storage word by word).
+pub const WORDS64_KERNEL: &str = "words64";
+
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 12] = [
+pub const KERNELS: [&str; 13] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
@@ -42,6 +46,7 @@ pub const KERNELS: [&str; 12] = [
     GEMM_KERNELS[5],
     ACCESS_KERNELS[0],
     ACCESS_KERNELS[1],
+    WORDS64_KERNEL,
     INT8_GEMM_KERNELS[0],
     INT8_GEMM_KERNELS[1],
     INT8_GEMM_KERNELS[2],

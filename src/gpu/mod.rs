@@ -27,7 +27,7 @@ pub(crate) use buffers::{
 };
 pub use device::{CompiledEntry, Gpu, Precompiled};
 pub use error::{GpuError, INSTALL_HINT};
-pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
+pub use kernel_names::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS, WORDS64_KERNEL};
 pub use portability::{EntryPortability, PortabilityTable, TABLE_BACKENDS};
 pub use portability_table::PORTABILITY;
 #[doc(hidden)]

@@ -7,6 +7,8 @@ use std::fmt;
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 const DEPTHWISE: &str = include_str!("../../shaders/depthwise.wgsl");
+const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
+const DEPTHWISE_VEC4: &str = include_str!("../../shaders/depthwise_vec4.wgsl");
 const BN_ACT: &str = include_str!("../../shaders/bn_act.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
@@ -37,10 +39,11 @@ fn splice(base: &str, begin: &str, end: &str, block: &str) -> String {
     format!("{}{block}{}", &base[..start], &base[stop..])
 }
 
-/// gemm_vec4.wgsl reading A and B as 64-bit words (gemm_words64.wgsl in its words block).
-fn gemm_vec4_words64() -> String {
-    let words = include_str!("../../shaders/gemm_words64.wgsl");
-    splice(GEMM_VEC4, "// WORDS BEGIN", "// WORDS END", words)
+/// A vec4 access block with its words block (WORDS BEGIN to WORDS END) replaced by `words`
+/// after words64.wgsl: the same accesses moved as 64-bit words.
+fn words64(access: &str, words: &str) -> String {
+    let block = format!("{}{words}", include_str!("../../shaders/words64.wgsl"));
+    splice(access, "// WORDS BEGIN", "// WORDS END", &block)
 }
 
 /// gemm_tiled.wgsl appended to a GEMM module, with its tile height and rows per invocation.
@@ -75,6 +78,9 @@ pub enum Shader {
     Depthwise,
     /// depthwise.wgsl with whole-vec4 loads and stores, for channel counts divisible by 4.
     DepthwiseVec4,
+    /// DepthwiseVec4 moving its activations and gradients as 64-bit words
+    /// (depthwise_words64.wgsl): the `words64` kernel.
+    DepthwiseWords64,
     Gemm,
     /// gemm.wgsl with whole-vec4 accesses, for operands contiguous along K or N.
     GemmVec4,
@@ -99,6 +105,9 @@ pub enum Shader {
     Softmax,
     Reduce,
     Optim,
+    /// optim.wgsl moving parameters, gradients and state as 64-bit words
+    /// (optim_words64.wgsl): the `words64` update.
+    OptimWords64,
     /// The int8 GEMM (pointwise, dense, the stem after im2col; logits for the classifier).
     GemmInt8,
     /// The int8 GEMM for 8-lane subgroups (gemm_int8_subgroup.wgsl after gemm_int8.wgsl).
@@ -115,10 +124,11 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 23] = [
+    pub const ALL: [Shader; 25] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
+        Shader::DepthwiseWords64,
         Shader::Gemm,
         Shader::GemmVec4,
         Shader::GemmSubgroup,
@@ -133,6 +143,7 @@ impl Shader {
         Shader::Softmax,
         Shader::Reduce,
         Shader::Optim,
+        Shader::OptimWords64,
         Shader::GemmInt8,
         Shader::GemmInt8Subgroup,
         Shader::DepthwiseInt8,
@@ -146,6 +157,7 @@ impl Shader {
             Shader::Conv2d => "conv2d.wgsl",
             Shader::Depthwise => "depthwise.wgsl",
             Shader::DepthwiseVec4 => "depthwise_vec4.wgsl",
+            Shader::DepthwiseWords64 => "depthwise_vec4.wgsl+depthwise_words64.wgsl",
             Shader::Gemm => "gemm.wgsl",
             Shader::GemmSubgroup => "gemm_subgroup.wgsl",
             Shader::GemmVec4 => "gemm_vec4.wgsl",
@@ -161,6 +173,7 @@ impl Shader {
             Shader::Softmax => "softmax_xent.wgsl",
             Shader::Reduce => "reduce.wgsl",
             Shader::Optim => "optim.wgsl",
+            Shader::OptimWords64 => "optim.wgsl+optim_words64.wgsl",
             Shader::GemmInt8 => "gemm_int8.wgsl",
             Shader::GemmInt8Subgroup => "gemm_int8.wgsl+gemm_int8_subgroup.wgsl",
             Shader::DepthwiseInt8 => "depthwise_int8.wgsl",
@@ -174,9 +187,10 @@ impl Shader {
         Cow::Borrowed(match self {
             Shader::Conv2d => include_str!("../../shaders/conv2d.wgsl"),
             Shader::Depthwise => DEPTHWISE,
-            Shader::DepthwiseVec4 => {
-                let access = include_str!("../../shaders/depthwise_vec4.wgsl");
-                return Cow::Owned(splice_access(DEPTHWISE, access));
+            Shader::DepthwiseVec4 => return Cow::Owned(splice_access(DEPTHWISE, DEPTHWISE_VEC4)),
+            Shader::DepthwiseWords64 => {
+                let words = include_str!("../../shaders/depthwise_words64.wgsl");
+                return Cow::Owned(splice_access(DEPTHWISE, &words64(DEPTHWISE_VEC4, words)));
             }
             Shader::Gemm => GEMM,
             Shader::GemmSubgroup => return Cow::Owned(format!("{GEMM}{GEMM_SUBGROUP}")),
@@ -186,7 +200,10 @@ impl Shader {
                 let wide = include_str!("../../shaders/gemm_subgroup_wide.wgsl");
                 return Cow::Owned(format!(
                     "{}{GEMM_SUBGROUP}{at}{wide}",
-                    splice_access(GEMM, &gemm_vec4_words64())
+                    splice_access(
+                        GEMM,
+                        &words64(GEMM_VEC4, include_str!("../../shaders/gemm_words64.wgsl"))
+                    )
                 ));
             }
             Shader::GemmTiled64 => return Cow::Owned(tiled_gemm(GEMM, 64, 4)),
@@ -205,7 +222,11 @@ impl Shader {
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
             Shader::Reduce => include_str!("../../shaders/reduce.wgsl"),
-            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
+            Shader::Optim => OPTIM,
+            Shader::OptimWords64 => {
+                let words = include_str!("../../shaders/optim_words64.wgsl");
+                return Cow::Owned(words64(OPTIM, words));
+            }
             Shader::GemmInt8 => return int8(GEMM_INT8),
             Shader::GemmInt8Subgroup => {
                 return int8(&format!(
@@ -229,12 +250,13 @@ impl Shader {
     }
 
     /// The optional device features the module needs: subgroup operations for the
-    /// subgroup GEMMs, and 64-bit integers for the one that moves its operands as 64-bit
-    /// words (gemm_words64.wgsl).
+    /// subgroup GEMMs, and 64-bit integers for the modules that move vec4s as 64-bit words
+    /// (words64.wgsl).
     pub fn needs_features(self) -> wgpu::Features {
         match self {
             Shader::GemmSubgroup | Shader::GemmInt8Subgroup => wgpu::Features::SUBGROUP,
             Shader::GemmSubgroupVec4 => wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64,
+            Shader::DepthwiseWords64 | Shader::OptimWords64 => wgpu::Features::SHADER_INT64,
             _ => wgpu::Features::empty(),
         }
     }

@@ -12,13 +12,17 @@ use super::int8_ops::{
     Int8Multiply,
 };
 use super::{linear_grid, Dispatch};
-use crate::gpu::{Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, PORTABILITY};
+use crate::gpu::{
+    Gpu, Shader, ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, PORTABILITY, WORDS64_KERNEL,
+};
 
 /// What the adapter can run, as far as the choice of kernels goes.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelCaps {
     /// The 8-lane subgroup GEMM may run (see `Gpu::subgroup_gemm`).
     pub subgroup_gemm: bool,
+    /// The device has 64-bit integers: the `words64` depthwise kernel may run.
+    pub int64: bool,
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage_bytes: u32,
     /// The adapter's API: a kernel naga cannot translate for it is never offered there
@@ -32,6 +36,7 @@ impl KernelCaps {
         let limits = gpu.limits();
         KernelCaps {
             subgroup_gemm: gpu.subgroup_gemm(),
+            int64: gpu.has_features(wgpu::Features::SHADER_INT64),
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
             backend: gpu.backend(),
@@ -87,11 +92,8 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
         Shader::GemmInt8 => ("gemm-int8", int8_gemm_candidates(dispatch, caps)),
         // 16 channels per invocation (vec4s of packed words) or the base kernel's 4.
         Shader::DepthwiseInt8 => ("depthwise-int8", int8_depthwise_candidates(dispatch)?),
-        // The scalar kernel takes the same grid: both handle 4 channels per invocation.
-        Shader::DepthwiseVec4 => (
-            "depthwise",
-            access_candidates(dispatch, Shader::Depthwise, dispatch.workgroups),
-        ),
+        Shader::DepthwiseVec4 => ("depthwise", depthwise_candidates(dispatch, caps)),
+        Shader::Optim if caps.int64 => ("update", update_candidates(dispatch)),
         // One grid serves both of its jobs; only the vec4 form is offered.
         Shader::BnActVec4 if dispatch.entry == super::BatchNorm::FINALIZE_WITH_WEIGHT_SUMS => {
             return None
@@ -136,6 +138,53 @@ fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> V
                 ..vec4.clone()
             },
             timed: true,
+        },
+    ]
+}
+
+/// The vec4 depthwise kernel, its scalar form (the same grid: both handle 4 channels per
+/// invocation) and, where the device has 64-bit integers, the vec4 kernel moving its
+/// activations as 64-bit words, which then comes first: on lavapipe on an AVX2 CPU the
+/// depthwise steps of a 32/32 training step took 23.9 ms with it against 32.9
+/// (performance.md, 2026-12-07, morning).
+fn depthwise_candidates(vec4: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
+    let mut candidates = access_candidates(vec4, Shader::Depthwise, vec4.workgroups);
+    if caps.int64 {
+        let words = Dispatch {
+            shader: Shader::DepthwiseWords64,
+            ..vec4.clone()
+        };
+        candidates.insert(
+            0,
+            Candidate {
+                name: WORDS64_KERNEL,
+                dispatch: words,
+                timed: true,
+            },
+        );
+    }
+    candidates
+}
+
+/// The optimizer's update moving its vectors as 64-bit words, and the vec4 form (not timed:
+/// it runs where forced, so the tests check it on every adapter). The update is one
+/// dispatch over every parameter, whose table would make a long cache key; the 64-bit
+/// words won where timed (performance.md, 2026-12-07, morning).
+fn update_candidates(vec4: &Dispatch) -> Vec<Candidate> {
+    let words = Dispatch {
+        shader: Shader::OptimWords64,
+        ..vec4.clone()
+    };
+    vec![
+        Candidate {
+            name: WORDS64_KERNEL,
+            dispatch: words,
+            timed: true,
+        },
+        Candidate {
+            name: ACCESS_KERNELS[0],
+            dispatch: vec4.clone(),
+            timed: false,
         },
     ]
 }
@@ -225,6 +274,7 @@ mod tests {
     fn caps(subgroup_gemm: bool) -> KernelCaps {
         KernelCaps {
             subgroup_gemm,
+            int64: false,
             max_invocations_per_workgroup: 256,
             max_workgroup_storage_bytes: 16384,
             backend: wgpu::Backend::Vulkan,
@@ -339,6 +389,19 @@ mod tests {
         let scalar = &offered.candidates[1].dispatch;
         assert_eq!(scalar.shader, Shader::Depthwise);
         assert_eq!(scalar.workgroups, forward.workgroups);
+        // With 64-bit integers the 64-bit-word form comes first, on the same grid.
+        let int64 = KernelCaps {
+            int64: true,
+            ..caps(false)
+        };
+        let offered = alternatives(&forward, &int64).expect("vec4 depthwise");
+        assert_eq!(names(&offered), [WORDS64_KERNEL, "vec4", "scalar"]);
+        let words = &offered.candidates[0].dispatch;
+        assert_eq!(words.shader, Shader::DepthwiseWords64);
+        assert_eq!(
+            (words.entry, words.workgroups),
+            (forward.entry, forward.workgroups)
+        );
         // 13 channels: only the scalar kernel applies.
         let odd = [2, 8, 8, 13];
         assert!(alternatives(&depthwise.forward(&odd, &odd)[0], &caps(false)).is_none());

@@ -24,7 +24,7 @@ mod prologue;
 mod softmax;
 
 #[doc(hidden)]
-pub use crate::gpu::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS};
+pub use crate::gpu::{ACCESS_KERNELS, GEMM_KERNELS, INT8_GEMM_KERNELS, KERNELS, WORDS64_KERNEL};
 pub use batchnorm::{BatchNorm, BnPartials};
 pub use conv2d::Conv2d;
 pub use dense::Dense;

@@ -40,14 +40,16 @@ pub fn gpu() -> &'static Gpu {
 }
 
 /// One device per kernel this adapter offers, each forced to run it where it applies (the
-/// defaults elsewhere), with the kernel's name: every GEMM kernel, and the scalar forms of
-/// depthwise and batch norm. The golden and gradient tests run every candidate the tuner
-/// may pick.
+/// defaults elsewhere), with the kernel's name: every GEMM kernel, and every depthwise
+/// kernel but the default (the scalar form, which batch norm shares, and the vec4 one where
+/// the 64-bit-word kernel is the default). The golden and gradient tests run every
+/// candidate the tuner may pick.
 pub fn kernel_devices() -> Vec<(&'static Gpu, &'static str)> {
     static DEVICES: OnceLock<Vec<(Gpu, &'static str)>> = OnceLock::new();
     DEVICES
         .get_or_init(|| {
-            let offered = gemm_kernels(gpu()).into_iter().chain([ACCESS_KERNELS[1]]);
+            let depthwise = depthwise_kernels(gpu()).into_iter().skip(1);
+            let offered = gemm_kernels(gpu()).into_iter().chain(depthwise);
             selected_kernels(offered.collect())
                 .into_iter()
                 .map(|name| (open_gpu(KernelChoice::Force(name.to_string()), None), name))
@@ -140,6 +142,21 @@ pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
     .forward(&[1, 2, 2, 8], &[1, 2, 2, 8])
     .remove(0);
     let offered = alternatives(&dispatch, &caps).expect("a pointwise convolution is a GEMM");
+    offered.candidates.iter().map(|c| c.name).collect()
+}
+
+/// The depthwise kernels this adapter offers for a 3x3 layer on 16 channels, the default
+/// first.
+pub fn depthwise_kernels(device: &Gpu) -> Vec<&'static str> {
+    let depthwise = mobilenet_wgpu::ops::Depthwise {
+        kernel: 3,
+        stride: 1,
+        padding: Padding::Symmetric,
+        fused: None,
+    };
+    let shape = [1, 4, 4, 16];
+    let dispatch = depthwise.forward(&shape, &shape).remove(0);
+    let offered = alternatives(&dispatch, &KernelCaps::of(device)).expect("a vec4 depthwise");
     offered.candidates.iter().map(|c| c.name).collect()
 }
 
