@@ -263,8 +263,8 @@ impl Gpu {
         &self.tuner
     }
 
-    /// Whether shaders that use subgroup operations can be built on this device.
-    /// Whether the device was opened with all of `features`.
+    /// Whether the device was opened with all of `features` (`Shader::needs_features`: whether
+    /// a module can be built on it).
     pub fn has_features(&self, features: wgpu::Features) -> bool {
         self.device.features().contains(features)
     }
