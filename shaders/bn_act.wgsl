@@ -14,6 +14,31 @@ fn activate_elem(x: Elem, act: u32) -> Elem {
 }
 // ACCESS END
 
+// WORDS BEGIN
+// The activations and their gradients, as Elems (bn_act_words64.wgsl replaces this block
+// to move the vec4s as 64-bit words).
+@group(0) @binding(1) var<storage, read> input: array<Elem>;
+@group(0) @binding(6) var<storage, read_write> output: array<Elem>;
+@group(0) @binding(9) var<storage, read> grad_output: array<Elem>;
+@group(0) @binding(10) var<storage, read_write> grad_input: array<Elem>;
+
+fn input_at(i: u32) -> Elem {
+    return input[i];
+}
+
+fn set_output(i: u32, value: Elem) {
+    output[i] = value;
+}
+
+fn grad_output_at(i: u32) -> Elem {
+    return grad_output[i];
+}
+
+fn set_grad_input(i: u32, value: Elem) {
+    grad_input[i] = value;
+}
+// WORDS END
+
 struct BnParams {
     rows: u32, channels: u32, act: u32, eps: f32,
     rows_per_chunk: u32, chunks: u32, momentum: f32,
@@ -26,12 +51,10 @@ struct BnParams {
 }
 
 @group(0) @binding(0) var<uniform> p: BnParams;
-@group(0) @binding(1) var<storage, read> input: array<Elem>;
 @group(0) @binding(2) var<storage, read> gamma: array<Elem>;
 @group(0) @binding(3) var<storage, read> beta: array<Elem>;
 @group(0) @binding(4) var<storage, read_write> running_mean: array<Elem>;
 @group(0) @binding(5) var<storage, read_write> running_var: array<Elem>;
-@group(0) @binding(6) var<storage, read_write> output: array<Elem>;
 // Per channel, kept from the forward to the backward pass:
 // [scale | shift | mean | 1/sqrt(var+eps) | sum dz | sum dz*xhat | gamma/sqrt(var+eps)/M],
 // each `channels` long (M: the rows the statistics cover).
@@ -45,8 +68,6 @@ struct BnParams {
 @group(0) @binding(7) var<storage, read_write> stats: array<Elem>;
 // Two-stage reduction scratch: two [chunks, channels] planes.
 @group(0) @binding(8) var<storage, read_write> partials: array<Elem>;
-@group(0) @binding(9) var<storage, read> grad_output: array<Elem>;
-@group(0) @binding(10) var<storage, read_write> grad_input: array<Elem>;
 @group(0) @binding(11) var<storage, read_write> grad_gamma: array<Elem>;
 @group(0) @binding(12) var<storage, read_write> grad_beta: array<Elem>;
 // backward_finalize_with_weight_sums: a neighbouring op's weight-gradient partials
@@ -66,7 +87,7 @@ fn forward_inference(@builtin(global_invocation_id) gid: vec3<u32>,
     let ch = index % groups();
     let scale = gamma[ch] * inverseSqrt(running_var[ch] + p.eps);
     let shift = beta[ch] - running_mean[ch] * scale;
-    output[index] = activate_elem(input[index] * scale + shift, p.act);
+    set_output(index, activate_elem(input_at(index) * scale + shift, p.act));
 }
 
 // Channel groups (Elems) per row.
@@ -102,7 +123,7 @@ fn stats_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     var mean = Elem(0.0);
     var m2 = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
-        let x = input[r * groups() + c];
+        let x = input_at(r * groups() + c);
         let d = x - mean;
         mean += d * (1.0 / f32(r - range.x + 1u));
         m2 += d * (x - mean);
@@ -173,7 +194,7 @@ fn forward_train(@builtin(global_invocation_id) gid: vec3<u32>,
     let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {
         let index = row * groups() + c;
-        output[index] = activate_elem(input[index] * affine.scale + affine.shift, p.act);
+        set_output(index, activate_elem(input_at(index) * affine.scale + affine.shift, p.act));
     }
 }
 
@@ -216,8 +237,8 @@ fn backward_partial(@builtin(global_invocation_id) gid: vec3<u32>,
     var sum_dz_xhat = Elem(0.0);
     for (var r = range.x; r < range.y; r++) {
         let i = r * groups() + c;
-        let x = input[i];
-        let dz = activation_grad(grad_output[i], x, affine);
+        let x = input_at(i);
+        let dz = activation_grad(grad_output_at(i), x, affine);
         sum_dz += dz;
         sum_dz_xhat += dz * (x - mean);
     }
@@ -297,9 +318,9 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>,
     let affine = batch_affine(c);
     for (var row = block.y; row < block.z; row++) {
         let index = row * groups() + c;
-        let x = input[index];
+        let x = input_at(index);
         let xhat = (x - mean) * inv_std;
-        let dz = activation_grad(grad_output[index], x, affine);
-        grad_input[index] = grad_scale * (m * dz - sum_dz - xhat * sum_dz_xhat);
+        let dz = activation_grad(grad_output_at(index), x, affine);
+        set_grad_input(index, grad_scale * (m * dz - sum_dz - xhat * sum_dz_xhat));
     }
 }

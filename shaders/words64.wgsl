@@ -1,4 +1,4 @@
-// Prepended to the words64 access blocks (gemm_words64.wgsl, depthwise_words64.wgsl): four
+// Prepended to the words64 access blocks (gemm_, depthwise_, optim_ and bn_act_words64.wgsl): four
 // floats as two 64-bit words and back. lavapipe loads and stores storage lane by lane and
 // word by word wherever LLVM has no fast gather for the CPU (AVX2 without AVX-512, as on
 // AMD's Zen 1-3), so moving a vec4 as two 64-bit words costs about half of four 32-bit

@@ -118,7 +118,7 @@ fn measured_choices_are_cached_and_reused_without_timing() {
         } else if key.starts_with("depthwise ") {
             common::depthwise_kernels(&first)
         } else {
-            ACCESS_KERNELS.to_vec()
+            common::batchnorm_kernels_for_key(&first, key)
         };
         let timed: Vec<&str> = tuned.micros.keys().map(String::as_str).collect();
         assert!(

@@ -10,6 +10,7 @@ const DEPTHWISE: &str = include_str!("../../shaders/depthwise.wgsl");
 const OPTIM: &str = include_str!("../../shaders/optim.wgsl");
 const DEPTHWISE_VEC4: &str = include_str!("../../shaders/depthwise_vec4.wgsl");
 const BN_ACT: &str = include_str!("../../shaders/bn_act.wgsl");
+const BN_ACT_VEC4: &str = include_str!("../../shaders/bn_act_vec4.wgsl");
 const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 const GEMM_VEC4: &str = include_str!("../../shaders/gemm_vec4.wgsl");
@@ -39,11 +40,11 @@ fn splice(base: &str, begin: &str, end: &str, block: &str) -> String {
     format!("{}{block}{}", &base[..start], &base[stop..])
 }
 
-/// A vec4 access block with its words block (WORDS BEGIN to WORDS END) replaced by `words`
-/// after words64.wgsl: the same accesses moved as 64-bit words.
-fn words64(access: &str, words: &str) -> String {
+/// A vec4 module or access block with its words block (WORDS BEGIN to WORDS END) replaced
+/// by `words` after words64.wgsl: the same accesses moved as 64-bit words.
+fn words64(vec4: &str, words: &str) -> String {
     let block = format!("{}{words}", include_str!("../../shaders/words64.wgsl"));
-    splice(access, "// WORDS BEGIN", "// WORDS END", &block)
+    splice(vec4, "// WORDS BEGIN", "// WORDS END", &block)
 }
 
 /// gemm_tiled.wgsl appended to a GEMM module, with its tile height and rows per invocation.
@@ -101,6 +102,9 @@ pub enum Shader {
     BnAct,
     /// bn_act.wgsl on vec4s of 4 channels, for channel counts divisible by 4.
     BnActVec4,
+    /// BnActVec4 moving its activations and gradients as 64-bit words
+    /// (bn_act_words64.wgsl): the `words64` batch-norm kernel.
+    BnActWords64,
     Pool,
     Softmax,
     Reduce,
@@ -124,7 +128,7 @@ pub enum Shader {
 }
 
 impl Shader {
-    pub const ALL: [Shader; 25] = [
+    pub const ALL: [Shader; 26] = [
         Shader::Conv2d,
         Shader::Depthwise,
         Shader::DepthwiseVec4,
@@ -139,6 +143,7 @@ impl Shader {
         Shader::GemmTiled128Vec4,
         Shader::BnAct,
         Shader::BnActVec4,
+        Shader::BnActWords64,
         Shader::Pool,
         Shader::Softmax,
         Shader::Reduce,
@@ -169,6 +174,7 @@ impl Shader {
             Shader::GemmTiled128Vec4 => "gemm_tiled.wgsl(128x64)+gemm_vec4.wgsl",
             Shader::BnAct => "bn_act.wgsl",
             Shader::BnActVec4 => "bn_act_vec4.wgsl",
+            Shader::BnActWords64 => "bn_act_vec4.wgsl+bn_act_words64.wgsl",
             Shader::Pool => "pool.wgsl",
             Shader::Softmax => "softmax_xent.wgsl",
             Shader::Reduce => "reduce.wgsl",
@@ -215,9 +221,10 @@ impl Shader {
                 return Cow::Owned(tiled_gemm(&splice_access(GEMM, GEMM_VEC4), 128, 8))
             }
             Shader::BnAct => BN_ACT,
-            Shader::BnActVec4 => {
-                let access = include_str!("../../shaders/bn_act_vec4.wgsl");
-                return Cow::Owned(splice_access(BN_ACT, access));
+            Shader::BnActVec4 => return Cow::Owned(splice_access(BN_ACT, BN_ACT_VEC4)),
+            Shader::BnActWords64 => {
+                let words = include_str!("../../shaders/bn_act_words64.wgsl");
+                return Cow::Owned(words64(&splice_access(BN_ACT, BN_ACT_VEC4), words));
             }
             Shader::Pool => include_str!("../../shaders/pool.wgsl"),
             Shader::Softmax => include_str!("../../shaders/softmax_xent.wgsl"),
@@ -256,7 +263,9 @@ impl Shader {
         match self {
             Shader::GemmSubgroup | Shader::GemmInt8Subgroup => wgpu::Features::SUBGROUP,
             Shader::GemmSubgroupVec4 => wgpu::Features::SUBGROUP | wgpu::Features::SHADER_INT64,
-            Shader::DepthwiseWords64 | Shader::OptimWords64 => wgpu::Features::SHADER_INT64,
+            Shader::DepthwiseWords64 | Shader::BnActWords64 | Shader::OptimWords64 => {
+                wgpu::Features::SHADER_INT64
+            }
             _ => wgpu::Features::empty(),
         }
     }

@@ -104,10 +104,7 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
             let [x, y, _] = dispatch.workgroups;
             let invocations = x as usize * y as usize * super::LINEAR_WORKGROUP;
             let grid = linear_grid(4 * invocations);
-            (
-                "batchnorm",
-                access_candidates(dispatch, Shader::BnAct, grid),
-            )
+            ("batchnorm", batchnorm_candidates(dispatch, grid, caps))
         }
         _ => return None,
     };
@@ -150,20 +147,38 @@ fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> V
 fn depthwise_candidates(vec4: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
     let mut candidates = access_candidates(vec4, Shader::Depthwise, vec4.workgroups);
     if caps.int64 {
-        let words = Dispatch {
-            shader: Shader::DepthwiseWords64,
-            ..vec4.clone()
-        };
-        candidates.insert(
-            0,
-            Candidate {
-                name: WORDS64_KERNEL,
-                dispatch: words,
-                timed: true,
-            },
-        );
+        candidates.insert(0, words64_candidate(vec4, Shader::DepthwiseWords64));
     }
     candidates
+}
+
+/// The vec4 batch-norm dispatch, its scalar form on `scalar_grid` and, for the entry points
+/// that move activations or gradients where the device has 64-bit integers, the vec4
+/// kernel moving those as 64-bit words, then first. The finalize stages, which touch only
+/// per-channel planes, keep the two forms.
+fn batchnorm_candidates(
+    vec4: &Dispatch,
+    scalar_grid: [u32; 3],
+    caps: &KernelCaps,
+) -> Vec<Candidate> {
+    let mut candidates = access_candidates(vec4, Shader::BnAct, scalar_grid);
+    let moves_activations = !vec4.entry.contains("finalize");
+    if caps.int64 && moves_activations {
+        candidates.insert(0, words64_candidate(vec4, Shader::BnActWords64));
+    }
+    candidates
+}
+
+/// `vec4`'s dispatch run by its 64-bit-word form `words`.
+fn words64_candidate(vec4: &Dispatch, words: Shader) -> Candidate {
+    Candidate {
+        name: WORDS64_KERNEL,
+        dispatch: Dispatch {
+            shader: words,
+            ..vec4.clone()
+        },
+        timed: true,
+    }
 }
 
 /// The optimizer's update moving its vectors as 64-bit words, and the vec4 form (not timed:
@@ -171,16 +186,8 @@ fn depthwise_candidates(vec4: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
 /// dispatch over every parameter, whose table would make a long cache key; the 64-bit
 /// words won where timed (performance.md, 2026-12-07, morning).
 fn update_candidates(vec4: &Dispatch) -> Vec<Candidate> {
-    let words = Dispatch {
-        shader: Shader::OptimWords64,
-        ..vec4.clone()
-    };
     vec![
-        Candidate {
-            name: WORDS64_KERNEL,
-            dispatch: words,
-            timed: true,
-        },
+        words64_candidate(vec4, Shader::OptimWords64),
         Candidate {
             name: ACCESS_KERNELS[0],
             dispatch: vec4.clone(),
@@ -416,6 +423,20 @@ mod tests {
         assert_eq!(scalar.shader, Shader::BnAct);
         // 2 x 8 x 8 x 16 elements, one per scalar invocation: 32 workgroups of 64.
         assert!(scalar.workgroups[0] * scalar.workgroups[1] * 64 >= 2 * 8 * 8 * 16);
+        // With 64-bit integers the passes over the activations add their 64-bit-word form,
+        // first, on the vec4 grid; the finalize stage (per-channel planes only) does not.
+        let train = bn.forward_train(&shape, &crate::ops::TrainSettings::default());
+        let [partial, finalize, normalise] = [&train[0], &train[1], &train[2]];
+        for pass in [partial, normalise] {
+            let offered = alternatives(pass, &int64).expect("vec4 batch norm");
+            assert_eq!(names(&offered), [WORDS64_KERNEL, "vec4", "scalar"]);
+            let words = &offered.candidates[0].dispatch;
+            assert_eq!(words.shader, Shader::BnActWords64);
+            assert_eq!(words.workgroups, pass.workgroups);
+        }
+        assert_eq!(finalize.entry, "stats_finalize");
+        let offered = alternatives(finalize, &int64).expect("vec4 batch norm");
+        assert_eq!(names(&offered), ACCESS_KERNELS);
     }
 
     #[test]

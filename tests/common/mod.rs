@@ -160,6 +160,27 @@ pub fn depthwise_kernels(device: &Gpu) -> Vec<&'static str> {
     offered.candidates.iter().map(|c| c.name).collect()
 }
 
+/// The batch-norm kernels this adapter offers for the entry point a tuning-cache key names
+/// ("batchnorm <entry> <uniform words>"), on 16 channels, the default first.
+pub fn batchnorm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
+    let entry = key
+        .split(' ')
+        .nth(1)
+        .expect("a batchnorm key names its entry point");
+    let bn = mobilenet_wgpu::ops::BatchNorm {
+        eps: 1e-5,
+        activation: mobilenet_wgpu::ops::Activation::Relu,
+    };
+    let shape = [1, 4, 4, 16];
+    let train = mobilenet_wgpu::ops::TrainSettings::default();
+    let mut passes = bn.forward_train(&shape, &train);
+    passes.extend(bn.backward(&shape, &shape, true, &train));
+    let dispatch = passes.iter().find(|d| d.entry == entry);
+    let dispatch = dispatch.unwrap_or_else(|| panic!("no batch-norm pass runs {entry}"));
+    let offered = alternatives(dispatch, &KernelCaps::of(device)).expect("a vec4 batch norm");
+    offered.candidates.iter().map(|c| c.name).collect()
+}
+
 pub fn rng(seed: u64) -> rand::rngs::StdRng {
     rand::rngs::StdRng::seed_from_u64(seed)
 }
