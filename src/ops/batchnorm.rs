@@ -177,6 +177,15 @@ impl BatchNorm {
     /// The entry point that runs `backward_finalize` and a weight gradient's sums.
     pub const FINALIZE_WITH_WEIGHT_SUMS: &'static str = "backward_finalize_with_weight_sums";
 
+    /// Whether the entry point reads or writes activations or their gradients: all but the
+    /// finalize stages, which touch only the per-channel planes.
+    pub(crate) fn passes_over_activations(entry: &str) -> bool {
+        !matches!(
+            entry,
+            "stats_finalize" | "backward_finalize" | Self::FINALIZE_WITH_WEIGHT_SUMS
+        )
+    }
+
     /// `finalize` (a batch norm's `backward_finalize`) and `sums` (`sum_partials4` of a
     /// weight gradient, not adding to it) as one dispatch, where the step runs them one
     /// after the other and neither reads what the other writes (the caller's to check):

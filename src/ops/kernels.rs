@@ -162,8 +162,7 @@ fn batchnorm_candidates(
     caps: &KernelCaps,
 ) -> Vec<Candidate> {
     let mut candidates = access_candidates(vec4, Shader::BnAct, scalar_grid);
-    let moves_activations = !vec4.entry.contains("finalize");
-    if caps.int64 && moves_activations {
+    if caps.int64 && super::BatchNorm::passes_over_activations(vec4.entry) {
         candidates.insert(0, words64_candidate(vec4, Shader::BnActWords64));
     }
     candidates
