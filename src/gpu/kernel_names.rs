@@ -32,8 +32,9 @@ pub const INT8_GEMM_KERNELS: [&str; 5] = [
 /// vec4 accesses (the default) or the scalar kernel they were spliced from.
 pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 
-/// The depthwise vec4 kernel moving its activations as 64-bit words, offered where the
-/// device has 64-bit integers; there the default (lavapipe loads storage word by word).
+/// The vec4 depthwise and batch-norm kernels and the update moving their activations (or
+/// vectors) as 64-bit words, offered where the device has 64-bit integers; there the
+/// default (lavapipe loads storage word by word).
 pub const WORDS64_KERNEL: &str = "words64";
 
 /// Every kernel name `MOBILENET_TUNE` may force.

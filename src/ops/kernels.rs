@@ -21,7 +21,8 @@ use crate::gpu::{
 pub struct KernelCaps {
     /// The 8-lane subgroup GEMM may run (see `Gpu::subgroup_gemm`).
     pub subgroup_gemm: bool,
-    /// The device has 64-bit integers: the `words64` depthwise kernel and update may run.
+    /// The device has 64-bit integers: the `words64` depthwise and batch-norm kernels and
+    /// update may run.
     pub int64: bool,
     pub max_invocations_per_workgroup: u32,
     pub max_workgroup_storage_bytes: u32,
