@@ -62,10 +62,16 @@ struct Affine4 {
 
 // Values of A after the prologue's normalisation and activation, if there is one.
 fn prologued(v: vec4<f32>, affine: Affine4) -> vec4<f32> {
-    if p.prologue == 0u {
+    return prologued_as(v, affine, p.prologue);
+}
+
+// `prologued` with the prologue code (0: none, else the activation + 1) given: a literal
+// there compiles to that activation's arithmetic alone (see accumulate_prologued_tall_tile).
+fn prologued_as(v: vec4<f32>, affine: Affine4, prologue: u32) -> vec4<f32> {
+    if prologue == 0u {
         return v;
     }
-    return activate4(v * affine.scale + affine.shift, p.prologue - 1u);
+    return activate4(v * affine.scale + affine.shift, prologue - 1u);
 }
 
 const LANES: u32 = 64u;
@@ -149,14 +155,19 @@ fn a_affine(k: u32, k_last: u32) -> Affine4 {
 // A[row, k .. k + 3] after the prologue, zero from `k_last` on. With `prologue_rows` the
 // row is the channel, whose scale and shift are loaded here.
 fn load_a4(row: u32, k: u32, k_last: u32, affine: Affine4) -> vec4<f32> {
+    return load_a4_as(row, k, k_last, affine, p.prologue);
+}
+
+// load_a4 with the prologue code given (prologued_as).
+fn load_a4_as(row: u32, k: u32, k_last: u32, affine: Affine4, prologue: u32) -> vec4<f32> {
     let ks = vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u);
     let at = row * p.a_row_stride + min(ks, vec4<u32>(k_last - 1u)) * p.a_col_stride;
     var v = vec4<f32>(a[at.x], a[at.y], a[at.z], a[at.w]);
     if p.prologue_rows != 0u {
-        v = prologued(v, Affine4(vec4<f32>(prologue_stats[row]),
-                                 vec4<f32>(prologue_stats[p.m + row])));
+        v = prologued_as(v, Affine4(vec4<f32>(prologue_stats[row]),
+                                    vec4<f32>(prologue_stats[p.m + row])), prologue);
     } else {
-        v = prologued(v, affine);
+        v = prologued_as(v, affine, prologue);
     }
     return select(vec4<f32>(0.0), v, ks < vec4<u32>(k_last));
 }

@@ -370,7 +370,7 @@ fn accumulate_tall_tile(at: TileOrigin, lane: u32, b_transposed: bool) -> TallTi
     let k_last = min(k_first + p.k_chunk, p.k);
     var t = TallTile();
     for (var kk = k_first; kk < k_last; kk += 4u) {
-        t = tall_step(t, rows, kk, k_last, col, a_affine(kk, k_last), b_transposed);
+        t = tall_step(t, rows, kk, k_last, col, a_affine(kk, k_last), b_transposed, p.prologue);
     }
     return t;
 }
@@ -381,13 +381,14 @@ fn tall_rows(at: TileOrigin, lane: u32) -> vec4<u32> {
     return min(vec4<u32>(at.row0 + lane) + vec4<u32>(0u, 8u, 16u, 24u), vec4<u32>(p.m - 1u));
 }
 
-// `t` + 4 steps of K from kk: rows `rows` of A (as lanes 0-7 hold them) times B.
+// `t` + 4 steps of K from kk: rows `rows` of A (as lanes 0-7 hold them), after the
+// prologue `prologue` (prologued_as), times B.
 fn tall_step(t: TallTile, rows: vec4<u32>, kk: u32, k_last: u32, col: u32, affine: Affine4,
-             b_transposed: bool) -> TallTile {
-    let a0 = load_a4(rows.x, kk, k_last, affine);
-    let a1 = load_a4(rows.y, kk, k_last, affine);
-    let a2 = load_a4(rows.z, kk, k_last, affine);
-    let a3 = load_a4(rows.w, kk, k_last, affine);
+             b_transposed: bool, prologue: u32) -> TallTile {
+    let a0 = load_a4_as(rows.x, kk, k_last, affine, prologue);
+    let a1 = load_a4_as(rows.y, kk, k_last, affine, prologue);
+    let a2 = load_a4_as(rows.z, kk, k_last, affine, prologue);
+    let a3 = load_a4_as(rows.w, kk, k_last, affine, prologue);
     let b = load_b4x4(kk, k_last, col, b_transposed);
     return TallTile(fma_rows16(t.upper, a0, a1, b), fma_rows16(t.lower, a2, a3, b));
 }
@@ -395,8 +396,22 @@ fn tall_step(t: TallTile, rows: vec4<u32>, kk: u32, k_last: u32, col: u32, affin
 // accumulate_tall_tile (B as stored) with the prologue's scale and shift loaded once per
 // AFFINE_STEPS steps: the forward GEMMs with batch-norm statistics, whose A is the raw
 // output of the batch norm before them. (The 16x32 tile, which the tuner picks for few of
-// them, loads them every step.)
+// them, loads them every step.) ReLU, the default activation, gets a loop of its own, in
+// which the prologue code is a literal: its activation is one `max` per vec4 of A, where
+// the loop for any code selects among ReLU, ReLU6 and none, about half the prologue's
+// cost (performance.md, 2026-12-07, late morning). The branch between the loops is on a
+// uniform, so lavapipe runs one of them.
 fn accumulate_prologued_tall_tile(at: TileOrigin, lane: u32) -> TallTile {
+    var t: TallTile;
+    if p.prologue == ACT_RELU + 1u {
+        t = prologued_tall_loop(at, lane, ACT_RELU + 1u);
+    } else {
+        t = prologued_tall_loop(at, lane, p.prologue);
+    }
+    return t;
+}
+
+fn prologued_tall_loop(at: TileOrigin, lane: u32, prologue: u32) -> TallTile {
     let rows = tall_rows(at, lane);
     let k_last = min(p.k_chunk, p.k);
     var t = TallTile();
@@ -404,7 +419,8 @@ fn accumulate_prologued_tall_tile(at: TileOrigin, lane: u32) -> TallTile {
         let held = lane_affine(k0, k_last, lane);
         let steps = min(AFFINE_STEPS, (k_last - k0 + 3u) / 4u);
         for (var i = 0u; i < steps; i++) {
-            t = tall_step(t, rows, k0 + 4u * i, k_last, at.col, step_affine(held, i), false);
+            t = tall_step(t, rows, k0 + 4u * i, k_last, at.col, step_affine(held, i), false,
+                          prologue);
         }
     }
     return t;

@@ -75,7 +75,11 @@ fn row_affine(g: u32) -> Affine4 {
 }
 
 fn load_a4(row: u32, k: u32, k_last: u32, affine: Affine4) -> vec4<f32> {
-    return prologued(a4_at((row * p.a_row_stride + k) / 4u), affine);
+    return load_a4_as(row, k, k_last, affine, p.prologue);
+}
+
+fn load_a4_as(row: u32, k: u32, k_last: u32, affine: Affine4, prologue: u32) -> vec4<f32> {
+    return prologued_as(a4_at((row * p.a_row_stride + k) / 4u), affine, prologue);
 }
 
 // Columns past N (lanes that will not store) read the last vec4 of B's rows. B is either

@@ -20,6 +20,7 @@ use mobilenet_wgpu::ops::{
 };
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::{Gpu, ParamStore};
+use rand::Rng;
 use std::sync::Arc;
 
 const ACTIVATIONS: [Activation; 3] = [Activation::Relu, Activation::Relu6, Activation::None];
@@ -71,8 +72,9 @@ fn chain(what: String, nodes: Vec<(&'static str, OpKind)>, shape: &[usize], seed
         y = graph.add(name, kind.clone(), y).expect("valid shape");
     }
     graph.output(y).expect("output");
-    let params = random_params(&graph, seed);
+    let mut params = random_params(&graph, seed);
     let mut r = rng(seed);
+    reach_past_six(&mut params, &nodes, &mut r);
     // Shifted and scaled away from zero mean and unit variance, so that the batch norm
     // has something to undo.
     let input = uniform(&mut r, shape.iter().product(), -1.0, 3.0);
@@ -86,6 +88,25 @@ fn chain(what: String, nodes: Vec<(&'static str, OpKind)>, shape: &[usize], seed
         params,
         input,
         output_grad,
+    }
+}
+
+/// A batch norm with ReLU6 gets gamma in [2, 3] and beta in [2, 4], so that part of its
+/// outputs lie below 0 and part above 6 and both of the clamp's bounds are exercised:
+/// random_params' gamma near 1 and beta near 0 never reach 6, and a kernel that applied
+/// ReLU instead passed.
+fn reach_past_six(params: &mut ParamStore, nodes: &[(&'static str, OpKind)], r: &mut impl Rng) {
+    for (name, kind) in nodes {
+        if let OpKind::BatchNorm(bn) = kind {
+            if bn.activation == Activation::Relu6 {
+                for (param, lo, hi) in [("gamma", 2.0, 3.0), ("beta", 2.0, 4.0)] {
+                    let values = params
+                        .get_mut(&format!("{name}.{param}"))
+                        .expect("batch norm parameter");
+                    *values = uniform(r, values.len(), lo, hi);
+                }
+            }
+        }
     }
 }
 
