@@ -107,6 +107,13 @@ fn build() -> anyhow::Result<GraphBuilder> {
 fn main() -> anyhow::Result<()> {
     let gpu = Gpu::new()?;
     let graph = build()?;
+    print_size(&graph);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let trained = train(&gpu, &graph, &mut rng)?;
+    classify_fresh_samples(&gpu, &graph, &trained, &mut rng)
+}
+
+fn print_size(graph: &GraphBuilder) {
     println!(
         "graph: {} ops, {} parameter tensors, {} trainable values",
         graph.nodes().len(),
@@ -118,10 +125,13 @@ fn main() -> anyhow::Result<()> {
             .map(|p| p.len())
             .sum::<usize>()
     );
+}
 
+/// STEPS steps of SGD with momentum on synthetic batches; returns the trained parameters.
+fn train(gpu: &Gpu, graph: &GraphBuilder, rng: &mut impl Rng) -> anyhow::Result<ParamStore> {
     // Parameters live in GPU buffers the training plan reads and updates in place.
-    let buffers = Arc::new(ParamBuffers::new(&gpu, &graph)?);
-    buffers.load(&ParamStore::initialize(&graph, 7))?;
+    let buffers = Arc::new(ParamBuffers::new(gpu, graph)?);
+    buffers.load(&ParamStore::initialize(graph, 7))?;
     let config = TrainConfig {
         settings: TrainSettings::default(),
         update: Some(UpdateRule::Sgd {
@@ -130,12 +140,11 @@ fn main() -> anyhow::Result<()> {
         }),
         ..Default::default()
     };
-    let trainer = TrainPlan::compile(&graph, &gpu, buffers.clone(), &config)?;
+    let trainer = TrainPlan::compile(graph, gpu, buffers.clone(), &config)?;
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let mut losses = Vec::with_capacity(STEPS);
     for step in 0..STEPS {
-        let (images, labels) = synthetic_batch(&mut rng);
+        let (images, labels) = synthetic_batch(rng);
         // One submit: forward, backward, SGD update; loss and logits read back.
         let out = trainer.step(&images, &labels, 0.05)?;
         losses.push(out.mean_loss());
@@ -150,13 +159,20 @@ fn main() -> anyhow::Result<()> {
     let first = losses[..5].iter().sum::<f64>() / 5.0;
     let last = losses[STEPS - 5..].iter().sum::<f64>() / 5.0;
     println!("mean loss of the first 5 steps {first:.4}, of the last 5 steps {last:.4}");
+    Ok(buffers.read()?)
+}
 
-    // Inference: the same graph compiled as a forward plan (batch norm from the running
-    // statistics the training steps kept), loaded with the trained parameters.
-    let trained: ParamStore = buffers.read()?;
-    let plan = graph.compile(&gpu)?;
-    plan.load_params(&trained)?;
-    let (images, labels) = synthetic_batch(&mut rng);
+/// Inference: the same graph compiled as a forward plan (batch norm from the running
+/// statistics the training steps kept), loaded with the trained parameters.
+fn classify_fresh_samples(
+    gpu: &Gpu,
+    graph: &GraphBuilder,
+    trained: &ParamStore,
+    rng: &mut impl Rng,
+) -> anyhow::Result<()> {
+    let plan = graph.compile(gpu)?;
+    plan.load_params(trained)?;
+    let (images, labels) = synthetic_batch(rng);
     let outputs = plan.run(&images)?;
     let probs = &outputs[1];
     let mut correct = 0;

@@ -21,28 +21,60 @@ use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::train::trainer::Finetune;
 use mobilenet_wgpu::train::{
     train, DataOptions, DatasetKind, OptimizerConfig, OptimizerKind, Schedule, ScheduleKind,
-    TrainOptions,
+    TrainOptions, TrainSummary,
 };
 use mobilenet_wgpu::{Gpu, MobileNetV1Config};
 use std::path::PathBuf;
 
 const USAGE: &str = "usage: finetune PRETRAINED.safetensors DATA_DIR OUT_DIR [EPOCHS] [RESOLUTION]";
 
+/// What the command line asked for.
+struct Args {
+    pretrained: PathBuf,
+    data_dir: PathBuf,
+    out_dir: PathBuf,
+    epochs: usize,
+    resolution: Option<usize>,
+}
+
 fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let options = finetune_options(&args);
+    let gpu = Gpu::new()?;
+    let summary = train(&gpu, &options)?;
+    print_summary(&summary);
+    println!(
+        "fine-tuned weights: {}",
+        options.out_dir.join("last.safetensors").display()
+    );
+    Ok(())
+}
+
+fn parse_args() -> anyhow::Result<Args> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     anyhow::ensure!((3..=5).contains(&args.len()), "{USAGE}");
-    let epochs: usize = match args.get(3) {
+    let epochs = match args.get(3) {
         Some(text) => text.parse().context("EPOCHS must be a whole number")?,
         None => 5,
     };
-    let resolution: Option<usize> = match args.get(4) {
+    let resolution = match args.get(4) {
         Some(text) => Some(text.parse().context("RESOLUTION must be a whole number")?),
         None => None,
     };
+    Ok(Args {
+        pretrained: PathBuf::from(&args[0]),
+        data_dir: PathBuf::from(&args[1]),
+        out_dir: PathBuf::from(&args[2]),
+        epochs,
+        resolution,
+    })
+}
 
-    let options = TrainOptions {
+/// The run: a frozen pretrained backbone and a new classifier, trained on the folder.
+fn finetune_options(args: &Args) -> TrainOptions {
+    TrainOptions {
         dataset: DatasetKind::Folder,
-        data_dir: Some(PathBuf::from(&args[1])),
+        data_dir: Some(args.data_dir.clone()),
         val_dir: None,
         // Evaluation view: shorter side to resolution / 0.875, centre crop (timm's).
         data: DataOptions {
@@ -51,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         },
         // Replaced by the pretrained file's architecture.
         model: MobileNetV1Config::default(),
-        epochs,
+        epochs: args.epochs,
         batch_size: 16,
         optimizer: OptimizerConfig {
             weight_decay: 0.0,
@@ -72,25 +104,26 @@ fn main() -> anyhow::Result<()> {
             hflip: true,
             ..Augment::default()
         },
-        out_dir: PathBuf::from(&args[2]),
+        out_dir: args.out_dir.clone(),
         resume: false,
         progress: false,
         progress_bar: false,
         log_every: mobilenet_wgpu::train::DEFAULT_LOG_EVERY,
         finetune: Some(Finetune {
-            weights: PathBuf::from(&args[0]),
+            weights: args.pretrained.clone(),
             // Some(0): only the new classifier trains; Some(k) also the last k blocks,
             // None the whole network.
             trainable_blocks: Some(0),
-            resolution,
+            resolution: args.resolution,
             // Checked against the folder's class count when given.
             classes: None,
         }),
         parallel: Default::default(),
-    };
+    }
+}
 
-    let gpu = Gpu::new()?;
-    let summary = train(&gpu, &options)?;
+/// Each epoch's losses and accuracies, then the best validation accuracy.
+fn print_summary(summary: &TrainSummary) {
     println!("classes: {}", summary.class_names.join(", "));
     for epoch in &summary.epochs {
         let val = match (epoch.val_loss, epoch.val_acc) {
@@ -108,9 +141,4 @@ fn main() -> anyhow::Result<()> {
     if let Some(best) = summary.best_val_acc {
         println!("best validation accuracy: {:.1}%", 100.0 * best);
     }
-    println!(
-        "fine-tuned weights: {}",
-        options.out_dir.join("last.safetensors").display()
-    );
-    Ok(())
 }

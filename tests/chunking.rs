@@ -47,7 +47,7 @@ fn single_op(kind: OpKind, input: &[usize]) -> GraphBuilder {
 }
 
 #[test]
-fn every_op_run_in_chunks_equals_the_whole_batch() {
+fn spatial_ops_run_in_chunks_equal_the_whole_batch() {
     let chunked = small_bindings(LIMIT);
     let bn = BatchNorm {
         eps: 1e-5,
@@ -116,7 +116,11 @@ fn every_op_run_in_chunks_equals_the_whole_batch() {
         );
         assert_eq!(whole, parts, "{what}: chunked results differ");
     }
-    // Row-wise ops over [batch, features], chunked when one binding holds 64 rows or fewer.
+}
+
+/// Row-wise ops over [batch, features], chunked when one binding holds 64 rows or fewer.
+#[test]
+fn row_wise_ops_run_in_chunks_equal_the_whole_batch() {
     let tiny = small_bindings(2048);
     for (seed, (what, kind)) in [
         (

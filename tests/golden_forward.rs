@@ -263,27 +263,18 @@ fn pointwise_and_small_depthwise_run_as_one_dispatch() {
     for (i, (shape, out_channels, stride, padding, [pw_act, dw_act])) in
         cases.into_iter().enumerate()
     {
-        let graph = |apart: bool| {
-            let mut g = GraphBuilder::new();
-            let x = g.input("x", &shape);
-            let pointwise = Pointwise {
-                out_channels,
-                fused: Some(pw_act),
-            };
-            let y = g.pointwise("pw", x, pointwise).unwrap();
-            let depthwise = Depthwise {
-                kernel: 3,
-                stride,
-                padding,
-                fused: Some(dw_act),
-            };
-            let z = g.depthwise("dw", y, depthwise).unwrap();
-            if apart {
-                g.output(y).unwrap();
-            }
-            g.output(z).unwrap();
-            g
+        let pointwise = Pointwise {
+            out_channels,
+            fused: Some(pw_act),
         };
+        let depthwise = Depthwise {
+            kernel: 3,
+            stride,
+            padding,
+            fused: Some(dw_act),
+        };
+        let graph =
+            |apart| pointwise_then_depthwise(&shape, pointwise.clone(), depthwise.clone(), apart);
         let (together, apart) = (graph(false), graph(true));
         let params = random_params(&together, 300 + i as u64);
         let input = uniform(&mut rng(i as u64), shape.iter().product(), -2.0, 2.0);
@@ -310,4 +301,23 @@ fn pointwise_and_small_depthwise_run_as_one_dispatch() {
             assert_close(&format!("{what} apart"), &fused, &separate, 1e-6);
         }
     }
+}
+
+/// `pointwise` then `depthwise` on an input of `shape`; `apart` makes the pointwise output a
+/// graph output too, which keeps the two layers in dispatches of their own.
+fn pointwise_then_depthwise(
+    shape: &[usize],
+    pointwise: Pointwise,
+    depthwise: Depthwise,
+    apart: bool,
+) -> mobilenet_wgpu::graph::GraphBuilder {
+    let mut g = mobilenet_wgpu::graph::GraphBuilder::new();
+    let x = g.input("x", shape);
+    let y = g.pointwise("pw", x, pointwise).unwrap();
+    let z = g.depthwise("dw", y, depthwise).unwrap();
+    if apart {
+        g.output(y).unwrap();
+    }
+    g.output(z).unwrap();
+    g
 }

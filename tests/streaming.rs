@@ -680,41 +680,34 @@ fn shard_command_then_train_and_eval_on_shards() {
         text.contains("epoch 1/1") && text.contains("val loss"),
         "{text}"
     );
-    let text = succeeded(&mobilenet(&[
-        "eval",
-        "--weights",
-        &path(&run.join(LAST)),
-        "--dataset",
-        "shards",
-        "--data",
-        &val_shards,
-        "--batch-size",
-        "4",
-        "--json",
-    ]));
-    let result: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let weights = run.join(LAST);
+    let result = eval_json(&weights, "shards", &val_shards);
     assert_eq!(result["count"], 9);
     // The same images as a folder give the same figures (sorted into one class per folder).
-    let text = succeeded(&mobilenet(&[
-        "eval",
-        "--weights",
-        &path(&run.join(LAST)),
-        "--dataset",
-        "folder",
-        "--data",
-        &path(&val_dir),
-        "--batch-size",
-        "4",
-        "--json",
-    ]));
-    let from_folder: serde_json::Value =
-        serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let from_folder = eval_json(&weights, "folder", &path(&val_dir));
     assert_eq!(from_folder["count"], 9);
     let loss = |v: &serde_json::Value| v["loss"].as_f64().unwrap();
     assert!(
         (loss(&result) - loss(&from_folder)).abs() < 1e-4,
         "{result} vs {from_folder}"
     );
+}
+
+/// `mobilenet eval --json` of `weights` on `data` read as `dataset`, in batches of 4.
+fn eval_json(weights: &Path, dataset: &str, data: &str) -> serde_json::Value {
+    let text = succeeded(&mobilenet(&[
+        "eval",
+        "--weights",
+        &weights.display().to_string(),
+        "--dataset",
+        dataset,
+        "--data",
+        data,
+        "--batch-size",
+        "4",
+        "--json",
+    ]));
+    serde_json::from_str(text.lines().next().unwrap()).unwrap()
 }
 
 /// The final "done in ...; FILES in DIR" line names only files that exist.
