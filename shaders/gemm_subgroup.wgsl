@@ -454,3 +454,203 @@ fn store_tile(at: TileOrigin, t: Tile) {
     store_row(split, row0 + 14u, col, bias, t.r14);
     store_row(split, row0 + 15u, col, bias, t.r15);
 }
+
+// The forward GEMM with batch-norm statistics on narrow layers (`subgroup-rows`): K and N at
+// most 16, as in a narrow network's first layers (the default job's stem and first
+// pointwise layer, at 8 and 16 channels), where a 32-column tile leaves half or more of its
+// lanes idle. A workgroup walks one chunk of `stats_rows` rows; lane j computes rows j,
+// 8 + j, ... whole, all their columns, with B (at most 16x16) and the prologue's scale and
+// shift loaded once per workgroup, so no lane idles and A needs no shuffles. Each lane
+// keeps the Welford statistics of its rows, merged across the lanes with Chan's formula at
+// the end.
+const NARROW_MAX: u32 = 16u;
+
+// C's 16 columns (or fewer) of one row, in groups of 4.
+struct Row16 {
+    g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
+}
+
+// B's rows k .. k + 3 at the 4 column groups.
+struct Strip4 {
+    g0: mat4x4<f32>, g1: mat4x4<f32>, g2: mat4x4<f32>, g3: mat4x4<f32>,
+}
+
+// All of B (K at most 16), and the prologue's scale and shift of A's 4 steps of K.
+struct NarrowOperands {
+    s0: Strip4, s1: Strip4, s2: Strip4, s3: Strip4,
+    a0: Affine4, a1: Affine4, a2: Affine4, a3: Affine4,
+}
+
+fn narrow_strip(k: u32, b_transposed: bool) -> Strip4 {
+    return Strip4(load_b4x4(k, p.k, 0u, b_transposed), load_b4x4(k, p.k, 4u, b_transposed),
+                  load_b4x4(k, p.k, 8u, b_transposed), load_b4x4(k, p.k, 12u, b_transposed));
+}
+
+fn narrow_operands(b_transposed: bool) -> NarrowOperands {
+    return NarrowOperands(narrow_strip(0u, b_transposed), narrow_strip(4u, b_transposed),
+                          narrow_strip(8u, b_transposed), narrow_strip(12u, b_transposed),
+                          a_affine(0u, p.k), a_affine(4u, p.k), a_affine(8u, p.k),
+                          a_affine(12u, p.k));
+}
+
+fn narrow_step(y: Row16, a: vec4<f32>, b: Strip4) -> Row16 {
+    return Row16(fma_4k(y.g0, a, b.g0), fma_4k(y.g1, a, b.g1), fma_4k(y.g2, a, b.g2),
+                 fma_4k(y.g3, a, b.g3));
+}
+
+// Row `row` of C before the epilogue.
+fn narrow_row(row: u32, o: NarrowOperands, prologue: u32) -> Row16 {
+    var y = narrow_step(Row16(), load_a4_as(row, 0u, p.k, o.a0, prologue), o.s0);
+    if p.k > 4u {
+        y = narrow_step(y, load_a4_as(row, 4u, p.k, o.a1, prologue), o.s1);
+    }
+    if p.k > 8u {
+        y = narrow_step(y, load_a4_as(row, 8u, p.k, o.a2, prologue), o.s2);
+    }
+    if p.k > 12u {
+        y = narrow_step(y, load_a4_as(row, 12u, p.k, o.a3, prologue), o.s3);
+    }
+    return y;
+}
+
+fn store_row16(row: u32, y: Row16) {
+    store_row(0u, row, 0u, tile_bias(0u), y.g0);
+    store_row(0u, row, 4u, tile_bias(4u), y.g1);
+    store_row(0u, row, 8u, tile_bias(8u), y.g2);
+    store_row(0u, row, 12u, tile_bias(12u), y.g3);
+}
+
+// Welford statistics of a lane's rows at the 4 column groups, and how many rows.
+struct Welford16 {
+    count: f32, g0: Welford, g1: Welford, g2: Welford, g3: Welford,
+}
+
+fn welford16_add(s: Welford16, y: Row16, count: u32) -> Welford16 {
+    return Welford16(f32(count), welford_add(s.g0, y.g0, count), welford_add(s.g1, y.g1, count),
+                     welford_add(s.g2, y.g2, count), welford_add(s.g3, y.g3, count));
+}
+
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_rows_stats(@builtin(workgroup_id) wg: vec3<u32>,
+                               @builtin(subgroup_invocation_id) lane: u32,
+                               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, NARROW_MAX);
+    if chunk.row0 >= p.m { return; }
+    let last = min(chunk.row0 + p.stats_rows, p.m);
+    let o = narrow_operands(false);
+    var s = Welford16();
+    var count = 0u;
+    for (var row = chunk.row0 + lane; row < last; row += SUBGROUP_LANES) {
+        count += 1u;
+        let y = narrow_row(row, o, p.prologue);
+        store_row16(row, y);
+        s = welford16_add(s, y, count);
+    }
+    let merged = lanes_merged(s, lane);
+    if lane == 0u {
+        let at = chunk.row0 / p.stats_rows;
+        store_stats(at, 0u, merged.g0);
+        store_stats(at, 4u, merged.g1);
+        store_stats(at, 8u, merged.g2);
+        store_stats(at, 12u, merged.g3);
+    }
+}
+
+// The dX GEMM with the backward sums of the batch norm before the layer
+// (forward_subgroup_32_bt_sums) on the same whole-row lanes: each lane sums its rows'
+// terms as it stores them, and the lanes' sums are added at the end.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_rows_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
+                                 @builtin(subgroup_invocation_id) lane: u32,
+                                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = tile_origin_of(wg, nwg, lane, p.stats_rows, NARROW_MAX);
+    if chunk.row0 >= p.m { return; }
+    let last = min(chunk.row0 + p.stats_rows, p.m);
+    let o = narrow_operands(true);
+    let norm = NarrowNorm(sums_norm4(0u), sums_norm4(4u), sums_norm4(8u), sums_norm4(12u));
+    var s = Sums16();
+    for (var row = chunk.row0 + lane; row < last; row += SUBGROUP_LANES) {
+        let y = narrow_row(row, o, p.prologue);
+        store_row16(row, y);
+        s = sums16_add(s, row, y, norm);
+    }
+    let total = Sums16(lanes_summed(s.g0), lanes_summed(s.g1), lanes_summed(s.g2),
+                       lanes_summed(s.g3));
+    if lane == 0u {
+        let at = chunk.row0 / p.stats_rows;
+        store_sums(at, 0u, total.g0);
+        store_sums(at, 4u, total.g1);
+        store_sums(at, 8u, total.g2);
+        store_sums(at, 12u, total.g3);
+    }
+}
+
+// The batch norm's normalisation at the 4 column groups.
+struct NarrowNorm {
+    g0: BnNorm4, g1: BnNorm4, g2: BnNorm4, g3: BnNorm4,
+}
+
+// A lane's backward sums at the 4 column groups.
+struct Sums16 {
+    g0: BnSums, g1: BnSums, g2: BnSums, g3: BnSums,
+}
+
+// `s` after row `row` of dX, `y` (stored as computed: no bias or activation).
+fn sums16_add(s: Sums16, row: u32, y: Row16, norm: NarrowNorm) -> Sums16 {
+    let act = p.sums - 1u;
+    return Sums16(bn_sums_add(s.g0, y.g0, load_sums_input4(row, 0u), norm.g0, act),
+                  bn_sums_add(s.g1, y.g1, load_sums_input4(row, 4u), norm.g1, act),
+                  bn_sums_add(s.g2, y.g2, load_sums_input4(row, 8u), norm.g2, act),
+                  bn_sums_add(s.g3, y.g3, load_sums_input4(row, 12u), norm.g3, act));
+}
+
+// The 8 lanes' sums added (every lane ends with the same), in pairs, then pairs of pairs.
+fn lanes_summed(s: BnSums) -> BnSums {
+    var t = s;
+    for (var mask = 1u; mask < SUBGROUP_LANES; mask <<= 1u) {
+        t = BnSums(t.dz + subgroupShuffleXor(t.dz, mask),
+                   t.dz_centred + subgroupShuffleXor(t.dz_centred, mask));
+    }
+    return t;
+}
+
+// The 8 lanes' statistics merged (every lane ends with the same), pairs of lanes, then
+// pairs of pairs, each pair merged lower lane first.
+fn lanes_merged(s: Welford16, lane: u32) -> Welford16 {
+    var m = s;
+    for (var mask = 1u; mask < SUBGROUP_LANES; mask <<= 1u) {
+        let other = Welford16(subgroupShuffleXor(m.count, mask),
+                              welford_shuffled(m.g0, mask), welford_shuffled(m.g1, mask),
+                              welford_shuffled(m.g2, mask), welford_shuffled(m.g3, mask));
+        let upper = (lane & mask) != 0u;
+        let a = select_welford16(m, other, upper);
+        let b = select_welford16(other, m, upper);
+        m = Welford16(a.count + b.count, chan(a.g0, a.count, b.g0, b.count),
+                      chan(a.g1, a.count, b.g1, b.count), chan(a.g2, a.count, b.g2, b.count),
+                      chan(a.g3, a.count, b.g3, b.count));
+    }
+    return m;
+}
+
+fn welford_shuffled(s: Welford, mask: u32) -> Welford {
+    return Welford(subgroupShuffleXor(s.mean, mask), subgroupShuffleXor(s.m2, mask));
+}
+
+// `a` where `pick_b` is false, else `b`.
+fn select_welford16(a: Welford16, b: Welford16, pick_b: bool) -> Welford16 {
+    return Welford16(select(a.count, b.count, pick_b), select_welford(a.g0, b.g0, pick_b),
+                     select_welford(a.g1, b.g1, pick_b), select_welford(a.g2, b.g2, pick_b),
+                     select_welford(a.g3, b.g3, pick_b));
+}
+
+fn select_welford(a: Welford, b: Welford, pick_b: bool) -> Welford {
+    return Welford(select(a.mean, b.mean, pick_b), select(a.m2, b.m2, pick_b));
+}
+
+// Chan's merge of the statistics of `na` and `nb` values (either may be none).
+fn chan(a: Welford, na: f32, b: Welford, nb: f32) -> Welford {
+    let n = na + nb;
+    let d = b.mean - a.mean;
+    let fb = select(0.0, nb / n, n > 0.0);
+    return Welford(a.mean + d * fb, a.m2 + b.m2 + d * d * (na * fb));
+}

@@ -324,8 +324,9 @@ fn depthwise_leaves_the_statistics_of_the_batch_norm_after_it() {
 
 /// A GEMM before a batch norm (a pointwise layer, the stem's convolution after im2col)
 /// leaves the batch statistics' partials as it stores its output, on every GEMM kernel the
-/// adapter offers: odd channel counts (scalar accesses), batch 1, 1x1 images, and several
-/// chunks of 256 rows whose last is not a whole tile.
+/// adapter offers: odd channel counts (scalar accesses), batch 1, 1x1 images, several
+/// chunks of 256 rows whose last is not a whole tile, and narrow layers (K and N of 16 or
+/// less, as `subgroup-rows` takes them: a pointwise layer, a one-channel stem).
 #[test]
 fn gemm_leaves_the_statistics_of_the_batch_norm_after_it() {
     let pointwise = |out_channels| {
@@ -334,22 +335,37 @@ fn gemm_leaves_the_statistics_of_the_batch_norm_after_it() {
             fused: None,
         })
     };
-    let stem = OpKind::Conv2d(Conv2d {
+    let stem_conv = Conv2d {
         out_channels: 16,
         kernel: 3,
         stride: 2,
         padding: common::PADDINGS[1],
         fused: None,
+    };
+    // A narrow network's stem: one channel, K = 9 read from rows padded to 12.
+    let grey_stem = OpKind::Conv2d(Conv2d {
+        out_channels: 8,
+        stride: 1,
+        padding: common::PADDINGS[0],
+        ..stem_conv.clone()
     });
-    let cases: [(OpKind, [usize; 4]); 6] = [
+    let stem = OpKind::Conv2d(stem_conv);
+    let cases: [(OpKind, [usize; 4]); 8] = [
         (pointwise(7), [2, 5, 5, 13]),
         (pointwise(24), [3, 4, 4, 16]),
         (pointwise(32), [4, 1, 1, 64]),
         (pointwise(12), [1, 15, 19, 8]),
         (pointwise(40), [2, 15, 19, 20]),
         (stem, [1, 37, 30, 3]),
+        (pointwise(16), [2, 9, 9, 16]),
+        (grey_stem, [3, 10, 9, 1]),
     ];
     for (i, (producer, shape)) in cases.into_iter().enumerate() {
+        let narrow = match &producer {
+            OpKind::Pointwise(p) => is_narrow(shape[3], p.out_channels),
+            OpKind::Conv2d(c) => is_narrow((9 * shape[3]).next_multiple_of(4), c.out_channels),
+            _ => false,
+        };
         let pair = producer_pair(producer, &shape, ACTIVATIONS[i % 3], 600 + i as u64);
         for (device, kernel) in common::kernel_devices() {
             let plan = compile(device, &pair);
@@ -363,7 +379,9 @@ fn gemm_leaves_the_statistics_of_the_batch_norm_after_it() {
             assert_eq!(stats.len(), 1, "{what}: {kernels:?}");
             // The kernels with a statistics epilogue run it when forced; the others (wide
             // and workgroup-memory tiles) leave the dispatch to the default.
-            if ["blocked-8x8", "subgroup-16x32", "subgroup-32x32"].contains(&kernel) {
+            if ["blocked-8x8", "subgroup-16x32", "subgroup-32x32"].contains(&kernel)
+                || (kernel == "subgroup-rows" && narrow)
+            {
                 assert!(
                     stats[0].ends_with(&format!("[{kernel}]")),
                     "{what}: {stats:?}"
@@ -452,6 +470,17 @@ fn pointwise_applies_the_batch_norm_before_it() {
                     plan.kernels()
                 );
             }
+            // Where dX (K the output's channels, N the input's) is narrow, the forced
+            // whole-row lanes compute it and the batch norm's backward sums.
+            if kernel == "subgroup-rows" && is_narrow(out_channels, shape[3]) {
+                assert_eq!(
+                    passes(&plan, "forward_subgroup_rows_bt_sums"),
+                    1,
+                    "{}: {:?}",
+                    pair.what,
+                    plan.kernels()
+                );
+            }
         }
     }
 }
@@ -488,6 +517,9 @@ fn pointwise_between_batch_norms_matches_the_reference() {
             let forced = match kernel {
                 "subgroup-16x32" => Some("forward_subgroup_stats"),
                 "subgroup-32x32" => Some("forward_subgroup_32_stats"),
+                "subgroup-rows" if is_narrow(shape[3], out_channels) => {
+                    Some("forward_subgroup_rows_stats")
+                }
                 _ => None,
             };
             if let Some(entry) = forced {
@@ -614,4 +646,10 @@ fn finalize_stages_share_a_dispatch_with_the_weight_sums_before_them() {
             check_gradients(&plan, &pair, &what);
         }
     }
+}
+
+/// Whether a GEMM of `k` by `n` is one `subgroup-rows` takes (both at most 16, whole
+/// vec4s).
+fn is_narrow(k: usize, n: usize) -> bool {
+    [k, n].iter().all(|&c| c <= 16 && c.is_multiple_of(4))
 }

@@ -133,6 +133,22 @@ fn dispatches() -> Vec<Dispatch> {
     for op in &ops {
         all.extend(op_dispatches(op, &odd, &odd));
     }
+    // A narrow pointwise layer's forward with the next batch norm's statistics, as the
+    // training plan fuses it (`subgroup-rows` runs only these chunk walks).
+    let narrow = [2, 4, 4, 8];
+    let pointwise = OpKind::Pointwise(Pointwise {
+        out_channels: 16,
+        fused: None,
+    });
+    let forward = pointwise.forward(&narrow, &[2, 4, 4, 16]).remove(0);
+    all.push(mobilenet_wgpu::ops::with_output_stats(&forward).expect("a plain forward GEMM"));
+    // Its dX with the backward sums of a batch norm before it.
+    let backward = pointwise.backward(&narrow, &[2, 4, 4, 16], true, &TrainSettings::default());
+    all.extend(
+        backward
+            .iter()
+            .filter_map(|d| mobilenet_wgpu::ops::with_input_sums(d, Activation::Relu)),
+    );
     // The 3x3 depthwise backward of a grid of 1024 invocations, which runs in workgroups
     // of 64 (the small shapes above take its 16-wide entry points), at both strides.
     let wide = [1, 8, 8, 4096];

@@ -6,10 +6,13 @@
 /// use; the first that applies on an adapter is its default, which another must beat by
 /// 10% to displace. The 32x32 tile comes first: of the lavapipe shapes where it and the
 /// 16x32 one timed within 10% of each other, it was the faster on 58 of 83.
-pub const GEMM_KERNELS: [&str; 6] = [
+/// `subgroup-rows` (a lane per row of C, all its columns) takes only the forward GEMMs
+/// with batch-norm statistics whose K and N are 16 or less.
+pub const GEMM_KERNELS: [&str; 7] = [
     "subgroup-32x32",
     "subgroup-16x32",
     "subgroup-32x64",
+    "subgroup-rows",
     "blocked-8x8",
     "tiled-64x64",
     "tiled-128x64",
@@ -38,13 +41,14 @@ pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 pub const WORDS64_KERNEL: &str = "words64";
 
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 13] = [
+pub const KERNELS: [&str; 14] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
     GEMM_KERNELS[3],
     GEMM_KERNELS[4],
     GEMM_KERNELS[5],
+    GEMM_KERNELS[6],
     ACCESS_KERNELS[0],
     ACCESS_KERNELS[1],
     WORDS64_KERNEL,

@@ -121,6 +121,32 @@ fn subgroup_shader(layout: &OperandLayout) -> Shader {
     }
 }
 
+/// K and N of the GEMMs that gemm_subgroup.wgsl's whole-row lanes take (NARROW_MAX).
+const NARROW_MAX: usize = 16;
+
+/// The chunk-walking GEMMs (the forward with batch-norm statistics, the dX with backward
+/// sums) on gemm_subgroup.wgsl's whole-row lanes (`subgroup-rows`), where K and N are at
+/// most 16 and the operands move as vec4s: one workgroup per chunk of rows, every column.
+/// `None` for any other dispatch.
+pub fn narrow_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
+    let (words, layout) = gemm_words(dispatch)?;
+    let narrow = words.n as usize <= NARROW_MAX && words.k as usize <= NARROW_MAX;
+    let entry = match (dispatch.entry, layout.b_transposed) {
+        ("forward_stats", false) => "forward_subgroup_rows_stats",
+        ("forward_bt_sums", true) => "forward_subgroup_rows_bt_sums",
+        _ => return None,
+    };
+    if !(narrow && layout.vec4 && !layout.a_transposed) {
+        return None;
+    }
+    Some(Dispatch {
+        shader: Shader::GemmSubgroupVec4,
+        entry,
+        workgroups: subgroup_grid(words.size(), [words.stats_rows as usize, NARROW_MAX]),
+        ..dispatch.clone()
+    })
+}
+
 /// Rows and columns of C per workgroup of gemm_subgroup_wide.wgsl (WIDE_TILE_ROWS and
 /// WIDE_TILE_COLS; WIDE_AT_TILE_ROWS and WIDE_AT_TILE_COLS are the same, swapped).
 const WIDE_TILE_ROWS: usize = 32;
@@ -261,6 +287,25 @@ mod tests {
             kernels(stem)[1],
             (Shader::GemmSubgroupVec4, "forward_subgroup")
         );
+    }
+
+    #[test]
+    fn narrow_chunk_walks_take_whole_rows() {
+        use super::super::gemm::with_gemm_output_stats;
+        let stats = with_gemm_output_stats(&plain_forward(25088, 16, 8)).expect("a forward");
+        let narrow = narrow_subgroup_gemm_dispatch(&stats).expect("K and N of 16 or less");
+        assert_eq!(narrow.entry, "forward_subgroup_rows_stats");
+        // One workgroup per chunk of 256 rows, all 16 columns.
+        assert_eq!(narrow.workgroups, [98, 1, 1]);
+        let sums = super::super::gemm::with_gemm_input_sums(
+            &input_gradient(25088, 8, 16),
+            super::super::Activation::Relu,
+        )
+        .expect("a dX GEMM");
+        let narrow = narrow_subgroup_gemm_dispatch(&sums).expect("K and N of 16 or less");
+        assert_eq!(narrow.entry, "forward_subgroup_rows_bt_sums");
+        let wide = with_gemm_output_stats(&plain_forward(25088, 32, 8)).expect("a forward");
+        assert!(narrow_subgroup_gemm_dispatch(&wide).is_none());
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! `graph::kernel_choice`).
 
 use super::gemm_kernels::{
-    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
-    wide_subgroup_gemm_dispatch, TileRows,
+    narrow_subgroup_gemm_dispatch, subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch,
+    tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
 use super::int8_ops::{
     subgroup_int8_gemm_dispatch, tall_subgroup_int8_gemm_dispatch, x16_int8_depthwise_dispatch,
@@ -204,6 +204,7 @@ fn gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
                 "subgroup-16x32" if caps.subgroup_gemm => subgroup_gemm_dispatch(dispatch)?,
                 "subgroup-32x32" if caps.subgroup_gemm => tall_subgroup_gemm_dispatch(dispatch)?,
                 "subgroup-32x64" if caps.subgroup_gemm => wide_subgroup_gemm_dispatch(dispatch)?,
+                "subgroup-rows" if caps.subgroup_gemm => narrow_subgroup_gemm_dispatch(dispatch)?,
                 "blocked-8x8" => dispatch.clone(),
                 // Whether their workgroups fit the adapter is `KernelCaps::runs`'s to say.
                 "tiled-64x64" => tiled_gemm_dispatch(dispatch, TileRows::R64)?,
@@ -296,12 +297,37 @@ mod tests {
         alternatives.candidates.iter().map(|c| c.name).collect()
     }
 
+    /// Every GEMM kernel but `subgroup-rows`, which takes only narrow chunk walks.
+    fn plain_gemm_kernels() -> Vec<&'static str> {
+        GEMM_KERNELS
+            .into_iter()
+            .filter(|&name| name != "subgroup-rows")
+            .collect()
+    }
+
     #[test]
     fn the_default_is_the_fixed_rule_of_before() {
         let cpu = alternatives(&gemm(100, 64, 32), &caps(true)).expect("a GEMM");
-        assert_eq!(names(&cpu), GEMM_KERNELS);
+        assert_eq!(names(&cpu), plain_gemm_kernels());
         let gpu = alternatives(&gemm(100, 64, 32), &caps(false)).expect("a GEMM");
         assert_eq!(names(&gpu), ["blocked-8x8", "tiled-64x64", "tiled-128x64"]);
+    }
+
+    #[test]
+    fn narrow_statistics_gemms_also_offer_whole_row_lanes() {
+        let narrow = crate::ops::with_output_stats(&gemm(2048, 16, 8)).expect("a forward");
+        let cpu = alternatives(&narrow, &caps(true)).expect("a GEMM");
+        assert_eq!(
+            names(&cpu),
+            [
+                "subgroup-32x32",
+                "subgroup-16x32",
+                "subgroup-rows",
+                "blocked-8x8"
+            ]
+        );
+        let gpu = alternatives(&narrow, &caps(false)).expect("a GEMM");
+        assert_eq!(names(&gpu), ["blocked-8x8"]);
     }
 
     #[test]
@@ -368,7 +394,7 @@ mod tests {
             ..caps(true)
         };
         let offered = alternatives(&gemm(100, 64, 32), &browser).expect("a GEMM");
-        assert_eq!(names(&offered), GEMM_KERNELS);
+        assert_eq!(names(&offered), plain_gemm_kernels());
     }
 
     #[test]

@@ -44,8 +44,8 @@ use dispatch::{
 pub use gemm::accumulating;
 #[doc(hidden)]
 pub use gemm_kernels::{
-    subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch, tiled_gemm_dispatch,
-    wide_subgroup_gemm_dispatch, TileRows,
+    narrow_subgroup_gemm_dispatch, subgroup_gemm_dispatch, tall_subgroup_gemm_dispatch,
+    tiled_gemm_dispatch, wide_subgroup_gemm_dispatch, TileRows,
 };
 pub use int8::{Int8Activation, Int8LayerParams, Int8Numbers, Int8Output};
 pub use int8_ops::{int8_pointwise, Int8Depthwise, Int8Gemm, Int8Pool, Int8Stem, Int8Window};

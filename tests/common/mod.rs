@@ -131,8 +131,9 @@ pub fn gemm_kernels_for_key(device: &Gpu, key: &str) -> Vec<&'static str> {
     offered.timed().map(|c| c.name).collect()
 }
 
-/// The GEMM kernels this adapter can run, the default first: those offered for a
-/// pointwise convolution (every kernel has an entry for it).
+/// The GEMM kernels this adapter can run, the default first: those offered for a narrow
+/// pointwise convolution (every kernel but `subgroup-rows` has an entry for it), then
+/// those offered only for its training form with batch-norm statistics (`subgroup-rows`).
 pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
     let caps = KernelCaps::of(device);
     let dispatch = mobilenet_wgpu::ops::Pointwise {
@@ -141,8 +142,18 @@ pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
     }
     .forward(&[1, 2, 2, 8], &[1, 2, 2, 8])
     .remove(0);
-    let offered = alternatives(&dispatch, &caps).expect("a pointwise convolution is a GEMM");
-    offered.candidates.iter().map(|c| c.name).collect()
+    let with_stats =
+        mobilenet_wgpu::ops::with_output_stats(&dispatch).expect("a plain pointwise GEMM");
+    let mut names = Vec::new();
+    for form in [dispatch, with_stats] {
+        let offered = alternatives(&form, &caps).expect("a pointwise convolution is a GEMM");
+        for candidate in offered.candidates {
+            if !names.contains(&candidate.name) {
+                names.push(candidate.name);
+            }
+        }
+    }
+    names
 }
 
 /// The depthwise kernels this adapter offers for a 3x3 layer on 16 channels, the default
