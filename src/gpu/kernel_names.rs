@@ -6,8 +6,8 @@
 /// use; the first that applies on an adapter is its default, which another must beat by
 /// 10% to displace. The 32x32 tile comes first: of the lavapipe shapes where it and the
 /// 16x32 one timed within 10% of each other, it was the faster on 58 of 83.
-/// `subgroup-rows` (a lane per row of C, all its columns) takes only the forward GEMMs
-/// with batch-norm statistics whose K and N are 16 or less.
+/// `subgroup-rows` (a lane per row of C, all its columns) takes only the training GEMMs
+/// with batch-norm statistics or backward sums whose K and N are 16 or less.
 pub const GEMM_KERNELS: [&str; 7] = [
     "subgroup-32x32",
     "subgroup-16x32",
