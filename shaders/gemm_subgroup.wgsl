@@ -525,7 +525,9 @@ struct Welford16 {
     count: f32, g0: Welford, g1: Welford, g2: Welford, g3: Welford,
 }
 
-fn welford16_add(s: Welford16, y: Row16, count: u32) -> Welford16 {
+// `s` after one more row, `y`.
+fn welford16_add(s: Welford16, y: Row16) -> Welford16 {
+    let count = u32(s.count) + 1u;
     return Welford16(f32(count), welford_add(s.g0, y.g0, count), welford_add(s.g1, y.g1, count),
                      welford_add(s.g2, y.g2, count), welford_add(s.g3, y.g3, count));
 }
@@ -539,12 +541,10 @@ fn forward_subgroup_rows_stats(@builtin(workgroup_id) wg: vec3<u32>,
     let last = min(chunk.row0 + p.stats_rows, p.m);
     let o = narrow_operands(false);
     var s = Welford16();
-    var count = 0u;
     for (var row = chunk.row0 + lane; row < last; row += SUBGROUP_LANES) {
-        count += 1u;
         let y = narrow_row(row, o, p.prologue);
         store_row16(row, y);
-        s = welford16_add(s, y, count);
+        s = welford16_add(s, y);
     }
     let merged = lanes_merged(s, lane);
     if lane == 0u {
