@@ -12,6 +12,8 @@ use wgpu::Backend::{Dx12, Gl, Metal, Vulkan};
 pub const PORTABILITY: PortabilityTable = PortabilityTable {
     entries: &[
         EntryPortability { shader: Shader::Conv2d, entry: "im2col", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2d, entry: "im2col_3x3_c1", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2d, entry: "im2col_3x3_c1_s2", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Conv2d, entry: "backward_input", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Depthwise, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Depthwise, entry: "forward_3x3", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },

@@ -17,8 +17,12 @@ pub struct Conv2d {
     pub fused: Fused,
 }
 
-/// The entry point that unfolds the input into patches in `Slot::Workspace`.
+/// The entry points that unfold the input into patches in `Slot::Workspace`: one output
+/// pixel per invocation, or (a 3x3 kernel on one input channel at stride 1 or 2) a quad of 4
+/// pixels of a row, whose windows share their input columns.
 const UNFOLD: &str = "im2col";
+const UNFOLD_QUAD: &str = "im2col_3x3_c1";
+const UNFOLD_QUAD_S2: &str = "im2col_3x3_c1_s2";
 
 const BINDINGS: [(u32, Slot); 6] = [
     (1, Slot::Input),
@@ -125,7 +129,7 @@ impl Conv2d {
             ..Gemm::plain(pixels, self.out_channels, patch)
         };
         vec![
-            self.dispatch(UNFOLD, input, output, pixels),
+            self.unfold(input, output),
             gemm.dispatch(
                 Slot::Workspace,
                 Slot::Param(0),
@@ -156,7 +160,7 @@ impl Conv2d {
             dispatches.push(self.dispatch("backward_input", input, output, inputs));
         }
         let stride = self.patch_stride(input);
-        dispatches.push(self.dispatch(UNFOLD, input, output, pixels));
+        dispatches.push(self.unfold(input, output));
         dispatches.extend(weight_gradient(
             (Slot::Workspace, stride),
             pixels,
@@ -167,9 +171,60 @@ impl Conv2d {
         dispatches
     }
 
+    /// The dispatch that unfolds `input` into the workspace's patches.
+    fn unfold(&self, input: &[usize], output: &[usize]) -> Dispatch {
+        let quads = self.kernel == 3 && input[3] == 1;
+        match (quads, self.stride) {
+            (true, 1 | 2) => {
+                let entry = if self.stride == 1 {
+                    UNFOLD_QUAD
+                } else {
+                    UNFOLD_QUAD_S2
+                };
+                let threads = output[0] * output[1] * output[2].div_ceil(4);
+                self.dispatch(entry, input, output, threads)
+            }
+            _ => self.dispatch(UNFOLD, input, output, output[0] * output[1] * output[2]),
+        }
+    }
+
     /// Whether `dispatch` is one of this op's unfoldings of its input into the workspace.
     #[doc(hidden)]
     pub fn unfolds(dispatch: &Dispatch) -> bool {
-        dispatch.shader == Shader::Conv2d && dispatch.entry == UNFOLD
+        dispatch.shader == Shader::Conv2d
+            && [UNFOLD, UNFOLD_QUAD, UNFOLD_QUAD_S2].contains(&dispatch.entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unfolding(in_channels: usize, kernel: usize, stride: usize) -> (&'static str, [u32; 3]) {
+        let op = Conv2d {
+            out_channels: 8,
+            kernel,
+            stride,
+            padding: Padding::Same,
+            fused: None,
+        };
+        let input = [2, 28, 30, in_channels];
+        let output = op.output_shape(&input).unwrap();
+        let unfold = op.forward(&input, &output).remove(0);
+        assert!(Conv2d::unfolds(&unfold));
+        (unfold.entry, unfold.workgroups)
+    }
+
+    #[test]
+    fn one_channel_3x3_unfolds_by_quads_and_the_rest_by_pixels() {
+        // 2 images of 28 rows of 8 quads (30 pixels, the last quad of 2) at stride 1.
+        assert_eq!(unfolding(1, 3, 1), (UNFOLD_QUAD, linear_grid(2 * 28 * 8)));
+        assert_eq!(
+            unfolding(1, 3, 2),
+            (UNFOLD_QUAD_S2, linear_grid(2 * 14 * 4))
+        );
+        assert_eq!(unfolding(3, 3, 2), (UNFOLD, linear_grid(2 * 14 * 15)));
+        assert_eq!(unfolding(1, 5, 1).0, UNFOLD);
+        assert_eq!(unfolding(1, 3, 3).0, UNFOLD);
     }
 }

@@ -303,8 +303,9 @@ pub fn check_op(what: &str, kind: OpKind, input_shape: &[usize], seed: u64) -> f
 
 pub const PADDINGS: [Padding; 2] = [Padding::Symmetric, Padding::Same];
 
-/// Standard convolution: (input NHWC, output channels, stride).
-pub const CONV_CASES: [([usize; 4], usize, usize); 7] = [
+/// Standard convolution: (input NHWC, output channels, stride). The one-channel cases run
+/// the quad im2col (rows of 10 and 8 outputs at stride 1 and 2, a short last quad at 10).
+pub const CONV_CASES: [([usize; 4], usize, usize); 9] = [
     ([1, 7, 7, 3], 8, 2),
     ([3, 15, 15, 3], 13, 1),
     ([1, 8, 8, 3], 24, 2),
@@ -312,6 +313,8 @@ pub const CONV_CASES: [([usize; 4], usize, usize); 7] = [
     ([1, 15, 15, 3], 32, 2),
     ([2, 5, 6, 2], 3, 1),
     ([1, 1, 1, 3], 3, 2),
+    ([2, 9, 10, 1], 8, 1),
+    ([1, 11, 7, 1], 5, 2),
 ];
 
 /// Depthwise: (input NHWC, stride). Each invocation of the 3x3 forward takes several of the
