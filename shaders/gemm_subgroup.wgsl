@@ -462,7 +462,10 @@ fn store_tile(at: TileOrigin, t: Tile) {
 // 8 + j, ... whole, all their columns, with B (at most 16x16) and the prologue's scale and
 // shift loaded once per workgroup, so no lane idles and A needs no shuffles. Each lane
 // keeps the Welford statistics of its rows, merged across the lanes with Chan's formula at
-// the end.
+// the end. Where N is 8 or less (the stem's 8 channels, the dX of a layer on 8), the lanes
+// compute, store and sum only the first 8 columns: each entry point walks its rows in one
+// of two loops, chosen by N, whose `cols16` is a literal, so the other 8 columns' code
+// folds away in the narrow one.
 const NARROW_MAX: u32 = 16u;
 
 // C's 16 columns (or fewer) of one row, in groups of 4.
@@ -493,31 +496,37 @@ fn narrow_operands(b_transposed: bool) -> NarrowOperands {
                           a_affine(12u, p.k));
 }
 
-fn narrow_step(y: Row16, a: vec4<f32>, b: Strip4) -> Row16 {
+// `y` after 4 steps of K; columns 8 .. 15 only where `cols16` (zero otherwise).
+fn narrow_step(y: Row16, a: vec4<f32>, b: Strip4, cols16: bool) -> Row16 {
+    if !cols16 {
+        return Row16(fma_4k(y.g0, a, b.g0), fma_4k(y.g1, a, b.g1), y.g2, y.g3);
+    }
     return Row16(fma_4k(y.g0, a, b.g0), fma_4k(y.g1, a, b.g1), fma_4k(y.g2, a, b.g2),
                  fma_4k(y.g3, a, b.g3));
 }
 
 // Row `row` of C before the epilogue.
-fn narrow_row(row: u32, o: NarrowOperands, prologue: u32) -> Row16 {
-    var y = narrow_step(Row16(), load_a4_as(row, 0u, p.k, o.a0, prologue), o.s0);
+fn narrow_row(row: u32, o: NarrowOperands, prologue: u32, cols16: bool) -> Row16 {
+    var y = narrow_step(Row16(), load_a4_as(row, 0u, p.k, o.a0, prologue), o.s0, cols16);
     if p.k > 4u {
-        y = narrow_step(y, load_a4_as(row, 4u, p.k, o.a1, prologue), o.s1);
+        y = narrow_step(y, load_a4_as(row, 4u, p.k, o.a1, prologue), o.s1, cols16);
     }
     if p.k > 8u {
-        y = narrow_step(y, load_a4_as(row, 8u, p.k, o.a2, prologue), o.s2);
+        y = narrow_step(y, load_a4_as(row, 8u, p.k, o.a2, prologue), o.s2, cols16);
     }
     if p.k > 12u {
-        y = narrow_step(y, load_a4_as(row, 12u, p.k, o.a3, prologue), o.s3);
+        y = narrow_step(y, load_a4_as(row, 12u, p.k, o.a3, prologue), o.s3, cols16);
     }
     return y;
 }
 
-fn store_row16(row: u32, y: Row16) {
+fn store_row16(row: u32, y: Row16, cols16: bool) {
     store_row(0u, row, 0u, tile_bias(0u), y.g0);
     store_row(0u, row, 4u, tile_bias(4u), y.g1);
-    store_row(0u, row, 8u, tile_bias(8u), y.g2);
-    store_row(0u, row, 12u, tile_bias(12u), y.g3);
+    if cols16 {
+        store_row(0u, row, 8u, tile_bias(8u), y.g2);
+        store_row(0u, row, 12u, tile_bias(12u), y.g3);
+    }
 }
 
 // Welford statistics of a lane's rows at the 4 column groups, and how many rows.
@@ -525,11 +534,26 @@ struct Welford16 {
     count: f32, g0: Welford, g1: Welford, g2: Welford, g3: Welford,
 }
 
-// `s` after one more row, `y`.
-fn welford16_add(s: Welford16, y: Row16) -> Welford16 {
+// `s` after one more row, `y` (its first 8 columns unless `cols16`).
+fn welford16_add(s: Welford16, y: Row16, cols16: bool) -> Welford16 {
     let count = u32(s.count) + 1u;
+    if !cols16 {
+        return Welford16(f32(count), welford_add(s.g0, y.g0, count),
+                         welford_add(s.g1, y.g1, count), s.g2, s.g3);
+    }
     return Welford16(f32(count), welford_add(s.g0, y.g0, count), welford_add(s.g1, y.g1, count),
                      welford_add(s.g2, y.g2, count), welford_add(s.g3, y.g3, count));
+}
+
+// The Welford statistics of lane `lane`'s rows of the chunk [row0, last), stored as computed.
+fn stats_rows(row0: u32, last: u32, lane: u32, o: NarrowOperands, cols16: bool) -> Welford16 {
+    var s = Welford16();
+    for (var row = row0 + lane; row < last; row += SUBGROUP_LANES) {
+        let y = narrow_row(row, o, p.prologue, cols16);
+        store_row16(row, y, cols16);
+        s = welford16_add(s, y, cols16);
+    }
+    return s;
 }
 
 @compute @workgroup_size(SUBGROUP_LANES)
@@ -540,11 +564,11 @@ fn forward_subgroup_rows_stats(@builtin(workgroup_id) wg: vec3<u32>,
     if chunk.row0 >= p.m { return; }
     let last = min(chunk.row0 + p.stats_rows, p.m);
     let o = narrow_operands(false);
-    var s = Welford16();
-    for (var row = chunk.row0 + lane; row < last; row += SUBGROUP_LANES) {
-        let y = narrow_row(row, o, p.prologue);
-        store_row16(row, y);
-        s = welford16_add(s, y);
+    var s: Welford16;
+    if p.n > 8u {
+        s = stats_rows(chunk.row0, last, lane, o, true);
+    } else {
+        s = stats_rows(chunk.row0, last, lane, o, false);
     }
     let merged = lanes_merged(s, lane);
     if lane == 0u {
@@ -568,11 +592,11 @@ fn forward_subgroup_rows_bt_sums(@builtin(workgroup_id) wg: vec3<u32>,
     let last = min(chunk.row0 + p.stats_rows, p.m);
     let o = narrow_operands(true);
     let norm = NarrowNorm(sums_norm4(0u), sums_norm4(4u), sums_norm4(8u), sums_norm4(12u));
-    var s = Sums16();
-    for (var row = chunk.row0 + lane; row < last; row += SUBGROUP_LANES) {
-        let y = narrow_row(row, o, p.prologue);
-        store_row16(row, y);
-        s = sums16_add(s, row, y, norm);
+    var s: Sums16;
+    if p.n > 8u {
+        s = sums_rows(chunk.row0, last, lane, o, norm, true);
+    } else {
+        s = sums_rows(chunk.row0, last, lane, o, norm, false);
     }
     let total = Sums16(lanes_summed(s.g0), lanes_summed(s.g1), lanes_summed(s.g2),
                        lanes_summed(s.g3));
@@ -595,9 +619,28 @@ struct Sums16 {
     g0: BnSums, g1: BnSums, g2: BnSums, g3: BnSums,
 }
 
-// `s` after row `row` of dX, `y` (stored as computed: no bias or activation).
-fn sums16_add(s: Sums16, row: u32, y: Row16, norm: NarrowNorm) -> Sums16 {
+// The backward sums of lane `lane`'s rows of dX in the chunk [row0, last), stored as
+// computed.
+fn sums_rows(row0: u32, last: u32, lane: u32, o: NarrowOperands, norm: NarrowNorm,
+             cols16: bool) -> Sums16 {
+    var s = Sums16();
+    for (var row = row0 + lane; row < last; row += SUBGROUP_LANES) {
+        let y = narrow_row(row, o, p.prologue, cols16);
+        store_row16(row, y, cols16);
+        s = sums16_add(s, row, y, norm, cols16);
+    }
+    return s;
+}
+
+// `s` after row `row` of dX, `y` (stored as computed: no bias or activation), its first 8
+// columns unless `cols16`.
+fn sums16_add(s: Sums16, row: u32, y: Row16, norm: NarrowNorm, cols16: bool) -> Sums16 {
     let act = p.sums - 1u;
+    if !cols16 {
+        return Sums16(bn_sums_add(s.g0, y.g0, load_sums_input4(row, 0u), norm.g0, act),
+                      bn_sums_add(s.g1, y.g1, load_sums_input4(row, 4u), norm.g1, act),
+                      s.g2, s.g3);
+    }
     return Sums16(bn_sums_add(s.g0, y.g0, load_sums_input4(row, 0u), norm.g0, act),
                   bn_sums_add(s.g1, y.g1, load_sums_input4(row, 4u), norm.g1, act),
                   bn_sums_add(s.g2, y.g2, load_sums_input4(row, 8u), norm.g2, act),

@@ -184,3 +184,154 @@ fn store_tile_at(split: u32, row: u32, col0: u32, t: Tile) {
     store_block_at(split, row, col0 + 8u, t.r8, t.r9, t.r10, t.r11);
     store_block_at(split, row, col0 + 12u, t.r12, t.r13, t.r14, t.r15);
 }
+
+// dW = X^T dY of a narrow layer (`subgroup-rows`): C is at most 16x16 (M the layer's input
+// channels or the stem's patch, N its output channels) and K the batch's pixels, split into
+// chunks of k_chunk as every dW GEMM is. Where the 32-row tiles leave three quarters of
+// their lanes idle on such a C, here a workgroup takes one chunk and lane j its pixels
+// j, 8 + j, ...: each adds its pixel's outer product x dy to all of C, and the lanes' sums
+// are added by shuffles at the end. A lane loads a pixel's X (through the prologue) and dY
+// once, as whole vec4s, and needs no shuffles in the loop. As in the forward, M and N of 8
+// or less take loops whose `rows16` and `cols16` are literals false.
+@compute @workgroup_size(SUBGROUP_LANES)
+fn forward_subgroup_rows_at(@builtin(workgroup_id) wg: vec3<u32>,
+                            @builtin(subgroup_invocation_id) lane: u32) {
+    let split = wg.z;
+    let k_first = split * p.k_chunk;
+    let k_last = min(k_first + p.k_chunk, p.k);
+    var c: Outer16;
+    if p.m > 8u && p.n > 8u {
+        c = outer_rows(k_first, k_last, lane, true, true);
+    } else if p.m > 8u {
+        c = outer_rows(k_first, k_last, lane, true, false);
+    } else if p.n > 8u {
+        c = outer_rows(k_first, k_last, lane, false, true);
+    } else {
+        c = outer_rows(k_first, k_last, lane, false, false);
+    }
+    let total = outer_lanes_summed(c);
+    if lane == 0u {
+        store_outer16(split, total);
+    }
+}
+
+// C's rows 4g .. 4g + 3, each its 16 columns (or fewer).
+struct Outer4 {
+    r0: Row16, r1: Row16, r2: Row16, r3: Row16,
+}
+
+// All of C: rows 0 .. 15 in groups of 4.
+struct Outer16 {
+    g0: Outer4, g1: Outer4, g2: Outer4, g3: Outer4,
+}
+
+// The prologue's scale and shift of X's 4 channel groups.
+struct RowAffines {
+    g0: Affine4, g1: Affine4, g2: Affine4, g3: Affine4,
+}
+
+// X's channels of one pixel, as 4 groups of 4.
+struct Pixel16 {
+    g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>, g3: vec4<f32>,
+}
+
+// Lane `lane`'s sum of x dy over its pixels of the chunk [k_first, k_last).
+fn outer_rows(k_first: u32, k_last: u32, lane: u32, rows16: bool, cols16: bool) -> Outer16 {
+    let last = (p.m + 3u) / 4u - 1u;
+    let groups = RowAffines(row_affine(0u), row_affine(min(1u, last)), row_affine(min(2u, last)),
+                            row_affine(min(3u, last)));
+    let a_step = p.a_col_stride / 4u;
+    let b_step = p.b_row_stride / 4u;
+    var c = Outer16();
+    for (var kk = k_first + lane; kk < k_last; kk += SUBGROUP_LANES) {
+        let x = pixel16(kk * a_step, groups, rows16);
+        let dy = dy_row16(kk * b_step, cols16);
+        c.g0 = outer4_add(c.g0, x.g0, dy, cols16);
+        c.g1 = outer4_add(c.g1, x.g1, dy, cols16);
+        if rows16 {
+            c.g2 = outer4_add(c.g2, x.g2, dy, cols16);
+            c.g3 = outer4_add(c.g3, x.g3, dy, cols16);
+        }
+    }
+    return c;
+}
+
+// X's channels at vec4 `at` on (through the prologue); groups past M (rounded up to a
+// multiple of 4: the stem's patch rows are padded with zeros) repeat the last.
+fn pixel16(at: u32, affine: RowAffines, rows16: bool) -> Pixel16 {
+    let last = (p.m + 3u) / 4u - 1u;
+    var x = Pixel16(prologued(a4_at(at), affine.g0),
+                    prologued(a4_at(at + min(1u, last)), affine.g1), vec4<f32>(0.0),
+                    vec4<f32>(0.0));
+    if rows16 {
+        x.g2 = prologued(a4_at(at + min(2u, last)), affine.g2);
+        x.g3 = prologued(a4_at(at + min(3u, last)), affine.g3);
+    }
+    return x;
+}
+
+// dY's columns at vec4 `at` on; groups past N repeat the last.
+fn dy_row16(at: u32, cols16: bool) -> Row16 {
+    let last = p.n / 4u - 1u;
+    var y = Row16(b4_at(at), b4_at(at + min(1u, last)), vec4<f32>(0.0), vec4<f32>(0.0));
+    if cols16 {
+        y.g2 = b4_at(at + min(2u, last));
+        y.g3 = b4_at(at + min(3u, last));
+    }
+    return y;
+}
+
+// `c` (rows 4g .. 4g + 3) plus the outer product of those rows' x and dy.
+fn outer4_add(c: Outer4, x: vec4<f32>, dy: Row16, cols16: bool) -> Outer4 {
+    return Outer4(row16_add(c.r0, x.x, dy, cols16), row16_add(c.r1, x.y, dy, cols16),
+                  row16_add(c.r2, x.z, dy, cols16), row16_add(c.r3, x.w, dy, cols16));
+}
+
+fn row16_add(r: Row16, x: f32, dy: Row16, cols16: bool) -> Row16 {
+    if !cols16 {
+        return Row16(r.g0 + x * dy.g0, r.g1 + x * dy.g1, r.g2, r.g3);
+    }
+    return Row16(r.g0 + x * dy.g0, r.g1 + x * dy.g1, r.g2 + x * dy.g2, r.g3 + x * dy.g3);
+}
+
+// The 8 lanes' C added (every lane ends with the same), in pairs, then pairs of pairs.
+fn outer_lanes_summed(c: Outer16) -> Outer16 {
+    var t = c;
+    for (var mask = 1u; mask < SUBGROUP_LANES; mask <<= 1u) {
+        t = Outer16(outer4_shuffled_add(t.g0, mask), outer4_shuffled_add(t.g1, mask),
+                    outer4_shuffled_add(t.g2, mask), outer4_shuffled_add(t.g3, mask));
+    }
+    return t;
+}
+
+fn outer4_shuffled_add(c: Outer4, mask: u32) -> Outer4 {
+    return Outer4(row16_shuffled_add(c.r0, mask), row16_shuffled_add(c.r1, mask),
+                  row16_shuffled_add(c.r2, mask), row16_shuffled_add(c.r3, mask));
+}
+
+fn row16_shuffled_add(r: Row16, mask: u32) -> Row16 {
+    return Row16(r.g0 + subgroupShuffleXor(r.g0, mask), r.g1 + subgroupShuffleXor(r.g1, mask),
+                 r.g2 + subgroupShuffleXor(r.g2, mask), r.g3 + subgroupShuffleXor(r.g3, mask));
+}
+
+// Split `split`'s C (store_row leaves out rows past M and columns past N).
+fn store_outer16(split: u32, c: Outer16) {
+    store_outer4(split, 0u, c.g0);
+    store_outer4(split, 4u, c.g1);
+    store_outer4(split, 8u, c.g2);
+    store_outer4(split, 12u, c.g3);
+}
+
+fn store_outer4(split: u32, row0: u32, c: Outer4) {
+    store_row16_split(split, row0, c.r0);
+    store_row16_split(split, row0 + 1u, c.r1);
+    store_row16_split(split, row0 + 2u, c.r2);
+    store_row16_split(split, row0 + 3u, c.r3);
+}
+
+fn store_row16_split(split: u32, row: u32, y: Row16) {
+    store_row(split, row, 0u, tile_bias(0u), y.g0);
+    store_row(split, row, 4u, tile_bias(4u), y.g1);
+    store_row(split, row, 8u, tile_bias(8u), y.g2);
+    store_row(split, row, 12u, tile_bias(12u), y.g3);
+}

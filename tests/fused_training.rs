@@ -441,10 +441,16 @@ fn depthwise_applies_the_batch_norm_before_it() {
 
 #[test]
 fn pointwise_applies_the_batch_norm_before_it() {
-    let cases: [([usize; 4], usize); 5] = [
+    let cases: [([usize; 4], usize); 8] = [
         ([2, 5, 5, 13], 7),
         ([3, 4, 4, 16], 24),
+        // Narrow dX GEMMs: N of 8 (the whole-row lanes' 8-column loop) and of 12.
         ([1, 6, 6, 8], 12),
+        ([2, 3, 7, 12], 16),
+        // Narrow dW GEMMs of 4 to 8 and 16 to 16 channels, 48 and 32 rows: the whole-row
+        // lanes' loops for M and N both at most 8 and both over 8.
+        ([2, 4, 6, 4], 8),
+        ([2, 4, 4, 16], 16),
         ([4, 1, 1, 64], 32),
         // Several chunks of 256 rows, the last not a whole tile.
         ([2, 15, 19, 20], 40),
@@ -471,15 +477,25 @@ fn pointwise_applies_the_batch_norm_before_it() {
                 );
             }
             // Where dX (K the output's channels, N the input's) is narrow, the forced
-            // whole-row lanes compute it and the batch norm's backward sums.
-            if kernel == "subgroup-rows" && is_narrow(out_channels, shape[3]) {
-                assert_eq!(
-                    passes(&plan, "forward_subgroup_rows_bt_sums"),
-                    1,
-                    "{}: {:?}",
-                    pair.what,
-                    plan.kernels()
-                );
+            // whole-row lanes compute it and the batch norm's backward sums; where dW (M
+            // the input's channels, N the output's, K the rows) is and moves as vec4s, they
+            // compute it from X through the batch norm.
+            if kernel == "subgroup-rows" {
+                let narrow = [
+                    (
+                        "forward_subgroup_rows_bt_sums",
+                        is_narrow(out_channels, shape[3]),
+                    ),
+                    (
+                        "forward_subgroup_rows_at",
+                        whole_vec4s && is_narrow(shape[3], out_channels),
+                    ),
+                ];
+                for (entry, narrow) in narrow {
+                    let expected = usize::from(narrow);
+                    let ran = passes(&plan, entry);
+                    assert_eq!(ran, expected, "{} {entry}: {:?}", pair.what, plan.kernels());
+                }
             }
         }
     }

@@ -67,9 +67,9 @@ fn forced_kernels_are_the_ones_that_run() {
         // A forced kernel runs wherever it is a candidate: everywhere, except that the wide
         // subgroup tiles have entries for vec4 operands only, only the blocked, 16x32
         // and 32x32 subgroup GEMMs have the entry points that leave batch norm's statistics
-        // or sums (`*_stats`, `*_sums`), and the whole-row lanes have only those, for K and
-        // N of 16 or less (in this network blocks.1.pw's, 8 channels to 16); other steps
-        // run the default.
+        // or sums (`*_stats`, `*_sums`), and the whole-row lanes have only those and the
+        // weight gradient, all for narrow GEMMs (in this network blocks.1.pw's three, 8
+        // channels to 16); other steps run the default.
         for label in kernels
             .iter()
             .filter(|l| l.contains(&format!(" {}", forced[0])))
@@ -78,7 +78,7 @@ fn forced_kernels_are_the_ones_that_run() {
             let entry = label.split_whitespace().nth(1).unwrap_or_default();
             let with_batch_norm =
                 forced[0] == "gemm" && (entry.ends_with("_stats") || entry.ends_with("_sums"));
-            let narrow = with_batch_norm && label.starts_with("blocks.1.pw ");
+            let narrow = forced[0] == "gemm" && label.starts_with("blocks.1.pw ");
             let lacks_entry = (name == "subgroup-32x64" && !label.contains("gemm_vec4"))
                 || (name == "subgroup-rows" && !narrow)
                 || (with_batch_norm

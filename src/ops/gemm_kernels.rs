@@ -124,25 +124,39 @@ fn subgroup_shader(layout: &OperandLayout) -> Shader {
 /// K and N of the GEMMs that gemm_subgroup.wgsl's whole-row lanes take (NARROW_MAX).
 const NARROW_MAX: usize = 16;
 
-/// The chunk-walking GEMMs (the forward with batch-norm statistics, the dX with backward
-/// sums) on gemm_subgroup.wgsl's whole-row lanes (`subgroup-rows`), where K and N are at
-/// most 16 and the operands move as vec4s: one workgroup per chunk of rows, every column.
-/// `None` for any other dispatch.
+/// The narrow GEMMs on gemm_subgroup.wgsl's whole-row lanes (`subgroup-rows`), where the
+/// operands move as vec4s: the chunk-walking ones (the forward with batch-norm statistics,
+/// the dX with backward sums) where K and N are at most 16, one workgroup per chunk of rows
+/// and every column; and the weight gradients (A transposed) where M and N are, one
+/// workgroup per split of K and all of C. `None` for any other dispatch.
 pub fn narrow_subgroup_gemm_dispatch(dispatch: &Dispatch) -> Option<Dispatch> {
     let (words, layout) = gemm_words(dispatch)?;
-    let narrow = words.n as usize <= NARROW_MAX && words.k as usize <= NARROW_MAX;
-    let entry = match (dispatch.entry, layout.b_transposed) {
-        ("forward_stats", false) => "forward_subgroup_rows_stats",
-        ("forward_bt_sums", true) => "forward_subgroup_rows_bt_sums",
+    let [m, n, k] = [words.m, words.n, words.k].map(|d| d as usize);
+    let (entry, narrow, tile) = match (dispatch.entry, layout.a_transposed, layout.b_transposed) {
+        ("forward_stats", false, false) => (
+            "forward_subgroup_rows_stats",
+            k.max(n) <= NARROW_MAX,
+            [words.stats_rows as usize, NARROW_MAX],
+        ),
+        ("forward_bt_sums", false, true) => (
+            "forward_subgroup_rows_bt_sums",
+            k.max(n) <= NARROW_MAX,
+            [words.stats_rows as usize, NARROW_MAX],
+        ),
+        ("forward", true, false) => (
+            "forward_subgroup_rows_at",
+            m.max(n) <= NARROW_MAX,
+            [NARROW_MAX, NARROW_MAX],
+        ),
         _ => return None,
     };
-    if !(narrow && layout.vec4 && !layout.a_transposed) {
+    if !(narrow && layout.vec4) {
         return None;
     }
     Some(Dispatch {
         shader: Shader::GemmSubgroupVec4,
         entry,
-        workgroups: subgroup_grid(words.size(), [words.stats_rows as usize, NARROW_MAX]),
+        workgroups: subgroup_grid(words.size(), tile),
         ..dispatch.clone()
     })
 }
@@ -306,6 +320,29 @@ mod tests {
         assert_eq!(narrow.entry, "forward_subgroup_rows_bt_sums");
         let wide = with_gemm_output_stats(&plain_forward(25088, 32, 8)).expect("a forward");
         assert!(narrow_subgroup_gemm_dispatch(&wide).is_none());
+    }
+
+    #[test]
+    fn narrow_weight_gradients_take_whole_rows() {
+        let dw = |fan_in, fan_out| {
+            weight_gradient(
+                (Slot::Input, fan_in),
+                25088,
+                fan_in,
+                fan_out,
+                Slot::Scratch(0),
+            )
+            .remove(0)
+        };
+        let narrow = narrow_subgroup_gemm_dispatch(&dw(8, 16)).expect("M and N of 16 or less");
+        assert_eq!(narrow.entry, "forward_subgroup_rows_at");
+        // One workgroup per split of 1024 rows of K.
+        assert_eq!(narrow.workgroups, [1, 1, 25]);
+        assert!(narrow_subgroup_gemm_dispatch(&dw(12, 8)).is_some());
+        assert!(narrow_subgroup_gemm_dispatch(&dw(32, 16)).is_none());
+        assert!(narrow_subgroup_gemm_dispatch(&dw(16, 24)).is_none());
+        // A plain forward GEMM of the same size is not a weight gradient.
+        assert!(narrow_subgroup_gemm_dispatch(&plain_forward(25088, 16, 8)).is_none());
     }
 
     #[test]
