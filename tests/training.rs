@@ -262,6 +262,47 @@ fn an_update_split_over_several_dispatches_matches_the_reference() {
 }
 
 #[test]
+fn an_update_across_several_workgroups_matches_the_reference() {
+    // A weight of 80 x 121 is 2,420 vec4s, more than two of the update's workgroups hold
+    // (1,024 each), so its third is partly empty; the bias of 121 ends mid-vec4; the one
+    // of the tiny layer after it is 2 vec4s of a workgroup.
+    let mut graph = GraphBuilder::new();
+    let x = graph.input("x", &[4, 80]);
+    let wide = Dense {
+        out_features: 121,
+        read_only: false,
+    };
+    let x = graph.dense("wide", x, wide).unwrap();
+    let tiny = Dense {
+        out_features: 7,
+        read_only: false,
+    };
+    let x = graph.dense("tiny", x, tiny).unwrap();
+    graph.output(x).unwrap();
+    let decay: HashMap<String, f32> = [("wide.weight".to_string(), 1e-3)].into();
+    let rule = UpdateRule::RmspropTorch {
+        alpha: 0.99,
+        momentum: 0.9,
+        eps: 1e-3,
+    };
+    let params = random_params(&graph, 11);
+    let worst = compare_steps(
+        "update across workgroups",
+        &graph,
+        params,
+        rule,
+        &decay,
+        (0.01, 0.1),
+        3,
+        12,
+        STEP_RTOL,
+        false,
+        false,
+    );
+    assert!(worst.is_finite());
+}
+
+#[test]
 fn keras_bn_momentum_convention_matches() {
     // Keras' momentum 0.99 is a weight of 0.01 on the batch statistic.
     let graph = small_net(4);
