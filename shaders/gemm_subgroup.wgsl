@@ -520,12 +520,13 @@ fn narrow_row(row: u32, o: NarrowOperands, prologue: u32, cols16: bool) -> Row16
     return y;
 }
 
-fn store_row16(row: u32, y: Row16, cols16: bool) {
-    store_row(0u, row, 0u, tile_bias(0u), y.g0);
-    store_row(0u, row, 4u, tile_bias(4u), y.g1);
+// Row `row` of C (of K split `split`): its first 8 columns unless `cols16`.
+fn store_row16(split: u32, row: u32, y: Row16, cols16: bool) {
+    store_row(split, row, 0u, tile_bias(0u), y.g0);
+    store_row(split, row, 4u, tile_bias(4u), y.g1);
     if cols16 {
-        store_row(0u, row, 8u, tile_bias(8u), y.g2);
-        store_row(0u, row, 12u, tile_bias(12u), y.g3);
+        store_row(split, row, 8u, tile_bias(8u), y.g2);
+        store_row(split, row, 12u, tile_bias(12u), y.g3);
     }
 }
 
@@ -550,7 +551,7 @@ fn stats_rows(row0: u32, last: u32, lane: u32, o: NarrowOperands, cols16: bool) 
     var s = Welford16();
     for (var row = row0 + lane; row < last; row += SUBGROUP_LANES) {
         let y = narrow_row(row, o, p.prologue, cols16);
-        store_row16(row, y, cols16);
+        store_row16(0u, row, y, cols16);
         s = welford16_add(s, y, cols16);
     }
     return s;
@@ -626,7 +627,7 @@ fn sums_rows(row0: u32, last: u32, lane: u32, o: NarrowOperands, norm: NarrowNor
     var s = Sums16();
     for (var row = row0 + lane; row < last; row += SUBGROUP_LANES) {
         let y = narrow_row(row, o, p.prologue, cols16);
-        store_row16(row, y, cols16);
+        store_row16(0u, row, y, cols16);
         s = sums16_add(s, row, y, norm, cols16);
     }
     return s;

@@ -323,15 +323,8 @@ fn store_outer16(split: u32, c: Outer16) {
 }
 
 fn store_outer4(split: u32, row0: u32, c: Outer4) {
-    store_row16_split(split, row0, c.r0);
-    store_row16_split(split, row0 + 1u, c.r1);
-    store_row16_split(split, row0 + 2u, c.r2);
-    store_row16_split(split, row0 + 3u, c.r3);
-}
-
-fn store_row16_split(split: u32, row: u32, y: Row16) {
-    store_row(split, row, 0u, tile_bias(0u), y.g0);
-    store_row(split, row, 4u, tile_bias(4u), y.g1);
-    store_row(split, row, 8u, tile_bias(8u), y.g2);
-    store_row(split, row, 12u, tile_bias(12u), y.g3);
+    store_row16(split, row0, c.r0, true);
+    store_row16(split, row0 + 1u, c.r1, true);
+    store_row16(split, row0 + 2u, c.r2, true);
+    store_row16(split, row0 + 3u, c.r3, true);
 }
