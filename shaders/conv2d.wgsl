@@ -64,66 +64,86 @@ fn im2col(@builtin(global_invocation_id) gid: vec3<u32>,
     }
 }
 
-// im2col of a 3x3 convolution on one input channel (the stem of greyscale images), a quad
-// of 4 adjacent output pixels of a row per invocation: the quad's windows share their input
-// columns (6 per filter row at stride 1, 9 at stride 2, against 12 for 4 pixels apart), so
-// each input pixel is loaded once per quad and the pixel's coordinates worked out once. On
-// lavapipe every load is a loop over the lanes, which is what im2col's time goes to.
+// im2col of a 3x3 convolution on one input channel (the stem of greyscale images) or three
+// (RGB), a quad of 4 adjacent output pixels of a row per invocation: the quad's windows
+// share their input columns (6 per filter row at stride 1, 9 at stride 2, against 12 for 4
+// pixels apart), so each input pixel is loaded once per quad and the pixel's coordinates
+// worked out once. On lavapipe every load is a loop over the lanes, which is what
+// im2col's time goes to; the per-pixel im2col's counters and branches per element cost
+// as much again.
 @compute @workgroup_size(WG_SIZE)
 fn im2col_3x3_c1(@builtin(global_invocation_id) gid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
-    im2col_3x3_c1_quad(linear_index(gid, nwg), false);
+    im2col_3x3_quad(linear_index(gid, nwg), false, false);
 }
 
 @compute @workgroup_size(WG_SIZE)
 fn im2col_3x3_c1_s2(@builtin(global_invocation_id) gid: vec3<u32>,
                     @builtin(num_workgroups) nwg: vec3<u32>) {
-    im2col_3x3_c1_quad(linear_index(gid, nwg), true);
+    im2col_3x3_quad(linear_index(gid, nwg), true, false);
 }
 
-// The input columns of one filter row that a quad's windows read, from its first window's
-// first column on: c0 .. c5 at stride 1, c0 .. c8 at stride 2; zero in the padding.
+@compute @workgroup_size(WG_SIZE)
+fn im2col_3x3_c3(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    im2col_3x3_quad(linear_index(gid, nwg), false, true);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn im2col_3x3_c3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    im2col_3x3_quad(linear_index(gid, nwg), true, true);
+}
+
+// The input pixels of one filter row that a quad's windows read, from its first window's
+// first column on: c0 .. c5 at stride 1, c0 .. c8 at stride 2; zero in the padding. A
+// pixel's channels are x, y, z (x alone on one channel).
 struct QuadColumns {
-    c0: f32, c1: f32, c2: f32, c3: f32, c4: f32, c5: f32, c6: f32, c7: f32, c8: f32,
+    c0: vec3<f32>, c1: vec3<f32>, c2: vec3<f32>, c3: vec3<f32>, c4: vec3<f32>,
+    c5: vec3<f32>, c6: vec3<f32>, c7: vec3<f32>, c8: vec3<f32>,
 }
 
-fn quad_columns(n: u32, iy: i32, ix0: i32, s2: bool) -> QuadColumns {
+fn quad_columns(n: u32, iy: i32, ix0: i32, s2: bool, rgb: bool) -> QuadColumns {
     var r = QuadColumns();
     if iy < 0 || iy >= i32(p.in_h) {
         return r;
     }
     let row = (n * p.in_h + u32(iy)) * p.in_w;
-    r.c0 = row_pixel(row, ix0);
-    r.c1 = row_pixel(row, ix0 + 1);
-    r.c2 = row_pixel(row, ix0 + 2);
-    r.c3 = row_pixel(row, ix0 + 3);
-    r.c4 = row_pixel(row, ix0 + 4);
-    r.c5 = row_pixel(row, ix0 + 5);
+    r.c0 = row_pixel(row, ix0, rgb);
+    r.c1 = row_pixel(row, ix0 + 1, rgb);
+    r.c2 = row_pixel(row, ix0 + 2, rgb);
+    r.c3 = row_pixel(row, ix0 + 3, rgb);
+    r.c4 = row_pixel(row, ix0 + 4, rgb);
+    r.c5 = row_pixel(row, ix0 + 5, rgb);
     if s2 {
-        r.c6 = row_pixel(row, ix0 + 6);
-        r.c7 = row_pixel(row, ix0 + 7);
-        r.c8 = row_pixel(row, ix0 + 8);
+        r.c6 = row_pixel(row, ix0 + 6, rgb);
+        r.c7 = row_pixel(row, ix0 + 7, rgb);
+        r.c8 = row_pixel(row, ix0 + 8, rgb);
     }
     return r;
 }
 
-// Column ix of the one-channel input row starting at element `row`, zero outside the row.
-fn row_pixel(row: u32, ix: i32) -> f32 {
+// Column ix of the input row whose first pixel is `row`, zero outside the row.
+fn row_pixel(row: u32, ix: i32, rgb: bool) -> vec3<f32> {
     if ix < 0 || ix >= i32(p.in_w) {
-        return 0.0;
+        return vec3<f32>(0.0);
     }
-    return input[row + u32(ix)];
+    if rgb {
+        let at = (row + u32(ix)) * 3u;
+        return vec3<f32>(input[at], input[at + 1u], input[at + 2u]);
+    }
+    return vec3<f32>(input[row + u32(ix)], 0.0, 0.0);
 }
 
-// The 3 taps of pixel j (0 .. 3) of the quad in one filter row. `j` and `s2` are literals
-// at every call, so the index folds and the columns stay in registers.
-fn quad_window(r: QuadColumns, j: u32, s2: bool) -> vec3<f32> {
-    let columns = array<f32, 9>(r.c0, r.c1, r.c2, r.c3, r.c4, r.c5, r.c6, r.c7, r.c8);
+// The 3 pixels of window j (0 .. 3) of the quad in one filter row. `j` and `s2` are
+// literals at every call, so the index folds and the columns stay in registers.
+fn quad_window(r: QuadColumns, j: u32, s2: bool) -> array<vec3<f32>, 3> {
+    let columns = array<vec3<f32>, 9>(r.c0, r.c1, r.c2, r.c3, r.c4, r.c5, r.c6, r.c7, r.c8);
     let first = select(j, 2u * j, s2);
-    return vec3<f32>(columns[first], columns[first + 1u], columns[first + 2u]);
+    return array<vec3<f32>, 3>(columns[first], columns[first + 1u], columns[first + 2u]);
 }
 
-fn im2col_3x3_c1_quad(index: u32, s2: bool) {
+fn im2col_3x3_quad(index: u32, s2: bool, rgb: bool) {
     let quads_per_row = (p.out_w + 3u) / 4u;
     if index >= p.batch * p.out_h * quads_per_row {
         return;
@@ -134,28 +154,42 @@ fn im2col_3x3_c1_quad(index: u32, s2: bool) {
     let n = image_row / p.out_h;
     let iy = i32(oy * p.stride) - i32(p.pad_top);
     let ix0 = i32(x0 * p.stride) - i32(p.pad_left);
-    let r0 = quad_columns(n, iy, ix0, s2);
-    let r1 = quad_columns(n, iy + 1, ix0, s2);
-    let r2 = quad_columns(n, iy + 2, ix0, s2);
+    let r0 = quad_columns(n, iy, ix0, s2, rgb);
+    let r1 = quad_columns(n, iy + 1, ix0, s2, rgb);
+    let r2 = quad_columns(n, iy + 2, ix0, s2, rgb);
     let pixel = image_row * p.out_w + x0;
+    // Written out, not looped: each window's index must be a literal to fold.
     store_quad_patch(pixel, x0, quad_window(r0, 0u, s2), quad_window(r1, 0u, s2),
-                     quad_window(r2, 0u, s2));
+                     quad_window(r2, 0u, s2), rgb);
     store_quad_patch(pixel + 1u, x0 + 1u, quad_window(r0, 1u, s2), quad_window(r1, 1u, s2),
-                     quad_window(r2, 1u, s2));
+                     quad_window(r2, 1u, s2), rgb);
     store_quad_patch(pixel + 2u, x0 + 2u, quad_window(r0, 2u, s2), quad_window(r1, 2u, s2),
-                     quad_window(r2, 2u, s2));
+                     quad_window(r2, 2u, s2), rgb);
     store_quad_patch(pixel + 3u, x0 + 3u, quad_window(r0, 3u, s2), quad_window(r1, 3u, s2),
-                     quad_window(r2, 3u, s2));
+                     quad_window(r2, 3u, s2), rgb);
 }
 
-// One pixel's patch row (9 taps and 3 zeros) from its 3 filter rows, where the pixel at
-// column `ox` is inside the output row.
-fn store_quad_patch(pixel: u32, ox: u32, t0: vec3<f32>, t1: vec3<f32>, t2: vec3<f32>) {
-    if ox < p.out_w {
-        patches[pixel * 3u] = vec4<f32>(t0, t1.x);
-        patches[pixel * 3u + 1u] = vec4<f32>(t1.yz, t2.xy);
-        patches[pixel * 3u + 2u] = vec4<f32>(t2.z, 0.0, 0.0, 0.0);
+// One pixel's patch row from its 3 filter rows (9 taps and 3 zeros on one channel, 27
+// values and a zero on three), where the pixel at column `ox` is inside the output row.
+fn store_quad_patch(pixel: u32, ox: u32, t0: array<vec3<f32>, 3>, t1: array<vec3<f32>, 3>,
+                    t2: array<vec3<f32>, 3>, rgb: bool) {
+    if ox >= p.out_w {
+        return;
     }
+    if rgb {
+        let at = pixel * 7u;
+        patches[at] = vec4<f32>(t0[0], t0[1].x);
+        patches[at + 1u] = vec4<f32>(t0[1].yz, t0[2].xy);
+        patches[at + 2u] = vec4<f32>(t0[2].z, t1[0]);
+        patches[at + 3u] = vec4<f32>(t1[1], t1[2].x);
+        patches[at + 4u] = vec4<f32>(t1[2].yz, t2[0].xy);
+        patches[at + 5u] = vec4<f32>(t2[0].z, t2[1]);
+        patches[at + 6u] = vec4<f32>(t2[2], 0.0);
+        return;
+    }
+    patches[pixel * 3u] = vec4<f32>(t0[0].x, t0[1].x, t0[2].x, t1[0].x);
+    patches[pixel * 3u + 1u] = vec4<f32>(t1[1].x, t1[2].x, t2[0].x, t2[1].x);
+    patches[pixel * 3u + 2u] = vec4<f32>(t2[2].x, 0.0, 0.0, 0.0);
 }
 
 // dX as a gather over the windows that read each input element.

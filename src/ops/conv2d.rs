@@ -18,11 +18,15 @@ pub struct Conv2d {
 }
 
 /// The entry points that unfold the input into patches in `Slot::Workspace`: one output
-/// pixel per invocation, or (a 3x3 kernel on one input channel at stride 1 or 2) a quad of 4
-/// pixels of a row, whose windows share their input columns.
+/// pixel per invocation, or (a 3x3 kernel on one or three input channels at stride 1 or 2)
+/// a quad of 4 pixels of a row, whose windows share their input columns.
 const UNFOLD: &str = "im2col";
-const UNFOLD_QUAD: &str = "im2col_3x3_c1";
-const UNFOLD_QUAD_S2: &str = "im2col_3x3_c1_s2";
+const UNFOLD_QUADS: [&str; 4] = [
+    "im2col_3x3_c1",
+    "im2col_3x3_c1_s2",
+    "im2col_3x3_c3",
+    "im2col_3x3_c3_s2",
+];
 
 const BINDINGS: [(u32, Slot); 6] = [
     (1, Slot::Input),
@@ -173,18 +177,19 @@ impl Conv2d {
 
     /// The dispatch that unfolds `input` into the workspace's patches.
     fn unfold(&self, input: &[usize], output: &[usize]) -> Dispatch {
-        let quads = self.kernel == 3 && input[3] == 1;
-        match (quads, self.stride) {
-            (true, 1 | 2) => {
-                let entry = if self.stride == 1 {
-                    UNFOLD_QUAD
-                } else {
-                    UNFOLD_QUAD_S2
-                };
+        let quad_entry = match (self.kernel, input[3], self.stride) {
+            (3, 1, 1) => Some(UNFOLD_QUADS[0]),
+            (3, 1, 2) => Some(UNFOLD_QUADS[1]),
+            (3, 3, 1) => Some(UNFOLD_QUADS[2]),
+            (3, 3, 2) => Some(UNFOLD_QUADS[3]),
+            _ => None,
+        };
+        match quad_entry {
+            Some(entry) => {
                 let threads = output[0] * output[1] * output[2].div_ceil(4);
                 self.dispatch(entry, input, output, threads)
             }
-            _ => self.dispatch(UNFOLD, input, output, output[0] * output[1] * output[2]),
+            None => self.dispatch(UNFOLD, input, output, output[0] * output[1] * output[2]),
         }
     }
 
@@ -192,7 +197,7 @@ impl Conv2d {
     #[doc(hidden)]
     pub fn unfolds(dispatch: &Dispatch) -> bool {
         dispatch.shader == Shader::Conv2d
-            && [UNFOLD, UNFOLD_QUAD, UNFOLD_QUAD_S2].contains(&dispatch.entry)
+            && (dispatch.entry == UNFOLD || UNFOLD_QUADS.contains(&dispatch.entry))
     }
 }
 
@@ -216,15 +221,21 @@ mod tests {
     }
 
     #[test]
-    fn one_channel_3x3_unfolds_by_quads_and_the_rest_by_pixels() {
-        // 2 images of 28 rows of 8 quads (30 pixels, the last quad of 2) at stride 1.
-        assert_eq!(unfolding(1, 3, 1), (UNFOLD_QUAD, linear_grid(2 * 28 * 8)));
-        assert_eq!(
-            unfolding(1, 3, 2),
-            (UNFOLD_QUAD_S2, linear_grid(2 * 14 * 4))
-        );
-        assert_eq!(unfolding(3, 3, 2), (UNFOLD, linear_grid(2 * 14 * 15)));
+    fn one_and_three_channel_3x3_unfold_by_quads_and_the_rest_by_pixels() {
+        // 2 images of 28 rows of 8 quads (30 pixels, the last quad of 2) at stride 1, of 14
+        // rows of 4 quads (15 pixels) at stride 2.
+        let quads = [
+            (1, 1, 2 * 28 * 8),
+            (1, 2, 2 * 14 * 4),
+            (3, 1, 2 * 28 * 8),
+            (3, 2, 2 * 14 * 4),
+        ];
+        for ((in_channels, stride, threads), entry) in quads.into_iter().zip(UNFOLD_QUADS) {
+            let expected = (entry, linear_grid(threads));
+            assert_eq!(unfolding(in_channels, 3, stride), expected);
+        }
+        assert_eq!(unfolding(2, 3, 2), (UNFOLD, linear_grid(2 * 14 * 15)));
         assert_eq!(unfolding(1, 5, 1).0, UNFOLD);
-        assert_eq!(unfolding(1, 3, 3).0, UNFOLD);
+        assert_eq!(unfolding(3, 3, 3).0, UNFOLD);
     }
 }
