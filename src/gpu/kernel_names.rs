@@ -23,8 +23,11 @@ pub const GEMM_KERNELS: [&str; 7] = [
 /// multiplied by dot4I8Packed, on 32x32 tiles (pointwise and the stem) or 16x32 ones,
 /// elsewhere 8x8 blocks per invocation. The widened 32x32 tile comes first: at 224 batch 8
 /// on lavapipe it took the int8 GEMMs from 106-112 to 97-101 ms against the 16x32 one.
-pub const INT8_GEMM_KERNELS: [&str; 5] = [
+/// Its f32 form (K of at most 1024) is for CPUs whose i32 vector multiplies are slow:
+/// Intel's, where the tuner picks it.
+pub const INT8_GEMM_KERNELS: [&str; 6] = [
     "subgroup-32x32-widened",
+    "subgroup-32x32-widened-f32",
     "subgroup-16x32-widened",
     "subgroup-16x32-dot4",
     "subgroup-32x32-dot4",
@@ -41,7 +44,7 @@ pub const ACCESS_KERNELS: [&str; 2] = ["vec4", "scalar"];
 pub const WORDS64_KERNEL: &str = "words64";
 
 /// Every kernel name `MOBILENET_TUNE` may force.
-pub const KERNELS: [&str; 14] = [
+pub const KERNELS: [&str; 15] = [
     GEMM_KERNELS[0],
     GEMM_KERNELS[1],
     GEMM_KERNELS[2],
@@ -56,4 +59,5 @@ pub const KERNELS: [&str; 14] = [
     INT8_GEMM_KERNELS[1],
     INT8_GEMM_KERNELS[2],
     INT8_GEMM_KERNELS[3],
+    INT8_GEMM_KERNELS[4],
 ];

@@ -127,12 +127,18 @@ impl Int8Gemm {
 }
 
 /// How gemm_int8_subgroup.wgsl multiplies: bytes unpacked to i32 once per load, or
-/// `dot4I8Packed`.
+/// `dot4I8Packed`; or (the 32x32 tile, K of at most `F32_EXACT_K`) unpacked and summed in
+/// f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Int8Multiply {
     Widened,
     Dot4,
+    WidenedF32,
 }
+
+/// The longest K (in bytes, rounded up to whole words) whose int8 dot products f32 sums
+/// exactly: products of at most 2^14 in magnitude, so partial sums of at most 2^24.
+pub const F32_EXACT_K: u32 = 1024;
 
 /// The same int8 GEMM (requantized `forward` or the classifier's `logits_f32`) on
 /// gemm_int8_subgroup.wgsl; `None` where that kernel does not apply.
@@ -174,10 +180,12 @@ pub fn tall_subgroup_int8_gemm_dispatch(
         return None;
     }
     let words: &[u32] = bytemuck::try_cast_slice(&dispatch.uniform).ok()?;
-    let (rows, n) = (*words.first()?, *words.get(1)?);
+    let (rows, n, k_words) = (*words.first()?, *words.get(1)?, *words.get(2)?);
     let entry = match multiply {
         Int8Multiply::Widened => "forward_subgroup_32_widened",
         Int8Multiply::Dot4 => "forward_subgroup_32_dot4",
+        Int8Multiply::WidenedF32 if 4 * k_words <= F32_EXACT_K => "forward_subgroup_32_widened_f32",
+        Int8Multiply::WidenedF32 => return None,
     };
     Some(Dispatch {
         shader: Shader::GemmInt8Subgroup,

@@ -261,6 +261,9 @@ fn int8_gemm_candidates(dispatch: &Dispatch, caps: &KernelCaps) -> Vec<Candidate
                 "subgroup-32x32-dot4" if caps.subgroup_gemm => {
                     tall_subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::Dot4)?
                 }
+                "subgroup-32x32-widened-f32" if caps.subgroup_gemm => {
+                    tall_subgroup_int8_gemm_dispatch(dispatch, Int8Multiply::WidenedF32)?
+                }
                 "blocked-8x8" => dispatch.clone(),
                 _ => return None,
             };
@@ -503,9 +506,15 @@ mod tests {
             let dispatch = int8_pointwise(&[1, 3, 3, k], 10, Int8Output::linear(0));
             names(&alternatives(&dispatch, caps).expect("an int8 GEMM"))
         };
-        // The widened kernels sum in i32 as dot4I8Packed does: any K.
-        assert_eq!(offered(1032, &caps(true)), INT8_GEMM_KERNELS);
-        assert_eq!(offered(4100, &caps(true)), INT8_GEMM_KERNELS);
+        // The widened kernels sum in i32 as dot4I8Packed does: any K. Their f32 form is
+        // exact up to K = 1024.
+        assert_eq!(offered(1024, &caps(true)), INT8_GEMM_KERNELS);
+        let in_i32: Vec<_> = INT8_GEMM_KERNELS
+            .into_iter()
+            .filter(|name| *name != "subgroup-32x32-widened-f32")
+            .collect();
+        assert_eq!(offered(1028, &caps(true)), in_i32);
+        assert_eq!(offered(4100, &caps(true)), in_i32);
         assert_eq!(offered(64, &caps(false)), ["blocked-8x8"]);
         // The 32x32 tiles: 70 rows in 3 row tiles, 40 columns in 2.
         let dispatch = int8_pointwise(&[1, 7, 10, 16], 40, Int8Output::linear(0));
@@ -522,6 +531,11 @@ mod tests {
                 (
                     "subgroup-32x32-widened",
                     "forward_subgroup_32_widened",
+                    [3, 2, 1]
+                ),
+                (
+                    "subgroup-32x32-widened-f32",
+                    "forward_subgroup_32_widened_f32",
                     [3, 2, 1]
                 ),
                 ("subgroup-32x32-dot4", "forward_subgroup_32_dot4", [3, 2, 1])
