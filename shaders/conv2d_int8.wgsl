@@ -93,3 +93,134 @@ fn im2col_pixel(@builtin(global_invocation_id) gid: vec3<u32>,
         patches[row] = word;
     }
 }
+
+// The same patches for a 3x3 kernel on one or three channels (grey and RGB images), 4
+// adjacent output pixels of a row per invocation, as conv2d.wgsl's quads: the windows of a
+// quad share their input columns, so each filter row's 6 (stride 1) or 9 (stride 2) pixel
+// words are loaded once for the 4 pixels, and every byte's place in the row is a literal.
+@compute @workgroup_size(WG_SIZE)
+fn im2col_3x3_c1(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    im2col_3x3_quad(linear_index(gid, nwg), false, false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn im2col_3x3_c1_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    im2col_3x3_quad(linear_index(gid, nwg), true, false);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn im2col_3x3_c3(@builtin(global_invocation_id) gid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
+    im2col_3x3_quad(linear_index(gid, nwg), false, true);
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn im2col_3x3_c3_s2(@builtin(global_invocation_id) gid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>) {
+    im2col_3x3_quad(linear_index(gid, nwg), true, true);
+}
+
+// The pixel words of one filter row that a quad's windows read, from its first window's
+// first column on: c0 .. c5 at stride 1, c0 .. c8 at stride 2; zero points in the padding.
+struct QuadWords {
+    c0: u32, c1: u32, c2: u32, c3: u32, c4: u32, c5: u32, c6: u32, c7: u32, c8: u32,
+}
+
+fn quad_words(n: u32, iy: i32, ix0: i32, s2: bool, zero_word: u32) -> QuadWords {
+    var r = QuadWords(zero_word, zero_word, zero_word, zero_word, zero_word, zero_word,
+                      zero_word, zero_word, zero_word);
+    if iy < 0 || iy >= i32(p.in_h) {
+        return r;
+    }
+    let row = (n * p.in_h + u32(iy)) * p.in_w;
+    r.c0 = pixel_word(row, ix0, zero_word);
+    r.c1 = pixel_word(row, ix0 + 1, zero_word);
+    r.c2 = pixel_word(row, ix0 + 2, zero_word);
+    r.c3 = pixel_word(row, ix0 + 3, zero_word);
+    r.c4 = pixel_word(row, ix0 + 4, zero_word);
+    r.c5 = pixel_word(row, ix0 + 5, zero_word);
+    if s2 {
+        r.c6 = pixel_word(row, ix0 + 6, zero_word);
+        r.c7 = pixel_word(row, ix0 + 7, zero_word);
+        r.c8 = pixel_word(row, ix0 + 8, zero_word);
+    }
+    return r;
+}
+
+// The word of column ix of the input row whose first pixel is `row`; zero points outside.
+fn pixel_word(row: u32, ix: i32, zero_word: u32) -> u32 {
+    if ix < 0 || ix >= i32(p.in_w) {
+        return zero_word;
+    }
+    return input[row + u32(ix)];
+}
+
+// The 3 pixel words of window j (0 .. 3) of the quad in one filter row. `j` and `s2` are
+// literals at every call, so the index folds and the words stay in registers.
+fn quad_window(r: QuadWords, j: u32, s2: bool) -> vec3<u32> {
+    let columns = array<u32, 9>(r.c0, r.c1, r.c2, r.c3, r.c4, r.c5, r.c6, r.c7, r.c8);
+    let first = select(j, 2u * j, s2);
+    return vec3<u32>(columns[first], columns[first + 1u], columns[first + 2u]);
+}
+
+fn im2col_3x3_quad(index: u32, s2: bool, rgb: bool) {
+    let quads_per_row = (p.out_w + 3u) / 4u;
+    if index >= p.batch * p.out_h * quads_per_row {
+        return;
+    }
+    let x0 = (index % quads_per_row) * 4u;
+    let image_row = index / quads_per_row;
+    let oy = image_row % p.out_h;
+    let n = image_row / p.out_h;
+    let iy = i32(oy * p.stride) - i32(p.pad_top);
+    let ix0 = i32(x0 * p.stride) - i32(p.pad_left);
+    let zero_byte = u32(p.input_zero) & 0xffu;
+    let zero_word = zero_byte * 0x01010101u;
+    let r0 = quad_words(n, iy, ix0, s2, zero_word);
+    let r1 = quad_words(n, iy + 1, ix0, s2, zero_word);
+    let r2 = quad_words(n, iy + 2, ix0, s2, zero_word);
+    let pixel = image_row * p.out_w + x0;
+    // Written out, not looped: each window's index must be a literal to fold.
+    store_quad_patch(pixel, x0, quad_window(r0, 0u, s2), quad_window(r1, 0u, s2),
+                     quad_window(r2, 0u, s2), rgb, zero_byte);
+    store_quad_patch(pixel + 1u, x0 + 1u, quad_window(r0, 1u, s2), quad_window(r1, 1u, s2),
+                     quad_window(r2, 1u, s2), rgb, zero_byte);
+    store_quad_patch(pixel + 2u, x0 + 2u, quad_window(r0, 2u, s2), quad_window(r1, 2u, s2),
+                     quad_window(r2, 2u, s2), rgb, zero_byte);
+    store_quad_patch(pixel + 3u, x0 + 3u, quad_window(r0, 3u, s2), quad_window(r1, 3u, s2),
+                     quad_window(r2, 3u, s2), rgb, zero_byte);
+}
+
+// One pixel's patch row from the words of its 9 taps (filter rows t0, t1, t2), where the
+// pixel at column `ox` is inside the output row. On three channels a tap is 3 bytes of
+// the row (27 and a zero point: 7 words), on one channel 1 byte (9 and 3 zero points: 3).
+fn store_quad_patch(pixel: u32, ox: u32, t0: vec3<u32>, t1: vec3<u32>, t2: vec3<u32>,
+                    rgb: bool, zero_byte: u32) {
+    if ox >= p.out_w {
+        return;
+    }
+    if rgb {
+        // A word's fourth byte is no channel's.
+        let a = t0 & vec3<u32>(0xffffffu);
+        let b = t1 & vec3<u32>(0xffffffu);
+        let c = t2 & vec3<u32>(0xffffffu);
+        let at = pixel * 7u;
+        patches[at] = a.x | (a.y << 24u);
+        patches[at + 1u] = (a.y >> 8u) | (a.z << 16u);
+        patches[at + 2u] = (a.z >> 16u) | (b.x << 8u);
+        patches[at + 3u] = b.y | (b.z << 24u);
+        patches[at + 4u] = (b.z >> 8u) | (c.x << 16u);
+        patches[at + 5u] = (c.x >> 16u) | (c.y << 8u);
+        patches[at + 6u] = c.z | (zero_byte << 24u);
+        return;
+    }
+    let a = t0 & vec3<u32>(0xffu);
+    let b = t1 & vec3<u32>(0xffu);
+    let c = t2 & vec3<u32>(0xffu);
+    let at = pixel * 3u;
+    patches[at] = a.x | (a.y << 8u) | (a.z << 16u) | (b.x << 24u);
+    patches[at + 1u] = b.y | (b.z << 8u) | (c.x << 16u) | (c.y << 24u);
+    patches[at + 2u] = c.z | (zero_byte * 0x01010100u);
+}

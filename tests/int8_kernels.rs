@@ -532,6 +532,12 @@ fn stem_matches_the_integer_reference() {
         ([2, 8, 6, 3], 5, 3, 2, Padding::Same, -128),
         ([1, 6, 6, 1], 6, 3, 2, Padding::Symmetric, 0),
         ([1, 5, 5, 3], 12, 3, 1, Padding::Same, 50),
+        // The 3x3 stems on one and three channels unfold quads of 4 output pixels: rows of
+        // 7 (a last quad of 3) and 6 (of 2), both strides, both paddings.
+        ([2, 5, 7, 1], 4, 3, 1, Padding::Symmetric, -60),
+        ([1, 4, 6, 3], 8, 3, 1, Padding::Symmetric, 100),
+        ([1, 9, 13, 1], 3, 3, 2, Padding::Same, 27),
+        ([1, 6, 11, 3], 9, 3, 2, Padding::Same, -1),
         ([1, 7, 6, 2], 7, 5, 2, Padding::Same, -9),
         // A whole word a pixel (the last one-word case), and inputs of several words a
         // pixel, which take the kernel that packs one patch word per invocation.

@@ -213,5 +213,9 @@ pub const PORTABILITY: PortabilityTable = PortabilityTable {
         EntryPortability { shader: Shader::PoolInt8, entry: "forward", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
         EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col_pixel", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col_3x3_c1", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col_3x3_c1_s2", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col_3x3_c3", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
+        EntryPortability { shader: Shader::Conv2dInt8, entry: "im2col_3x3_c3_s2", invocations: 64, workgroup_bytes: 0, subgroup_lanes: None, f16: false, int64: false, integer_dot_product: false, backends: &[Metal, Dx12, Vulkan, Gl] },
     ],
 };

@@ -338,6 +338,31 @@ impl Int8Stem {
         self.window.kernel * self.window.kernel * input[3]
     }
 
+    /// The im2col entry point for `channels` input channels and how many invocations it
+    /// takes over `rows` output rows of `out_w` pixels (conv2d_int8.wgsl): a 3x3 kernel on
+    /// one or three channels at stride 1 or 2 unfolds quads of 4 pixels of a row, other
+    /// inputs of one word a pixel a pixel's row, wider ones a word of a row.
+    fn unfolding(
+        &self,
+        channels: usize,
+        rows: usize,
+        out_w: usize,
+        patch_words: usize,
+    ) -> (&'static str, usize) {
+        let quad = match (self.window.kernel, channels, self.window.stride) {
+            (3, 1, 1) => Some("im2col_3x3_c1"),
+            (3, 1, 2) => Some("im2col_3x3_c1_s2"),
+            (3, 3, 1) => Some("im2col_3x3_c3"),
+            (3, 3, 2) => Some("im2col_3x3_c3_s2"),
+            _ => None,
+        };
+        match quad {
+            Some(entry) => (entry, rows * out_w.div_ceil(4)),
+            None if words_for(channels) == 1 => ("im2col_pixel", rows * out_w),
+            None => ("im2col", rows * out_w * patch_words),
+        }
+    }
+
     /// Words of the unfolded patches: one row of `words_for(KH*KW*Cin)` per output pixel.
     pub fn workspace_words(&self, input: &[usize]) -> Result<usize, String> {
         let ([n, h, w], _) = self.window.resolve(input)?;
@@ -366,12 +391,7 @@ impl Int8Stem {
             0,
             0,
         ]);
-        // Inputs of one word a pixel take a row per invocation (conv2d_int8.wgsl).
-        let (entry, invocations) = if words_for(input[3]) == 1 {
-            ("im2col_pixel", pixels)
-        } else {
-            ("im2col", pixels * patch_words)
-        };
+        let (entry, invocations) = self.unfolding(input[3], n * out_h, out_w, patch_words);
         let im2col = Dispatch {
             shader: Shader::Conv2dInt8,
             entry,
@@ -462,23 +482,31 @@ mod tests {
     }
 
     #[test]
-    fn stems_of_one_word_a_pixel_unfold_a_row_per_invocation() {
-        let stem = |channels: usize| {
+    fn stems_unfold_by_quads_rows_or_words() {
+        let stem = |channels: usize, kernel: usize, stride: usize| {
             let op = Int8Stem {
                 out_channels: 8,
                 window: Int8Window {
-                    kernel: 3,
-                    stride: 2,
+                    kernel,
+                    stride,
                     padding: Padding::Symmetric,
                     input_zero: 0,
                 },
                 output: Int8Output::linear(0),
             };
-            op.forward(&[1, 8, 8, channels]).expect("a valid stem")[0].clone()
+            op.forward(&[1, 8, 7, channels]).expect("a valid stem")[0].clone()
         };
-        assert_eq!(stem(3).entry, "im2col_pixel");
-        assert_eq!(stem(4).entry, "im2col_pixel");
-        assert_eq!(stem(5).entry, "im2col");
+        assert_eq!(stem(1, 3, 1).entry, "im2col_3x3_c1");
+        assert_eq!(stem(1, 3, 2).entry, "im2col_3x3_c1_s2");
+        assert_eq!(stem(3, 3, 1).entry, "im2col_3x3_c3");
+        assert_eq!(stem(3, 3, 2).entry, "im2col_3x3_c3_s2");
+        // 4 quads of the 4x4 output at stride 2 (one of the 8x7 at stride 1 is partial).
+        assert_eq!(stem(3, 3, 2).workgroups, linear_grid(4));
+        assert_eq!(stem(1, 3, 1).workgroups, linear_grid(8 * 2));
+        assert_eq!(stem(2, 3, 2).entry, "im2col_pixel");
+        assert_eq!(stem(3, 5, 2).entry, "im2col_pixel");
+        assert_eq!(stem(4, 3, 2).entry, "im2col_pixel");
+        assert_eq!(stem(5, 3, 2).entry, "im2col");
     }
 
     #[test]
