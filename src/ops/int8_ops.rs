@@ -339,9 +339,10 @@ impl Int8Stem {
     }
 
     /// The im2col entry point for `channels` input channels and how many invocations it
-    /// takes over `rows` output rows of `out_w` pixels (conv2d_int8.wgsl): a 3x3 kernel on
-    /// one or three channels at stride 1 or 2 unfolds quads of 4 pixels of a row, other
-    /// inputs of one word a pixel a pixel's row, wider ones a word of a row.
+    /// takes over `rows` output rows of `out_w` pixels (conv2d_int8.wgsl). An invocation
+    /// unfolds a quad of 4 pixels of a row (a 3x3 kernel on one or three channels at
+    /// stride 1 or 2), else one pixel's row (other inputs of one word a pixel), else one
+    /// word of a row.
     fn unfolding(
         &self,
         channels: usize,
