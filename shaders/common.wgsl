@@ -114,3 +114,28 @@ struct TapRow {
 struct FilterTaps {
     t0: TapRow, t1: TapRow, t2: TapRow,
 }
+
+// Quad `index` of im2col's quads (conv2d.wgsl, conv2d_int8.wgsl: 4 adjacent output pixels
+// of a row per invocation): its image, its first output pixel (as an index over N*OH*OW)
+// and that pixel's column, and where its first window starts in the input (negative in
+// the padding). `valid` is false past the last quad.
+struct PatchQuad {
+    valid: bool, n: u32, pixel: u32, x0: u32, iy: i32, ix0: i32,
+}
+
+fn quad_at(index: u32, batch: u32, out_h: u32, out_w: u32, stride: u32, pad_top: u32,
+           pad_left: u32) -> PatchQuad {
+    let quads_per_row = (out_w + 3u) / 4u;
+    let x0 = (index % quads_per_row) * 4u;
+    let image_row = index / quads_per_row;
+    let oy = image_row % out_h;
+    return PatchQuad(index < batch * out_h * quads_per_row, image_row / out_h,
+                image_row * out_w + x0, x0, i32(oy * stride) - i32(pad_top),
+                i32(x0 * stride) - i32(pad_left));
+}
+
+// The first of the 3 input columns window j (0 .. 3) of a quad reads, counted from the
+// quad's first window's first column.
+fn quad_window_column(j: u32, s2: bool) -> u32 {
+    return select(j, 2u * j, s2);
+}

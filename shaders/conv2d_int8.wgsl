@@ -161,35 +161,28 @@ fn pixel_word(row: u32, ix: i32, zero_word: u32) -> u32 {
 // literals at every call, so the index folds and the words stay in registers.
 fn quad_window(r: QuadWords, j: u32, s2: bool) -> vec3<u32> {
     let columns = array<u32, 9>(r.c0, r.c1, r.c2, r.c3, r.c4, r.c5, r.c6, r.c7, r.c8);
-    let first = select(j, 2u * j, s2);
+    let first = quad_window_column(j, s2);
     return vec3<u32>(columns[first], columns[first + 1u], columns[first + 2u]);
 }
 
 fn im2col_3x3_quad(index: u32, s2: bool, rgb: bool) {
-    let quads_per_row = (p.out_w + 3u) / 4u;
-    if index >= p.batch * p.out_h * quads_per_row {
+    let q = quad_at(index, p.batch, p.out_h, p.out_w, p.stride, p.pad_top, p.pad_left);
+    if !q.valid {
         return;
     }
-    let x0 = (index % quads_per_row) * 4u;
-    let image_row = index / quads_per_row;
-    let oy = image_row % p.out_h;
-    let n = image_row / p.out_h;
-    let iy = i32(oy * p.stride) - i32(p.pad_top);
-    let ix0 = i32(x0 * p.stride) - i32(p.pad_left);
     let zero_byte = u32(p.input_zero) & 0xffu;
     let zero_word = zero_byte * 0x01010101u;
-    let r0 = quad_words(n, iy, ix0, s2, zero_word);
-    let r1 = quad_words(n, iy + 1, ix0, s2, zero_word);
-    let r2 = quad_words(n, iy + 2, ix0, s2, zero_word);
-    let pixel = image_row * p.out_w + x0;
+    let r0 = quad_words(q.n, q.iy, q.ix0, s2, zero_word);
+    let r1 = quad_words(q.n, q.iy + 1, q.ix0, s2, zero_word);
+    let r2 = quad_words(q.n, q.iy + 2, q.ix0, s2, zero_word);
     // Written out, not looped: each window's index must be a literal to fold.
-    store_quad_patch(pixel, x0, quad_window(r0, 0u, s2), quad_window(r1, 0u, s2),
+    store_quad_patch(q.pixel, q.x0, quad_window(r0, 0u, s2), quad_window(r1, 0u, s2),
                      quad_window(r2, 0u, s2), rgb, zero_byte);
-    store_quad_patch(pixel + 1u, x0 + 1u, quad_window(r0, 1u, s2), quad_window(r1, 1u, s2),
+    store_quad_patch(q.pixel + 1u, q.x0 + 1u, quad_window(r0, 1u, s2), quad_window(r1, 1u, s2),
                      quad_window(r2, 1u, s2), rgb, zero_byte);
-    store_quad_patch(pixel + 2u, x0 + 2u, quad_window(r0, 2u, s2), quad_window(r1, 2u, s2),
+    store_quad_patch(q.pixel + 2u, q.x0 + 2u, quad_window(r0, 2u, s2), quad_window(r1, 2u, s2),
                      quad_window(r2, 2u, s2), rgb, zero_byte);
-    store_quad_patch(pixel + 3u, x0 + 3u, quad_window(r0, 3u, s2), quad_window(r1, 3u, s2),
+    store_quad_patch(q.pixel + 3u, q.x0 + 3u, quad_window(r0, 3u, s2), quad_window(r1, 3u, s2),
                      quad_window(r2, 3u, s2), rgb, zero_byte);
 }
 
