@@ -28,6 +28,23 @@ const UNFOLD_QUADS: [&str; 4] = [
     "im2col_3x3_c3_s2",
 ];
 
+/// The quad entry point for a `kernel` x `kernel` convolution on `channels` input channels
+/// at `stride`, where there is one; conv2d_int8.wgsl's quads on packed bytes have the same
+/// names.
+pub(crate) fn quad_unfolding(
+    kernel: usize,
+    channels: usize,
+    stride: usize,
+) -> Option<&'static str> {
+    match (kernel, channels, stride) {
+        (3, 1, 1) => Some(UNFOLD_QUADS[0]),
+        (3, 1, 2) => Some(UNFOLD_QUADS[1]),
+        (3, 3, 1) => Some(UNFOLD_QUADS[2]),
+        (3, 3, 2) => Some(UNFOLD_QUADS[3]),
+        _ => None,
+    }
+}
+
 const BINDINGS: [(u32, Slot); 6] = [
     (1, Slot::Input),
     (2, Slot::Param(0)),
@@ -177,14 +194,7 @@ impl Conv2d {
 
     /// The dispatch that unfolds `input` into the workspace's patches.
     fn unfold(&self, input: &[usize], output: &[usize]) -> Dispatch {
-        let quad_entry = match (self.kernel, input[3], self.stride) {
-            (3, 1, 1) => Some(UNFOLD_QUADS[0]),
-            (3, 1, 2) => Some(UNFOLD_QUADS[1]),
-            (3, 3, 1) => Some(UNFOLD_QUADS[2]),
-            (3, 3, 2) => Some(UNFOLD_QUADS[3]),
-            _ => None,
-        };
-        match quad_entry {
+        match quad_unfolding(self.kernel, input[3], self.stride) {
             Some(entry) => {
                 let threads = output[0] * output[1] * output[2].div_ceil(4);
                 self.dispatch(entry, input, output, threads)

@@ -10,6 +10,7 @@
 //! `Slot::Param(2)` (per output channel, f32: the requantization multipliers, or the
 //! classifier's dequantization scales). Zero points and clamp bounds travel in the uniform.
 
+use super::conv2d::quad_unfolding;
 use super::depthwise::images_per_invocation;
 use super::gemm_kernels::subgroup_grid;
 use super::int8::{words_for, Int8Output};
@@ -350,14 +351,7 @@ impl Int8Stem {
         out_w: usize,
         patch_words: usize,
     ) -> (&'static str, usize) {
-        let quad = match (self.window.kernel, channels, self.window.stride) {
-            (3, 1, 1) => Some("im2col_3x3_c1"),
-            (3, 1, 2) => Some("im2col_3x3_c1_s2"),
-            (3, 3, 1) => Some("im2col_3x3_c3"),
-            (3, 3, 2) => Some("im2col_3x3_c3_s2"),
-            _ => None,
-        };
-        match quad {
+        match quad_unfolding(self.window.kernel, channels, self.window.stride) {
             Some(entry) => (entry, rows * out_w.div_ceil(4)),
             None if words_for(channels) == 1 => ("im2col_pixel", rows * out_w),
             None => ("im2col", rows * out_w * patch_words),
