@@ -126,7 +126,7 @@ fn measured_choices_are_cached_and_reused_without_timing() {
         let offered = if key.starts_with("gemm ") {
             common::gemm_kernels_for_key(&first, key)
         } else if key.starts_with("depthwise ") {
-            common::depthwise_kernels(&first)
+            common::timed_depthwise_kernels(&first)
         } else {
             common::batchnorm_kernels_for_key(&first, key)
         };

@@ -121,8 +121,8 @@ pub fn alternatives(dispatch: &Dispatch, caps: &KernelCaps) -> Option<Alternativ
 }
 
 /// The vec4 dispatch and its scalar form.
-fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> Vec<Candidate> {
-    vec![
+fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> [Candidate; 2] {
+    [
         Candidate {
             name: ACCESS_KERNELS[0],
             dispatch: vec4.clone(),
@@ -145,8 +145,16 @@ fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> V
 /// activations as 64-bit words, which then comes first: on lavapipe on an AVX2 CPU the
 /// depthwise steps of a 32/32 training step took 23.9 ms with it against 32.9
 /// (performance.md, 2026-12-07, morning).
+///
+/// On CPU adapters (those that run the subgroup GEMMs) the scalar form is not timed: on
+/// lavapipe it loads each channel on its own, lane by lane, and lost every shape of a
+/// training plan by 1.3-3.6x, while its entry points are the slowest depthwise ones to
+/// compile (performance.md, "First use: compiling the kernels"): timing it only lengthened
+/// the first run.
 fn depthwise_candidates(vec4: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
-    let mut candidates = access_candidates(vec4, Shader::Depthwise, vec4.workgroups);
+    let [vec4_form, mut scalar] = access_candidates(vec4, Shader::Depthwise, vec4.workgroups);
+    scalar.timed = !caps.subgroup_gemm;
+    let mut candidates = vec![vec4_form, scalar];
     if caps.int64 {
         candidates.insert(0, words64_candidate(vec4, Shader::DepthwiseWords64));
     }
@@ -162,7 +170,7 @@ fn batchnorm_candidates(
     scalar_grid: [u32; 3],
     caps: &KernelCaps,
 ) -> Vec<Candidate> {
-    let mut candidates = access_candidates(vec4, Shader::BnAct, scalar_grid);
+    let mut candidates = access_candidates(vec4, Shader::BnAct, scalar_grid).to_vec();
     if caps.int64 && super::BatchNorm::passes_over_activations(vec4.entry) {
         candidates.insert(0, words64_candidate(vec4, Shader::BnActWords64));
     }
@@ -438,6 +446,16 @@ mod tests {
             (words.entry, words.workgroups),
             (forward.entry, forward.workgroups)
         );
+        // CPU adapters (the subgroup GEMMs') time the vec4 forms only; forced, the scalar
+        // one still runs.
+        let cpu = KernelCaps {
+            subgroup_gemm: true,
+            ..int64
+        };
+        let offered = alternatives(&forward, &cpu).expect("vec4 depthwise");
+        assert_eq!(names(&offered), [WORDS64_KERNEL, "vec4", "scalar"]);
+        let timed: Vec<&str> = offered.timed().map(|c| c.name).collect();
+        assert_eq!(timed, [WORDS64_KERNEL, "vec4"]);
         // 13 channels: only the scalar kernel applies.
         let odd = [2, 8, 8, 13];
         assert!(alternatives(&depthwise.forward(&odd, &odd)[0], &caps(false)).is_none());

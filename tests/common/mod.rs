@@ -4,7 +4,7 @@
 use mobilenet_wgpu::data::Augment;
 use mobilenet_wgpu::gpu::KernelChoice;
 use mobilenet_wgpu::graph::{GraphBuilder, ParamStore};
-use mobilenet_wgpu::ops::{alternatives, KernelCaps, ACCESS_KERNELS};
+use mobilenet_wgpu::ops::{alternatives, Alternatives, KernelCaps, ACCESS_KERNELS};
 use mobilenet_wgpu::ops::{OpKind, Padding, ParamRole};
 use mobilenet_wgpu::reference::{self, Tensor};
 use mobilenet_wgpu::train::{
@@ -159,6 +159,19 @@ pub fn gemm_kernels(device: &Gpu) -> Vec<&'static str> {
 /// The depthwise kernels this adapter offers for a 3x3 layer on 16 channels, the default
 /// first.
 pub fn depthwise_kernels(device: &Gpu) -> Vec<&'static str> {
+    let offered = depthwise_alternatives(device);
+    offered.candidates.iter().map(|c| c.name).collect()
+}
+
+/// Those of `depthwise_kernels` that the tuner times on this adapter.
+pub fn timed_depthwise_kernels(device: &Gpu) -> Vec<&'static str> {
+    depthwise_alternatives(device)
+        .timed()
+        .map(|c| c.name)
+        .collect()
+}
+
+fn depthwise_alternatives(device: &Gpu) -> Alternatives {
     let depthwise = mobilenet_wgpu::ops::Depthwise {
         kernel: 3,
         stride: 1,
@@ -167,8 +180,7 @@ pub fn depthwise_kernels(device: &Gpu) -> Vec<&'static str> {
     };
     let shape = [1, 4, 4, 16];
     let dispatch = depthwise.forward(&shape, &shape).remove(0);
-    let offered = alternatives(&dispatch, &KernelCaps::of(device)).expect("a vec4 depthwise");
-    offered.candidates.iter().map(|c| c.name).collect()
+    alternatives(&dispatch, &KernelCaps::of(device)).expect("a vec4 depthwise")
 }
 
 /// The batch-norm kernels this adapter offers for the entry point a tuning-cache key names
