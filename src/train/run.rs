@@ -7,8 +7,10 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressFinish, ProgressStyle};
 
 use super::dataset::{
     default_normalize, eval_loader_options, train_loader_options, Splits, TrainData,
@@ -63,9 +65,11 @@ impl<'a> Run<'a> {
         let data = load_data(options)?;
         let config = classifier_for(options, base_model, &data.class_names)?;
         check_global_batch(options, &data, replicas)?;
+        let spinner = preparing_spinner(options.progress && options.progress_bar && files.writer());
         let network = build_with_rank0_kernels(gpu, replicas, || {
             Network::build(gpu, options, &config, pretrained.as_ref(), replicas.count())
         })?;
+        spinner.finish_and_clear();
         let normalize = match &pretrained {
             // Inputs as the pretrained network saw them.
             Some(p) => p.preprocess.normalize.clone(),
@@ -87,6 +91,23 @@ impl<'a> Run<'a> {
         };
         Ok((run, resume_from))
     }
+}
+
+/// A spinner on stderr while the plans are compiled and their kernels tuned, cleared when
+/// done (or dropped on an error): on a machine's first run lavapipe compiles every kernel,
+/// a minute or more on 2 cores, and nothing else would show meanwhile. Hidden unless
+/// `enabled`, and where stderr is not a terminal.
+fn preparing_spinner(enabled: bool) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let spinner = ProgressBar::new_spinner().with_finish(ProgressFinish::AndClear);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} {elapsed}") {
+        spinner.set_style(style);
+    }
+    spinner.set_message("preparing kernels (slow only on a machine's first run)");
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    spinner
 }
 
 /// The pretrained network a fine-tuning run starts from.
