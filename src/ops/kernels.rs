@@ -147,10 +147,10 @@ fn access_candidates(vec4: &Dispatch, scalar: Shader, workgroups: [u32; 3]) -> [
 /// (performance.md, 2026-12-07, morning).
 ///
 /// On CPU adapters (those that run the subgroup GEMMs) the scalar form is not timed: on
-/// lavapipe it loads each channel on its own, lane by lane, and lost every shape of a
-/// training plan by 1.3-3.6x, while its entry points are the slowest depthwise ones to
-/// compile (performance.md, "First use: compiling the kernels"): timing it only lengthened
-/// the first run.
+/// lavapipe it loads each channel on its own, lane by lane, and lost every shape of the
+/// default job's plans by 1.1-3.6x in two cold runs, while its entry points are the
+/// slowest depthwise ones to compile (performance.md, "First use: compiling the
+/// kernels"): timing it only lengthened the first run.
 fn depthwise_candidates(vec4: &Dispatch, caps: &KernelCaps) -> Vec<Candidate> {
     let [vec4_form, mut scalar] = access_candidates(vec4, Shader::Depthwise, vec4.workgroups);
     scalar.timed = !caps.subgroup_gemm;
