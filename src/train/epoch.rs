@@ -40,7 +40,7 @@ impl Run<'_> {
         self.open_events(progress)?;
         let loader = BatchLoader::new(self.data.train.clone(), self.train_loader.clone(), epoch)?;
         let steps_per_epoch = common_steps(self.replicas, loader.total())?;
-        let show = options.progress && options.progress_bar && self.files.writer();
+        let show = options.draws_bars(self.files.writer());
         let bar = progress_bar(show, steps_per_epoch, epoch + 1, options.epochs);
         // The schedule counts steps from the epoch, so a run resumed with another rank
         // count (other steps per epoch) continues where the learning rate was.

@@ -100,6 +100,12 @@ impl Finetune {
 }
 
 impl TrainOptions {
+    /// Whether this process draws the progress bars: the one that writes the run
+    /// directory (`writer`, rank 0), with `progress` and `progress_bar` on.
+    pub(super) fn draws_bars(&self, writer: bool) -> bool {
+        self.progress && self.progress_bar && writer
+    }
+
     /// The options that must not change when a run is resumed.
     pub(super) fn fingerprint(&self) -> String {
         let mut same = self.clone();

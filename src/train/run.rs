@@ -65,7 +65,7 @@ impl<'a> Run<'a> {
         let data = load_data(options)?;
         let config = classifier_for(options, base_model, &data.class_names)?;
         check_global_batch(options, &data, replicas)?;
-        let spinner = preparing_spinner(options.progress && options.progress_bar && files.writer());
+        let spinner = preparing_spinner(options.draws_bars(files.writer()));
         let network = build_with_rank0_kernels(gpu, replicas, || {
             Network::build(gpu, options, &config, pretrained.as_ref(), replicas.count())
         })?;
